@@ -1,0 +1,57 @@
+package lamportmutex
+
+import (
+	"fmt"
+	"log/slog"
+)
+
+// Config configures a Mutex.
+type Config struct {
+	// ID is this peer's id. Required.
+	ID string
+	// Peers lists every member of the group, including ID. Ids must be
+	// non-empty and distinct, and every member must be configured with the
+	// same list.
+	Peers []string
+	// Transport carries messages to and from the other peers; its ID must
+	// be ID. Required. The Mutex does not close it: close the Mutex first,
+	// then the Transport.
+	Transport Transport
+	// OnRelease, if set, is called with the payload of every RELEASE from
+	// another peer that carries one, on the Mutex's goroutine, before that
+	// release takes effect here: the next holder has always handled every
+	// earlier holder's payload. Payloads from one peer arrive in the order
+	// its holders released. An error is logged and counted in
+	// Stats.HandlerErrors; the release still takes effect (the handler's
+	// owner decides how to stop, for example by refusing further work).
+	OnRelease func(from string, payload []byte) error
+	// Trace, if set, is called on the Mutex's goroutine for every message
+	// sent or received, with the clock after the event. It must not block.
+	Trace func(Event)
+	// Logger receives the Mutex's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Event is one message sent or received, as reported to Config.Trace.
+type Event struct {
+	// Sent is true for a message sent, false for one received.
+	Sent    bool
+	Message Message
+	// Clock is the local Lamport clock after the event.
+	Clock uint64
+}
+
+// validate checks c and returns the sorted member list.
+func (c Config) validate() ([]string, error) {
+	ids, err := memberList(c.ID, c.Peers)
+	if err != nil {
+		return nil, err
+	}
+	if c.Transport == nil {
+		return nil, fmt.Errorf("%w: nil Transport", ErrConfig)
+	}
+	if got := c.Transport.ID(); got != c.ID {
+		return nil, fmt.Errorf("%w: transport id %q, want %q", ErrConfig, got, c.ID)
+	}
+	return ids, nil
+}

@@ -1,0 +1,27 @@
+package lamportmutex
+
+import "errors"
+
+// Sentinel errors. Callers branch on them with errors.Is.
+var (
+	// ErrNotHeld is returned by Unlock when the lock is not held.
+	ErrNotHeld = errors.New("lamportmutex: lock not held")
+	// ErrLocked is returned by TryLock when another peer holds the lock or
+	// has an earlier request, or another goroutine of this process holds or
+	// waits for it.
+	ErrLocked = errors.New("lamportmutex: locked by another holder")
+	// ErrClosed is returned by every method of a closed Mutex.
+	ErrClosed = errors.New("lamportmutex: mutex closed")
+	// ErrConfig wraps every error New and NewMachine return for a bad
+	// configuration.
+	ErrConfig = errors.New("lamportmutex: invalid config")
+	// ErrNotMember is returned by Machine.Step for a message whose sender is
+	// not a peer of this machine or whose recipient is not this machine.
+	ErrNotMember = errors.New("lamportmutex: message from or to a non-member")
+	// ErrBadMessage is returned by Machine.Step for a message of unknown
+	// kind.
+	ErrBadMessage = errors.New("lamportmutex: malformed message")
+	// ErrRequested is returned by Machine.Request while a request is
+	// already outstanding.
+	ErrRequested = errors.New("lamportmutex: request already outstanding")
+)

@@ -1,0 +1,268 @@
+package lamportmutex
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Machine is Lamport's mutual exclusion algorithm for one peer as a pure,
+// deterministic state machine: no goroutines, no clocks, no I/O. Each method
+// returns the messages to send, in order; the caller hands them to a
+// Transport. Mutex drives a Machine; simulations and model checkers drive it
+// directly. A Machine is not safe for concurrent use.
+//
+// The rules (Lamport, "Time, Clocks, and the Ordering of Events in a
+// Distributed System", 1978), with the clock ticked once per send event and
+// set to max(clock, msg.Clock)+1 on every receipt:
+//
+//   - Request: put (clock, self) in the queue; send REQUEST to every peer.
+//   - On REQUEST from j: put (msg.Clock, j) in the queue; send REPLY to j.
+//   - Enter when our request is first in the queue and from every peer a
+//     message with a timestamp later than our request's has been received.
+//   - Release: remove our request; send RELEASE to every peer.
+//   - On RELEASE from j: remove j's request.
+//
+// Restarts: a Machine starts knowing nothing, so it must not stamp a
+// request before it has heard from every peer (otherwise its clock could be
+// behind requests already queued elsewhere). A Request made earlier is held
+// back until then. When a Transport reports PeerUp(j), a new incarnation of
+// j, the Machine drops j's old request and sends j our own outstanding
+// request again (or a REPLY carrying our clock if we have none), which is
+// what the new incarnation waits to hear. At first contact this is one
+// message per pair.
+type Machine struct {
+	self    int      // index of our id in ids
+	ids     []string // all members, sorted
+	clock   uint64
+	q       queue
+	latest  []uint64 // per member: highest Clock received since its last PeerUp
+	heard   []bool   // per member: heard from since this Machine started
+	own     Token    // our outstanding request, if issued
+	issued  bool     // own is in the queue and was sent to every peer
+	pending bool     // Request was called before hearing from every peer
+	held    bool
+
+	// skipLatest, set only by tests, breaks the entry rule (enter without a
+	// later message from every peer) so that tests can show the checkers
+	// catch it.
+	skipLatest bool
+}
+
+// NewMachine returns the state machine of peer id in a group of members
+// (which includes id). Ids must be non-empty and distinct.
+func NewMachine(id string, members []string) (*Machine, error) {
+	ids, err := memberList(id, members)
+	if err != nil {
+		return nil, err
+	}
+	m := &Machine{
+		ids:    ids,
+		latest: make([]uint64, len(ids)),
+		heard:  make([]bool, len(ids)),
+	}
+	m.self, _ = slices.BinarySearch(ids, id)
+	m.heard[m.self] = true
+	return m, nil
+}
+
+// memberList validates id and members and returns the members sorted.
+func memberList(id string, members []string) ([]string, error) {
+	if id == "" {
+		return nil, fmt.Errorf("%w: empty own id", ErrConfig)
+	}
+	ids := slices.Clone(members)
+	slices.Sort(ids)
+	for i, p := range ids {
+		if p == "" {
+			return nil, fmt.Errorf("%w: empty peer id", ErrConfig)
+		}
+		if i > 0 && ids[i-1] == p {
+			return nil, fmt.Errorf("%w: duplicate peer id %q", ErrConfig, p)
+		}
+	}
+	if _, ok := slices.BinarySearch(ids, id); !ok {
+		return nil, fmt.Errorf("%w: own id %q not among peers %q", ErrConfig, id, members)
+	}
+	return ids, nil
+}
+
+// ID returns the peer's own id.
+func (m *Machine) ID() string { return m.ids[m.self] }
+
+// Members returns all member ids, sorted.
+func (m *Machine) Members() []string { return slices.Clone(m.ids) }
+
+// Clock returns the Lamport clock.
+func (m *Machine) Clock() uint64 { return m.clock }
+
+// Held reports whether this peer holds the lock.
+func (m *Machine) Held() bool { return m.held }
+
+// Requesting reports whether a request is outstanding: waiting, held back
+// until every peer has been heard from, or held.
+func (m *Machine) Requesting() bool { return m.issued || m.pending }
+
+// Own returns our outstanding request's token, once it has been stamped.
+func (m *Machine) Own() (Token, bool) { return m.own, m.issued }
+
+// Queue returns a copy of the request queue, first in line first.
+func (m *Machine) Queue() []Token { return slices.Clone(m.q) }
+
+// Synced reports whether every peer has been heard from since the Machine
+// started, so that a request can be stamped.
+func (m *Machine) Synced() bool { return !slices.Contains(m.heard, false) }
+
+// Behind reports whether our request, though not held, is settled as not
+// first: every peer has sent a message later than it, so no earlier request
+// can still arrive, and an earlier one is queued. TryLock gives up then.
+func (m *Machine) Behind() bool {
+	if !m.issued || m.held || !m.complete() {
+		return false
+	}
+	h, _ := m.q.head()
+	return h != m.own
+}
+
+// Request starts a request for the lock. It returns ErrRequested if one is
+// outstanding. With a single member the lock is held on return.
+func (m *Machine) Request() ([]Message, error) {
+	if m.Requesting() {
+		return nil, ErrRequested
+	}
+	if !m.Synced() {
+		m.pending = true
+		return nil, nil
+	}
+	out := m.issue()
+	m.tryEnter()
+	return out, nil
+}
+
+// issue stamps our request, queues it and broadcasts it.
+func (m *Machine) issue() []Message {
+	m.pending = false
+	m.clock++
+	m.own = Token{Clock: m.clock, ID: m.ID()}
+	m.issued = true
+	m.q.put(m.own)
+	return m.broadcast(Request, m.clock, nil)
+}
+
+// Release gives up the lock, attaching payload to the RELEASE sent to every
+// peer; each peer hands the payload to its handler before the release takes
+// effect there. Called while the request is still waiting, Release withdraws
+// it (payload must then be nil). It returns ErrNotHeld if there is nothing
+// to release or withdraw.
+func (m *Machine) Release(payload []byte) ([]Message, error) {
+	switch {
+	case m.held:
+	case payload != nil || !m.Requesting():
+		return nil, ErrNotHeld
+	case m.pending:
+		m.pending = false
+		return nil, nil
+	}
+	m.held, m.issued = false, false
+	m.q.remove(m.ID())
+	m.clock++
+	return m.broadcast(Release, m.clock, payload), nil
+}
+
+// Step handles one received message and returns the messages to send. A
+// message that is not from a peer of this machine or not addressed to it
+// returns ErrNotMember, one of unknown kind ErrBadMessage; either leaves the
+// Machine unchanged.
+func (m *Machine) Step(msg Message) ([]Message, error) {
+	j, ok := slices.BinarySearch(m.ids, msg.From)
+	if !ok || j == m.self || msg.To != m.ID() {
+		return nil, fmt.Errorf("%w: %v", ErrNotMember, msg)
+	}
+	if !msg.Kind.Valid() {
+		return nil, fmt.Errorf("%w: %v", ErrBadMessage, msg)
+	}
+	var out []Message
+	if msg.Kind == PeerUp {
+		out = m.peerUp(j)
+	} else {
+		m.clock = max(m.clock, msg.Clock) + 1
+		m.latest[j] = max(m.latest[j], msg.Clock)
+		m.heard[j] = true
+		switch msg.Kind {
+		case Request:
+			m.q.put(Token{Clock: msg.Clock, ID: msg.From})
+			m.clock++
+			out = append(out, m.message(Reply, j, m.clock, nil))
+		case Release:
+			m.q.remove(msg.From)
+		}
+	}
+	if m.pending && m.Synced() {
+		out = append(out, m.issue()...)
+	}
+	m.tryEnter()
+	return out, nil
+}
+
+// peerUp forgets what an earlier incarnation of peer j said and tells the
+// new one about us.
+func (m *Machine) peerUp(j int) []Message {
+	m.q.remove(m.ids[j])
+	m.latest[j] = 0
+	if m.issued {
+		// Resent with its original stamp: the queue order must not change.
+		// Our clock is at least the stamp; the new incarnation learns our
+		// clock from later messages, and stamps its own requests after
+		// hearing this one.
+		return []Message{m.message(Request, j, m.own.Clock, nil)}
+	}
+	m.clock++
+	return []Message{m.message(Reply, j, m.clock, nil)}
+}
+
+// complete reports whether every peer has sent a message later than our
+// request, so every earlier request is in our queue.
+func (m *Machine) complete() bool {
+	if m.skipLatest {
+		return true
+	}
+	for i, c := range m.latest {
+		if i != m.self && c <= m.own.Clock {
+			return false
+		}
+	}
+	return true
+}
+
+// tryEnter takes the lock if Lamport's entry rule holds.
+func (m *Machine) tryEnter() {
+	if !m.issued || m.held || !m.complete() {
+		return
+	}
+	if h, _ := m.q.head(); h == m.own {
+		m.held = true
+	}
+}
+
+func (m *Machine) broadcast(k Kind, clock uint64, payload []byte) []Message {
+	out := make([]Message, 0, len(m.ids)-1)
+	for i := range m.ids {
+		if i != m.self {
+			out = append(out, m.message(k, i, clock, payload))
+		}
+	}
+	return out
+}
+
+func (m *Machine) message(k Kind, to int, clock uint64, payload []byte) Message {
+	return Message{Kind: k, From: m.ID(), To: m.ids[to], Clock: clock, Payload: payload}
+}
+
+// Clone returns an independent copy of m, for model checkers that explore
+// several futures of one state.
+func (m *Machine) Clone() *Machine {
+	c := *m
+	c.q = slices.Clone(m.q)
+	c.latest = slices.Clone(m.latest)
+	c.heard = slices.Clone(m.heard)
+	return &c
+}

@@ -1,0 +1,73 @@
+package lamportmutex
+
+import "fmt"
+
+// Kind says what a Message is.
+type Kind uint8
+
+// The kinds of message. Request, Reply and Release travel between peers;
+// PeerUp is never sent: a Transport synthesizes it on its inbound channel.
+const (
+	// Request asks every peer to queue the sender's request, stamped
+	// (Message.Clock, Message.From).
+	Request Kind = iota + 1
+	// Reply acknowledges a Request. Any message with a later timestamp would
+	// do; Reply exists so that one is always sent. A Reply is also sent to a
+	// peer that has just come up, so that it learns our clock.
+	Reply
+	// Release removes the sender's request from every queue. It carries the
+	// holder's optional payload, which every peer handles before the release
+	// takes effect there. A Release from a peer that does not hold the lock
+	// withdraws its pending request.
+	Release
+	// PeerUp reports that a new incarnation of Message.From is reachable:
+	// everything from its earlier incarnations has been delivered or dropped,
+	// and every later message from From comes from the new one. A Transport
+	// delivers it before any message of the new incarnation, including at
+	// first contact.
+	PeerUp
+)
+
+// String returns the kind's name as used in logs and test scripts.
+func (k Kind) String() string {
+	switch k {
+	case Request:
+		return "REQUEST"
+	case Reply:
+		return "REPLY"
+	case Release:
+		return "RELEASE"
+	case PeerUp:
+		return "PEERUP"
+	default:
+		return fmt.Sprintf("Kind(%d)", uint8(k))
+	}
+}
+
+// Valid reports whether k is one of the defined kinds.
+func (k Kind) Valid() bool { return k >= Request && k <= PeerUp }
+
+// Message is one message of the algorithm. Callers never build messages;
+// the state machine does, and a Transport carries them unchanged.
+type Message struct {
+	Kind Kind
+	// From and To are peer ids. A Transport fills neither; it checks that
+	// From is its own id on Send and that From is the authenticated sender
+	// on receipt.
+	From string
+	To   string
+	// Clock is the sender's Lamport clock when it sent the message. For a
+	// Request it is the request's timestamp.
+	Clock uint64
+	// Payload is the holder's update attached to a Release; nil otherwise.
+	Payload []byte
+}
+
+// String formats m for logs and test scripts, e.g. "1->2 REQUEST@3".
+func (m Message) String() string {
+	s := fmt.Sprintf("%s->%s %s@%d", m.From, m.To, m.Kind, m.Clock)
+	if m.Payload != nil {
+		s += fmt.Sprintf(" payload=%q", m.Payload)
+	}
+	return s
+}

@@ -1,0 +1,55 @@
+package lamportmutex
+
+import (
+	"sync"
+	"time"
+)
+
+// Stats counts what a Mutex has done since New.
+type Stats struct {
+	// Entries is the number of times this peer took the lock.
+	Entries uint64
+	// Sent and Received count messages by kind. Received includes PeerUp
+	// reports from the Transport.
+	Sent, Received map[Kind]uint64
+	// Dropped counts received messages that were not for this group (from a
+	// non-member, or malformed); each is also logged.
+	Dropped uint64
+	// SendErrors counts messages the Transport refused.
+	SendErrors uint64
+	// HandlerErrors counts errors returned by Config.OnRelease.
+	HandlerErrors uint64
+	// WaitTotal and WaitMax are the total and longest time a granted Lock
+	// or TryLock call waited.
+	WaitTotal, WaitMax time.Duration
+}
+
+// statsBox holds a Mutex's counters; the driver goroutine writes, Stats
+// reads.
+type statsBox struct {
+	mu sync.Mutex
+	s  Stats
+}
+
+func (b *statsBox) update(f func(s *Stats)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f(&b.s)
+}
+
+func (b *statsBox) snapshot() Stats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.s
+	s.Sent = copyCounts(b.s.Sent)
+	s.Received = copyCounts(b.s.Received)
+	return s
+}
+
+func copyCounts(m map[Kind]uint64) map[Kind]uint64 {
+	c := make(map[Kind]uint64, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}

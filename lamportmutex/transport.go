@@ -1,0 +1,42 @@
+package lamportmutex
+
+import "context"
+
+// Transport carries messages between the peers of one Mutex. The algorithm
+// is safe only if every Transport keeps the whole of this contract:
+//
+//   - Reliable: every message passed to Send for a peer that stays up is
+//     delivered to that peer, exactly once. A transport that cannot reach a
+//     peer keeps the message and keeps trying; it never drops it in silence.
+//   - Per-pair FIFO: messages from one sender to one receiver are delivered
+//     in the order Send was called. There is no order across pairs.
+//   - No duplicates and no forgeries: a message is delivered at most once,
+//     and Message.From names the peer that really sent it.
+//   - Incarnations: when a peer restarts, its earlier incarnation's
+//     undelivered messages are dropped, never replayed into the new one, and
+//     the transport delivers a PeerUp message from that peer before any
+//     message of the new incarnation. It also delivers PeerUp for every peer
+//     at first contact. Messages sent to a peer while it is down are held;
+//     those addressed to an incarnation that has since died may be delivered
+//     to the next one or dropped (the algorithm is safe either way).
+//   - Send returns once the message is queued for delivery (not when it is
+//     delivered). It blocks only while the queue for that peer is full and
+//     never past ctx; it returns an error for an unknown peer, for a message
+//     whose From is not ID, and after Close.
+//   - Receive returns one channel for the transport's whole life; it is
+//     closed after Close. Messages are delivered on it in the order above.
+//   - Close stops every goroutine the transport started and is safe to call
+//     more than once.
+//
+// The transport package provides two implementations: an in-process network
+// of channels, and TCP.
+type Transport interface {
+	// ID returns the local peer's id.
+	ID() string
+	// Send queues msg for delivery to msg.To.
+	Send(ctx context.Context, msg Message) error
+	// Receive returns the channel of inbound messages.
+	Receive() <-chan Message
+	// Close shuts the transport down.
+	Close() error
+}

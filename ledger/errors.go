@@ -1,0 +1,101 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors about a transfer's input. Transfer returns them before it takes the
+// mutex: nothing is written and no lock is held.
+var (
+	// ErrUnknownClient: a client id is not a member of the ledger.
+	ErrUnknownClient = errors.New("unknown client")
+	// ErrInvalidAmount: an amount is zero, negative, or does not fit in an int64.
+	ErrInvalidAmount = errors.New("invalid amount: must be a positive whole number that fits in 63 bits")
+	// ErrSelfTransfer: the sender and the receiver are the same client.
+	ErrSelfTransfer = errors.New("cannot transfer to oneself")
+	// ErrNotOwner: a node tried to spend another client's balance; a node
+	// sends only from its own id. A received block whose sender is not the
+	// peer that released it fails with this error too.
+	ErrNotOwner = errors.New("cannot spend another client's balance")
+	// ErrInsufficientFunds: the sender's balance is smaller than the amount.
+	// The error returned wraps it and states the balance.
+	ErrInsufficientFunds = errors.New("insufficient funds")
+	// ErrTransferIDConflict: a transfer ID was already used for a transfer
+	// with other parties or another amount.
+	ErrTransferIDConflict = errors.New("transfer id already used for a different transfer")
+)
+
+// Errors about the state of a Node.
+var (
+	// ErrDiverged: the node received a block it could not verify or persist
+	// and stopped taking transfers rather than diverge from its peers.
+	ErrDiverged = errors.New("ledger node stopped: it received a block it cannot apply")
+	// ErrNoLocker: Transfer was called before SetLocker.
+	ErrNoLocker = errors.New("ledger node has no locker: call SetLocker first")
+	// ErrClosed: the Node or Store is closed.
+	ErrClosed = errors.New("ledger closed")
+)
+
+// Errors about blocks, chains and stores.
+var (
+	// ErrInvalidBlock is matched (errors.Is) by every *BlockError.
+	ErrInvalidBlock = errors.New("invalid block")
+	// ErrBadHeight: a block's height is not its predecessor's plus one.
+	ErrBadHeight = errors.New("wrong height")
+	// ErrBadPrev: a block's Prev is not its predecessor's hash.
+	ErrBadPrev = errors.New("previous hash does not match")
+	// ErrBadHash: a block's Hash is not the hash of its contents.
+	ErrBadHash = errors.New("hash does not match contents")
+	// ErrBadClock: a block's Clock is not greater than its predecessor's:
+	// the tokens of successive mutex grants must strictly increase.
+	ErrBadClock = errors.New("clock does not increase")
+	// ErrBadGenesis: a genesis block is malformed (no members, duplicate or
+	// unsorted members, negative balances, total overflow, ...).
+	ErrBadGenesis = errors.New("bad genesis")
+	// ErrDuplicateTransfer: a transfer ID appears in two blocks.
+	ErrDuplicateTransfer = errors.New("transfer id already in the chain")
+	// ErrMalformedBlock: bytes that do not decode as a block.
+	ErrMalformedBlock = errors.New("malformed block encoding")
+	// ErrGenesisMismatch: a store or chain belongs to another ledger (other
+	// members or initial balances).
+	ErrGenesisMismatch = errors.New("genesis does not match: this is another ledger")
+	// ErrCorrupt is matched (errors.Is) by every *CorruptError.
+	ErrCorrupt = errors.New("ledger store corrupt")
+)
+
+// BlockError reports the first block of a chain that fails verification.
+type BlockError struct {
+	Height uint64 // the height at which the block was expected
+	Err    error  // why, e.g. ErrBadHash or ErrInsufficientFunds
+}
+
+func (e *BlockError) Error() string {
+	return fmt.Sprintf("invalid block at height %d: %v", e.Height, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *BlockError) Unwrap() error { return e.Err }
+
+// Is reports whether target is ErrInvalidBlock.
+func (e *BlockError) Is(target error) bool { return target == ErrInvalidBlock }
+
+// CorruptError reports damage in a store file that is not a torn last
+// record: the store refuses to open.
+type CorruptError struct {
+	Path   string // the file
+	Offset int64  // byte offset of the damaged record
+	Height uint64 // height of the block the record should hold
+	Err    error  // what is wrong
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("ledger store %s: damaged record at offset %d (block %d): %v; refusing to open",
+		e.Path, e.Offset, e.Height, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+// Is reports whether target is ErrCorrupt.
+func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
