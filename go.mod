@@ -2,4 +2,8 @@ module github.com/lamportledger/lamportledger
 
 go 1.24
 
-require github.com/hashicorp/go-msgpack/v2 v2.1.2 // indirect
+require (
+	github.com/hashicorp/go-msgpack/v2 v2.1.2 // indirect
+	go.uber.org/goleak v1.3.0 // indirect
+	golang.org/x/sync v0.16.0 // indirect
+)
