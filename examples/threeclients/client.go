@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
+	"github.com/lamportledger/lamportledger/ledger"
+	"github.com/lamportledger/lamportledger/transport"
+)
+
+// options are the settings shared by every client of this process.
+type options struct {
+	peers   map[string]string // id -> address
+	members []string
+	balance int64
+	delay   time.Duration
+	trace   bool
+	dataDir string
+	memory  bool
+	out     *printer
+	logger  *slog.Logger
+}
+
+// client is one member of the ledger: its store, node, transport and mutex.
+type client struct {
+	id    string
+	opts  options
+	out   *printer
+	node  *ledger.Node
+	tcp   *transport.TCP
+	delay *delayTransport // nil without -delay
+	mu    *lamportmutex.Mutex
+	work  sync.WaitGroup // transfers in flight
+	ctx   context.Context
+	stop  context.CancelFunc
+
+	connectedOnce sync.Once
+	watchDone     chan struct{}
+}
+
+// startClient opens the client's ledger, listens, and starts its mutex.
+func startClient(id string, opts options) (*client, error) {
+	c := &client{id: id, opts: opts, out: opts.out, watchDone: make(chan struct{})}
+	genesis, err := ledger.NewGenesis(opts.members, opts.balance)
+	if err != nil {
+		return nil, err
+	}
+	var store ledger.Store
+	where := "memory"
+	if opts.memory {
+		store, err = ledger.NewMemStore(genesis)
+	} else {
+		if err := os.MkdirAll(opts.dataDir, 0o755); err != nil {
+			return nil, fmt.Errorf("data folder: %w", err)
+		}
+		where = filepath.Join(opts.dataDir, "client-"+id+".log")
+		store, err = ledger.OpenFileStore(where, genesis, ledger.FileOptions{Logger: opts.logger})
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.node, err = ledger.NewNode(ledger.Config{
+		ID: id, Members: opts.members, InitialBalance: opts.balance, Store: store,
+		Logger: opts.logger, OnEvent: c.onEvent,
+	})
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	head := c.node.Head()
+	c.out.say(id, "ledger in %s: %d blocks after genesis recovered, head #%d %s",
+		where, head.Height, head.Height, head.Hash.Short())
+
+	c.tcp, err = transport.NewTCP(transport.TCPConfig{
+		ID: id, ListenAddr: opts.peers[id], Peers: opts.peers,
+		Cluster: genesis.Hash.String(), Logger: opts.logger,
+	})
+	if err != nil {
+		_ = c.node.Close()
+		return nil, fmt.Errorf("listen on %s: %w", opts.peers[id], err)
+	}
+	var tr lamportmutex.Transport = c.tcp
+	if opts.delay > 0 {
+		c.delay = newDelayTransport(c.tcp, opts.delay)
+		tr = c.delay
+	}
+	cfg := lamportmutex.Config{ID: id, Peers: opts.members, Transport: tr,
+		OnRelease: c.node.HandleRelease, Logger: opts.logger}
+	if opts.trace {
+		cfg.Trace = c.onTrace
+	}
+	c.mu, err = lamportmutex.New(cfg)
+	if err != nil {
+		_ = c.tcp.Close()
+		_ = c.node.Close()
+		return nil, err
+	}
+	if err := c.node.SetLocker(c.mu); err != nil {
+		c.close()
+		return nil, err
+	}
+	c.ctx, c.stop = context.WithCancel(context.Background())
+	c.out.say(id, "listening on %s; connecting to %s", c.tcp.Addr(), c.others())
+	go c.watchPeers()
+	return c, nil
+}
+
+func (c *client) others() string {
+	var s []string
+	for _, id := range c.opts.members {
+		if id != c.id {
+			s = append(s, id+"="+c.opts.peers[id])
+		}
+	}
+	return strings.Join(s, ", ")
+}
+
+// watchPeers says once when every peer is connected both ways.
+func (c *client) watchPeers() {
+	defer close(c.watchDone)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		all := true
+		for _, p := range c.tcp.Status() {
+			all = all && p.Connected && p.Inbound
+		}
+		if all {
+			c.out.say(c.id, "all peers connected")
+			return
+		}
+	}
+}
+
+// transfer runs one transfer in the background and prints its outcome.
+func (c *client) transfer(to string, amount int64) {
+	c.work.Add(1)
+	go func() {
+		defer c.work.Done()
+		done := make(chan struct{})
+		go c.reportWaiting(done)
+		res, err := c.node.Transfer(c.ctx, to, amount)
+		close(done)
+		if err != nil {
+			now, _ := c.node.Balance(c.id)
+			reason := err.Error()
+			switch {
+			case errors.Is(err, ledger.ErrInsufficientFunds):
+				reason = fmt.Sprintf("insufficient funds: client %s has %d, needs %d", c.id, now, amount)
+			case errors.Is(err, context.Canceled):
+				reason = "cancelled"
+			}
+			c.out.say(c.id, "transfer %s -> %s amount %d: FAILED: %s (balance before %d, after %d)",
+				c.id, to, amount, reason, now, now)
+			return
+		}
+		c.out.say(c.id, "transfer %s -> %s amount %d: SUCCESS (balance before %d, after %d; block #%d %s)",
+			c.id, to, amount, res.Before[c.id], res.After[c.id], res.Block.Height, res.Block.Hash.Short())
+	}()
+}
+
+// reportWaiting says, while a transfer waits for the lock, which peers it
+// still waits for.
+func (c *client) reportWaiting(done <-chan struct{}) {
+	t := time.NewTimer(2*time.Second + c.opts.delay*2)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		st, err := c.mu.State(c.ctx)
+		if err != nil {
+			return
+		}
+		if len(st.Missing) > 0 {
+			c.out.say(c.id, "transfer waiting for the lock: no reply yet from %s%s",
+				strings.Join(st.Missing, ", "), c.disconnected(st.Missing))
+		} else if len(st.Queue) > 0 && st.Queue[0].ID != c.id {
+			c.out.say(c.id, "transfer waiting for the lock: client %s is ahead", st.Queue[0].ID)
+		}
+		t.Reset(5 * time.Second)
+	}
+}
+
+func (c *client) disconnected(ids []string) string {
+	var down []string
+	for _, p := range c.tcp.Status() {
+		for _, id := range ids {
+			if p.ID == id && !(p.Connected && p.Inbound) {
+				down = append(down, id)
+			}
+		}
+	}
+	if len(down) == 0 {
+		return ""
+	}
+	return " (not connected: " + strings.Join(down, ", ") + ")"
+}
+
+func (c *client) onEvent(ev ledger.Event) {
+	switch ev.Kind {
+	case ledger.EventBlockInserted:
+		if !ev.Local {
+			b := ev.Block
+			c.out.say(c.id, "block #%d %s from client %s inserted: %s -> %s amount %d (clock %d)",
+				b.Height, b.Hash.Short(), ev.From, b.Transfer.From, b.Transfer.To, b.Transfer.Amount, b.Clock)
+		}
+	case ledger.EventFailed:
+		c.out.say(c.id, "LEDGER STOPPED: %v", ev.Err)
+	}
+}
+
+func (c *client) onTrace(ev lamportmutex.Event) {
+	verb, peer := "received", ev.Message.From
+	if ev.Sent {
+		verb, peer = "sent", ev.Message.To
+	}
+	payload := ""
+	if len(ev.Message.Payload) > 0 {
+		payload = fmt.Sprintf(" with a %d-byte block", len(ev.Message.Payload))
+	}
+	c.out.say(c.id, "trace: %s %s@%d %s %s%s; clock now %d",
+		verb, ev.Message.Kind, ev.Message.Clock, map[bool]string{true: "to", false: "from"}[ev.Sent], peer, payload, ev.Clock)
+}
+
+// close waits for transfers in flight, withdraws from the mutex, lets the
+// transport deliver what it holds, and closes everything.
+func (c *client) close() {
+	c.work.Wait()
+	if c.stop != nil {
+		c.stop()
+		<-c.watchDone
+	}
+	_ = c.mu.Close()
+	if c.delay != nil {
+		_ = c.delay.Close()
+	}
+	c.drain(5 * time.Second)
+	_ = c.tcp.Close()
+	if err := c.node.Close(); err != nil {
+		c.out.say(c.id, "closing ledger: %v", err)
+	}
+}
+
+// drain waits, up to limit, until the transport holds no unacknowledged
+// message for a connected peer.
+func (c *client) drain(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		pending := false
+		for _, p := range c.tcp.Status() {
+			pending = pending || (p.Queued > 0 && p.Connected)
+		}
+		if !pending {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// command is one parsed line of input.
+type command struct {
+	name   string // transfer, balance, chain, table, status, wait, help, exit
+	to     string // transfer
+	amount int64  // transfer
+	client string // balance (empty: self)
+	wait   time.Duration
+}
+
+// errEmpty is returned for a blank or comment line, which is ignored.
+var errEmpty = errors.New("empty line")
+
+const helpText = `commands:
+  transfer <to> <amount>          send money from this client (also: transfer <from> <to> <amount>)
+  balance [client]                a balance, read locally without the mutex
+  chain | print blockchain        the blockchain, newest block first
+  table | print balance table     every client's balance
+  status                          clock, request queue, peers and connections
+  wait <seconds>                  pause (for scripts)
+  help                            this text
+  exit | quit                     leave`
+
+// parseCommand parses line for client self among members. Every error is
+// one line a person can act on.
+func parseCommand(line, self string, members []string) (command, error) {
+	f := strings.Fields(line)
+	if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+		return command{}, errEmpty
+	}
+	name := strings.ToLower(f[0])
+	args := f[1:]
+	switch name {
+	case "transfer":
+		if len(args) == 3 {
+			if args[0] != self {
+				if !isMember(args[0], members) {
+					return command{}, fmt.Errorf("unknown client %q (clients: %s)", args[0], strings.Join(members, ", "))
+				}
+				return command{}, fmt.Errorf("client %s cannot spend client %s's money", self, args[0])
+			}
+			args = args[1:]
+		}
+		if len(args) != 2 {
+			return command{}, errors.New("usage: transfer <to> <amount>")
+		}
+		to := args[0]
+		if !isMember(to, members) {
+			return command{}, fmt.Errorf("unknown client %q (clients: %s)", to, strings.Join(members, ", "))
+		}
+		if to == self {
+			return command{}, fmt.Errorf("cannot transfer to yourself (client %s)", self)
+		}
+		amount, err := parseAmount(args[1])
+		if err != nil {
+			return command{}, err
+		}
+		return command{name: "transfer", to: to, amount: amount}, nil
+	case "balance":
+		switch len(args) {
+		case 0:
+			return command{name: "balance", client: self}, nil
+		case 1:
+			if !isMember(args[0], members) {
+				return command{}, fmt.Errorf("unknown client %q (clients: %s)", args[0], strings.Join(members, ", "))
+			}
+			return command{name: "balance", client: args[0]}, nil
+		}
+		return command{}, errors.New("usage: balance [client]")
+	case "print":
+		switch strings.ToLower(strings.Join(args, " ")) {
+		case "blockchain":
+			return command{name: "chain"}, nil
+		case "balance table":
+			return command{name: "table"}, nil
+		}
+		return command{}, errors.New("usage: print blockchain | print balance table")
+	case "chain", "blockchain", "table", "status", "help", "exit", "quit":
+		if len(args) != 0 {
+			return command{}, fmt.Errorf("%s takes no arguments", name)
+		}
+		switch name {
+		case "blockchain":
+			name = "chain"
+		case "quit":
+			name = "exit"
+		}
+		return command{name: name}, nil
+	case "wait":
+		if len(args) != 1 {
+			return command{}, errors.New("usage: wait <seconds>")
+		}
+		s, err := strconv.ParseFloat(args[0], 64)
+		if err != nil || s < 0 || s > 3600 || math.IsNaN(s) {
+			return command{}, fmt.Errorf("wait: %q is not a number of seconds between 0 and 3600", args[0])
+		}
+		return command{name: "wait", wait: time.Duration(s * float64(time.Second))}, nil
+	}
+	return command{}, fmt.Errorf("unknown command %q (type help)", f[0])
+}
+
+// parseAmount accepts a positive whole number that fits in int64.
+func parseAmount(s string) (int64, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return 0, fmt.Errorf("amount %s is too large", s)
+	case err != nil:
+		return 0, fmt.Errorf("amount %q is not a whole number", s)
+	case n <= 0:
+		return 0, fmt.Errorf("amount must be positive, got %d", n)
+	}
+	return n, nil
+}
+
+func isMember(id string, members []string) bool {
+	for _, m := range members {
+		if m == id {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,232 @@
+// Command threeclients runs clients of a replicated ledger that take turns
+// through Lamport's distributed mutual exclusion, over TCP.
+//
+// In three terminals:
+//
+//	go run ./examples/threeclients 1
+//	go run ./examples/threeclients 2
+//	go run ./examples/threeclients 3
+//
+// or all three clients in one process, with one prompt where each command
+// starts with the client that issues it ("1 transfer 2 5"):
+//
+//	go run ./examples/threeclients
+//
+// Type help for the commands. See the README for flags and a sample session.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run is the whole program; it returns the exit status.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("threeclients", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: threeclients [flags] [clientnum]\n\nWith a client number, runs that client; without, runs every client in one process.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	peersFlag := fs.String("peers", "", "clients and addresses, e.g. 1=host:port,2=host:port,3=host:port (default 127.0.0.1:7001-7003)")
+	configFlag := fs.String("config", "", "JSON file with the clients and addresses (see clients.example.json)")
+	balance := fs.Int64("balance", 10, "every client's initial balance")
+	delay := fs.Duration("delay", 0, "delay every message sent by this long (e.g. 3s) to watch concurrency")
+	trace := fs.Bool("trace", false, "print every message sent and received and every clock change")
+	dataDir := fs.String("data", "lamportledger-data", "folder for the ledger files (one per client)")
+	memory := fs.Bool("memory", false, "keep the ledger in memory only")
+	verbose := fs.Bool("v", false, "log connection events to stderr")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "threeclients: "+format+"\n", a...)
+		return 1
+	}
+
+	opts := options{peers: defaultPeers, balance: *balance, delay: *delay, trace: *trace,
+		dataDir: *dataDir, memory: *memory, out: &printer{w: stdout}}
+	switch {
+	case *peersFlag != "" && *configFlag != "":
+		return fail("give -peers or -config, not both")
+	case *peersFlag != "":
+		p, err := parsePeers(*peersFlag)
+		if err != nil {
+			return fail("%v", err)
+		}
+		opts.peers = p
+	case *configFlag != "":
+		fc, err := loadConfigFile(*configFlag)
+		if err != nil {
+			return fail("%v", err)
+		}
+		opts.peers = fc.Clients
+		if fc.Balance != 0 && !isFlagSet(fs, "balance") {
+			opts.balance = fc.Balance
+		}
+	}
+	if opts.balance <= 0 {
+		return fail("-balance must be positive, got %d", opts.balance)
+	}
+	if opts.delay < 0 {
+		return fail("-delay must not be negative")
+	}
+	opts.members = memberIDs(opts.peers)
+	level := slog.LevelError
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	opts.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	var ids []string
+	switch fs.NArg() {
+	case 0:
+		ids = opts.members
+	case 1:
+		id := fs.Arg(0)
+		if _, ok := opts.peers[id]; !ok {
+			return fail("unknown client %q (clients: %s)", id, strings.Join(opts.members, ", "))
+		}
+		ids = []string{id}
+	default:
+		fs.Usage()
+		return 2
+	}
+
+	clients := map[string]*client{}
+	closeAll := func() {
+		for _, c := range clients {
+			c.work.Wait()
+		}
+		for _, id := range ids {
+			if c := clients[id]; c != nil {
+				c.close()
+			}
+		}
+	}
+	for _, id := range ids {
+		c, err := startClient(id, opts)
+		if err != nil {
+			closeAll()
+			return fail("client %s: %v", id, err)
+		}
+		clients[id] = c
+	}
+
+	interactive := isTerminal(stdin)
+	prefix := len(ids) > 1
+	opts.out.raw(helpText + "\n")
+	if prefix {
+		opts.out.raw("start each command with the client that issues it, e.g. \"1 transfer 2 5\"\n")
+	}
+	lines := make(chan string)
+	go func() { // ends with the process; a blocked read cannot be interrupted
+		sc := bufio.NewScanner(stdin)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	for {
+		if interactive {
+			opts.out.raw("> ")
+		}
+		var line string
+		var ok bool
+		select {
+		case <-ctx.Done():
+			for _, c := range clients {
+				c.stop() // abandon transfers still waiting
+			}
+			opts.out.raw("\n")
+			closeAll()
+			return 0
+		case line, ok = <-lines:
+		}
+		if !ok {
+			closeAll()
+			return 0
+		}
+		c, text, err := route(line, ids, clients, prefix)
+		if err != nil {
+			if err != errEmpty {
+				opts.out.raw("error: " + err.Error() + "\n")
+			}
+			continue
+		}
+		cmd, err := parseCommand(text, c.id, opts.members)
+		switch {
+		case err == errEmpty:
+			continue
+		case err != nil:
+			c.out.say(c.id, "error: %v", err)
+			continue
+		case cmd.name == "exit":
+			closeAll()
+			return 0
+		}
+		c.execute(ctx, cmd)
+	}
+}
+
+// route picks the client a line is for.
+func route(line string, ids []string, clients map[string]*client, prefix bool) (*client, string, error) {
+	if !prefix {
+		return clients[ids[0]], line, nil
+	}
+	f := strings.Fields(line)
+	if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+		return nil, "", errEmpty
+	}
+	if c, ok := clients[f[0]]; ok {
+		if len(f) == 1 {
+			return nil, "", fmt.Errorf("client %s: what should it do? (type \"%s help\")", f[0], f[0])
+		}
+		return c, strings.Join(f[1:], " "), nil
+	}
+	if f[0] == "help" || f[0] == "exit" || f[0] == "quit" {
+		return clients[ids[0]], line, nil
+	}
+	return nil, "", fmt.Errorf("start the command with the client that issues it, one of %s (e.g. \"%s transfer %s 5\")",
+		strings.Join(ids, ", "), ids[0], ids[len(ids)-1])
+}
+
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func isFlagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
