@@ -1,0 +1,41 @@
+// Package lamportledger is the root of the LamportLedger module: Lamport's
+// distributed mutual exclusion algorithm as an embeddable library, and a
+// replicated ledger of transfers built on it.
+//
+// The module holds no code of its own at the root; it is a map:
+//
+//   - [github.com/lamportledger/lamportledger/lamportmutex]: the algorithm.
+//     Machine is the pure, deterministic state machine (Lamport clock,
+//     request queue ordered by (clock, peer id), REQUEST / REPLY / RELEASE);
+//     Mutex drives a Machine over a Transport and offers Lock, TryLock,
+//     Unlock (with a payload every peer handles before the release takes
+//     effect there), Close, fencing tokens and Stats. Transport is the
+//     interface, with its whole contract: reliable, per-pair FIFO, no
+//     duplicates, PeerUp on a peer's new incarnation.
+//   - [github.com/lamportledger/lamportledger/transport]: two Transports.
+//     ChanNetwork is an in-process network (every message still goes
+//     through the wire codec) with seeded delay, partition and disconnect
+//     hooks; TCP keeps the contract across real networks with sequence
+//     numbers, acknowledgements and reconnects, frames encoded with msgpack.
+//   - [github.com/lamportledger/lamportledger/ledger]: a hash-linked chain
+//     of transfer blocks and the balance table derived from it, a durable
+//     checksummed store, and Node, one client of the replicated ledger. A
+//     transfer takes the mutex, checks the local balance, inserts and
+//     persists its block, and releases the mutex with the block as payload,
+//     so that the next holder has every earlier block.
+//   - examples/threeclients: the three-client command line program over TCP;
+//     examples/inprocess: three clients over channels in one process.
+//
+// Dependencies point one way: ledger and transport use lamportmutex;
+// ledger never imports transport; nothing imports the examples.
+//
+// Wiring one client (see the ledger package for the full example):
+//
+//	tr, _ := transport.NewTCP(transport.TCPConfig{ID: "1", ListenAddr: ":7001", Peers: addrs})
+//	node, _ := ledger.NewNode(ledger.Config{ID: "1", Members: ids, Store: store})
+//	mu, _ := lamportmutex.New(lamportmutex.Config{
+//		ID: "1", Peers: ids, Transport: tr, OnRelease: node.HandleRelease,
+//	})
+//	node.SetLocker(mu)
+//	res, err := node.Transfer(ctx, "2", 5)
+package lamportledger
