@@ -3,7 +3,6 @@ module github.com/lamportledger/lamportledger
 go 1.24
 
 require (
-	github.com/hashicorp/go-msgpack/v2 v2.1.2 // indirect
-	go.uber.org/goleak v1.3.0 // indirect
-	golang.org/x/sync v0.16.0 // indirect
+	github.com/hashicorp/go-msgpack/v2 v2.1.2
+	go.uber.org/goleak v1.3.0
 )

@@ -47,9 +47,6 @@ var (
 	ErrBadPrev = errors.New("previous hash does not match")
 	// ErrBadHash: a block's Hash is not the hash of its contents.
 	ErrBadHash = errors.New("hash does not match contents")
-	// ErrBadClock: a block's Clock is not greater than its predecessor's:
-	// the tokens of successive mutex grants must strictly increase.
-	ErrBadClock = errors.New("clock does not increase")
 	// ErrBadGenesis: a genesis block is malformed (no members, duplicate or
 	// unsorted members, negative balances, total overflow, ...).
 	ErrBadGenesis = errors.New("bad genesis")
@@ -70,6 +67,7 @@ type BlockError struct {
 	Err    error  // why, e.g. ErrBadHash or ErrInsufficientFunds
 }
 
+// Error describes the bad block and why.
 func (e *BlockError) Error() string {
 	return fmt.Sprintf("invalid block at height %d: %v", e.Height, e.Err)
 }
@@ -89,6 +87,7 @@ type CorruptError struct {
 	Err    error  // what is wrong
 }
 
+// Error names the file, offset and height of the damage.
 func (e *CorruptError) Error() string {
 	return fmt.Sprintf("ledger store %s: damaged record at offset %d (block %d): %v; refusing to open",
 		e.Path, e.Offset, e.Height, e.Err)

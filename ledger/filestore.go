@@ -1,0 +1,231 @@
+package ledger
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+)
+
+// FileOptions configures OpenFileStore.
+type FileOptions struct {
+	// NoSync skips fsync after each append. This is UNSAFE: after a crash of
+	// the machine (not only the process), blocks that Append reported as
+	// stored may be lost, and this replica may then disagree with its peers.
+	// For benchmarks only.
+	NoSync bool
+	// Logger receives warnings, such as a torn last record being cut off.
+	// Nil discards them.
+	Logger *slog.Logger
+}
+
+// FileStore is a durable Store: an append-only log file of checksummed
+// records, one block each. Append returns only after the record is written
+// and fsynced (unless FileOptions.NoSync). A failed write or sync makes the
+// store refuse every later Append, since the file's state is then unknown.
+type FileStore struct {
+	path   string
+	noSync bool
+
+	mu     sync.Mutex
+	f      *os.File
+	end    int64 // offset after the last good record
+	blocks []Block
+	buf    []byte
+	err    error // sticky write error, or ErrClosed
+}
+
+// OpenFileStore opens or creates the log at path for the ledger that
+// genesis names. A new file gets the genesis as its first record. An
+// existing file is replayed and verified from genesis: an incomplete last
+// record (a write torn by a crash) is cut off with a warning; any other
+// damage is a *CorruptError naming the file, the offset and the block
+// height, and the store does not open. A file made for another genesis
+// (other members or balances) is an error wrapping ErrGenesisMismatch.
+func OpenFileStore(path string, genesis Block, opts FileOptions) (*FileStore, error) {
+	if _, err := NewChain(genesis); err != nil {
+		return nil, fmt.Errorf("ledger store %s: %w", path, err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("ledger store: %w", err)
+	}
+	s := &FileStore{path: path, noSync: opts.NoSync, f: f}
+	if err := s.load(genesis, log); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// load replays the file, or initialises it when it holds no genesis yet.
+func (s *FileStore) load(genesis Block, log *slog.Logger) error {
+	info, err := s.f.Stat()
+	if err != nil {
+		return fmt.Errorf("ledger store %s: %w", s.path, err)
+	}
+	size := info.Size()
+	head := make([]byte, min(size, int64(len(fileMagic))))
+	if _, err := io.ReadFull(s.f, head); err != nil {
+		return fmt.Errorf("ledger store %s: %w", s.path, err)
+	}
+	if !bytes.HasPrefix([]byte(fileMagic), head) {
+		return &CorruptError{Path: s.path, Offset: 0, Err: errors.New("not a ledger store file (bad header)")}
+	}
+	if size < int64(len(fileMagic)) {
+		if size > 0 {
+			log.Warn("ledger store: incomplete file header, reinitialising", "path", s.path, "size", size)
+		}
+		return s.initialise(genesis)
+	}
+	rr := newRecordReader(s.f, int64(len(fileMagic)), size)
+	var chain *Chain
+	for {
+		off := rr.off
+		height := uint64(0)
+		if chain != nil {
+			height = uint64(chain.Len())
+		}
+		payload, err := rr.next()
+		if err == io.EOF {
+			break
+		}
+		if errors.Is(err, errTorn) {
+			log.Warn("ledger store: cutting off torn last record", "path", s.path, "offset", off, "height", height, "bytes", size-off)
+			if err := s.f.Truncate(off); err != nil {
+				return fmt.Errorf("ledger store %s: truncate torn record: %w", s.path, err)
+			}
+			if err := s.f.Sync(); err != nil {
+				return fmt.Errorf("ledger store %s: %w", s.path, err)
+			}
+			break
+		}
+		if err != nil {
+			return &CorruptError{Path: s.path, Offset: off, Height: height, Err: err}
+		}
+		b, err := DecodeBlock(payload)
+		if err != nil {
+			return &CorruptError{Path: s.path, Offset: off, Height: height, Err: err}
+		}
+		if chain == nil {
+			if chain, err = NewChain(b); err != nil {
+				return &CorruptError{Path: s.path, Offset: off, Height: 0, Err: err}
+			}
+			if b.Hash != genesis.Hash {
+				return fmt.Errorf("ledger store %s: %w: file has genesis %s, expected %s",
+					s.path, ErrGenesisMismatch, b.Hash.Short(), genesis.Hash.Short())
+			}
+			continue
+		}
+		if err := chain.Append(b); err != nil {
+			return &CorruptError{Path: s.path, Offset: off, Height: height, Err: err}
+		}
+	}
+	if chain == nil { // the genesis record itself was torn: it never counted
+		return s.initialise(genesis)
+	}
+	s.end = rr.off
+	s.blocks = chain.Blocks()
+	return nil
+}
+
+// initialise writes the file header and the genesis record to an empty or
+// torn file and syncs the file and its directory.
+func (s *FileStore) initialise(genesis Block) error {
+	enc, _ := genesis.MarshalBinary()
+	data := appendRecord([]byte(fileMagic), enc)
+	if err := s.f.Truncate(0); err != nil {
+		return fmt.Errorf("ledger store %s: %w", s.path, err)
+	}
+	if _, err := s.f.WriteAt(data, 0); err != nil {
+		return fmt.Errorf("ledger store %s: %w", s.path, err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("ledger store %s: %w", s.path, err)
+	}
+	if err := syncDir(filepath.Dir(s.path)); err != nil {
+		return fmt.Errorf("ledger store %s: %w", s.path, err)
+	}
+	s.end = int64(len(data))
+	s.blocks = []Block{genesis}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Path returns the log file's path.
+func (s *FileStore) Path() string { return s.path }
+
+// Blocks implements Store.
+func (s *FileStore) Blocks() ([]Block, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if errors.Is(s.err, ErrClosed) {
+		return nil, ErrClosed
+	}
+	return slices.Clone(s.blocks), nil
+}
+
+// Append implements Store: it writes b's record and, unless NoSync, fsyncs
+// the file before returning.
+func (s *FileStore) Append(b Block) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	if err := checkLink(s.blocks[len(s.blocks)-1], b); err != nil {
+		return err
+	}
+	rec := appendBlockRecord(s.buf[:0], b)
+	s.buf = rec
+	if len(rec)-recordOverhead > MaxBlockSize {
+		return &BlockError{Height: b.Height, Err: fmt.Errorf("%w: %d bytes", ErrMalformedBlock, len(rec)-recordOverhead)}
+	}
+	if _, err := s.f.WriteAt(rec, s.end); err != nil {
+		s.err = fmt.Errorf("ledger store %s: write block %d: %w", s.path, b.Height, err)
+		return s.err
+	}
+	if !s.noSync {
+		if err := s.f.Sync(); err != nil {
+			s.err = fmt.Errorf("ledger store %s: sync block %d: %w", s.path, b.Height, err)
+			return s.err
+		}
+	}
+	s.end += int64(len(rec))
+	s.blocks = append(s.blocks, b)
+	return nil
+}
+
+// Close implements Store.
+func (s *FileStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if errors.Is(s.err, ErrClosed) {
+		return ErrClosed
+	}
+	s.err = ErrClosed
+	if err := s.f.Close(); err != nil {
+		return fmt.Errorf("ledger store %s: %w", s.path, err)
+	}
+	return nil
+}

@@ -1,0 +1,365 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
+)
+
+// Locker is the distributed mutex a Node takes around each transfer.
+// *lamportmutex.Mutex satisfies it. Unlock's payload must be delivered to
+// every other member's Node.HandleRelease before the release takes effect
+// there, and payloads from one peer must arrive in order.
+type Locker interface {
+	// Lock blocks until this node holds the mutex or ctx is done. The
+	// token's Clock is stored in the block made under it.
+	Lock(ctx context.Context) (lamportmutex.Token, error)
+	// Unlock releases the mutex, carrying payload (possibly nil) to peers.
+	Unlock(payload []byte) error
+}
+
+// Config configures NewNode.
+type Config struct {
+	// ID is this client's id; it must be one of Members.
+	ID string
+	// Members are the ids of all clients of the ledger, this one included.
+	Members []string
+	// InitialBalance is every member's balance in the genesis block;
+	// 0 means DefaultInitialBalance.
+	InitialBalance int64
+	// Store holds the blocks. It must have been opened for the same
+	// genesis (see NewGenesis). Nil means a new MemStore. The Node owns it
+	// and closes it on Close.
+	Store Store
+	// Logger receives the node's logs; nil discards them.
+	Logger *slog.Logger
+	// OnEvent, if set, is called for every Event, one call at a time and in
+	// the order of the chain. It runs on the goroutine that caused the
+	// event (a Transfer caller, or the mutex's goroutine for received
+	// blocks), so it must be quick and must not call Transfer; the read
+	// methods (Balance, Head, ...) are fine.
+	OnEvent func(Event)
+}
+
+// Result is the outcome of a committed transfer.
+type Result struct {
+	Transfer Transfer
+	Block    Block    // the block holding the transfer
+	Before   Balances // the table before the block; nil when Duplicate
+	After    Balances // the table after the block; nil when Duplicate
+	// Duplicate is true when the transfer ID was already committed: the
+	// transfer was not applied again, and Block is the original block.
+	Duplicate bool
+}
+
+// Node is one client of the replicated ledger. See the package doc for
+// how it is wired to its mutex. Its methods are safe for concurrent use.
+type Node struct {
+	id      string
+	store   Store
+	log     *slog.Logger
+	onEvent func(Event)
+
+	writeMu sync.Mutex // serialises changes to the chain (persist, then insert)
+	eventMu sync.Mutex // serialises OnEvent calls
+
+	mu       sync.RWMutex // guards the fields below
+	chain    *Chain
+	locker   Locker
+	failed   error // set once: the node has stopped taking transfers
+	closed   bool
+	rejected map[TransferID]rejection // IDs whose transfer was refused for lack of funds
+	inflight map[TransferID]chan struct{}
+
+	pending map[uint64]received // blocks that arrived ahead of a gap; guarded by writeMu
+
+	testHookWait func() // called when a Submit waits for another with its ID
+}
+
+type rejection struct {
+	t   Transfer
+	err error
+}
+
+// NewNode returns the node for cfg.ID, loading and verifying the blocks in
+// cfg.Store. It fails with ErrGenesisMismatch if the store holds another
+// ledger. Call SetLocker before Transfer.
+func NewNode(cfg Config) (*Node, error) {
+	balance := cfg.InitialBalance
+	if balance == 0 {
+		balance = DefaultInitialBalance
+	}
+	genesis, err := NewGenesis(cfg.Members, balance)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	if _, ok := slicesIndex(cfg.Members, cfg.ID); !ok {
+		return nil, fmt.Errorf("ledger: %w: own id %q is not among the members", ErrUnknownClient, cfg.ID)
+	}
+	st := cfg.Store
+	if st == nil {
+		if st, err = NewMemStore(genesis); err != nil {
+			return nil, err
+		}
+	}
+	blocks, err := st.Blocks()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: load store: %w", err)
+	}
+	if len(blocks) == 0 || blocks[0].Hash != genesis.Hash {
+		return nil, fmt.Errorf("ledger: %w: store does not hold the genesis %s of members %v with balance %d",
+			ErrGenesisMismatch, genesis.Hash.Short(), genesis.Accounts, balance)
+	}
+	chain, err := NewChainFrom(blocks)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: verify store: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Node{
+		id: cfg.ID, store: st, log: log.With("node", cfg.ID), onEvent: cfg.OnEvent,
+		chain: chain, rejected: make(map[TransferID]rejection), inflight: make(map[TransferID]chan struct{}),
+		pending: make(map[uint64]received),
+	}, nil
+}
+
+func slicesIndex(s []string, v string) (int, bool) {
+	for i, x := range s {
+		if x == v {
+			return i, true
+		}
+	}
+	return -1, false
+}
+
+// SetLocker gives the node its mutex. It is separate from NewNode because
+// the mutex needs the node's HandleRelease at construction. It may be
+// called once.
+func (n *Node) SetLocker(l Locker) error {
+	if l == nil {
+		return errors.New("ledger: SetLocker: nil locker")
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.locker != nil {
+		return errors.New("ledger: SetLocker: locker already set")
+	}
+	n.locker = l
+	return nil
+}
+
+// ID returns the node's client id.
+func (n *Node) ID() string { return n.id }
+
+// Transfer moves amount from this node's client to client to, under the
+// mutex, with a new random transfer ID. See Submit.
+func (n *Node) Transfer(ctx context.Context, to string, amount int64) (Result, error) {
+	return n.Submit(ctx, Transfer{ID: NewTransferID(), From: n.id, To: to, Amount: amount})
+}
+
+// TransferWithID is Transfer with a caller-chosen ID, for retries: a
+// repeated ID gets the first outcome and is never applied twice.
+func (n *Node) TransferWithID(ctx context.Context, id TransferID, to string, amount int64) (Result, error) {
+	return n.Submit(ctx, Transfer{ID: id, From: n.id, To: to, Amount: amount})
+}
+
+// Submit commits t. A zero t.ID is replaced by a random one; an empty
+// t.From means this node's id.
+//
+// Input errors come first, with nothing written and the mutex not taken:
+// ErrUnknownClient, ErrInvalidAmount, ErrSelfTransfer, ErrNotOwner (t.From
+// is another client), ErrTransferIDConflict. Then Submit takes the mutex,
+// checks the local balance, and either persists and inserts the new block
+// and releases the mutex with the block as payload, or releases with no
+// payload and returns an error wrapping ErrInsufficientFunds that states
+// the balance. The mutex is released on every path.
+//
+// A transfer ID already committed gets the original block with
+// Result.Duplicate set; one already refused for lack of funds gets the
+// same error again (refusals are remembered in memory only). Concurrent
+// calls with one ID wait for the first.
+func (n *Node) Submit(ctx context.Context, t Transfer) (Result, error) {
+	if t.ID.IsZero() {
+		t.ID = NewTransferID()
+	}
+	if t.From == "" {
+		t.From = n.id
+	}
+	res, err := n.submit(ctx, t)
+	ev := Event{Kind: EventTransferCommitted, Transfer: t, Block: res.Block, Duplicate: res.Duplicate, Err: err}
+	if err != nil {
+		ev.Kind = EventTransferRejected
+	}
+	n.emit(ev)
+	return res, err
+}
+
+func (n *Node) submit(ctx context.Context, t Transfer) (Result, error) {
+	for {
+		n.mu.Lock()
+		err := n.usable()
+		if err == nil {
+			err = n.checkInput(t)
+		}
+		if err != nil {
+			n.mu.Unlock()
+			return Result{}, err
+		}
+		if res, err, done := n.outcome(t); done {
+			n.mu.Unlock()
+			return res, err
+		}
+		wait, busy := n.inflight[t.ID]
+		if !busy {
+			n.inflight[t.ID] = make(chan struct{})
+			locker := n.locker
+			n.mu.Unlock()
+			return n.run(ctx, t, locker)
+		}
+		hook := n.testHookWait
+		n.mu.Unlock()
+		if hook != nil {
+			hook()
+		}
+		select { // another call with this ID is running: take its outcome
+		case <-wait:
+		case <-ctx.Done():
+			return Result{}, fmt.Errorf("ledger: transfer %s: %w", t.ID, ctx.Err())
+		}
+	}
+}
+
+// usable reports why the node cannot take transfers, if it cannot.
+// n.mu must be held.
+func (n *Node) usable() error {
+	switch {
+	case n.closed:
+		return ErrClosed
+	case n.failed != nil:
+		return fmt.Errorf("%w: %w", ErrDiverged, n.failed)
+	case n.locker == nil:
+		return ErrNoLocker
+	}
+	return nil
+}
+
+// checkInput validates t without looking at funds. n.mu must be held.
+func (n *Node) checkInput(t Transfer) error {
+	if err := t.validate(n.chain.balances); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	if t.From != n.id {
+		return fmt.Errorf("ledger: %w: node %s cannot send from %s", ErrNotOwner, n.id, t.From)
+	}
+	return nil
+}
+
+// outcome returns the earlier outcome of t.ID, if there is one. n.mu must
+// be held.
+func (n *Node) outcome(t Transfer) (Result, error, bool) {
+	if h, ok := n.chain.TransferHeight(t.ID); ok {
+		b, _ := n.chain.Block(h)
+		if b.Transfer != t {
+			return Result{}, fmt.Errorf("ledger: %w: %s", ErrTransferIDConflict, b.Transfer), true
+		}
+		return Result{Transfer: t, Block: b, Duplicate: true}, nil, true
+	}
+	if r, ok := n.rejected[t.ID]; ok {
+		if r.t != t {
+			return Result{}, fmt.Errorf("ledger: %w: %s", ErrTransferIDConflict, r.t), true
+		}
+		return Result{}, r.err, true
+	}
+	return Result{}, nil, false
+}
+
+// run takes the mutex, commits t and releases the mutex. The caller has
+// registered t.ID in n.inflight; run removes it.
+func (n *Node) run(ctx context.Context, t Transfer, locker Locker) (Result, error) {
+	defer func() {
+		n.mu.Lock()
+		done := n.inflight[t.ID]
+		delete(n.inflight, t.ID)
+		n.mu.Unlock()
+		close(done)
+	}()
+	tok, err := locker.Lock(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("ledger: transfer %s: take mutex: %w", t.ID, err)
+	}
+	res, payload, err := n.commit(t, tok)
+	if uerr := locker.Unlock(payload); uerr != nil {
+		uerr = fmt.Errorf("ledger: release mutex: %w", uerr)
+		if payload != nil {
+			n.fail(fmt.Errorf("block %d is committed here but its release failed, so peers may lack it: %w",
+				res.Block.Height, uerr))
+			return res, fmt.Errorf("%w: %w", ErrDiverged, uerr)
+		}
+		return res, errors.Join(err, uerr)
+	}
+	return res, err
+}
+
+// commit builds, persists and inserts the block for t while this node
+// holds the mutex under tok. It returns the block's encoding to release,
+// or nil if nothing was committed.
+func (n *Node) commit(t Transfer, tok lamportmutex.Token) (Result, []byte, error) {
+	n.writeMu.Lock()
+	defer n.writeMu.Unlock()
+
+	n.mu.RLock()
+	err := n.usable()
+	var (
+		res    Result
+		done   bool
+		blk    Block
+		before Balances
+	)
+	if err == nil { // a block received while we waited may hold t.ID
+		res, err, done = n.outcome(t)
+	}
+	if err == nil && !done {
+		before = n.chain.Balances()
+		var be *BlockError
+		if blk, err = n.chain.Next(t, tok.Clock); errors.As(err, &be) {
+			err = be.Err // t was validated: this says why the block cannot be made
+		}
+	}
+	n.mu.RUnlock()
+	if err == nil && !done && len(n.pending) > 0 {
+		// The mutex guarantees that its holder has every earlier holder's
+		// block; a gap means that guarantee was broken.
+		return Result{}, nil, n.fail(fmt.Errorf("granted the mutex at token %s while %d received blocks still wait for an earlier one",
+			tok, len(n.pending)))
+	}
+	if done || err != nil {
+		if errors.Is(err, ErrInsufficientFunds) {
+			err = fmt.Errorf("ledger: transfer %s: %w", t.ID, err)
+			n.mu.Lock()
+			n.rejected[t.ID] = rejection{t: t, err: err}
+			n.mu.Unlock()
+		}
+		return res, nil, err
+	}
+	if err := n.store.Append(blk); err != nil {
+		return Result{}, nil, fmt.Errorf("ledger: persist block %d: %w", blk.Height, err)
+	}
+	n.mu.Lock()
+	err = n.chain.Append(blk)
+	after := n.chain.Balances()
+	n.mu.Unlock()
+	if err != nil { // cannot happen: checked above under writeMu
+		n.fail(fmt.Errorf("own block %d persisted but not inserted: %w", blk.Height, err))
+		return Result{}, nil, err
+	}
+	n.log.Debug("block committed", "height", blk.Height, "hash", blk.Hash.Short(), "clock", blk.Clock, "to", t.To, "amount", t.Amount)
+	n.emit(Event{Kind: EventBlockInserted, Block: blk, From: n.id, Local: true})
+	payload, _ := blk.MarshalBinary()
+	return Result{Transfer: t, Block: blk, Before: before, After: after}, payload, nil
+}

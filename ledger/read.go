@@ -1,0 +1,73 @@
+package ledger
+
+import "fmt"
+
+// Balance returns client id's balance in the local table, at once and
+// without the mutex: it reflects every block this node has inserted.
+func (n *Node) Balance(id string) (int64, error) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	v, ok := n.chain.Balance(id)
+	if !ok {
+		return 0, fmt.Errorf("ledger: %w: %q", ErrUnknownClient, id)
+	}
+	return v, nil
+}
+
+// Balances returns a snapshot of the local balance table.
+func (n *Node) Balances() Balances {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.chain.Balances()
+}
+
+// Blocks returns a snapshot of the local chain, genesis first.
+func (n *Node) Blocks() []Block {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.chain.Blocks()
+}
+
+// Head returns the newest block of the local chain.
+func (n *Node) Head() Block {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.chain.Head()
+}
+
+// Genesis returns block 0, whose hash names the ledger.
+func (n *Node) Genesis() Block {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.chain.Genesis()
+}
+
+// Verify re-checks the local chain from genesis; see Chain.Verify.
+func (n *Node) Verify() error {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.chain.Verify()
+}
+
+// Err returns why the node stopped taking transfers, or nil while it works.
+func (n *Node) Err() error {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.failed
+}
+
+// Close stops the node and closes its store, waiting for a block being
+// persisted. Later Transfers return ErrClosed, and so does HandleRelease:
+// close the mutex first. The node starts no goroutines.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return ErrClosed
+	}
+	n.closed = true
+	n.mu.Unlock()
+	n.writeMu.Lock()
+	defer n.writeMu.Unlock()
+	return n.store.Close()
+}

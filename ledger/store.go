@@ -1,0 +1,84 @@
+package ledger
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// Store persists a ledger's blocks. Implementations hold exactly one
+// ledger (one genesis), admit only blocks that extend their head, and are
+// safe for concurrent use.
+type Store interface {
+	// Blocks returns the stored blocks, genesis first: those recovered and
+	// verified when the store was opened, then those appended since.
+	Blocks() ([]Block, error)
+	// Append stores b, which must extend the stored head (height and Prev).
+	// When Append returns nil, b is durable to the degree the store
+	// promises (the file store: written and fsynced, unless NoSync).
+	Append(b Block) error
+	// Close releases the store. Later calls return ErrClosed.
+	Close() error
+}
+
+// MemStore is a Store in memory, for tests and examples. It forgets
+// everything when the process ends.
+type MemStore struct {
+	mu     sync.Mutex
+	blocks []Block
+	closed bool
+}
+
+// NewMemStore returns an in-memory store holding only genesis.
+func NewMemStore(genesis Block) (*MemStore, error) {
+	if _, err := NewChain(genesis); err != nil {
+		return nil, err
+	}
+	return &MemStore{blocks: []Block{genesis}}, nil
+}
+
+// Blocks implements Store.
+func (s *MemStore) Blocks() ([]Block, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	return slices.Clone(s.blocks), nil
+}
+
+// Append implements Store.
+func (s *MemStore) Append(b Block) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if err := checkLink(s.blocks[len(s.blocks)-1], b); err != nil {
+		return err
+	}
+	s.blocks = append(s.blocks, b)
+	return nil
+}
+
+// Close implements Store.
+func (s *MemStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.closed = true
+	return nil
+}
+
+// checkLink checks that b's height and Prev extend head.
+func checkLink(head, b Block) error {
+	if b.Height != head.Height+1 {
+		return &BlockError{Height: head.Height + 1, Err: fmt.Errorf("%w: got %d", ErrBadHeight, b.Height)}
+	}
+	if b.Prev != head.Hash {
+		return &BlockError{Height: b.Height, Err: ErrBadPrev}
+	}
+	return nil
+}

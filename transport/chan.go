@@ -1,0 +1,374 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
+)
+
+// ChanOptions configures a ChanNetwork. The zero value is a network without
+// delay, faults, queue limit or hooks.
+//
+// Hooks (Delay, OnSend, OnDeliver) must be safe for concurrent use, must
+// return quickly and must not call methods of the network or its endpoints.
+type ChanOptions struct {
+	// Seed seeds the random delays drawn for MaxDelay. Every link (ordered
+	// pair of peers) draws from its own generator, seeded from Seed and the
+	// link's two ids, so the delays on a link depend only on Seed and the
+	// order of the Sends on that link.
+	Seed int64
+	// MaxDelay, if positive, delays every message by a random duration
+	// drawn uniformly from [0, MaxDelay]. Delays never reorder a link: a
+	// message is delivered no earlier than its own delay and no earlier
+	// than the message sent before it on the same link. SetMaxDelay
+	// changes it at run time.
+	MaxDelay time.Duration
+	// Delay, if set, returns the delay of each message and overrides
+	// MaxDelay. Calls for one link are serialized, in Send order.
+	Delay func(lamportmutex.Message) time.Duration
+	// QueueLimit, if positive, bounds the messages on each link that were
+	// sent but not yet taken from the receiver's Receive channel (delayed,
+	// held by a fault, held for a peer that is down, or unread). Send blocks
+	// while the link is full, until its ctx is done. Zero means unbounded:
+	// Send never blocks.
+	QueueLimit int
+	// OnSend, if set, is called with every message Send accepts, as it will
+	// be delivered (after the codec round trip), once it is queued.
+	OnSend func(lamportmutex.Message)
+	// OnDeliver, if set, is called with every inbound message, PeerUp
+	// included, just before it is handed to the receiving endpoint's
+	// Receive channel. Calls for one endpoint come from one goroutine, in
+	// delivery order.
+	OnDeliver func(lamportmutex.Message)
+	// Logger receives debug logs of faults and restarts; nil discards.
+	Logger *slog.Logger
+}
+
+// ChanNetwork is an in-process network of peers connected by channels.
+// Every peer has an endpoint, a lamportmutex.Transport, that keeps the whole
+// of the Transport contract. Between any two peers there are two links, one
+// per direction; each is a FIFO queue drained by its own goroutine, so
+// delays and faults on one link never hold up another.
+//
+// Every message goes through the same msgpack codec as the TCP transport,
+// so what works in memory also works on the wire.
+//
+// Fault injection: Partition and Heal hold and release the links between
+// two peers; Disconnect and Reconnect do so for every link of one peer; a
+// held message is delivered, in order, once its link is open again. Restart
+// simulates a crash and restart of one peer. A ChanNetwork is safe for
+// concurrent use.
+type ChanNetwork struct {
+	opts     ChanOptions
+	log      *slog.Logger
+	ids      []string
+	index    map[string]int
+	links    [][]*link // links[from][to]; nil when from == to
+	maxDelay atomic.Int64
+	done     chan struct{} // closed by Close
+	wg       sync.WaitGroup
+
+	// testHookSendBlocked, if set (by tests), is called when a Send starts
+	// waiting for room on a full link.
+	testHookSendBlocked func()
+
+	mu           sync.Mutex // guards the fields below; taken before any link's mu
+	endpoints    []*ChanEndpoint
+	partitioned  map[[2]int]bool // key: ordered pair, lower index first
+	disconnected []bool
+	closed       bool
+}
+
+// NewChanNetwork returns a network of the peers named by ids, with an open
+// endpoint for each. Ids must be distinct and non-empty. Every endpoint's
+// Receive channel first carries a PeerUp message from every other peer, in
+// the order of ids.
+func NewChanNetwork(ids []string, opts ChanOptions) (*ChanNetwork, error) {
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("transport: chan network needs at least one peer")
+	}
+	index := make(map[string]int, len(ids))
+	for i, id := range ids {
+		if id == "" {
+			return nil, fmt.Errorf("transport: chan network: empty peer id")
+		}
+		if _, dup := index[id]; dup {
+			return nil, fmt.Errorf("transport: chan network: duplicate peer id %q", id)
+		}
+		index[id] = i
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	n := &ChanNetwork{
+		opts:         opts,
+		log:          log,
+		ids:          append([]string(nil), ids...),
+		index:        index,
+		done:         make(chan struct{}),
+		endpoints:    make([]*ChanEndpoint, len(ids)),
+		partitioned:  make(map[[2]int]bool),
+		disconnected: make([]bool, len(ids)),
+	}
+	n.maxDelay.Store(int64(opts.MaxDelay))
+	for i := range ids {
+		n.endpoints[i] = n.newEndpoint(i)
+	}
+	n.links = make([][]*link, len(ids))
+	for i := range ids {
+		n.links[i] = make([]*link, len(ids))
+		for j := range ids {
+			if i != j {
+				n.links[i][j] = newLink(n, i, j, n.endpoints[i], n.endpoints[j].in)
+			}
+		}
+	}
+	for i := range ids {
+		for j := range ids {
+			if l := n.links[i][j]; l != nil {
+				n.wg.Add(1)
+				go l.run()
+			}
+		}
+	}
+	return n, nil
+}
+
+// IDs returns the peers' ids in the order given to NewChanNetwork.
+func (n *ChanNetwork) IDs() []string { return append([]string(nil), n.ids...) }
+
+// Endpoint returns the current incarnation of peer id's endpoint: the one
+// made by NewChanNetwork or by the latest Restart(id). It returns the same
+// endpoint until then, even after that endpoint was closed.
+func (n *ChanNetwork) Endpoint(id string) (*ChanEndpoint, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, fmt.Errorf("transport: endpoint %q: %w", id, ErrClosed)
+	}
+	i, ok := n.index[id]
+	if !ok {
+		return nil, fmt.Errorf("transport: endpoint %q: %w", id, ErrUnknownPeer)
+	}
+	return n.endpoints[i], nil
+}
+
+// Restart simulates a crash and restart of peer id and returns its new
+// endpoint. The old endpoint is closed (its Send fails with ErrClosed, its
+// Receive channel is closed). Messages the old incarnation sent that are
+// still on their links are dropped; messages it sent that already reached a
+// receiver's endpoint are kept, as delivered. Messages sent to the old
+// incarnation and not yet received by it are dropped, including those held
+// by a fault; they are never delivered to the new incarnation. The new
+// endpoint's Receive channel first carries PeerUp from every other peer,
+// and every other peer that is up receives PeerUp(id) before any message of
+// the new incarnation; that PeerUp travels on the link from id, so a
+// Partition or Disconnect holds it like a message. Partitions and
+// disconnections of id stay in force.
+func (n *ChanNetwork) Restart(id string) (*ChanEndpoint, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, fmt.Errorf("transport: restart %q: %w", id, ErrClosed)
+	}
+	i, ok := n.index[id]
+	if !ok {
+		return nil, fmt.Errorf("transport: restart %q: %w", id, ErrUnknownPeer)
+	}
+	n.endpoints[i].close()
+	ep := n.newEndpoint(i)
+	droppedFrom, droppedTo := 0, 0
+	for j := range n.ids {
+		if j == i {
+			continue
+		}
+		// Outbound: drop what the dead incarnation left on the link, then
+		// put the new one's PeerUp at its head. It travels like a message
+		// (held by faults, not delayed) and nothing the new incarnation
+		// sends can overtake it.
+		out := n.links[i][j]
+		out.mu.Lock()
+		droppedFrom += out.dropQueued()
+		out.src = ep
+		out.queue = append(out.queue, queued{msg: lamportmutex.Message{
+			Kind: lamportmutex.PeerUp, From: id, To: n.ids[j],
+		}, peerUp: true})
+		out.mu.Unlock()
+		out.kick()
+
+		// Inbound: drop what was addressed to the dead incarnation and
+		// point the link at the new one.
+		in := n.links[j][i]
+		in.mu.Lock()
+		droppedTo += in.dropQueued()
+		in.pending = 0 // what sat in the old inbox died with it
+		in.epoch++
+		in.dst = ep.in
+		in.mu.Unlock()
+		in.kick()
+	}
+	n.endpoints[i] = ep
+	n.log.Debug("chan network: restart", "peer", id,
+		"dropped_from_old", droppedFrom, "dropped_to_old", droppedTo)
+	return ep, nil
+}
+
+// Partition holds every message between peers a and b, in both directions,
+// until Heal(a, b). Held messages are kept, never dropped.
+func (n *ChanNetwork) Partition(a, b string) error {
+	return n.setPartition(a, b, true)
+}
+
+// Heal ends a Partition of a and b; held messages are then delivered in
+// order (unless a Disconnect still holds them).
+func (n *ChanNetwork) Heal(a, b string) error {
+	return n.setPartition(a, b, false)
+}
+
+// Disconnect holds every message to and from peer id until Reconnect(id).
+// Held messages are kept, never dropped.
+func (n *ChanNetwork) Disconnect(id string) error {
+	return n.setDisconnected(id, true)
+}
+
+// Reconnect ends a Disconnect of peer id; held messages are then delivered
+// in order (unless a Partition still holds them).
+func (n *ChanNetwork) Reconnect(id string) error {
+	return n.setDisconnected(id, false)
+}
+
+// SetMaxDelay changes ChanOptions.MaxDelay for messages sent from now on.
+// It has no effect when ChanOptions.Delay is set.
+func (n *ChanNetwork) SetMaxDelay(d time.Duration) {
+	n.maxDelay.Store(int64(d))
+}
+
+// Close closes every endpoint and stops every goroutine of the network,
+// dropping undelivered messages. It is safe to call more than once.
+func (n *ChanNetwork) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	for _, ep := range n.endpoints {
+		ep.close()
+	}
+	close(n.done)
+	n.mu.Unlock()
+	n.wg.Wait()
+	n.log.Debug("chan network: closed")
+	return nil
+}
+
+func (n *ChanNetwork) setPartition(a, b string, on bool) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return fmt.Errorf("transport: partition %q/%q: %w", a, b, ErrClosed)
+	}
+	i, ok := n.index[a]
+	if !ok {
+		return fmt.Errorf("transport: partition %q: %w", a, ErrUnknownPeer)
+	}
+	j, ok := n.index[b]
+	if !ok {
+		return fmt.Errorf("transport: partition %q: %w", b, ErrUnknownPeer)
+	}
+	if i == j {
+		return fmt.Errorf("transport: cannot partition %q from itself", a)
+	}
+	if on {
+		n.partitioned[pairKey(i, j)] = true
+	} else {
+		delete(n.partitioned, pairKey(i, j))
+	}
+	n.updateBlocked(i, j)
+	n.updateBlocked(j, i)
+	n.log.Debug("chan network: partition", "a", a, "b", b, "on", on)
+	return nil
+}
+
+func (n *ChanNetwork) setDisconnected(id string, on bool) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return fmt.Errorf("transport: disconnect %q: %w", id, ErrClosed)
+	}
+	i, ok := n.index[id]
+	if !ok {
+		return fmt.Errorf("transport: disconnect %q: %w", id, ErrUnknownPeer)
+	}
+	n.disconnected[i] = on
+	for j := range n.ids {
+		if j != i {
+			n.updateBlocked(i, j)
+			n.updateBlocked(j, i)
+		}
+	}
+	n.log.Debug("chan network: disconnect", "peer", id, "on", on)
+	return nil
+}
+
+// updateBlocked recomputes whether link from->to is held. n.mu is held.
+func (n *ChanNetwork) updateBlocked(from, to int) {
+	blocked := n.disconnected[from] || n.disconnected[to] || n.partitioned[pairKey(from, to)]
+	l := n.links[from][to]
+	l.mu.Lock()
+	l.blocked = blocked
+	l.mu.Unlock()
+	l.kick()
+}
+
+// newEndpoint makes a fresh incarnation of peer i whose inbox already holds
+// PeerUp from every other peer. It is not yet reachable by any link.
+func (n *ChanNetwork) newEndpoint(i int) *ChanEndpoint {
+	in := newInbox(n.opts.OnDeliver)
+	for j, id := range n.ids {
+		if j != i {
+			in.items = append(in.items, inItem{msg: lamportmutex.Message{
+				Kind: lamportmutex.PeerUp, From: id, To: n.ids[i],
+			}})
+		}
+	}
+	ep := &ChanEndpoint{net: n, id: n.ids[i], idx: i, in: in}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		in.pump()
+	}()
+	return ep
+}
+
+func pairKey(i, j int) [2]int {
+	if i > j {
+		i, j = j, i
+	}
+	return [2]int{i, j}
+}
+
+// waitSpace waits until ch is closed (room on a link), ctx is done, the
+// endpoint is closed or the network is closed.
+func (n *ChanNetwork) waitSpace(ctx context.Context, e *ChanEndpoint, ch <-chan struct{}) error {
+	if h := n.testHookSendBlocked; h != nil {
+		h()
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.in.done:
+		return ErrClosed
+	case <-n.done:
+		return ErrClosed
+	}
+}

@@ -1,0 +1,188 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
+)
+
+// ChanEndpoint is one incarnation of a peer on a ChanNetwork. It implements
+// lamportmutex.Transport.
+type ChanEndpoint struct {
+	net    *ChanNetwork
+	id     string
+	idx    int
+	in     *inbox
+	closed atomic.Bool
+}
+
+var _ lamportmutex.Transport = (*ChanEndpoint)(nil)
+
+// ID returns the peer's id.
+func (e *ChanEndpoint) ID() string { return e.id }
+
+// Send queues msg for delivery to msg.To. msg goes through the wire codec:
+// the receiver gets a decoded copy, so the caller may reuse msg.Payload as
+// soon as Send returns. Send fails with ErrWrongSender if msg.From is not
+// e.ID(), with ErrUnknownPeer if msg.To is not another member, with
+// ErrUnsendable for a PeerUp or undefined kind, with ErrClosed after Close
+// (of the endpoint or the network, or after a Restart of this peer), and
+// with ctx's error, without queuing, if ctx is already done. When
+// ChanOptions.QueueLimit is set and the link to msg.To is full, Send waits
+// for room until ctx is done; otherwise it never blocks.
+func (e *ChanEndpoint) Send(ctx context.Context, msg lamportmutex.Message) error {
+	if e.closed.Load() {
+		return fmt.Errorf("transport: send %v: %w", msg, ErrClosed)
+	}
+	if msg.From != e.id {
+		return fmt.Errorf("transport: send %v on endpoint %q: %w", msg, e.id, ErrWrongSender)
+	}
+	to, ok := e.net.index[msg.To]
+	if !ok || to == e.idx {
+		return fmt.Errorf("transport: send %v: %w", msg, ErrUnknownPeer)
+	}
+	if !msg.Kind.Valid() || msg.Kind == lamportmutex.PeerUp {
+		return fmt.Errorf("transport: send %v: %w", msg, ErrUnsendable)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("transport: send %v: %w", msg, err)
+	}
+	b, err := marshalMessage(msg)
+	if err != nil {
+		return fmt.Errorf("transport: send: %w", err)
+	}
+	wire, err := unmarshalMessage(b)
+	if err != nil {
+		return fmt.Errorf("transport: send %v: %w", msg, err)
+	}
+	if err := e.net.links[e.idx][to].enqueue(ctx, e, wire); err != nil {
+		return fmt.Errorf("transport: send %v: %w", msg, err)
+	}
+	if h := e.net.opts.OnSend; h != nil {
+		h(wire)
+	}
+	return nil
+}
+
+// Receive returns the endpoint's inbound channel. It is the same channel
+// for the endpoint's whole life and is closed by Close. It first carries a
+// PeerUp message from every other peer.
+func (e *ChanEndpoint) Receive() <-chan lamportmutex.Message { return e.in.out }
+
+// Close takes the peer down: Send fails with ErrClosed, the Receive channel
+// is closed (once Close returns) and messages not yet received are dropped.
+// Messages this endpoint already sent are still delivered. Messages other
+// peers send to this peer are held until Restart, which drops them. Close
+// is safe to call more than once and always returns nil.
+func (e *ChanEndpoint) Close() error {
+	e.close()
+	return nil
+}
+
+func (e *ChanEndpoint) close() {
+	e.closed.Store(true)
+	e.in.close()
+}
+
+// inItem is one message in an inbox. l and epoch identify the link it came
+// on, for the link's QueueLimit accounting; l is nil for PeerUp.
+type inItem struct {
+	msg   lamportmutex.Message
+	l     *link
+	epoch uint64
+}
+
+// inbox is an endpoint's unbounded inbound queue, drained into the Receive
+// channel by one pump goroutine.
+type inbox struct {
+	onDeliver func(lamportmutex.Message)
+	out       chan lamportmutex.Message
+	wake      chan struct{} // capacity 1: "items may be non-empty"
+	done      chan struct{} // closed by close
+	exited    chan struct{} // closed when pump returns
+	closeOnce sync.Once
+
+	mu     sync.Mutex
+	items  []inItem
+	closed bool
+}
+
+func newInbox(onDeliver func(lamportmutex.Message)) *inbox {
+	return &inbox{
+		onDeliver: onDeliver,
+		out:       make(chan lamportmutex.Message),
+		wake:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		exited:    make(chan struct{}),
+	}
+}
+
+// push appends it, unless the inbox is closed; it reports whether it did.
+func (in *inbox) push(it inItem) bool {
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return false
+	}
+	in.items = append(in.items, it)
+	in.mu.Unlock()
+	select {
+	case in.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// close discards the queued items, stops the pump and waits for it; the
+// Receive channel is closed when close returns.
+func (in *inbox) close() {
+	in.closeOnce.Do(func() {
+		in.mu.Lock()
+		in.closed = true
+		in.items = nil
+		in.mu.Unlock()
+		close(in.done)
+	})
+	<-in.exited
+}
+
+// pump hands queued items to the Receive channel in order until close.
+func (in *inbox) pump() {
+	defer close(in.exited)
+	defer close(in.out)
+	for {
+		in.mu.Lock()
+		if in.closed {
+			in.mu.Unlock()
+			return
+		}
+		if len(in.items) == 0 {
+			in.items = in.items[:0]
+			in.mu.Unlock()
+			select {
+			case <-in.wake:
+				continue
+			case <-in.done:
+				return
+			}
+		}
+		it := in.items[0]
+		in.items[0] = inItem{}
+		in.items = in.items[1:]
+		in.mu.Unlock()
+		if in.onDeliver != nil {
+			in.onDeliver(it.msg)
+		}
+		select {
+		case in.out <- it.msg:
+			if it.l != nil {
+				it.l.received(it.epoch)
+			}
+		case <-in.done:
+			return
+		}
+	}
+}

@@ -1,0 +1,70 @@
+// Package transport carries lamportmutex messages between peers. It has two
+// implementations of lamportmutex.Transport, and both keep the whole of that
+// interface's contract: reliable, per-pair FIFO, no duplicates, From
+// checked, PeerUp before any message of a new incarnation, Send bounded by
+// its ctx, Close stopping every goroutine.
+//
+// Both encode every message with the same codec: a msgpack array
+// [kind, from, to, clock, payload] (github.com/hashicorp/go-msgpack/v2),
+// decoded with bounded allocation and depth. A PeerUp is never encoded; a
+// transport synthesizes it.
+//
+// # Chan: the in-process network
+//
+// NewChanNetwork builds a network of N peers in one process; Endpoint(id)
+// returns a peer's transport. It is the transport for tests, simulations and
+// the in-process example.
+//
+//   - Every message is encoded and decoded on Send, so the receiver gets a
+//     copy exactly as it would arrive over the wire, and a message that
+//     would not survive the wire fails in memory too.
+//   - Each ordered pair of peers has its own FIFO link, drained by its own
+//     goroutine; each endpoint has an unbounded inbox drained into its
+//     Receive channel by one goroutine. A message that is due at once and
+//     has nothing ahead of it goes straight to the receiver's inbox.
+//   - Send never blocks unless ChanOptions.QueueLimit is set; then it waits,
+//     never past its ctx, while the link holds QueueLimit messages that the
+//     receiver has not yet taken from Receive.
+//   - Each endpoint's Receive channel first carries PeerUp from every other
+//     peer, in the order of the ids given to NewChanNetwork.
+//
+// Faults and timing, all seeded or explicit so that runs are repeatable:
+//
+//   - ChanOptions.MaxDelay (random, from ChanOptions.Seed, one generator per
+//     link) or ChanOptions.Delay (a function) delays each message; a link
+//     never reorders, so a message waits for its own delay and for the
+//     message before it.
+//   - Partition(a, b) holds the two links between a and b; Disconnect(id)
+//     holds every link of id. Held messages are kept and delivered in order
+//     by Heal or Reconnect; nothing is lost, as the contract requires.
+//   - Restart(id) simulates a crash and restart. The old endpoint is closed.
+//     Messages it sent that are still on their links are dropped (those
+//     already in a receiver's inbox count as delivered and are kept).
+//     Messages addressed to it and not yet received are dropped, never
+//     delivered to the new incarnation. The new endpoint receives PeerUp
+//     from every other peer first, and every other peer that is up receives
+//     PeerUp(id) before any message of the new incarnation. That PeerUp
+//     travels on the link like a message, so a fault holds it too.
+//   - ChanEndpoint.Close takes one peer down for good (until Restart):
+//     messages it already sent are still delivered; messages sent to it are
+//     held, and dropped by a later Restart.
+//   - ChanOptions.OnSend and ChanOptions.OnDeliver observe every message,
+//     for tracing and for tests that count messages.
+//
+// Closing the network closes every endpoint and stops every goroutine.
+//
+// # TCP
+//
+// The TCP transport, for peers in different processes or machines, lives in
+// the tcp*.go files of this package (with its framing and handshake): one
+// ordered stream per pair of peers, length-prefixed msgpack frames, a
+// handshake naming the sender and the cluster, and sequence numbers and
+// acknowledgements that keep delivery exactly-once and in order across
+// reconnects. Its own documentation describes the wire format.
+//
+// # Errors
+//
+// ErrClosed, ErrUnknownPeer, ErrWrongSender and ErrUnsendable are returned
+// (wrapped) by Send and the network's methods; ErrMalformed reports bytes
+// that do not decode to a message.
+package transport
