@@ -74,6 +74,7 @@ type Node struct {
 	closed   bool
 	rejected map[TransferID]rejection // IDs whose transfer was refused for lack of funds
 	inflight map[TransferID]chan struct{}
+	grown    chan struct{} // closed and replaced whenever the chain grows
 
 	pending map[uint64]received // blocks that arrived ahead of a gap; guarded by writeMu
 
@@ -125,6 +126,7 @@ func NewNode(cfg Config) (*Node, error) {
 	return &Node{
 		id: cfg.ID, store: st, log: log.With("node", cfg.ID), onEvent: cfg.OnEvent,
 		chain: chain, rejected: make(map[TransferID]rejection), inflight: make(map[TransferID]chan struct{}),
+		grown:   make(chan struct{}),
 		pending: make(map[uint64]received),
 	}, nil
 }
@@ -351,7 +353,7 @@ func (n *Node) commit(t Transfer, tok lamportmutex.Token) (Result, []byte, error
 		return Result{}, nil, fmt.Errorf("ledger: persist block %d: %w", blk.Height, err)
 	}
 	n.mu.Lock()
-	err = n.chain.Append(blk)
+	err = n.appendLocked(blk)
 	after := n.chain.Balances()
 	n.mu.Unlock()
 	if err != nil { // cannot happen: checked above under writeMu

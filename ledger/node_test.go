@@ -572,3 +572,28 @@ func TestNodeEvents(t *testing.T) {
 		t.Fatalf("events\n got %s\nwant %s", got, want)
 	}
 }
+
+func TestNodeWaitHeight(t *testing.T) {
+	_, nodes := newTestCluster(t, 2, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- nodes[1].WaitHeight(context.Background(), 1) }()
+	if _, err := nodes[0].Transfer(context.Background(), nodes[1].ID(), 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("WaitHeight(1) = %v", err)
+	}
+	go func() { done <- nodes[1].WaitHeight(ctx, 5) }()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("WaitHeight after cancel = %v", err)
+	}
+	go func() { done <- nodes[0].WaitHeight(context.Background(), 5) }()
+	if err := nodes[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, ledger.ErrClosed) {
+		t.Fatalf("WaitHeight after Close = %v", err)
+	}
+}

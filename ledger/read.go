@@ -1,6 +1,9 @@
 package ledger
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+)
 
 // Balance returns client id's balance in the local table, at once and
 // without the mutex: it reflects every block this node has inserted.
@@ -35,6 +38,40 @@ func (n *Node) Head() Block {
 	return n.chain.Head()
 }
 
+// WaitHeight blocks until the local chain's head is at least at height h,
+// ctx ends (its error is returned) or the node is closed (ErrClosed). The
+// holder's block reaches the other nodes with its release, so a caller that
+// wants every replica to have a transfer waits for its height on each.
+func (n *Node) WaitHeight(ctx context.Context, h uint64) error {
+	for {
+		n.mu.RLock()
+		head, closed, grown := n.chain.Head().Height, n.closed, n.grown
+		n.mu.RUnlock()
+		switch {
+		case head >= h:
+			return nil
+		case closed:
+			return ErrClosed
+		}
+		select {
+		case <-grown:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// appendLocked appends a verified block to the chain and wakes WaitHeight
+// callers. n.mu must be held for writing.
+func (n *Node) appendLocked(blk Block) error {
+	if err := n.chain.Append(blk); err != nil {
+		return err
+	}
+	close(n.grown)
+	n.grown = make(chan struct{})
+	return nil
+}
+
 // Genesis returns block 0, whose hash names the ledger.
 func (n *Node) Genesis() Block {
 	n.mu.RLock()
@@ -66,6 +103,8 @@ func (n *Node) Close() error {
 		return ErrClosed
 	}
 	n.closed = true
+	close(n.grown) // wake WaitHeight callers; nothing appends after Close
+	n.grown = make(chan struct{})
 	n.mu.Unlock()
 	n.writeMu.Lock()
 	defer n.writeMu.Unlock()

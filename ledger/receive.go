@@ -100,7 +100,7 @@ func (n *Node) insert(from string, blk Block) error {
 		return n.fail(fmt.Errorf("persist block %d from %s: %w", blk.Height, from, err))
 	}
 	n.mu.Lock()
-	err = n.chain.Append(blk)
+	err = n.appendLocked(blk)
 	n.mu.Unlock()
 	if err != nil { // cannot happen: checked above under writeMu
 		return n.fail(fmt.Errorf("block %d from %s persisted but not inserted: %w", blk.Height, from, err))

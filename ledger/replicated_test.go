@@ -96,8 +96,8 @@ func TestReplicatedOverRealMutex(t *testing.T) {
 			}
 			// The last releases reach the bystanders asynchronously.
 			for _, n := range nodes {
-				for n.Head().Height < uint64(committed) {
-					time.Sleep(time.Millisecond)
+				if err := n.WaitHeight(context.Background(), uint64(committed)); err != nil {
+					t.Fatal(err)
 				}
 			}
 			want := nodes[0].Head()

@@ -16,7 +16,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/lamportledger/lamportledger/lamportmutex"
 	"github.com/lamportledger/lamportledger/ledger"
@@ -124,8 +123,8 @@ func demo(out io.Writer, n, count int, seed uint64, balance int64) error {
 		total += committed[i]
 	}
 	for _, p := range peers {
-		for p.node.Head().Height < uint64(total) {
-			time.Sleep(time.Millisecond)
+		if err := p.node.WaitHeight(context.Background(), uint64(total)); err != nil {
+			return err
 		}
 	}
 
