@@ -110,7 +110,11 @@ func (c *Chain) Next(t Transfer, clock uint64) (Block, error) {
 // Clock is recorded but not checked: a peer that restarts may be granted
 // the mutex with a token clock below the head's.
 func (c *Chain) Check(b Block) error {
-	head := c.Head()
+	return checkNext(c.Head(), c.balances, c.TransferHeight, b)
+}
+
+// checkNext is Check against any head, table and transfer-ID index.
+func checkNext(head Block, bal Balances, seen func(TransferID) (uint64, bool), b Block) error {
 	want := head.Height + 1
 	var err error
 	switch {
@@ -123,16 +127,63 @@ func (c *Chain) Check(b Block) error {
 	case b.ComputeHash() != b.Hash:
 		err = ErrBadHash
 	default:
-		if h, dup := c.ids[b.Transfer.ID]; dup {
+		if h, dup := seen(b.Transfer.ID); dup {
 			err = fmt.Errorf("%w: %s at height %d", ErrDuplicateTransfer, b.Transfer.ID, h)
 		} else {
-			err = c.balances.Check(b.Transfer)
+			err = bal.Check(b.Transfer)
 		}
 	}
 	if err != nil {
 		return &BlockError{Height: want, Err: err}
 	}
 	return nil
+}
+
+// draft extends a Chain in scratch space: blocks checked against the chain
+// and against each other, not yet appended. A batch is drafted, persisted,
+// and only then appended, so the chain never holds a block the store lacks.
+type draft struct {
+	c        *Chain
+	head     Block
+	balances Balances
+	ids      map[TransferID]uint64
+	blocks   []Block
+}
+
+func (c *Chain) draft() *draft {
+	return &draft{c: c, head: c.Head(), balances: c.balances.Clone(), ids: map[TransferID]uint64{}}
+}
+
+// seen reports the height of a transfer ID in the chain or the draft.
+func (d *draft) seen(id TransferID) (uint64, bool) {
+	if h, ok := d.ids[id]; ok {
+		return h, true
+	}
+	return d.c.TransferHeight(id)
+}
+
+// add checks b against the draft's head and applies it.
+func (d *draft) add(b Block) error {
+	if err := checkNext(d.head, d.balances, d.seen, b); err != nil {
+		return err
+	}
+	if err := d.balances.Apply(b.Transfer); err != nil { // cannot fail after the check
+		return &BlockError{Height: b.Height, Err: err}
+	}
+	d.ids[b.Transfer.ID] = b.Height
+	d.head = b
+	d.blocks = append(d.blocks, b)
+	return nil
+}
+
+// next builds the block appending t at the draft's head, and adds it.
+func (d *draft) next(t Transfer, clock uint64) (Block, error) {
+	b := Block{Height: d.head.Height + 1, Prev: d.head.Hash, Clock: clock, Transfer: t}
+	b.Hash = b.ComputeHash()
+	if err := d.add(b); err != nil {
+		return Block{}, err
+	}
+	return b, nil
 }
 
 // Append checks b (see Check) and adds it at the head.

@@ -185,34 +185,44 @@ func (s *FileStore) Blocks() ([]Block, error) {
 	return slices.Clone(s.blocks), nil
 }
 
-// Append implements Store: it writes b's record and, unless NoSync, fsyncs
-// the file before returning.
-func (s *FileStore) Append(b Block) error {
+// Append implements Store: it writes the blocks' records with one write
+// and, unless NoSync, fsyncs the file once before returning.
+func (s *FileStore) Append(blocks ...Block) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
 		return s.err
 	}
-	if err := checkLink(s.blocks[len(s.blocks)-1], b); err != nil {
-		return err
+	if len(blocks) == 0 {
+		return nil
 	}
-	rec := appendBlockRecord(s.buf[:0], b)
+	rec := s.buf[:0]
+	head := s.blocks[len(s.blocks)-1]
+	for _, b := range blocks {
+		if err := checkLink(head, b); err != nil {
+			return err
+		}
+		head = b
+		at := len(rec)
+		rec = appendBlockRecord(rec, b)
+		if len(rec)-at-recordOverhead > MaxBlockSize {
+			return &BlockError{Height: b.Height, Err: fmt.Errorf("%w: %d bytes", ErrMalformedBlock, len(rec)-at-recordOverhead)}
+		}
+	}
 	s.buf = rec
-	if len(rec)-recordOverhead > MaxBlockSize {
-		return &BlockError{Height: b.Height, Err: fmt.Errorf("%w: %d bytes", ErrMalformedBlock, len(rec)-recordOverhead)}
-	}
+	last := blocks[len(blocks)-1].Height
 	if _, err := s.f.WriteAt(rec, s.end); err != nil {
-		s.err = fmt.Errorf("ledger store %s: write block %d: %w", s.path, b.Height, err)
+		s.err = fmt.Errorf("ledger store %s: write blocks %d-%d: %w", s.path, blocks[0].Height, last, err)
 		return s.err
 	}
 	if !s.noSync {
 		if err := s.f.Sync(); err != nil {
-			s.err = fmt.Errorf("ledger store %s: sync block %d: %w", s.path, b.Height, err)
+			s.err = fmt.Errorf("ledger store %s: sync blocks %d-%d: %w", s.path, blocks[0].Height, last, err)
 			return s.err
 		}
 	}
 	s.end += int64(len(rec))
-	s.blocks = append(s.blocks, b)
+	s.blocks = append(s.blocks, blocks...)
 	return nil
 }
 

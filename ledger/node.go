@@ -37,6 +37,12 @@ type Config struct {
 	Store Store
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
+	// MaxBatch bounds the transfers committed in one mutex entry (group
+	// commit: transfers submitted while the node waits for the mutex share
+	// its next entry, one block each, sent with the one release and synced
+	// to the store once). 1 takes the mutex once per transfer, as in the
+	// textbook; 0 means DefaultMaxBatch; at most MaxBatch.
+	MaxBatch int
 	// OnEvent, if set, is called for every Event, one call at a time and in
 	// the order of the chain. It runs on the goroutine that caused the
 	// event (a Transfer caller, or the mutex's goroutine for received
@@ -77,6 +83,8 @@ type Node struct {
 	grown    chan struct{} // closed and replaced whenever the chain grows
 
 	pending map[uint64]received // blocks that arrived ahead of a gap; guarded by writeMu
+
+	batcher // group commit: the queue of submitted transfers and its committer
 
 	testHookWait func() // called when a Submit waits for another with its ID
 }
@@ -119,6 +127,12 @@ func NewNode(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: verify store: %w", err)
 	}
+	switch {
+	case cfg.MaxBatch == 0:
+		cfg.MaxBatch = DefaultMaxBatch
+	case cfg.MaxBatch < 0 || cfg.MaxBatch > MaxBatch:
+		return nil, fmt.Errorf("ledger: MaxBatch %d is not between 1 and %d", cfg.MaxBatch, MaxBatch)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -128,6 +142,7 @@ func NewNode(cfg Config) (*Node, error) {
 		chain: chain, rejected: make(map[TransferID]rejection), inflight: make(map[TransferID]chan struct{}),
 		grown:   make(chan struct{}),
 		pending: make(map[uint64]received),
+		batcher: newBatcher(cfg.MaxBatch),
 	}, nil
 }
 
@@ -153,6 +168,7 @@ func (n *Node) SetLocker(l Locker) error {
 		return errors.New("ledger: SetLocker: locker already set")
 	}
 	n.locker = l
+	n.startCommitter(l)
 	return nil
 }
 
@@ -220,9 +236,8 @@ func (n *Node) submit(ctx context.Context, t Transfer) (Result, error) {
 		wait, busy := n.inflight[t.ID]
 		if !busy {
 			n.inflight[t.ID] = make(chan struct{})
-			locker := n.locker
 			n.mu.Unlock()
-			return n.run(ctx, t, locker)
+			return n.run(ctx, t)
 		}
 		hook := n.testHookWait
 		n.mu.Unlock()
@@ -281,87 +296,3 @@ func (n *Node) outcome(t Transfer) (Result, error, bool) {
 	return Result{}, nil, false
 }
 
-// run takes the mutex, commits t and releases the mutex. The caller has
-// registered t.ID in n.inflight; run removes it.
-func (n *Node) run(ctx context.Context, t Transfer, locker Locker) (Result, error) {
-	defer func() {
-		n.mu.Lock()
-		done := n.inflight[t.ID]
-		delete(n.inflight, t.ID)
-		n.mu.Unlock()
-		close(done)
-	}()
-	tok, err := locker.Lock(ctx)
-	if err != nil {
-		return Result{}, fmt.Errorf("ledger: transfer %s: take mutex: %w", t.ID, err)
-	}
-	res, payload, err := n.commit(t, tok)
-	if uerr := locker.Unlock(payload); uerr != nil {
-		uerr = fmt.Errorf("ledger: release mutex: %w", uerr)
-		if payload != nil {
-			n.fail(fmt.Errorf("block %d is committed here but its release failed, so peers may lack it: %w",
-				res.Block.Height, uerr))
-			return res, fmt.Errorf("%w: %w", ErrDiverged, uerr)
-		}
-		return res, errors.Join(err, uerr)
-	}
-	return res, err
-}
-
-// commit builds, persists and inserts the block for t while this node
-// holds the mutex under tok. It returns the block's encoding to release,
-// or nil if nothing was committed.
-func (n *Node) commit(t Transfer, tok lamportmutex.Token) (Result, []byte, error) {
-	n.writeMu.Lock()
-	defer n.writeMu.Unlock()
-
-	n.mu.RLock()
-	err := n.usable()
-	var (
-		res    Result
-		done   bool
-		blk    Block
-		before Balances
-	)
-	if err == nil { // a block received while we waited may hold t.ID
-		res, err, done = n.outcome(t)
-	}
-	if err == nil && !done {
-		before = n.chain.Balances()
-		var be *BlockError
-		if blk, err = n.chain.Next(t, tok.Clock); errors.As(err, &be) {
-			err = be.Err // t was validated: this says why the block cannot be made
-		}
-	}
-	n.mu.RUnlock()
-	if err == nil && !done && len(n.pending) > 0 {
-		// The mutex guarantees that its holder has every earlier holder's
-		// block; a gap means that guarantee was broken.
-		return Result{}, nil, n.fail(fmt.Errorf("granted the mutex at token %s while %d received blocks still wait for an earlier one",
-			tok, len(n.pending)))
-	}
-	if done || err != nil {
-		if errors.Is(err, ErrInsufficientFunds) {
-			err = fmt.Errorf("ledger: transfer %s: %w", t.ID, err)
-			n.mu.Lock()
-			n.rejected[t.ID] = rejection{t: t, err: err}
-			n.mu.Unlock()
-		}
-		return res, nil, err
-	}
-	if err := n.store.Append(blk); err != nil {
-		return Result{}, nil, fmt.Errorf("ledger: persist block %d: %w", blk.Height, err)
-	}
-	n.mu.Lock()
-	err = n.appendLocked(blk)
-	after := n.chain.Balances()
-	n.mu.Unlock()
-	if err != nil { // cannot happen: checked above under writeMu
-		n.fail(fmt.Errorf("own block %d persisted but not inserted: %w", blk.Height, err))
-		return Result{}, nil, err
-	}
-	n.log.Debug("block committed", "height", blk.Height, "hash", blk.Hash.Short(), "clock", blk.Clock, "to", t.To, "amount", t.Amount)
-	n.emit(Event{Kind: EventBlockInserted, Block: blk, From: n.id, Local: true})
-	payload, _ := blk.MarshalBinary()
-	return Result{Transfer: t, Block: blk, Before: before, After: after}, payload, nil
-}

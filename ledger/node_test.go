@@ -290,7 +290,7 @@ func TestNodeRejectsBadBlock(t *testing.T) {
 	g, _ := ledger.NewGenesis(memberIDs(3), 10)
 	chain, _ := ledger.NewChain(g)
 	good, _ := chain.Next(ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 3}, 5)
-	encode := func(b ledger.Block) []byte { p, _ := b.MarshalBinary(); return p }
+	encode := func(b ledger.Block) []byte { p, _ := ledger.EncodeBatch([]ledger.Block{b}); return p }
 	rehash := func(b ledger.Block) ledger.Block { b.Hash = b.ComputeHash(); return b }
 	badHash := good
 	badHash.Hash[0] ^= 1
@@ -366,7 +366,7 @@ func TestNodeReceiveOutOfOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = chain.Append(b)
-		p, _ := b.MarshalBinary()
+		p, _ := ledger.EncodeBatch([]ledger.Block{b})
 		payloads = append(payloads, p)
 	}
 	newNode := func() *ledger.Node {
@@ -411,7 +411,7 @@ func TestNodeReceiveOutOfOrder(t *testing.T) {
 	b1, _ := other.Next(ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 2}, 1)
 	_ = other.Append(b1)
 	b2, _ := other.Next(ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "3", Amount: 2}, 2)
-	p2, _ := b2.MarshalBinary()
+	p2, _ := ledger.EncodeBatch([]ledger.Block{b2})
 	if err := n.HandleRelease("3", payloads[1]); err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +441,7 @@ func TestNodeRefusesGrantWithGap(t *testing.T) {
 	b1, _ := chain.Next(ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 1}, 1)
 	_ = chain.Append(b1)
 	b2, _ := chain.Next(ledger.Transfer{ID: ledger.NewTransferID(), From: "3", To: "1", Amount: 1}, 2)
-	p2, _ := b2.MarshalBinary()
+	p2, _ := ledger.EncodeBatch([]ledger.Block{b2})
 	n, _ := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3)})
 	defer n.Close()
 	l := &badLocker{}
@@ -468,7 +468,7 @@ func TestNodeEmptyReleaseIsNoop(t *testing.T) {
 // failingStore fails every Append.
 type failingStore struct{ ledger.Store }
 
-func (failingStore) Append(ledger.Block) error { return errors.New("disk full") }
+func (failingStore) Append(...ledger.Block) error { return errors.New("disk full") }
 
 // A failure after Lock still releases the mutex, with no payload.
 func TestNodeStoreFailureReleases(t *testing.T) {

@@ -106,6 +106,7 @@ func (n *Node) Close() error {
 	close(n.grown) // wake WaitHeight callers; nothing appends after Close
 	n.grown = make(chan struct{})
 	n.mu.Unlock()
+	n.stopCommitter()
 	n.writeMu.Lock()
 	defer n.writeMu.Unlock()
 	return n.store.Close()

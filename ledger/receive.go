@@ -50,15 +50,19 @@ func (n *Node) HandleRelease(from string, payload []byte) error {
 		n.log.Error("ledger: block received after failure", "from", from, "err", err)
 		return err
 	}
-	blk, err := DecodeBlock(payload)
+	blocks, err := DecodeBatch(payload)
 	if err != nil {
-		return n.fail(fmt.Errorf("block from %s: %w", from, err))
+		return n.fail(fmt.Errorf("release from %s: %w", from, err))
 	}
-	if blk.Transfer.From != from {
-		return n.fail(fmt.Errorf("block %d from %s: %w: it spends from %q",
-			blk.Height, from, ErrNotOwner, blk.Transfer.From))
-	}
-	if blk.Height > head+1 {
+	for _, blk := range blocks {
+		if blk.Transfer.From != from {
+			return n.fail(fmt.Errorf("block %d from %s: %w: it spends from %q",
+				blk.Height, from, ErrNotOwner, blk.Transfer.From))
+		}
+		if blk.Height <= head {
+			return n.fail(fmt.Errorf("block from %s: %w", from,
+				&BlockError{Height: head + 1, Err: fmt.Errorf("%w: got %d", ErrBadHeight, blk.Height)}))
+		}
 		if other, dup := n.pending[blk.Height]; dup {
 			return n.fail(fmt.Errorf("block %d from %s: %w: peer %s also sent a block %d",
 				blk.Height, from, ErrInvalidBlock, other.from, blk.Height))
@@ -68,45 +72,61 @@ func (n *Node) HandleRelease(from string, payload []byte) error {
 				blk.Height, from, len(n.pending), head+1))
 		}
 		n.pending[blk.Height] = received{from: from, blk: blk}
-		n.log.Debug("block held until an earlier one arrives", "from", from, "height", blk.Height, "head", head)
+	}
+	var run []received
+	for h := head + 1; ; h++ {
+		r, ok := n.pending[h]
+		if !ok {
+			break
+		}
+		delete(n.pending, h)
+		run = append(run, r)
+	}
+	if len(run) == 0 {
+		n.log.Debug("blocks held until an earlier one arrives", "from", from, "first", blocks[0].Height, "head", head)
 		return nil
 	}
-	if err := n.insert(from, blk); err != nil {
-		return err
-	}
-	for {
-		next, ok := n.pending[blk.Height+1]
-		if !ok {
-			return nil
-		}
-		delete(n.pending, next.blk.Height)
-		if err := n.insert(next.from, next.blk); err != nil {
-			return err
-		}
-		blk = next.blk
-	}
+	return n.insert(run)
 }
 
-// insert verifies, persists and inserts a received block. n.writeMu must
-// be held.
-func (n *Node) insert(from string, blk Block) error {
+// insert verifies a run of received blocks that extends the head,
+// persists them with one store append, then inserts them. n.writeMu must be
+// held.
+func (n *Node) insert(run []received) error {
 	n.mu.RLock()
-	err := n.chain.Check(blk)
+	d := n.chain.draft()
+	var err error
+	for _, r := range run {
+		if err = d.add(r.blk); err != nil {
+			err = fmt.Errorf("block from %s: %w", r.from, err)
+			break
+		}
+	}
 	n.mu.RUnlock()
-	if err != nil {
-		return n.fail(fmt.Errorf("block from %s: %w", from, err))
+	bad := err
+	run = run[:len(d.blocks)] // the valid prefix is inserted even if a later block fails
+	if len(run) > 0 {
+		if err := n.store.Append(d.blocks...); err != nil {
+			return n.fail(fmt.Errorf("persist blocks %d-%d: %w", run[0].blk.Height, run[len(run)-1].blk.Height, err))
+		}
+		n.mu.Lock()
+		for _, r := range run {
+			if err = n.appendLocked(r.blk); err != nil { // cannot happen: drafted under writeMu
+				break
+			}
+		}
+		n.mu.Unlock()
+		if err != nil {
+			return n.fail(fmt.Errorf("blocks persisted but not inserted: %w", err))
+		}
 	}
-	if err := n.store.Append(blk); err != nil {
-		return n.fail(fmt.Errorf("persist block %d from %s: %w", blk.Height, from, err))
+	for _, r := range run {
+		n.log.Debug("block received", "from", r.from, "height", r.blk.Height, "hash", r.blk.Hash.Short(), "clock", r.blk.Clock)
+		n.emit(Event{Kind: EventBlockInserted, Block: r.blk, From: r.from})
 	}
-	n.mu.Lock()
-	err = n.appendLocked(blk)
-	n.mu.Unlock()
-	if err != nil { // cannot happen: checked above under writeMu
-		return n.fail(fmt.Errorf("block %d from %s persisted but not inserted: %w", blk.Height, from, err))
+	if bad != nil {
+		return n.fail(bad)
 	}
-	n.log.Debug("block received", "from", from, "height", blk.Height, "hash", blk.Hash.Short(), "clock", blk.Clock)
-	n.emit(Event{Kind: EventBlockInserted, Block: blk, From: from})
 	return nil
 }
 

@@ -13,10 +13,12 @@ type Store interface {
 	// Blocks returns the stored blocks, genesis first: those recovered and
 	// verified when the store was opened, then those appended since.
 	Blocks() ([]Block, error)
-	// Append stores b, which must extend the stored head (height and Prev).
-	// When Append returns nil, b is durable to the degree the store
-	// promises (the file store: written and fsynced, unless NoSync).
-	Append(b Block) error
+	// Append stores blocks, in order; the first must extend the stored
+	// head and each the one before it (height and Prev). When Append
+	// returns nil, all of them are durable to the degree the store promises
+	// (the file store: written and fsynced once for the lot, unless
+	// NoSync); when it returns an error, none may be taken as stored.
+	Append(blocks ...Block) error
 	// Close releases the store. Later calls return ErrClosed.
 	Close() error
 }
@@ -48,16 +50,20 @@ func (s *MemStore) Blocks() ([]Block, error) {
 }
 
 // Append implements Store.
-func (s *MemStore) Append(b Block) error {
+func (s *MemStore) Append(blocks ...Block) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
 	}
-	if err := checkLink(s.blocks[len(s.blocks)-1], b); err != nil {
-		return err
+	head := s.blocks[len(s.blocks)-1]
+	for _, b := range blocks {
+		if err := checkLink(head, b); err != nil {
+			return err
+		}
+		head = b
 	}
-	s.blocks = append(s.blocks, b)
+	s.blocks = append(s.blocks, blocks...)
 	return nil
 }
 
