@@ -21,6 +21,11 @@ var (
 	// ErrBadMessage is returned by Machine.Step for a message of unknown
 	// kind.
 	ErrBadMessage = errors.New("lamportmutex: malformed message")
+	// ErrStale is returned by Machine.Step for a message from a peer whose
+	// Hello has not arrived yet since this Machine started or since that
+	// peer's PeerUp: it may have been meant for an earlier incarnation of
+	// this peer, so it is ignored. It is expected after restarts.
+	ErrStale = errors.New("lamportmutex: message before the sender's hello")
 	// ErrRequested is returned by Machine.Request while a request is
 	// already outstanding.
 	ErrRequested = errors.New("lamportmutex: request already outstanding")

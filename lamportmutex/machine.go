@@ -22,21 +22,28 @@ import (
 //   - Release: remove our request; send RELEASE to every peer.
 //   - On RELEASE from j: remove j's request.
 //
-// Restarts: a Machine starts knowing nothing, so it must not stamp a
-// request before it has heard from every peer (otherwise its clock could be
-// behind requests already queued elsewhere). A Request made earlier is held
-// back until then. When a Transport reports PeerUp(j), a new incarnation of
-// j, the Machine drops j's old request and sends j our own outstanding
-// request again (or a REPLY carrying our clock if we have none), which is
-// what the new incarnation waits to hear. At first contact this is one
-// message per pair.
+// Restarts and first contact: a Transport reports PeerUp(j) when it first
+// reaches peer j and whenever j comes back as a new incarnation. The
+// Machine then forgets j's old request, and sends j a HELLO carrying its
+// clock, followed by its own outstanding request, resent with its original
+// stamp. Every message carries the incarnation of its receiver that the
+// sender addresses, and a Machine ignores messages meant for another
+// incarnation of itself: j may have sent them before it learned that we
+// restarted, and they would break the FIFO reasoning the entry rule rests
+// on. It also ignores everything from j before j's HELLO (since the
+// Machine started, or since PeerUp(j)).
+// And a Machine stamps no request before it has had a HELLO from every
+// peer, so that its clock, and so its request, is later than every request
+// queued anywhere; a Request made earlier is held back until then.
 type Machine struct {
+	inc     uint64   // our incarnation
+	peerInc []uint64 // per member: its incarnation, from its last PeerUp
 	self    int      // index of our id in ids
 	ids     []string // all members, sorted
 	clock   uint64
 	q       queue
 	latest  []uint64 // per member: highest Clock received since its last PeerUp
-	heard   []bool   // per member: heard from since this Machine started
+	heard   []bool   // per member: its HELLO arrived (since we started, or since its PeerUp)
 	own     Token    // our outstanding request, if issued
 	issued  bool     // own is in the queue and was sent to every peer
 	pending bool     // Request was called before hearing from every peer
@@ -48,17 +55,21 @@ type Machine struct {
 	skipLatest bool
 }
 
-// NewMachine returns the state machine of peer id in a group of members
-// (which includes id). Ids must be non-empty and distinct.
-func NewMachine(id string, members []string) (*Machine, error) {
+// NewMachine returns the state machine of incarnation inc of peer id in a
+// group of members (which includes id). Ids must be non-empty and distinct.
+// The incarnation is the one the Transport announces to the peers in their
+// PeerUp for id.
+func NewMachine(id string, members []string, inc uint64) (*Machine, error) {
 	ids, err := memberList(id, members)
 	if err != nil {
 		return nil, err
 	}
 	m := &Machine{
-		ids:    ids,
-		latest: make([]uint64, len(ids)),
-		heard:  make([]bool, len(ids)),
+		inc:     inc,
+		peerInc: make([]uint64, len(ids)),
+		ids:     ids,
+		latest:  make([]uint64, len(ids)),
+		heard:   make([]bool, len(ids)),
 	}
 	m.self, _ = slices.BinarySearch(ids, id)
 	m.heard[m.self] = true
@@ -108,8 +119,8 @@ func (m *Machine) Own() (Token, bool) { return m.own, m.issued }
 // Queue returns a copy of the request queue, first in line first.
 func (m *Machine) Queue() []Token { return slices.Clone(m.q) }
 
-// Synced reports whether every peer has been heard from since the Machine
-// started, so that a request can be stamped.
+// Synced reports whether every peer's HELLO has arrived, so that a request
+// can be stamped.
 func (m *Machine) Synced() bool { return !slices.Contains(m.heard, false) }
 
 // Behind reports whether our request, though not held, is settled as not
@@ -170,8 +181,9 @@ func (m *Machine) Release(payload []byte) ([]Message, error) {
 
 // Step handles one received message and returns the messages to send. A
 // message that is not from a peer of this machine or not addressed to it
-// returns ErrNotMember, one of unknown kind ErrBadMessage; either leaves the
-// Machine unchanged.
+// returns ErrNotMember, one of unknown kind ErrBadMessage, and one meant
+// for another incarnation of this peer or arriving before its sender's
+// HELLO ErrStale; each leaves the Machine unchanged.
 func (m *Machine) Step(msg Message) ([]Message, error) {
 	j, ok := slices.BinarySearch(m.ids, msg.From)
 	if !ok || j == m.self || msg.To != m.ID() {
@@ -181,13 +193,19 @@ func (m *Machine) Step(msg Message) ([]Message, error) {
 		return nil, fmt.Errorf("%w: %v", ErrBadMessage, msg)
 	}
 	var out []Message
-	if msg.Kind == PeerUp {
-		out = m.peerUp(j)
-	} else {
+	switch {
+	case msg.Kind == PeerUp:
+		out = m.peerUp(j, msg.Incarnation)
+	case msg.Incarnation != m.inc:
+		return nil, fmt.Errorf("%w: %v is for incarnation %d, this is %d", ErrStale, msg, msg.Incarnation, m.inc)
+	case msg.Kind != Hello && !m.heard[j]:
+		return nil, fmt.Errorf("%w: %v", ErrStale, msg)
+	default:
 		m.clock = max(m.clock, msg.Clock) + 1
 		m.latest[j] = max(m.latest[j], msg.Clock)
-		m.heard[j] = true
 		switch msg.Kind {
+		case Hello:
+			m.heard[j] = true
 		case Request:
 			m.q.put(Token{Clock: msg.Clock, ID: msg.From})
 			m.clock++
@@ -203,20 +221,20 @@ func (m *Machine) Step(msg Message) ([]Message, error) {
 	return out, nil
 }
 
-// peerUp forgets what an earlier incarnation of peer j said and tells the
-// new one about us.
-func (m *Machine) peerUp(j int) []Message {
+// peerUp forgets what an earlier incarnation of peer j said, ignores j
+// until its HELLO, and greets the new incarnation.
+func (m *Machine) peerUp(j int, inc uint64) []Message {
+	m.peerInc[j] = inc
 	m.q.remove(m.ids[j])
 	m.latest[j] = 0
+	m.heard[j] = false
+	m.clock++
+	out := []Message{m.message(Hello, j, m.clock, nil)}
 	if m.issued {
 		// Resent with its original stamp: the queue order must not change.
-		// Our clock is at least the stamp; the new incarnation learns our
-		// clock from later messages, and stamps its own requests after
-		// hearing this one.
-		return []Message{m.message(Request, j, m.own.Clock, nil)}
+		out = append(out, m.message(Request, j, m.own.Clock, nil))
 	}
-	m.clock++
-	return []Message{m.message(Reply, j, m.clock, nil)}
+	return out
 }
 
 // complete reports whether every peer has sent a message later than our
@@ -254,7 +272,7 @@ func (m *Machine) broadcast(k Kind, clock uint64, payload []byte) []Message {
 }
 
 func (m *Machine) message(k Kind, to int, clock uint64, payload []byte) Message {
-	return Message{Kind: k, From: m.ID(), To: m.ids[to], Clock: clock, Payload: payload}
+	return Message{Kind: k, From: m.ID(), To: m.ids[to], Clock: clock, Payload: payload, Incarnation: m.peerInc[to]}
 }
 
 // Clone returns an independent copy of m, for model checkers that explore
@@ -264,5 +282,6 @@ func (m *Machine) Clone() *Machine {
 	c.q = slices.Clone(m.q)
 	c.latest = slices.Clone(m.latest)
 	c.heard = slices.Clone(m.heard)
+	c.peerInc = slices.Clone(m.peerInc)
 	return &c
 }

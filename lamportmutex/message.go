@@ -12,8 +12,7 @@ const (
 	// (Message.Clock, Message.From).
 	Request Kind = iota + 1
 	// Reply acknowledges a Request. Any message with a later timestamp would
-	// do; Reply exists so that one is always sent. A Reply is also sent to a
-	// peer that has just come up, so that it learns our clock.
+	// do; Reply exists so that one is always sent.
 	Reply
 	// Release removes the sender's request from every queue. It carries the
 	// holder's optional payload, which every peer handles before the release
@@ -26,6 +25,11 @@ const (
 	// delivers it before any message of the new incarnation, including at
 	// first contact.
 	PeerUp
+	// Hello is a peer's first message to a new incarnation of another: its
+	// answer to PeerUp, carrying its clock. A Machine ignores everything from
+	// a peer until that peer's Hello, because what comes before it may have
+	// been meant for an earlier incarnation of the receiver.
+	Hello
 )
 
 // String returns the kind's name as used in logs and test scripts.
@@ -39,13 +43,15 @@ func (k Kind) String() string {
 		return "RELEASE"
 	case PeerUp:
 		return "PEERUP"
+	case Hello:
+		return "HELLO"
 	default:
 		return fmt.Sprintf("Kind(%d)", uint8(k))
 	}
 }
 
 // Valid reports whether k is one of the defined kinds.
-func (k Kind) Valid() bool { return k >= Request && k <= PeerUp }
+func (k Kind) Valid() bool { return k >= Request && k <= Hello }
 
 // Message is one message of the algorithm. Callers never build messages;
 // the state machine does, and a Transport carries them unchanged.
@@ -61,11 +67,20 @@ type Message struct {
 	Clock uint64
 	// Payload is the holder's update attached to a Release; nil otherwise.
 	Payload []byte
+	// Incarnation names an incarnation. On a message between peers it is
+	// the receiver's incarnation that the sender addresses (as learned from
+	// the receiver's last PeerUp): a receiver ignores a message meant for an
+	// earlier incarnation of itself. On PeerUp it is the incarnation of From
+	// that came up.
+	Incarnation uint64
 }
 
 // String formats m for logs and test scripts, e.g. "1->2 REQUEST@3".
 func (m Message) String() string {
 	s := fmt.Sprintf("%s->%s %s@%d", m.From, m.To, m.Kind, m.Clock)
+	if m.Kind == PeerUp {
+		s = fmt.Sprintf("%s->%s %s#%d", m.From, m.To, m.Kind, m.Incarnation)
+	}
 	if m.Payload != nil {
 		s += fmt.Sprintf(" payload=%q", m.Payload)
 	}

@@ -2,6 +2,7 @@ package lamportmutex
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -47,7 +48,7 @@ func New(cfg Config) (*Mutex, error) {
 	if err != nil {
 		return nil, err
 	}
-	machine, err := NewMachine(cfg.ID, ids)
+	machine, err := NewMachine(cfg.ID, ids, cfg.Transport.Incarnation())
 	if err != nil {
 		return nil, err
 	}
@@ -229,6 +230,11 @@ func (d *driver) receive(msg Message) {
 		}
 	}
 	out, err := d.machine.Step(msg)
+	if errors.Is(err, ErrStale) { // expected after a restart
+		m.stats.update(func(s *Stats) { s.Stale++ })
+		m.log.Debug("ignored message sent before the sender's hello", "msg", msg.String())
+		return
+	}
 	if err != nil { // unreachable after the checks above; kept for safety
 		m.stats.update(func(s *Stats) { s.Dropped++ })
 		m.log.Warn("dropped message", "msg", msg.String(), "err", err)

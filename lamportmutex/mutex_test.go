@@ -161,20 +161,21 @@ func TestMutexExclusion(t *testing.T) {
 			if s.entries != want {
 				t.Fatalf("entries = %d, want %d", s.entries, want)
 			}
-			// Lamport's cost: N-1 REQUESTs and N-1 RELEASEs per entry, one
-			// REPLY per REQUEST received, plus one REPLY per peer at start.
+			// Lamport's cost: N-1 REQUESTs, N-1 REPLYs and N-1 RELEASEs per
+			// entry, plus one HELLO per ordered pair at first contact.
 			n := uint64(tc.peers - 1)
-			var entries, req, rel, rep uint64
+			var entries, req, rel, rep, hello uint64
 			for _, mu := range g.mus {
 				st := mu.Stats()
 				entries += st.Entries
 				req += st.Sent[lamportmutex.Request]
 				rel += st.Sent[lamportmutex.Release]
 				rep += st.Sent[lamportmutex.Reply]
+				hello += st.Sent[lamportmutex.Hello]
 			}
-			if entries != uint64(want) || req != n*entries || rel != n*entries || rep != n*entries+n*uint64(tc.peers) {
-				t.Fatalf("entries=%d requests=%d releases=%d replies=%d; want %d, %d, %d, %d",
-					entries, req, rel, rep, want, n*entries, n*entries, n*entries+n*uint64(tc.peers))
+			if entries != uint64(want) || req != n*entries || rel != n*entries || rep != n*entries || hello != n*uint64(tc.peers) {
+				t.Fatalf("entries=%d requests=%d releases=%d replies=%d hellos=%d; want %d, %d, %d, %d, %d",
+					entries, req, rel, rep, hello, want, n*entries, n*entries, n*entries, n*uint64(tc.peers))
 			}
 		})
 	}

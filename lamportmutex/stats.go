@@ -15,6 +15,9 @@ type Stats struct {
 	// Dropped counts received messages that were not for this group (from a
 	// non-member, or malformed); each is also logged.
 	Dropped uint64
+	// Stale counts messages ignored because they arrived before their
+	// sender's Hello: meant for an earlier incarnation of this peer.
+	Stale uint64
 	// SendErrors counts messages the Transport refused.
 	SendErrors uint64
 	// HandlerErrors counts errors returned by Config.OnRelease.

@@ -12,13 +12,17 @@ import "context"
 //     in the order Send was called. There is no order across pairs.
 //   - No duplicates and no forgeries: a message is delivered at most once,
 //     and Message.From names the peer that really sent it.
-//   - Incarnations: when a peer restarts, its earlier incarnation's
+//   - Incarnations: every run of a peer's process is an incarnation,
+//     named by a number that grows across restarts (Incarnation). When a
+//     peer restarts, its earlier incarnation's
 //     undelivered messages are dropped, never replayed into the new one, and
 //     the transport delivers a PeerUp message from that peer before any
 //     message of the new incarnation. It also delivers PeerUp for every peer
-//     at first contact. Messages sent to a peer while it is down are held;
-//     those addressed to an incarnation that has since died may be delivered
-//     to the next one or dropped (the algorithm is safe either way).
+//     at first contact; PeerUp's Incarnation field names the incarnation
+//     that came up. Messages sent to a peer while it is down are held; those
+//     addressed to an incarnation that has since died may be delivered to
+//     the next one or dropped (the Machine recognizes and ignores them by
+//     their Incarnation field, which the transport carries unchanged).
 //   - Send returns once the message is queued for delivery (not when it is
 //     delivered). It blocks only while the queue for that peer is full and
 //     never past ctx; it returns an error for an unknown peer, for a message
@@ -33,6 +37,9 @@ import "context"
 type Transport interface {
 	// ID returns the local peer's id.
 	ID() string
+	// Incarnation returns the local peer's incarnation: the number its
+	// peers see in their PeerUp for it.
+	Incarnation() uint64
 	// Send queues msg for delivery to msg.To.
 	Send(ctx context.Context, msg Message) error
 	// Receive returns the channel of inbound messages.

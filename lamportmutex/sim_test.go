@@ -1,0 +1,227 @@
+package lamportmutex
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// simConfig is one kind of simulation run.
+type simConfig struct {
+	n       int  // peers
+	steps   int  // random steps before the liveness phase
+	crashes bool // peers crash and restart
+	reorder bool // fault: links deliver any queued message (checker checks only)
+	broken  bool // fault: Machines ignore the latest rule (checker checks only)
+}
+
+// simConfigFor derives a run's configuration from its seed, so that a seed
+// alone replays it: N from 2 to 5, crashes in two runs out of three.
+func simConfigFor(seed uint64) simConfig {
+	return simConfig{n: 2 + int(seed%4), steps: 150, crashes: seed%3 != 0}
+}
+
+// runSim runs one seeded simulation and returns the number of steps taken.
+// Every step is followed by the checker. After cfg.steps random steps, no
+// new requests or crashes happen: holders release and every message is
+// delivered, and then no request may be left outstanding (liveness). If
+// logf is set, every event is narrated to it.
+func runSim(seed uint64, cfg simConfig, logf func(string, ...any)) (int, error) {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	c, err := newCluster(peerIDs(cfg.n), cfg.broken, true)
+	if err != nil {
+		return 0, err
+	}
+	c.logf = logf
+	k := newChecker(cfg.n)
+	entries := make([]int, cfg.n)
+	crashPct := 0
+	if cfg.crashes {
+		crashPct = 1 + rng.IntN(4)
+	}
+	var links [][2]int
+	pickLink := func() (int, int, bool) {
+		links = links[:0]
+		for f := range c.links {
+			for t, l := range c.links[f] {
+				if len(l) > 0 {
+					links = append(links, [2]int{f, t})
+				}
+			}
+		}
+		if len(links) == 0 {
+			return 0, 0, false
+		}
+		l := links[rng.IntN(len(links))]
+		return l[0], l[1], true
+	}
+	deliver := func() (bool, error) {
+		f, t, ok := pickLink()
+		if !ok {
+			return false, nil
+		}
+		i := 0
+		if cfg.reorder {
+			i = rng.IntN(len(c.links[f][t]))
+		}
+		return true, c.deliver(f, t, i)
+	}
+	release := func(p int) error {
+		entries[p]++
+		return c.release(p, fmt.Appendf(nil, "%s:%d:%d", c.ids[p], c.inc[p], entries[p]))
+	}
+	pick := func(ok func(*Machine) bool) int {
+		start := rng.IntN(cfg.n)
+		for i := range cfg.n {
+			p := (start + i) % cfg.n
+			if ok(c.ms[p]) {
+				return p
+			}
+		}
+		return -1
+	}
+	step := func() error {
+		r := rng.IntN(100)
+		switch {
+		case r < 58:
+		case r < 75:
+			if p := pick(func(m *Machine) bool { return !m.Requesting() }); p >= 0 {
+				return c.request(p)
+			}
+		case r < 88:
+			if p := c.holder(); p >= 0 {
+				return release(p)
+			}
+		case r < 92:
+			if p := pick(func(m *Machine) bool { return m.Requesting() && !m.held }); p >= 0 {
+				return c.release(p, nil)
+			}
+		case r < 92+crashPct:
+			p := rng.IntN(cfg.n)
+			keep := make([]int, cfg.n)
+			drop := make([]bool, cfg.n)
+			for q := range cfg.n {
+				keep[q] = rng.IntN(len(c.links[p][q]) + 1)
+				drop[q] = rng.IntN(2) == 0
+			}
+			if err := c.crash(p, keep, drop); err != nil {
+				return err
+			}
+			k.crashed(c, p)
+			return nil
+		}
+		if ok, err := deliver(); ok || err != nil {
+			return err
+		}
+		if p := pick(func(m *Machine) bool { return !m.Requesting() }); p >= 0 {
+			return c.request(p)
+		}
+		p := c.holder()
+		if p < 0 {
+			return fmt.Errorf("deadlock: every peer requests, none holds, no message in flight")
+		}
+		return release(p)
+	}
+	steps := 0
+	for ; steps < cfg.steps; steps++ {
+		if err := step(); err != nil {
+			return steps, fmt.Errorf("step %d: %w", steps, err)
+		}
+		if err := k.check(c); err != nil {
+			return steps, fmt.Errorf("step %d: %w", steps, err)
+		}
+	}
+	// Liveness: no new requests; holders release; everything is delivered.
+	for limit := steps + 100_000; ; steps++ {
+		if steps >= limit {
+			return steps, fmt.Errorf("step %d: liveness: still busy after 100000 quiet steps", steps)
+		}
+		var err error
+		if p := c.holder(); p >= 0 {
+			err = release(p)
+		} else if ok, derr := deliver(); derr != nil {
+			err = derr
+		} else if !ok {
+			break
+		}
+		if err == nil {
+			err = k.check(c)
+		}
+		if err != nil {
+			return steps, fmt.Errorf("step %d: %w", steps, err)
+		}
+	}
+	for _, m := range c.ms {
+		if m.Requesting() {
+			return steps, fmt.Errorf("step %d: liveness violated: all quiet but %s", steps, machineString(m))
+		}
+	}
+	if len(c.flight) != 0 {
+		return steps, fmt.Errorf("step %d: %d messages unaccounted for", steps, len(c.flight))
+	}
+	return steps, nil
+}
+
+// simReplayHint tells how to replay a failing seed with a narrated trace.
+func simReplayHint(seed uint64, steps int) string {
+	return fmt.Sprintf("replay: LAMPORT_SEED=%d LAMPORT_STEPS=%d go test ./lamportmutex -run 'TestSimulation$' -v", seed, steps)
+}
+
+// envUint reads a numeric environment variable; ok is false if unset.
+func envUint(t *testing.T, name string) (uint64, bool) {
+	s := os.Getenv(name)
+	if s == "" {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, s, err)
+	}
+	return v, true
+}
+
+// TestSimulation runs seeded random simulations of 2 to 5 Machines with
+// crashes and restarts. LAMPORT_SEED=n replays one seed with a narrated
+// trace; LAMPORT_SOAK=steps runs seeds until that many steps have been
+// simulated.
+func TestSimulation(t *testing.T) {
+	if seed, ok := envUint(t, "LAMPORT_SEED"); ok {
+		cfg := simConfigFor(seed)
+		if n, ok := envUint(t, "LAMPORT_STEPS"); ok {
+			cfg.steps = int(n)
+		}
+		var trace strings.Builder
+		steps, err := runSim(seed, cfg, func(f string, a ...any) {
+			fmt.Fprintf(&trace, f+"\n", a...)
+		})
+		t.Logf("seed %d, %+v, %d steps:\n%s", seed, cfg, steps, trace.String())
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		return
+	}
+	const normalSeeds = 2000
+	seeds, total := uint64(0), 0
+	soak, isSoak := envUint(t, "LAMPORT_SOAK")
+	start := time.Now()
+	for seed := uint64(1); ; seed++ {
+		if isSoak && uint64(total) >= soak || !isSoak && seed > normalSeeds {
+			break
+		}
+		cfg := simConfigFor(seed)
+		if isSoak {
+			cfg.steps = 2000
+		}
+		steps, err := runSim(seed, cfg, nil)
+		total += steps
+		seeds++
+		if err != nil {
+			t.Fatalf("seed %d (%+v): %v\n%s", seed, cfg, err, simReplayHint(seed, cfg.steps))
+		}
+	}
+	t.Logf("%d seeds, %d steps simulated in %v", seeds, total, time.Since(start).Round(time.Millisecond))
+}

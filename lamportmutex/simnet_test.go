@@ -1,0 +1,366 @@
+package lamportmutex
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+)
+
+// This file models a network of Machines for the simulation, the
+// exhaustive explorer and the golden scripts: one FIFO queue per directed
+// pair of peers, and restarts exactly as the Transport contract allows them.
+
+// envelope is one message in flight.
+type envelope struct {
+	id      uint64  // unique per message ever sent (simulation only)
+	msg     Message // what the machine sent, or a PeerUp the transport made
+	destInc int     // incarnation of msg.To when the message was sent
+}
+
+// cluster is N Machines and the links between them.
+type cluster struct {
+	ids    []string
+	ms     []*Machine
+	inc    []int                // current incarnation of each peer
+	links  [][][]envelope       // links[from][to], head first
+	broken bool                 // every Machine enters without the latest rule
+	track  bool                 // keep inflight and session clocks (simulation, golden)
+	nextID uint64               // next envelope id
+	flight map[uint64]bool      // ids sent and neither delivered nor dropped
+	last   [][]uint64           // last[from][to]: clock of the last message in the current session
+	logf   func(string, ...any) // optional narration of every event
+}
+
+// peerIDs returns the ids "1".."n".
+func peerIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = strconv.Itoa(i + 1)
+	}
+	return ids
+}
+
+// newCluster starts n fresh Machines. As at first contact in a real
+// transport, every link carries a PeerUp marker as its first item: no
+// machine can stamp a request before it has heard from every peer.
+func newCluster(ids []string, broken, track bool) (*cluster, error) {
+	n := len(ids)
+	c := &cluster{
+		ids:    slices.Clone(ids),
+		ms:     make([]*Machine, n),
+		inc:    make([]int, n),
+		links:  make([][][]envelope, n),
+		broken: broken,
+		track:  track,
+		last:   make([][]uint64, n),
+	}
+	if track {
+		c.flight = make(map[uint64]bool)
+	}
+	for i := range n {
+		m, err := NewMachine(ids[i], ids, 0)
+		if err != nil {
+			return nil, err
+		}
+		m.skipLatest = broken
+		c.ms[i] = m
+		c.links[i] = make([][]envelope, n)
+		c.last[i] = make([]uint64, n)
+	}
+	for from := range n {
+		for to := range n {
+			if from != to {
+				c.links[from][to] = []envelope{c.envelope(c.peerUp(from, to), to)}
+			}
+		}
+	}
+	return c, nil
+}
+
+func (c *cluster) peerUp(from, to int) Message {
+	return Message{Kind: PeerUp, From: c.ids[from], To: c.ids[to], Incarnation: uint64(c.inc[from])}
+}
+
+func (c *cluster) envelope(m Message, to int) envelope {
+	e := envelope{id: c.nextID, msg: m, destInc: c.inc[to]}
+	c.nextID++
+	if c.track {
+		c.flight[e.id] = true
+	}
+	return e
+}
+
+func (c *cluster) say(format string, args ...any) {
+	if c.logf != nil {
+		c.logf(format, args...)
+	}
+}
+
+func (c *cluster) index(id string) int {
+	for i, p := range c.ids {
+		if p == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// clone returns an independent copy (for the explorer; not tracked).
+func (c *cluster) clone() *cluster {
+	d := *c
+	d.ms = make([]*Machine, len(c.ms))
+	for i, m := range c.ms {
+		d.ms[i] = m.Clone()
+	}
+	d.inc = slices.Clone(c.inc)
+	d.links = make([][][]envelope, len(c.links))
+	for i := range c.links {
+		d.links[i] = make([][]envelope, len(c.links[i]))
+		for j, l := range c.links[i] {
+			d.links[i][j] = slices.Clone(l)
+		}
+	}
+	d.track, d.flight, d.logf = false, nil, nil
+	return &d
+}
+
+// send queues the messages machine p returned, checking that p sent them
+// as itself to a peer, and that within one session of a link (one
+// incarnation of p, between two PeerUps of the receiver as seen by p)
+// clocks strictly increase: no message is ever sent twice.
+func (c *cluster) send(p int, out []Message) error {
+	for _, m := range out {
+		q := c.index(m.To)
+		switch {
+		case m.From != c.ids[p]:
+			return fmt.Errorf("peer %s sent a message as %q: %v", c.ids[p], m.From, m)
+		case q < 0 || q == p:
+			return fmt.Errorf("peer %s sent a message to a non-peer: %v", c.ids[p], m)
+		case m.Kind == PeerUp || !m.Kind.Valid():
+			return fmt.Errorf("peer %s sent a message of kind %v", c.ids[p], m.Kind)
+		}
+		// A request resent to a new incarnation keeps its original stamp,
+		// below the HELLO just before it: not a duplicate.
+		resend := m.Kind == Request && c.ms[p].issued && m.Clock == c.ms[p].own.Clock && m.Clock < c.ms[p].clock
+		if c.track && !resend {
+			if l := c.last[p][q]; l != 0 && m.Clock <= l {
+				return fmt.Errorf("duplicate message: %v sent after a message at clock %d in the same session", m, l)
+			}
+			c.last[p][q] = m.Clock
+		}
+		c.say("%s sends %v", c.ids[p], m)
+		c.links[p][q] = append(c.links[p][q], c.envelope(m, q))
+	}
+	return nil
+}
+
+// deliver hands the message at position i of link from->to (0 is the head;
+// anything else breaks FIFO and is used only to check the checkers) to its
+// receiver and queues what it sends.
+func (c *cluster) deliver(from, to, i int) error {
+	l := c.links[from][to]
+	if i < 0 || i >= len(l) {
+		return fmt.Errorf("deliver %s->%s #%d: link holds %d messages", c.ids[from], c.ids[to], i, len(l))
+	}
+	e := l[i]
+	c.links[from][to] = append(l[:i:i], l[i+1:]...)
+	if c.track {
+		if !c.flight[e.id] {
+			return fmt.Errorf("message #%d %v delivered twice", e.id, e.msg)
+		}
+		delete(c.flight, e.id)
+	}
+	if e.msg.Kind == PeerUp {
+		// The receiver talks to a new incarnation of the sender from now on.
+		c.last[to][from] = 0
+	}
+	c.say("%s receives %v", c.ids[to], e.msg)
+	was := c.ms[to].held
+	out, err := c.ms[to].Step(e.msg)
+	if errors.Is(err, ErrStale) {
+		c.say("%s ignores it: it came before %s's HELLO", c.ids[to], c.ids[from])
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("step %v: %w", e.msg, err)
+	}
+	err = c.send(to, out)
+	c.sayEntered(to, was)
+	return err
+}
+
+// request makes peer p request the lock.
+func (c *cluster) request(p int) error {
+	out, err := c.ms[p].Request()
+	if err != nil {
+		return fmt.Errorf("request %s: %w", c.ids[p], err)
+	}
+	if len(out) == 0 && !c.ms[p].held {
+		c.say("%s holds its request back until it has heard from every peer", c.ids[p])
+	}
+	err = c.send(p, out)
+	c.sayEntered(p, false)
+	return err
+}
+
+// sayEntered narrates a grant to p.
+func (c *cluster) sayEntered(p int, was bool) {
+	if m := c.ms[p]; m.held && !was {
+		c.say("%s ENTERS with %v", c.ids[p], m.own)
+	}
+}
+
+// release makes peer p release the lock (payload non-nil) or withdraw its
+// waiting request (payload nil).
+func (c *cluster) release(p int, payload []byte) error {
+	out, err := c.ms[p].Release(payload)
+	if err != nil {
+		return fmt.Errorf("release %s: %w", c.ids[p], err)
+	}
+	return c.send(p, out)
+}
+
+// crash kills peer p and starts a fresh incarnation in its place, as the
+// Transport contract allows:
+//   - of each outbound link p->q, a prefix of keep[q] messages survives (they
+//     had left p; the rest were lost with it), followed by PeerUp(p), so q
+//     hears of the new incarnation before any of its messages;
+//   - each inbound link q->p is dropped (dropIn[q]) or kept, minus whatever
+//     belongs to earlier incarnations of q (a transport delivers messages of
+//     q's current incarnation addressed to the dead p to the new p, or drops
+//     them); either way the new p first receives PeerUp(q).
+func (c *cluster) crash(p int, keep []int, dropIn []bool) error {
+	var err error
+	c.inc[p]++
+	c.ms[p], err = NewMachine(c.ids[p], c.ids, uint64(c.inc[p]))
+	if err != nil {
+		return err
+	}
+	c.ms[p].skipLatest = c.broken
+	c.say("%s crashes and restarts (incarnation %d)", c.ids[p], c.inc[p])
+	for q := range c.ids {
+		if q == p {
+			continue
+		}
+		out := c.links[p][q]
+		k := min(keep[q], len(out))
+		c.forget(out[k:])
+		if len(out) > k {
+			c.say("  lost on %s->%s: %d messages", c.ids[p], c.ids[q], len(out)-k)
+		}
+		c.links[p][q] = append(out[:k:k], c.envelope(c.peerUp(p, q), q))
+
+		in := c.links[q][p]
+		if dropIn[q] {
+			c.forget(in)
+			if len(in) > 0 {
+				c.say("  dropped on %s->%s: %d messages", c.ids[q], c.ids[p], len(in))
+			}
+			in = nil
+		} else {
+			cut := 0
+			for i, e := range in {
+				if e.msg.Kind == PeerUp {
+					cut = i + 1
+				}
+			}
+			c.forget(in[:cut])
+			in = in[cut:]
+		}
+		c.links[q][p] = append([]envelope{c.envelope(c.peerUp(q, p), p)}, in...)
+		c.last[p][q] = 0
+	}
+	return nil
+}
+
+func (c *cluster) forget(es []envelope) {
+	if c.track {
+		for _, e := range es {
+			delete(c.flight, e.id)
+		}
+	}
+}
+
+// busy reports whether any message is in flight.
+func (c *cluster) busy() bool {
+	for _, row := range c.links {
+		for _, l := range row {
+			if len(l) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// holder returns the peer holding the lock, or -1.
+func (c *cluster) holder() int {
+	for i, m := range c.ms {
+		if m.held {
+			return i
+		}
+	}
+	return -1
+}
+
+// machineString describes m for traces and golden scripts.
+func machineString(m *Machine) string {
+	s := fmt.Sprintf("%s: clock=%d queue=%v", m.ID(), m.clock, []Token(m.q))
+	s += " latest=["
+	sep := ""
+	for i, id := range m.ids {
+		if i == m.self {
+			continue
+		}
+		h := ""
+		if !m.heard[i] {
+			h = "?"
+		}
+		s += fmt.Sprintf("%s%s:%d%s", sep, id, m.latest[i], h)
+		sep = " "
+	}
+	s += "]"
+	switch {
+	case m.held:
+		s += fmt.Sprintf(" HOLDS %v", m.own)
+	case m.issued:
+		s += fmt.Sprintf(" waits %v", m.own)
+	case m.pending:
+		s += " pending (not synced)"
+	}
+	return s
+}
+
+// linkString lists the messages on link from->to.
+func (c *cluster) linkString(from, to int) string {
+	s := c.ids[from] + "->" + c.ids[to] + ":"
+	for _, e := range c.links[from][to] {
+		s += " " + e.msg.Kind.String()
+		if e.msg.Kind != PeerUp {
+			s += "@" + strconv.FormatUint(e.msg.Clock, 10)
+		}
+		if e.msg.Payload != nil {
+			s += fmt.Sprintf("(%q)", e.msg.Payload)
+		}
+	}
+	return s
+}
+
+// boot delivers every message in flight, lowest link first, until the
+// network is quiet: after first contact every Machine has heard from every
+// peer.
+func boot(c *cluster) error {
+	for c.busy() {
+		for f := range c.ids {
+			for t := range c.ids {
+				if len(c.links[f][t]) > 0 {
+					if err := c.deliver(f, t, 0); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
