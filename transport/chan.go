@@ -80,6 +80,7 @@ type ChanNetwork struct {
 
 	mu           sync.Mutex // guards the fields below; taken before any link's mu
 	endpoints    []*ChanEndpoint
+	incs         []uint64        // current incarnation of each peer, from 1
 	partitioned  map[[2]int]bool // key: ordered pair, lower index first
 	disconnected []bool
 	closed       bool
@@ -114,10 +115,14 @@ func NewChanNetwork(ids []string, opts ChanOptions) (*ChanNetwork, error) {
 		index:        index,
 		done:         make(chan struct{}),
 		endpoints:    make([]*ChanEndpoint, len(ids)),
+		incs:         make([]uint64, len(ids)),
 		partitioned:  make(map[[2]int]bool),
 		disconnected: make([]bool, len(ids)),
 	}
 	n.maxDelay.Store(int64(opts.MaxDelay))
+	for i := range ids {
+		n.incs[i] = 1
+	}
 	for i := range ids {
 		n.endpoints[i] = n.newEndpoint(i)
 	}
@@ -183,6 +188,7 @@ func (n *ChanNetwork) Restart(id string) (*ChanEndpoint, error) {
 		return nil, fmt.Errorf("transport: restart %q: %w", id, ErrUnknownPeer)
 	}
 	n.endpoints[i].close()
+	n.incs[i]++
 	ep := n.newEndpoint(i)
 	droppedFrom, droppedTo := 0, 0
 	for j := range n.ids {
@@ -198,7 +204,7 @@ func (n *ChanNetwork) Restart(id string) (*ChanEndpoint, error) {
 		droppedFrom += out.dropQueued()
 		out.src = ep
 		out.queue = append(out.queue, queued{msg: lamportmutex.Message{
-			Kind: lamportmutex.PeerUp, From: id, To: n.ids[j],
+			Kind: lamportmutex.PeerUp, From: id, To: n.ids[j], Incarnation: n.incs[i],
 		}, peerUp: true})
 		out.mu.Unlock()
 		out.kick()
@@ -335,11 +341,11 @@ func (n *ChanNetwork) newEndpoint(i int) *ChanEndpoint {
 	for j, id := range n.ids {
 		if j != i {
 			in.items = append(in.items, inItem{msg: lamportmutex.Message{
-				Kind: lamportmutex.PeerUp, From: id, To: n.ids[i],
+				Kind: lamportmutex.PeerUp, From: id, To: n.ids[i], Incarnation: n.incs[j],
 			}})
 		}
 	}
-	ep := &ChanEndpoint{net: n, id: n.ids[i], idx: i, in: in}
+	ep := &ChanEndpoint{net: n, id: n.ids[i], idx: i, in: in, inc: n.incs[i]}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

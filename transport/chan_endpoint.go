@@ -16,6 +16,7 @@ type ChanEndpoint struct {
 	id     string
 	idx    int
 	in     *inbox
+	inc    uint64
 	closed atomic.Bool
 }
 
@@ -23,6 +24,10 @@ var _ lamportmutex.Transport = (*ChanEndpoint)(nil)
 
 // ID returns the peer's id.
 func (e *ChanEndpoint) ID() string { return e.id }
+
+// Incarnation returns the endpoint's incarnation: 1, then one more after
+// each Restart of its peer.
+func (e *ChanEndpoint) Incarnation() uint64 { return e.inc }
 
 // Send queues msg for delivery to msg.To. msg goes through the wire codec:
 // the receiver gets a decoded copy, so the caller may reuse msg.Payload as

@@ -43,7 +43,7 @@ func ExampleNewChanNetwork() {
 	fmt.Println(<-bob.Receive())
 	fmt.Println(<-bob.Receive())
 	// Output:
-	// alice->bob PEERUP@0
+	// alice->bob PEERUP#1
 	// alice->bob REQUEST@1
 	// alice->bob RELEASE@2 payload="block"
 	// alice->bob RELEASE@3 payload="block"

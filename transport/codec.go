@@ -14,15 +14,25 @@ import (
 var ErrMalformed = errors.New("transport: malformed message")
 
 // wireMessage is the on-the-wire form of lamportmutex.Message: a msgpack
-// array [kind, from, to, clock, payload], with the payload as binary.
+// array [kind, from, to, clock, payload, incarnation], with the payload as
+// binary.
 type wireMessage struct {
-	_struct bool `codec:",toarray"` // encode as a msgpack array
-	Kind    uint8
-	From    string
-	To      string
-	Clock   uint64
-	Payload []byte
+	_struct     bool `codec:",toarray"` // encode as a msgpack array
+	Kind        uint8
+	From        string
+	To          string
+	Clock       uint64
+	Payload     []byte
+	Incarnation uint64
 }
+
+// A message is always a msgpack fixarray of wireFields elements; the
+// decoder would accept other shapes (a map, a shorter array), so
+// unmarshalMessage checks the first byte.
+const (
+	wireFields = 6
+	wireArray  = 0x90 | wireFields
+)
 
 // maxDecodeDepth bounds nesting; a message is a flat array.
 const maxDecodeDepth = 8
@@ -44,7 +54,7 @@ var msgpackHandle = newMsgpackHandle()
 
 // marshalMessage encodes m.
 func marshalMessage(m lamportmutex.Message) ([]byte, error) {
-	w := wireMessage{Kind: uint8(m.Kind), From: m.From, To: m.To, Clock: m.Clock, Payload: m.Payload}
+	w := wireMessage{Kind: uint8(m.Kind), From: m.From, To: m.To, Clock: m.Clock, Payload: m.Payload, Incarnation: m.Incarnation}
 	var b []byte
 	if err := codec.NewEncoderBytes(&b, msgpackHandle).Encode(&w); err != nil {
 		return nil, fmt.Errorf("transport: encode %v: %w", m, err)
@@ -55,6 +65,9 @@ func marshalMessage(m lamportmutex.Message) ([]byte, error) {
 // unmarshalMessage decodes b, which must hold exactly one message of a kind
 // that travels between peers (PeerUp never does).
 func unmarshalMessage(b []byte) (lamportmutex.Message, error) {
+	if len(b) == 0 || b[0] != wireArray {
+		return lamportmutex.Message{}, fmt.Errorf("%w: not a %d-element array", ErrMalformed, wireFields)
+	}
 	var w wireMessage
 	dec := codec.NewDecoderBytes(b, msgpackHandle)
 	if err := dec.Decode(&w); err != nil {
@@ -67,5 +80,5 @@ func unmarshalMessage(b []byte) (lamportmutex.Message, error) {
 	if !k.Valid() || k == lamportmutex.PeerUp {
 		return lamportmutex.Message{}, fmt.Errorf("%w: kind %d", ErrMalformed, w.Kind)
 	}
-	return lamportmutex.Message{Kind: k, From: w.From, To: w.To, Clock: w.Clock, Payload: w.Payload}, nil
+	return lamportmutex.Message{Kind: k, From: w.From, To: w.To, Clock: w.Clock, Payload: w.Payload, Incarnation: w.Incarnation}, nil
 }

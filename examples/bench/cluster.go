@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
+	"github.com/lamportledger/lamportledger/transport"
+)
+
+// Transports a lock measurement can run over.
+const (
+	overChan = "chan"
+	overTCP  = "tcp"
+)
+
+// benchCluster is the TCP transports' Cluster value.
+const benchCluster = "lamportledger-bench"
+
+// cluster is one Mutex per peer over one kind of transport, all in this
+// process.
+type cluster struct {
+	ids  []string
+	mus  []*lamportmutex.Mutex
+	tcps []*transport.TCP
+	net  *transport.ChanNetwork
+}
+
+// peerIDs returns n ids that sort in their numeric order.
+func peerIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("p%02d", i+1)
+	}
+	return ids
+}
+
+// newCluster starts n peers over kind (overChan or overTCP). onRelease, if
+// set, gives each peer's Config.OnRelease.
+func newCluster(kind string, n int, onRelease func(i int) func(string, []byte) error) (*cluster, error) {
+	c := &cluster{ids: peerIDs(n)}
+	trs := make([]lamportmutex.Transport, n)
+	switch kind {
+	case overChan:
+		nw, err := transport.NewChanNetwork(c.ids, transport.ChanOptions{})
+		if err != nil {
+			return nil, err
+		}
+		c.net = nw
+		for i, id := range c.ids {
+			ep, err := nw.Endpoint(id)
+			if err != nil {
+				_ = c.close()
+				return nil, err
+			}
+			trs[i] = ep
+		}
+	case overTCP:
+		tcps, err := newTCPGroup(c.ids)
+		if err != nil {
+			return nil, err
+		}
+		c.tcps = tcps
+		for i, t := range tcps {
+			trs[i] = t
+		}
+	default:
+		return nil, fmt.Errorf("unknown transport %q", kind)
+	}
+	for i, id := range c.ids {
+		cfg := lamportmutex.Config{ID: id, Peers: c.ids, Transport: trs[i]}
+		if onRelease != nil {
+			cfg.OnRelease = onRelease(i)
+		}
+		mu, err := lamportmutex.New(cfg)
+		if err != nil {
+			_ = c.close()
+			return nil, err
+		}
+		c.mus = append(c.mus, mu)
+	}
+	return c, nil
+}
+
+// close closes the mutexes, then the transports.
+func (c *cluster) close() error {
+	var errs []error
+	for _, mu := range c.mus {
+		if err := mu.Close(); err != nil && !errors.Is(err, lamportmutex.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	for _, t := range c.tcps {
+		errs = append(errs, t.Close())
+	}
+	if c.net != nil {
+		errs = append(errs, c.net.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// tally is what every peer's Mutex.Stats add up to.
+type tally struct {
+	entries, sent            uint64
+	request, reply, release  uint64
+	sendErrors, dropped, ups uint64
+}
+
+func (t tally) String() string {
+	return fmt.Sprintf("entries %d, sent %d (request %d, reply %d, release %d), send errors %d, dropped %d, peerups received %d",
+		t.entries, t.sent, t.request, t.reply, t.release, t.sendErrors, t.dropped, t.ups)
+}
+
+// counts adds up every peer's Mutex.Stats once the group is quiet: call
+// it when no Lock is outstanding. A peer may enter on a later message
+// other than a REPLY, so the last REPLYs (and RELEASEs) can still be on
+// their way, or not even sent, when the last Unlock returns. counts waits
+// until every peer's request queue is empty: a peer has then received
+// every REQUEST and the RELEASE behind it on the same FIFO link, so it has
+// sent its REPLY; and State runs on the Mutex's goroutine after the send
+// was counted.
+func (c *cluster) counts(ctx context.Context) (tally, error) {
+	for _, mu := range c.mus {
+		for {
+			st, err := mu.State(ctx)
+			if err != nil {
+				return tally{}, err
+			}
+			if len(st.Queue) == 0 && st.Waiting == 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return tally{}, fmt.Errorf("waiting for the group to quiesce: %w", ctx.Err())
+			case <-time.After(100 * time.Microsecond):
+			}
+		}
+	}
+	var t tally
+	for _, mu := range c.mus {
+		s := mu.Stats()
+		t.entries += s.Entries
+		t.request += s.Sent[lamportmutex.Request]
+		t.reply += s.Sent[lamportmutex.Reply]
+		t.release += s.Sent[lamportmutex.Release]
+		t.sendErrors += s.SendErrors
+		t.dropped += s.Dropped
+		t.ups += s.Received[lamportmutex.PeerUp]
+	}
+	t.sent = t.request + t.reply + t.release
+	return t, nil
+}
+
+// newTCPGroup starts a TCP transport for every id on a free loopback port.
+func newTCPGroup(ids []string) ([]*transport.TCP, error) {
+	lns := make([]net.Listener, len(ids))
+	addrs := make(map[string]string, len(ids))
+	for i, id := range ids {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			for _, l := range lns[:i] {
+				_ = l.Close()
+			}
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+		lns[i], addrs[id] = ln, ln.Addr().String()
+	}
+	var out []*transport.TCP
+	for i, id := range ids {
+		t, err := transport.NewTCP(transport.TCPConfig{ID: id, Listener: lns[i], Peers: addrs, Cluster: benchCluster})
+		if err != nil {
+			for _, t := range out {
+				_ = t.Close()
+			}
+			for _, l := range lns[i:] {
+				_ = l.Close()
+			}
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}

@@ -1,0 +1,212 @@
+// Command bench measures LamportLedger against the floor set by the
+// machine's own loopback network, all in one run so that the ratios mean
+// something:
+//
+//   - floor: raw net.Conn ping-pong and fan-out-and-echo round trips (no
+//     project code), the one-way latency they imply, and the round trip
+//     through transport.TCP and transport.ChanNetwork;
+//   - uncontended: Lock+Unlock latency at one peer of three, over Chan and
+//     TCP, and its ratio to the raw fan-out-and-echo (target <= 1.3x);
+//   - contended: every peer loops Lock/Unlock: lock cycles/s and hand-off
+//     time, and its ratio to the raw one-way latency (target <= 2x);
+//   - messages per entry from Mutex.Stats, which must be 3(N-1);
+//   - ledger: committed transfers/s and transfer latency for three nodes
+//     over TCP loopback with many concurrent submitters, with the file
+//     store's fsync off and on;
+//   - sweep: lock latency, cycles/s and messages per entry over Chan for
+//     several group sizes.
+//
+// Every measurement is repeated (-r) and the median is reported. Run it
+// from the module root:
+//
+//	go run ./examples/bench                 # full run, about two minutes
+//	go run ./examples/bench -quick          # smoke run, a few seconds
+//	go run ./examples/bench -json > out.json
+//	go run ./examples/bench -sections uncontended -transports tcp -cpuprofile lock.prof
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Params are the settings of a run, as reported.
+type Params struct {
+	Duration   time.Duration `json:"duration_ns"`
+	Iters      int64         `json:"iters,omitempty"`
+	Repeats    int           `json:"repeats"`
+	Sections   []string      `json:"sections"`
+	Transports []string      `json:"transports"`
+	SweepN     []int         `json:"sweep_n"`
+	Submitters int           `json:"submitters"`
+	Dir        string        `json:"dir"`
+	DirFS      string        `json:"dir_fs,omitempty"`
+	Quick      bool          `json:"quick,omitempty"`
+}
+
+// Report is everything a run measured; -json prints it.
+type Report struct {
+	Command      []string       `json:"command"`
+	Machine      Machine        `json:"machine"`
+	Params       Params         `json:"params"`
+	Measurements []*Measurement `json:"measurements"`
+	Ratios       []Ratio        `json:"ratios"`
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	p, cpuprofile, asJSON, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	rep := &Report{Command: commandLine(args), Machine: thisMachine(), Params: p}
+	if err := measure(rep, stderr); err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	rep.Ratios = ratios(rep)
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+	} else {
+		writeReport(stdout, rep)
+	}
+	for _, m := range rep.Measurements {
+		if !m.MsgsOK() {
+			fmt.Fprintf(stderr, "bench: %s: %.3f messages per entry, want 3(N-1) = %g\n", m.Label, m.Median.MsgsPerEntry, m.WantMsgs)
+			for i, r := range m.Runs {
+				if r.MsgsDetail != "" {
+					fmt.Fprintf(stderr, "bench:   run %d: %s\n", i+1, r.MsgsDetail)
+				}
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+// commandLine returns the command as typed, as far as it can be known.
+func commandLine(args []string) []string {
+	prog := []string{os.Args[0]}
+	if strings.Contains(os.Args[0], "go-build") { // built by go run
+		prog = []string{"go", "run", "./examples/bench"}
+	}
+	return append(prog, args...)
+}
+
+func parseFlags(args []string, stderr io.Writer) (p Params, cpuprofile string, asJSON bool, err error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.DurationVar(&p.Duration, "d", time.Second, "timed length of each measurement, each repeat (a fifth more is warm-up)")
+	fs.Int64Var(&p.Iters, "iters", 0, "if > 0, operations per measurement instead of -d (lock cycles shared by all peers; transfers shared by all submitters)")
+	fs.IntVar(&p.Repeats, "r", 3, "repeats of every measurement; the median is reported")
+	sections := fs.String("sections", strings.Join(allSections, ","), "sections to run, comma-separated: "+strings.Join(allSections, ","))
+	transports := fs.String("transports", overChan+","+overTCP, "transports of the uncontended and contended sections: chan,tcp")
+	ns := fs.String("n", "3,4,8,16,32", "group sizes of the sweep over Chan")
+	fs.IntVar(&p.Submitters, "submitters", 64, "concurrent Transfer callers of the ledger section, spread over its 3 nodes")
+	fs.StringVar(&p.Dir, "dir", "", "folder in which the ledger section makes its temporary stores (default $TMPDIR, or /tmp)")
+	fs.BoolVar(&p.Quick, "quick", false, "smoke run: -d 50ms -r 1 -n 3,4 unless given")
+	fs.BoolVar(&asJSON, "json", false, "print the report as JSON instead of tables")
+	fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	if err := fs.Parse(args); err != nil {
+		return p, "", false, err
+	}
+	if fs.NArg() != 0 {
+		return p, "", false, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if p.Quick {
+		if !set["d"] {
+			p.Duration = 50 * time.Millisecond
+		}
+		if !set["r"] {
+			p.Repeats = 1
+		}
+		if !set["n"] {
+			*ns = "3,4"
+		}
+	}
+	if p.Dir == "" {
+		p.Dir = os.TempDir()
+	}
+	p.DirFS = fsType(p.Dir)
+	if p.Sections, err = parseList(*sections, allSections); err != nil {
+		return p, "", false, fmt.Errorf("-sections: %w", err)
+	}
+	if p.Transports, err = parseList(*transports, []string{overChan, overTCP}); err != nil {
+		return p, "", false, fmt.Errorf("-transports: %w", err)
+	}
+	for _, f := range strings.Split(*ns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 {
+			return p, "", false, fmt.Errorf("-n: %q is not a group size >= 2", f)
+		}
+		p.SweepN = append(p.SweepN, n)
+	}
+	switch {
+	case p.Repeats < 1:
+		return p, "", false, fmt.Errorf("-r must be >= 1")
+	case p.Iters < 0 || (p.Iters == 0 && p.Duration <= 0):
+		return p, "", false, fmt.Errorf("need -d > 0 or -iters > 0")
+	case p.Submitters < 1:
+		return p, "", false, fmt.Errorf("-submitters must be >= 1")
+	}
+	return p, cpuprofile, asJSON, nil
+}
+
+// parseList splits a comma-separated list, keeping known's order; "all"
+// means every one.
+func parseList(s string, known []string) ([]string, error) {
+	if strings.TrimSpace(s) == "all" {
+		return slices.Clone(known), nil
+	}
+	want := map[string]bool{}
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if !slices.Contains(known, f) {
+			return nil, fmt.Errorf("unknown %q (known: %s)", f, strings.Join(known, ","))
+		}
+		want[f] = true
+	}
+	var out []string
+	for _, k := range known {
+		if want[k] {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"time"
+)
+
+// lockN is the group size of the floor's fan-out and of the uncontended,
+// contended and ledger sections.
+const lockN = 3
+
+// Keys of the measurements that ratios refer to.
+const (
+	keyRawRTT    = "floor/raw-rtt"
+	keyRawFanout = "floor/raw-fanout"
+	keyRawOneWay = "floor/raw-oneway"
+	keyTCPRTT    = "floor/tcp-rtt"
+	keyChanRTT   = "floor/chan-rtt"
+)
+
+func keyUncontended(kind string, n int) string { return fmt.Sprintf("uncontended/%s/%d", kind, n) }
+func keyContended(kind string, n int) string   { return fmt.Sprintf("contended/%s/%d", kind, n) }
+func keySweepLock(n int) string                { return fmt.Sprintf("sweep/uncontended/%d", n) }
+func keySweepCycles(n int) string              { return fmt.Sprintf("sweep/contended/%d", n) }
+func keyLedger(durable bool) string {
+	if durable {
+		return "ledger/sync"
+	}
+	return "ledger/nosync"
+}
+
+// recorder collects the runs of every measurement, in first-seen order.
+type recorder struct {
+	rep   *Report
+	byKey map[string]*Measurement
+}
+
+func (r *recorder) add(m Measurement, s Sample) {
+	got := r.byKey[m.Key]
+	if got == nil {
+		got = &m
+		r.byKey[m.Key] = got
+		r.rep.Measurements = append(r.rep.Measurements, got)
+	}
+	got.Runs = append(got.Runs, s)
+}
+
+// measure runs every selected section Params.Repeats times, interleaved
+// (run 1 of everything, then run 2, ...) so that slow drift of the
+// machine touches every measurement alike, and records the medians.
+func measure(rep *Report, progress io.Writer) error {
+	p := rep.Params
+	bud := budget{d: p.Duration, n: p.Iters}
+	rec := &recorder{rep: rep, byKey: map[string]*Measurement{}}
+	on := func(sec string) bool { return slices.Contains(p.Sections, sec) }
+	for r := 1; r <= p.Repeats; r++ {
+		step := func(what string) { fmt.Fprintf(progress, "bench: run %d/%d: %s\n", r, p.Repeats, what) }
+		// A lock measurement asked for by two sections runs once per repeat.
+		memo := map[string]Sample{}
+		lock := func(key string, f func(string, int, budget) (Sample, error), kind string, n int) (Sample, error) {
+			if s, ok := memo[key]; ok {
+				return s, nil
+			}
+			step(key)
+			s, err := f(kind, n, bud)
+			if err != nil {
+				return s, fmt.Errorf("%s: %w", key, err)
+			}
+			memo[key] = s
+			return s, nil
+		}
+		if on(secFloor) {
+			step("floor")
+			raw, err := rawRoundTrip(1, bud)
+			if err != nil {
+				return err
+			}
+			rec.add(Measurement{Key: keyRawRTT, Section: secFloor, Label: "raw net.Conn ping-pong RTT"}, raw)
+			fan, err := rawRoundTrip(lockN-1, bud)
+			if err != nil {
+				return err
+			}
+			rec.add(Measurement{Key: keyRawFanout, Section: secFloor, N: lockN,
+				Label: fmt.Sprintf("raw fan-out-and-echo to %d servers (N=%d)", lockN-1, lockN)}, fan)
+			rec.add(Measurement{Key: keyRawOneWay, Section: secFloor, Label: "raw one-way estimate (RTT/2)"},
+				Sample{P50: raw.P50 / 2, P99: raw.P99 / 2})
+			tcp, err := tcpRoundTrip(bud)
+			if err != nil {
+				return err
+			}
+			rec.add(Measurement{Key: keyTCPRTT, Section: secFloor, Transport: overTCP, Label: "transport.TCP ping-pong RTT"}, tcp)
+			ch, err := chanRoundTrip(bud)
+			if err != nil {
+				return err
+			}
+			rec.add(Measurement{Key: keyChanRTT, Section: secFloor, Transport: overChan, Label: "transport.ChanNetwork ping-pong RTT"}, ch)
+		}
+		for _, sec := range []string{secUncontended, secContended} {
+			if !on(sec) {
+				continue
+			}
+			for _, kind := range p.Transports {
+				key, f, what := keyUncontended(kind, lockN), uncontended, "Lock+Unlock, others idle"
+				if sec == secContended {
+					key, f, what = keyContended(kind, lockN), contended, "every peer loops Lock/Unlock"
+				}
+				s, err := lock(key, f, kind, lockN)
+				if err != nil {
+					return err
+				}
+				rec.add(Measurement{Key: key, Section: sec, Transport: kind, N: lockN, WantMsgs: wantMsgs(lockN),
+					Label: fmt.Sprintf("%s N=%d: %s", kind, lockN, what)}, s)
+			}
+		}
+		if on(secLedger) {
+			for _, durable := range []bool{false, true} {
+				key := keyLedger(durable)
+				step(key)
+				s, err := ledgerBench(p.Dir, durable, p.Submitters, bud)
+				if err != nil {
+					return fmt.Errorf("%s: %w", key, err)
+				}
+				label := "FileStore, fsync off (NoSync)"
+				if durable {
+					label = "FileStore, fsync on every append"
+				}
+				rec.add(Measurement{Key: key, Section: secLedger, Transport: overTCP, N: ledgerNodes, Label: label}, s)
+			}
+		}
+		if on(secSweep) {
+			for _, n := range p.SweepN {
+				s, err := lock(keyUncontended(overChan, n), uncontended, overChan, n)
+				if err != nil {
+					return err
+				}
+				rec.add(Measurement{Key: keySweepLock(n), Section: secSweep, Transport: overChan, N: n, WantMsgs: wantMsgs(n),
+					Label: fmt.Sprintf("chan N=%d: Lock+Unlock, others idle", n)}, s)
+				s, err = lock(keyContended(overChan, n), contended, overChan, n)
+				if err != nil {
+					return err
+				}
+				rec.add(Measurement{Key: keySweepCycles(n), Section: secSweep, Transport: overChan, N: n, WantMsgs: wantMsgs(n),
+					Label: fmt.Sprintf("chan N=%d: every peer loops Lock/Unlock", n)}, s)
+			}
+		}
+	}
+	for _, m := range rep.Measurements {
+		m.summarize()
+	}
+	return nil
+}
+
+// Ratio compares two medians of one run.
+type Ratio struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	// Target is the most the ratio should be; 0 means the ratio is for
+	// information only.
+	Target float64 `json:"target,omitempty"`
+	Met    bool    `json:"met,omitempty"`
+}
+
+// ratios computes the ratios of medians that the design's targets name,
+// and a few more for information, from what was measured.
+func ratios(rep *Report) []Ratio {
+	by := map[string]*Measurement{}
+	for _, m := range rep.Measurements {
+		by[m.Key] = m
+	}
+	var out []Ratio
+	add := func(name string, num, den time.Duration, target float64) {
+		if num <= 0 || den <= 0 {
+			return
+		}
+		r := Ratio{Name: name, Value: float64(num) / float64(den), Target: target}
+		r.Met = target > 0 && r.Value <= target
+		out = append(out, r)
+	}
+	get := func(key string) Sample {
+		if m := by[key]; m != nil {
+			return m.Median
+		}
+		return Sample{}
+	}
+	ut, ct := get(keyUncontended(overTCP, lockN)), get(keyContended(overTCP, lockN))
+	uc, cc := get(keyUncontended(overChan, lockN)), get(keyContended(overChan, lockN))
+	fan, oneway := get(keyRawFanout), get(keyRawOneWay)
+	tcpRTT, chanRTT := get(keyTCPRTT), get(keyChanRTT)
+	add("uncontended TCP Lock+Unlock p50 / raw fan-out-and-echo p50", ut.P50, fan.P50, 1.3)
+	add("contended TCP hand-off (window/entries) / raw one-way", ct.Handoff, oneway.P50, 2)
+	add("contended TCP hand-off (grant gap) / raw one-way", ct.GrantGap, oneway.P50, 0)
+	add("uncontended TCP Lock+Unlock p50 / transport.TCP RTT p50", ut.P50, tcpRTT.P50, 0)
+	add("contended TCP hand-off / (transport.TCP RTT p50 / 2)", ct.Handoff, tcpRTT.P50/2, 0)
+	add("transport.TCP RTT p50 / raw RTT p50", tcpRTT.P50, get(keyRawRTT).P50, 0)
+	add("uncontended Chan Lock+Unlock p50 / transport.Chan RTT p50", uc.P50, chanRTT.P50, 0)
+	add("contended Chan hand-off / (transport.Chan RTT p50 / 2)", cc.Handoff, chanRTT.P50/2, 0)
+	return out
+}

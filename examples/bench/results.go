@@ -1,0 +1,160 @@
+package main
+
+import (
+	"math"
+	"slices"
+	"time"
+)
+
+// Section names, as accepted by -sections and used in the report.
+const (
+	secFloor       = "floor"
+	secUncontended = "uncontended"
+	secContended   = "contended"
+	secLedger      = "ledger"
+	secSweep       = "sweep"
+)
+
+// allSections lists the sections in the order they run and print.
+var allSections = []string{secFloor, secUncontended, secContended, secLedger, secSweep}
+
+// Sample is one run of one measurement. Fields that do not apply are zero.
+type Sample struct {
+	// Ops is the number of operations timed (round trips, lock cycles,
+	// committed transfers).
+	Ops int64 `json:"ops"`
+	// Seconds is the length of the timed window.
+	Seconds float64 `json:"seconds"`
+	// P50 and P99 are latency percentiles of one operation.
+	P50 time.Duration `json:"p50_ns,omitempty"`
+	P99 time.Duration `json:"p99_ns,omitempty"`
+	// Rate is operations per second (lock cycles/s, committed transfers/s).
+	Rate float64 `json:"per_sec,omitempty"`
+	// Handoff is the window divided by the lock entries in it.
+	Handoff time.Duration `json:"handoff_ns,omitempty"`
+	// GrantGap is the mean time between consecutive grants at different
+	// peers.
+	GrantGap time.Duration `json:"grant_gap_ns,omitempty"`
+	// MsgsPerEntry is messages sent (all peers, Mutex.Stats) per lock entry
+	// in the window; MsgsExact reports that it is exactly 3(N-1).
+	MsgsPerEntry float64 `json:"msgs_per_entry,omitempty"`
+	MsgsExact    bool    `json:"msgs_exact,omitempty"`
+	// MsgsDetail breaks the counts down when MsgsExact is false.
+	MsgsDetail string `json:"msgs_detail,omitempty"`
+	// Committed is the number of blocks added at the slowest replica in the
+	// window; Identical reports that every replica's chain was the same
+	// and verified at the end.
+	Committed int64 `json:"committed,omitempty"`
+	Identical bool  `json:"identical,omitempty"`
+	// BlocksPerEntry is committed blocks per mutex entry (the ledger's
+	// group commit puts several in one entry).
+	BlocksPerEntry float64 `json:"blocks_per_entry,omitempty"`
+}
+
+// Measurement is one thing measured, with every repeat and their median.
+type Measurement struct {
+	Key       string `json:"key"`
+	Section   string `json:"section"`
+	Label     string `json:"label"`
+	Transport string `json:"transport,omitempty"`
+	N         int    `json:"n,omitempty"`
+	// WantMsgs is the messages per entry Lamport's algorithm needs,
+	// 3(N-1), for lock measurements.
+	WantMsgs float64  `json:"want_msgs_per_entry,omitempty"`
+	Median   Sample   `json:"median"`
+	Runs     []Sample `json:"runs"`
+}
+
+// MsgsOK reports whether every run sent exactly 3(N-1) messages per entry.
+func (m *Measurement) MsgsOK() bool {
+	if m.WantMsgs == 0 {
+		return true
+	}
+	for _, r := range m.Runs {
+		if !r.MsgsExact || r.MsgsPerEntry != m.WantMsgs {
+			return false
+		}
+	}
+	return len(m.Runs) > 0
+}
+
+// summarize sets m.Median field by field from m.Runs. Booleans must hold
+// in every run.
+func (m *Measurement) summarize() {
+	rs := m.Runs
+	if len(rs) == 0 {
+		return
+	}
+	med := func(f func(Sample) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		return median(v)
+	}
+	dur := func(f func(Sample) time.Duration) time.Duration {
+		return time.Duration(math.Round(med(func(s Sample) float64 { return float64(f(s)) })))
+	}
+	all := func(f func(Sample) bool) bool {
+		for _, r := range rs {
+			if !f(r) {
+				return false
+			}
+		}
+		return true
+	}
+	m.Median = Sample{
+		Ops:            int64(math.Round(med(func(s Sample) float64 { return float64(s.Ops) }))),
+		Seconds:        med(func(s Sample) float64 { return s.Seconds }),
+		P50:            dur(func(s Sample) time.Duration { return s.P50 }),
+		P99:            dur(func(s Sample) time.Duration { return s.P99 }),
+		Rate:           med(func(s Sample) float64 { return s.Rate }),
+		Handoff:        dur(func(s Sample) time.Duration { return s.Handoff }),
+		GrantGap:       dur(func(s Sample) time.Duration { return s.GrantGap }),
+		MsgsPerEntry:   med(func(s Sample) float64 { return s.MsgsPerEntry }),
+		MsgsExact:      all(func(s Sample) bool { return s.MsgsExact }),
+		Committed:      int64(math.Round(med(func(s Sample) float64 { return float64(s.Committed) }))),
+		Identical:      all(func(s Sample) bool { return s.Identical }),
+		BlocksPerEntry: med(func(s Sample) float64 { return s.BlocksPerEntry }),
+	}
+}
+
+// median returns the median of v (the mean of the middle two for an even
+// count); v is reordered.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	k := len(v) / 2
+	if len(v)%2 == 1 {
+		return v[k]
+	}
+	return (v[k-1] + v[k]) / 2
+}
+
+// percentile returns the p-th quantile (0 < p <= 1) of sorted, by the
+// nearest-rank method.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// latencySample summarizes per-operation latencies timed in a window.
+func latencySample(lat []time.Duration, window time.Duration) Sample {
+	sorted := slices.Clone(lat)
+	slices.Sort(sorted)
+	s := Sample{
+		Ops:     int64(len(lat)),
+		Seconds: window.Seconds(),
+		P50:     percentile(sorted, 0.50),
+		P99:     percentile(sorted, 0.99),
+	}
+	if window > 0 {
+		s.Rate = float64(len(lat)) / window.Seconds()
+	}
+	return s
+}

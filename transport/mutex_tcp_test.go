@@ -1,0 +1,187 @@
+package transport_test
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
+	"github.com/lamportledger/lamportledger/transport"
+)
+
+// mutexPeer is one peer of a Mutex group over TCP.
+type mutexPeer struct {
+	tcp *transport.TCP
+	mu  *lamportmutex.Mutex
+}
+
+func (p *mutexPeer) close() {
+	_ = p.mu.Close()
+	_ = p.tcp.Close()
+}
+
+func startMutexPeer(t *testing.T, id string, ids []string, addrs map[string]string, ln net.Listener) *mutexPeer {
+	t.Helper()
+	tcp, err := transport.NewTCP(transport.TCPConfig{ID: id, Listener: ln, ListenAddr: addrs[id],
+		Peers: addrs, Cluster: "mutex-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu, err := lamportmutex.New(lamportmutex.Config{ID: id, Peers: ids, Transport: tcp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &mutexPeer{tcp: tcp, mu: mu}
+}
+
+func startMutexGroup(t *testing.T, ids []string) (map[string]*mutexPeer, map[string]string) {
+	t.Helper()
+	addrs := map[string]string{}
+	lns := map[string]net.Listener{}
+	for _, id := range ids {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[id], addrs[id] = ln, ln.Addr().String()
+	}
+	peers := map[string]*mutexPeer{}
+	for _, id := range ids {
+		peers[id] = startMutexPeer(t, id, ids, addrs, lns[id])
+	}
+	return peers, addrs
+}
+
+// TestMutexOverTCP runs the Mutex on real sockets with several goroutines
+// per peer; a compare-and-swap in the critical section catches overlap.
+func TestMutexOverTCP(t *testing.T) {
+	ids := []string{"a", "b", "c"}
+	peers, _ := startMutexGroup(t, ids)
+	var inside atomic.Int32
+	var entries atomic.Int64
+	var wg sync.WaitGroup
+	var lastMu sync.Mutex
+	var last lamportmutex.Token
+	for _, id := range ids {
+		for range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 25 {
+					tok, err := peers[id].mu.Lock(context.Background())
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if !inside.CompareAndSwap(0, 1) {
+						t.Errorf("%s entered while another peer was inside", id)
+					}
+					lastMu.Lock()
+					if entries.Load() > 0 && !last.Less(tok) {
+						t.Errorf("token %v granted after %v", tok, last)
+					}
+					last = tok
+					lastMu.Unlock()
+					entries.Add(1)
+					inside.Store(0)
+					if err := peers[id].mu.Unlock([]byte("x")); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if got := entries.Load(); got != 3*3*25 {
+		t.Fatalf("entries = %d, want %d", got, 3*3*25)
+	}
+	for _, p := range peers {
+		p.close()
+	}
+}
+
+// TestMutexWaiterSurvivesPeerRestart: a peer goes down and comes back as a
+// new incarnation while another waits for the lock; the waiter gets it.
+func TestMutexWaiterSurvivesPeerRestart(t *testing.T) {
+	ids := []string{"a", "b", "c"}
+	peers, addrs := startMutexGroup(t, ids)
+	defer func() {
+		for _, p := range peers {
+			p.close()
+		}
+	}()
+	ctx := context.Background()
+	// Warm up: every pair has spoken.
+	for _, id := range ids {
+		if _, err := peers[id].mu.Lock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := peers[id].mu.Unlock(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// c's last RELEASE must reach a and b before c goes, or a's next
+	// request could legitimately be granted on c's last (later) message.
+	for _, id := range []string{"a", "b"} {
+		waitUntil(t, func() bool {
+			st, err := peers[id].mu.State(ctx)
+			return err == nil && len(st.Queue) == 0
+		})
+	}
+	peers["c"].close()
+
+	got := make(chan error, 1)
+	go func() {
+		_, err := peers["a"].mu.Lock(ctx)
+		got <- err
+	}()
+	// a's request is out and waits for c.
+	waitUntil(t, func() bool {
+		st, err := peers["a"].mu.State(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(st.Missing) == 1 && st.Missing[0] == "c"
+	})
+
+	ln, err := net.Listen("tcp", addrs["c"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers["c"] = startMutexPeer(t, "c", ids, addrs, ln)
+	if err := <-got; err != nil {
+		t.Fatalf("waiter after restart: %v", err)
+	}
+	restarted := false
+	for _, s := range peers["a"].tcp.Status() {
+		restarted = restarted || (s.ID == "c" && s.Restarts >= 1)
+	}
+	if !restarted {
+		t.Fatalf("restart of c not visible in a's status: %+v", peers["a"].tcp.Status())
+	}
+	if err := peers["a"].mu.Unlock(nil); err != nil {
+		t.Fatal(err)
+	}
+	// The new incarnation can take the lock too.
+	if _, err := peers["c"].mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := peers["c"].mu.Unlock(nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitUntil polls cond; the test binary's -timeout bounds it.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	for i := 1; !cond(); i++ {
+		if i%2000 == 0 {
+			t.Logf("still waiting (%d polls)", i)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -1,0 +1,467 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
+)
+
+// Defaults of TCPConfig.
+const (
+	DefaultMaxFrameSize      = 4 << 20
+	DefaultDialTimeout       = 5 * time.Second
+	DefaultHandshakeTimeout  = 5 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultHeartbeatInterval = 2 * time.Second
+	DefaultIdleTimeout       = 15 * time.Second
+	DefaultBackoffMin        = 50 * time.Millisecond
+	DefaultBackoffMax        = 5 * time.Second
+	DefaultSendQueue         = 1024
+	DefaultReceiveBuffer     = 256
+)
+
+// TCPConfig configures a TCP transport. Zero durations and sizes take the
+// Default* values.
+type TCPConfig struct {
+	// ID is the local peer's id. Required.
+	ID string
+	// ListenAddr is the address to listen on, e.g. "127.0.0.1:7001" or
+	// "127.0.0.1:0" for a free port (see TCP.Addr). Ignored if Listener is
+	// set.
+	ListenAddr string
+	// Listener, if set, is used instead of listening on ListenAddr; the
+	// transport owns it and closes it on Close. Tests start N transports on
+	// free ports by creating the N listeners first, so that every Peers
+	// map can be complete.
+	Listener net.Listener
+	// Peers maps every other peer's id to its address. An entry for ID
+	// itself is ignored, so the same map can serve every member.
+	Peers map[string]string
+	// Cluster is an identity every peer must share (the ledger passes its
+	// genesis hash); a handshake with another value is refused.
+	Cluster string
+	// TLS, if set, makes every connection mutual TLS. It must hold the local
+	// peer's certificate and the roots to verify peers (RootCAs and
+	// ClientCAs). The transport clones it, requires and verifies client
+	// certificates, and refuses a peer whose certificate does not name its
+	// id (as the subject CommonName or a DNS SAN). ServerName is ignored: a
+	// dialed peer's certificate must name the peer id instead.
+	TLS *tls.Config
+	// MaxFrameSize bounds a frame's length (checked before allocating) and
+	// thus a message's encoded size.
+	MaxFrameSize int
+	// DialTimeout bounds one connection attempt.
+	DialTimeout time.Duration
+	// HandshakeTimeout bounds the TLS and protocol handshakes.
+	HandshakeTimeout time.Duration
+	// WriteTimeout bounds one batch of writes or flush: a peer that does not
+	// read for that long has its connection closed (a slow reader).
+	WriteTimeout time.Duration
+	// HeartbeatInterval is how often an idle stream sends a PING (dialer)
+	// or a repeated ACK (acceptor).
+	HeartbeatInterval time.Duration
+	// IdleTimeout closes a connection on which nothing arrived for that
+	// long (a half-open connection). It must exceed HeartbeatInterval.
+	IdleTimeout time.Duration
+	// BackoffMin and BackoffMax bound the reconnect delay, which doubles
+	// after each failed attempt, with jitter, and resets after a
+	// successful handshake.
+	BackoffMin, BackoffMax time.Duration
+	// SendQueue bounds the messages queued or unacknowledged per peer; Send
+	// blocks while it is full.
+	SendQueue int
+	// ReceiveBuffer is the capacity of the Receive channel.
+	ReceiveBuffer int
+	// Logger receives connection events; nil discards them.
+	Logger *slog.Logger
+	// Incarnation identifies this run of the process; it must grow across
+	// restarts of the same id. Zero means the current time in nanoseconds.
+	Incarnation uint64
+
+	// Test hooks.
+	version     uint16                          // protocol version to speak; 0 means protocolVersion
+	onConnError func(peer string, err error)    // called for every connection error
+	onEvent     func(peer string, event string) // called on "connected"/"accepted"
+}
+
+// TCP is a lamportmutex.Transport over TCP, optionally with mutual TLS.
+//
+// Every peer dials every other peer, so each ordered pair (A, B) has its own
+// connection, dialed by A: it carries A's messages to B and B's
+// acknowledgements back. There is never more than one live stream per pair.
+//
+// # Wire format, version 1
+//
+// All integers are big-endian. A frame is a uint32 length followed by that
+// many bytes (the body). A receiver refuses a length above its limit
+// (MaxFrameSize, 8 KiB during the handshake) before allocating anything, and
+// a length of zero.
+//
+// Handshake. The dialer sends the preamble "LLTP" + uint16 version, then one
+// frame holding the msgpack array [from, to, cluster, incarnation] (str,
+// str, str, uint). The acceptor answers with its own preamble and one frame
+// holding [from, incarnation, resume, refusal] (str, uint, uint, str). An
+// acceptor refuses (a non-empty refusal naming the cause and the values,
+// after which it closes) a different version, an unknown or own id as
+// sender, a "to" that is not its id, another cluster, an incarnation of 0 or
+// older than one seen from that id, and, with TLS, a certificate that does
+// not name the sender. Bytes without the magic are closed on without answer.
+// resume is the last sequence number the acceptor delivered from this
+// dialer's incarnation (0 for an incarnation it has not seen).
+//
+// Stream. The dialer then sends frames whose body starts with a type byte:
+//   - DATA (1): uint64 seq, then the message as a msgpack array
+//     [kind, from, to, clock, payload] (uint, str, str, uint, bin).
+//   - PING (3): nothing else; sent every HeartbeatInterval.
+//
+// The acceptor sends:
+//   - ACK (2): uint64 seq: every message up to seq was delivered. Sent after
+//     deliveries and, repeated, every HeartbeatInterval.
+//
+// Sequence numbers count from 1 per pair of incarnations (sender's, receiver's).
+// After a reconnect the dialer resends from resume+1; the receiver drops a seq
+// it already delivered and closes on a gap. When the acceptor's incarnation
+// changes, the dialer renumbers what it still holds from 1 (messages for a
+// dead incarnation go to the next one, as the Transport contract allows).
+// When the dialer's incarnation changes, the acceptor resets its state for
+// that peer and delivers PeerUp before the new incarnation's first message;
+// nothing of the old incarnation is delivered after that.
+//
+// Anything else (unknown type, wrong length, malformed msgpack, a gap, a
+// forged From or To, an ACK of something never sent, silence past
+// IdleTimeout, a peer not reading for WriteTimeout) closes that connection
+// with a logged error; the dialer reconnects with backoff.
+type TCP struct {
+	cfg       TCPConfig
+	id        string
+	inc       uint64
+	version   uint16
+	ln        net.Listener
+	log       *slog.Logger
+	serverTLS *tls.Config
+	peers     map[string]*peer
+	recv      chan lamportmutex.Message
+
+	ctx    context.Context // cancelled by Close; bounds dials and handshakes
+	cancel context.CancelFunc
+	done   <-chan struct{}
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// peer is everything the transport knows about one remote peer.
+type peer struct {
+	id   string
+	addr string
+	out  outPeer
+	in   inPeer
+
+	mu       sync.Mutex
+	inc      uint64 // newest incarnation seen in either handshake
+	restarts uint64
+}
+
+// noteIncarnation records inc and reports whether it is new.
+func (p *peer) noteIncarnation(inc uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if inc > p.inc {
+		if p.inc != 0 {
+			p.restarts++
+		}
+		p.inc = inc
+	}
+}
+
+// NewTCP validates cfg, starts listening and starts connecting to every
+// peer. Close releases everything.
+func NewTCP(cfg TCPConfig) (*TCP, error) {
+	if cfg.ID == "" {
+		return nil, errors.New("transport: TCPConfig.ID is empty")
+	}
+	setDefault(&cfg.MaxFrameSize, DefaultMaxFrameSize)
+	setDefault(&cfg.DialTimeout, DefaultDialTimeout)
+	setDefault(&cfg.HandshakeTimeout, DefaultHandshakeTimeout)
+	setDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&cfg.HeartbeatInterval, DefaultHeartbeatInterval)
+	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&cfg.BackoffMin, DefaultBackoffMin)
+	setDefault(&cfg.BackoffMax, DefaultBackoffMax)
+	setDefault(&cfg.SendQueue, DefaultSendQueue)
+	setDefault(&cfg.ReceiveBuffer, DefaultReceiveBuffer)
+	setDefault(&cfg.version, protocolVersion)
+	if cfg.IdleTimeout <= cfg.HeartbeatInterval {
+		return nil, fmt.Errorf("transport: IdleTimeout %v must exceed HeartbeatInterval %v", cfg.IdleTimeout, cfg.HeartbeatInterval)
+	}
+	if cfg.MaxFrameSize < seqFrameSize+1 {
+		return nil, fmt.Errorf("transport: MaxFrameSize %d too small", cfg.MaxFrameSize)
+	}
+	if cfg.BackoffMax < cfg.BackoffMin {
+		cfg.BackoffMax = cfg.BackoffMin
+	}
+	if cfg.Incarnation == 0 {
+		cfg.Incarnation = max(uint64(time.Now().UnixNano()), 1)
+	}
+	t := &TCP{
+		cfg:     cfg,
+		id:      cfg.ID,
+		inc:     cfg.Incarnation,
+		version: cfg.version,
+		log:     cfg.Logger,
+		peers:   make(map[string]*peer, len(cfg.Peers)),
+		recv:    make(chan lamportmutex.Message, cfg.ReceiveBuffer),
+		conns:   make(map[net.Conn]struct{}),
+	}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
+	}
+	t.log = t.log.With("transport", "tcp", "self", cfg.ID)
+	for id, addr := range cfg.Peers {
+		if id == cfg.ID {
+			continue
+		}
+		if id == "" || addr == "" {
+			return nil, fmt.Errorf("transport: peer %q has address %q", id, addr)
+		}
+		p := &peer{id: id, addr: addr}
+		p.out.init(cfg.SendQueue)
+		t.peers[id] = p
+	}
+	if cfg.TLS != nil {
+		t.serverTLS = cfg.TLS.Clone()
+		t.serverTLS.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	t.ln = cfg.Listener
+	if t.ln == nil {
+		ln, err := net.Listen("tcp", cfg.ListenAddr)
+		if err != nil {
+			return nil, fmt.Errorf("transport: listen on %q: %w", cfg.ListenAddr, err)
+		}
+		t.ln = ln
+	}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	t.done = t.ctx.Done()
+	t.spawn(t.acceptLoop)
+	for _, p := range t.peers {
+		t.spawn(func() { t.runOutbound(p) })
+	}
+	t.log.Debug("transport started", "addr", t.ln.Addr().String(), "incarnation", t.inc)
+	return t, nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// ID returns the local peer's id.
+func (t *TCP) ID() string { return t.id }
+
+// Addr returns the address the transport listens on.
+func (t *TCP) Addr() net.Addr { return t.ln.Addr() }
+
+// Incarnation returns this run's incarnation, as sent in handshakes.
+func (t *TCP) Incarnation() uint64 { return t.inc }
+
+// Receive returns the channel of inbound messages; it is closed by Close.
+func (t *TCP) Receive() <-chan lamportmutex.Message { return t.recv }
+
+// Send queues msg for delivery to msg.To. It blocks while that peer's queue
+// is full, until ctx ends. It fails with ErrWrongSender, ErrUnsendable,
+// ErrUnknownPeer, ErrFrameTooLarge, ErrClosed or ctx's error.
+func (t *TCP) Send(ctx context.Context, msg lamportmutex.Message) error {
+	if msg.From != t.id {
+		return fmt.Errorf("%w: From %q, local id %q", ErrWrongSender, msg.From, t.id)
+	}
+	if !msg.Kind.Valid() || msg.Kind == lamportmutex.PeerUp {
+		return fmt.Errorf("%w: %v", ErrUnsendable, msg.Kind)
+	}
+	p := t.peers[msg.To]
+	if p == nil {
+		return fmt.Errorf("%w %q", ErrUnknownPeer, msg.To)
+	}
+	if t.isDone() {
+		return ErrClosed
+	}
+	body, err := marshalMessage(msg)
+	if err != nil {
+		return err
+	}
+	if n := seqFrameSize + len(body); n > t.cfg.MaxFrameSize {
+		return fmt.Errorf("%w: message to %q needs %d bytes, limit %d", ErrFrameTooLarge, msg.To, n, t.cfg.MaxFrameSize)
+	}
+	select {
+	case p.out.slots <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("transport: send to %q: %w", msg.To, ctx.Err())
+	case <-t.done:
+		return ErrClosed
+	}
+	if t.isDone() {
+		<-p.out.slots
+		return ErrClosed
+	}
+	p.out.push(body)
+	return nil
+}
+
+// Close closes the listener and every connection and stops every goroutine,
+// then closes the Receive channel. Messages still queued are dropped. It is
+// safe to call more than once.
+func (t *TCP) Close() error {
+	t.closeOnce.Do(func() {
+		t.mu.Lock()
+		t.closed = true
+		conns := make([]net.Conn, 0, len(t.conns))
+		for c := range t.conns {
+			conns = append(conns, c)
+		}
+		t.mu.Unlock()
+		t.cancel()
+		if err := t.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			t.closeErr = fmt.Errorf("transport: close listener: %w", err)
+		}
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		t.wg.Wait()
+		close(t.recv)
+		t.log.Debug("transport closed")
+	})
+	return t.closeErr
+}
+
+func (t *TCP) isDone() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// spawn runs f in a goroutine that Close waits for, unless closed.
+func (t *TCP) spawn(f func()) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// track registers c so that Close closes it; it closes c and returns false
+// if the transport is closed.
+func (t *TCP) track(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		_ = c.Close()
+		return false
+	}
+	t.conns[c] = struct{}{}
+	return true
+}
+
+// untrack closes c and forgets it.
+func (t *TCP) untrack(c net.Conn) {
+	_ = c.Close()
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
+}
+
+// killConn closes one connection chosen by rng, if any; a test hook.
+func (t *TCP) killConn(rng *rand.Rand) bool {
+	t.mu.Lock()
+	var victim net.Conn
+	n := 0
+	for c := range t.conns {
+		n++
+		if rng.IntN(n) == 0 {
+			victim = c
+		}
+	}
+	t.mu.Unlock()
+	if victim == nil {
+		return false
+	}
+	_ = victim.Close()
+	return true
+}
+
+// connError logs a connection's end and reports it to the test hook.
+func (t *TCP) connError(peer, dir string, remote net.Addr, err error) {
+	if t.cfg.onConnError != nil {
+		t.cfg.onConnError(peer, err)
+	}
+	level := slog.LevelWarn
+	if t.isDone() {
+		level = slog.LevelDebug
+	}
+	ra := ""
+	if remote != nil {
+		ra = remote.String()
+	}
+	t.log.Log(context.Background(), level, "transport: connection closed", "peer", peer, "dir", dir, "remote", ra, "err", err)
+}
+
+// event reports a connection event to the test hook.
+func (t *TCP) event(peer, ev string) {
+	if t.cfg.onEvent != nil {
+		t.cfg.onEvent(peer, ev)
+	}
+}
+
+// deliver puts m on the Receive channel unless stop or Close comes first.
+func (t *TCP) deliver(m lamportmutex.Message, stop <-chan struct{}) bool {
+	select {
+	case t.recv <- m:
+		return true
+	case <-stop:
+		return false
+	case <-t.done:
+		return false
+	}
+}
+
+// backoff returns a delay in [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
+
+// sleep waits d or until Close; it reports whether the transport is open.
+func (t *TCP) sleep(d time.Duration) bool {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-t.done:
+		return false
+	}
+}

@@ -1,0 +1,313 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
+)
+
+// inPeer is the receiving half of a peer.
+type inPeer struct {
+	hsMu sync.Mutex // serializes handshakes from the peer
+
+	mu        sync.Mutex
+	inc       uint64        // the peer's incarnation our state refers to
+	last      atomic.Uint64 // last seq delivered from inc
+	peerUp    bool          // PeerUp for inc not yet delivered
+	cur       *inSession
+	connected bool
+	since     time.Time
+
+	msgs, byts atomic.Uint64
+}
+
+// inSession is one accepted stream.
+type inSession struct {
+	conn   net.Conn
+	stop   chan struct{}
+	once   sync.Once
+	exited chan struct{} // closed when the session's goroutines are done
+	ackNow chan struct{} // capacity 1
+}
+
+func (s *inSession) close() {
+	s.once.Do(func() {
+		close(s.stop)
+		_ = s.conn.Close()
+	})
+}
+
+// begin makes s the peer's only session for incarnation inc, stopping and
+// awaiting the previous one, and returns where the dialer should resume.
+func (t *TCP) begin(p *peer, s *inSession, inc uint64) (uint64, error) {
+	ip := &p.in
+	ip.hsMu.Lock()
+	defer ip.hsMu.Unlock()
+	ip.mu.Lock()
+	if inc < ip.inc {
+		known := ip.inc
+		ip.mu.Unlock()
+		return 0, fmt.Errorf("%w: peer %q presented incarnation %d, already seen %d", ErrStaleIncarnation, p.id, inc, known)
+	}
+	old := ip.cur
+	ip.cur = nil
+	ip.mu.Unlock()
+	if old != nil {
+		old.close()
+		select {
+		case <-old.exited:
+		case <-t.done:
+			return 0, ErrClosed
+		}
+	}
+	ip.mu.Lock()
+	defer ip.mu.Unlock()
+	if inc != ip.inc {
+		ip.inc = inc
+		ip.last.Store(0)
+		ip.peerUp = true
+	}
+	ip.cur = s
+	ip.connected = true
+	ip.since = time.Now()
+	return ip.last.Load(), nil
+}
+
+// end forgets s if it is still the peer's session.
+func (ip *inPeer) end(s *inSession) {
+	ip.mu.Lock()
+	if ip.cur == s {
+		ip.cur = nil
+		ip.connected = false
+		ip.since = time.Now()
+	}
+	ip.mu.Unlock()
+}
+
+// acceptLoop accepts connections until Close.
+func (t *TCP) acceptLoop() {
+	delay := 5 * time.Millisecond
+	for {
+		conn, err := t.ln.Accept()
+		if err != nil {
+			if t.isDone() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			t.log.Warn("transport: accept", "err", err)
+			if !t.sleep(delay) {
+				return
+			}
+			delay = min(2*delay, time.Second)
+			continue
+		}
+		delay = 5 * time.Millisecond
+		if !t.track(conn) {
+			return
+		}
+		if !t.spawn(func() { t.serveInbound(conn) }) {
+			t.untrack(conn)
+			return
+		}
+	}
+}
+
+// serveInbound shakes hands with a dialer and then reads its stream.
+func (t *TCP) serveInbound(raw net.Conn) {
+	defer t.untrack(raw)
+	remote := raw.RemoteAddr()
+	if err := raw.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
+		return
+	}
+	conn := raw
+	var tc *tls.Conn
+	if t.serverTLS != nil {
+		tc = tls.Server(raw, t.serverTLS)
+		ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			t.connError("", "in", remote, fmt.Errorf("TLS handshake: %w", err))
+			return
+		}
+		conn = tc
+	}
+	br := bufio.NewReaderSize(conn, 64<<10)
+	bw := bufio.NewWriterSize(conn, 4<<10)
+	check := helloCheck{version: t.version, self: t.id, cluster: t.cfg.Cluster, known: func(id string) bool { return t.peers[id] != nil }}
+	h, refuse, err := readHello(br, check)
+	if err == nil && tc != nil {
+		if certs := tc.ConnectionState().PeerCertificates; len(certs) == 0 {
+			err, refuse = fmt.Errorf("%w %q: no certificate", ErrPeerCertificate, h.From), true
+		} else if cerr := certNames(certs[0], h.From); cerr != nil {
+			err, refuse = cerr, true
+		}
+	}
+	var p *peer
+	var s *inSession
+	var resume uint64
+	if err == nil {
+		p = t.peers[h.From]
+		s = &inSession{conn: raw, stop: make(chan struct{}), exited: make(chan struct{}), ackNow: make(chan struct{}, 1)}
+		resume, err = t.begin(p, s, h.Incarnation)
+		refuse = err != nil
+	}
+	if err != nil {
+		t.connError(h.From, "in", remote, fmt.Errorf("refused handshake: %w", err))
+		if refuse {
+			_ = writeWelcome(bw, t.version, welcome{From: t.id, Incarnation: t.inc, Refusal: err.Error()})
+		}
+		return
+	}
+	p.noteIncarnation(h.Incarnation)
+	var wg sync.WaitGroup
+	defer func() {
+		s.close()
+		wg.Wait()
+		p.in.end(s)
+		close(s.exited)
+	}()
+	if err := writeWelcome(bw, t.version, welcome{From: t.id, Incarnation: t.inc, Resume: resume}); err != nil {
+		t.connError(h.From, "in", remote, fmt.Errorf("sending welcome: %w", err))
+		return
+	}
+	if err := raw.SetDeadline(time.Time{}); err != nil {
+		return
+	}
+	t.event(h.From, "accepted")
+	wg.Add(1)
+	if !t.spawn(func() {
+		defer wg.Done()
+		if err := t.writeAcks(p, s, bw, resume); err != nil {
+			t.connError(p.id, "in", remote, err)
+			s.close()
+		}
+	}) {
+		wg.Done()
+		return
+	}
+	if err := t.readStream(p, s, br); err != nil {
+		t.connError(p.id, "in", remote, err)
+	}
+}
+
+// readStream delivers the dialer's messages until the stream breaks or s is
+// stopped; it returns nil when stopped.
+func (t *TCP) readStream(p *peer, s *inSession, br *bufio.Reader) error {
+	ip := &p.in
+	dl := deadline{conn: s.conn, d: t.cfg.IdleTimeout}
+	buf := make([]byte, 512)
+	stopped := func(err error) error {
+		select {
+		case <-s.stop:
+			return nil
+		default:
+			return err
+		}
+	}
+	for {
+		ip.mu.Lock()
+		up, inc := ip.peerUp, ip.inc
+		ip.mu.Unlock()
+		if up {
+			if !t.deliver(lamportmutex.Message{Kind: lamportmutex.PeerUp, From: p.id, To: t.id, Incarnation: inc}, s.stop) {
+				return nil
+			}
+			ip.mu.Lock()
+			ip.peerUp = false
+			ip.mu.Unlock()
+		}
+		if err := dl.refresh(); err != nil {
+			return stopped(err)
+		}
+		body, err := readFrame(br, t.cfg.MaxFrameSize, buf)
+		if err != nil {
+			return stopped(t.readErr(p.id, err))
+		}
+		if cap(body) > cap(buf) && cap(body) <= 64<<10 {
+			buf = body[:0]
+		}
+		if body[0] == framePing {
+			if len(body) != 1 {
+				return fmt.Errorf("%w: %d-byte PING from %q", ErrProtocol, len(body), p.id)
+			}
+			continue
+		}
+		typ, seq, rest, err := parseSeqFrame(body)
+		if err != nil {
+			return err
+		}
+		if typ != frameData {
+			return fmt.Errorf("%w: frame type %d from dialer %q", ErrProtocol, typ, p.id)
+		}
+		last := ip.last.Load()
+		if seq <= last {
+			continue // a resent duplicate
+		}
+		if seq != last+1 {
+			return fmt.Errorf("%w: %q sent seq %d after %d", ErrProtocol, p.id, seq, last)
+		}
+		m, err := unmarshalMessage(rest)
+		if err != nil {
+			return fmt.Errorf("message %d from %q: %w", seq, p.id, err)
+		}
+		if m.From != p.id || m.To != t.id {
+			return fmt.Errorf("%w: stream from %q carried %v", ErrProtocol, p.id, m)
+		}
+		if !t.deliver(m, s.stop) {
+			return nil
+		}
+		ip.last.Store(seq)
+		ip.msgs.Add(1)
+		ip.byts.Add(uint64(frameLenSize + len(body)))
+		select {
+		case s.ackNow <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// writeAcks acknowledges deliveries, and repeats the last ACK while idle.
+func (t *TCP) writeAcks(p *peer, s *inSession, bw *bufio.Writer, sent uint64) error {
+	tick := time.NewTicker(t.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		force := false
+		select {
+		case <-s.ackNow:
+		case <-tick.C:
+			force = true
+		case <-s.stop:
+			return nil
+		case <-t.done:
+			return nil
+		}
+		last := p.in.last.Load()
+		if last == sent && !force {
+			continue
+		}
+		if err := s.conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout)); err != nil {
+			return nil
+		}
+		err := writeSeqFrame(bw, frameAck, last, nil)
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err != nil {
+			select {
+			case <-s.stop:
+				return nil
+			default:
+			}
+			return t.writeErr(p, err)
+		}
+		sent = last
+	}
+}

@@ -1,0 +1,427 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// outPeer is the sending half of a peer: the queue of messages not yet
+// acknowledged, in sequence order.
+type outPeer struct {
+	slots chan struct{} // one token per queued message; bounds the queue
+	wake  chan struct{} // capacity 1: tells the writer the queue grew
+
+	mu         sync.Mutex
+	q          []outMsg // seq contiguous, ascending; acknowledged ones removed
+	nextSeq    uint64   // seq of the next message pushed
+	remoteInc  uint64   // incarnation of the peer our seqs refer to
+	connected  bool
+	since      time.Time
+	sessions   uint64
+	msgs, byts atomic.Uint64
+}
+
+type outMsg struct {
+	seq  uint64
+	body []byte // msgpack message
+}
+
+func (o *outPeer) init(queue int) {
+	o.slots = make(chan struct{}, queue)
+	o.wake = make(chan struct{}, 1)
+	o.nextSeq = 1
+}
+
+// push appends a message; the caller holds a slot.
+func (o *outPeer) push(body []byte) {
+	o.mu.Lock()
+	o.q = append(o.q, outMsg{seq: o.nextSeq, body: body})
+	o.nextSeq++
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// base returns the seq of q[0] (nextSeq if q is empty). Caller holds mu.
+func (o *outPeer) base() uint64 { return o.nextSeq - uint64(len(o.q)) }
+
+// ackTo drops every message up to seq and frees their slots. Caller holds
+// mu and has checked base()-1 <= seq < nextSeq.
+func (o *outPeer) ackTo(seq uint64) {
+	n := int(seq + 1 - o.base())
+	if n <= 0 {
+		return
+	}
+	clear(o.q[:n])
+	o.q = o.q[n:]
+	if len(o.q) == 0 {
+		o.q = o.q[:0:0] // let the backing array go
+	}
+	for range n {
+		<-o.slots
+	}
+}
+
+// resume adopts the acceptor's welcome and returns the first seq to send.
+func (o *outPeer) resume(peer string, wl welcome) (uint64, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if wl.Incarnation != o.remoteInc {
+		if wl.Incarnation < o.remoteInc {
+			return 0, fmt.Errorf("%w: peer %q answered with incarnation %d, already seen %d", ErrStaleIncarnation, peer, wl.Incarnation, o.remoteInc)
+		}
+		for i := range o.q {
+			o.q[i].seq = uint64(i + 1)
+		}
+		o.nextSeq = uint64(len(o.q) + 1)
+		o.remoteInc = wl.Incarnation
+	}
+	if wl.Resume+1 < o.base() || wl.Resume >= o.nextSeq {
+		return 0, fmt.Errorf("%w: peer %q resumes after %d, but we hold %d..%d", ErrProtocol, peer, wl.Resume, o.base(), o.nextSeq-1)
+	}
+	o.ackTo(wl.Resume)
+	return wl.Resume + 1, nil
+}
+
+// pending appends to dst up to max messages from seq on.
+func (o *outPeer) pending(seq uint64, dst []outMsg, max int) []outMsg {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	i := int(seq - o.base())
+	if seq < o.base() {
+		i = 0
+	}
+	for ; i < len(o.q) && len(dst) < max; i++ {
+		dst = append(dst, o.q[i])
+	}
+	return dst
+}
+
+func (o *outPeer) setConnected(up bool) {
+	o.mu.Lock()
+	o.connected = up
+	o.since = time.Now()
+	if up {
+		o.sessions++
+	}
+	o.mu.Unlock()
+}
+
+// runOutbound keeps a stream to p open until Close.
+func (t *TCP) runOutbound(p *peer) {
+	delay := t.cfg.BackoffMin
+	failing := false
+	for !t.isDone() {
+		established, err := t.connectOnce(p)
+		if t.isDone() {
+			return
+		}
+		if established {
+			delay = t.cfg.BackoffMin
+		} else {
+			delay = min(delay*2, t.cfg.BackoffMax)
+		}
+		switch {
+		case err == nil:
+		case established:
+			t.connError(p.id, "out", nil, err)
+		case errors.Is(err, errDial):
+			// A peer that is down: report the first failure only.
+			if t.cfg.onConnError != nil {
+				t.cfg.onConnError(p.id, err)
+			}
+			if !failing {
+				t.log.Info("transport: cannot reach peer, retrying", "peer", p.id, "err", err)
+			}
+			failing = true
+		default:
+			t.connError(p.id, "dial", nil, err)
+		}
+		if established {
+			failing = false
+		}
+		if !t.sleep(jitter(delay)) {
+			return
+		}
+	}
+}
+
+// dial connects to p, with TLS if configured.
+func (t *TCP) dial(p *peer) (net.Conn, net.Conn, error) {
+	d := net.Dialer{Timeout: t.cfg.DialTimeout}
+	raw, err := d.DialContext(t.ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w %q at %s: %w", errDial, p.id, p.addr, err)
+	}
+	if !t.track(raw) {
+		return nil, nil, ErrClosed
+	}
+	if t.cfg.TLS == nil {
+		return raw, raw, nil
+	}
+	tc := tls.Client(raw, clientTLS(t.cfg.TLS, p.id))
+	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		t.untrack(raw)
+		return nil, nil, fmt.Errorf("TLS handshake with %q at %s: %w", p.id, p.addr, err)
+	}
+	return raw, tc, nil
+}
+
+// connectOnce dials p, shakes hands and runs the stream until it breaks.
+// established reports whether the handshake succeeded.
+func (t *TCP) connectOnce(p *peer) (established bool, err error) {
+	raw, conn, err := t.dial(p)
+	if err != nil {
+		return false, err
+	}
+	defer t.untrack(raw)
+	br := bufio.NewReaderSize(conn, 256)
+	bw := bufio.NewWriterSize(conn, 64<<10)
+	if err := conn.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
+		return false, err
+	}
+	h := hello{From: t.id, To: p.id, Cluster: t.cfg.Cluster, Incarnation: t.inc}
+	if err := writeHello(bw, t.version, h); err != nil {
+		return false, fmt.Errorf("sending hello to %q: %w", p.id, err)
+	}
+	wl, err := readWelcome(br, t.version, p.id)
+	if err != nil {
+		return false, err
+	}
+	p.noteIncarnation(wl.Incarnation)
+	next, err := p.out.resume(p.id, wl)
+	if err != nil {
+		return false, err
+	}
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		return false, err
+	}
+	p.out.setConnected(true)
+	defer p.out.setConnected(false)
+	t.event(p.id, "connected")
+	t.log.Debug("transport: stream up", "peer", p.id, "remote_incarnation", wl.Incarnation, "resume", wl.Resume)
+
+	s := &outSession{conn: conn, stop: make(chan struct{})}
+	s.written.Store(next - 1)
+	acksDone := make(chan struct{})
+	if !t.spawn(func() {
+		defer close(acksDone)
+		s.fail(t.readAcks(p, s, br))
+	}) {
+		return true, ErrClosed
+	}
+	s.fail(t.writeStream(p, s, bw, next))
+	<-acksDone
+	return true, s.err
+}
+
+// outSession is one established outbound stream.
+type outSession struct {
+	conn    net.Conn
+	stop    chan struct{}
+	once    sync.Once
+	err     error
+	written atomic.Uint64 // highest seq handed to the socket
+}
+
+// fail records the first error and closes the connection.
+func (s *outSession) fail(err error) {
+	s.once.Do(func() {
+		s.err = err
+		close(s.stop)
+		_ = s.conn.Close()
+	})
+}
+
+// maxBatch bounds the messages written between two looks at the queue.
+const maxBatch = 128
+
+// writeStream writes queued messages from seq next on, flushing when the
+// queue is drained, and pings while idle.
+func (t *TCP) writeStream(p *peer, s *outSession, bw *bufio.Writer, next uint64) error {
+	ping := time.NewTicker(t.cfg.HeartbeatInterval)
+	defer ping.Stop()
+	batch := make([]outMsg, 0, maxBatch)
+	for {
+		batch = p.out.pending(next, batch[:0], maxBatch)
+		if len(batch) > 0 {
+			if err := s.conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout)); err != nil {
+				return err
+			}
+			for _, m := range batch {
+				if err := writeSeqFrame(bw, frameData, m.seq, m.body); err != nil {
+					return t.writeErr(p, err)
+				}
+				p.out.msgs.Add(1)
+				p.out.byts.Add(uint64(frameLenSize + seqFrameSize + len(m.body)))
+			}
+			next = batch[len(batch)-1].seq + 1
+			s.written.Store(next - 1)
+			clear(batch)
+			continue
+		}
+		if bw.Buffered() > 0 {
+			if err := s.conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout)); err != nil {
+				return err
+			}
+			if err := bw.Flush(); err != nil {
+				return t.writeErr(p, err)
+			}
+		}
+		select {
+		case <-p.out.wake:
+		case <-ping.C:
+			if err := s.conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout)); err != nil {
+				return err
+			}
+			if err := writePing(bw); err != nil {
+				return t.writeErr(p, err)
+			}
+		case <-s.stop:
+			return nil
+		case <-t.done:
+			return ErrClosed
+		}
+	}
+}
+
+// errDial marks a failure to open a TCP connection.
+var errDial = errors.New("cannot dial")
+
+// ErrSlowPeer is logged when a peer does not read what is written to it
+// within WriteTimeout; its connection is closed.
+var ErrSlowPeer = errors.New("transport: peer not reading (slow reader)")
+
+// ErrIdle is logged when nothing arrives on a connection within
+// IdleTimeout (a half-open connection); it is closed.
+var ErrIdle = errors.New("transport: connection idle (half-open?)")
+
+func (t *TCP) writeErr(p *peer, err error) error {
+	if isTimeout(err) {
+		return fmt.Errorf("%w: writing to %q blocked for %v: %v", ErrSlowPeer, p.id, t.cfg.WriteTimeout, err)
+	}
+	return fmt.Errorf("writing to %q: %w", p.id, err)
+}
+
+func (t *TCP) readErr(peer string, err error) error {
+	if isTimeout(err) {
+		return fmt.Errorf("%w: nothing from %q for %v: %v", ErrIdle, peer, t.cfg.IdleTimeout, err)
+	}
+	return fmt.Errorf("reading from %q: %w", peer, err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// readAcks applies the acceptor's acknowledgements until the stream breaks.
+func (t *TCP) readAcks(p *peer, s *outSession, br *bufio.Reader) error {
+	var buf [seqFrameSize]byte
+	dl := deadline{conn: s.conn, d: t.cfg.IdleTimeout}
+	for {
+		if err := dl.refresh(); err != nil {
+			return err
+		}
+		body, err := readFrame(br, seqFrameSize, buf[:])
+		if err != nil {
+			select {
+			case <-s.stop:
+				return nil
+			default:
+			}
+			return t.readErr(p.id, err)
+		}
+		typ, seq, rest, err := parseSeqFrame(body)
+		if err != nil {
+			return err
+		}
+		if typ != frameAck || len(rest) != 0 {
+			return fmt.Errorf("%w: frame type %d from acceptor %q", ErrProtocol, typ, p.id)
+		}
+		if seq > s.written.Load() {
+			return fmt.Errorf("%w: %q acknowledged %d, only %d sent", ErrProtocol, p.id, seq, s.written.Load())
+		}
+		p.out.mu.Lock()
+		if seq >= p.out.base() {
+			p.out.ackTo(seq)
+		}
+		p.out.mu.Unlock()
+	}
+}
+
+// deadline refreshes a read deadline at most every d/8, so that busy
+// streams do not reset a timer per frame.
+type deadline struct {
+	conn net.Conn
+	d    time.Duration
+	last time.Time
+}
+
+func (dl *deadline) refresh() error {
+	now := time.Now()
+	if now.Sub(dl.last) < dl.d/8 {
+		return nil
+	}
+	dl.last = now
+	return dl.conn.SetReadDeadline(now.Add(dl.d))
+}
+
+// clientTLS returns the dialer's TLS config for peer id: the chain is
+// verified against base.RootCAs and the leaf must name id.
+func clientTLS(base *tls.Config, id string) *tls.Config {
+	c := base.Clone()
+	skipChain := base.InsecureSkipVerify
+	user := base.VerifyConnection
+	c.InsecureSkipVerify = true // verified below, against id instead of ServerName
+	c.ServerName = ""
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return fmt.Errorf("%w: %q presented no certificate", ErrPeerCertificate, id)
+		}
+		leaf := cs.PeerCertificates[0]
+		if !skipChain {
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			opts := x509.VerifyOptions{Roots: base.RootCAs, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+			if _, err := leaf.Verify(opts); err != nil {
+				return fmt.Errorf("verifying certificate of %q: %w", id, err)
+			}
+		}
+		if err := certNames(leaf, id); err != nil {
+			return err
+		}
+		if user != nil {
+			return user(cs)
+		}
+		return nil
+	}
+	return c
+}
+
+// certNames checks that cert names id as CommonName or DNS SAN.
+func certNames(cert *x509.Certificate, id string) error {
+	if cert.Subject.CommonName == id {
+		return nil
+	}
+	for _, n := range cert.DNSNames {
+		if n == id {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w %q: certificate names CN %q, DNS %q", ErrPeerCertificate, id, cert.Subject.CommonName, cert.DNSNames)
+}

@@ -1,0 +1,88 @@
+package transport
+
+import (
+	"testing"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
+)
+
+// tcpRecvData receives the next message that is not a PeerUp.
+func tcpRecvData(t *testing.T, tr *TCP) lamportmutex.Message {
+	t.Helper()
+	for {
+		if m := tcpRecv(t, tr); m.Kind != lamportmutex.PeerUp {
+			return m
+		}
+	}
+}
+
+// checkAlive checks that a and b still exchange messages.
+func checkAlive(t *testing.T, c *tcpCluster, a, b string, clock uint64) {
+	t.Helper()
+	tcpSend(t, c.nodes[a], b, clock, nil)
+	if m := tcpRecvData(t, c.nodes[b]); m.From != a || m.Clock != clock {
+		t.Fatalf("%s got %v, want clock %d from %s", b, m, clock, a)
+	}
+	tcpSend(t, c.nodes[b], a, clock, nil)
+	if m := tcpRecvData(t, c.nodes[a]); m.From != b || m.Clock != clock {
+		t.Fatalf("%s got %v, want clock %d from %s", a, m, clock, b)
+	}
+}
+
+// TestTCPRefusals: a handshake with a bad identity is refused, both sides
+// report why, naming the peer and the values, and other peers keep working.
+func TestTCPRefusals(t *testing.T) {
+	tcpLeakCheck(t)
+	ids := []string{"a", "b", "bad"}
+	badly := func(f func(*TCPConfig)) func(*TCPConfig) {
+		return func(cfg *TCPConfig) {
+			if cfg.ID == "bad" {
+				f(cfg)
+			}
+		}
+	}
+	t.Run("cluster", func(t *testing.T) {
+		c := newTCPCluster(t, ids, badly(func(cfg *TCPConfig) { cfg.Cluster = "other-cluster" }))
+		c.waitErr("a", ErrClusterMismatch, `peer "bad" is in cluster "other-cluster", we are in "test-cluster"`)
+		c.waitErr("bad", ErrRefused, `refused by "a"`, `peer "bad" is in cluster "other-cluster", we are in "test-cluster"`)
+		c.waitErr("bad", ErrClusterMismatch, `peer "a" is in cluster "test-cluster", we are in "other-cluster"`)
+		c.waitErr("a", ErrRefused, `refused by "bad"`, `peer "a" is in cluster "test-cluster"`)
+		waitLog(t, c.logs["a"], "refused handshake", "peer=bad", "cluster mismatch", "other-cluster")
+		waitLog(t, c.logs["bad"], "handshake refused", "peer=a", "cluster mismatch", "other-cluster")
+		checkAlive(t, c, "a", "b", 1)
+	})
+	t.Run("version", func(t *testing.T) {
+		c := newTCPCluster(t, ids, badly(func(cfg *TCPConfig) { cfg.version = 2 }))
+		c.waitErr("a", ErrVersionMismatch, `peer "bad" speaks version 2, we speak 1`)
+		c.waitErr("bad", ErrRefused, `refused by "a"`, `peer "bad" speaks version 2, we speak 1`)
+		c.waitErr("a", ErrRefused, `refused by "bad"`, `peer "a" speaks version 1, we speak 2`)
+		waitLog(t, c.logs["a"], "refused handshake", "peer=bad", "version mismatch")
+		checkAlive(t, c, "a", "b", 1)
+	})
+	t.Run("unknown sender", func(t *testing.T) {
+		c := newTCPCluster(t, ids, badly(func(cfg *TCPConfig) { cfg.ID = "intruder" }))
+		c.waitErr("a", ErrUnknownPeer, `unknown peer "intruder"`)
+		c.waitErr("bad", ErrRefused, `refused by "a"`, `unknown peer "intruder"`)
+		// a, dialing bad's address, reaches intruder instead.
+		c.waitErr("bad", ErrWrongPeer, `peer "a" dialed "bad", but this is "intruder"`)
+		c.waitErr("a", ErrRefused, `refused by "bad"`, `peer "a" dialed "bad", but this is "intruder"`)
+		waitLog(t, c.logs["a"], "refused handshake", "peer=intruder", "unknown peer")
+		checkAlive(t, c, "a", "b", 1)
+	})
+	t.Run("stale incarnation", func(t *testing.T) {
+		c := newTCPCluster(t, ids, nil)
+		seen := c.nodes["bad"].Incarnation()
+		tcpEventually(t, func() bool { st := peerStatus(c.nodes["a"], "bad"); return st.Inbound && st.Connected }, "a and bad connected")
+		if err := c.nodes["bad"].Close(); err != nil {
+			t.Fatal(err)
+		}
+		c.start("bad", nil, 1)
+		c.waitErr("a", ErrStaleIncarnation, `peer "bad" presented incarnation 1, already seen`)
+		c.waitErr("bad", ErrRefused, `refused by "a"`, `presented incarnation 1`)
+		c.waitErr("a", ErrStaleIncarnation, `peer "bad" answered with incarnation 1`)
+		if st := peerStatus(c.nodes["a"], "bad"); st.Incarnation != seen || st.Inbound {
+			t.Errorf("a accepted the stale incarnation: %+v", st)
+		}
+		checkAlive(t, c, "a", "b", 1)
+	})
+}
