@@ -295,4 +295,3 @@ func (n *Node) outcome(t Transfer) (Result, error, bool) {
 	}
 	return Result{}, nil, false
 }
-
