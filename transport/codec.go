@@ -17,6 +17,7 @@ var ErrMalformed = errors.New("transport: malformed message")
 // array [kind, from, to, clock, payload, incarnation], with the payload as
 // binary.
 type wireMessage struct {
+	//lint:ignore U1000 read by the msgpack codec through its tag
 	_struct     bool `codec:",toarray"` // encode as a msgpack array
 	Kind        uint8
 	From        string

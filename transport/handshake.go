@@ -45,7 +45,8 @@ var (
 // hello is what the dialer sends after the preamble: who it is, whom it
 // means to reach, its cluster identity and its incarnation.
 type hello struct {
-	_struct     bool `codec:",toarray"` //nolint:unused // msgpack array encoding
+	//lint:ignore U1000 read by the msgpack codec through its tag
+	_struct     bool `codec:",toarray"` // encode as a msgpack array
 	From        string
 	To          string
 	Cluster     string
@@ -56,7 +57,8 @@ type hello struct {
 // sequence number it delivered from the dialer's incarnation (0 for a new
 // one). A non-empty Refusal refuses the connection and says why.
 type welcome struct {
-	_struct     bool `codec:",toarray"` //nolint:unused // msgpack array encoding
+	//lint:ignore U1000 read by the msgpack codec through its tag
+	_struct     bool `codec:",toarray"` // encode as a msgpack array
 	From        string
 	Incarnation uint64
 	Resume      uint64

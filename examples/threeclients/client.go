@@ -42,8 +42,7 @@ type client struct {
 	ctx   context.Context
 	stop  context.CancelFunc
 
-	connectedOnce sync.Once
-	watchDone     chan struct{}
+	watchDone chan struct{}
 }
 
 // startClient opens the client's ledger, listens, and starts its mutex.
