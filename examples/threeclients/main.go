@@ -110,8 +110,22 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	clients := map[string]*client{}
 	closeAll := func() {
-		for _, c := range clients {
-			c.work.Wait()
+		// Let transfers in flight finish; a signal abandons those still
+		// waiting for the lock.
+		done := make(chan struct{})
+		go func() {
+			for _, c := range clients {
+				c.work.Wait()
+			}
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			for _, c := range clients {
+				c.stop()
+			}
+			<-done
 		}
 		for _, id := range ids {
 			if c := clients[id]; c != nil {
@@ -150,9 +164,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		var ok bool
 		select {
 		case <-ctx.Done():
-			for _, c := range clients {
-				c.stop() // abandon transfers still waiting
-			}
 			opts.out.raw("\n")
 			closeAll()
 			return 0
