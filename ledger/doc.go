@@ -35,6 +35,15 @@
 // order; a block ahead of a gap is held until the gap fills.) Balance reads
 // the local table without the mutex.
 //
+// Group commit: one committer goroutine per node takes the mutex for the
+// transfers its callers submit. Those that queue while it waits for the
+// mutex share the next entry: their blocks are built in submission order
+// (one that the balance cannot pay at its turn is refused, the rest go
+// ahead), persisted with one store append (one fsync), and sent together
+// with the one release (EncodeBatch). Config.MaxBatch bounds a batch; 1 is
+// the textbook's one entry per transfer. A transfer whose ctx ends before
+// its entry is withdrawn and never applied.
+//
 // The mutex needs the node's HandleRelease when it is built, and the node
 // needs the mutex to transfer, so a node is wired in three steps, leaving
 // no moment in which a release could arrive with no handler:

@@ -5,9 +5,10 @@
 // its ctx, Close stopping every goroutine.
 //
 // Both encode every message with the same codec: a msgpack array
-// [kind, from, to, clock, payload] (github.com/hashicorp/go-msgpack/v2),
-// decoded with bounded allocation and depth. A PeerUp is never encoded; a
-// transport synthesizes it.
+// [kind, from, to, clock, payload, incarnation]
+// (github.com/hashicorp/go-msgpack/v2), decoded with bounded allocation and
+// depth. A PeerUp is never encoded; a transport synthesizes it, with the
+// incarnation of the peer that came up.
 //
 // # Chan: the in-process network
 //
@@ -37,7 +38,8 @@
 //   - Partition(a, b) holds the two links between a and b; Disconnect(id)
 //     holds every link of id. Held messages are kept and delivered in order
 //     by Heal or Reconnect; nothing is lost, as the contract requires.
-//   - Restart(id) simulates a crash and restart. The old endpoint is closed.
+//   - Restart(id) simulates a crash and restart. Incarnations count from 1
+//     and grow by one with each Restart. The old endpoint is closed.
 //     Messages it sent that are still on their links are dropped (those
 //     already in a receiver's inbox count as delivered and are kept).
 //     Messages addressed to it and not yet received are dropped, never
