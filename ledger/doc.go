@@ -59,4 +59,19 @@
 // Shut down in the reverse order: close the mutex, then the node (which
 // closes its store). A block received that fails verification stops the
 // node (ErrDiverged, Node.Err, EventFailed) instead of letting it diverge.
+//
+// # Failures
+//
+// What is survived: a client stopped cleanly or killed while idle comes
+// back from its file with every block it had, verified; a record torn by
+// the crash is cut off. While a client is down nobody can take the mutex,
+// so nobody commits without it; balances can still be read everywhere.
+//
+// What is not survived yet, and is reported rather than hidden: a client
+// that dies after its peers committed a block it had not persisted, or that
+// dies holding the mutex after its release reached some peers but not all,
+// leaves replicas that differ at one height. There is no catch-up protocol
+// yet: a replica that is granted the mutex with a gap in its chain, or that
+// receives a block that conflicts with its own, stops with ErrDiverged; the
+// others are unaffected. Repair by copying a healthy peer's ledger file.
 package ledger
