@@ -20,11 +20,21 @@ type Config struct {
 	// OnRelease, if set, is called with the payload of every RELEASE from
 	// another peer that carries one, on the Mutex's goroutine, before that
 	// release takes effect here: the next holder has always handled every
-	// earlier holder's payload. Payloads from one peer arrive in the order
-	// its holders released. An error is logged and counted in
-	// Stats.HandlerErrors; the release still takes effect (the handler's
-	// owner decides how to stop, for example by refusing further work).
+	// earlier holder's payload that was sent to its current incarnation.
+	// (A release sent to an incarnation of this peer that has since died is
+	// not replayed into the new one; an application that must not miss it
+	// has to catch up from its peers after a restart.) Payloads from one peer
+	// arrive in the order its holders released. An error is logged and
+	// counted in Stats.HandlerErrors; the release still takes effect (the
+	// handler's owner decides how to stop, for example by refusing further
+	// work). OnRelease must not call the Mutex's methods other than Stats:
+	// they wait for the goroutine it runs on.
 	OnRelease func(from string, payload []byte) error
+	// StartClock, if set, is the least clock this peer starts with. An
+	// application that keeps the clocks of its grants (the ledger's blocks
+	// carry them) passes the last one, so that a restarted peer's requests
+	// are stamped after it even when every peer restarted.
+	StartClock uint64
 	// Trace, if set, is called on the Mutex's goroutine for every message
 	// sent or received, with the clock after the event. It must not block.
 	Trace func(Event)

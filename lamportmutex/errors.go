@@ -12,6 +12,13 @@ var (
 	ErrLocked = errors.New("lamportmutex: locked by another holder")
 	// ErrClosed is returned by every method of a closed Mutex.
 	ErrClosed = errors.New("lamportmutex: mutex closed")
+	// ErrPayloadTooLarge is returned by Unlock for a payload larger than the
+	// Transport carries (see PayloadLimiter); the lock stays held.
+	ErrPayloadTooLarge = errors.New("lamportmutex: payload too large")
+	// ErrTransport is the cause (wrapped with ErrClosed) returned by every
+	// call after the Transport refused a message: a peer would wait forever
+	// for it, so the Mutex stops rather than pretend.
+	ErrTransport = errors.New("lamportmutex: the transport refused a message")
 	// ErrConfig wraps every error New and NewMachine return for a bad
 	// configuration.
 	ErrConfig = errors.New("lamportmutex: invalid config")
@@ -21,10 +28,11 @@ var (
 	// ErrBadMessage is returned by Machine.Step for a message of unknown
 	// kind.
 	ErrBadMessage = errors.New("lamportmutex: malformed message")
-	// ErrStale is returned by Machine.Step for a message from a peer whose
-	// Hello has not arrived yet since this Machine started or since that
-	// peer's PeerUp: it may have been meant for an earlier incarnation of
-	// this peer, so it is ignored. It is expected after restarts.
+	// ErrStale is returned by Machine.Step for a message meant for another
+	// incarnation of this peer, or from a peer whose Hello has not arrived
+	// yet (since this Machine started or since that peer's PeerUp): it was
+	// sent before its sender knew of this incarnation, so it is ignored. It
+	// is expected after restarts.
 	ErrStale = errors.New("lamportmutex: message before the sender's hello")
 	// ErrRequested is returned by Machine.Request while a request is
 	// already outstanding.

@@ -125,7 +125,9 @@ func (m *Machine) Synced() bool { return !slices.Contains(m.heard, false) }
 
 // Behind reports whether our request, though not held, is settled as not
 // first: every peer has sent a message later than it, so no earlier request
-// can still arrive, and an earlier one is queued. TryLock gives up then.
+// can still arrive and every release sent before it has arrived, and an
+// earlier request is queued. TryLock gives up then. (Until then it waits, so
+// while a peer is down TryLock waits for its ctx.)
 func (m *Machine) Behind() bool {
 	if !m.issued || m.held || !m.complete() {
 		return false
@@ -185,21 +187,14 @@ func (m *Machine) Release(payload []byte) ([]Message, error) {
 // for another incarnation of this peer or arriving before its sender's
 // HELLO ErrStale; each leaves the Machine unchanged.
 func (m *Machine) Step(msg Message) ([]Message, error) {
-	j, ok := slices.BinarySearch(m.ids, msg.From)
-	if !ok || j == m.self || msg.To != m.ID() {
-		return nil, fmt.Errorf("%w: %v", ErrNotMember, msg)
+	if err := m.Accepts(msg); err != nil {
+		return nil, err
 	}
-	if !msg.Kind.Valid() {
-		return nil, fmt.Errorf("%w: %v", ErrBadMessage, msg)
-	}
+	j, _ := slices.BinarySearch(m.ids, msg.From)
 	var out []Message
 	switch {
 	case msg.Kind == PeerUp:
 		out = m.peerUp(j, msg.Incarnation)
-	case msg.Incarnation != m.inc:
-		return nil, fmt.Errorf("%w: %v is for incarnation %d, this is %d", ErrStale, msg, msg.Incarnation, m.inc)
-	case msg.Kind != Hello && !m.heard[j]:
-		return nil, fmt.Errorf("%w: %v", ErrStale, msg)
 	default:
 		m.clock = max(m.clock, msg.Clock) + 1
 		m.latest[j] = max(m.latest[j], msg.Clock)
@@ -220,6 +215,33 @@ func (m *Machine) Step(msg Message) ([]Message, error) {
 	m.tryEnter()
 	return out, nil
 }
+
+// Accepts reports, without changing anything, the error Step would return
+// for msg before acting on it: nil if Step would act on it. A driver asks
+// before it hands a release's payload to the application, so that a payload
+// meant for an earlier incarnation of this peer is not applied.
+func (m *Machine) Accepts(msg Message) error {
+	j, ok := slices.BinarySearch(m.ids, msg.From)
+	switch {
+	case !ok || j == m.self || msg.To != m.ID():
+		return fmt.Errorf("%w: %v", ErrNotMember, msg)
+	case !msg.Kind.Valid():
+		return fmt.Errorf("%w: %v", ErrBadMessage, msg)
+	case msg.Kind == PeerUp:
+		return nil
+	case msg.Incarnation != m.inc:
+		return fmt.Errorf("%w: %v is for incarnation %d, this is %d", ErrStale, msg, msg.Incarnation, m.inc)
+	case msg.Kind != Hello && !m.heard[j]:
+		return fmt.Errorf("%w: %v", ErrStale, msg)
+	}
+	return nil
+}
+
+// AdvanceClock moves the clock forward to at least c, never back. An
+// application that persists the clocks of its grants (the ledger's blocks
+// carry them) calls it at start-up, so that requests after a restart are
+// stamped after every grant it knows of.
+func (m *Machine) AdvanceClock(c uint64) { m.clock = max(m.clock, c) }
 
 // peerUp forgets what an earlier incarnation of peer j said, ignores j
 // until its HELLO, and greets the new incarnation.

@@ -17,7 +17,9 @@ import (
 // order, and one distributed request is outstanding per peer at a time.
 //
 // One goroutine, started by New and stopped by Close, owns the state machine:
-// it reads the Transport, sends what the Machine says, and wakes waiters.
+// it reads the Transport, queues what the Machine says to send, and wakes
+// waiters. One more goroutine per peer hands that peer's messages to the
+// Transport, so a peer that does not read never stalls the Mutex.
 type Mutex struct {
 	cfg     Config
 	log     *slog.Logger
@@ -27,6 +29,9 @@ type Mutex struct {
 	done    chan struct{}
 	once    sync.Once
 	stats   statsBox
+	failure error // why the driver stopped, if not Close; set before done closes
+	// failed receives the first message the Transport refused.
+	failed chan error
 }
 
 // waiter is one Lock or TryLock call.
@@ -63,13 +68,20 @@ func New(cfg Config) (*Mutex, error) {
 		cmds:    make(chan func(*driver)),
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
+		failed:  make(chan error, 1),
 	}
 	for _, id := range ids {
 		m.members[id] = true
 	}
 	m.stats.s.Sent = map[Kind]uint64{}
 	m.stats.s.Received = map[Kind]uint64{}
-	d := &driver{m: m, machine: machine}
+	machine.AdvanceClock(cfg.StartClock)
+	d := &driver{m: m, machine: machine, outboxes: map[string]*outbox{}}
+	for _, id := range ids {
+		if id != cfg.ID {
+			d.outboxes[id] = newOutbox()
+		}
+	}
 	go d.run()
 	return m, nil
 }
@@ -109,16 +121,22 @@ func (m *Mutex) lock(ctx context.Context, try bool) (Token, error) {
 		}
 		return Token{}, ctx.Err()
 	case <-m.done:
-		return Token{}, ErrClosed
+		return Token{}, m.stopped()
 	}
 }
 
 // Unlock releases the lock, sending payload (which may be nil) with the
 // RELEASE to every peer; each hands it to its Config.OnRelease before the
-// release takes effect there. Unlock returns once the release is handed to
-// the Transport. It returns ErrNotHeld if the lock is not held and
-// ErrClosed after Close.
+// release takes effect there. Unlock returns once the release is queued for
+// the Transport (the Mutex never waits on a Transport whose queue is full;
+// Close still hands over what is queued). It returns ErrNotHeld if the lock
+// is not held, ErrPayloadTooLarge (still holding) for a payload the
+// Transport cannot carry, and ErrClosed after Close.
 func (m *Mutex) Unlock(payload []byte) error {
+	if lim, ok := m.cfg.Transport.(PayloadLimiter); ok && len(payload) > lim.MaxPayload() {
+		return fmt.Errorf("%w: %d bytes, the transport carries at most %d; the lock is still held",
+			ErrPayloadTooLarge, len(payload), lim.MaxPayload())
+	}
 	errc := make(chan error, 1)
 	if err := m.do(context.Background(), func(d *driver) { errc <- d.unlock(payload) }); err != nil {
 		return err
@@ -174,10 +192,19 @@ func (m *Mutex) do(ctx context.Context, f func(*driver)) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-m.done:
-		return ErrClosed
+		return m.stopped()
 	}
 	<-ran
 	return nil
+}
+
+// stopped is the error for calls after the driver stopped: ErrClosed, with
+// the cause if the Mutex stopped by itself.
+func (m *Mutex) stopped() error {
+	if m.failure != nil {
+		return fmt.Errorf("%w: %w", ErrClosed, m.failure)
+	}
+	return ErrClosed
 }
 
 // driver is the state owned by the Mutex's goroutine.
@@ -186,31 +213,85 @@ type driver struct {
 	machine *Machine
 	waiters []*waiter // local callers, in arrival order
 	holder  *waiter   // the call that holds the lock, if any
-	ctx     context.Context
+
+	outboxes map[string]*outbox // per peer: messages the Transport has not taken yet
+	pumps    sync.WaitGroup
+	stopPump chan struct{}   // closed: pumps exit once their outbox is empty
+	sendCtx  context.Context // cancelled: pumps give up at once
 }
 
 func (d *driver) run() {
-	defer close(d.m.done)
+	m := d.m
+	defer close(m.done)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	d.ctx = ctx
-	recv := d.m.cfg.Transport.Receive()
+	d.sendCtx, d.stopPump = ctx, make(chan struct{})
+	for _, ob := range d.outboxes {
+		d.pumps.Add(1)
+		go func() {
+			defer d.pumps.Done()
+			ob.pump(d.sendCtx, d.stopPump, d.transmit, d.refused)
+		}()
+	}
+	defer d.stopPumps(cancel)
+	recv := m.cfg.Transport.Receive()
 	for {
 		select {
-		case f := <-d.m.cmds:
+		case f := <-m.cmds:
 			f(d)
 		case msg, ok := <-recv:
 			if !ok {
-				d.m.log.Error("transport closed; mutex stops")
+				m.failure = errors.New("the transport closed its receive channel")
+				m.log.Error("transport closed; mutex stops")
 				d.shutdown(false)
 				return
 			}
 			d.receive(msg)
-		case <-d.m.closing:
+		case err := <-m.failed:
+			// A message is lost: the peers' queues can no longer be trusted.
+			m.failure = fmt.Errorf("%w: %w", ErrTransport, err)
+			m.log.Error("transport refused a message; mutex stops", "err", err)
+			d.shutdown(false)
+			return
+		case <-m.closing:
 			d.shutdown(true)
 			return
 		}
 		d.grant()
+	}
+}
+
+// transmit hands one message to the Transport; it runs on a pump.
+func (d *driver) transmit(ctx context.Context, msg Message) error {
+	return d.m.cfg.Transport.Send(ctx, msg)
+}
+
+// refused reports a message the Transport would not take; it runs on a
+// pump, which then stops.
+func (d *driver) refused(msg Message, err error) {
+	d.m.stats.update(func(s *Stats) { s.SendErrors++ })
+	select {
+	case d.m.failed <- fmt.Errorf("send %v: %w", msg, err):
+	default:
+	}
+}
+
+// stopPumps lets the pumps hand over what is queued, for at most
+// closeSendTimeout, then stops them.
+func (d *driver) stopPumps(cancel context.CancelFunc) {
+	close(d.stopPump)
+	for _, ob := range d.outboxes {
+		ob.poke()
+	}
+	done := make(chan struct{})
+	go func() { d.pumps.Wait(); close(done) }()
+	t := time.NewTimer(closeSendTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		cancel()
+		<-done
 	}
 }
 
@@ -223,6 +304,11 @@ func (d *driver) receive(msg Message) {
 		m.log.Warn("dropped message", "msg", msg.String())
 		return
 	}
+	if err := d.machine.Accepts(msg); errors.Is(err, ErrStale) { // expected after a restart
+		m.stats.update(func(s *Stats) { s.Stale++ })
+		m.log.Debug("ignored a message meant for an earlier incarnation, or sent before the sender's hello", "msg", msg.String())
+		return
+	}
 	if msg.Kind == Release && msg.Payload != nil && m.cfg.OnRelease != nil {
 		if err := m.cfg.OnRelease(msg.From, msg.Payload); err != nil {
 			m.stats.update(func(s *Stats) { s.HandlerErrors++ })
@@ -230,11 +316,6 @@ func (d *driver) receive(msg Message) {
 		}
 	}
 	out, err := d.machine.Step(msg)
-	if errors.Is(err, ErrStale) { // expected after a restart
-		m.stats.update(func(s *Stats) { s.Stale++ })
-		m.log.Debug("ignored message sent before the sender's hello", "msg", msg.String())
-		return
-	}
 	if err != nil { // unreachable after the checks above; kept for safety
 		m.stats.update(func(s *Stats) { s.Dropped++ })
 		m.log.Warn("dropped message", "msg", msg.String(), "err", err)
@@ -247,19 +328,33 @@ func (d *driver) receive(msg Message) {
 	d.send(out)
 }
 
-// send hands msgs to the Transport in order.
+// send queues msgs for their peers' pumps, in order; it never waits.
 func (d *driver) send(msgs []Message) {
-	m := d.m
 	for _, msg := range msgs {
-		if err := m.cfg.Transport.Send(d.ctx, msg); err != nil {
-			m.stats.update(func(s *Stats) { s.SendErrors++ })
-			m.log.Error("send failed", "msg", msg.String(), "err", err)
+		d.outboxes[msg.To].push(msg)
+		d.sent(msg)
+	}
+}
+
+// withdraw queues the RELEASEs that withdraw a request that was never
+// granted. Where the REQUEST has not left yet, the two cancel out: a peer
+// that never heard of a request need not hear of its end. (Only a
+// withdrawal may: a granted request's REQUEST and RELEASE carry clocks that
+// later requests must be stamped after.)
+func (d *driver) withdraw(msgs []Message) {
+	for _, msg := range msgs {
+		if d.outboxes[msg.To].cancel(msg) {
+			d.m.stats.update(func(s *Stats) { s.Sent[Request]-- }) // it never left
 			continue
 		}
-		m.stats.update(func(s *Stats) { s.Sent[msg.Kind]++ })
-		if m.cfg.Trace != nil {
-			m.cfg.Trace(Event{Sent: true, Message: msg, Clock: d.machine.Clock()})
-		}
+		d.sent(msg)
+	}
+}
+
+func (d *driver) sent(msg Message) {
+	d.m.stats.update(func(s *Stats) { s.Sent[msg.Kind]++ })
+	if t := d.m.cfg.Trace; t != nil {
+		t(Event{Sent: true, Message: msg, Clock: d.machine.Clock()})
 	}
 }
 
@@ -311,7 +406,7 @@ func (d *driver) withdrawIfIdle() {
 		d.m.log.Error("withdraw", "err", err)
 		return
 	}
-	d.send(out)
+	d.withdraw(out)
 }
 
 // unlock releases the lock held by the process.
@@ -378,25 +473,27 @@ func (d *driver) state() State {
 	return s
 }
 
-// shutdown tells the peers we no longer want or hold the lock, then fails
-// every waiter.
+// shutdown tells the peers we no longer want or hold the lock (the pumps
+// hand that over as the driver exits), then fails every waiter.
 func (d *driver) shutdown(tell bool) {
 	if tell && d.machine.Requesting() {
+		held := d.machine.Held()
 		if out, err := d.machine.Release(nil); err == nil {
-			// d.ctx is still live; bound the wait on a full transport.
-			ctx, cancel := context.WithTimeout(d.ctx, closeSendTimeout)
-			d.ctx = ctx
-			d.send(out)
-			cancel()
+			if held {
+				d.send(out)
+			} else {
+				d.withdraw(out)
+			}
 		}
 	}
+	err := d.m.stopped()
 	for _, w := range d.waiters {
-		w.result <- lockResult{err: ErrClosed}
+		w.result <- lockResult{err: err}
 	}
 	d.waiters = nil
 	d.holder = nil
 }
 
-// closeSendTimeout bounds how long Close waits for a full Transport to take
-// the final RELEASE.
+// closeSendTimeout bounds how long Close waits for a Transport that does
+// not take the last messages (a peer's queue is full).
 const closeSendTimeout = 5 * time.Second

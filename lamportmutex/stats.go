@@ -9,7 +9,9 @@ import (
 type Stats struct {
 	// Entries is the number of times this peer took the lock.
 	Entries uint64
-	// Sent and Received count messages by kind. Received includes PeerUp
+	// Sent and Received count messages by kind. Sent counts what the Mutex
+	// queued for the Transport (a request withdrawn before the Transport
+	// took it is taken back, with its withdrawal); Received includes PeerUp
 	// reports from the Transport.
 	Sent, Received map[Kind]uint64
 	// Dropped counts received messages that were not for this group (from a

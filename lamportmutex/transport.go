@@ -47,3 +47,12 @@ type Transport interface {
 	// Close shuts the transport down.
 	Close() error
 }
+
+// PayloadLimiter is implemented by a Transport that cannot carry payloads
+// above some size. Mutex.Unlock refuses a larger payload with
+// ErrPayloadTooLarge, while the lock is still held, instead of losing the
+// release.
+type PayloadLimiter interface {
+	// MaxPayload returns the largest payload, in bytes, a RELEASE may carry.
+	MaxPayload() int
+}
