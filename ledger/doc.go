@@ -52,7 +52,7 @@
 //	st, err := ledger.OpenFileStore("ledger-1.log", genesis, ledger.FileOptions{Logger: log})
 //	node, err := ledger.NewNode(ledger.Config{ID: "1", Members: members, Store: st, Logger: log})
 //	mu, err := lamportmutex.New(lamportmutex.Config{ID: "1", Peers: members, Transport: tr,
-//		OnRelease: node.HandleRelease})
+//		OnRelease: node.HandleRelease, StartClock: node.Head().Clock})
 //	err = node.SetLocker(mu) // Transfer returns ErrNoLocker before this
 //	res, err := node.Transfer(ctx, "2", 3)
 //

@@ -5,10 +5,13 @@
 // its ctx, Close stopping every goroutine.
 //
 // Both encode every message with the same codec: a msgpack array
-// [kind, from, to, clock, payload, incarnation]
-// (github.com/hashicorp/go-msgpack/v2), decoded with bounded allocation and
-// depth. A PeerUp is never encoded; a transport synthesizes it, with the
-// incarnation of the peer that came up.
+// [kind, from, to, clock, payload, incarnation]. The encoder and decoder are
+// written by hand for this one shape (a test checks that they produce the
+// very bytes github.com/hashicorp/go-msgpack/v2 does, and the fuzz targets
+// compare the two); the decoder accepts only the shortest form of every
+// integer and length and checks each length against the bytes present
+// before allocating. A PeerUp is never encoded; a transport synthesizes it,
+// with the incarnation of the peer that came up.
 //
 // # Chan: the in-process network
 //

@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -183,5 +184,54 @@ func waitUntil(t *testing.T, cond func() bool) {
 			t.Logf("still waiting (%d polls)", i)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// A payload that would not fit in a frame is refused by Unlock while the
+// lock is still held, and the largest one that fits goes through.
+func TestMutexOverTCPPayloadLimit(t *testing.T) {
+	ids := []string{"a", "b"}
+	addrs := map[string]string{}
+	lns := map[string]net.Listener{}
+	for _, id := range ids {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[id], addrs[id] = ln, ln.Addr().String()
+	}
+	peers := map[string]*mutexPeer{}
+	for _, id := range ids {
+		tcp, err := transport.NewTCP(transport.TCPConfig{ID: id, Listener: lns[id], Peers: addrs, MaxFrameSize: 4096})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu, err := lamportmutex.New(lamportmutex.Config{ID: id, Peers: ids, Transport: tcp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers[id] = &mutexPeer{tcp: tcp, mu: mu}
+		defer peers[id].close()
+	}
+	ctx := context.Background()
+	limit := peers["a"].tcp.MaxPayload()
+	if _, err := peers["a"].mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := peers["a"].mu.Unlock(make([]byte, limit+1)); !errors.Is(err, lamportmutex.ErrPayloadTooLarge) {
+		t.Fatalf("Unlock(%d bytes) = %v, want ErrPayloadTooLarge", limit+1, err)
+	}
+	if err := peers["a"].mu.Unlock(make([]byte, limit)); err != nil {
+		t.Fatalf("Unlock(%d bytes): %v", limit, err)
+	}
+	// b can take the lock: the release arrived.
+	if _, err := peers["b"].mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := peers["b"].mu.Unlock(nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := peers["a"].mu.Stats().SendErrors; n != 0 {
+		t.Fatalf("SendErrors = %d", n)
 	}
 }

@@ -62,8 +62,9 @@ type TCPConfig struct {
 	DialTimeout time.Duration
 	// HandshakeTimeout bounds the TLS and protocol handshakes.
 	HandshakeTimeout time.Duration
-	// WriteTimeout bounds one batch of writes or flush: a peer that does not
-	// read for that long has its connection closed (a slow reader).
+	// WriteTimeout bounds a blocked write: a peer that does not read for
+	// that long (up to an eighth more) has its connection closed (a slow
+	// reader). Send itself never waits on the socket.
 	WriteTimeout time.Duration
 	// HeartbeatInterval is how often an idle stream sends a PING (dialer)
 	// or a repeated ACK (acceptor).
@@ -119,12 +120,19 @@ type TCPConfig struct {
 //
 // Stream. The dialer then sends frames whose body starts with a type byte:
 //   - DATA (1): uint64 seq, then the message as a msgpack array
-//     [kind, from, to, clock, payload] (uint, str, str, uint, bin).
-//   - PING (3): nothing else; sent every HeartbeatInterval.
+//     [kind, from, to, clock, payload, incarnation] (uint, str, str, uint,
+//     bin or nil, uint), every integer and length in its shortest form (a
+//     receiver refuses other forms).
+//   - PING (3): nothing else. Sent every HeartbeatInterval while idle, and
+//     after a batch of DATA whenever half of SendQueue is written but not
+//     acknowledged: a PING asks for an ACK at once.
 //
 // The acceptor sends:
-//   - ACK (2): uint64 seq: every message up to seq was delivered. Sent after
-//     deliveries and, repeated, every HeartbeatInterval.
+//   - ACK (2): uint64 seq: every message up to seq was delivered. ACKs are
+//     cumulative and coalesced: one goes out after every 64 deliveries, in
+//     answer to a PING, else about 5 ms after the first delivery not yet
+//     acknowledged; and the last one is repeated every HeartbeatInterval.
+//     ACKs only free the dialer's resend queue: no message waits for one.
 //
 // Sequence numbers count from 1 per pair of incarnations (sender's, receiver's).
 // After a reconnect the dialer resends from resume+1; the receiver drops a seq
@@ -279,6 +287,23 @@ func (t *TCP) Addr() net.Addr { return t.ln.Addr() }
 // Incarnation returns this run's incarnation, as sent in handshakes.
 func (t *TCP) Incarnation() uint64 { return t.inc }
 
+// MaxPayload returns the largest release payload a message can carry within
+// MaxFrameSize (it implements lamportmutex.PayloadLimiter, so Mutex.Unlock
+// refuses a larger payload while still holding the lock).
+func (t *TCP) MaxPayload() int {
+	longest := len(t.id)
+	for id := range t.cfg.Peers {
+		longest = max(longest, len(id))
+	}
+	// The frame's type and sequence number, then the message: the array
+	// header, kind, two strings with their headers, clock, the payload's
+	// binary header and the incarnation, each integer at most 9 bytes.
+	overhead := seqFrameSize + 1 + 9 + 2*(5+longest) + 9 + 5 + 9
+	return max(0, t.cfg.MaxFrameSize-overhead)
+}
+
+var _ lamportmutex.PayloadLimiter = (*TCP)(nil)
+
 // Receive returns the channel of inbound messages; it is closed by Close.
 func (t *TCP) Receive() <-chan lamportmutex.Message { return t.recv }
 
@@ -317,7 +342,9 @@ func (t *TCP) Send(ctx context.Context, msg lamportmutex.Message) error {
 		<-p.out.slots
 		return ErrClosed
 	}
-	p.out.push(body)
+	if s := p.out.push(body); s == nil || !t.writeDirect(p, s) {
+		p.out.wakeWriter()
+	}
 	return nil
 }
 

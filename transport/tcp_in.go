@@ -29,13 +29,46 @@ type inPeer struct {
 	msgs, byts atomic.Uint64
 }
 
+// Acknowledgement policy of the acceptor. An ACK per message would double
+// the frames, system calls and goroutine wake-ups of a stream, so ACKs are
+// coalesced: one is sent at once after every ackEvery deliveries and when
+// the dialer asks with a PING (it does when half its queue awaits an ACK),
+// else ackDelay after the first delivery not yet acknowledged. The ACK is
+// off the path of every message: it only lets the dialer free its resend
+// queue.
+const (
+	ackEvery = 64
+	ackDelay = 5 * time.Millisecond
+)
+
 // inSession is one accepted stream.
 type inSession struct {
 	conn   net.Conn
 	stop   chan struct{}
 	once   sync.Once
 	exited chan struct{} // closed when the session's goroutines are done
-	ackNow chan struct{} // capacity 1
+	ackNow chan struct{} // capacity 1: acknowledge at once
+
+	// ackTimer fires ackDelay after a delivery found it disarmed. The
+	// reader arms it (armed false to true, then Reset); the ACK writer
+	// disarms it before it reads what to acknowledge, so no delivery is
+	// left without a pending ACK.
+	ackTimer *time.Timer
+	armed    atomic.Bool
+}
+
+func newInSession(conn net.Conn) *inSession {
+	tm := time.NewTimer(time.Hour)
+	tm.Stop()
+	return &inSession{conn: conn, stop: make(chan struct{}), exited: make(chan struct{}), ackNow: make(chan struct{}, 1), ackTimer: tm}
+}
+
+// askAck wakes the ACK writer to acknowledge at once.
+func (s *inSession) askAck() {
+	select {
+	case s.ackNow <- struct{}{}:
+	default:
+	}
 }
 
 func (s *inSession) close() {
@@ -155,7 +188,7 @@ func (t *TCP) serveInbound(raw net.Conn) {
 	var resume uint64
 	if err == nil {
 		p = t.peers[h.From]
-		s = &inSession{conn: raw, stop: make(chan struct{}), exited: make(chan struct{}), ackNow: make(chan struct{}, 1)}
+		s = newInSession(raw)
 		resume, err = t.begin(p, s, h.Incarnation)
 		refuse = err != nil
 	}
@@ -212,18 +245,22 @@ func (t *TCP) readStream(p *peer, s *inSession, br *bufio.Reader) error {
 			return err
 		}
 	}
-	for {
-		ip.mu.Lock()
-		up, inc := ip.peerUp, ip.inc
-		ip.mu.Unlock()
-		if up {
-			if !t.deliver(lamportmutex.Message{Kind: lamportmutex.PeerUp, From: p.id, To: t.id, Incarnation: inc}, s.stop) {
-				return nil
-			}
-			ip.mu.Lock()
-			ip.peerUp = false
-			ip.mu.Unlock()
+	// PeerUp is due only at the start of a session: begin sets it before
+	// the session starts, and only this reader clears it.
+	ip.mu.Lock()
+	up, inc := ip.peerUp, ip.inc
+	ip.mu.Unlock()
+	if up {
+		if !t.deliver(lamportmutex.Message{Kind: lamportmutex.PeerUp, From: p.id, To: t.id, Incarnation: inc}, s.stop) {
+			return nil
 		}
+		ip.mu.Lock()
+		ip.peerUp = false
+		ip.mu.Unlock()
+	}
+	last := ip.last.Load()
+	asked := last // last seq an immediate ACK was asked for
+	for {
 		if err := dl.refresh(); err != nil {
 			return stopped(err)
 		}
@@ -238,6 +275,8 @@ func (t *TCP) readStream(p *peer, s *inSession, br *bufio.Reader) error {
 			if len(body) != 1 {
 				return fmt.Errorf("%w: %d-byte PING from %q", ErrProtocol, len(body), p.id)
 			}
+			s.askAck()
+			asked = last
 			continue
 		}
 		typ, seq, rest, err := parseSeqFrame(body)
@@ -247,14 +286,13 @@ func (t *TCP) readStream(p *peer, s *inSession, br *bufio.Reader) error {
 		if typ != frameData {
 			return fmt.Errorf("%w: frame type %d from dialer %q", ErrProtocol, typ, p.id)
 		}
-		last := ip.last.Load()
 		if seq <= last {
 			continue // a resent duplicate
 		}
 		if seq != last+1 {
 			return fmt.Errorf("%w: %q sent seq %d after %d", ErrProtocol, p.id, seq, last)
 		}
-		m, err := unmarshalMessage(rest)
+		m, err := decodeMessage(rest, p.id, t.id)
 		if err != nil {
 			return fmt.Errorf("message %d from %q: %w", seq, p.id, err)
 		}
@@ -264,24 +302,33 @@ func (t *TCP) readStream(p *peer, s *inSession, br *bufio.Reader) error {
 		if !t.deliver(m, s.stop) {
 			return nil
 		}
+		last = seq
 		ip.last.Store(seq)
 		ip.msgs.Add(1)
 		ip.byts.Add(uint64(frameLenSize + len(body)))
-		select {
-		case s.ackNow <- struct{}{}:
-		default:
+		switch {
+		case seq-asked >= ackEvery:
+			s.askAck()
+			asked = seq
+		case !s.armed.Load() && s.armed.CompareAndSwap(false, true):
+			s.ackTimer.Reset(ackDelay)
 		}
 	}
 }
 
-// writeAcks acknowledges deliveries, and repeats the last ACK while idle.
+// writeAcks acknowledges deliveries as the policy above says, and repeats
+// the last ACK every HeartbeatInterval.
 func (t *TCP) writeAcks(p *peer, s *inSession, bw *bufio.Writer, sent uint64) error {
 	tick := time.NewTicker(t.cfg.HeartbeatInterval)
 	defer tick.Stop()
+	defer s.ackTimer.Stop()
+	wd := writeDeadline{conn: s.conn, d: t.cfg.WriteTimeout}
 	for {
 		force := false
 		select {
 		case <-s.ackNow:
+		case <-s.ackTimer.C:
+			s.armed.Store(false) // before loading last: see inSession
 		case <-tick.C:
 			force = true
 		case <-s.stop:
@@ -293,7 +340,7 @@ func (t *TCP) writeAcks(p *peer, s *inSession, bw *bufio.Writer, sent uint64) er
 		if last == sent && !force {
 			continue
 		}
-		if err := s.conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout)); err != nil {
+		if err := wd.refresh(); err != nil {
 			return nil
 		}
 		err := writeSeqFrame(bw, frameAck, last, nil)

@@ -20,9 +20,10 @@ type outPeer struct {
 	wake  chan struct{} // capacity 1: tells the writer the queue grew
 
 	mu         sync.Mutex
-	q          []outMsg // seq contiguous, ascending; acknowledged ones removed
-	nextSeq    uint64   // seq of the next message pushed
-	remoteInc  uint64   // incarnation of the peer our seqs refer to
+	q          []outMsg    // seq contiguous, ascending; acknowledged ones removed
+	nextSeq    uint64      // seq of the next message pushed
+	remoteInc  uint64      // incarnation of the peer our seqs refer to
+	sess       *outSession // the established stream, if any
 	connected  bool
 	since      time.Time
 	sessions   uint64
@@ -40,12 +41,19 @@ func (o *outPeer) init(queue int) {
 	o.nextSeq = 1
 }
 
-// push appends a message; the caller holds a slot.
-func (o *outPeer) push(body []byte) {
+// push appends a message and returns the established stream, if any; the
+// caller holds a slot.
+func (o *outPeer) push(body []byte) *outSession {
 	o.mu.Lock()
 	o.q = append(o.q, outMsg{seq: o.nextSeq, body: body})
 	o.nextSeq++
+	s := o.sess
 	o.mu.Unlock()
+	return s
+}
+
+// wakeWriter tells the writer goroutine to look at the queue.
+func (o *outPeer) wakeWriter() {
 	select {
 	case o.wake <- struct{}{}:
 	default:
@@ -93,8 +101,9 @@ func (o *outPeer) resume(peer string, wl welcome) (uint64, error) {
 	return wl.Resume + 1, nil
 }
 
-// pending appends to dst up to max messages from seq on.
-func (o *outPeer) pending(seq uint64, dst []outMsg, max int) []outMsg {
+// pending appends to dst up to max messages from seq on, and returns the
+// last acknowledged seq.
+func (o *outPeer) pending(seq uint64, dst []outMsg, max int) ([]outMsg, uint64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	i := int(seq - o.base())
@@ -104,14 +113,16 @@ func (o *outPeer) pending(seq uint64, dst []outMsg, max int) []outMsg {
 	for ; i < len(o.q) && len(dst) < max; i++ {
 		dst = append(dst, o.q[i])
 	}
-	return dst
+	return dst, o.base() - 1
 }
 
-func (o *outPeer) setConnected(up bool) {
+// setConnected records s as the established stream, or none if s is nil.
+func (o *outPeer) setConnected(s *outSession) {
 	o.mu.Lock()
-	o.connected = up
+	o.sess = s
+	o.connected = s != nil
 	o.since = time.Now()
-	if up {
+	if s != nil {
 		o.sessions++
 	}
 	o.mu.Unlock()
@@ -188,7 +199,7 @@ func (t *TCP) connectOnce(p *peer) (established bool, err error) {
 	}
 	defer t.untrack(raw)
 	br := bufio.NewReaderSize(conn, 256)
-	bw := bufio.NewWriterSize(conn, 64<<10)
+	bw := bufio.NewWriterSize(conn, 512) // the handshake only
 	if err := conn.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
 		return false, err
 	}
@@ -208,93 +219,26 @@ func (t *TCP) connectOnce(p *peer) (established bool, err error) {
 	if err := conn.SetDeadline(time.Time{}); err != nil {
 		return false, err
 	}
-	p.out.setConnected(true)
-	defer p.out.setConnected(false)
+	s := t.newOutSession(conn, next)
+	if t.cfg.TLS == nil {
+		s.raw = newRawWriter(raw)
+	}
+	p.out.setConnected(s)
+	defer p.out.setConnected(nil)
 	t.event(p.id, "connected")
 	t.log.Debug("transport: stream up", "peer", p.id, "remote_incarnation", wl.Incarnation, "resume", wl.Resume)
 
-	s := &outSession{conn: conn, stop: make(chan struct{})}
-	s.written.Store(next - 1)
 	acksDone := make(chan struct{})
 	if !t.spawn(func() {
 		defer close(acksDone)
 		s.fail(t.readAcks(p, s, br))
 	}) {
+		s.fail(ErrClosed)
 		return true, ErrClosed
 	}
-	s.fail(t.writeStream(p, s, bw, next))
+	s.fail(t.writeStream(p, s))
 	<-acksDone
 	return true, s.err
-}
-
-// outSession is one established outbound stream.
-type outSession struct {
-	conn    net.Conn
-	stop    chan struct{}
-	once    sync.Once
-	err     error
-	written atomic.Uint64 // highest seq handed to the socket
-}
-
-// fail records the first error and closes the connection.
-func (s *outSession) fail(err error) {
-	s.once.Do(func() {
-		s.err = err
-		close(s.stop)
-		_ = s.conn.Close()
-	})
-}
-
-// maxBatch bounds the messages written between two looks at the queue.
-const maxBatch = 128
-
-// writeStream writes queued messages from seq next on, flushing when the
-// queue is drained, and pings while idle.
-func (t *TCP) writeStream(p *peer, s *outSession, bw *bufio.Writer, next uint64) error {
-	ping := time.NewTicker(t.cfg.HeartbeatInterval)
-	defer ping.Stop()
-	batch := make([]outMsg, 0, maxBatch)
-	for {
-		batch = p.out.pending(next, batch[:0], maxBatch)
-		if len(batch) > 0 {
-			if err := s.conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout)); err != nil {
-				return err
-			}
-			for _, m := range batch {
-				if err := writeSeqFrame(bw, frameData, m.seq, m.body); err != nil {
-					return t.writeErr(p, err)
-				}
-				p.out.msgs.Add(1)
-				p.out.byts.Add(uint64(frameLenSize + seqFrameSize + len(m.body)))
-			}
-			next = batch[len(batch)-1].seq + 1
-			s.written.Store(next - 1)
-			clear(batch)
-			continue
-		}
-		if bw.Buffered() > 0 {
-			if err := s.conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout)); err != nil {
-				return err
-			}
-			if err := bw.Flush(); err != nil {
-				return t.writeErr(p, err)
-			}
-		}
-		select {
-		case <-p.out.wake:
-		case <-ping.C:
-			if err := s.conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout)); err != nil {
-				return err
-			}
-			if err := writePing(bw); err != nil {
-				return t.writeErr(p, err)
-			}
-		case <-s.stop:
-			return nil
-		case <-t.done:
-			return ErrClosed
-		}
-	}
 }
 
 // errDial marks a failure to open a TCP connection.

@@ -91,8 +91,10 @@ func startClient(id string, opts options) (*client, error) {
 		c.delay = newDelayTransport(c.tcp, opts.delay)
 		tr = c.delay
 	}
+	// StartClock: requests after a restart are stamped after every block
+	// this client has, so block clocks keep increasing.
 	cfg := lamportmutex.Config{ID: id, Peers: opts.members, Transport: tr,
-		OnRelease: c.node.HandleRelease, Logger: opts.logger}
+		OnRelease: c.node.HandleRelease, StartClock: head.Clock, Logger: opts.logger}
 	if opts.trace {
 		cfg.Trace = c.onTrace
 	}

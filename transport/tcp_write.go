@@ -1,0 +1,245 @@
+package transport
+
+import (
+	"encoding/binary"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The write path of an outbound stream. Frames are encoded into the
+// session's output buffer and written by whoever holds the session's write
+// lock:
+//
+//   - Send itself, when it finds the lock free (the writer is idle) and the
+//     previous Send to the peer was not within burstGap: it appends what
+//     is queued and makes one non-blocking write attempt, so a message
+//     usually leaves in the caller's goroutine, without waking another.
+//     Send never blocks on the socket: what the kernel does not take at
+//     once, everything when the lock is busy, and every message of a burst
+//     are left to the writer goroutine (a system call per message would
+//     cap a burst's throughput; the writer batches it).
+//   - The writer goroutine (writeStream), which appends everything queued
+//     and writes it with blocking writes bounded by WriteTimeout: batches
+//     form naturally while a write is under way. It also sends PINGs.
+//
+// With TLS, or on a platform without non-blocking raw writes, only the
+// writer goroutine writes.
+
+const (
+	// maxBatch bounds the messages taken from the queue at one look.
+	maxBatch = 128
+	// outBufferSize is the size at which the output buffer is written out
+	// before more is appended, and the capacity kept after a write.
+	outBufferSize = 64 << 10
+	// burstGap: a Send this soon after the previous one to the same peer
+	// is part of a burst, which the writer goroutine batches.
+	burstGap = 2 * time.Microsecond
+)
+
+// monoBase anchors monoNow.
+var monoBase = time.Now()
+
+// monoNow returns monotonic nanoseconds.
+func monoNow() int64 { return int64(time.Since(monoBase)) }
+
+// outSession is one established outbound stream.
+type outSession struct {
+	conn    net.Conn
+	stop    chan struct{}
+	once    sync.Once
+	err     error
+	written atomic.Uint64 // highest seq handed to the write path
+
+	wmu   sync.Mutex // held while appending to or writing obuf
+	next  uint64     // seq of the next message to append
+	asked uint64     // seq up to which the last PING asked for an ACK
+	half  uint64     // unacknowledged messages that make us ask
+	obuf  []byte     // encoded frames not yet written
+	batch []outMsg
+	wd    writeDeadline
+	raw   *rawWriter // non-blocking writes; nil if unavailable
+
+	lastSend atomic.Int64 // monoNow at the previous Send (the end of its write)
+}
+
+func (t *TCP) newOutSession(conn net.Conn, next uint64) *outSession {
+	s := &outSession{
+		conn:  conn,
+		stop:  make(chan struct{}),
+		next:  next,
+		asked: next - 1,
+		half:  uint64(max(t.cfg.SendQueue/2, 1)),
+		batch: make([]outMsg, 0, maxBatch),
+		wd:    writeDeadline{conn: conn, d: t.cfg.WriteTimeout},
+	}
+	s.written.Store(next - 1)
+	return s
+}
+
+// fail records the first error and closes the connection.
+func (s *outSession) fail(err error) {
+	s.once.Do(func() {
+		s.err = err
+		close(s.stop)
+		_ = s.conn.Close()
+	})
+}
+
+func (s *outSession) stopped() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// fill appends queued messages to obuf until the queue is drained or obuf
+// holds outBufferSize bytes; it reports whether messages remain. It asks
+// for an ACK (a PING) when half the send queue is written but not
+// acknowledged. The caller holds wmu.
+func (t *TCP) fill(p *peer, s *outSession) (more bool) {
+	for len(s.obuf) < outBufferSize {
+		var acked uint64
+		s.batch, acked = p.out.pending(s.next, s.batch[:0], maxBatch)
+		if len(s.batch) == 0 {
+			return false
+		}
+		var n uint64
+		for _, m := range s.batch {
+			s.obuf = appendSeqFrame(s.obuf, frameData, m.seq, m.body)
+			n += uint64(frameLenSize + seqFrameSize + len(m.body))
+		}
+		p.out.msgs.Add(uint64(len(s.batch)))
+		p.out.byts.Add(n)
+		s.next = s.batch[len(s.batch)-1].seq + 1
+		clear(s.batch)
+		w := s.next - 1
+		s.written.Store(w)
+		if w-acked >= s.half && w-s.asked >= s.half {
+			s.obuf = append(s.obuf, pingFrame...)
+			s.asked = w
+		}
+	}
+	return true
+}
+
+// consume drops the first n bytes of obuf, which were written.
+func (s *outSession) consume(n int) {
+	s.obuf = s.obuf[:copy(s.obuf, s.obuf[n:])]
+	if len(s.obuf) == 0 && cap(s.obuf) > 2*outBufferSize {
+		s.obuf = nil
+	}
+}
+
+// writeDirect is Send's attempt to write what is queued itself, without
+// blocking. It reports whether it left nothing for the writer goroutine.
+func (t *TCP) writeDirect(p *peer, s *outSession) bool {
+	if s.raw == nil {
+		return false
+	}
+	now := monoNow()
+	if prev := s.lastSend.Swap(now); now-prev < int64(burstGap) || !s.wmu.TryLock() {
+		return false
+	}
+	defer func() {
+		s.lastSend.Store(monoNow()) // a burst's gaps count from this write's end
+		s.wmu.Unlock()
+	}()
+	if s.stopped() {
+		return false
+	}
+	more := t.fill(p, s)
+	if err := s.wd.refresh(); err != nil {
+		s.fail(err)
+		return true
+	}
+	n, err := s.raw.try(s.obuf)
+	s.consume(n)
+	if err != nil {
+		s.fail(t.writeErr(p, err))
+		return true
+	}
+	return !more && len(s.obuf) == 0
+}
+
+// flushOut writes everything queued, blocking. The caller holds wmu.
+func (t *TCP) flushOut(p *peer, s *outSession) error {
+	for {
+		more := t.fill(p, s)
+		if len(s.obuf) > 0 {
+			if err := s.wd.refresh(); err != nil {
+				return err
+			}
+			n, err := s.conn.Write(s.obuf)
+			s.consume(n)
+			if err != nil {
+				return t.writeErr(p, err)
+			}
+		}
+		if !more {
+			return nil
+		}
+	}
+}
+
+// writeStream writes what Send leaves to it until the session ends, and
+// pings while idle.
+func (t *TCP) writeStream(p *peer, s *outSession) error {
+	ping := time.NewTicker(t.cfg.HeartbeatInterval)
+	defer ping.Stop()
+	for {
+		s.wmu.Lock()
+		err := t.flushOut(p, s)
+		if err != nil {
+			s.fail(err) // under wmu: nobody writes after a failed write
+		}
+		s.wmu.Unlock()
+		if err != nil {
+			return err
+		}
+		select {
+		case <-p.out.wake:
+		case <-ping.C:
+			s.wmu.Lock()
+			s.obuf = append(s.obuf, pingFrame...)
+			s.wmu.Unlock()
+		case <-s.stop:
+			return nil
+		case <-t.done:
+			return ErrClosed
+		}
+	}
+}
+
+// appendSeqFrame appends a frame of type typ holding seq, followed by msg
+// (which is empty for an ACK).
+func appendSeqFrame(b []byte, typ byte, seq uint64, msg []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(seqFrameSize+len(msg)))
+	b = append(b, typ)
+	b = binary.BigEndian.AppendUint64(b, seq)
+	return append(b, msg...)
+}
+
+// pingFrame is a whole PING frame.
+var pingFrame = []byte{0, 0, 0, 1, framePing}
+
+// writeDeadline keeps a connection's write deadline between d and 9/8 d
+// ahead, so that busy streams do not reset a timer per write: a write
+// blocked for d (at most an eighth more) fails.
+type writeDeadline struct {
+	conn net.Conn
+	d    time.Duration
+	at   time.Time
+}
+
+func (wd *writeDeadline) refresh() error {
+	now := time.Now()
+	if wd.at.Sub(now) >= wd.d {
+		return nil
+	}
+	wd.at = now.Add(wd.d + wd.d/8)
+	return wd.conn.SetWriteDeadline(wd.at)
+}
