@@ -24,10 +24,13 @@ func (p *mutexPeer) close() {
 	_ = p.tcp.Close()
 }
 
-func startMutexPeer(t *testing.T, id string, ids []string, addrs map[string]string, ln net.Listener) *mutexPeer {
+func startMutexPeer(t *testing.T, id string, ids []string, addrs map[string]string, ln net.Listener, tweak ...func(*transport.TCPConfig)) *mutexPeer {
 	t.Helper()
-	tcp, err := transport.NewTCP(transport.TCPConfig{ID: id, Listener: ln, ListenAddr: addrs[id],
-		Peers: addrs, Cluster: "mutex-test"})
+	cfg := transport.TCPConfig{ID: id, Listener: ln, ListenAddr: addrs[id], Peers: addrs, Cluster: "mutex-test"}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	tcp, err := transport.NewTCP(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +41,7 @@ func startMutexPeer(t *testing.T, id string, ids []string, addrs map[string]stri
 	return &mutexPeer{tcp: tcp, mu: mu}
 }
 
-func startMutexGroup(t *testing.T, ids []string) (map[string]*mutexPeer, map[string]string) {
+func startMutexGroup(t *testing.T, ids []string, tweak ...func(*transport.TCPConfig)) (map[string]*mutexPeer, map[string]string) {
 	t.Helper()
 	addrs := map[string]string{}
 	lns := map[string]net.Listener{}
@@ -51,7 +54,7 @@ func startMutexGroup(t *testing.T, ids []string) (map[string]*mutexPeer, map[str
 	}
 	peers := map[string]*mutexPeer{}
 	for _, id := range ids {
-		peers[id] = startMutexPeer(t, id, ids, addrs, lns[id])
+		peers[id] = startMutexPeer(t, id, ids, addrs, lns[id], tweak...)
 	}
 	return peers, addrs
 }
@@ -191,27 +194,9 @@ func waitUntil(t *testing.T, cond func() bool) {
 // lock is still held, and the largest one that fits goes through.
 func TestMutexOverTCPPayloadLimit(t *testing.T) {
 	ids := []string{"a", "b"}
-	addrs := map[string]string{}
-	lns := map[string]net.Listener{}
-	for _, id := range ids {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns[id], addrs[id] = ln, ln.Addr().String()
-	}
-	peers := map[string]*mutexPeer{}
-	for _, id := range ids {
-		tcp, err := transport.NewTCP(transport.TCPConfig{ID: id, Listener: lns[id], Peers: addrs, MaxFrameSize: 4096})
-		if err != nil {
-			t.Fatal(err)
-		}
-		mu, err := lamportmutex.New(lamportmutex.Config{ID: id, Peers: ids, Transport: tcp})
-		if err != nil {
-			t.Fatal(err)
-		}
-		peers[id] = &mutexPeer{tcp: tcp, mu: mu}
-		defer peers[id].close()
+	peers, _ := startMutexGroup(t, ids, func(c *transport.TCPConfig) { c.MaxFrameSize = 4096 })
+	for _, p := range peers {
+		defer p.close()
 	}
 	ctx := context.Background()
 	limit := peers["a"].tcp.MaxPayload()
