@@ -189,7 +189,8 @@ func BenchmarkUnmarshalMessage(b *testing.B) {
 // refMessage is the message as github.com/hashicorp/go-msgpack/v2 sees it:
 // the reference the hand-written codec must match byte for byte.
 type refMessage struct {
-	_struct     bool `codec:",toarray"` //nolint:unused // msgpack array encoding
+	//lint:ignore U1000 read by the msgpack codec through its tag
+	_struct     bool `codec:",toarray"` // encode as a msgpack array
 	Kind        uint8
 	From        string
 	To          string
