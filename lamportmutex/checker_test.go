@@ -106,6 +106,13 @@ func (k *checker) crashed(c *cluster, p int) {
 // Machines that enter as soon as their request heads their queue, without a
 // later message from every peer. Both must report a violation.
 func TestCheckerCatchesSkipLatest(t *testing.T) {
+	t.Run("simulation/ricart-agrawala", func(t *testing.T) {
+		seed, err := firstFailingSeed(simConfig{n: 3, steps: 200, broken: true, ra: true})
+		if err == nil {
+			t.Fatal("simulation found no violation with Ricart-Agrawala entering before every REPLY")
+		}
+		t.Logf("seed %d: %v", seed, err)
+	})
 	t.Run("simulation", func(t *testing.T) {
 		seed, err := firstFailingSeed(simConfig{n: 3, steps: 200, broken: true})
 		if err == nil {

@@ -35,6 +35,9 @@ type Config struct {
 	// carry them) passes the last one, so that a restarted peer's requests
 	// are stamped after it even when every peer restarted.
 	StartClock uint64
+	// Algorithm selects Lamport's algorithm (the default) or
+	// Ricart-Agrawala; every peer of a group must run the same one.
+	Algorithm Algorithm
 	// Trace, if set, is called on the Mutex's goroutine for every message
 	// sent or received, with the clock after the event. It must not block.
 	Trace func(Event)
@@ -56,6 +59,9 @@ func (c Config) validate() ([]string, error) {
 	ids, err := memberList(c.ID, c.Peers)
 	if err != nil {
 		return nil, err
+	}
+	if c.Algorithm != Lamport && c.Algorithm != RicartAgrawala {
+		return nil, fmt.Errorf("%w: unknown algorithm %d", ErrConfig, c.Algorithm)
 	}
 	if c.Transport == nil {
 		return nil, fmt.Errorf("%w: nil Transport", ErrConfig)

@@ -26,6 +26,7 @@ type explorer struct {
 	reorder     bool // fault: links deliver any queued message
 	limit       int  // stop with errStateLimit after this many states (0: none)
 	booted      bool // start after first contact: every PeerUp and its REPLY delivered, in a fixed order
+	ra          bool // the Machines run Ricart-Agrawala
 
 	seen  map[[16]byte]struct{} // 128-bit hashes of canonical state encodings
 	path  []move                // moves from the initial state to the current one
@@ -54,7 +55,7 @@ type move struct {
 }
 
 func (x *explorer) run() error {
-	c, err := newCluster(peerIDs(x.n), x.broken, false)
+	c, err := newCluster(peerIDs(x.n), x.broken, false, simConfig{ra: x.ra}.options()...)
 	if err != nil {
 		return err
 	}
@@ -140,7 +141,7 @@ func (x *explorer) fail(err error, s *xstate) error {
 // describePath replays the current path from the initial state to name
 // every move.
 func (x *explorer) describePath() []string {
-	c, err := newCluster(peerIDs(x.n), x.broken, false)
+	c, err := newCluster(peerIDs(x.n), x.broken, false, simConfig{ra: x.ra}.options()...)
 	if err != nil {
 		return []string{err.Error()}
 	}
@@ -257,6 +258,11 @@ func (x *explorer) key(s *xstate) [16]byte {
 		flag(m.issued)
 		flag(m.pending)
 		flag(m.held)
+		flag(m.abandon)
+		for i := range m.replied { // Ricart-Agrawala only
+			flag(m.replied[i])
+			flag(m.deferred[i])
+		}
 	}
 	for _, row := range s.c.links {
 		for _, l := range row {
@@ -293,6 +299,7 @@ func TestExplore(t *testing.T) {
 		n, budget, withdrawals int
 		booted                 bool
 		heavy, big             bool
+		ra                     bool
 	}
 	configs := []config{
 		{n: 2, budget: 1},
@@ -302,10 +309,17 @@ func TestExplore(t *testing.T) {
 		{n: 3, budget: 1, booted: true, heavy: true},
 		{n: 3, budget: 1, withdrawals: 1, booted: true, big: true},
 		{n: 3, budget: 2, booted: true, big: true},
+		{n: 2, budget: 2, ra: true},
+		{n: 2, budget: 3, ra: true},
+		{n: 2, budget: 2, withdrawals: 1, ra: true},
+		{n: 3, budget: 1, booted: true, heavy: true, ra: true},
 	}
 	big := os.Getenv("LAMPORT_EXPLORE_BIG") != ""
 	for _, cf := range configs {
 		name := fmt.Sprintf("peers=%d/entries=%d/withdrawals=%d/booted=%v", cf.n, cf.budget, cf.withdrawals, cf.booted)
+		if cf.ra {
+			name = "ricart-agrawala/" + name
+		}
 		t.Run(name, func(t *testing.T) {
 			switch {
 			case cf.big && !big:
@@ -314,7 +328,7 @@ func TestExplore(t *testing.T) {
 				t.Skip("slow under -short or -race: set LAMPORT_EXPLORE_BIG=1")
 			}
 			start := time.Now()
-			x := &explorer{n: cf.n, budget: cf.budget, withdrawals: cf.withdrawals, booted: cf.booted}
+			x := &explorer{n: cf.n, budget: cf.budget, withdrawals: cf.withdrawals, booted: cf.booted, ra: cf.ra}
 			if err := x.run(); err != nil {
 				t.Fatalf("after %d states: %v", len(x.seen), err)
 			}

@@ -49,6 +49,11 @@ type Machine struct {
 	pending bool     // Request was called before hearing from every peer
 	held    bool
 
+	algo     Algorithm
+	replied  []bool // Ricart-Agrawala: per member, its REPLY to our request came
+	deferred []bool // Ricart-Agrawala: per member, our REPLY to its request waits for our release
+	abandon  bool   // Ricart-Agrawala: our waiting request was withdrawn; release it once granted
+
 	// skipLatest, set only by tests, breaks the entry rule (enter without a
 	// later message from every peer) so that tests can show the checkers
 	// catch it.
@@ -59,7 +64,7 @@ type Machine struct {
 // group of members (which includes id). Ids must be non-empty and distinct.
 // The incarnation is the one the Transport announces to the peers in their
 // PeerUp for id.
-func NewMachine(id string, members []string, inc uint64) (*Machine, error) {
+func NewMachine(id string, members []string, inc uint64, opts ...MachineOption) (*Machine, error) {
 	ids, err := memberList(id, members)
 	if err != nil {
 		return nil, err
@@ -73,6 +78,13 @@ func NewMachine(id string, members []string, inc uint64) (*Machine, error) {
 	}
 	m.self, _ = slices.BinarySearch(ids, id)
 	m.heard[m.self] = true
+	for _, o := range opts {
+		o(m)
+	}
+	if m.algo == RicartAgrawala {
+		m.replied = make([]bool, len(ids))
+		m.deferred = make([]bool, len(ids))
+	}
 	return m, nil
 }
 
@@ -111,7 +123,7 @@ func (m *Machine) Held() bool { return m.held }
 
 // Requesting reports whether a request is outstanding: waiting, held back
 // until every peer has been heard from, or held.
-func (m *Machine) Requesting() bool { return m.issued || m.pending }
+func (m *Machine) Requesting() bool { return (m.issued && !m.abandon) || m.pending }
 
 // Own returns our outstanding request's token, once it has been stamped.
 func (m *Machine) Own() (Token, bool) { return m.own, m.issued }
@@ -129,6 +141,9 @@ func (m *Machine) Synced() bool { return !slices.Contains(m.heard, false) }
 // earlier request is queued. TryLock gives up then. (Until then it waits, so
 // while a peer is down TryLock waits for its ctx.)
 func (m *Machine) Behind() bool {
+	if m.algo == RicartAgrawala {
+		return false // it keeps no queue of the others' requests
+	}
 	if !m.issued || m.held || !m.complete() {
 		return false
 	}
@@ -142,13 +157,16 @@ func (m *Machine) Request() ([]Message, error) {
 	if m.Requesting() {
 		return nil, ErrRequested
 	}
+	if m.abandon { // Ricart-Agrawala: the withdrawn request serves again
+		m.abandon = false
+		return nil, nil
+	}
 	if !m.Synced() {
 		m.pending = true
 		return nil, nil
 	}
 	out := m.issue()
-	m.tryEnter()
-	return out, nil
+	return append(out, m.tryEnter()...), nil
 }
 
 // issue stamps our request, queues it and broadcasts it.
@@ -158,6 +176,9 @@ func (m *Machine) issue() []Message {
 	m.own = Token{Clock: m.clock, ID: m.ID()}
 	m.issued = true
 	m.q.put(m.own)
+	if m.algo == RicartAgrawala {
+		clear(m.replied)
+	}
 	return m.broadcast(Request, m.clock, nil)
 }
 
@@ -174,11 +195,38 @@ func (m *Machine) Release(payload []byte) ([]Message, error) {
 	case m.pending:
 		m.pending = false
 		return nil, nil
+	case m.algo == RicartAgrawala:
+		// A REPLY may already be on its way for this request, and nothing
+		// would tell it from one for a later request: keep the request, and
+		// release it as soon as it is granted.
+		m.abandon = true
+		return nil, nil
 	}
-	m.held, m.issued = false, false
+	return m.release(payload), nil
+}
+
+// release leaves the critical section, or withdraws a waiting request.
+func (m *Machine) release(payload []byte) []Message {
+	m.held, m.issued, m.abandon = false, false, false
 	m.q.remove(m.ID())
 	m.clock++
-	return m.broadcast(Release, m.clock, payload), nil
+	if m.algo == RicartAgrawala {
+		return m.raRelease(payload)
+	}
+	return m.broadcast(Release, m.clock, payload)
+}
+
+// Leave gives up any request for good, for a peer that stops: it releases
+// the lock if held, withdraws a waiting request, and answers every request
+// it was holding back. The Machine must not be used after it.
+func (m *Machine) Leave() []Message {
+	switch {
+	case m.issued:
+		return m.release(nil)
+	case m.algo == RicartAgrawala:
+		return m.raRelease(nil) // answers held back while a request was pending
+	}
+	return nil
 }
 
 // Step handles one received message and returns the messages to send. A
@@ -202,9 +250,17 @@ func (m *Machine) Step(msg Message) ([]Message, error) {
 		case Hello:
 			m.heard[j] = true
 		case Request:
+			if m.algo == RicartAgrawala {
+				out = append(out, m.raRequest(j, msg.Clock)...)
+				break
+			}
 			m.q.put(Token{Clock: msg.Clock, ID: msg.From})
 			m.clock++
 			out = append(out, m.message(Reply, j, m.clock, nil))
+		case Reply:
+			if m.algo == RicartAgrawala && m.issued {
+				m.replied[j] = true
+			}
 		case Release:
 			m.q.remove(msg.From)
 		}
@@ -212,7 +268,7 @@ func (m *Machine) Step(msg Message) ([]Message, error) {
 	if m.pending && m.Synced() {
 		out = append(out, m.issue()...)
 	}
-	m.tryEnter()
+	out = append(out, m.tryEnter()...)
 	return out, nil
 }
 
@@ -250,10 +306,16 @@ func (m *Machine) peerUp(j int, inc uint64) []Message {
 	m.q.remove(m.ids[j])
 	m.latest[j] = 0
 	m.heard[j] = false
+	if m.algo == RicartAgrawala {
+		m.replied[j], m.deferred[j] = false, false // the old incarnation's answer and request are gone
+	}
 	m.clock++
 	out := []Message{m.message(Hello, j, m.clock, nil)}
-	if m.issued {
-		// Resent with its original stamp: the queue order must not change.
+	// Our request is resent with its original stamp: the queue order must
+	// not change. Under Ricart-Agrawala a held request is not: j cannot
+	// enter before our held-back REPLY anyway, and j's answer to a resent
+	// held request would be taken for an answer to our next one.
+	if m.issued && !(m.algo == RicartAgrawala && m.held) {
 		out = append(out, m.message(Request, j, m.own.Clock, nil))
 	}
 	return out
@@ -273,14 +335,30 @@ func (m *Machine) complete() bool {
 	return true
 }
 
-// tryEnter takes the lock if Lamport's entry rule holds.
-func (m *Machine) tryEnter() {
-	if !m.issued || m.held || !m.complete() {
-		return
+// tryEnter takes the lock if the entry rule holds (Lamport's, or a REPLY
+// from every peer under Ricart-Agrawala). A withdrawn Ricart-Agrawala
+// request is released at once; tryEnter returns what that sends.
+func (m *Machine) tryEnter() []Message {
+	if !m.issued || m.held {
+		return nil
+	}
+	if m.algo == RicartAgrawala {
+		if !m.skipLatest && slices.Contains(m.othersReplied(), false) {
+			return nil
+		}
+		if m.abandon {
+			return m.release(nil)
+		}
+		m.held = true
+		return nil
+	}
+	if !m.complete() {
+		return nil
 	}
 	if h, _ := m.q.head(); h == m.own {
 		m.held = true
 	}
+	return nil
 }
 
 func (m *Machine) broadcast(k Kind, clock uint64, payload []byte) []Message {
@@ -305,5 +383,7 @@ func (m *Machine) Clone() *Machine {
 	c.latest = slices.Clone(m.latest)
 	c.heard = slices.Clone(m.heard)
 	c.peerInc = slices.Clone(m.peerInc)
+	c.replied = slices.Clone(m.replied)
+	c.deferred = slices.Clone(m.deferred)
 	return &c
 }

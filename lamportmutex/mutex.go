@@ -53,7 +53,7 @@ func New(cfg Config) (*Mutex, error) {
 	if err != nil {
 		return nil, err
 	}
-	machine, err := NewMachine(cfg.ID, ids, cfg.Transport.Incarnation())
+	machine, err := NewMachine(cfg.ID, ids, cfg.Transport.Incarnation(), WithAlgorithm(cfg.Algorithm))
 	if err != nil {
 		return nil, err
 	}
@@ -476,14 +476,12 @@ func (d *driver) state() State {
 // shutdown tells the peers we no longer want or hold the lock (the pumps
 // hand that over as the driver exits), then fails every waiter.
 func (d *driver) shutdown(tell bool) {
-	if tell && d.machine.Requesting() {
-		held := d.machine.Held()
-		if out, err := d.machine.Release(nil); err == nil {
-			if held {
-				d.send(out)
-			} else {
-				d.withdraw(out)
-			}
+	if tell {
+		withdrawal := d.machine.Requesting() && !d.machine.Held() && d.m.cfg.Algorithm == Lamport
+		if out := d.machine.Leave(); withdrawal {
+			d.withdraw(out)
+		} else {
+			d.send(out)
 		}
 	}
 	err := d.m.stopped()

@@ -36,7 +36,7 @@ type group struct {
 }
 
 // newGroup starts n peers; onRelease, if set, is given each peer's id.
-func newGroup(t *testing.T, n int, onRelease func(self, from string, payload []byte) error) *group {
+func newGroup(t *testing.T, n int, onRelease func(self, from string, payload []byte) error, algo ...lamportmutex.Algorithm) *group {
 	t.Helper()
 	g := &group{t: t, ids: ids(n), mus: map[string]*lamportmutex.Mutex{}}
 	net, err := transport.NewChanNetwork(g.ids, transport.ChanOptions{Seed: 1})
@@ -50,6 +50,9 @@ func newGroup(t *testing.T, n int, onRelease func(self, from string, payload []b
 			t.Fatal(err)
 		}
 		cfg := lamportmutex.Config{ID: id, Peers: g.ids, Transport: ep}
+		if len(algo) > 0 {
+			cfg.Algorithm = algo[0]
+		}
 		if onRelease != nil {
 			self := id
 			cfg.OnRelease = func(from string, p []byte) error { return onRelease(self, from, p) }
@@ -127,12 +130,18 @@ func (s *section) enter(t *testing.T, id string, tok lamportmutex.Token) {
 
 func runtimeYield() { time.Sleep(0) }
 
+var algorithms = []lamportmutex.Algorithm{lamportmutex.Lamport, lamportmutex.RicartAgrawala}
+
 func TestMutexExclusion(t *testing.T) {
-	for _, tc := range []struct{ peers, goroutines, loops int }{
-		{1, 4, 50}, {3, 4, 40}, {8, 3, 10},
+	for _, tc := range []struct {
+		peers, goroutines, loops int
+		algo                     lamportmutex.Algorithm
+	}{
+		{1, 4, 50, lamportmutex.Lamport}, {3, 4, 40, lamportmutex.Lamport}, {8, 3, 10, lamportmutex.Lamport},
+		{3, 4, 40, lamportmutex.RicartAgrawala}, {8, 3, 10, lamportmutex.RicartAgrawala},
 	} {
-		t.Run(fmt.Sprintf("peers=%d", tc.peers), func(t *testing.T) {
-			g := newGroup(t, tc.peers, nil)
+		t.Run(fmt.Sprintf("%v/peers=%d", tc.algo, tc.peers), func(t *testing.T) {
+			g := newGroup(t, tc.peers, nil, tc.algo)
 			var s section
 			var wg sync.WaitGroup
 			for _, id := range g.ids {
@@ -163,6 +172,7 @@ func TestMutexExclusion(t *testing.T) {
 			}
 			// Lamport's cost: N-1 REQUESTs, N-1 REPLYs and N-1 RELEASEs per
 			// entry, plus one HELLO per ordered pair at first contact.
+			// Ricart-Agrawala sends no RELEASE without a payload.
 			// Close hands over what is still queued, so count after it.
 			for _, mu := range g.mus {
 				if err := mu.Close(); err != nil {
@@ -179,9 +189,13 @@ func TestMutexExclusion(t *testing.T) {
 				rep += st.Sent[lamportmutex.Reply]
 				hello += st.Sent[lamportmutex.Hello]
 			}
-			if entries != uint64(want) || req != n*entries || rel != n*entries || rep != n*entries || hello != n*uint64(tc.peers) {
+			wantRel := n * entries
+			if tc.algo == lamportmutex.RicartAgrawala {
+				wantRel = 0
+			}
+			if entries != uint64(want) || req != n*entries || rel != wantRel || rep != n*entries || hello != n*uint64(tc.peers) {
 				t.Fatalf("entries=%d requests=%d releases=%d replies=%d hellos=%d; want %d, %d, %d, %d, %d",
-					entries, req, rel, rep, hello, want, n*entries, n*entries, n*entries, n*uint64(tc.peers))
+					entries, req, rel, rep, hello, want, n*entries, wantRel, n*entries, n*uint64(tc.peers))
 			}
 		})
 	}
@@ -192,6 +206,12 @@ func TestMutexExclusion(t *testing.T) {
 // that are not entering may handle payloads of different senders out of
 // global order: only per-sender order is promised.)
 func TestReleasePayloadHandledBeforeNextEntry(t *testing.T) {
+	for _, algo := range algorithms {
+		t.Run(algo.String(), func(t *testing.T) { testReleasePayload(t, algo) })
+	}
+}
+
+func testReleasePayload(t *testing.T, algo lamportmutex.Algorithm) {
 	const peers, loops = 4, 30
 	var mu sync.Mutex
 	handled := map[string]map[int]bool{} // per peer: entries whose payload it handled, or made
@@ -216,7 +236,7 @@ func TestReleasePayloadHandledBeforeNextEntry(t *testing.T) {
 		handled[self][n] = true
 		last[self][from] = n
 		return nil
-	})
+	}, algo)
 	var global int // entry counter, touched only inside the lock
 	var wg sync.WaitGroup
 	for _, id := range g.ids {
@@ -287,7 +307,13 @@ func TestLockCancelWithdraws(t *testing.T) {
 // TestLockCancelRace cancels Locks at random moments, so that some grants
 // race their cancellation; afterwards the lock must still be free for all.
 func TestLockCancelRace(t *testing.T) {
-	g := newGroup(t, 3, nil)
+	for _, algo := range algorithms {
+		t.Run(algo.String(), func(t *testing.T) { testLockCancelRace(t, algo) })
+	}
+}
+
+func testLockCancelRace(t *testing.T, algo lamportmutex.Algorithm) {
+	g := newGroup(t, 3, nil, algo)
 	var s section
 	var wg sync.WaitGroup
 	var granted, cancelled atomic.Int64

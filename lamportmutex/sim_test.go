@@ -17,6 +17,7 @@ type simConfig struct {
 	crashes bool // peers crash and restart
 	reorder bool // fault: links deliver any queued message (checker checks only)
 	broken  bool // fault: Machines ignore the latest rule (checker checks only)
+	ra      bool // the Machines run Ricart-Agrawala
 }
 
 // simConfigFor derives a run's configuration from its seed, so that a seed
@@ -32,7 +33,7 @@ func simConfigFor(seed uint64) simConfig {
 // logf is set, every event is narrated to it.
 func runSim(seed uint64, cfg simConfig, logf func(string, ...any)) (int, error) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	c, err := newCluster(peerIDs(cfg.n), cfg.broken, true)
+	c, err := newCluster(peerIDs(cfg.n), cfg.broken, true, cfg.options()...)
 	if err != nil {
 		return 0, err
 	}
@@ -191,6 +192,7 @@ func envUint(t *testing.T, name string) (uint64, bool) {
 func TestSimulation(t *testing.T) {
 	if seed, ok := envUint(t, "LAMPORT_SEED"); ok {
 		cfg := simConfigFor(seed)
+		cfg.ra = os.Getenv("LAMPORT_RA") != ""
 		if n, ok := envUint(t, "LAMPORT_STEPS"); ok {
 			cfg.steps = int(n)
 		}
@@ -224,4 +226,36 @@ func TestSimulation(t *testing.T) {
 		}
 	}
 	t.Logf("%d seeds, %d steps simulated in %v", seeds, total, time.Since(start).Round(time.Millisecond))
+}
+
+func (cfg simConfig) options() []MachineOption {
+	if cfg.ra {
+		return []MachineOption{WithAlgorithm(RicartAgrawala)}
+	}
+	return nil
+}
+
+// TestSimulationRicartAgrawala runs the same simulation, crashes included,
+// over Machines running Ricart-Agrawala. Replay a seed with LAMPORT_RA=1
+// LAMPORT_SEED=n go test ./lamportmutex -run 'TestSimulation$' -v.
+func TestSimulationRicartAgrawala(t *testing.T) {
+	seeds := uint64(1000)
+	if testing.Short() {
+		seeds = 100
+	}
+	if n, ok := envUint(t, "LAMPORT_RA_SEEDS"); ok { // a longer search
+		seeds = n
+	}
+	total := 0
+	for seed := uint64(1); seed <= seeds; seed++ {
+		cfg := simConfigFor(seed)
+		cfg.ra = true
+		steps, err := runSim(seed, cfg, nil)
+		total += steps
+		if err != nil {
+			t.Fatalf("seed %d (%+v): %v\n\treplay: LAMPORT_RA=1 LAMPORT_SEED=%d LAMPORT_STEPS=%d go test ./lamportmutex -run 'TestSimulation$' -v",
+				seed, cfg, err, seed, cfg.steps)
+		}
+	}
+	t.Logf("%d seeds, %d steps simulated", seeds, total)
 }

@@ -30,6 +30,7 @@ type cluster struct {
 	flight map[uint64]bool      // ids sent and neither delivered nor dropped
 	last   [][]uint64           // last[from][to]: clock of the last message in the current session
 	logf   func(string, ...any) // optional narration of every event
+	opts   []MachineOption      // for every Machine, restarted ones too
 }
 
 // peerIDs returns the ids "1".."n".
@@ -44,7 +45,7 @@ func peerIDs(n int) []string {
 // newCluster starts n fresh Machines. As at first contact in a real
 // transport, every link carries a PeerUp marker as its first item: no
 // machine can stamp a request before it has heard from every peer.
-func newCluster(ids []string, broken, track bool) (*cluster, error) {
+func newCluster(ids []string, broken, track bool, opts ...MachineOption) (*cluster, error) {
 	n := len(ids)
 	c := &cluster{
 		ids:    slices.Clone(ids),
@@ -53,13 +54,14 @@ func newCluster(ids []string, broken, track bool) (*cluster, error) {
 		links:  make([][][]envelope, n),
 		broken: broken,
 		track:  track,
+		opts:   opts,
 		last:   make([][]uint64, n),
 	}
 	if track {
 		c.flight = make(map[uint64]bool)
 	}
 	for i := range n {
-		m, err := NewMachine(ids[i], ids, 0)
+		m, err := NewMachine(ids[i], ids, 0, opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -233,7 +235,7 @@ func (c *cluster) release(p int, payload []byte) error {
 func (c *cluster) crash(p int, keep []int, dropIn []bool) error {
 	var err error
 	c.inc[p]++
-	c.ms[p], err = NewMachine(c.ids[p], c.ids, uint64(c.inc[p]))
+	c.ms[p], err = NewMachine(c.ids[p], c.ids, uint64(c.inc[p]), c.opts...)
 	if err != nil {
 		return err
 	}
