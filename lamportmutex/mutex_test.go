@@ -29,7 +29,7 @@ func ids(n int) []string {
 
 // group is n Mutexes over one in-process network.
 type group struct {
-	t   *testing.T
+	t   testing.TB
 	ids []string
 	net *transport.ChanNetwork
 	mus map[string]*lamportmutex.Mutex
@@ -37,6 +37,11 @@ type group struct {
 
 // newGroup starts n peers; onRelease, if set, is given each peer's id.
 func newGroup(t *testing.T, n int, onRelease func(self, from string, payload []byte) error, algo ...lamportmutex.Algorithm) *group {
+	return newGroupTB(t, n, append(algo, lamportmutex.Lamport)[0], onRelease)
+}
+
+// newGroupTB starts n peers running algo, for tests and benchmarks.
+func newGroupTB(t testing.TB, n int, algo lamportmutex.Algorithm, onRelease ...func(self, from string, payload []byte) error) *group {
 	t.Helper()
 	g := &group{t: t, ids: ids(n), mus: map[string]*lamportmutex.Mutex{}}
 	net, err := transport.NewChanNetwork(g.ids, transport.ChanOptions{Seed: 1})
@@ -49,13 +54,10 @@ func newGroup(t *testing.T, n int, onRelease func(self, from string, payload []b
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := lamportmutex.Config{ID: id, Peers: g.ids, Transport: ep}
-		if len(algo) > 0 {
-			cfg.Algorithm = algo[0]
-		}
-		if onRelease != nil {
-			self := id
-			cfg.OnRelease = func(from string, p []byte) error { return onRelease(self, from, p) }
+		cfg := lamportmutex.Config{ID: id, Peers: g.ids, Transport: ep, Algorithm: algo}
+		if len(onRelease) > 0 && onRelease[0] != nil {
+			self, f := id, onRelease[0]
+			cfg.OnRelease = func(from string, p []byte) error { return f(self, from, p) }
 		}
 		mu, err := lamportmutex.New(cfg)
 		if err != nil {

@@ -3,6 +3,7 @@ package transport_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -218,5 +219,76 @@ func TestMutexOverTCPPayloadLimit(t *testing.T) {
 	}
 	if n := peers["a"].mu.Stats().SendErrors; n != 0 {
 		t.Fatalf("SendErrors = %d", n)
+	}
+}
+
+// BenchmarkMutexOverTCP compares the algorithms on loopback sockets, three
+// peers: one locking with the others idle, and all three looping.
+func BenchmarkMutexOverTCP(b *testing.B) {
+	for _, algo := range []lamportmutex.Algorithm{lamportmutex.Lamport, lamportmutex.RicartAgrawala} {
+		for _, contended := range []bool{false, true} {
+			name := fmt.Sprintf("%v/uncontended", algo)
+			if contended {
+				name = fmt.Sprintf("%v/contended", algo)
+			}
+			b.Run(name, func(b *testing.B) {
+				ids := []string{"a", "b", "c"}
+				addrs := map[string]string{}
+				var trs []*transport.TCP
+				var lns []net.Listener
+				for _, id := range ids {
+					ln, err := net.Listen("tcp", "127.0.0.1:0")
+					if err != nil {
+						b.Fatal(err)
+					}
+					lns = append(lns, ln)
+					addrs[id] = ln.Addr().String()
+				}
+				var mus []*lamportmutex.Mutex
+				for i, id := range ids {
+					tr, err := transport.NewTCP(transport.TCPConfig{ID: id, Listener: lns[i], Peers: addrs})
+					if err != nil {
+						b.Fatal(err)
+					}
+					trs = append(trs, tr)
+					mu, err := lamportmutex.New(lamportmutex.Config{ID: id, Peers: ids, Transport: tr, Algorithm: algo})
+					if err != nil {
+						b.Fatal(err)
+					}
+					mus = append(mus, mu)
+				}
+				defer func() {
+					for i := range mus {
+						_ = mus[i].Close()
+						_ = trs[i].Close()
+					}
+				}()
+				ctx := context.Background()
+				lockers := mus[:1]
+				if contended {
+					lockers = mus
+				}
+				b.ResetTimer()
+				var wg sync.WaitGroup
+				per := b.N/len(lockers) + 1
+				for _, mu := range lockers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for range per {
+							if _, err := mu.Lock(ctx); err != nil {
+								b.Error(err)
+								return
+							}
+							if err := mu.Unlock(nil); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+			})
+		}
 	}
 }
