@@ -9,7 +9,8 @@
 //     request queue ordered by (clock, peer id), REQUEST / REPLY / RELEASE);
 //     Mutex drives a Machine over a Transport and offers Lock, TryLock,
 //     Unlock (with a payload every peer handles before the release takes
-//     effect there), Close, fencing tokens and Stats. Transport is the
+//     effect there), Close, fencing tokens and Stats; Ricart-Agrawala is an
+//     option (Config.Algorithm). Transport is the
 //     interface, with its whole contract: reliable, per-pair FIFO, no
 //     duplicates, PeerUp on a peer's new incarnation.
 //   - [github.com/lamportledger/lamportledger/transport]: two Transports.

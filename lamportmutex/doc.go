@@ -16,6 +16,11 @@
 // are reliable and FIFO per pair of peers, which is the contract of
 // Transport.
 //
+// Config.Algorithm selects Ricart and Agrawala's refinement instead: a peer
+// holds back its REPLY while it holds the lock or has the earlier request,
+// and sends it on release, so no RELEASE is needed: 2(N-1) messages per
+// entry. See RicartAgrawala for how it differs here.
+//
 // # The pieces
 //
 //   - Machine is the algorithm as a pure, deterministic state machine: no
