@@ -175,7 +175,19 @@ func TestMutexExclusion(t *testing.T) {
 			// Lamport's cost: N-1 REQUESTs, N-1 REPLYs and N-1 RELEASEs per
 			// entry, plus one HELLO per ordered pair at first contact.
 			// Ricart-Agrawala sends no RELEASE without a payload.
-			// Close hands over what is still queued, so count after it.
+			// A peer may enter on a later message from another before that
+			// one has seen its REQUEST, so a REPLY can still be owed after
+			// the last Lock returned: wait for it. Close then hands over
+			// what is still queued, so count after it.
+			waitFor(t, "every REQUEST answered", func() bool {
+				var req, rep uint64
+				for _, mu := range g.mus {
+					st := mu.Stats()
+					req += st.Sent[lamportmutex.Request]
+					rep += st.Sent[lamportmutex.Reply]
+				}
+				return req == rep
+			})
 			for _, mu := range g.mus {
 				if err := mu.Close(); err != nil {
 					t.Fatal(err)

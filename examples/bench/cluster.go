@@ -123,22 +123,33 @@ func (t tally) String() string {
 // sent its REPLY; and State runs on the Mutex's goroutine after the send
 // was counted.
 func (c *cluster) counts(ctx context.Context) (tally, error) {
-	for _, mu := range c.mus {
-		for {
+	// Quiet means every queue is empty and no caller waits, and every
+	// REQUEST has had its REPLY: a peer may enter on a later message from
+	// another before that one has even seen its REQUEST, so a REPLY can
+	// still be owed after the last Lock returned.
+	for {
+		quiet := true
+		for _, mu := range c.mus {
 			st, err := mu.State(ctx)
 			if err != nil {
 				return tally{}, err
 			}
-			if len(st.Queue) == 0 && st.Waiting == 0 {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return tally{}, fmt.Errorf("waiting for the group to quiesce: %w", ctx.Err())
-			case <-time.After(100 * time.Microsecond):
-			}
+			quiet = quiet && len(st.Queue) == 0 && st.Waiting == 0
+		}
+		t := c.tally()
+		if quiet && t.reply == t.request && t.release == t.request {
+			return t, nil
+		}
+		select {
+		case <-ctx.Done():
+			return tally{}, fmt.Errorf("waiting for the group to quiesce: %w", ctx.Err())
+		case <-time.After(100 * time.Microsecond):
 		}
 	}
+}
+
+// tally adds up every peer's counters.
+func (c *cluster) tally() tally {
 	var t tally
 	for _, mu := range c.mus {
 		s := mu.Stats()
@@ -151,7 +162,7 @@ func (c *cluster) counts(ctx context.Context) (tally, error) {
 		t.ups += s.Received[lamportmutex.PeerUp]
 	}
 	t.sent = t.request + t.reply + t.release
-	return t, nil
+	return t
 }
 
 // newTCPGroup starts a TCP transport for every id on a free loopback port.
