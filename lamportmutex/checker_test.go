@@ -160,3 +160,8 @@ func firstFailingSeed(cfg simConfig) (uint64, error) {
 	}
 	return 0, nil
 }
+
+// outstanding reports whether m has a request in any state: held back,
+// waiting, held, or withdrawn under Ricart-Agrawala but not yet released.
+// When nothing more can happen, none may be left.
+func outstanding(m *Machine) bool { return m.issued || m.pending }

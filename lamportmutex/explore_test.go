@@ -86,7 +86,7 @@ func (x *explorer) dfs(s *xstate) error {
 	if len(moves) == 0 {
 		x.terms++
 		for _, m := range s.c.ms {
-			if m.Requesting() {
+			if outstanding(m) {
 				return x.fail(fmt.Errorf("deadlock: no move left but %s", machineString(m)), s)
 			}
 		}

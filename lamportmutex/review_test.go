@@ -728,7 +728,7 @@ func runReviewSim(seed uint64, cfg reviewSimConfig, logf func(string, ...any)) (
 		}
 	}
 	for _, m := range c.ms {
-		if m.Requesting() {
+		if outstanding(m) {
 			return steps, fmt.Errorf("step %d: liveness violated: all quiet but %s", steps, machineString(m))
 		}
 	}
@@ -991,7 +991,7 @@ func (x *crashExplorer) dfs(s *cxState) error {
 	if other == 0 {
 		x.terms++
 		for _, m := range s.c.ms {
-			if m.Requesting() {
+			if outstanding(m) {
 				return fmt.Errorf("deadlock: nothing but a crash can happen, but %s\ntrace:\n  %s", machineString(m), strings.Join(x.path, "\n  "))
 			}
 		}

@@ -157,7 +157,7 @@ func runSim(seed uint64, cfg simConfig, logf func(string, ...any)) (int, error) 
 		}
 	}
 	for _, m := range c.ms {
-		if m.Requesting() {
+		if outstanding(m) {
 			return steps, fmt.Errorf("step %d: liveness violated: all quiet but %s", steps, machineString(m))
 		}
 	}
