@@ -5,9 +5,7 @@ package lamportmutex
 // only with LAMPORT_REVIEW_SOAK set.
 
 import (
-	"encoding/binary"
 	"fmt"
-	"hash/maphash"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -300,9 +298,7 @@ type crashExplorer struct {
 
 	seen  map[[16]byte]struct{}
 	terms int
-	buf   []byte
-	h1    maphash.Seed
-	h2    maphash.Seed
+	hash  *stateHasher
 	path  []string
 }
 
@@ -337,7 +333,7 @@ func (x *crashExplorer) run() error {
 		s.budget[i] = x.budget
 	}
 	x.seen = map[[16]byte]struct{}{}
-	x.h1, x.h2 = maphash.MakeSeed(), maphash.MakeSeed()
+	x.hash = newStateHasher()
 	return x.dfs(s)
 }
 
@@ -478,65 +474,7 @@ func (x *crashExplorer) dfs(s *cxState) error {
 }
 
 func (x *crashExplorer) key(s *cxState) [16]byte {
-	b := x.buf[:0]
-	u := func(v uint64) { b = binary.AppendUvarint(b, v) }
-	flag := func(v bool) {
-		if v {
-			u(1)
-		} else {
-			u(0)
-		}
-	}
-	tok := func(t Token) {
-		u(t.Clock)
-		b = append(b, t.ID...)
-		b = append(b, 0)
-	}
-	for i, m := range s.c.ms {
-		u(uint64(s.c.inc[i]))
-		u(m.inc)
-		u(m.clock)
-		u(uint64(len(m.q)))
-		for _, t := range m.q {
-			tok(t)
-		}
-		for j := range m.latest {
-			u(m.latest[j])
-			flag(m.heard[j])
-			u(m.peerInc[j])
-		}
-		tok(m.own)
-		flag(m.issued)
-		flag(m.pending)
-		flag(m.held)
-		flag(s.k.held[i])
-	}
-	for _, row := range s.c.links {
-		for _, l := range row {
-			u(uint64(len(l)))
-			for _, e := range l {
-				u(uint64(e.msg.Kind))
-				u(e.msg.Clock)
-				u(e.msg.Incarnation)
-				u(uint64(e.destInc))
-				u(uint64(len(e.msg.Payload)))
-				b = append(b, e.msg.Payload...)
-			}
-		}
-	}
-	for _, v := range s.budget {
-		u(uint64(v))
-	}
-	u(uint64(s.withdr))
-	u(uint64(s.crashes))
-	u(uint64(s.entries))
-	tok(s.k.maxTok)
-	flag(s.k.haveMax)
-	x.buf = b
-	var k [16]byte
-	binary.LittleEndian.PutUint64(k[:8], maphash.Bytes(x.h1, b))
-	binary.LittleEndian.PutUint64(k[8:], maphash.Bytes(x.h2, b))
-	return k
+	return x.hash.key(s.c, s.k, append(slices.Clone(s.budget), s.withdr, s.crashes, s.entries)...)
 }
 
 // TestReviewExploreCrashes explores every interleaving, crashes included,

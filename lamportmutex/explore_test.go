@@ -1,11 +1,10 @@
 package lamportmutex
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,9 +30,7 @@ type explorer struct {
 	seen  map[[16]byte]struct{} // 128-bit hashes of canonical state encodings
 	path  []move                // moves from the initial state to the current one
 	terms int                   // terminal states
-	buf   []byte
-	h1    maphash.Seed
-	h2    maphash.Seed
+	hash  *stateHasher
 }
 
 var errStateLimit = errors.New("state limit reached")
@@ -69,7 +66,7 @@ func (x *explorer) run() error {
 		s.budget[i] = x.budget
 	}
 	x.seen = make(map[[16]byte]struct{})
-	x.h1, x.h2 = maphash.MakeSeed(), maphash.MakeSeed()
+	x.hash = newStateHasher()
 	return x.dfs(s)
 }
 
@@ -226,67 +223,8 @@ func (s *xstate) apply(mv move) error {
 	}
 }
 
-// key hashes a canonical encoding of the whole state to 128 bits (two
-// independently seeded maphashes; a collision among 10^8 states has
-// probability below 10^-20).
 func (x *explorer) key(s *xstate) [16]byte {
-	b := x.buf[:0]
-	u := func(v uint64) { b = binary.AppendUvarint(b, v) }
-	flag := func(v bool) {
-		if v {
-			u(1)
-		} else {
-			u(0)
-		}
-	}
-	tok := func(t Token) {
-		u(t.Clock)
-		b = append(b, t.ID...)
-		b = append(b, 0)
-	}
-	for _, m := range s.c.ms {
-		u(m.clock)
-		u(uint64(len(m.q)))
-		for _, t := range m.q {
-			tok(t)
-		}
-		for i := range m.latest {
-			u(m.latest[i])
-			flag(m.heard[i])
-		}
-		tok(m.own)
-		flag(m.issued)
-		flag(m.pending)
-		flag(m.held)
-		flag(m.abandon)
-		for i := range m.replied { // Ricart-Agrawala only
-			flag(m.replied[i])
-			flag(m.deferred[i])
-		}
-	}
-	for _, row := range s.c.links {
-		for _, l := range row {
-			u(uint64(len(l)))
-			for _, e := range l {
-				u(uint64(e.msg.Kind))
-				u(e.msg.Clock)
-				u(uint64(len(e.msg.Payload)))
-				b = append(b, e.msg.Payload...)
-			}
-		}
-	}
-	for _, v := range s.budget {
-		u(uint64(v))
-	}
-	u(uint64(s.withdr))
-	u(uint64(s.entries))
-	tok(s.k.maxTok)
-	flag(s.k.haveMax)
-	x.buf = b
-	var k [16]byte
-	binary.LittleEndian.PutUint64(k[:8], maphash.Bytes(x.h1, b))
-	binary.LittleEndian.PutUint64(k[8:], maphash.Bytes(x.h2, b))
-	return k
+	return x.hash.key(s.c, s.k, append(slices.Clone(s.budget), s.withdr, s.entries)...)
 }
 
 // TestExplore explores every interleaving of small configurations. Two
