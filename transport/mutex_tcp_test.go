@@ -292,3 +292,57 @@ func BenchmarkMutexOverTCP(b *testing.B) {
 		}
 	}
 }
+
+// Drain before Close: the RELEASE a closing Mutex sends reaches the peers,
+// whose queues then no longer hold its request.
+func TestMutexOverTCPDrainBeforeClose(t *testing.T) {
+	ids := []string{"a", "b", "c"}
+	peers, _ := startMutexGroup(t, ids)
+	defer func() {
+		for _, id := range []string{"a", "b"} {
+			peers[id].close()
+		}
+	}()
+	ctx := context.Background()
+	if _, err := peers["a"].mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := peers["c"].mu.Lock(ctx) // queued behind a
+		got <- err
+	}()
+	waitUntil(t, func() bool {
+		st, err := peers["b"].mu.State(ctx)
+		return err == nil && len(st.Queue) == 2
+	})
+	if err := peers["c"].mu.Close(); err != nil { // withdraws c's request
+		t.Fatal(err)
+	}
+	if err := peers["c"].tcp.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := peers["c"].tcp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; !errors.Is(err, lamportmutex.ErrClosed) {
+		t.Fatalf("Lock during Close = %v", err)
+	}
+	for _, id := range []string{"a", "b"} {
+		waitUntil(t, func() bool {
+			st, err := peers[id].mu.State(ctx)
+			if err != nil {
+				return false
+			}
+			for _, tok := range st.Queue {
+				if tok.ID == "c" {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	if err := peers["a"].mu.Unlock(nil); err != nil {
+		t.Fatal(err)
+	}
+}

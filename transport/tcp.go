@@ -348,9 +348,33 @@ func (t *TCP) Send(ctx context.Context, msg lamportmutex.Message) error {
 	return nil
 }
 
+// Drain waits until every message sent to a connected peer has been
+// acknowledged, or ctx ends (its error is returned). A peer that is not
+// connected is not waited for: its messages wait for its next connection.
+// Call it before Close to shut down without losing what was just sent,
+// such as the RELEASE a closing Mutex sends.
+func (t *TCP) Drain(ctx context.Context) error {
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		pending := false
+		for _, p := range t.Status() {
+			pending = pending || (p.Connected && p.Queued > 0)
+		}
+		if !pending {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
 // Close closes the listener and every connection and stops every goroutine,
-// then closes the Receive channel. Messages still queued are dropped. It is
-// safe to call more than once.
+// then closes the Receive channel. Messages still queued are dropped (see
+// Drain). It is safe to call more than once.
 func (t *TCP) Close() error {
 	t.closeOnce.Do(func() {
 		t.mu.Lock()

@@ -251,25 +251,11 @@ func (c *client) close() {
 	if c.delay != nil {
 		_ = c.delay.Close()
 	}
-	c.drain(5 * time.Second)
+	drainCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = c.tcp.Drain(drainCtx) // let the peers have what we just sent
+	cancel()
 	_ = c.tcp.Close()
 	if err := c.node.Close(); err != nil {
 		c.out.say(c.id, "closing ledger: %v", err)
-	}
-}
-
-// drain waits, up to limit, until the transport holds no unacknowledged
-// message for a connected peer.
-func (c *client) drain(limit time.Duration) {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		pending := false
-		for _, p := range c.tcp.Status() {
-			pending = pending || (p.Queued > 0 && p.Connected)
-		}
-		if !pending {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
