@@ -22,6 +22,7 @@ type reviewSimConfig struct {
 	dropOld  bool // messages addressed to a dead incarnation are sometimes dropped at delivery
 	broken   bool // fault: Machines ignore the latest rule (checker check only)
 	strict   bool // grant order starts afresh only when no live Machine remembers the greatest grant
+	ra       bool // the Machines run Ricart-Agrawala
 }
 
 func runReviewSimBroken(seed uint64, cfg reviewSimConfig) (int, error) {
@@ -30,7 +31,8 @@ func runReviewSimBroken(seed uint64, cfg reviewSimConfig) (int, error) {
 }
 
 // reviewConfigFor derives a configuration from a seed: 2 to 7 peers,
-// crash rates up to 25% per step.
+// crash rates up to 25% per step, Ricart-Agrawala on every other seed
+// block of 240.
 func reviewConfigFor(seed uint64, steps int) reviewSimConfig {
 	return reviewSimConfig{
 		n:        2 + int(seed%6),
@@ -39,6 +41,7 @@ func reviewConfigFor(seed uint64, steps int) reviewSimConfig {
 		twice:    (seed/30)%2 == 0,
 		holder:   (seed/60)%2 == 0,
 		dropOld:  (seed/120)%2 == 0,
+		ra:       (seed/240)%2 == 1,
 	}
 }
 
@@ -46,7 +49,7 @@ func reviewConfigFor(seed uint64, steps int) reviewSimConfig {
 // transports that drop messages addressed to dead incarnations.
 func runReviewSim(seed uint64, cfg reviewSimConfig, logf func(string, ...any)) (int, error) {
 	rng := rand.New(rand.NewPCG(seed, seed*0x9e3779b97f4a7c15+1))
-	c, err := newCluster(peerIDs(cfg.n), cfg.broken, true)
+	c, err := newCluster(peerIDs(cfg.n), cfg.broken, true, simConfig{ra: cfg.ra}.options()...)
 	if err != nil {
 		return 0, err
 	}
