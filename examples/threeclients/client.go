@@ -75,8 +75,8 @@ func startClient(id string, opts options) (*client, error) {
 		return nil, err
 	}
 	head := c.node.Head()
-	c.out.say(id, "ledger in %s: %d blocks after genesis recovered, head #%d %s",
-		where, head.Height, head.Height, head.Hash.Short())
+	c.out.say(id, "ledger %s (%d clients, %d each) in %s: %d blocks after genesis recovered, head #%d %s",
+		genesis.Hash.Short(), len(opts.members), opts.balance, where, head.Height, head.Height, head.Hash.Short())
 
 	c.tcp, err = transport.NewTCP(transport.TCPConfig{
 		ID: id, ListenAddr: opts.peers[id], Peers: opts.peers,

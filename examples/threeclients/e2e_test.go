@@ -272,3 +272,66 @@ func TestThreeClientsEndToEnd(t *testing.T) {
 		procs[id].exit()
 	}
 }
+
+// syncBuffer is a bytes.Buffer safe for a process's writes and the test's
+// reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Two clients of different ledgers (here: other initial balances) refuse
+// each other, and say why.
+func TestThreeClientsRefuseAnotherLedger(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs two processes")
+	}
+	bin, err := buildCLI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := freePorts(t, 2)
+	peers := fmt.Sprintf("1=%s,2=%s", addrs[0], addrs[1])
+	var errs [2]syncBuffer
+	for i, balance := range []string{"10", "20"} {
+		cmd := exec.Command(bin, "-memory", "-balance", balance, "-peers", peers, strconv.Itoa(i+1))
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = &errs[i]
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = stdin.Close()
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
+	}
+	deadline := time.Now().Add(hangGuard)
+	for i := range errs {
+		for !strings.Contains(errs[i].String(), "cluster mismatch") {
+			if time.Now().After(deadline) {
+				t.Fatalf("client %d never said why the other was refused; stderr:\n%s", i+1, errs[i].String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// Said once per direction, not at every reconnect attempt.
+	if n := strings.Count(errs[0].String(), "cluster mismatch"); n > 4 {
+		t.Errorf("client 1 repeated the refusal %d times:\n%s", n, errs[0].String())
+	}
+}

@@ -50,7 +50,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	trace := fs.Bool("trace", false, "print every message sent and received and every clock change")
 	dataDir := fs.String("data", "lamportledger-data", "folder for the ledger files (one per client)")
 	memory := fs.Bool("memory", false, "keep the ledger in memory only")
-	verbose := fs.Bool("v", false, "log connection events to stderr")
+	verbose := fs.Bool("v", false, "log every connection event to stderr (refusals and broken connections are always logged)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -87,11 +87,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return fail("-delay must not be negative")
 	}
 	opts.members = memberIDs(opts.peers)
-	level := slog.LevelError
+	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo
 	}
-	opts.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	var h slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	if !*verbose {
+		h = newOnceHandler(h) // say why a peer refuses once, not at every retry
+	}
+	opts.logger = slog.New(h)
 
 	var ids []string
 	switch fs.NArg() {
