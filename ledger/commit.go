@@ -136,16 +136,22 @@ func (n *Node) commitLoop(l Locker) {
 
 			n.qmu.Lock()
 			n.cancelLock = nil
-			batch := n.take()
+			// Withdrawn because every caller gave up: a transfer queued since
+			// then must not inherit that; it gets a Lock of its own.
+			withdrawn := err != nil && ctx.Err() != nil && n.life.Err() == nil
+			var batch []*request
+			if !withdrawn {
+				batch = n.take()
+			}
 			n.qmu.Unlock()
 			cancel()
 			switch {
 			case err != nil && n.life.Err() != nil:
 				finish(batch, Result{}, ErrClosed)
 				return
-			case err != nil && len(batch) > 0: // e.g. the mutex was closed
+			case withdrawn:
+			case err != nil: // e.g. the mutex was closed
 				finish(batch, Result{}, fmt.Errorf("ledger: take mutex: %w", err))
-			case err != nil: // withdrawn: every caller gave up
 			case len(batch) == 0: // granted as every caller gave up
 				if uerr := l.Unlock(nil); uerr != nil {
 					n.log.Error("ledger: release unused mutex", "err", uerr)
