@@ -117,22 +117,17 @@ func decodeStruct(b []byte, v any) error {
 
 // writeHello writes the dialer's half of the handshake.
 func writeHello(w *bufio.Writer, version uint16, h hello) error {
-	body, err := encodeStruct(&h)
-	if err != nil {
-		return err
-	}
-	if err := writePreamble(w, version); err != nil {
-		return err
-	}
-	if err := writeFrame(w, body); err != nil {
-		return err
-	}
-	return w.Flush()
+	return writeHandshake(w, version, &h)
 }
 
 // writeWelcome writes the acceptor's half of the handshake.
 func writeWelcome(w *bufio.Writer, version uint16, wl welcome) error {
-	body, err := encodeStruct(&wl)
+	return writeHandshake(w, version, &wl)
+}
+
+// writeHandshake writes the preamble, then v as one frame, and flushes.
+func writeHandshake(w *bufio.Writer, version uint16, v any) error {
+	body, err := encodeStruct(v)
 	if err != nil {
 		return err
 	}
