@@ -183,6 +183,25 @@ func TestReviewLockIgnoresCtxWhileSendBlocks(t *testing.T) {
 	}
 }
 
+// lockAnswered takes mu's lock in a group of "1" and "2": it waits for the
+// REQUEST to "2" (a pump hands it over) and answers it with a REPLY.
+func (f *fakeTransport) lockAnswered(t *testing.T, mu *Mutex) {
+	t.Helper()
+	locked := make(chan error, 1)
+	go func() {
+		_, err := mu.Lock(context.Background())
+		locked <- err
+	}()
+	for len(f.sentTo("2", Request)) == 0 {
+		runtime.Gosched()
+	}
+	req := f.sentTo("2", Request)[0]
+	f.in <- Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 1, Incarnation: 1}
+	if err := <-locked; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestReviewReleaseLostOnSendError: a RELEASE the Transport refuses (e.g.
 // transport.TCP's ErrFrameTooLarge for a payload over MaxFrameSize) is only
 // logged and counted: Unlock returns nil, this peer no longer holds or
@@ -204,29 +223,7 @@ func TestReviewReleaseLostOnSendError(t *testing.T) {
 	}
 	defer mu.Close()
 	ft.syncWith(t, mu, []string{"2"}, 1)
-	locked := make(chan error, 1)
-	go func() {
-		_, err := mu.Lock(context.Background())
-		locked <- err
-	}()
-	// Wait for the REQUEST, then answer it.
-	for {
-		st, err := mu.State(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Waiting > 0 && len(st.Queue) > 0 {
-			break
-		}
-	}
-	for len(ft.sentTo("2", Request)) == 0 { // a pump hands it over
-		runtime.Gosched()
-	}
-	req := ft.sentTo("2", Request)[0]
-	ft.in <- Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 1, Incarnation: 1}
-	if err := <-locked; err != nil {
-		t.Fatal(err)
-	}
+	ft.lockAnswered(t, mu)
 	uerr := mu.Unlock([]byte("a payload that is too large"))
 	if uerr != nil {
 		return // refused up front, still holding: fine
@@ -269,19 +266,7 @@ func TestUnlockPayloadLimit(t *testing.T) {
 	}
 	defer mu.Close()
 	ft.syncWith(t, mu, []string{"2"}, 1)
-	locked := make(chan error, 1)
-	go func() {
-		_, err := mu.Lock(context.Background())
-		locked <- err
-	}()
-	for len(ft.sentTo("2", Request)) == 0 {
-		runtime.Gosched()
-	}
-	req := ft.sentTo("2", Request)[0]
-	ft.in <- Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 1, Incarnation: 1}
-	if err := <-locked; err != nil {
-		t.Fatal(err)
-	}
+	ft.lockAnswered(t, mu)
 	if err := mu.Unlock([]byte("more than eight bytes")); !errors.Is(err, ErrPayloadTooLarge) {
 		t.Fatalf("Unlock with a large payload = %v, want ErrPayloadTooLarge", err)
 	}
