@@ -163,46 +163,7 @@ func runReviewSim(seed uint64, cfg reviewSimConfig, logf func(string, ...any)) (
 		}
 		return fmt.Errorf("deadlock: every peer requests, none holds, no message in flight")
 	}
-	steps := 0
-	for ; steps < cfg.steps; steps++ {
-		if err := step(); err != nil {
-			return steps, fmt.Errorf("step %d: %w", steps, err)
-		}
-		if err := k.check(c); err != nil {
-			return steps, fmt.Errorf("step %d: %w", steps, err)
-		}
-	}
-	for limit := steps + 200_000; ; steps++ {
-		if steps >= limit {
-			return steps, fmt.Errorf("step %d: liveness: still busy", steps)
-		}
-		var err error
-		if p := c.holder(); p >= 0 {
-			err = release(p)
-		} else if ok, derr := deliver(); derr != nil {
-			err = derr
-		} else if !ok {
-			break
-		}
-		if err == nil {
-			err = k.check(c)
-		}
-		if err != nil {
-			return steps, fmt.Errorf("step %d: %w", steps, err)
-		}
-	}
-	for _, m := range c.ms {
-		if outstanding(m) {
-			return steps, fmt.Errorf("step %d: liveness violated: all quiet but %s", steps, machineString(m))
-		}
-	}
-	// Every peer must also be synced and every queue empty.
-	for _, m := range c.ms {
-		if !m.Synced() || len(m.q) != 0 {
-			return steps, fmt.Errorf("step %d: quiet but %s", steps, machineString(m))
-		}
-	}
-	return steps, nil
+	return simulate(c, k, cfg.steps, 200_000, step, release, deliver)
 }
 
 // TestReviewSimulation runs the wider simulation: 600 seeds of 300 steps

@@ -127,19 +127,27 @@ func runSim(seed uint64, cfg simConfig, logf func(string, ...any)) (int, error) 
 		}
 		return release(p)
 	}
-	steps := 0
-	for ; steps < cfg.steps; steps++ {
+	return simulate(c, k, cfg.steps, 100_000, step, release, deliver)
+}
+
+// simulate runs a simulation's two phases over c, checking k after every
+// step: cfg steps of step(), then, with no new requests, holders release and
+// every message is delivered (at most quiet steps). Then nothing may be
+// outstanding, every Machine must be synced with an empty queue, and every
+// message sent must be accounted for.
+func simulate(c *cluster, k *checker, steps, quiet int, step func() error, release func(p int) error, deliver func() (bool, error)) (int, error) {
+	n := 0
+	for ; n < steps; n++ {
 		if err := step(); err != nil {
-			return steps, fmt.Errorf("step %d: %w", steps, err)
+			return n, fmt.Errorf("step %d: %w", n, err)
 		}
 		if err := k.check(c); err != nil {
-			return steps, fmt.Errorf("step %d: %w", steps, err)
+			return n, fmt.Errorf("step %d: %w", n, err)
 		}
 	}
-	// Liveness: no new requests; holders release; everything is delivered.
-	for limit := steps + 100_000; ; steps++ {
-		if steps >= limit {
-			return steps, fmt.Errorf("step %d: liveness: still busy after 100000 quiet steps", steps)
+	for limit := n + quiet; ; n++ {
+		if n >= limit {
+			return n, fmt.Errorf("step %d: liveness: still busy after %d quiet steps", n, quiet)
 		}
 		var err error
 		if p := c.holder(); p >= 0 {
@@ -153,18 +161,21 @@ func runSim(seed uint64, cfg simConfig, logf func(string, ...any)) (int, error) 
 			err = k.check(c)
 		}
 		if err != nil {
-			return steps, fmt.Errorf("step %d: %w", steps, err)
+			return n, fmt.Errorf("step %d: %w", n, err)
 		}
 	}
 	for _, m := range c.ms {
 		if outstanding(m) {
-			return steps, fmt.Errorf("step %d: liveness violated: all quiet but %s", steps, machineString(m))
+			return n, fmt.Errorf("step %d: liveness violated: all quiet but %s", n, machineString(m))
+		}
+		if !m.Synced() || len(m.q) != 0 {
+			return n, fmt.Errorf("step %d: quiet but %s", n, machineString(m))
 		}
 	}
 	if len(c.flight) != 0 {
-		return steps, fmt.Errorf("step %d: %d messages unaccounted for", steps, len(c.flight))
+		return n, fmt.Errorf("step %d: %d messages unaccounted for", n, len(c.flight))
 	}
-	return steps, nil
+	return n, nil
 }
 
 // simReplayHint tells how to replay a failing seed with a narrated trace.
