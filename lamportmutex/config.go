@@ -30,6 +30,22 @@ type Config struct {
 	// work). OnRelease must not call the Mutex's methods other than Stats:
 	// they wait for the goroutine it runs on.
 	OnRelease func(from string, payload []byte) error
+	// OnMessage, if set, is called with the payload of every message another
+	// peer sent with Send to this incarnation, on the Mutex's goroutine, in
+	// the order of the pair's stream: a message that peer sent after a
+	// RELEASE is handled after that release's OnRelease. Messages sent to an
+	// earlier incarnation of this peer are not delivered. It must not block
+	// or call the Mutex's methods other than Stats; hand the work to a
+	// goroutine of your own.
+	OnMessage func(from string, payload []byte)
+	// OnPeerUp, if set, is called on the Mutex's goroutine when a new
+	// incarnation of peer comes up: at first contact and after each
+	// restart. By then the Mutex has forgotten the earlier incarnation's
+	// request and greeted the new one, and it is called before any message
+	// of the new incarnation is handled and before the lock can be granted
+	// on what it says. Messages Sent to the earlier incarnation may have
+	// been lost with it. The same rules as for OnMessage apply.
+	OnPeerUp func(peer string)
 	// StartClock, if set, is the least clock this peer starts with. An
 	// application that keeps the clocks of its grants (the ledger's blocks
 	// carry them) passes the last one, so that a restarted peer's requests

@@ -34,6 +34,10 @@ var (
 	// sent before its sender knew of this incarnation, so it is ignored. It
 	// is expected after restarts.
 	ErrStale = errors.New("lamportmutex: message before the sender's hello")
+	// ErrPeerDown is returned by Mutex.Send and Machine.Data for a peer
+	// that has not come up (no PeerUp for it yet): it would ignore the
+	// message. Config.OnPeerUp says when it comes.
+	ErrPeerDown = errors.New("lamportmutex: peer not up")
 	// ErrRequested is returned by Machine.Request while a request is
 	// already outstanding.
 	ErrRequested = errors.New("lamportmutex: request already outstanding")

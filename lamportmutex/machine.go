@@ -243,6 +243,8 @@ func (m *Machine) Step(msg Message) ([]Message, error) {
 	switch {
 	case msg.Kind == PeerUp:
 		out = m.peerUp(j, msg.Incarnation)
+	case msg.Kind == Data:
+		return nil, nil // the application's: no part of the algorithm
 	default:
 		m.clock = max(m.clock, msg.Clock) + 1
 		m.latest[j] = max(m.latest[j], msg.Clock)
@@ -291,6 +293,22 @@ func (m *Machine) Accepts(msg Message) error {
 		return fmt.Errorf("%w: %v", ErrStale, msg)
 	}
 	return nil
+}
+
+// Data returns an application message carrying payload to peer to,
+// addressed to to's current incarnation (Message.Kind Data). It returns
+// ErrNotMember for a peer that is not another member, and ErrPeerDown
+// before to's first PeerUp: until this Machine has greeted to, to would
+// ignore the message. It changes nothing in the Machine.
+func (m *Machine) Data(to string, payload []byte) (Message, error) {
+	j, ok := slices.BinarySearch(m.ids, to)
+	switch {
+	case !ok || j == m.self:
+		return Message{}, fmt.Errorf("%w: %q", ErrNotMember, to)
+	case m.peerInc[j] == 0:
+		return Message{}, fmt.Errorf("%w: %s", ErrPeerDown, to)
+	}
+	return m.message(Data, j, m.clock, payload), nil
 }
 
 // AdvanceClock moves the clock forward to at least c, never back. An

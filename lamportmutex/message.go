@@ -5,8 +5,9 @@ import "fmt"
 // Kind says what a Message is.
 type Kind uint8
 
-// The kinds of message. Request, Reply and Release travel between peers;
-// PeerUp is never sent: a Transport synthesizes it on its inbound channel.
+// The kinds of message. Request, Reply, Release, Hello and Data travel
+// between peers; PeerUp is never sent: a Transport synthesizes it on its
+// inbound channel.
 const (
 	// Request asks every peer to queue the sender's request, stamped
 	// (Message.Clock, Message.From).
@@ -30,6 +31,12 @@ const (
 	// a peer until that peer's Hello, because what comes before it may have
 	// been meant for an earlier incarnation of the receiver.
 	Hello
+	// Data carries an application message (Mutex.Send) beside the
+	// algorithm's own, on the same per-pair FIFO stream: a Data message sent
+	// after a RELEASE arrives after it. The algorithm ignores it (its Clock
+	// is informational); the receiver's Mutex hands its Payload to
+	// Config.OnMessage.
+	Data
 )
 
 // String returns the kind's name as used in logs and test scripts.
@@ -45,13 +52,15 @@ func (k Kind) String() string {
 		return "PEERUP"
 	case Hello:
 		return "HELLO"
+	case Data:
+		return "DATA"
 	default:
 		return fmt.Sprintf("Kind(%d)", uint8(k))
 	}
 }
 
 // Valid reports whether k is one of the defined kinds.
-func (k Kind) Valid() bool { return k >= Request && k <= Hello }
+func (k Kind) Valid() bool { return k >= Request && k <= Data }
 
 // Message is one message of the algorithm. Callers never build messages;
 // the state machine does, and a Transport carries them unchanged.
@@ -65,7 +74,8 @@ type Message struct {
 	// Clock is the sender's Lamport clock when it sent the message. For a
 	// Request it is the request's timestamp.
 	Clock uint64
-	// Payload is the holder's update attached to a Release; nil otherwise.
+	// Payload is the holder's update attached to a Release, or the
+	// application's message in a Data; nil otherwise.
 	Payload []byte
 	// Incarnation names an incarnation. On a message between peers it is
 	// the receiver's incarnation that the sender addresses (as learned from

@@ -144,6 +144,33 @@ func (m *Mutex) Unlock(payload []byte) error {
 	return <-errc
 }
 
+// Send queues payload for peer to, as a message of the application
+// (Kind Data) carried on the same per-pair FIFO stream as the algorithm's
+// messages; to's Mutex hands it to its Config.OnMessage. It is addressed to
+// to's current incarnation: it is delivered unless that incarnation ends
+// first (to's next OnPeerUp here says it did). Send returns once the
+// message is queued, without waiting for the Transport. It returns
+// ErrNotMember for a peer that is not another member, ErrPeerDown before
+// to's first PeerUp, ErrPayloadTooLarge for a payload the Transport cannot
+// carry, and ErrClosed after Close. Send must not be called from the
+// Mutex's callbacks (OnRelease, OnMessage, OnPeerUp, Trace).
+func (m *Mutex) Send(ctx context.Context, to string, payload []byte) error {
+	if lim, ok := m.cfg.Transport.(PayloadLimiter); ok && len(payload) > lim.MaxPayload() {
+		return fmt.Errorf("%w: %d bytes, the transport carries at most %d",
+			ErrPayloadTooLarge, len(payload), lim.MaxPayload())
+	}
+	var err error
+	if derr := m.do(ctx, func(d *driver) {
+		var msg Message
+		if msg, err = d.machine.Data(to, payload); err == nil {
+			d.send([]Message{msg})
+		}
+	}); derr != nil {
+		return derr
+	}
+	return err
+}
+
 // State is a snapshot of the algorithm's state at one peer.
 type State struct {
 	// Clock is the Lamport clock.
@@ -309,6 +336,13 @@ func (d *driver) receive(msg Message) {
 		m.log.Debug("ignored a message meant for an earlier incarnation, or sent before the sender's hello", "msg", msg.String())
 		return
 	}
+	if msg.Kind == Data {
+		d.received(msg)
+		if m.cfg.OnMessage != nil {
+			m.cfg.OnMessage(msg.From, msg.Payload)
+		}
+		return
+	}
 	if msg.Kind == Release && msg.Payload != nil && m.cfg.OnRelease != nil {
 		if err := m.cfg.OnRelease(msg.From, msg.Payload); err != nil {
 			m.stats.update(func(s *Stats) { s.HandlerErrors++ })
@@ -321,11 +355,19 @@ func (d *driver) receive(msg Message) {
 		m.log.Warn("dropped message", "msg", msg.String(), "err", err)
 		return
 	}
-	m.stats.update(func(s *Stats) { s.Received[msg.Kind]++ })
-	if m.cfg.Trace != nil {
-		m.cfg.Trace(Event{Message: msg, Clock: d.machine.Clock()})
-	}
+	d.received(msg)
 	d.send(out)
+	if msg.Kind == PeerUp && m.cfg.OnPeerUp != nil {
+		m.cfg.OnPeerUp(msg.From)
+	}
+}
+
+// received counts and traces a message the driver acted on.
+func (d *driver) received(msg Message) {
+	d.m.stats.update(func(s *Stats) { s.Received[msg.Kind]++ })
+	if t := d.m.cfg.Trace; t != nil {
+		t(Event{Message: msg, Clock: d.machine.Clock()})
+	}
 }
 
 // send queues msgs for their peers' pumps, in order; it never waits.

@@ -11,7 +11,8 @@ import (
 )
 
 // protocolVersion is the version of the wire format this package speaks.
-const protocolVersion uint16 = 1
+// Version 2 added the DATA kind (application messages).
+const protocolVersion uint16 = 2
 
 // magic opens both halves of the handshake.
 var magic = [4]byte{'L', 'L', 'T', 'P'}

@@ -29,7 +29,7 @@ func handshakeSeeds(t testing.TB) [][]byte {
 	good := hello{From: "b", To: "a", Cluster: "genesis", Incarnation: 42}
 	return [][]byte{
 		encodeHello(t, protocolVersion, good),
-		encodeHello(t, 2, good),
+		encodeHello(t, protocolVersion+1, good),
 		encodeHello(t, protocolVersion, hello{From: "zz", To: "a", Cluster: "genesis", Incarnation: 1}),
 		encodeWelcome(t, protocolVersion, welcome{From: "b", Incarnation: 9, Resume: 3}),
 		encodeWelcome(t, protocolVersion, welcome{From: "b", Incarnation: 9, Refusal: "no"}),
@@ -65,7 +65,7 @@ func TestHandshakeChecks(t *testing.T) {
 		refuse  bool
 	}{
 		{protocolVersion, good, nil, false},
-		{2, good, ErrVersionMismatch, true},
+		{protocolVersion + 1, good, ErrVersionMismatch, true},
 		{protocolVersion, hello{From: "c", To: "a", Cluster: "genesis", Incarnation: 1}, ErrUnknownPeer, true},
 		{protocolVersion, hello{From: "a", To: "a", Cluster: "genesis", Incarnation: 1}, ErrUnknownPeer, true},
 		{protocolVersion, hello{From: "b", To: "x", Cluster: "genesis", Incarnation: 1}, ErrWrongPeer, true},

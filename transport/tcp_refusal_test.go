@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/lamportledger/lamportledger/lamportmutex"
@@ -52,10 +53,13 @@ func TestTCPRefusals(t *testing.T) {
 		checkAlive(t, c, "a", "b", 1)
 	})
 	t.Run("version", func(t *testing.T) {
-		c := newTCPCluster(t, ids, badly(func(cfg *TCPConfig) { cfg.version = 2 }))
-		c.waitErr("a", ErrVersionMismatch, `peer "bad" speaks version 2, we speak 1`)
-		c.waitErr("bad", ErrRefused, `refused by "a"`, `peer "bad" speaks version 2, we speak 1`)
-		c.waitErr("a", ErrRefused, `refused by "bad"`, `peer "a" speaks version 1, we speak 2`)
+		other := protocolVersion + 1
+		c := newTCPCluster(t, ids, badly(func(cfg *TCPConfig) { cfg.version = other }))
+		theirs := fmt.Sprintf(`peer "bad" speaks version %d, we speak %d`, other, protocolVersion)
+		ours := fmt.Sprintf(`peer "a" speaks version %d, we speak %d`, protocolVersion, other)
+		c.waitErr("a", ErrVersionMismatch, theirs)
+		c.waitErr("bad", ErrRefused, `refused by "a"`, theirs)
+		c.waitErr("a", ErrRefused, `refused by "bad"`, ours)
 		waitLog(t, c.logs["a"], "refused handshake", "peer=bad", "version mismatch")
 		checkAlive(t, c, "a", "b", 1)
 	})
