@@ -191,14 +191,31 @@ func (n *ChanNetwork) Restart(id string) (*ChanEndpoint, error) {
 	n.incs[i]++
 	ep := n.newEndpoint(i)
 	droppedFrom, droppedTo := 0, 0
+	// Inbound first: drop what was addressed to the dead incarnation and
+	// point every link at the new one, before any peer can learn of it. A
+	// peer answers the PeerUp at once, and its answer must not be taken for
+	// a message to the dead incarnation and dropped.
 	for j := range n.ids {
 		if j == i {
 			continue
 		}
-		// Outbound: drop what the dead incarnation left on the link, then
-		// put the new one's PeerUp at its head. It travels like a message
-		// (held by faults, not delayed) and nothing the new incarnation
-		// sends can overtake it.
+		in := n.links[j][i]
+		in.mu.Lock()
+		droppedTo += in.dropQueued()
+		in.pending = 0 // what sat in the old inbox died with it
+		in.epoch++
+		in.dst = ep.in
+		in.mu.Unlock()
+		in.kick()
+	}
+	// Outbound: drop what the dead incarnation left on the link, then put
+	// the new one's PeerUp at its head. It travels like a message (held by
+	// faults, not delayed) and nothing the new incarnation sends can
+	// overtake it.
+	for j := range n.ids {
+		if j == i {
+			continue
+		}
 		out := n.links[i][j]
 		out.mu.Lock()
 		droppedFrom += out.dropQueued()
@@ -208,17 +225,6 @@ func (n *ChanNetwork) Restart(id string) (*ChanEndpoint, error) {
 		}, peerUp: true})
 		out.mu.Unlock()
 		out.kick()
-
-		// Inbound: drop what was addressed to the dead incarnation and
-		// point the link at the new one.
-		in := n.links[j][i]
-		in.mu.Lock()
-		droppedTo += in.dropQueued()
-		in.pending = 0 // what sat in the old inbox died with it
-		in.epoch++
-		in.dst = ep.in
-		in.mu.Unlock()
-		in.kick()
 	}
 	n.endpoints[i] = ep
 	n.log.Debug("chan network: restart", "peer", id,
