@@ -34,9 +34,7 @@
 //
 //	tr, _ := transport.NewTCP(transport.TCPConfig{ID: "1", ListenAddr: ":7001", Peers: addrs})
 //	node, _ := ledger.NewNode(ledger.Config{ID: "1", Members: ids, Store: store})
-//	mu, _ := lamportmutex.New(lamportmutex.Config{
-//		ID: "1", Peers: ids, Transport: tr, OnRelease: node.HandleRelease,
-//	})
+//	mu, _ := lamportmutex.New(node.MutexConfig(lamportmutex.Config{ID: "1", Peers: ids, Transport: tr}))
 //	node.SetLocker(mu)
 //	res, err := node.Transfer(ctx, "2", 5)
 package lamportledger

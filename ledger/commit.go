@@ -133,6 +133,14 @@ func (n *Node) commitLoop(l Locker) {
 			n.qmu.Unlock()
 
 			tok, err := l.Lock(ctx)
+			if err == nil {
+				// After a restart anywhere, first get every block a peer has.
+				if err = n.syncRound(ctx, l); err != nil {
+					if uerr := l.Unlock(nil); uerr != nil {
+						n.log.Error("ledger: release mutex after a failed sync round", "err", uerr)
+					}
+				}
+			}
 
 			n.qmu.Lock()
 			n.cancelLock = nil

@@ -43,6 +43,8 @@ func (g *gateLocker) Lock(ctx context.Context) (lamportmutex.Token, error) {
 	return lamportmutex.Token{Clock: g.clock, ID: "1"}, nil
 }
 
+func (g *gateLocker) Send(context.Context, string, []byte) error { return errNoPeers }
+
 func (g *gateLocker) Unlock(p []byte) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()

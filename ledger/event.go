@@ -7,7 +7,8 @@ type EventKind int
 const (
 	// EventBlockInserted: a block was persisted and inserted. Block is the
 	// block; From is the peer whose release carried it, or this node's own
-	// id for a block it made; Local says which.
+	// id for a block it made (Local), or the peer that sent it by catch-up
+	// (Fetched).
 	EventBlockInserted EventKind = iota + 1
 	// EventTransferCommitted: a Transfer call of this node succeeded.
 	// Transfer and Block are set; Duplicate is true when the call repeated
@@ -43,6 +44,7 @@ type Event struct {
 	Block     Block
 	From      string
 	Local     bool
+	Fetched   bool
 	Transfer  Transfer
 	Duplicate bool
 	Err       error

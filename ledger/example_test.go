@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -27,6 +28,12 @@ func (l memberLock) Lock(context.Context) (lamportmutex.Token, error) {
 	l.m.mu.Lock()
 	l.m.clock++
 	return lamportmutex.Token{Clock: l.m.clock, ID: l.id}, nil
+}
+
+// Send is for catch-up after restarts, which this in-process mutex never
+// has.
+func (l memberLock) Send(context.Context, string, []byte) error {
+	return errors.New("no catch-up in this example")
 }
 
 func (l memberLock) Unlock(payload []byte) error {

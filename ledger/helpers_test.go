@@ -111,6 +111,13 @@ func (l *fakeLocker) Lock(ctx context.Context) (lamportmutex.Token, error) {
 	return lamportmutex.Token{Clock: l.c.clock, ID: l.id}, nil
 }
 
+// Send is never called: the fake cluster reports no PeerUp, so no node
+// catches up.
+func (l *fakeLocker) Send(context.Context, string, []byte) error { return errNoPeers }
+
+// errNoPeers is what test lockers answer to Send.
+var errNoPeers = errors.New("test locker: no catch-up channel")
+
 func (l *fakeLocker) Unlock(payload []byte) error {
 	c := l.c
 	c.mu.Lock()

@@ -10,11 +10,15 @@ import (
 	"github.com/lamportledger/lamportledger/lamportmutex"
 )
 
-// Locker is the distributed mutex a Node takes around each transfer.
-// *lamportmutex.Mutex satisfies it. Unlock's payload must be delivered to
-// every other member's Node.HandleRelease before the release takes effect
-// there, and payloads from one peer must arrive in order.
+// Locker is the distributed mutex a Node takes around each transfer, with
+// its application channel for catch-up. *lamportmutex.Mutex satisfies it.
+// Unlock's payload must be delivered to every other member's
+// Node.HandleRelease before the release takes effect there, payloads from
+// one peer must arrive in order, and Send's payload must reach the peer's
+// Node.HandleMessage in order with them. The peer's restarts must be
+// reported to Node.HandlePeerUp before a grant that they allow.
 type Locker interface {
+	Messenger
 	// Lock blocks until this node holds the mutex or ctx is done. The
 	// token's Clock is stored in the block made under it.
 	Lock(ctx context.Context) (lamportmutex.Token, error)
@@ -85,6 +89,7 @@ type Node struct {
 	pending map[uint64]received // blocks that arrived ahead of a gap; guarded by writeMu
 
 	batcher // group commit: the queue of submitted transfers and its committer
+	catchup // fetching missed blocks from peers
 
 	testHookWait func() // called when a Submit waits for another with its ID
 }
@@ -143,6 +148,7 @@ func NewNode(cfg Config) (*Node, error) {
 		grown:   make(chan struct{}),
 		pending: make(map[uint64]received),
 		batcher: newBatcher(cfg.MaxBatch),
+		catchup: newCatchup(cfg.ID, cfg.Members),
 	}, nil
 }
 
@@ -155,9 +161,22 @@ func slicesIndex(s []string, v string) (int, bool) {
 	return -1, false
 }
 
+// MutexConfig returns cfg with the node's handlers set, for
+// lamportmutex.New: OnRelease (HandleRelease), OnMessage (HandleMessage)
+// and OnPeerUp (HandlePeerUp); and StartClock raised to the head block's
+// clock, so that requests after a restart are stamped after every grant
+// in the chain.
+func (n *Node) MutexConfig(cfg lamportmutex.Config) lamportmutex.Config {
+	cfg.OnRelease = n.HandleRelease
+	cfg.OnMessage = n.HandleMessage
+	cfg.OnPeerUp = n.HandlePeerUp
+	cfg.StartClock = max(cfg.StartClock, n.Head().Clock)
+	return cfg
+}
+
 // SetLocker gives the node its mutex. It is separate from NewNode because
-// the mutex needs the node's HandleRelease at construction. It may be
-// called once.
+// the mutex needs the node's handlers at construction (see MutexConfig).
+// It may be called once.
 func (n *Node) SetLocker(l Locker) error {
 	if l == nil {
 		return errors.New("ledger: SetLocker: nil locker")
@@ -168,6 +187,7 @@ func (n *Node) SetLocker(l Locker) error {
 		return errors.New("ledger: SetLocker: locker already set")
 	}
 	n.locker = l
+	n.startSync(l)
 	n.startCommitter(l)
 	return nil
 }

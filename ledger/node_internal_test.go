@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 
@@ -21,6 +22,8 @@ func (l *gateLocker) Lock(ctx context.Context) (lamportmutex.Token, error) {
 }
 
 func (l *gateLocker) Unlock([]byte) error { return nil }
+
+func (l *gateLocker) Send(context.Context, string, []byte) error { return errNoPeers }
 
 // Concurrent calls with one ID, all provably in flight together, take the
 // mutex once and apply the transfer once.
@@ -78,3 +81,7 @@ func TestSubmitSameIDInFlight(t *testing.T) {
 		t.Fatalf("balance of 2 is %d", b)
 	}
 }
+
+// errNoPeers is what test lockers without peers answer to Send: they never
+// report a PeerUp, so a node never calls it.
+var errNoPeers = errors.New("test locker: no peers to send to")

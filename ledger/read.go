@@ -95,7 +95,8 @@ func (n *Node) Err() error {
 
 // Close stops the node and closes its store, waiting for a block being
 // persisted. Later Transfers return ErrClosed, and so does HandleRelease:
-// close the mutex first. The node starts no goroutines.
+// close the mutex first. It stops the goroutines SetLocker started (the
+// committer and the catch-up handler).
 func (n *Node) Close() error {
 	n.mu.Lock()
 	if n.closed {
@@ -107,6 +108,7 @@ func (n *Node) Close() error {
 	n.grown = make(chan struct{})
 	n.mu.Unlock()
 	n.stopCommitter()
+	n.stopSyncLoop()
 	n.writeMu.Lock()
 	defer n.writeMu.Unlock()
 	return n.store.Close()

@@ -8,39 +8,54 @@ import (
 // an earlier block; beyond it, the node fails.
 const MaxPending = 1024
 
-// received is a block and the peer whose release carried it.
+// received is a block and the peer that sent it, with its release or by
+// catch-up (fetched).
 type received struct {
-	from string
-	blk  Block
+	from    string
+	blk     Block
+	fetched bool
 }
 
 // HandleRelease handles the payload of a peer's release: pass it as the
-// mutex's OnRelease handler. An empty payload (a release with no transfer)
-// is nothing to do. Otherwise the payload must be a block whose sender is
-// the releasing peer; it must extend this node's head: its height,
-// previous hash and hash must match, its sender must be a member able to
-// pay. It is persisted, then inserted.
+// mutex's OnRelease handler (Node.MutexConfig does). An empty payload (a
+// release with no transfer) is nothing to do. Otherwise the payload is a
+// batch of blocks whose sender is the releasing peer; each must extend this
+// node's chain: its height, previous hash and hash must match, its sender
+// must be a member able to pay. They are persisted, then inserted. A block
+// this node already has (catch-up can bring it first) is skipped.
 //
 // Releases from different peers may arrive in any order (the transport
 // orders only each pair), so a block may arrive before an earlier one from
 // another peer. Such a block is held, at most MaxPending of them, and
 // inserted as soon as the gap is filled. The mutex guarantees that by the
-// time this node is granted the lock, every earlier block has arrived;
-// Transfer fails the node if that guarantee is ever broken.
+// time this node is granted the lock, every earlier block has arrived
+// (after a restart, with the catch-up round's help); Transfer fails the
+// node if that guarantee is ever broken.
 //
 // A block that fails is never skipped in silence: the error is logged,
 // reported as an EventFailed, and returned (wrapping ErrDiverged and the
-// cause, e.g. a *BlockError); and the node stops taking transfers (Err
-// returns the cause) rather than diverge from its peers.
+// cause, e.g. a *BlockError or a *ConflictError); and the node stops taking
+// transfers (Err returns the cause) rather than diverge from its peers.
 func (n *Node) HandleRelease(from string, payload []byte) error {
 	if len(payload) == 0 {
 		return nil
 	}
 	n.writeMu.Lock()
 	defer n.writeMu.Unlock()
+	blocks, err := DecodeBatch(payload)
+	if err != nil {
+		if uerr := n.acceptable(from); uerr != nil {
+			return uerr
+		}
+		return n.fail(fmt.Errorf("release from %s: %w", from, err))
+	}
+	return n.accept(from, blocks, false)
+}
 
+// acceptable says why the node takes no more blocks, if it does not.
+func (n *Node) acceptable(from string) error {
 	n.mu.RLock()
-	closed, failed, head := n.closed, n.failed, n.chain.Head().Height
+	closed, failed := n.closed, n.failed
 	n.mu.RUnlock()
 	if closed {
 		return fmt.Errorf("ledger: block from %s after Close: %w", from, ErrClosed)
@@ -50,28 +65,48 @@ func (n *Node) HandleRelease(from string, payload []byte) error {
 		n.log.Error("ledger: block received after failure", "from", from, "err", err)
 		return err
 	}
-	blocks, err := DecodeBatch(payload)
-	if err != nil {
-		return n.fail(fmt.Errorf("release from %s: %w", from, err))
+	return nil
+}
+
+// accept takes blocks that came from peer from, in chain order: with its
+// release (the blocks must spend from from), or by catch-up (fetched).
+// Blocks this node has are checked to be the same and skipped; the others
+// are held until they extend the head, then verified, persisted and
+// inserted. n.writeMu must be held.
+func (n *Node) accept(from string, blocks []Block, fetched bool) error {
+	if err := n.acceptable(from); err != nil {
+		return err
 	}
+	n.mu.RLock()
+	head := n.chain.Head().Height
+	n.mu.RUnlock()
 	for _, blk := range blocks {
-		if blk.Transfer.From != from {
+		if !fetched && blk.Transfer.From != from {
 			return n.fail(fmt.Errorf("block %d from %s: %w: it spends from %q",
 				blk.Height, from, ErrNotOwner, blk.Transfer.From))
 		}
 		if blk.Height <= head {
-			return n.fail(fmt.Errorf("block from %s: %w", from,
-				&BlockError{Height: head + 1, Err: fmt.Errorf("%w: got %d", ErrBadHeight, blk.Height)}))
+			n.mu.RLock()
+			own, _ := n.chain.Block(blk.Height)
+			n.mu.RUnlock()
+			if own.Hash != blk.Hash {
+				return n.fail(&ConflictError{Height: blk.Height, Ours: own.Hash, Theirs: blk.Hash, Peer: from})
+			}
+			continue // caught up already
 		}
 		if other, dup := n.pending[blk.Height]; dup {
-			return n.fail(fmt.Errorf("block %d from %s: %w: peer %s also sent a block %d",
-				blk.Height, from, ErrInvalidBlock, other.from, blk.Height))
+			if other.blk.Hash == blk.Hash {
+				continue
+			}
+			return n.fail(fmt.Errorf("block %d from %s: %w: peer %s sent another block %d",
+				blk.Height, from, &ConflictError{Height: blk.Height, Ours: other.blk.Hash, Theirs: blk.Hash, Peer: from},
+				other.from, blk.Height))
 		}
 		if len(n.pending) >= MaxPending {
 			return n.fail(fmt.Errorf("block %d from %s: %d blocks wait for block %d, which has not come",
 				blk.Height, from, len(n.pending), head+1))
 		}
-		n.pending[blk.Height] = received{from: from, blk: blk}
+		n.pending[blk.Height] = received{from: from, blk: blk, fetched: fetched}
 	}
 	var run []received
 	for h := head + 1; ; h++ {
@@ -83,7 +118,9 @@ func (n *Node) HandleRelease(from string, payload []byte) error {
 		run = append(run, r)
 	}
 	if len(run) == 0 {
-		n.log.Debug("blocks held until an earlier one arrives", "from", from, "first", blocks[0].Height, "head", head)
+		if len(blocks) > 0 && blocks[len(blocks)-1].Height > head {
+			n.log.Debug("blocks held until an earlier one arrives", "from", from, "first", blocks[0].Height, "head", head)
+		}
 		return nil
 	}
 	return n.insert(run)
@@ -122,7 +159,7 @@ func (n *Node) insert(run []received) error {
 	}
 	for _, r := range run {
 		n.log.Debug("block received", "from", r.from, "height", r.blk.Height, "hash", r.blk.Hash.Short(), "clock", r.blk.Clock)
-		n.emit(Event{Kind: EventBlockInserted, Block: r.blk, From: r.from})
+		n.emit(Event{Kind: EventBlockInserted, Block: r.blk, From: r.from, Fetched: r.fetched})
 	}
 	if bad != nil {
 		return n.fail(bad)

@@ -56,7 +56,7 @@ func TestReplicatedOverRealMutex(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				mu, err := lamportmutex.New(lamportmutex.Config{ID: id, Peers: ids, Transport: ep, OnRelease: node.HandleRelease})
+				mu, err := lamportmutex.New(node.MutexConfig(lamportmutex.Config{ID: id, Peers: ids, Transport: ep}))
 				if err != nil {
 					t.Fatal(err)
 				}

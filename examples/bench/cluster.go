@@ -38,9 +38,9 @@ func peerIDs(n int) []string {
 	return ids
 }
 
-// newCluster starts n peers over kind (overChan or overTCP). onRelease, if
-// set, gives each peer's Config.OnRelease.
-func newCluster(kind string, n int, onRelease func(i int) func(string, []byte) error) (*cluster, error) {
+// newCluster starts n peers over kind (overChan or overTCP). wire, if set,
+// completes each peer's Config (e.g. a ledger node's handlers).
+func newCluster(kind string, n int, wire func(i int, cfg lamportmutex.Config) lamportmutex.Config) (*cluster, error) {
 	c := &cluster{ids: peerIDs(n)}
 	trs := make([]lamportmutex.Transport, n)
 	switch kind {
@@ -72,8 +72,8 @@ func newCluster(kind string, n int, onRelease func(i int) func(string, []byte) e
 	}
 	for i, id := range c.ids {
 		cfg := lamportmutex.Config{ID: id, Peers: c.ids, Transport: trs[i]}
-		if onRelease != nil {
-			cfg.OnRelease = onRelease(i)
+		if wire != nil {
+			cfg = wire(i, cfg)
 		}
 		mu, err := lamportmutex.New(cfg)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lamportledger/lamportledger/lamportmutex"
 	"github.com/lamportledger/lamportledger/ledger"
 )
 
@@ -53,7 +54,9 @@ func ledgerBench(dir string, durable bool, submitters int, bud budget) (_ Sample
 		}
 		nodes = append(nodes, n)
 	}
-	c, err := newCluster(overTCP, ledgerNodes, func(i int) func(string, []byte) error { return nodes[i].HandleRelease })
+	c, err := newCluster(overTCP, ledgerNodes, func(i int, cfg lamportmutex.Config) lamportmutex.Config {
+		return nodes[i].MutexConfig(cfg)
+	})
 	if err != nil {
 		return Sample{}, err
 	}

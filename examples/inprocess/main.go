@@ -75,7 +75,7 @@ func demo(out io.Writer, n, count int, seed uint64, balance int64) error {
 		if err != nil {
 			return err
 		}
-		mu, err := lamportmutex.New(lamportmutex.Config{ID: id, Peers: ids, Transport: ep, OnRelease: node.HandleRelease})
+		mu, err := lamportmutex.New(node.MutexConfig(lamportmutex.Config{ID: id, Peers: ids, Transport: ep}))
 		if err != nil {
 			return err
 		}

@@ -91,10 +91,10 @@ func startClient(id string, opts options) (*client, error) {
 		c.delay = newDelayTransport(c.tcp, opts.delay)
 		tr = c.delay
 	}
-	// StartClock: requests after a restart are stamped after every block
-	// this client has, so block clocks keep increasing.
-	cfg := lamportmutex.Config{ID: id, Peers: opts.members, Transport: tr,
-		OnRelease: c.node.HandleRelease, StartClock: head.Clock, Logger: opts.logger}
+	// The node's handlers: blocks with releases, catch-up messages and
+	// restarts; and StartClock, so that requests after a restart are stamped
+	// after every block this client has and block clocks keep increasing.
+	cfg := c.node.MutexConfig(lamportmutex.Config{ID: id, Peers: opts.members, Transport: tr, Logger: opts.logger})
 	if opts.trace {
 		cfg.Trace = c.onTrace
 	}
@@ -218,8 +218,12 @@ func (c *client) onEvent(ev ledger.Event) {
 	case ledger.EventBlockInserted:
 		if !ev.Local {
 			b := ev.Block
-			c.out.say(c.id, "block #%d %s from client %s inserted: %s -> %s amount %d (clock %d)",
-				b.Height, b.Hash.Short(), ev.From, b.Transfer.From, b.Transfer.To, b.Transfer.Amount, b.Clock)
+			how := ""
+			if ev.Fetched {
+				how = ", caught up: it was missed while a client was down"
+			}
+			c.out.say(c.id, "block #%d %s from client %s inserted: %s -> %s amount %d (clock %d%s)",
+				b.Height, b.Hash.Short(), ev.From, b.Transfer.From, b.Transfer.To, b.Transfer.Amount, b.Clock, how)
 		}
 	case ledger.EventFailed:
 		c.out.say(c.id, "LEDGER STOPPED: %v", ev.Err)
