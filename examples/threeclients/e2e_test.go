@@ -37,12 +37,13 @@ var buildCLI = sync.OnceValues(func() (string, error) {
 
 // proc is one running client process driven through stdin.
 type proc struct {
-	t     *testing.T
-	id    string
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines chan string
-	seen  []string
+	t      *testing.T
+	id     string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  chan string
+	seen   []string
+	stderr *syncBuffer
 }
 
 func freePorts(t *testing.T, n int) []string {
@@ -63,6 +64,9 @@ func freePorts(t *testing.T, n int) []string {
 	return addrs
 }
 
+// startProc starts a client process. Its stderr is kept (proc.stderr) for
+// failure messages, and its stdout reader ends at cleanup even when nobody
+// reads its lines.
 func startProc(t *testing.T, id, peers, dataDir string, extra ...string) *proc {
 	t.Helper()
 	bin, err := buildCLI()
@@ -70,8 +74,7 @@ func startProc(t *testing.T, id, peers, dataDir string, extra ...string) *proc {
 		t.Fatal(err)
 	}
 	args := append([]string{"-peers", peers, "-data", dataDir}, extra...)
-	args = append(args, id)
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin, append(args, id)...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -80,23 +83,32 @@ func startProc(t *testing.T, id, peers, dataDir string, extra ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = os.Stderr
+	p := &proc{t: t, id: id, cmd: cmd, stdin: stdin, lines: make(chan string, 1024), stderr: &syncBuffer{}}
+	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, id: id, cmd: cmd, stdin: stdin, lines: make(chan string, 1024)}
+	abandon := make(chan struct{})
+	readDone := make(chan struct{})
 	go func() {
+		defer close(readDone)
+		defer close(p.lines)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			p.lines <- sc.Text()
+			select {
+			case p.lines <- sc.Text():
+			case <-abandon:
+				return
+			}
 		}
-		close(p.lines)
 	}()
 	t.Cleanup(func() {
+		close(abandon)
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 		}
+		<-readDone
 	})
 	return p
 }
@@ -117,14 +129,14 @@ func (p *proc) expect(re string) []string {
 		select {
 		case line, ok := <-p.lines:
 			if !ok {
-				p.t.Fatalf("client %s exited while waiting for %q; output:\n%s", p.id, re, strings.Join(p.seen, "\n"))
+				p.t.Fatalf("client %s exited while waiting for %q; output:\n%s\nstderr:\n%s", p.id, re, strings.Join(p.seen, "\n"), p.stderr)
 			}
 			p.seen = append(p.seen, line)
 			if m := rx.FindStringSubmatch(line); m != nil {
 				return m
 			}
 		case <-timeout:
-			p.t.Fatalf("client %s: no line matching %q; output:\n%s", p.id, re, strings.Join(p.seen, "\n"))
+			p.t.Fatalf("client %s: no line matching %q; output:\n%s\nstderr:\n%s", p.id, re, strings.Join(p.seen, "\n"), p.stderr)
 		}
 	}
 }
@@ -137,7 +149,7 @@ func (p *proc) chain() (height int, text string) {
 	height, _ = strconv.Atoi(m[1])
 	var sb strings.Builder
 	for range height + 1 {
-		sb.WriteString(p.expect(`^  #`)[0] + "\n")
+		sb.WriteString(p.expect(`^  #.*`)[0] + "\n")
 	}
 	return height, sb.String()
 }
