@@ -32,6 +32,11 @@
 //     they queue locally, with one distributed request per peer at a time.
 //   - Transport carries the messages; its documentation states the whole
 //     contract. Package transport has a TCP and an in-process implementation.
+//   - Send, Config.OnMessage and Config.OnPeerUp are an application channel
+//     beside the algorithm: messages of the application's own (DATA) on
+//     the same per-pair FIFO streams, addressed to incarnations like the
+//     rest, and word of every peer that came up. The ledger catches up on
+//     missed blocks with them.
 //
 // # Guarantees
 //
@@ -59,7 +64,8 @@
 // comes back as a new incarnation, a restarted process, is reported by its
 // Transport with a PeerUp message. The others then drop its old request (a
 // holder that died has released; whatever it held is the application's to
-// recover) and resend their own outstanding requests to it, after a HELLO
+// recover, and Config.OnPeerUp tells it when, before any grant that the
+// restart allows) and resend their own outstanding requests to it, after a HELLO
 // carrying their clock. Every message names the incarnation of its receiver
 // that its sender addresses, and a Machine ignores messages meant for an
 // earlier incarnation of itself, or sent before the sender's HELLO: they

@@ -44,34 +44,81 @@
 // the textbook's one entry per transfer. A transfer whose ctx ends before
 // its entry is withdrawn and never applied.
 //
-// The mutex needs the node's HandleRelease when it is built, and the node
-// needs the mutex to transfer, so a node is wired in three steps, leaving
-// no moment in which a release could arrive with no handler:
+// The mutex needs the node's handlers when it is built, and the node needs
+// the mutex to transfer, so a node is wired in three steps, leaving no
+// moment in which a message could arrive with no handler:
 //
 //	genesis, _ := ledger.NewGenesis(members, ledger.DefaultInitialBalance)
 //	st, err := ledger.OpenFileStore("ledger-1.log", genesis, ledger.FileOptions{Logger: log})
 //	node, err := ledger.NewNode(ledger.Config{ID: "1", Members: members, Store: st, Logger: log})
-//	mu, err := lamportmutex.New(lamportmutex.Config{ID: "1", Peers: members, Transport: tr,
-//		OnRelease: node.HandleRelease, StartClock: node.Head().Clock})
+//	mu, err := lamportmutex.New(node.MutexConfig(lamportmutex.Config{ID: "1", Peers: members, Transport: tr}))
 //	err = node.SetLocker(mu) // Transfer returns ErrNoLocker before this
 //	res, err := node.Transfer(ctx, "2", 3)
 //
-// Shut down in the reverse order: close the mutex, then the node (which
-// closes its store). A block received that fails verification stops the
-// node (ErrDiverged, Node.Err, EventFailed) instead of letting it diverge.
+// MutexConfig sets the mutex's OnRelease (HandleRelease), OnMessage
+// (HandleMessage) and OnPeerUp (HandlePeerUp), and its StartClock from
+// the head block. Shut down in the reverse order: close the mutex, then
+// the node (which closes its store). A block received that fails
+// verification stops the node (ErrDiverged, Node.Err, EventFailed)
+// instead of letting it diverge.
+//
+// # Catch-up
+//
+// Blocks normally travel with their holder's release. A process that dies
+// breaks that in two ways: a client that was down missed the releases sent
+// to its dead incarnation, and a holder that dies while its release is on
+// the way leaves some peers with its block and some without. Both are
+// announced by the mutex's PeerUp, and the node repairs them over the
+// mutex's application channel (Locker.Send, HandleMessage), FIFO with the
+// releases:
+//
+//   - On every PeerUp, a node tells every peer its head. A peer with more
+//     blocks sends the missing ones; the receiver verifies each against its
+//     own chain (height, previous hash, hash, funds), persists and inserts
+//     it (EventBlockInserted with Fetched set). A restarted client, even
+//     one whose ledger file was lost, catches up at once.
+//   - A node that saw a PeerUp since its last sync, once granted the mutex
+//     and before it builds a block, asks every peer for its head, takes the
+//     blocks they send, and goes ahead only when it has every peer's head.
+//     So the next holder's chain is at least as long as every live
+//     peer's, and a dead holder's block that reached anyone, or that the
+//     holder persisted, is never overwritten by another at its height.
+//
+// Two chains that hold different blocks at one height are never merged:
+// the node that sees it stops with a *ConflictError (wrapped in
+// ErrDiverged) that names the height and both hashes. Two clients of
+// different ledgers do not get that far: their genesis hashes differ, and
+// the TCP transport refuses the connection (TCPConfig.Cluster).
 //
 // # Failures
 //
-// What is survived: a client stopped cleanly or killed while idle comes
-// back from its file with every block it had, verified; a record torn by
-// the crash is cut off. While a client is down nobody can take the mutex,
-// so nobody commits without it; balances can still be read everywhere.
+// What is survived, and what a user sees:
 //
-// What is not survived yet, and is reported rather than hidden: a client
-// that dies after its peers committed a block it had not persisted, or that
-// dies holding the mutex after its release reached some peers but not all,
-// leaves replicas that differ at one height. There is no catch-up protocol
-// yet: a replica that is granted the mutex with a gap in its chain, or that
-// receives a block that conflicts with its own, stops with ErrDiverged; the
-// others are unaffected. Repair by copying a healthy peer's ledger file.
+//   - A client killed at any moment (idle, waiting for the mutex, holding
+//     it, or between the deliveries of its release) and restarted on its
+//     file: it comes back with every block it had persisted, verified (a
+//     record torn by the crash is cut off with a warning), and catches up
+//     on the rest. Every transfer whose Transfer call returned success is
+//     in every replica's chain once the client is back. Its Transfer calls
+//     in flight return an error (ErrClosed) and were either committed
+//     (they are in the chain; retrying with TransferWithID returns the
+//     same block) or not.
+//   - A client whose ledger file is lost: it restarts from genesis and
+//     fetches every block from its peers. Its own committed blocks survive
+//     if any peer got them (every peer does, unless it died mid-release
+//     with sync off or before any release went out).
+//   - A network cut: the transport holds and resends messages, so nothing
+//     is lost; transfers wait until it heals (they honour their ctx).
+//   - A client that stays away: nobody can take the mutex, since every
+//     peer must answer, so Transfer waits until its ctx ends and says so
+//     (the threeclients program names the missing peers). Balances and
+//     the chain can still be read everywhere.
+//
+// What is not survived: a holder that dies before its block reaches any
+// disk or any peer (FileOptions.NoSync or a MemStore, then a machine
+// crash) loses that block, although its Transfer may have returned
+// success; with fsync on (the default) Transfer returns only after the
+// block is on disk. Losing the disk of every client that has a block loses
+// the block. Peers that lie (send well-formed but false chains) are not
+// tolerated: members are trusted, as in Lamport's algorithm.
 package ledger
