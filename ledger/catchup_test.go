@@ -19,6 +19,16 @@ func (c *crashCluster) transfers(t *testing.T, from, to string, k int) {
 	}
 }
 
+// cutAtNextBlock cuts the network between holder and peer as soon as
+// holder has made its next block, before its release leaves.
+func (c *crashCluster) cutAtNextBlock(holder, peer string) {
+	c.setOnLocal(func(id string) {
+		if id == holder {
+			_ = c.net.Partition(holder, peer)
+		}
+	})
+}
+
 // waitFetched waits until node id reported at least k blocks inserted by
 // catch-up, and returns how many it reported.
 func (c *crashCluster) waitFetched(t *testing.T, id string, k int) int {
@@ -74,17 +84,9 @@ func TestCatchUpMissedBlockInFlight(t *testing.T) {
 	defer c.close()
 	c.transfers(t, "2", "1", 3)
 	// Node 1's next release to node 3 is held by a cut...
-	c.mu.Lock()
-	c.onLocal = func(id string) {
-		if id == "1" {
-			_ = c.net.Partition("1", "3")
-		}
-	}
-	c.mu.Unlock()
+	c.cutAtNextBlock("1", "3")
 	c.transfers(t, "1", "2", 1)
-	c.mu.Lock()
-	c.onLocal = nil
-	c.mu.Unlock()
+	c.setOnLocal(nil)
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 	if err := c.node("2").WaitHeight(ctx, 4); err != nil {
@@ -111,20 +113,12 @@ func TestCatchUpHolderDiedMidRelease(t *testing.T) {
 	c := newCrashCluster(t, 3, 3, 0, 4)
 	defer c.close()
 	c.transfers(t, "3", "1", 2)
-	c.mu.Lock()
-	c.onLocal = func(id string) {
-		if id == "1" {
-			_ = c.net.Partition("1", "3") // the release reaches 2, not 3
-		}
-	}
-	c.mu.Unlock()
+	c.cutAtNextBlock("1", "3") // the release reaches 2, not 3
 	res, err := c.node("1").Transfer(context.Background(), "2", 5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.mu.Lock()
-	c.onLocal = nil
-	c.mu.Unlock()
+	c.setOnLocal(nil)
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 	if err := c.node("2").WaitHeight(ctx, res.Block.Height); err != nil {

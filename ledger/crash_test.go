@@ -123,6 +123,14 @@ func (c *crashCluster) event(id string, ev ledger.Event) {
 	}
 }
 
+// setOnLocal sets the hook called when a node inserted its own block,
+// before its release; nil removes it.
+func (c *crashCluster) setOnLocal(f func(id string)) {
+	c.mu.Lock()
+	c.onLocal = f
+	c.mu.Unlock()
+}
+
 func (c *crashCluster) node(id string) *ledger.Node { return c.member(id).node }
 
 func (c *crashCluster) member(id string) *member {
@@ -349,17 +357,13 @@ func runCrashSeed(t *testing.T, seed int64) (crashes, blocks, fetched int) {
 		case 0: // crash the holder right after it made its block
 			armed := make(chan struct{})
 			var once sync.Once
-			c.mu.Lock()
-			c.onLocal = func(id string) {
+			c.setOnLocal(func(id string) {
 				if id == victim {
 					once.Do(func() { close(armed) })
 				}
-			}
-			c.mu.Unlock()
+			})
 			wait("block made by node "+victim, armed)
-			c.mu.Lock()
-			c.onLocal = nil
-			c.mu.Unlock()
+			c.setOnLocal(nil)
 			if rng.IntN(2) == 0 {
 				runtime.Gosched() // let part of the release out
 			}
