@@ -529,3 +529,23 @@ func TestReviewBoundedQueueDeadlock(t *testing.T) {
 	}
 	_ = mus["1"].Unlock(nil)
 }
+
+// Close while a caller holds the lock does not release it: a release
+// without the holder's payload would let the next holder go ahead without
+// the holder's update (the ledger forked on it). The peers wait for this
+// peer's next incarnation instead, as after a crash.
+func TestCloseWhileHeldDoesNotRelease(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft.syncWith(t, mu, []string{"2"}, 1)
+	ft.lockAnswered(t, mu)
+	if err := mu.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rel := ft.sentTo("2", Release); len(rel) != 0 {
+		t.Fatalf("Close while held sent %v", rel)
+	}
+}

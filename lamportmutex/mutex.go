@@ -196,10 +196,17 @@ func (m *Mutex) State(ctx context.Context) (State, error) {
 // Stats returns the Mutex's counters. It works after Close too.
 func (m *Mutex) Stats() Stats { return m.stats.snapshot() }
 
-// Close withdraws any outstanding request (or releases the lock, without a
-// payload) so that no peer waits on this one, fails every waiting Lock with
-// ErrClosed and stops the Mutex's goroutine. It does not close the
-// Transport. A second Close returns ErrClosed.
+// Close withdraws any outstanding request so that no peer waits on this
+// one, fails every waiting Lock with ErrClosed and stops the Mutex's
+// goroutine. It does not close the Transport. A second Close returns
+// ErrClosed.
+//
+// Close does not release a lock that a caller holds (Unlock was not
+// called): a release without the holder's payload would let the next
+// holder go ahead without the holder's update. The peers then treat this
+// peer as crashed: its request stays first in their queues until its next
+// incarnation comes up (PeerUp), which the application hears of through
+// Config.OnPeerUp. Unlock before Close.
 func (m *Mutex) Close() error {
 	err := ErrClosed
 	m.once.Do(func() {
@@ -515,9 +522,14 @@ func (d *driver) state() State {
 	return s
 }
 
-// shutdown tells the peers we no longer want or hold the lock (the pumps
-// hand that over as the driver exits), then fails every waiter.
+// shutdown tells the peers we no longer want the lock (the pumps hand that
+// over as the driver exits), unless a caller holds it, then fails every
+// waiter.
 func (d *driver) shutdown(tell bool) {
+	if tell && d.holder != nil {
+		d.m.log.Warn("closed while the lock is held: not released; peers wait for this peer's next incarnation")
+		tell = false
+	}
 	if tell {
 		withdrawal := d.machine.Requesting() && !d.machine.Held() && d.m.cfg.Algorithm == Lamport
 		if out := d.machine.Leave(); withdrawal {

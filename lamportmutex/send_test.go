@@ -115,12 +115,14 @@ func TestOnMessageAndPeerUp(t *testing.T) {
 	}
 	// Our HELLO to the new incarnation is queued before OnPeerUp runs, so
 	// a DATA sent from there would follow it.
+	waitSent(t, ft, "2", Hello, 2) // the pump hands messages over asynchronously
 	if h := ft.sentTo("2", Hello); len(h) != 2 || h[1].Incarnation != 4 {
 		t.Errorf("HELLOs sent = %v, want two, the second to incarnation 4", h)
 	}
 	if err := mu.Send(context.Background(), "2", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
+	waitSent(t, ft, "2", Data, 1)
 	if d := ft.sentTo("2", Data); len(d) != 1 || d[0].Incarnation != 4 {
 		t.Errorf("DATA sent = %v, want one to incarnation 4", d)
 	}
