@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,11 @@ type catchup struct {
 	upGen  atomic.Uint64 // PeerUps seen; a sync round is due when it moved
 	synced uint64        // upGen at the start of the last good round; the committer's
 
+	// sentTo is, per peer, the height up to which this node has sent it
+	// blocks since that peer's last PeerUp: they are on their way or there,
+	// so they are not sent again. The sync goroutine's.
+	sentTo map[string]uint64
+
 	smu      sync.Mutex
 	inbox    []inbound     // for the sync goroutine, in arrival order
 	kick     chan struct{} // buffered 1: the inbox is not empty
@@ -68,16 +74,22 @@ type catchup struct {
 	syncDone chan struct{} // closed when the sync goroutine exits; nil before it starts
 }
 
-// inbound is a message or a PeerUp for the sync goroutine.
+// inbound is a message, a PeerUp, or a request to announce the head, for
+// the sync goroutine.
 type inbound struct {
-	from    string
-	payload []byte
-	up      bool
+	from     string
+	payload  []byte
+	up       bool
+	announce bool
 }
 
 func newCatchup(self string, members []string) catchup {
 	return catchup{
-		others:   slices.DeleteFunc(slices.Clone(members), func(id string) bool { return id == self }),
+		others: slices.DeleteFunc(slices.Clone(members), func(id string) bool { return id == self }),
+		sentTo: make(map[string]uint64),
+		// Round numbers start at random, so that an answer meant for an
+		// earlier incarnation of this node is not taken for one of ours.
+		rounds:   rand.Uint64() >> 1,
 		kick:     make(chan struct{}, 1),
 		progress: make(chan struct{}),
 		stopSync: make(chan struct{}),
@@ -163,26 +175,44 @@ func (n *Node) syncLoop(m Messenger) {
 			if len(batch) == 0 {
 				break
 			}
+			announce := false
 			for _, in := range batch {
 				if ctx.Err() != nil {
 					return
 				}
+				if in.up || in.announce {
+					// One announcement for every PeerUp in the batch: a
+					// restarted node hears of all its peers at once.
+					if in.up {
+						delete(n.sentTo, in.from) // what we sent died with it
+					}
+					announce = true
+					continue
+				}
+				if announce {
+					n.announce(ctx, m)
+					announce = false
+				}
 				n.handleInbound(ctx, m, in)
+			}
+			if announce {
+				n.announce(ctx, m)
 			}
 		}
 	}
 }
 
-func (n *Node) handleInbound(ctx context.Context, m Messenger, in inbound) {
-	if in.up {
-		// Tell every peer our head, not only the one that came up: a peer
-		// that has a block we lack (the dead holder's, say) sends it.
-		head := n.Head()
-		for _, p := range n.others {
-			n.send(ctx, m, p, syncMsg{op: opHead, height: head.Height, hash: head.Hash})
-		}
-		return
+// announce tells every peer our head, not only one that came up: a peer
+// that has a block we lack (a dead holder's, say) sends it.
+func (n *Node) announce(ctx context.Context, m Messenger) {
+	head := n.Head()
+	for _, p := range n.others {
+		n.send(ctx, m, p, syncMsg{op: opHead, height: head.Height, hash: head.Hash})
 	}
+}
+
+// handleInbound handles one catch-up message.
+func (n *Node) handleInbound(ctx context.Context, m Messenger, in inbound) {
 	msg, err := decodeSync(in.payload)
 	if err != nil {
 		n.log.Warn("ledger: dropped a malformed catch-up message", "from", in.from, "err", err)
@@ -193,7 +223,7 @@ func (n *Node) handleInbound(ctx context.Context, m Messenger, in inbound) {
 		n.answerHead(ctx, m, in.from, msg)
 	case opAnswer:
 		n.smu.Lock()
-		if msg.round != 0 && msg.round == n.round {
+		if _, dup := n.answers[in.from]; !dup && msg.round != 0 && msg.round == n.round {
 			n.answers[in.from] = msg
 			n.wakeRound()
 		}
@@ -221,19 +251,30 @@ func (n *Node) answerHead(ctx context.Context, m Messenger, from string, q syncM
 		own, _ := n.chain.Block(q.height)
 		if own.Hash != q.hash {
 			conflict = &ConflictError{Height: q.height, Ours: own.Hash, Theirs: q.hash, Peer: from}
-		} else if q.height < head.Height {
-			missing = n.chain.blocks[q.height+1:] // immutable once appended; copied by encoding
+		} else if start := max(q.height, n.sentTo[from]) + 1; start <= head.Height {
+			missing = n.chain.blocks[start:] // immutable once appended; copied by encoding
 		}
 	}
 	n.mu.RUnlock()
 	if conflict != nil {
 		_ = n.fail(conflict)
 	}
+	k := n.maxBatch
 	for len(missing) > 0 {
-		k := min(len(missing), n.maxBatch)
-		if !n.send(ctx, m, from, syncMsg{op: opBlocks, blocks: missing[:k]}) {
+		k = min(k, len(missing))
+		payload, err := encodeSync(syncMsg{op: opBlocks, blocks: missing[:k]})
+		if err == nil {
+			err = m.Send(ctx, from, payload)
+		}
+		if errors.Is(err, lamportmutex.ErrPayloadTooLarge) && k > 1 {
+			k /= 2 // the transport's frames are smaller than a batch: send fewer blocks
+			continue
+		}
+		if err != nil {
+			n.logSendError(ctx, from, opBlocks, err)
 			return
 		}
+		n.sentTo[from] = missing[k-1].Height
 		missing = missing[k:]
 	}
 	if q.round != 0 {
@@ -249,14 +290,20 @@ func (n *Node) send(ctx context.Context, m Messenger, to string, msg syncMsg) bo
 		err = m.Send(ctx, to, payload)
 	}
 	if err != nil {
-		lvl := n.log.Warn
-		if errors.Is(err, lamportmutex.ErrClosed) || errors.Is(err, lamportmutex.ErrPeerDown) || ctx.Err() != nil {
-			lvl = n.log.Debug
-		}
-		lvl("ledger: catch-up message not sent", "to", to, "op", msg.op.String(), "err", err)
+		n.logSendError(ctx, to, msg.op, err)
 		return false
 	}
 	return true
+}
+
+// logSendError logs a catch-up message that could not be sent: quietly if
+// the node or the peer is going away, which a later PeerUp repairs.
+func (n *Node) logSendError(ctx context.Context, to string, op syncOp, err error) {
+	lvl := n.log.Warn
+	if errors.Is(err, lamportmutex.ErrClosed) || errors.Is(err, lamportmutex.ErrPeerDown) || ctx.Err() != nil {
+		lvl = n.log.Debug
+	}
+	lvl("ledger: catch-up message not sent", "to", to, "op", op.String(), "err", err)
 }
 
 // syncRound makes sure, while this node holds the mutex, that its chain
@@ -313,7 +360,7 @@ func (n *Node) runRound(ctx context.Context, m Messenger, gen, round uint64) err
 	}
 	for {
 		n.smu.Lock()
-		answers, progress := n.answers, n.progress
+		answers, progress := maps.Clone(n.answers), n.progress
 		complete := len(answers) == len(n.others)
 		n.smu.Unlock()
 		if n.upGen.Load() != gen {
@@ -323,7 +370,7 @@ func (n *Node) runRound(ctx context.Context, m Messenger, gen, round uint64) err
 			return fmt.Errorf("ledger: sync round: %w: %w", ErrDiverged, err)
 		}
 		if complete {
-			return n.checkAnswers(answers)
+			return n.checkAnswers(answers) // a copy: later answers are not recorded
 		}
 		select {
 		case <-progress:

@@ -2,11 +2,18 @@ package ledger_test
 
 import (
 	"context"
+	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
+	"github.com/lamportledger/lamportledger/ledger"
+	"github.com/lamportledger/lamportledger/transport"
 )
 
 // transfers commits k transfers from node from to node to, one at a time.
@@ -196,4 +203,217 @@ func BenchmarkCatchUp(b *testing.B) {
 	b.ReportMetric(float64(caught.Nanoseconds())/n, "ns/block-caught-up")
 	b.ReportMetric(float64(commit.Nanoseconds())/n, "ns/block-committed")
 	b.ReportMetric(float64(caught)/float64(commit), "catch-up/commit")
+}
+
+// gapLocker grants at once, one holder at a time, and records what the
+// node sends on the catch-up channel. It never reports a PeerUp.
+type gapLocker struct {
+	mu    sync.Mutex
+	sem   chan struct{}
+	clock uint64
+	id    string
+	sent  int
+}
+
+func newGapLocker(id string) *gapLocker { return &gapLocker{sem: make(chan struct{}, 1), id: id} }
+
+func (l *gapLocker) Lock(ctx context.Context) (lamportmutex.Token, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-ctx.Done():
+		return lamportmutex.Token{}, ctx.Err()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.clock++
+	return lamportmutex.Token{Clock: l.clock, ID: l.id}, nil
+}
+
+func (l *gapLocker) Unlock([]byte) error { <-l.sem; return nil }
+
+func (l *gapLocker) Send(context.Context, string, []byte) error {
+	l.mu.Lock()
+	l.sent++
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *gapLocker) sends() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sent
+}
+
+// catchUpBlocks encodes a catch-up message carrying blocks (see syncmsg.go:
+// magic 'S', version 1, op 3, then a batch).
+func catchUpBlocks(t *testing.T, blocks []ledger.Block) []byte {
+	t.Helper()
+	batch, err := ledger.EncodeBatch(blocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]byte{'S', 1, 3}, batch...)
+}
+
+// A node far behind gets releases it must hold until a gap fills, more of
+// them than MaxPending. It keeps the oldest, drops the newest and asks its
+// peers for what it lacks, instead of failing; the catch-up batch that
+// fills the gap then goes in, with the held blocks after it.
+func TestCatchUpFillsGapBeyondPending(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ids := []string{"1", "2"}
+	newNode := func(id string, l *gapLocker, onEvent func(ledger.Event)) *ledger.Node {
+		n, err := ledger.NewNode(ledger.Config{ID: id, Members: ids, InitialBalance: crashBalance, OnEvent: onEvent})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.SetLocker(l); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	prod := newNode("2", newGapLocker("2"), nil) // makes the chain
+	defer prod.Close()
+	const total = 100 + ledger.MaxPending + 500
+	for range total {
+		if _, err := prod.Transfer(context.Background(), "1", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chain := prod.Blocks()
+
+	l := newGapLocker("1")
+	inserted := make(chan uint64, total)
+	lag := newNode("1", l, func(ev ledger.Event) {
+		if ev.Kind == ledger.EventBlockInserted {
+			inserted <- ev.Block.Height
+		}
+	})
+	defer lag.Close()
+	for lo := 101; lo <= total; lo += 256 { // releases of 101.., as holders send them
+		payload, err := ledger.EncodeBatch(chain[lo:min(lo+256, total+1)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := lag.HandleRelease("2", payload); err != nil {
+			t.Fatalf("release of blocks from %d: %v", lo, err)
+		}
+	}
+	lag.HandleMessage("2", catchUpBlocks(t, chain[1:101])) // fills the gap
+	want := uint64(100 + ledger.MaxPending)
+	for h := range want {
+		if got := <-inserted; got != h+1 {
+			t.Fatalf("inserted block %d, want %d", got, h+1)
+		}
+	}
+	if err := lag.Err(); err != nil {
+		t.Fatalf("node failed: %v", err)
+	}
+	if h := lag.Head().Height; h != want {
+		t.Fatalf("head %d, want %d: the oldest held blocks go in, the newest were dropped", h, want)
+	}
+	// It announced its head to its peer, to get the dropped blocks back.
+	for l.sends() == 0 {
+		runtime.Gosched()
+	}
+}
+
+// A Mutex closed while its node's committer holds the lock with a block
+// made but not yet released does not release the lock without it (that
+// forked the chain): the peers wait for the node's next incarnation, whose
+// block the next holder then fetches before it appends.
+func TestCloseMidCommitDoesNotFork(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	c := newCrashCluster(t, 3, 1, 0, 1)
+	defer c.close()
+	for _, id := range c.ids { // every node has synced once, so no round is due
+		c.transfers(t, id, c.ids[(slicesIndex(c.ids, id)+1)%3], 1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	c.converge(ctx)
+
+	type outcome struct {
+		res ledger.Result
+		err error
+	}
+	other := make(chan outcome, 1)
+	var once sync.Once
+	c.setOnLocal(func(id string) {
+		if id != "1" {
+			return
+		}
+		once.Do(func() {
+			// Node 1 holds the lock and has made its block; node 2 asks for
+			// the lock meanwhile...
+			go func() {
+				res, err := c.node("2").Transfer(ctx, "3", 1)
+				other <- outcome{res, err}
+			}()
+			mu1 := c.member("1").mu
+			for {
+				st, err := mu1.State(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if slices.ContainsFunc(st.Queue, func(tok lamportmutex.Token) bool { return tok.ID == "2" }) {
+					break
+				}
+			}
+			_ = mu1.Close() // ...and node 1's mutex is closed under it
+		})
+	})
+	_, err := c.node("1").Transfer(ctx, "2", 1)
+	c.setOnLocal(nil)
+	if err == nil {
+		t.Fatal("node 1's Transfer succeeded although its release never left")
+	}
+	made := c.node("1").Head()
+	c.crash("1", false) // node 1 comes back on its file
+	o := <-other
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+	if o.res.Block.Height != made.Height+1 {
+		t.Fatalf("node 2's block at height %d, want %d: after node 1's %s", o.res.Block.Height, made.Height+1, made.Hash.Short())
+	}
+	if chain := c.converge(ctx); chain[made.Height].Hash != made.Hash {
+		t.Fatal("node 1's persisted block is not in the converged chain")
+	}
+}
+
+// A client whose ledger file was lost is sent each missing block at most
+// once by each peer, not once per announcement.
+func TestCatchUpSendsEachBlockOncePerPeer(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var counting atomic.Bool
+	var delivered atomic.Int64
+	c := newCrashClusterOpts(t, 3, transport.ChanOptions{Seed: 1, OnDeliver: func(m lamportmutex.Message) {
+		// Catch-up blocks for node 3: a DATA message 'S', 1, 3, batch.
+		if !counting.Load() || m.Kind != lamportmutex.Data || m.To != "3" || len(m.Payload) < 3 || m.Payload[2] != 3 {
+			return
+		}
+		if blocks, err := ledger.DecodeBatch(m.Payload[3:]); err == nil {
+			delivered.Add(int64(len(blocks)))
+		}
+	}}, 16)
+	defer c.close()
+	const blocks = 200
+	c.transfers(t, "1", "2", blocks)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	c.converge(ctx)
+	counting.Store(true)
+	c.crash("3", true)
+	if err := c.node("3").WaitHeight(ctx, blocks); err != nil {
+		t.Fatal(err)
+	}
+	c.transfers(t, "3", "1", 1) // its sync round: the last catch-up traffic
+	c.converge(ctx)
+	got := delivered.Load()
+	t.Logf("node 3 was sent %d blocks by catch-up for %d missing (%.1fx)", got, blocks, float64(got)/blocks)
+	if got > 2*blocks {
+		t.Errorf("node 3 was sent %d catch-up blocks for %d missing: more than once per peer", got, blocks)
+	}
 }

@@ -60,8 +60,13 @@ type member struct {
 
 func newCrashCluster(t testing.TB, n int, seed int64, maxDelay time.Duration, maxBatch int) *crashCluster {
 	t.Helper()
+	return newCrashClusterOpts(t, n, transport.ChanOptions{Seed: seed, MaxDelay: maxDelay}, maxBatch)
+}
+
+func newCrashClusterOpts(t testing.TB, n int, opts transport.ChanOptions, maxBatch int) *crashCluster {
+	t.Helper()
 	ids := memberIDs(n)
-	net, err := transport.NewChanNetwork(ids, transport.ChanOptions{Seed: seed, MaxDelay: maxDelay})
+	net, err := transport.NewChanNetwork(ids, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

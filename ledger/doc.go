@@ -57,8 +57,11 @@
 //
 // MutexConfig sets the mutex's OnRelease (HandleRelease), OnMessage
 // (HandleMessage) and OnPeerUp (HandlePeerUp), and its StartClock from
-// the head block. Shut down in the reverse order: close the mutex, then
-// the node (which closes its store). A block received that fails
+// the head block. Shut down in the reverse order: let Transfer calls
+// return, close the mutex, then the node (which closes its store). A mutex
+// closed while a transfer holds it does not release the lock without the
+// transfer's block: the peers wait for this client's restart and then
+// fetch the block, as after a crash. A block received that fails
 // verification stops the node (ErrDiverged, Node.Err, EventFailed)
 // instead of letting it diverge.
 //
@@ -81,8 +84,13 @@
 //     and before it builds a block, asks every peer for its head, takes the
 //     blocks they send, and goes ahead only when it has every peer's head.
 //     So the next holder's chain is at least as long as every live
-//     peer's, and a dead holder's block that reached anyone, or that the
-//     holder persisted, is never overwritten by another at its height.
+//     peer's, and a dead holder's block that reached another peer's chain,
+//     or that the holder persisted, is never overwritten by another at its
+//     height.
+//
+// A node far behind holds at most MaxPending blocks that came with
+// releases ahead of a gap; beyond that it drops the newest and asks its
+// peers again. A peer sends each block to an incarnation of a node once.
 //
 // Two chains that hold different blocks at one height are never merged:
 // the node that sees it stops with a *ConflictError (wrapped in
@@ -99,14 +107,13 @@
 //     file: it comes back with every block it had persisted, verified (a
 //     record torn by the crash is cut off with a warning), and catches up
 //     on the rest. Every transfer whose Transfer call returned success is
-//     in every replica's chain once the client is back. Its Transfer calls
-//     in flight return an error (ErrClosed) and were either committed
-//     (they are in the chain; retrying with TransferWithID returns the
-//     same block) or not.
+//     in every replica's chain once the client is back. A transfer in
+//     flight when it died was either committed or not; retried with the
+//     same TransferWithID after the restart, it is applied once.
 //   - A client whose ledger file is lost: it restarts from genesis and
-//     fetches every block from its peers. Its own committed blocks survive
-//     if any peer got them (every peer does, unless it died mid-release
-//     with sync off or before any release went out).
+//     fetches every block from its peers. Its own blocks survive if they
+//     reached a peer; a release reaches every live peer unless the client
+//     died while sending it.
 //   - A network cut: the transport holds and resends messages, so nothing
 //     is lost; transfers wait until it heals (they honour their ctx).
 //   - A client that stays away: nobody can take the mutex, since every
@@ -119,6 +126,9 @@
 // crash) loses that block, although its Transfer may have returned
 // success; with fsync on (the default) Transfer returns only after the
 // block is on disk. Losing the disk of every client that has a block loses
-// the block. Peers that lie (send well-formed but false chains) are not
+// the block. If a holder loses its block that way after its release
+// reached only peers that were behind (holding the block ahead of a gap),
+// the next holder may put another block at that height; those peers then
+// stop with a ConflictError instead of forking in silence. Peers that lie (send well-formed but false chains) are not
 // tolerated: members are trusted, as in Lamport's algorithm.
 package ledger

@@ -2,10 +2,13 @@ package ledger
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 )
 
 // MaxPending bounds the received blocks a node holds while it waits for
-// an earlier block; beyond it, the node fails.
+// an earlier block; beyond it, the node drops the newest and fetches them
+// again by catch-up.
 const MaxPending = 1024
 
 // received is a block and the peer that sent it, with its release or by
@@ -26,8 +29,9 @@ type received struct {
 //
 // Releases from different peers may arrive in any order (the transport
 // orders only each pair), so a block may arrive before an earlier one from
-// another peer. Such a block is held, at most MaxPending of them, and
-// inserted as soon as the gap is filled. The mutex guarantees that by the
+// another peer. Such a block is held and inserted as soon as the gap is
+// filled; beyond MaxPending held blocks, the newest are dropped and fetched
+// again by catch-up. The mutex guarantees that by the
 // time this node is granted the lock, every earlier block has arrived
 // (after a restart, with the catch-up round's help); Transfer fails the
 // node if that guarantee is ever broken.
@@ -102,10 +106,6 @@ func (n *Node) accept(from string, blocks []Block, fetched bool) error {
 				blk.Height, from, &ConflictError{Height: blk.Height, Ours: other.blk.Hash, Theirs: blk.Hash, Peer: from},
 				other.from, blk.Height))
 		}
-		if len(n.pending) >= MaxPending {
-			return n.fail(fmt.Errorf("block %d from %s: %d blocks wait for block %d, which has not come",
-				blk.Height, from, len(n.pending), head+1))
-		}
 		n.pending[blk.Height] = received{from: from, blk: blk, fetched: fetched}
 	}
 	var run []received
@@ -117,6 +117,7 @@ func (n *Node) accept(from string, blocks []Block, fetched bool) error {
 		delete(n.pending, h)
 		run = append(run, r)
 	}
+	n.trimPending(head + uint64(len(run)))
 	if len(run) == 0 {
 		if len(blocks) > 0 && blocks[len(blocks)-1].Height > head {
 			n.log.Debug("blocks held until an earlier one arrives", "from", from, "first", blocks[0].Height, "head", head)
@@ -124,6 +125,30 @@ func (n *Node) accept(from string, blocks []Block, fetched bool) error {
 		return nil
 	}
 	return n.insert(run)
+}
+
+// trimPending bounds the blocks held ahead of a gap to MaxPending: a node
+// that far behind drops the newest blocks that came with releases, and
+// asks its peers for what it lacks (an announcement now, a sync round
+// before its next append), instead of holding all of them. Blocks fetched
+// by catch-up are kept: a peer sends them once, after what it sent before.
+// n.writeMu must be held.
+func (n *Node) trimPending(head uint64) {
+	if len(n.pending) <= MaxPending {
+		return
+	}
+	heights := slices.Sorted(maps.Keys(n.pending))
+	dropped := 0
+	for i := len(heights) - 1; i >= 0 && len(n.pending) > MaxPending; i-- {
+		if !n.pending[heights[i]].fetched {
+			delete(n.pending, heights[i])
+			dropped++
+		}
+	}
+	n.log.Warn("ledger: too many blocks wait for an earlier one; dropped the newest and asked the peers",
+		"head", head, "dropped", dropped, "held", len(n.pending))
+	n.upGen.Add(1)
+	n.post(inbound{announce: true})
 }
 
 // insert verifies a run of received blocks that extends the head,
