@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"slices"
 	"sync"
@@ -40,16 +41,13 @@ func (c *crashCluster) cutAtNextBlock(holder, peer string) {
 // catch-up, and returns how many it reported.
 func (c *crashCluster) waitFetched(t *testing.T, id string, k int) int {
 	t.Helper()
-	deadline := time.Now().Add(hangGuard)
-	for {
+	count := func() int {
 		c.mu.Lock()
-		got := c.fetched[id]
-		c.mu.Unlock()
-		if got >= k || time.Now().After(deadline) {
-			return got
-		}
-		time.Sleep(time.Millisecond)
+		defer c.mu.Unlock()
+		return c.fetched[id]
 	}
+	waitFor(t, fmt.Sprintf("%d blocks fetched by node %s", k, id), func() bool { return count() >= k })
+	return count()
 }
 
 // A client whose data folder was lost starts from genesis and fetches the
@@ -415,5 +413,61 @@ func TestCatchUpSendsEachBlockOncePerPeer(t *testing.T) {
 	t.Logf("node 3 was sent %d blocks by catch-up for %d missing (%.1fx)", got, blocks, float64(got)/blocks)
 	if got > 2*blocks {
 		t.Errorf("node 3 was sent %d catch-up blocks for %d missing: more than once per peer", got, blocks)
+	}
+}
+
+// A client cut off from the network (the transport's disconnect hook)
+// holds everyone's transfers up while the cut lasts, and loses nothing:
+// once it is reconnected every transfer commits and the chains agree.
+func TestNetworkCutHeals(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	c := newCrashCluster(t, 3, 4, 100*time.Microsecond, 4)
+	defer c.close()
+	c.transfers(t, "1", "2", 2)
+	if err := c.net.Disconnect("3"); err != nil {
+		t.Fatal(err)
+	}
+	results := make(chan error, 4)
+	for _, id := range []string{"1", "2", "1", "2"} {
+		go func() {
+			_, err := c.node(id).Transfer(context.Background(), "3", 1)
+			results <- err
+		}()
+	}
+	// While the cut lasts nobody can commit: every request needs 3's reply.
+	for _, id := range []string{"1", "2"} {
+		waitFor(t, "node "+id+" waiting for node 3", func() bool {
+			st, err := c.member(id).mu.State(context.Background())
+			return err == nil && slices.Contains(st.Missing, "3")
+		})
+	}
+	if h := c.node("1").Head().Height; h != 2 {
+		t.Fatalf("height %d during the cut, want 2", h)
+	}
+	if err := c.net.Reconnect("3"); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	if chain := c.converge(ctx); len(chain) != 7 {
+		t.Fatalf("%d blocks after genesis, want 6", len(chain)-1)
+	}
+}
+
+// waitFor polls cond until it holds, or fails after hangGuard (which only
+// turns a hang into a failure).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after %v", what, hangGuard)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
