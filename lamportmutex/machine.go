@@ -38,6 +38,7 @@ import (
 type Machine struct {
 	inc     uint64   // our incarnation
 	peerInc []uint64 // per member: its incarnation, from its last PeerUp
+	up      []bool   // per member: a PeerUp for it came, so we greeted it
 	self    int      // index of our id in ids
 	ids     []string // all members, sorted
 	clock   uint64
@@ -72,6 +73,7 @@ func NewMachine(id string, members []string, inc uint64, opts ...MachineOption) 
 	m := &Machine{
 		inc:     inc,
 		peerInc: make([]uint64, len(ids)),
+		up:      make([]bool, len(ids)),
 		ids:     ids,
 		latest:  make([]uint64, len(ids)),
 		heard:   make([]bool, len(ids)),
@@ -305,7 +307,7 @@ func (m *Machine) Data(to string, payload []byte) (Message, error) {
 	switch {
 	case !ok || j == m.self:
 		return Message{}, fmt.Errorf("%w: %q", ErrNotMember, to)
-	case m.peerInc[j] == 0:
+	case !m.up[j]:
 		return Message{}, fmt.Errorf("%w: %s", ErrPeerDown, to)
 	}
 	return m.message(Data, j, m.clock, payload), nil
@@ -321,6 +323,7 @@ func (m *Machine) AdvanceClock(c uint64) { m.clock = max(m.clock, c) }
 // until its HELLO, and greets the new incarnation.
 func (m *Machine) peerUp(j int, inc uint64) []Message {
 	m.peerInc[j] = inc
+	m.up[j] = true
 	m.q.remove(m.ids[j])
 	m.latest[j] = 0
 	m.heard[j] = false
@@ -401,6 +404,7 @@ func (m *Machine) Clone() *Machine {
 	c.latest = slices.Clone(m.latest)
 	c.heard = slices.Clone(m.heard)
 	c.peerInc = slices.Clone(m.peerInc)
+	c.up = slices.Clone(m.up)
 	c.replied = slices.Clone(m.replied)
 	c.deferred = slices.Clone(m.deferred)
 	return &c

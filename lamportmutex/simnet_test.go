@@ -31,6 +31,17 @@ type cluster struct {
 	last   [][]uint64           // last[from][to]: clock of the last message in the current session
 	logf   func(string, ...any) // optional narration of every event
 	opts   []MachineOption      // for every Machine, restarted ones too
+	app    application          // optional: an application on top (sim_chain_test.go)
+}
+
+// application is what runs on top of the Machines in a simulation, as an
+// application runs on a Mutex: it handles release payloads before the
+// release takes effect (OnRelease), and PeerUp and DATA after the Machine
+// (OnPeerUp, OnMessage), and it may answer with DATA messages.
+type application interface {
+	release(to, from int, payload []byte) error
+	receive(to, from int, msg Message) ([]Message, error)
+	crashed(p int)
 }
 
 // peerIDs returns the ids "1".."n".
@@ -145,7 +156,7 @@ func (c *cluster) send(p int, out []Message) error {
 		// A request resent to a new incarnation keeps its original stamp,
 		// below the HELLO just before it: not a duplicate.
 		resend := m.Kind == Request && c.ms[p].issued && m.Clock == c.ms[p].own.Clock && m.Clock < c.ms[p].clock
-		if c.track && !resend {
+		if c.track && !resend && m.Kind != Data { // DATA is the application's: its clock is informational
 			if l := c.last[p][q]; l != 0 && m.Clock <= l {
 				return fmt.Errorf("duplicate message: %v sent after a message at clock %d in the same session", m, l)
 			}
@@ -178,6 +189,11 @@ func (c *cluster) deliver(from, to, i int) error {
 		c.last[to][from] = 0
 	}
 	c.say("%s receives %v", c.ids[to], e.msg)
+	if c.app != nil && e.msg.Kind == Release && e.msg.Payload != nil && c.ms[to].Accepts(e.msg) == nil {
+		if err := c.app.release(to, from, e.msg.Payload); err != nil {
+			return err
+		}
+	}
 	was := c.ms[to].held
 	out, err := c.ms[to].Step(e.msg)
 	if errors.Is(err, ErrStale) {
@@ -187,9 +203,20 @@ func (c *cluster) deliver(from, to, i int) error {
 	if err != nil {
 		return fmt.Errorf("step %v: %w", e.msg, err)
 	}
-	err = c.send(to, out)
+	if err := c.send(to, out); err != nil {
+		return err
+	}
+	if c.app != nil && (e.msg.Kind == PeerUp || e.msg.Kind == Data) {
+		more, err := c.app.receive(to, from, e.msg)
+		if err != nil {
+			return err
+		}
+		if err := c.send(to, more); err != nil {
+			return err
+		}
+	}
 	c.sayEntered(to, was)
-	return err
+	return nil
 }
 
 // request makes peer p request the lock.
@@ -241,6 +268,9 @@ func (c *cluster) crash(p int, keep []int, dropIn []bool) error {
 	}
 	c.ms[p].skipLatest = c.broken
 	c.say("%s crashes and restarts (incarnation %d)", c.ids[p], c.inc[p])
+	if c.app != nil {
+		c.app.crashed(p)
+	}
 	for q := range c.ids {
 		if q == p {
 			continue

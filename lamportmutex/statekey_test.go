@@ -45,6 +45,7 @@ func (h *stateHasher) key(c *cluster, k *checker, counters ...int) [16]byte {
 			u(m.latest[j])
 			flag(m.heard[j])
 			u(m.peerInc[j])
+			flag(m.up[j])
 		}
 		tok(m.own)
 		flag(m.issued)
