@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -21,9 +22,10 @@ import (
 
 // The kill test: three client processes on loopback do concurrent
 // transfers while one of them, again and again, is killed with SIGKILL and
-// restarted on its data folder. At the end every transfer reported as
-// SUCCESS must be in every chain, the chains must be identical and linked,
-// and money must be conserved.
+// restarted on its data folder, or, in the lost-data mode, on an empty one
+// from which it fetches the whole chain from its peers. At the end every
+// transfer reported as SUCCESS must be in every chain, the chains must be
+// identical and linked, and money must be conserved.
 const (
 	// killSoakEnv sets the number of kills (default killDefault).
 	killSoakEnv = "LAMPORT_KILL_SOAK"
@@ -59,11 +61,15 @@ const (
 	killOwnSuccess                  // as it reports a SUCCESS: its release and block may be in flight
 	killPeerSuccess                 // as a peer reports a SUCCESS: that block may be in flight to the victim
 	killIdle                        // with nothing of its own in flight
+	// killLostData: idle, and once every peer has shown the victim's
+	// newest block (so nothing it has exists only on its disk); then its
+	// data folder is deleted and it restarts empty.
+	killLostData
 	killModes
 )
 
 func (m killMode) String() string {
-	return [...]string{"waiting", "own-success", "peer-success", "idle"}[m]
+	return [...]string{"waiting", "own-success", "peer-success", "idle", "lost-data"}[m]
 }
 
 // killSuccess is one transfer a client reported as committed.
@@ -83,6 +89,11 @@ type killClient struct {
 	dir  string
 	incs []*incarnation // the last one is current
 	log  []string       // tail of stdout over every incarnation
+
+	// blocks holds, by height, the hash of every block its processes have
+	// shown on stdout since its data folder was last created: blocks in
+	// its ledger file. Guarded by killRig.mu.
+	blocks map[int]string
 }
 
 // incarnation is one process of a client. Fields after ctl are guarded by
@@ -103,6 +114,7 @@ type incarnation struct {
 	killedByUs     bool
 	exited         bool // stdout closed
 	target         int  // its peers' height when it started
+	recovered      int  // head height read from its data folder; -1 until it says
 	caughtUp       time.Time
 	stopped        string // "LEDGER STOPPED" text, if any
 }
@@ -194,7 +206,7 @@ func TestThreeClientsSurviveKills(t *testing.T) {
 		r.wg.Wait()
 	})
 	for _, id := range r.ids {
-		r.clients[id] = &killClient{id: id, dir: t.TempDir()}
+		r.clients[id] = &killClient{id: id, dir: t.TempDir(), blocks: map[int]string{}}
 		r.start(id)
 	}
 	r.waitFor("every client connected to its peers and committing", func() bool {
@@ -207,8 +219,8 @@ func TestThreeClientsSurviveKills(t *testing.T) {
 		return true
 	})
 
-	var longest time.Duration
-	var longestWhat string
+	var longest, longestLost time.Duration
+	var longestWhat, longestLostWhat string
 	for k := 1; k <= kills; k++ {
 		victim := r.ids[r.rng.IntN(len(r.ids))]
 		mode := killMode(r.rng.IntN(int(killModes)))
@@ -223,9 +235,18 @@ func TestThreeClientsSurviveKills(t *testing.T) {
 			return next.successes > 0 && !next.caughtUp.IsZero() && len(r.successes)-mark >= killProgress
 		})
 		r.mu.Lock()
-		if d := next.caughtUp.Sub(next.started); d > longest {
-			longest = d
-			longestWhat = fmt.Sprintf("client %s after kill %d (%s), to height %d", victim, k, mode, next.target)
+		if mode == killLostData && next.recovered != 0 {
+			r.mu.Unlock()
+			r.t.Fatalf("client %s (incarnation %d) recovered head #%d from a data folder that was deleted\n%s",
+				victim, next.n, next.recovered, r.report())
+		}
+		d := next.caughtUp.Sub(next.started)
+		what := fmt.Sprintf("client %s after kill %d (%s), to height %d", victim, k, mode, next.target)
+		if d > longest {
+			longest, longestWhat = d, what
+		}
+		if mode == killLostData && d > longestLost {
+			longestLost, longestLostWhat = d, what
 		}
 		r.mu.Unlock()
 	}
@@ -246,12 +267,16 @@ func TestThreeClientsSurviveKills(t *testing.T) {
 		r.current(id).p.exit()
 	}
 
+	lost := "none"
+	if longestLostWhat != "" {
+		lost = fmt.Sprintf("%v (%s, the whole chain fetched)", longestLost.Round(time.Millisecond), longestLostWhat)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t.Logf("survived %d kills (%s); %d transfers reported SUCCESS, %d FAILED; %d blocks checked in 3 identical chains; "+
-		"longest catch-up after a restart %v (%s); converged %v after the load stopped; wall time %v",
+		"longest catch-up after a restart %v (%s); longest after a lost-data restart %s; converged %v after the load stopped; wall time %v",
 		kills, r.killCounts(), len(r.successes), len(r.failed), blocks,
-		longest.Round(time.Millisecond), longestWhat, converged.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+		longest.Round(time.Millisecond), longestWhat, lost, converged.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 	for _, f := range r.failed {
 		t.Logf("FAILED outcome: %s", f)
 	}
@@ -266,7 +291,7 @@ func (r *killRig) start(id string) *incarnation {
 	stderr := p.stderr
 	r.mu.Lock()
 	inc := &incarnation{n: len(c.incs) + 1, p: p, stderr: stderr, started: time.Now(),
-		done: make(chan struct{}), ctl: make(chan killCtl)}
+		done: make(chan struct{}), ctl: make(chan killCtl), recovered: -1}
 	for _, o := range r.clients {
 		if o.id != id && len(o.incs) > 0 {
 			inc.target = max(inc.target, o.incs[len(o.incs)-1].height)
@@ -372,7 +397,7 @@ func (r *killRig) observe(c *killClient, inc *incarnation, line string) {
 		inc.outcomes++
 		inc.successes++
 		r.successes = append(r.successes, killSuccess{client: m[1], inc: inc.n, to: m[3], amount: amount, height: h, hash: m[6], line: line})
-		r.sawBlock(inc, h, m[6], witness)
+		r.sawBlock(c, inc, h, m[6], witness)
 		if tr := r.trigger; tr != nil && (tr.victim == inc) == tr.own {
 			r.killLocked(tr.victim)
 		}
@@ -382,11 +407,12 @@ func (r *killRig) observe(c *killClient, inc *incarnation, line string) {
 	case killInsertRx.MatchString(line):
 		m := killInsertRx.FindStringSubmatch(line)
 		h, _ := strconv.Atoi(m[1])
-		r.sawBlock(inc, h, m[2], witness)
+		r.sawBlock(c, inc, h, m[2], witness)
 	case killRecoverRx.MatchString(line):
 		m := killRecoverRx.FindStringSubmatch(line)
 		h, _ := strconv.Atoi(m[1])
-		r.sawBlock(inc, h, m[2], witness)
+		inc.recovered = h
+		r.sawBlock(c, inc, h, m[2], witness)
 	case strings.Contains(line, "all peers connected"):
 		inc.connected = true
 	case strings.Contains(line, "LEDGER STOPPED"):
@@ -398,13 +424,15 @@ func (r *killRig) observe(c *killClient, inc *incarnation, line string) {
 	}
 }
 
-// sawBlock notes that inc has block hash at height h, and fails on a
-// second hash at one height: two replicas that differ there.
-func (r *killRig) sawBlock(inc *incarnation, h int, hash, witness string) {
+// sawBlock notes that inc, a process of c, has block hash at height h,
+// and fails on a second hash at one height: two replicas that differ
+// there.
+func (r *killRig) sawBlock(c *killClient, inc *incarnation, h int, hash, witness string) {
 	inc.height = max(inc.height, h)
 	if h == 0 {
 		return
 	}
+	c.blocks[h] = hash
 	at := r.hashAt[h]
 	if at == nil {
 		at = map[string]string{}
@@ -529,6 +557,17 @@ func (r *killRig) kill(inc *incarnation, mode killMode) {
 		r.mu.Lock()
 		r.killLocked(inc)
 		r.mu.Unlock()
+	case killLostData:
+		r.waitFor(what+": its transfers done", closed(r.control(inc, "pause")))
+		time.Sleep(time.Duration(r.rng.IntN(15_000)) * time.Microsecond) // randomizes the moment only
+		c := r.clients[inc.p.id]
+		r.waitFor(what+": every peer showing its newest block", func() bool {
+			if !r.peersHave(c, inc) {
+				return false
+			}
+			r.killLocked(inc) // at once, before another block can reach it
+			return true
+		})
 	case killOwnSuccess, killPeerSuccess:
 		r.mu.Lock()
 		r.trigger = &killTrigger{victim: inc, own: mode == killOwnSuccess}
@@ -545,6 +584,46 @@ func (r *killRig) kill(inc *incarnation, mode killMode) {
 	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		r.t.Fatalf("client %s (incarnation %d) ended with %v, not by our SIGKILL\n%s", inc.p.id, inc.n, err, r.report())
 	}
+	if mode == killLostData {
+		r.loseData(inc.p.id)
+	}
+}
+
+// peersHave reports whether every peer of c has shown inc's newest
+// block, the head of c's chain as far as its output tells (inc is idle,
+// so any block it has not shown yet came from a live peer). Called with
+// r.mu held.
+func (r *killRig) peersHave(c *killClient, inc *incarnation) bool {
+	h := inc.height
+	if h == 0 {
+		return true
+	}
+	hash := c.blocks[h]
+	for _, o := range r.clients {
+		if o != c && o.blocks[h] != hash {
+			return false
+		}
+	}
+	return true
+}
+
+// loseData deletes the data folder of client id, whose process is dead.
+func (r *killRig) loseData(id string) {
+	r.t.Helper()
+	c := r.clients[id]
+	file := filepath.Join(c.dir, "client-"+id+".log")
+	if _, err := os.Stat(file); err != nil {
+		r.t.Fatalf("client %s's ledger file, about to be deleted: %v", id, err)
+	}
+	if err := os.RemoveAll(c.dir); err != nil {
+		r.t.Fatalf("deleting client %s's data folder: %v", id, err)
+	}
+	r.mu.Lock()
+	inc := c.incs[len(c.incs)-1]
+	clear(c.blocks)
+	c.log = append(c.log, "--- data folder "+c.dir+" deleted")
+	r.mu.Unlock()
+	r.t.Logf("  client %s killed idle at head #%d, which every peer had shown; data folder deleted", id, inc.height)
 }
 
 // killLocked sends SIGKILL to inc once. Called with r.mu held.
