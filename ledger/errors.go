@@ -57,6 +57,10 @@ var (
 	// ErrGenesisMismatch: a store or chain belongs to another ledger (other
 	// members or initial balances).
 	ErrGenesisMismatch = errors.New("genesis does not match: this is another ledger")
+	// ErrStoreInUse: another process (or another FileStore in this one)
+	// has the ledger file open. On Unix an exclusive flock(2) guards the
+	// file; the kernel drops it when the holder exits, even by a crash.
+	ErrStoreInUse = errors.New("ledger file is in use by another process")
 	// ErrCorrupt is matched (errors.Is) by every *CorruptError.
 	ErrCorrupt = errors.New("ledger store corrupt")
 )

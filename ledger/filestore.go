@@ -46,7 +46,9 @@ type FileStore struct {
 // record (a write torn by a crash) is cut off with a warning; any other
 // damage is a *CorruptError naming the file, the offset and the block
 // height, and the store does not open. A file made for another genesis
-// (other members or balances) is an error wrapping ErrGenesisMismatch.
+// (other members or balances) is an error wrapping ErrGenesisMismatch. A
+// file another FileStore has open, in this process or another, is an error
+// wrapping ErrStoreInUse (on Unix; elsewhere it is not detected).
 func OpenFileStore(path string, genesis Block, opts FileOptions) (*FileStore, error) {
 	if _, err := NewChain(genesis); err != nil {
 		return nil, fmt.Errorf("ledger store %s: %w", path, err)
@@ -58,6 +60,10 @@ func OpenFileStore(path string, genesis Block, opts FileOptions) (*FileStore, er
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("ledger store: %w", err)
+	}
+	if err := lockFile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("ledger store %s: %w", path, err)
 	}
 	s := &FileStore{path: path, noSync: opts.NoSync, f: f}
 	if err := s.load(genesis, log); err != nil {
