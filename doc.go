@@ -23,7 +23,11 @@
 //     checksummed store, and Node, one client of the replicated ledger. A
 //     transfer takes the mutex, checks the local balance, inserts and
 //     persists its block, and releases the mutex with the block as payload,
-//     so that the next holder has every earlier block.
+//     so that the next holder has every earlier block. After a crash or a
+//     restart, nodes exchange chain heads and fetch what they missed over
+//     the mutex's application channel (Mutex.Send, DATA messages), and the
+//     next holder first syncs with every peer, so a dead holder's block is
+//     neither lost nor forked.
 //   - examples/threeclients: the three-client command line program over TCP;
 //     examples/inprocess: three clients over channels in one process.
 //

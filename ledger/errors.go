@@ -28,8 +28,9 @@ var (
 
 // Errors about the state of a Node.
 var (
-	// ErrDiverged: the node received a block it could not verify or persist
-	// and stopped taking transfers rather than diverge from its peers.
+	// ErrDiverged: the node received a block it could not verify or persist,
+	// or a peer's chain disagrees with its own (a *ConflictError), and it
+	// stopped taking transfers rather than diverge from its peers.
 	ErrDiverged = errors.New("ledger node stopped: it received a block it cannot apply")
 	// ErrNoLocker: Transfer was called before SetLocker.
 	ErrNoLocker = errors.New("ledger node has no locker: call SetLocker first")
