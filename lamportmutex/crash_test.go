@@ -57,19 +57,10 @@ func runReviewSim(seed uint64, cfg reviewSimConfig, logf func(string, ...any)) (
 	k := newChecker(cfg.n)
 	entries := make([]int, cfg.n)
 	deliver := func() (bool, error) {
-		var links [][2]int
-		for f := range c.links {
-			for t, l := range c.links[f] {
-				if len(l) > 0 {
-					links = append(links, [2]int{f, t})
-				}
-			}
-		}
-		if len(links) == 0 {
+		f, t, ok := c.randomLink(rng)
+		if !ok {
 			return false, nil
 		}
-		l := links[rng.IntN(len(links))]
-		f, t := l[0], l[1]
 		e := c.links[f][t][0]
 		if cfg.dropOld && e.msg.Kind != PeerUp && e.msg.Incarnation != uint64(c.inc[t]) && rng.IntN(2) == 0 {
 			// The transport drops a message for a dead incarnation.
@@ -94,13 +85,7 @@ func runReviewSim(seed uint64, cfg reviewSimConfig, logf func(string, ...any)) (
 		return -1
 	}
 	crash := func(p int) error {
-		keep := make([]int, cfg.n)
-		drop := make([]bool, cfg.n)
-		for q := range cfg.n {
-			keep[q] = rng.IntN(len(c.links[p][q]) + 1)
-			drop[q] = rng.IntN(2) == 0
-		}
-		if err := c.crash(p, keep, drop); err != nil {
+		if err := c.crashRandomly(rng, p); err != nil {
 			return err
 		}
 		if !cfg.strict {

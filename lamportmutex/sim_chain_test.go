@@ -347,21 +347,12 @@ func runChainSim(seed uint64, cfg simConfig, logf func(string, ...any)) (int, in
 	c.logf = logf
 	app := newChainApp(c)
 	k := newChecker(cfg.n)
-	var links [][2]int
 	deliver := func() (bool, error) {
-		links = links[:0]
-		for f := range c.links {
-			for t, l := range c.links[f] {
-				if len(l) > 0 {
-					links = append(links, [2]int{f, t})
-				}
-			}
-		}
-		if len(links) == 0 {
+		f, t, ok := c.randomLink(rng)
+		if !ok {
 			return false, nil
 		}
-		l := links[rng.IntN(len(links))]
-		return true, c.deliver(l[0], l[1], 0)
+		return true, c.deliver(f, t, 0)
 	}
 	// release: the holder appends once it is synced; until then the
 	// network moves on.
@@ -398,13 +389,7 @@ func runChainSim(seed uint64, cfg simConfig, logf func(string, ...any)) (int, in
 			if c.holder() >= 0 && rng.IntN(2) == 0 {
 				p = c.holder() // the holder, before or after its release went out in part
 			}
-			keep := make([]int, cfg.n)
-			drop := make([]bool, cfg.n)
-			for q := range cfg.n {
-				keep[q] = rng.IntN(len(c.links[p][q]) + 1)
-				drop[q] = rng.IntN(2) == 0
-			}
-			if err := c.crash(p, keep, drop); err != nil {
+			if err := c.crashRandomly(rng, p); err != nil {
 				return err
 			}
 			k.crashed(c, p)

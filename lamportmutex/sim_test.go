@@ -44,24 +44,8 @@ func runSim(seed uint64, cfg simConfig, logf func(string, ...any)) (int, error) 
 	if cfg.crashes {
 		crashPct = 1 + rng.IntN(4)
 	}
-	var links [][2]int
-	pickLink := func() (int, int, bool) {
-		links = links[:0]
-		for f := range c.links {
-			for t, l := range c.links[f] {
-				if len(l) > 0 {
-					links = append(links, [2]int{f, t})
-				}
-			}
-		}
-		if len(links) == 0 {
-			return 0, 0, false
-		}
-		l := links[rng.IntN(len(links))]
-		return l[0], l[1], true
-	}
 	deliver := func() (bool, error) {
-		f, t, ok := pickLink()
+		f, t, ok := c.randomLink(rng)
 		if !ok {
 			return false, nil
 		}
@@ -103,13 +87,7 @@ func runSim(seed uint64, cfg simConfig, logf func(string, ...any)) (int, error) 
 			}
 		case r < 92+crashPct:
 			p := rng.IntN(cfg.n)
-			keep := make([]int, cfg.n)
-			drop := make([]bool, cfg.n)
-			for q := range cfg.n {
-				keep[q] = rng.IntN(len(c.links[p][q]) + 1)
-				drop[q] = rng.IntN(2) == 0
-			}
-			if err := c.crash(p, keep, drop); err != nil {
+			if err := c.crashRandomly(rng, p); err != nil {
 				return err
 			}
 			k.crashed(c, p)

@@ -3,6 +3,7 @@ package lamportmutex
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 )
@@ -312,6 +313,37 @@ func (c *cluster) forget(es []envelope) {
 			delete(c.flight, e.id)
 		}
 	}
+}
+
+// randomLink picks, uniformly, a link that has a message on it; ok is
+// false when none has.
+func (c *cluster) randomLink(rng *rand.Rand) (from, to int, ok bool) {
+	var links [][2]int
+	for f := range c.links {
+		for t, l := range c.links[f] {
+			if len(l) > 0 {
+				links = append(links, [2]int{f, t})
+			}
+		}
+	}
+	if len(links) == 0 {
+		return 0, 0, false
+	}
+	l := links[rng.IntN(len(links))]
+	return l[0], l[1], true
+}
+
+// crashRandomly crashes peer p with a random cut of its links: a random
+// prefix of each outbound link survives, each inbound link is kept or
+// dropped at random (see crash).
+func (c *cluster) crashRandomly(rng *rand.Rand, p int) error {
+	keep := make([]int, len(c.ids))
+	drop := make([]bool, len(c.ids))
+	for q := range c.ids {
+		keep[q] = rng.IntN(len(c.links[p][q]) + 1)
+		drop[q] = rng.IntN(2) == 0
+	}
+	return c.crash(p, keep, drop)
 }
 
 // busy reports whether any message is in flight.
