@@ -549,3 +549,34 @@ func TestCloseWhileHeldDoesNotRelease(t *testing.T) {
 		t.Fatalf("Close while held sent %v", rel)
 	}
 }
+
+// A Lock whose ctx ends just as the grant comes, with Close reaching the
+// driver before the Lock's own withdrawal: no caller ever received the
+// token, so Close releases the lock rather than keep it for a caller that
+// does not exist (the peers would wait for an incarnation that may never
+// come). The interleaving is played with the driver's own waiter: the
+// grant sits in w.result and nobody reads it.
+func TestCloseReleasesAGrantNoCallerReceived(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft.syncWith(t, mu, []string{"2"}, 1)
+	w := &waiter{result: make(chan lockResult, 1)}
+	if err := mu.do(context.Background(), func(d *driver) { d.enqueue(w) }); err != nil {
+		t.Fatal(err)
+	}
+	waitSent(t, ft, "2", Request, 1)
+	req := ft.sentTo("2", Request)[0]
+	ft.in <- Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 1, Incarnation: 1}
+	if st, err := mu.State(context.Background()); err != nil || !st.Held {
+		t.Fatalf("not granted: %+v %v", st, err)
+	}
+	if err := mu.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(ft.sentTo("2", Release)) != 1 {
+		t.Fatal("Close kept a lock whose grant no caller received")
+	}
+}

@@ -526,6 +526,15 @@ func (d *driver) state() State {
 // over as the driver exits), unless a caller holds it, then fails every
 // waiter.
 func (d *driver) shutdown(tell bool) {
+	if d.holder != nil {
+		select {
+		case <-d.holder.result:
+			// The grant never reached its caller (its ctx ended, or it had
+			// not run yet): nobody holds the lock, so it is released below.
+			d.holder = nil
+		default:
+		}
+	}
 	if tell && d.holder != nil {
 		d.m.log.Warn("closed while the lock is held: not released; peers wait for this peer's next incarnation")
 		tell = false

@@ -18,6 +18,7 @@ type simConfig struct {
 	reorder bool // fault: links deliver any queued message (checker checks only)
 	broken  bool // fault: Machines ignore the latest rule (checker checks only)
 	ra      bool // the Machines run Ricart-Agrawala
+	noSync  bool // fault (chain simulation): holders append without a sync round
 }
 
 // simConfigFor derives a run's configuration from its seed, so that a seed
