@@ -270,6 +270,13 @@ func (n *Node) answerHead(ctx context.Context, m Messenger, from string, q syncM
 			k /= 2 // the transport's frames are smaller than a batch: send fewer blocks
 			continue
 		}
+		if errors.Is(err, lamportmutex.ErrPayloadTooLarge) {
+			// Not even one block fits: say so, and answer anyway, so that an
+			// asking holder fails its round at once instead of waiting.
+			n.log.Error("ledger: a block is larger than the transport carries", "to", from,
+				"height", missing[0].Height, "err", err)
+			break
+		}
 		if err != nil {
 			n.logSendError(ctx, from, opBlocks, err)
 			return

@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -469,5 +470,88 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("no %s after %v", what, hangGuard)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// pausingLocker is a real Mutex whose Lock, once granted, waits for the
+// test before it returns: the gap between the committer's grant and its
+// Unlock, made wide.
+type pausingLocker struct {
+	*lamportmutex.Mutex
+	granted chan struct{}
+	resume  chan struct{}
+}
+
+func (l *pausingLocker) Lock(ctx context.Context) (lamportmutex.Token, error) {
+	tok, err := l.Mutex.Lock(ctx)
+	if err == nil {
+		l.granted <- struct{}{}
+		<-l.resume
+	}
+	return tok, err
+}
+
+// A clean shutdown in the documented order (node, then mutex) releases the
+// mutex even when the committer holds it for a Transfer whose caller gave
+// up: closing the mutex first would keep the lock (Close does not release
+// a lock its holder may have written under), and every peer would wait for
+// this client's restart.
+func TestShutdownReleasesTheMutex(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ids := []string{"1", "2"}
+	net, err := transport.NewChanNetwork(ids, transport.ChanOptions{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	nodes := map[string]*ledger.Node{}
+	mus := map[string]*lamportmutex.Mutex{}
+	pl := &pausingLocker{granted: make(chan struct{}, 1), resume: make(chan struct{})}
+	for _, id := range ids {
+		n, err := ledger.NewNode(ledger.Config{ID: id, Members: ids})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ep, err := net.Endpoint(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu, err := lamportmutex.New(n.MutexConfig(lamportmutex.Config{ID: id, Peers: ids, Transport: ep}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l ledger.Locker = mu
+		if id == "1" {
+			pl.Mutex = mu
+			l = pl
+		}
+		if err := n.SetLocker(l); err != nil {
+			t.Fatal(err)
+		}
+		nodes[id], mus[id] = n, mu
+	}
+	defer func() { _ = nodes["2"].Close(); _ = mus["2"].Close() }()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := nodes["1"].Transfer(ctx, "2", 1)
+		done <- err
+	}()
+	<-pl.granted // the committer holds the mutex
+	cancel()     // Ctrl-C: the caller gives up
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Transfer = %v, want context.Canceled", err)
+	}
+	before := mus["1"].Stats().Sent[lamportmutex.Release]
+	closed := make(chan error, 1)
+	go func() { closed <- nodes["1"].Close() }() // waits for the committer
+	close(pl.resume)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	_ = mus["1"].Close()
+	if after := mus["1"].Stats().Sent[lamportmutex.Release]; after == before {
+		t.Fatal("client 1 shut down while its committer held the mutex, and no RELEASE left")
 	}
 }

@@ -57,10 +57,12 @@
 //
 // MutexConfig sets the mutex's OnRelease (HandleRelease), OnMessage
 // (HandleMessage) and OnPeerUp (HandlePeerUp), and its StartClock from
-// the head block. Shut down in the reverse order: let Transfer calls
-// return, close the mutex, then the node (which closes its store). A mutex
-// closed while a transfer holds it does not release the lock without the
-// transfer's block: the peers wait for this client's restart and then
+// the head block. Shut down in the reverse order: close the node first
+// (its committer finishes the batch in hand and releases with its blocks,
+// releases a grant it no longer needs, and fails what is still queued with
+// ErrClosed; its store closes), then the mutex, then the transport. A
+// mutex closed while the node holds it does not release the lock without
+// the node's block: the peers then wait for this client's restart and
 // fetch the block, as after a crash. A block received that fails
 // verification stops the node (ErrDiverged, Node.Err, EventFailed)
 // instead of letting it diverge.

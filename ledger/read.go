@@ -93,10 +93,11 @@ func (n *Node) Err() error {
 	return n.failed
 }
 
-// Close stops the node and closes its store, waiting for a block being
-// persisted. Later Transfers return ErrClosed, and so does HandleRelease:
-// close the mutex first. It stops the goroutines SetLocker started (the
-// committer and the catch-up handler).
+// Close stops the node and closes its store: the committer finishes the
+// batch it holds the mutex for (and releases the mutex), transfers still
+// queued fail with ErrClosed, and the goroutines SetLocker started stop.
+// Close the node before its mutex, so that the mutex is released. Later
+// Transfers return ErrClosed; later release payloads are ignored.
 func (n *Node) Close() error {
 	n.mu.Lock()
 	if n.closed {

@@ -36,6 +36,9 @@ type received struct {
 // (after a restart, with the catch-up round's help); Transfer fails the
 // node if that guarantee is ever broken.
 //
+// After Close a payload is ignored (nil is returned): the node is shutting
+// down, and its next incarnation fetches the block from its peers.
+//
 // A block that fails is never skipped in silence: the error is logged,
 // reported as an EventFailed, and returned (wrapping ErrDiverged and the
 // cause, e.g. a *BlockError or a *ConflictError); and the node stops taking
@@ -46,6 +49,13 @@ func (n *Node) HandleRelease(from string, payload []byte) error {
 	}
 	n.writeMu.Lock()
 	defer n.writeMu.Unlock()
+	n.mu.RLock()
+	closed := n.closed
+	n.mu.RUnlock()
+	if closed { // shutting down: the next incarnation fetches it from the peers
+		n.log.Debug("ledger: release payload ignored after Close", "from", from)
+		return nil
+	}
 	blocks, err := DecodeBatch(payload)
 	if err != nil {
 		if uerr := n.acceptable(from); uerr != nil {
@@ -144,6 +154,9 @@ func (n *Node) trimPending(head uint64) {
 			delete(n.pending, heights[i])
 			dropped++
 		}
+	}
+	if dropped == 0 {
+		return // all fetched: they came in order from peers, and will go in
 	}
 	n.log.Warn("ledger: too many blocks wait for an earlier one; dropped the newest and asked the peers",
 		"head", head, "dropped", dropped, "held", len(n.pending))

@@ -70,16 +70,18 @@ func demo(out io.Writer, n, count int, seed uint64, balance int64) error {
 		if err != nil {
 			return err
 		}
-		defer node.Close()
 		ep, err := net.Endpoint(id)
 		if err != nil {
+			_ = node.Close()
 			return err
 		}
 		mu, err := lamportmutex.New(node.MutexConfig(lamportmutex.Config{ID: id, Peers: ids, Transport: ep}))
 		if err != nil {
+			_ = node.Close()
 			return err
 		}
-		defer mu.Close()
+		// The node first: its committer releases the mutex before it stops.
+		defer func() { _ = node.Close(); _ = mu.Close() }()
 		if err := node.SetLocker(mu); err != nil {
 			return err
 		}

@@ -251,6 +251,11 @@ func (c *client) close() {
 		c.stop()
 		<-c.watchDone
 	}
+	// The node first: its committer releases the mutex (with its blocks, if
+	// it was committing) before the mutex stops.
+	if err := c.node.Close(); err != nil {
+		c.out.say(c.id, "closing ledger: %v", err)
+	}
 	_ = c.mu.Close()
 	if c.delay != nil {
 		_ = c.delay.Close()
@@ -259,7 +264,4 @@ func (c *client) close() {
 	_ = c.tcp.Drain(drainCtx) // let the peers have what we just sent
 	cancel()
 	_ = c.tcp.Close()
-	if err := c.node.Close(); err != nil {
-		c.out.say(c.id, "closing ledger: %v", err)
-	}
 }
