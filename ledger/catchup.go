@@ -107,14 +107,23 @@ func (n *Node) HandleMessage(from string, payload []byte) {
 // the mutex's OnPeerUp handler (Node.MutexConfig does). The node tells the
 // peer its head, and syncs with every peer before it next builds a block.
 func (n *Node) HandlePeerUp(peer string) {
-	n.upGen.Add(1)
+	n.needSync()
 	n.post(inbound{from: peer, up: true})
 }
 
+// needSync makes the next grant run a sync round, and a round in progress
+// start again.
+func (n *Node) needSync() {
+	n.upGen.Add(1)
+	n.smu.Lock()
+	n.wakeRound()
+	n.smu.Unlock()
+}
+
+// post queues in for the sync goroutine.
 func (n *Node) post(in inbound) {
 	n.smu.Lock()
 	n.inbox = append(n.inbox, in)
-	n.wakeRound()
 	n.smu.Unlock()
 	select {
 	case n.kick <- struct{}{}:
@@ -150,17 +159,7 @@ func (n *Node) stopSyncLoop() {
 
 func (n *Node) syncLoop(m Messenger) {
 	defer close(n.syncDone)
-	// Sends give up when the node closes; the mutex, closed first, refuses
-	// them anyway.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-n.stopSync:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx := n.life // ends when Close begins: sends give up at once
 	for {
 		select {
 		case <-n.stopSync:
@@ -422,10 +421,10 @@ func (n *Node) checkAnswers(answers map[string]syncMsg) error {
 // one height: another ledger, or a bug. Nothing is overwritten; the node
 // that sees it stops (ErrDiverged).
 type ConflictError struct {
-	Height uint64
-	Ours   Hash
-	Theirs Hash
-	Peer   string
+	Height uint64 // the height at which the chains disagree
+	Ours   Hash   // this node's block there (or the one it holds for it)
+	Theirs Hash   // the peer's block there
+	Peer   string // the peer
 }
 
 // Error names the height and both hashes.

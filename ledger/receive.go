@@ -160,7 +160,7 @@ func (n *Node) trimPending(head uint64) {
 	}
 	n.log.Warn("ledger: too many blocks wait for an earlier one; dropped the newest and asked the peers",
 		"head", head, "dropped", dropped, "held", len(n.pending))
-	n.upGen.Add(1)
+	n.needSync()
 	n.post(inbound{announce: true})
 }
 
