@@ -229,7 +229,10 @@ func (n *Node) handleInbound(ctx context.Context, m Messenger, in inbound) {
 		n.smu.Unlock()
 	case opBlocks:
 		n.writeMu.Lock()
-		err := n.accept(in.from, msg.blocks, true)
+		err := n.acceptable(in.from)
+		if err == nil {
+			err = n.accept(in.from, msg.blocks, true)
+		}
 		n.writeMu.Unlock()
 		if err != nil {
 			n.log.Error("ledger: catch-up blocks refused", "from", in.from, "err", err)

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -49,18 +50,15 @@ func (n *Node) HandleRelease(from string, payload []byte) error {
 	}
 	n.writeMu.Lock()
 	defer n.writeMu.Unlock()
-	n.mu.RLock()
-	closed := n.closed
-	n.mu.RUnlock()
-	if closed { // shutting down: the next incarnation fetches it from the peers
+	if err := n.acceptable(from); errors.Is(err, ErrClosed) {
+		// Shutting down: the next incarnation fetches it from the peers.
 		n.log.Debug("ledger: release payload ignored after Close", "from", from)
 		return nil
+	} else if err != nil {
+		return err
 	}
 	blocks, err := DecodeBatch(payload)
 	if err != nil {
-		if uerr := n.acceptable(from); uerr != nil {
-			return uerr
-		}
 		return n.fail(fmt.Errorf("release from %s: %w", from, err))
 	}
 	return n.accept(from, blocks, false)
@@ -86,11 +84,9 @@ func (n *Node) acceptable(from string) error {
 // release (the blocks must spend from from), or by catch-up (fetched).
 // Blocks this node has are checked to be the same and skipped; the others
 // are held until they extend the head, then verified, persisted and
-// inserted. n.writeMu must be held.
+// inserted. The caller has checked that the node is acceptable; n.writeMu
+// must be held.
 func (n *Node) accept(from string, blocks []Block, fetched bool) error {
-	if err := n.acceptable(from); err != nil {
-		return err
-	}
 	n.mu.RLock()
 	head := n.chain.Head().Height
 	n.mu.RUnlock()
