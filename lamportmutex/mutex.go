@@ -206,7 +206,8 @@ func (m *Mutex) Stats() Stats { return m.stats.snapshot() }
 // holder go ahead without the holder's update. The peers then treat this
 // peer as crashed: its request stays first in their queues until its next
 // incarnation comes up (PeerUp), which the application hears of through
-// Config.OnPeerUp. Unlock before Close.
+// Config.OnPeerUp. Unlock before Close. (A grant that no Lock call has
+// returned yet, say because its ctx ended just then, is released.)
 func (m *Mutex) Close() error {
 	err := ErrClosed
 	m.once.Do(func() {
