@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -312,9 +311,7 @@ func TestCatchUpFillsGapBeyondPending(t *testing.T) {
 		t.Fatalf("head %d, want %d: the oldest held blocks go in, the newest were dropped", h, want)
 	}
 	// It announced its head to its peer, to get the dropped blocks back.
-	for l.sends() == 0 {
-		runtime.Gosched()
-	}
+	waitFor(t, "an announcement to the peer", func() bool { return l.sends() > 0 })
 }
 
 // A Mutex closed while its node's committer holds the lock with a block
