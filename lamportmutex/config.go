@@ -37,7 +37,7 @@ type Config struct {
 	// earlier incarnation of this peer are not delivered. It must not block
 	// or call the Mutex's methods other than Stats; hand the work to a
 	// goroutine of your own.
-	OnMessage func(from string, payload []byte)
+	OnMessage func(from string, payload []byte) error
 	// OnPeerUp, if set, is called on the Mutex's goroutine when a new
 	// incarnation of peer comes up: at first contact and after each
 	// restart. By then the Mutex has forgotten the earlier incarnation's

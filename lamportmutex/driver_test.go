@@ -39,6 +39,7 @@ func newFakeTransport(id string, inc uint64) *fakeTransport {
 func (f *fakeTransport) ID() string              { return f.id }
 func (f *fakeTransport) Incarnation() uint64     { return f.inc }
 func (f *fakeTransport) Receive() <-chan Message { return f.in }
+func (f *fakeTransport) Quarantine(string, uint64, error) {}
 func (f *fakeTransport) Close() error            { return nil }
 
 func (f *fakeTransport) Send(ctx context.Context, msg Message) error {
@@ -388,6 +389,7 @@ func (n *boundedNet) close() { close(n.done); n.wg.Wait() }
 func (e *boundedEP) ID() string              { return e.id }
 func (e *boundedEP) Incarnation() uint64     { return 1 }
 func (e *boundedEP) Receive() <-chan Message { return e.in }
+func (e *boundedEP) Quarantine(string, uint64, error) {}
 func (e *boundedEP) Close() error            { return nil }
 
 func (e *boundedEP) Send(ctx context.Context, msg Message) error {

@@ -347,7 +347,10 @@ func (d *driver) receive(msg Message) {
 	if msg.Kind == Data {
 		d.received(msg)
 		if m.cfg.OnMessage != nil {
-			m.cfg.OnMessage(msg.From, msg.Payload)
+			if err := m.cfg.OnMessage(msg.From, msg.Payload); err != nil {
+				m.stats.update(func(s *Stats) { s.HandlerErrors++ })
+				m.log.Error("message handler failed", "from", msg.From, "err", err)
+			}
 		}
 		return
 	}

@@ -35,7 +35,7 @@ func newLoggedMutex(t *testing.T, ft *fakeTransport, peers []string) (*Mutex, *c
 	log := &callLog{}
 	mu, err := New(Config{ID: ft.id, Peers: peers, Transport: ft,
 		OnRelease: func(from string, p []byte) error { log.add("release " + from + " " + string(p)); return nil },
-		OnMessage: func(from string, p []byte) { log.add("message " + from + " " + string(p)) },
+		OnMessage: func(from string, p []byte) error { log.add("message " + from + " " + string(p)); return nil },
 		OnPeerUp:  func(peer string) { log.add("up " + peer) },
 	})
 	if err != nil {

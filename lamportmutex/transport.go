@@ -44,6 +44,14 @@ type Transport interface {
 	Send(ctx context.Context, msg Message) error
 	// Receive returns the channel of inbound messages.
 	Receive() <-chan Message
+	// Quarantine ends the session with incarnation inc of peer, because
+	// that incarnation sent input the application or the Mutex refused
+	// (cause says what). The transport drops what it still holds from that
+	// incarnation, closes its connections to it, and refuses that
+	// incarnation and earlier ones from then on; a later incarnation of
+	// peer is accepted as a restart (PeerUp first). Quarantine never
+	// blocks, and is a no-op for an unknown peer or after Close.
+	Quarantine(peer string, inc uint64, cause error)
 	// Close shuts the transport down.
 	Close() error
 }

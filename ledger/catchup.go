@@ -99,8 +99,9 @@ func newCatchup(self string, members []string) catchup {
 // HandleMessage handles a catch-up message from peer from: pass it as the
 // mutex's OnMessage handler (Node.MutexConfig does). It only queues the
 // message for the node's catch-up goroutine, so it never blocks.
-func (n *Node) HandleMessage(from string, payload []byte) {
+func (n *Node) HandleMessage(from string, payload []byte) error {
 	n.post(inbound{from: from, payload: payload})
+	return nil
 }
 
 // HandlePeerUp notes that a new incarnation of peer came up: pass it as

@@ -516,3 +516,8 @@ func (t *TCP) sleep(d time.Duration) bool {
 		return false
 	}
 }
+
+// Quarantine implements lamportmutex.Transport.
+func (t *TCP) Quarantine(peer string, inc uint64, cause error) {
+	t.log.Warn("quarantine requested (not yet enforced by TCP)", "peer", peer, "incarnation", inc, "err", cause)
+}
