@@ -36,11 +36,11 @@ func newFakeTransport(id string, inc uint64) *fakeTransport {
 	return &fakeTransport{id: id, inc: inc, in: make(chan Message)}
 }
 
-func (f *fakeTransport) ID() string              { return f.id }
-func (f *fakeTransport) Incarnation() uint64     { return f.inc }
-func (f *fakeTransport) Receive() <-chan Message { return f.in }
+func (f *fakeTransport) ID() string                       { return f.id }
+func (f *fakeTransport) Incarnation() uint64              { return f.inc }
+func (f *fakeTransport) Receive() <-chan Message          { return f.in }
 func (f *fakeTransport) Quarantine(string, uint64, error) {}
-func (f *fakeTransport) Close() error            { return nil }
+func (f *fakeTransport) Close() error                     { return nil }
 
 func (f *fakeTransport) Send(ctx context.Context, msg Message) error {
 	if f.send != nil {
@@ -386,11 +386,11 @@ func (n *boundedNet) cut(a, b string, cut bool) {
 
 func (n *boundedNet) close() { close(n.done); n.wg.Wait() }
 
-func (e *boundedEP) ID() string              { return e.id }
-func (e *boundedEP) Incarnation() uint64     { return 1 }
-func (e *boundedEP) Receive() <-chan Message { return e.in }
+func (e *boundedEP) ID() string                       { return e.id }
+func (e *boundedEP) Incarnation() uint64              { return 1 }
+func (e *boundedEP) Receive() <-chan Message          { return e.in }
 func (e *boundedEP) Quarantine(string, uint64, error) {}
-func (e *boundedEP) Close() error            { return nil }
+func (e *boundedEP) Close() error                     { return nil }
 
 func (e *boundedEP) Send(ctx context.Context, msg Message) error {
 	l := e.net.links[[2]string{e.id, msg.To}]
