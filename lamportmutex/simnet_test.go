@@ -163,7 +163,7 @@ func (c *cluster) send(p int, out []Message) error {
 			}
 			c.last[p][q] = m.Clock
 		}
-		c.say("%s sends %v", c.ids[p], m)
+		c.say("%s sends %s", c.ids[p], narrate(m))
 		c.links[p][q] = append(c.links[p][q], c.envelope(m, q))
 	}
 	return nil
@@ -189,7 +189,7 @@ func (c *cluster) deliver(from, to, i int) error {
 		// The receiver talks to a new incarnation of the sender from now on.
 		c.last[to][from] = 0
 	}
-	c.say("%s receives %v", c.ids[to], e.msg)
+	c.say("%s receives %s", c.ids[to], narrate(e.msg))
 	if c.app != nil && e.msg.Kind == Release && e.msg.Payload != nil && c.ms[to].Accepts(e.msg) == nil {
 		if err := c.app.release(to, from, e.msg.Payload); err != nil {
 			return err
@@ -394,6 +394,17 @@ func machineString(m *Machine) string {
 		s += " pending (not synced)"
 	}
 	return s
+}
+
+// narrate formats m for traces and golden scripts: as Message.String, but
+// with the payload's bytes.
+func narrate(m Message) string {
+	payload := m.Payload
+	if payload == nil {
+		return m.String()
+	}
+	m.Payload = nil
+	return fmt.Sprintf("%v payload=%q", m, payload)
 }
 
 // linkString lists the messages on link from->to.
