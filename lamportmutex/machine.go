@@ -41,11 +41,15 @@ import (
 // at MaxClock instead of wrapping. Safety does not rest on clocks being
 // distinct, only on every peer's clocks being monotone non-decreasing along
 // its sends, which saturation keeps: a peer that stamps a request at or
-// below c sends it before any message stamped later than c. And since the
-// entry rule needs a message strictly later than the request from every
-// peer, a request stamped MaxClock is never granted. So a faulty peer that
-// drives the clocks to the top stalls the group; it cannot put two honest
-// peers in the critical section at once.
+// below c sends it before any message stamped later than c. And a request
+// stamped MaxClock is never granted: Lamport's entry rule needs a message
+// strictly later than the request from every peer, and under
+// Ricart-Agrawala the Machine refuses it outright (two requests stamped
+// MaxClock after each other's, ordered by id only, would both be
+// answered). Below the top, a peer that answered a request stamps its own
+// later ones strictly after it, as the algorithms need. So a faulty peer
+// that drives the clocks to the top stalls the group; it cannot put two
+// honest peers in the critical section at once.
 type Machine struct {
 	inc     uint64   // our incarnation
 	peerInc []uint64 // per member: its incarnation, from its last PeerUp
@@ -402,6 +406,9 @@ func (m *Machine) tryEnter() []Message {
 		}
 		if m.abandon {
 			return m.release(nil)
+		}
+		if m.own.Clock == MaxClock && !m.skipLatest {
+			return nil // see the Machine's doc: never granted
 		}
 		m.held = true
 		return nil
