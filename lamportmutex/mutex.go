@@ -220,11 +220,12 @@ func (m *Mutex) State(ctx context.Context) (State, error) {
 // as for an error from Config.OnMessage. It calls
 // Transport.Quarantine(peer, incarnation, cause) and ignores everything
 // further from that incarnation until the Transport reports a newer one
-// (PeerUp). The incarnation is the one current when the Mutex's goroutine
-// gets to it, before it handles its next message. Quarantine never blocks
-// and may be called from any goroutine, the callbacks included. It is a
-// no-op for this peer, a non-member, a peer that has not come up, and
-// after Close.
+// (PeerUp). It takes effect before the Mutex handles its next message
+// (called from a callback: once the callback returns) and before any
+// Mutex method called after it returns; the incarnation is the one current
+// then. Quarantine never blocks and may be called from any goroutine, the
+// callbacks included. It is a no-op for this peer, a non-member, a peer
+// that has not come up, and after Close.
 func (m *Mutex) Quarantine(peer string, cause error) {
 	if !m.members[peer] || peer == m.cfg.ID {
 		return
@@ -321,6 +322,7 @@ func (d *driver) run() {
 	for {
 		select {
 		case f := <-m.cmds:
+			d.applyQuarantines() // a Quarantine call before this one's
 			f(d)
 		case msg, ok := <-recv:
 			if !ok {
@@ -475,8 +477,8 @@ func (d *driver) applyQuarantines() {
 	q := m.quar
 	m.quar = map[string]error{}
 	m.qmu.Unlock()
-	for _, id := range d.machine.ids { // in a fixed order
-		if cause, ok := q[id]; ok {
+	for j, id := range d.machine.ids { // in a fixed order
+		if cause, ok := q[id]; ok && d.machine.up[j] {
 			d.quarantine(id, fmt.Errorf("reported by the application: %w", cause))
 		}
 	}
