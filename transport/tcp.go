@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lamportledger/lamportledger/lamportmutex"
@@ -25,6 +26,7 @@ const (
 	DefaultBackoffMin        = 50 * time.Millisecond
 	DefaultBackoffMax        = 5 * time.Second
 	DefaultSendQueue         = 1024
+	DefaultSendQueueBytes    = 16 << 20
 	DefaultReceiveBuffer     = 256
 )
 
@@ -76,9 +78,13 @@ type TCPConfig struct {
 	// after each failed attempt, with jitter, and resets after a
 	// successful handshake.
 	BackoffMin, BackoffMax time.Duration
-	// SendQueue bounds the messages queued or unacknowledged per peer; Send
-	// blocks while it is full.
-	SendQueue int
+	// SendQueue bounds the messages queued or unacknowledged per peer, and
+	// SendQueueBytes their encoded size in bytes; Send blocks, up to its
+	// ctx, while either is reached. A message is admitted whenever
+	// nothing is queued for the peer, so one message larger than
+	// SendQueueBytes (but within MaxFrameSize) still goes through.
+	SendQueue      int
+	SendQueueBytes int
 	// ReceiveBuffer is the capacity of the Receive channel.
 	ReceiveBuffer int
 	// Logger receives connection events; nil discards them.
@@ -156,7 +162,9 @@ type TCP struct {
 	log       *slog.Logger
 	serverTLS *tls.Config
 	peers     map[string]*peer
+	members   map[string]bool // the peers' ids and ours
 	recv      chan lamportmutex.Message
+	shaking   atomic.Int32 // accepted connections still in their handshake
 
 	ctx    context.Context // cancelled by Close; bounds dials and handshakes
 	cancel context.CancelFunc
@@ -210,6 +218,7 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	setDefault(&cfg.BackoffMin, DefaultBackoffMin)
 	setDefault(&cfg.BackoffMax, DefaultBackoffMax)
 	setDefault(&cfg.SendQueue, DefaultSendQueue)
+	setDefault(&cfg.SendQueueBytes, DefaultSendQueueBytes)
 	setDefault(&cfg.ReceiveBuffer, DefaultReceiveBuffer)
 	setDefault(&cfg.version, protocolVersion)
 	if cfg.IdleTimeout <= cfg.HeartbeatInterval {
@@ -233,6 +242,7 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 		peers:   make(map[string]*peer, len(cfg.Peers)),
 		recv:    make(chan lamportmutex.Message, cfg.ReceiveBuffer),
 		conns:   make(map[net.Conn]struct{}),
+		members: map[string]bool{cfg.ID: true},
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -246,8 +256,9 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 			return nil, fmt.Errorf("transport: peer %q has address %q", id, addr)
 		}
 		p := &peer{id: id, addr: addr}
-		p.out.init(cfg.SendQueue)
+		p.out.init(cfg.SendQueue, cfg.SendQueueBytes)
 		t.peers[id] = p
+		t.members[id] = true
 	}
 	if cfg.TLS != nil {
 		t.serverTLS = cfg.TLS.Clone()
@@ -308,7 +319,7 @@ var _ lamportmutex.PayloadLimiter = (*TCP)(nil)
 func (t *TCP) Receive() <-chan lamportmutex.Message { return t.recv }
 
 // Send queues msg for delivery to msg.To. It blocks while that peer's queue
-// is full, until ctx ends. It fails with ErrWrongSender, ErrUnsendable,
+// is full (SendQueue messages or SendQueueBytes bytes), until ctx ends. It fails with ErrWrongSender, ErrUnsendable,
 // ErrUnknownPeer, ErrFrameTooLarge, ErrClosed or ctx's error.
 func (t *TCP) Send(ctx context.Context, msg lamportmutex.Message) error {
 	if msg.From != t.id {
@@ -338,14 +349,28 @@ func (t *TCP) Send(ctx context.Context, msg lamportmutex.Message) error {
 	case <-t.done:
 		return ErrClosed
 	}
-	if t.isDone() {
-		<-p.out.slots
-		return ErrClosed
+	for {
+		if t.isDone() {
+			<-p.out.slots
+			return ErrClosed
+		}
+		s, room := p.out.push(body)
+		if room == nil {
+			if s == nil || !t.writeDirect(p, s) {
+				p.out.wakeWriter()
+			}
+			return nil
+		}
+		select {
+		case <-room:
+		case <-ctx.Done():
+			<-p.out.slots
+			return fmt.Errorf("transport: send to %q: %w", msg.To, ctx.Err())
+		case <-t.done:
+			<-p.out.slots
+			return ErrClosed
+		}
 	}
-	if s := p.out.push(body); s == nil || !t.writeDirect(p, s) {
-		p.out.wakeWriter()
-	}
-	return nil
 }
 
 // Drain waits until every message sent to a connected peer has been
@@ -468,8 +493,8 @@ func (t *TCP) connError(peer, dir string, remote net.Addr, err error) {
 		t.cfg.onConnError(peer, err)
 	}
 	level := slog.LevelWarn
-	if t.isDone() {
-		level = slog.LevelDebug
+	if t.isDone() || errors.Is(err, ErrQuarantined) {
+		level = slog.LevelDebug // Quarantine logged the cause once
 	}
 	ra := ""
 	if remote != nil {
@@ -517,7 +542,48 @@ func (t *TCP) sleep(d time.Duration) bool {
 	}
 }
 
-// Quarantine implements lamportmutex.Transport.
+// Quarantine implements lamportmutex.Transport: it ends the session with
+// incarnation inc of peer (and any older one), and refuses those
+// incarnations from then on, in both directions:
+//
+//   - Inbound: the peer's stream to us is closed at once; its messages not
+//     yet delivered are dropped (one whose delivery was under way may still
+//     reach Receive; the Mutex ignores it). Its handshakes with inc or
+//     older are refused; a later incarnation is accepted as a restart and
+//     delivers PeerUp first.
+//   - Outbound: our stream to the peer is closed if it reached inc or an
+//     older incarnation, and we keep redialing but close any connection
+//     whose welcome carries such an incarnation. Messages we queued for the
+//     peer are kept and go to its next incarnation, as after any restart.
+//
+// It logs one line at Warn. It never blocks; unknown peers and calls after
+// Close are ignored.
 func (t *TCP) Quarantine(peer string, inc uint64, cause error) {
-	t.log.Warn("quarantine requested (not yet enforced by TCP)", "peer", peer, "incarnation", inc, "err", cause)
+	p := t.peers[peer]
+	if p == nil || t.isDone() {
+		return
+	}
+	t.log.Warn("transport: peer quarantined", "peer", printable(peer), "incarnation", inc, "cause", cause)
+	ip := &p.in
+	ip.mu.Lock()
+	ip.quarantined = max(ip.quarantined, inc)
+	var cur *inSession
+	if ip.cur != nil && ip.inc <= inc {
+		cur = ip.cur
+	}
+	ip.mu.Unlock()
+	if cur != nil {
+		cur.close()
+	}
+	o := &p.out
+	o.mu.Lock()
+	o.quarantined = max(o.quarantined, inc)
+	var sess *outSession
+	if o.sess != nil && o.remoteInc <= inc {
+		sess = o.sess
+	}
+	o.mu.Unlock()
+	if sess != nil {
+		sess.fail(fmt.Errorf("%w: %q incarnation %d: %w", ErrQuarantined, peer, inc, cause))
+	}
 }
