@@ -249,7 +249,7 @@ func readWelcome(r *bufio.Reader, version uint16, peer string) (welcome, error) 
 	derr := decodeStruct(body, &wl)
 	switch {
 	case derr == nil && wl.Refusal == refusalDuplicate:
-		return wl, fmt.Errorf("%w by %q: %w: %s", ErrRefused, peer, ErrDuplicateSession, refusalDuplicate)
+		return wl, fmt.Errorf("%w by %q: %w exists", ErrRefused, peer, ErrDuplicateSession)
 	case derr == nil && wl.Refusal != "":
 		return wl, fmt.Errorf("%w by %q: %s", ErrRefused, peer, quoted(wl.Refusal))
 	case v != version:

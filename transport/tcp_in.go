@@ -185,6 +185,7 @@ func (t *TCP) acceptLoop() {
 			t.shaking.Add(-1)
 			_ = conn.Close()
 			t.log.Debug("transport: too many handshakes under way, connection closed", "remote", conn.RemoteAddr().String())
+			t.event("", "over handshake cap")
 			continue
 		}
 		if !t.track(conn) {
