@@ -50,12 +50,24 @@ type TCPConfig struct {
 	// Cluster is an identity every peer must share (the ledger passes its
 	// genesis hash); a handshake with another value is refused.
 	Cluster string
-	// TLS, if set, makes every connection mutual TLS. It must hold the local
-	// peer's certificate and the roots to verify peers (RootCAs and
-	// ClientCAs). The transport clones it, requires and verifies client
-	// certificates, and refuses a peer whose certificate does not name its
-	// id (as the subject CommonName or a DNS SAN). ServerName is ignored: a
-	// dialed peer's certificate must name the peer id instead.
+	// TLS, if set, makes every connection mutual TLS; without it a peer's
+	// id is only a claim, fit for loopback or a network that is trusted. It
+	// must hold the local peer's certificate and the roots to verify peers
+	// (RootCAs and ClientCAs). The transport clones it, requires and
+	// verifies client certificates (ClientAuth extended key usage, and
+	// ServerAuth for the certificate of a dialed peer), and binds every
+	// certificate to a member: its names are the subject CommonName and its
+	// DNS SANs (URI, IP and email SANs are not consulted), and it must name
+	// exactly one member id (ID or a key of Peers), the one the peer claims.
+	// A certificate naming several members, or none, is refused; names that
+	// are not member ids, such as a host name, are allowed. ServerName is
+	// ignored: a dialed peer's certificate must name the peer id instead.
+	//
+	// With your own PKI: issue each member one certificate whose CommonName
+	// (or one DNS SAN) is its member id, under a CA that issues no other
+	// certificate naming a member id (a dedicated CA, or an intermediate
+	// constrained by name), and put that CA in RootCAs and ClientCAs.
+	// Any certificate that CA issues for an id is that member.
 	TLS *tls.Config
 	// MaxFrameSize bounds a frame's length (checked before allocating) and
 	// thus a message's encoded size.
@@ -90,7 +102,9 @@ type TCPConfig struct {
 	// Logger receives connection events; nil discards them.
 	Logger *slog.Logger
 	// Incarnation identifies this run of the process; it must grow across
-	// restarts of the same id. Zero means the current time in nanoseconds.
+	// restarts of the same id, and peers refuse one more than 24 hours
+	// ahead of their clock (in nanoseconds since the Unix epoch). Zero
+	// means the current time in nanoseconds.
 	Incarnation uint64
 
 	// Test hooks.
@@ -105,24 +119,49 @@ type TCPConfig struct {
 // connection, dialed by A: it carries A's messages to B and B's
 // acknowledgements back. There is never more than one live stream per pair.
 //
-// # Wire format, version 1
+// # Wire format, version 2
 //
 // All integers are big-endian. A frame is a uint32 length followed by that
 // many bytes (the body). A receiver refuses a length above its limit
 // (MaxFrameSize, 8 KiB during the handshake) before allocating anything, and
 // a length of zero.
 //
-// Handshake. The dialer sends the preamble "LLTP" + uint16 version, then one
-// frame holding the msgpack array [from, to, cluster, incarnation] (str,
-// str, str, uint). The acceptor answers with its own preamble and one frame
-// holding [from, incarnation, resume, refusal] (str, uint, uint, str). An
-// acceptor refuses (a non-empty refusal naming the cause and the values,
-// after which it closes) a different version, an unknown or own id as
-// sender, a "to" that is not its id, another cluster, an incarnation of 0 or
-// older than one seen from that id, and, with TLS, a certificate that does
-// not name the sender. Bytes without the magic are closed on without answer.
-// resume is the last sequence number the acceptor delivered from this
-// dialer's incarnation (0 for an incarnation it has not seen).
+// Handshake. With TLS, the TLS handshake comes first and everything below
+// travels inside it. The dialer sends the preamble "LLTP" + uint16 version
+// (2), then one frame holding the msgpack array [from, to, cluster,
+// incarnation] (str, str, str, uint). The acceptor answers with its own
+// preamble and one frame holding [from, incarnation, resume, refusal] (str,
+// uint, uint, str), and sends nothing before the dialer's frame is checked.
+//
+// The acceptor accepts the hello only if all of these hold, and only then
+// stores the incarnation: the same version; from is a configured peer and
+// not itself; to is its id; the same cluster; an incarnation that is not 0,
+// not more than maxIncarnationLead (24 hours) ahead of its clock, not older than one
+// already accepted from that id, and not quarantined; with TLS, a
+// certificate naming exactly one member, from (see TCPConfig.TLS); no live
+// session of that id with another incarnation (see below); and nothing sent
+// after the hello before the welcome. Otherwise it logs the cause with the
+// values and answers with a welcome whose only field set is refusal, one of
+// "protocol version mismatch", "duplicate session exists" or "handshake
+// not accepted" (an unauthenticated dialer learns nothing about the
+// cluster), and closes. Bytes without the magic are closed on without
+// answer. At most maxPendingHandshakes (32) accepted connections may be in their
+// handshake; one beyond that is closed at once. A stream's 64 KiB buffers
+// are allocated only after its handshake.
+//
+// On success the welcome carries the acceptor's id and incarnation, and
+// resume, the last sequence number it delivered from this dialer's
+// incarnation (0 for an incarnation it has not seen). The dialer checks the
+// welcome the same way: from is the peer it dialed, the incarnation is
+// plausible, not older than one seen and not quarantined.
+//
+// One session per member: a hello from an id whose current session heard
+// from its dialer within two HeartbeatIntervals (a live dialer pings at
+// least that often) is refused as a duplicate if its incarnation differs,
+// and both sides log it, naming the id and both addresses. With the same
+// incarnation the new connection replaces the old one: that is the dialer
+// reconnecting after a connection it saw fail, which the acceptor may not
+// have noticed yet.
 //
 // Stream. The dialer then sends frames whose body starts with a type byte:
 //   - DATA (1): uint64 seq, then the message as a msgpack array

@@ -426,3 +426,59 @@ func TestChanQuarantine(t *testing.T) {
 		t.Fatalf("new b got %v, want a's message sent after the restart", m)
 	}
 }
+
+// TestTCPSendQueueBoundedInBytes: the queue to a peer holds at most
+// SendQueueBytes (beyond one message), however few messages it holds; Send
+// blocks, up to its ctx, until acknowledgements free room.
+func TestTCPSendQueueBoundedInBytes(t *testing.T) {
+	var o outPeer
+	o.init(1024, 1000)
+	push := func(n int) <-chan struct{} {
+		o.slots <- struct{}{} // as Send does
+		_, room := o.push(make([]byte, n))
+		if room != nil {
+			<-o.slots
+		}
+		return room
+	}
+	if room := push(1500); room != nil {
+		t.Fatal("a message larger than the bound was refused on an empty queue")
+	}
+	room := push(10)
+	if room == nil {
+		t.Fatal("the queue took more than its bytes")
+	}
+	o.mu.Lock()
+	o.ackTo(1)
+	o.mu.Unlock()
+	select {
+	case <-room:
+	default:
+		t.Fatal("an acknowledgement freed room without saying so")
+	}
+	for i := range 2 {
+		if room := push(450); room != nil {
+			t.Fatalf("message %d of 450 bytes refused with %d queued", i, o.qBytes)
+		}
+	}
+	if room := push(101); room == nil {
+		t.Fatalf("the queue took %d+101 bytes, bound 1000", o.qBytes)
+	}
+
+	tcpLeakCheck(t)
+	c := newTCPCluster(t, []string{"a", "b"}, func(cfg *TCPConfig) { cfg.SendQueueBytes = 1000 })
+	if err := c.nodes["b"].Close(); err != nil { // nothing is acknowledged
+		t.Fatal(err)
+	}
+	a := c.nodes["a"]
+	tcpSend(t, a, "b", 1, make([]byte, 600))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	msg := lamportmutex.Message{Kind: lamportmutex.Reply, From: "a", To: "b", Clock: 2, Payload: make([]byte, 600)}
+	if err := a.Send(ctx, msg); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Send over the byte bound: %v, want it to wait for its ctx", err)
+	}
+	if st := peerStatus(a, "b"); st.Queued != 1 {
+		t.Fatalf("queued %d, want 1", st.Queued)
+	}
+}
