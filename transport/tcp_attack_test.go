@@ -482,3 +482,43 @@ func TestTCPSendQueueBoundedInBytes(t *testing.T) {
 		t.Fatalf("queued %d, want 1", st.Queued)
 	}
 }
+
+// TestTCPRefusesImplausibleWelcome: a process at a peer's address answering
+// with incarnation 2^64-1 is refused by the dialer, and the number is not
+// stored.
+func TestTCPRefusesImplausibleWelcome(t *testing.T) {
+	tcpLeakCheck(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { // the impostor at b's address
+		defer close(done)
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			br, bw := bufio.NewReader(conn), bufio.NewWriter(conn)
+			check := helloCheck{version: protocolVersion, self: "b", cluster: "test-cluster", known: func(string) bool { return true }}
+			if _, _, err := readHello(br, check); err == nil {
+				_ = writeWelcome(bw, protocolVersion, welcome{From: "b", Incarnation: math.MaxUint64})
+			}
+			conn.Close()
+		}
+	}()
+	defer func() { ln.Close(); <-done }()
+	c := newTCPCluster(t, []string{"a"}, func(cfg *TCPConfig) {
+		cfg.Peers = map[string]string{"a": cfg.Peers["a"], "b": ln.Addr().String()}
+	})
+	a := c.nodes["a"]
+	c.waitErr("a", ErrProtocol, `peer "b" presented incarnation 18446744073709551615, more than 24h0m0s ahead`)
+	p := a.peers["b"]
+	p.out.mu.Lock()
+	remote := p.out.remoteInc
+	p.out.mu.Unlock()
+	if st := peerStatus(a, "b"); st.Incarnation != 0 || st.Connected || remote != 0 {
+		t.Fatalf("a adopted the impostor's welcome: %+v, remote incarnation %d", st, remote)
+	}
+}
