@@ -204,6 +204,7 @@ type TCP struct {
 	members   map[string]bool // the peers' ids and ours
 	recv      chan lamportmutex.Message
 	shaking   atomic.Int32 // accepted connections still in their handshake
+	capWarned atomic.Int64 // monoNow of the last Warn about maxPendingHandshakes
 
 	ctx    context.Context // cancelled by Close; bounds dials and handshakes
 	cancel context.CancelFunc

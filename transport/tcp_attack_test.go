@@ -330,6 +330,10 @@ func TestTCPHandshakeFloodBoundsMemory(t *testing.T) {
 	}
 	tcpEventually(t, func() bool { return capped.Load() >= flood-maxPendingHandshakes },
 		"a to close the connections over the cap (%d so far)", capped.Load())
+	waitLog(t, c.logs["a"], "level=WARN", "too many handshakes under way", "limit=32")
+	if n := strings.Count(c.logs["a"].String(), "level=WARN msg=\"transport: too many handshakes"); n != 1 {
+		t.Errorf("%d Warn lines about the flood, want 1", n)
+	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	growth := int64(after.HeapAlloc) - int64(before.HeapAlloc)

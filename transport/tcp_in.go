@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -184,7 +185,13 @@ func (t *TCP) acceptLoop() {
 		if t.shaking.Add(1) > maxPendingHandshakes {
 			t.shaking.Add(-1)
 			_ = conn.Close()
-			t.log.Debug("transport: too many handshakes under way, connection closed", "remote", conn.RemoteAddr().String())
+			level := slog.LevelDebug
+			if now, last := monoNow(), t.capWarned.Load(); last == 0 || now-last >= int64(capWarnEvery) {
+				t.capWarned.Store(max(now, 1))
+				level = slog.LevelWarn
+			}
+			t.log.Log(context.Background(), level, "transport: too many handshakes under way, connection closed (connection flood?)",
+				"remote", conn.RemoteAddr().String(), "limit", maxPendingHandshakes)
 			t.event("", "over handshake cap")
 			continue
 		}
@@ -205,6 +212,10 @@ func (t *TCP) acceptLoop() {
 // at most a goroutine, small handshake buffers and, with TLS, the TLS
 // state, for at most HandshakeTimeout.
 const maxPendingHandshakes = 32
+
+// capWarnEvery spaces the Warn lines about connections closed over
+// maxPendingHandshakes; the others are logged at Debug.
+const capWarnEvery = 10 * time.Second
 
 // maxIncarnationLead bounds how far a peer's incarnation may lie ahead of
 // this machine's clock, in nanoseconds since the Unix epoch (what an
