@@ -47,6 +47,7 @@ const (
 type inSession struct {
 	conn   net.Conn     // the TCP connection (below TLS, if any)
 	seen   atomic.Int64 // monoNow when the last frame arrived
+	busy   atomic.Bool  // the reader waits for Receive to take a message
 	stop   chan struct{}
 	once   sync.Once
 	exited chan struct{} // closed when the session's goroutines are done
@@ -68,15 +69,16 @@ func newInSession(conn net.Conn) *inSession {
 	return s
 }
 
-// live reports whether s is open and heard from within window: a dialer
-// sends at least a PING every HeartbeatInterval.
+// live reports whether s is open and heard from within window (a dialer
+// sends at least a PING every HeartbeatInterval), or is not reading because
+// Receive is full.
 func (s *inSession) live(window time.Duration) bool {
 	select {
 	case <-s.stop:
 		return false
 	default:
 	}
-	return monoNow()-s.seen.Load() < int64(window)
+	return s.busy.Load() || monoNow()-s.seen.Load() < int64(window)
 }
 
 // askAck wakes the ACK writer to acknowledge at once.
@@ -417,7 +419,10 @@ func (t *TCP) readStream(p *peer, s *inSession, br *bufio.Reader) error {
 		if m.From != p.id || m.To != t.id {
 			return fmt.Errorf("%w: stream from %q carried %v", ErrProtocol, p.id, m)
 		}
-		if !t.deliver(m, s.stop) {
+		s.busy.Store(true)
+		ok := t.deliver(m, s.stop)
+		s.busy.Store(false)
+		if !ok {
 			return nil
 		}
 		last = seq
