@@ -354,7 +354,9 @@ func (t *TCP) acceptHandshake(raw net.Conn) (inbound, bool) {
 // stopped; it returns nil when stopped.
 func (t *TCP) readStream(p *peer, s *inSession, br *bufio.Reader) error {
 	ip := &p.in
-	dl := deadline{conn: s.conn, d: t.cfg.IdleTimeout}
+	// dl stores in s.seen when the reader last looked for a frame: just
+	// after the previous one arrived.
+	dl := deadline{conn: s.conn, d: t.cfg.IdleTimeout, seen: &s.seen}
 	buf := make([]byte, 512)
 	stopped := func(err error) error {
 		select {
@@ -387,7 +389,6 @@ func (t *TCP) readStream(p *peer, s *inSession, br *bufio.Reader) error {
 		if err != nil {
 			return stopped(t.readErr(p.id, err))
 		}
-		s.seen.Store(monoNow())
 		if cap(body) > cap(buf) && cap(body) <= 64<<10 {
 			buf = body[:0]
 		}

@@ -343,15 +343,20 @@ func (t *TCP) readAcks(p *peer, s *outSession, br *bufio.Reader) error {
 }
 
 // deadline refreshes a read deadline at most every d/8, so that busy
-// streams do not reset a timer per frame.
+// streams do not reset a timer per frame. If seen is set, every refresh
+// stores monoNow in it.
 type deadline struct {
 	conn net.Conn
 	d    time.Duration
 	last time.Time
+	seen *atomic.Int64
 }
 
 func (dl *deadline) refresh() error {
 	now := time.Now()
+	if dl.seen != nil {
+		dl.seen.Store(int64(now.Sub(monoBase)))
+	}
 	if now.Sub(dl.last) < dl.d/8 {
 		return nil
 	}
