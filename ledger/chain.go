@@ -109,7 +109,7 @@ func (c *Chain) Next(t Transfer, clock uint64) (Block, error) {
 }
 
 // Check reports whether b would extend the chain: its height, Prev, Hash,
-// Clock at most MaxClock, a transfer ID not yet in the chain, and the
+// Clock at most 1<<63 (lamportmutex.MaxClock), a transfer ID not yet in the chain, and the
 // transfer's validity and funds. It does not check seals; Append does.
 // The error is a *BlockError.
 //
@@ -130,8 +130,8 @@ func checkNext(head Block, bal Balances, seen func(TransferID) (uint64, bool), b
 		err = fmt.Errorf("%w: got %s, want %s", ErrBadPrev, b.Prev.Short(), head.Hash.Short())
 	case b.Accounts != nil:
 		err = fmt.Errorf("%w: accounts in a transfer block", ErrMalformedBlock)
-	case b.Clock > MaxClock:
-		err = fmt.Errorf("%w: %d exceeds %d", ErrBadClock, b.Clock, uint64(MaxClock))
+	case b.Clock > maxClock:
+		err = fmt.Errorf("%w: %d exceeds %d", ErrBadClock, b.Clock, uint64(maxClock))
 	case len(b.Sig) != 0 && len(b.Sig) != SigSize:
 		err = fmt.Errorf("%w: seal of %d bytes", ErrMalformedBlock, len(b.Sig))
 	case b.ComputeHash() != b.Hash:

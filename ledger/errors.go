@@ -61,7 +61,7 @@ var (
 	// Block.Sig): the batch ends, or another member's block follows, before
 	// a sealed block of the same sender.
 	ErrUnsealed = errors.New("block not covered by a seal of its sender")
-	// ErrBadClock: a block's Clock exceeds MaxClock.
+	// ErrBadClock: a block's Clock exceeds 1<<63 (lamportmutex.MaxClock).
 	ErrBadClock = errors.New("block clock out of range")
 	// ErrDuplicateTransfer: a transfer ID appears in two blocks.
 	ErrDuplicateTransfer = errors.New("transfer id already in the chain")

@@ -59,6 +59,9 @@ func (n *Node) HandleRelease(from string, payload []byte) error {
 	}
 	blocks, err := DecodeBatch(payload)
 	if err == nil {
+		err = checkRelease(from, blocks)
+	}
+	if err == nil {
 		err = n.keys.verifySeals(blocks)
 	}
 	if err != nil {

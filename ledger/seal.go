@@ -5,10 +5,10 @@ import (
 	"fmt"
 )
 
-// MaxClock bounds a block's Clock: a block whose Clock exceeds it is
+// maxClock bounds a block's Clock: a block whose Clock exceeds it is
 // invalid (ErrBadClock). It equals lamportmutex.MaxClock, the bound on
 // every clock the mutex accepts from the wire.
-const MaxClock = 1 << 63
+const maxClock = 1 << 63
 
 // keyring maps every member to the public key its seals verify under. It
 // is built from the genesis and never changes.
@@ -72,6 +72,24 @@ func (k keyring) verifySeals(blocks []Block) error {
 		first := blocks[len(blocks)-open]
 		return &BlockError{Height: first.Height, Err: fmt.Errorf("%w: the last %d blocks, of %q, carry no seal",
 			ErrUnsealed, open, first.Transfer.From)}
+	}
+	return nil
+}
+
+// checkRelease checks the shape of a release payload from peer from
+// before its seals are verified: one run of blocks that all spend from
+// from, with one seal, on the last block. So a release costs its receiver
+// one signature verification.
+func checkRelease(from string, blocks []Block) error {
+	for i, b := range blocks {
+		switch {
+		case b.Transfer.From != from:
+			return &BlockError{Height: b.Height, Err: fmt.Errorf("%w: released by %s, spends from %q",
+				ErrNotOwner, from, b.Transfer.From)}
+		case b.Sealed() && i < len(blocks)-1:
+			return &BlockError{Height: b.Height, Err: fmt.Errorf("%w: a seal before the end of a release",
+				ErrMalformedBlock)}
+		}
 	}
 	return nil
 }
