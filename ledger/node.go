@@ -171,9 +171,10 @@ func checkSigner(key ed25519.PrivateKey, pub ed25519.PublicKey) error {
 	if len(key) != ed25519.PrivateKeySize {
 		return fmt.Errorf("%w: Signer has %d bytes, want %d", ErrBadKey, len(key), ed25519.PrivateKeySize)
 	}
-	// A private key holds its seed and its public key; derive the public
-	// key from the seed, so that a key whose halves disagree is refused.
-	if !ed25519.NewKeyFromSeed(key.Seed()).Public().(ed25519.PublicKey).Equal(pub) {
+	// A private key holds its seed and its public key, and signing uses
+	// both: each must be pub's.
+	if !key.Public().(ed25519.PublicKey).Equal(pub) ||
+		!ed25519.NewKeyFromSeed(key.Seed()).Public().(ed25519.PublicKey).Equal(pub) {
 		return fmt.Errorf("%w: Signer's public key is not the one Keys gives this member", ErrBadKey)
 	}
 	return nil
