@@ -488,3 +488,67 @@ func TestCommitSealsEachBatchOnce(t *testing.T) {
 		t.Fatal("heads differ")
 	}
 }
+
+// A node far behind holds at most MaxPending released blocks and drops the
+// newest; when that cuts a batch, its blocks before the cut wait, unsealed,
+// for their seal instead of going in or failing the node, and they go in
+// once catch-up brings the rest of their batch.
+func TestPendingRunCutByTrimWaitsForItsSeal(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	const balance, runLen = 1 << 20, 5
+	ids := memberIDs(2)
+	g, _ := ledger.NewGenesis(ids, balance, testPub)
+	chain := []ledger.Block{g}
+	var runs [][]ledger.Block
+	for len(chain) <= 100+ledger.MaxPending+runLen {
+		r := makeRun(chain[len(chain)-1], "2", "1", runLen, uint64(len(runs)+1), ledger.TestKey("2"))
+		runs, chain = append(runs, r), append(chain, r...)
+	}
+	cut := uint64(100 + ledger.MaxPending) // the last height kept in pending
+	if cut%runLen == 0 {
+		t.Fatalf("the cut at %d falls between batches: the test needs it inside one", cut)
+	}
+	lastSealed := cut - cut%runLen
+
+	ctx, cancel := context.WithCancel(context.Background()) // ends the waits if the node fails
+	defer cancel()
+	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: ids, Keys: testPub, Signer: ledger.TestKey("1"), InitialBalance: balance,
+		OnEvent: func(ev ledger.Event) {
+			if ev.Kind == ledger.EventFailed {
+				cancel()
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.SetLocker(newGapLocker("1")); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range runs[100/runLen:] { // the releases after a gap of 100 blocks
+		payload, err := ledger.EncodeBatch(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.HandleRelease("2", payload); err != nil {
+			t.Fatalf("release of blocks from %d: %v", r[0].Height, err)
+		}
+	}
+	n.HandleMessage("2", catchUpBlocks(t, chain[1:101])) // fills the gap
+	if err := n.WaitHeight(ctx, lastSealed); err != nil {
+		t.Fatalf("%v; node: %v", err, n.Err())
+	}
+	if h := n.Head().Height; h != lastSealed {
+		t.Fatalf("head %d, want %d: the blocks up to the last seal kept, no unsealed one", h, lastSealed)
+	}
+	if err := n.Err(); err != nil {
+		t.Fatalf("node failed: %v", err)
+	}
+	n.HandleMessage("2", catchUpBlocks(t, chain[lastSealed+1:lastSealed+1+runLen])) // the cut batch, whole
+	if err := n.WaitHeight(ctx, lastSealed+runLen); err != nil {
+		t.Fatalf("%v; node: %v", err, n.Err())
+	}
+	if got, _ := n.Balance("1"); got != balance+int64(lastSealed)+runLen {
+		t.Fatalf("balance of 1 is %d", got)
+	}
+}
