@@ -30,8 +30,9 @@ func FuzzDecodeBlock(f *testing.F) {
 }
 
 // FuzzDecodeBatch: a release payload from a peer never makes the decoder
-// panic or allocate beyond the input's size, and what decodes re-encodes
-// to the same bytes.
+// panic or allocate beyond the input's size, what decodes re-encodes to
+// the same bytes, and verifying it (seals included) never panics and
+// accepts only what the fuzzer cannot forge: the seeds' own blocks.
 func FuzzDecodeBatch(f *testing.F) {
 	g, b := testBlocks(f)
 	one, _ := ledger.EncodeBatch([]ledger.Block{b})
@@ -54,6 +55,10 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 		if !bytes.Equal(re, data) {
 			t.Fatalf("decoded batch re-encodes to %x, input %x", re, data)
+		}
+		if _, err := ledger.VerifyBlocks(append([]ledger.Block{g}, blocks...)); err == nil &&
+			(len(blocks) != 1 || blocks[0].Hash != b.Hash) {
+			t.Fatalf("a batch of %d blocks other than the seed's verifies", len(blocks))
 		}
 	})
 }
