@@ -3,12 +3,14 @@ package ledger
 import (
 	"crypto/ed25519"
 	"fmt"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
 )
 
 // maxClock bounds a block's Clock: a block whose Clock exceeds it is
-// invalid (ErrBadClock). It equals lamportmutex.MaxClock, the bound on
-// every clock the mutex accepts from the wire.
-const maxClock = 1 << 63
+// invalid (ErrBadClock): no grant's clock can exceed the bound on every
+// clock the mutex accepts from the wire.
+const maxClock = lamportmutex.MaxClock
 
 // keyring maps every member to the public key its seals verify under. It
 // is built from the genesis and never changes.
