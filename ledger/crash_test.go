@@ -47,7 +47,7 @@ type crashCluster struct {
 
 	mu      sync.Mutex
 	members map[string]*member
-	onLocal func(id string) // called when a node inserted its own block, before its release
+	onLocal func(id string) // called when a node made blocks, before its release
 	fetched map[string]int  // blocks inserted by catch-up, per node
 }
 
@@ -105,7 +105,7 @@ func (c *crashCluster) start(id string, ep lamportmutex.Transport) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if err := node.SetLocker(mu); err != nil {
+	if err := node.SetLocker(hookLocker{Mutex: mu, c: c, id: id}); err != nil {
 		c.t.Fatal(err)
 	}
 	c.mu.Lock()
@@ -118,14 +118,28 @@ func (c *crashCluster) event(id string, ev ledger.Event) {
 		return
 	}
 	c.mu.Lock()
-	hook := c.onLocal
 	if ev.Fetched {
 		c.fetched[id]++
 	}
 	c.mu.Unlock()
-	if ev.Local && hook != nil {
-		hook(id)
+}
+
+// hookLocker is a member's mutex that calls the cluster's onLocal hook
+// before a release that carries blocks.
+type hookLocker struct {
+	*lamportmutex.Mutex
+	c  *crashCluster
+	id string
+}
+
+func (l hookLocker) Unlock(payload []byte) error {
+	l.c.mu.Lock()
+	hook := l.c.onLocal
+	l.c.mu.Unlock()
+	if payload != nil && hook != nil {
+		hook(l.id)
 	}
+	return l.Mutex.Unlock(payload)
 }
 
 // setOnLocal sets the hook called when a node inserted its own block,
