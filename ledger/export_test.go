@@ -6,3 +6,11 @@ func QueueLen(n *Node) int {
 	defer n.qmu.Unlock()
 	return len(n.queue)
 }
+
+// PendingLen returns how many received blocks wait for an earlier one, for
+// tests.
+func PendingLen(n *Node) int {
+	n.writeMu.Lock()
+	defer n.writeMu.Unlock()
+	return len(n.pending)
+}
