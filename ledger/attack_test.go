@@ -373,3 +373,40 @@ func TestSlowSubscriberDoesNotStallNode(t *testing.T) {
 		t.Fatalf("subscriber told of %d lost events, %d dropped", lost, dropped)
 	}
 }
+
+// A valid block that a peer relays by catch-up, made by another member for
+// a height this node filled, on the same predecessor, proves a fork: the
+// node stops, and the evidence names both blocks and their makers.
+func TestForkProofStopsNode(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	failed := make(chan ledger.Event, 1)
+	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3), OnEvent: func(e ledger.Event) {
+		if e.Kind == ledger.EventFailed {
+			failed <- e
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	_ = n.SetLocker(newSpyLocker())
+	res, err := n.Transfer(context.Background(), "2", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := ledger.Block{Height: 1, Prev: n.Genesis().Hash, Clock: 1,
+		Transfer: ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 1}}
+	theirs.Hash = theirs.ComputeHash()
+	if err := n.HandleMessage("3", catchUpBlocks(t, []ledger.Block{theirs})); err != nil {
+		t.Fatal(err)
+	}
+	ev := <-failed
+	var ce *ledger.ConflictError
+	if err := n.Err(); !errors.As(err, &ce) || ce.Ours.Hash != res.Block.Hash || ce.Theirs.Hash != theirs.Hash || ce.Peer != "3" ||
+		!errors.As(ev.Err, &ce) {
+		t.Fatalf("Err() = %v, event %v, want the fork's evidence", err, ev)
+	}
+	if _, err := n.Transfer(context.Background(), "2", 1); !errors.Is(err, ledger.ErrDiverged) {
+		t.Fatalf("Transfer after a proven fork: %v", err)
+	}
+}

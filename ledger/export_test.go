@@ -14,3 +14,8 @@ func PendingLen(n *Node) int {
 	defer n.writeMu.Unlock()
 	return len(n.pending)
 }
+
+// SetBatchCheck adds check to the checks of received batches, for tests
+// that need a stand-in for block signatures. Call it before the node gets
+// input.
+func SetBatchCheck(n *Node, check func([]Block) error) { n.testHookCheckBatch = check }

@@ -92,7 +92,8 @@ type Node struct {
 	catchup // fetching missed blocks from peers
 	events  // delivering events to Config.OnEvent
 
-	testHookWait func() // called when a Submit waits for another with its ID
+	testHookWait       func()              // called when a Submit waits for another with its ID
+	testHookCheckBatch func([]Block) error // checkBatch's extra check, standing in for signatures
 }
 
 type rejection struct {

@@ -53,8 +53,9 @@ type received struct {
 // Messenger.Quarantine.
 //
 // The node stops (Err, EventFailed, ErrDiverged) only for its own storage
-// failure, or for a conflict proven by two valid blocks at one height that
-// extend the same block (a *ConflictError carrying both).
+// failure, or for a fork proven by two valid blocks at one height that
+// extend the same block, the peer's not of its own making (a
+// *ConflictError carrying both; see accept).
 //
 // After Close, or once the node has stopped, a payload is ignored (nil is
 // returned: the fault is not the peer's); the next incarnation fetches the
@@ -131,6 +132,11 @@ func quote(s string) string {
 // before it, each hash matching its contents, no clock above the mutex's
 // bound, no genesis accounts. Block signatures are checked here.
 func (n *Node) checkBatch(blocks []Block) error {
+	if n.testHookCheckBatch != nil {
+		if err := n.testHookCheckBatch(blocks); err != nil {
+			return err
+		}
+	}
 	for i, b := range blocks {
 		var err error
 		switch {
@@ -159,7 +165,14 @@ func (n *Node) checkBatch(blocks []Block) error {
 // this node has are checked to be the same and skipped; the others are
 // held (within the window) until they extend the head, then verified,
 // persisted and inserted. An error is the node's failure or the peer's
-// refusal, as HandleRelease describes. n.writeMu must be held.
+// refusal, as HandleRelease describes.
+//
+// A valid block for a height this node has, other than its own and on the
+// same predecessor, proves a fork if the peer that sent it did not make it:
+// the node stops with a *ConflictError. A peer that sends such a block of
+// its own making has equivocated (it claims two places in the chain, or a
+// place already taken), and only it is refused: the node keeps its chain.
+// n.writeMu must be held.
 func (n *Node) accept(from string, blocks []Block, fetched bool) error {
 	n.mu.RLock()
 	head := n.chain.Head().Height
@@ -173,9 +186,13 @@ func (n *Node) accept(from string, blocks []Block, fetched bool) error {
 			continue // caught up already
 		}
 		parent, _ := n.chain.Block(blk.Height - 1)
-		if blk.Prev == parent.Hash {
+		switch {
+		case blk.Prev == parent.Hash && blk.Transfer.From == from:
+			conflict = &BlockError{Height: blk.Height, Err: fmt.Errorf("%w: the peer made another block %s for a height this node has (%s)",
+				errEquivocation, blk.Hash.Short(), own.Hash.Short())}
+		case blk.Prev == parent.Hash:
 			conflict = &ConflictError{Height: blk.Height, Ours: own, Theirs: blk, Peer: from}
-		} else {
+		default:
 			conflict = &BlockError{Height: blk.Height, Err: fmt.Errorf("%w: it differs from this node's block %s and does not extend its block %d",
 				ErrBadPrev, own.Hash.Short(), blk.Height-1)}
 		}
@@ -230,6 +247,9 @@ func (n *Node) accept(from string, blocks []Block, fetched bool) error {
 	}
 	return n.insert(from, fetched, run)
 }
+
+// errEquivocation: a peer made a second block for a height.
+var errEquivocation = errors.New("equivocation")
 
 func kindOf(fetched bool) string {
 	if fetched {
