@@ -121,7 +121,11 @@ func FuzzByzantinePeer(f *testing.F) {
 	for _, seed := range byzantineSeeds() {
 		f.Add(seed)
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
+	f.Fuzz(byzantineRun)
+}
+
+func byzantineRun(t *testing.T, data []byte) {
+	{
 		const balance = 100
 		members := memberIDs(3)
 		n, err := ledger.NewNode(ledger.Config{ID: "1", Members: members, InitialBalance: balance})
@@ -284,7 +288,7 @@ func FuzzByzantinePeer(f *testing.F) {
 		transfer()
 		settle()
 		check(-2)
-	})
+	}
 }
 
 func blockAt(n *ledger.Node, h uint64) (ledger.Block, bool) {

@@ -165,7 +165,7 @@ func (n *Node) HandleMessage(from string, payload []byte) error {
 			n.log.Debug("ledger: catch-up inbox full; blocks dropped, to be fetched again", "from", from)
 			return nil
 		}
-		return n.refuse(from, "catch-up messages", fmt.Errorf("%w: %d messages of %d bytes queued, and %d more bytes",
+		return n.refuse(from, n.currentEpoch(from), "catch-up messages", fmt.Errorf("%w: %d messages of %d bytes queued, and %d more bytes",
 			errInboxFull, count, size, len(payload)), false)
 	}
 	n.smu.Unlock()
@@ -198,21 +198,28 @@ func (n *Node) barredLocked(peer string, epoch uint64) bool {
 	return b != 0 && b-1 == epoch
 }
 
-// bar drops what is queued and what comes from the current incarnation of
-// peer, and with quarantine set has the sync goroutine make the
-// Messenger.Quarantine for it.
-func (n *Node) bar(peer string, cause error, report bool) {
-	if !n.members[peer] {
-		return
-	}
+// currentEpoch returns the incarnation count of peer.
+func (n *Node) currentEpoch(peer string) uint64 {
 	n.smu.Lock()
-	e := n.epoch[peer]
-	n.barred[peer] = e + 1
-	if report {
-		n.quarantines[peer] = quarantine{epoch: e, cause: cause}
+	defer n.smu.Unlock()
+	return n.epoch[peer]
+}
+
+// bar drops what is queued and what comes from incarnation epoch of peer,
+// and with report set has the sync goroutine make the
+// Messenger.Quarantine for it. An incarnation already superseded is
+// left alone: it is gone, and the new one has done nothing wrong.
+func (n *Node) bar(peer string, epoch uint64, cause error, report bool) {
+	n.smu.Lock()
+	current := n.members[peer] && epoch == n.epoch[peer]
+	if current {
+		n.barred[peer] = epoch + 1
+		if report {
+			n.quarantines[peer] = quarantine{epoch: epoch, cause: cause}
+		}
 	}
 	n.smu.Unlock()
-	if report {
+	if current && report {
 		n.kickSync()
 	}
 }
@@ -388,21 +395,21 @@ func (n *Node) fetch(ctx context.Context, m Messenger) {
 func (n *Node) handleInbound(ctx context.Context, m Messenger, in inbound) {
 	msg, err := decodeSync(in.payload)
 	if err != nil {
-		_ = n.refuse(in.from, "catch-up message", err, true)
+		_ = n.refuse(in.from, in.epoch, "catch-up message", err, true)
 		return
 	}
 	switch msg.op {
 	case opHead, opFetch:
-		n.answerHead(ctx, m, in.from, msg)
+		n.answerHead(ctx, m, in.from, in.epoch, msg)
 	case opAnswer:
-		n.takeAnswer(in.from, msg)
+		n.takeAnswer(in.from, in.epoch, msg)
 	case opBlocks:
 		n.writeMu.Lock()
 		if n.acceptable(in.from) {
 			if err := n.checkReceived(in.from, msg.blocks, true); err != nil {
-				_ = n.refuse(in.from, "catch-up blocks", err, true)
+				_ = n.refuse(in.from, in.epoch, "catch-up blocks", err, true)
 			} else {
-				_ = n.accept(in.from, msg.blocks, true)
+				_ = n.accept(in.from, in.epoch, msg.blocks, true)
 			}
 		}
 		n.writeMu.Unlock()
@@ -429,7 +436,7 @@ var errFalseHead = errors.New("claimed head is not in this node's chain")
 
 // takeAnswer records a peer's answer to the current sync round, if it
 // is one and its claim is not false.
-func (n *Node) takeAnswer(from string, msg syncMsg) {
+func (n *Node) takeAnswer(from string, epoch uint64, msg syncMsg) {
 	n.smu.Lock()
 	current := msg.round != 0 && msg.round == n.round
 	_, dup := n.answers[from]
@@ -438,7 +445,7 @@ func (n *Node) takeAnswer(from string, msg syncMsg) {
 		return
 	}
 	if err := n.checkClaim(msg.height, msg.hash); err != nil {
-		_ = n.refuse(from, "sync answer", err, true)
+		_ = n.refuse(from, epoch, "sync answer", err, true)
 		return
 	}
 	n.smu.Lock()
@@ -455,9 +462,9 @@ func (n *Node) takeAnswer(from string, msg syncMsg) {
 // quarantined, and nothing is sent. An announcement (round 0) has the
 // blocks sent since the peer's last PeerUp skipped; a round or an opFetch
 // has every block after the head sent.
-func (n *Node) answerHead(ctx context.Context, m Messenger, from string, q syncMsg) {
+func (n *Node) answerHead(ctx context.Context, m Messenger, from string, epoch uint64, q syncMsg) {
 	if err := n.checkClaim(q.height, q.hash); err != nil {
-		_ = n.refuse(from, q.op.String(), err, true)
+		_ = n.refuse(from, epoch, q.op.String(), err, true)
 		return
 	}
 	n.mu.RLock()
@@ -633,7 +640,7 @@ func (n *Node) checkAnswers(answers map[string]syncMsg) (refused []string, err e
 			continue
 		}
 		if cerr := n.checkClaim(a.height, a.hash); cerr != nil {
-			_ = n.refuse(p, "sync answer", cerr, true)
+			_ = n.refuse(p, n.currentEpoch(p), "sync answer", cerr, true)
 			refused = append(refused, p)
 		}
 	}

@@ -20,6 +20,7 @@ const maxBlockClock = 1 << 63
 // catch-up (fetched).
 type received struct {
 	from    string
+	epoch   uint64 // the sender's incarnation count when it arrived
 	blk     Block
 	fetched bool
 }
@@ -74,9 +75,9 @@ func (n *Node) HandleRelease(from string, payload []byte) error {
 		err = n.checkReceived(from, blocks, false)
 	}
 	if err != nil {
-		return n.refuse(from, "release", err, false)
+		return n.refuse(from, n.currentEpoch(from), "release", err, false)
 	}
-	if err := n.accept(from, blocks, false); errors.Is(err, ErrPeerRefused) {
+	if err := n.accept(from, n.currentEpoch(from), blocks, false); errors.Is(err, ErrPeerRefused) {
 		return err
 	}
 	return nil // the node's own failure, if any, is in Err and EventFailed
@@ -173,7 +174,7 @@ func (n *Node) checkBatch(blocks []Block) error {
 // its own making has equivocated (it claims two places in the chain, or a
 // place already taken), and only it is refused: the node keeps its chain.
 // n.writeMu must be held.
-func (n *Node) accept(from string, blocks []Block, fetched bool) error {
+func (n *Node) accept(from string, epoch uint64, blocks []Block, fetched bool) error {
 	n.mu.RLock()
 	head := n.chain.Head().Height
 	var conflict error
@@ -204,7 +205,7 @@ func (n *Node) accept(from string, blocks []Block, fetched bool) error {
 	case errors.As(conflict, &ce):
 		return n.fail(conflict)
 	case conflict != nil:
-		return n.refuse(from, kindOf(fetched), conflict, fetched)
+		return n.refuse(from, epoch, kindOf(fetched), conflict, fetched)
 	}
 	beyond := 0
 	for _, blk := range blocks {
@@ -226,7 +227,7 @@ func (n *Node) accept(from string, blocks []Block, fetched bool) error {
 			}
 			continue
 		}
-		n.pending[blk.Height] = received{from: from, blk: blk, fetched: fetched}
+		n.pending[blk.Height] = received{from: from, epoch: epoch, blk: blk, fetched: fetched}
 	}
 	if beyond > 0 {
 		n.log.Info("ledger: blocks far ahead of the head dropped; they will be fetched again",
@@ -245,7 +246,7 @@ func (n *Node) accept(from string, blocks []Block, fetched bool) error {
 	if len(run) == 0 {
 		return nil
 	}
-	return n.insert(from, fetched, run)
+	return n.insert(from, epoch, fetched, run)
 }
 
 // errEquivocation: a peer made a second block for a height.
@@ -265,7 +266,7 @@ func kindOf(fetched bool) string {
 // should be there). caller is the peer whose input is being handled; the
 // refusal of its own block is returned, another peer's is reported through
 // the catch-up goroutine. n.writeMu must be held.
-func (n *Node) insert(caller string, fetched bool, run []received) error {
+func (n *Node) insert(caller string, epoch uint64, fetched bool, run []received) error {
 	n.mu.RLock()
 	d := n.chain.draft()
 	var bad error
@@ -304,10 +305,10 @@ func (n *Node) insert(caller string, fetched bool, run []received) error {
 		n.pending[r.blk.Height] = r
 	}
 	n.refetch()
-	if culprit.from == caller && culprit.fetched == fetched {
-		return n.refuse(caller, kindOf(fetched), bad, fetched)
+	if culprit.from == caller && culprit.epoch == epoch && culprit.fetched == fetched {
+		return n.refuse(caller, epoch, kindOf(fetched), bad, fetched)
 	}
-	_ = n.refuse(culprit.from, kindOf(culprit.fetched), bad, true)
+	_ = n.refuse(culprit.from, culprit.epoch, kindOf(culprit.fetched), bad, true)
 	return nil
 }
 
@@ -327,18 +328,18 @@ func (n *Node) dropPending() {
 	n.log.Warn("ledger: dropped blocks that waited for an earlier block no holder made", "senders", from)
 }
 
-// refuse reports bad input from peer: it logs one line and emits
-// EventPeerRefused, and has the catch-up goroutine drop what is still
-// queued from that incarnation of peer. With quarantine set, which is for
+// refuse reports bad input from incarnation epoch of peer: it logs one
+// line and emits EventPeerRefused, and has the catch-up goroutine drop
+// what is still queued from that incarnation. With quarantine set, which is for
 // input found off the mutex's handler for peer's own message, the
 // catch-up goroutine also calls Messenger.Quarantine; otherwise the mutex
 // quarantines the peer when the handler returns the error. It returns the
 // *PeerError.
-func (n *Node) refuse(peer, what string, cause error, quarantine bool) error {
+func (n *Node) refuse(peer string, epoch uint64, what string, cause error, quarantine bool) error {
 	err := &PeerError{Peer: peer, What: what, Err: cause}
 	n.log.Warn("ledger: refused bad input from a peer; quarantined it", "peer", peer, "what", what, "err", cause)
 	n.emit(Event{Kind: EventPeerRefused, From: peer, Err: err})
-	n.bar(peer, err, quarantine)
+	n.bar(peer, epoch, err, quarantine)
 	return err
 }
 
