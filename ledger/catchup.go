@@ -536,7 +536,9 @@ func (n *Node) logSendError(ctx context.Context, to string, op syncOp, err error
 // has every block that any peer has, if a PeerUp came since the last
 // round (see the comment at the top of this file). It waits for every
 // peer's answer, up to ctx. It returns an error if a peer has blocks it did
-// not send, and fails the node (ErrDiverged) if a peer's chain disagrees.
+// not send (and asks for them again). A peer whose answer is not in this
+// node's chain is refused and quarantined, and the round waits for its
+// next incarnation, as for a restart.
 func (n *Node) syncRound(ctx context.Context, m Messenger) error {
 	for {
 		gen := n.upGen.Load()
