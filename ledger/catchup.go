@@ -248,7 +248,7 @@ func (n *Node) needSync() {
 func (n *Node) post(in inbound) {
 	n.smu.Lock()
 	in.epoch = n.epoch[in.from]
-	if in.payload != nil {
+	if !in.up && !in.announce {
 		n.inCount[in.from]++
 		n.inBytes[in.from] += len(in.payload)
 	}
