@@ -198,6 +198,16 @@ func (n *Node) barredLocked(peer string, epoch uint64) bool {
 	return b != 0 && b-1 == epoch
 }
 
+// errQuarantined: input from an incarnation already quarantined.
+var errQuarantined = errors.New("the peer is quarantined until it restarts")
+
+// isBarred reports whether incarnation epoch of peer is quarantined.
+func (n *Node) isBarred(peer string, epoch uint64) bool {
+	n.smu.Lock()
+	defer n.smu.Unlock()
+	return n.barredLocked(peer, epoch)
+}
+
 // currentEpoch returns the incarnation count of peer.
 func (n *Node) currentEpoch(peer string) uint64 {
 	n.smu.Lock()

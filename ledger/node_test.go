@@ -339,13 +339,22 @@ func TestNodeRefusesBadRelease(t *testing.T) {
 			if n.Head().Height != 0 {
 				t.Fatal("bad block inserted")
 			}
-			// The peer's next incarnation behaves: its block goes in, and the
-			// node commits its own transfers again.
-			if err := n.HandleRelease("2", encode(good)); err != nil {
-				t.Fatalf("good block after the refusal: %v", err)
-			}
-			if _, err := n.Transfer(context.Background(), "2", 1); err != nil {
+			// The node commits its own transfers; the peer's next release is
+			// refused until it restarts; then its good block goes in.
+			if _, err := n.Transfer(context.Background(), "3", 1); err != nil {
 				t.Fatalf("Transfer after the refusal: %v", err)
+			}
+			if err := n.HandleRelease(tc.from, nil); err != nil {
+				t.Fatalf("empty release: %v", err)
+			}
+			next := rehash(ledger.Block{Height: 2, Prev: n.Head().Hash, Clock: 9,
+				Transfer: ledger.Transfer{ID: ledger.NewTransferID(), From: tc.from, To: "1", Amount: 3}})
+			if err := n.HandleRelease(tc.from, encode(next)); !errors.Is(err, ledger.ErrPeerRefused) {
+				t.Fatalf("good block from the quarantined incarnation: %v", err)
+			}
+			n.HandlePeerUp(tc.from)
+			if err := n.HandleRelease(tc.from, encode(next)); err != nil || n.Head().Hash != next.Hash {
+				t.Fatalf("good block from the next incarnation: %v", err)
 			}
 			if err := n.Close(); err != nil {
 				t.Fatal(err)

@@ -48,7 +48,8 @@ type received struct {
 // ErrPeerRefused) naming the peer and the cause, logs one line and emits
 // EventPeerRefused; the mutex then refuses the release and quarantines that
 // incarnation of the peer. Catch-up messages still queued from it are
-// dropped. The node keeps running: reads work, and it commits again once
+// dropped, and so is a later release of that incarnation (refused
+// again, without a log line). The node keeps running: reads work, and it commits again once
 // the peer restarts and behaves. A bad block held ahead of a gap is found
 // only when the gap fills; its sender is then quarantined through
 // Messenger.Quarantine.
@@ -70,14 +71,18 @@ func (n *Node) HandleRelease(from string, payload []byte) error {
 	if !n.acceptable(from) {
 		return nil
 	}
+	epoch := n.currentEpoch(from)
+	if n.isBarred(from, epoch) {
+		return &PeerError{Peer: from, What: "release", Err: errQuarantined}
+	}
 	blocks, err := DecodeBatch(payload)
 	if err == nil {
 		err = n.checkReceived(from, blocks, false)
 	}
 	if err != nil {
-		return n.refuse(from, n.currentEpoch(from), "release", err, false)
+		return n.refuse(from, epoch, "release", err, false)
 	}
-	if err := n.accept(from, n.currentEpoch(from), blocks, false); errors.Is(err, ErrPeerRefused) {
+	if err := n.accept(from, epoch, blocks, false); errors.Is(err, ErrPeerRefused) {
 		return err
 	}
 	return nil // the node's own failure, if any, is in Err and EventFailed
