@@ -24,33 +24,43 @@ type Config struct {
 	// (A release sent to an incarnation of this peer that has since died is
 	// not replayed into the new one; an application that must not miss it
 	// has to catch up from its peers after a restart.) Payloads from one peer
-	// arrive in the order its holders released. An error is logged and
-	// counted in Stats.HandlerErrors; the release still takes effect (the
-	// handler's owner decides how to stop, for example by refusing further
-	// work). OnRelease must not call the Mutex's methods other than Stats:
-	// they wait for the goroutine it runs on.
+	// arrive in the order its holders released. An error means the sender
+	// sent bad input: the release is refused (it does not take effect here),
+	// and that incarnation of the sender is quarantined (see
+	// Mutex.Quarantine). OnRelease must not block or call the Mutex's
+	// methods other than Stats and Quarantine: they wait for the goroutine
+	// it runs on.
 	OnRelease func(from string, payload []byte) error
 	// OnMessage, if set, is called with the payload of every message another
 	// peer sent with Send to this incarnation, on the Mutex's goroutine, in
 	// the order of the pair's stream: a message that peer sent after a
 	// RELEASE is handled after that release's OnRelease. Messages sent to an
-	// earlier incarnation of this peer are not delivered. It must not block
-	// or call the Mutex's methods other than Stats; hand the work to a
-	// goroutine of your own.
+	// earlier incarnation of this peer are not delivered. An error means the
+	// sender sent bad input: its incarnation is quarantined, as for
+	// OnRelease. The same rules as for OnRelease apply; hand longer work to
+	// a goroutine of your own.
 	OnMessage func(from string, payload []byte) error
 	// OnPeerUp, if set, is called on the Mutex's goroutine when a new
-	// incarnation of peer comes up: at first contact and after each
-	// restart. By then the Mutex has forgotten the earlier incarnation's
-	// request and greeted the new one, and it is called before any message
-	// of the new incarnation is handled and before the lock can be granted
-	// on what it says. Messages Sent to the earlier incarnation may have
-	// been lost with it. The same rules as for OnMessage apply.
+	// incarnation of peer comes up: at first contact, after each restart,
+	// and after a quarantine once a newer incarnation is accepted. By then
+	// the Mutex has forgotten the earlier incarnation's request and greeted
+	// the new one, and it is called before any message of the new
+	// incarnation is handled and before the lock can be granted on what it
+	// says. Messages Sent to the earlier incarnation may have been lost with
+	// it. The same rules as for OnRelease apply.
 	OnPeerUp func(peer string)
-	// StartClock, if set, is the least clock this peer starts with. An
-	// application that keeps the clocks of its grants (the ledger's blocks
-	// carry them) passes the last one, so that a restarted peer's requests
-	// are stamped after it even when every peer restarted.
+	// StartClock, if set, is the least clock this peer starts with, at most
+	// MaxClock. An application that keeps the clocks of its grants (the
+	// ledger's blocks carry them) passes the last one, so that a restarted
+	// peer's requests are stamped after it even when every peer restarted.
 	StartClock uint64
+	// OutboxLimit bounds, per peer, the bytes of messages queued for the
+	// Transport and not yet taken by it (payload bytes plus a fixed
+	// overhead per message); zero means DefaultOutboxLimit. Send refuses a
+	// message past it with ErrPeerBusy. The algorithm's own messages are
+	// never refused: they are a few per entry, and losing one would break
+	// the algorithm.
+	OutboxLimit int
 	// Algorithm selects Lamport's algorithm (the default) or
 	// Ricart-Agrawala; every peer of a group must run the same one.
 	Algorithm Algorithm
@@ -60,6 +70,11 @@ type Config struct {
 	// Logger receives the Mutex's logs. Nil discards them.
 	Logger *slog.Logger
 }
+
+// DefaultOutboxLimit is the OutboxLimit used when Config leaves it zero:
+// room for several payloads of the largest size transport.TCP carries by
+// default.
+const DefaultOutboxLimit = 16 << 20
 
 // Event is one message sent or received, as reported to Config.Trace.
 type Event struct {
@@ -78,6 +93,12 @@ func (c Config) validate() ([]string, error) {
 	}
 	if c.Algorithm != Lamport && c.Algorithm != RicartAgrawala {
 		return nil, fmt.Errorf("%w: unknown algorithm %d", ErrConfig, c.Algorithm)
+	}
+	if c.StartClock > MaxClock {
+		return nil, fmt.Errorf("%w: StartClock %d above MaxClock", ErrConfig, c.StartClock)
+	}
+	if c.OutboxLimit < 0 {
+		return nil, fmt.Errorf("%w: negative OutboxLimit", ErrConfig)
 	}
 	if c.Transport == nil {
 		return nil, fmt.Errorf("%w: nil Transport", ErrConfig)

@@ -54,7 +54,9 @@
 //
 // The tests check these after every step of seeded simulations and of an
 // exhaustive exploration of small groups, and show that the checks catch a
-// broken entry rule and a link that reorders.
+// broken entry rule and a link that reorders. A seeded simulation with one
+// member sending arbitrary messages checks them among the honest members,
+// and shows that the check catches clocks that wrap.
 //
 // # Failures
 //
@@ -75,6 +77,32 @@
 // before release hold across any number of restarts; the grant order (the
 // fencing token) holds across restarts as long as a restarted peer's HELLOs
 // come from peers that were not themselves restarting at the time.
+//
+// # Trust
+//
+// Peers are authenticated by the Transport (Message.From names the real
+// sender), but a member may be faulty. What a faulty member can do is
+// stall: the algorithm needs an answer from every peer, so it can withhold
+// one, hold the lock for good, or push the clocks to MaxClock, where
+// requests are no longer granted. What it cannot do is make two honest
+// peers hold the lock at once: the entry rule between two honest peers
+// rests only on the messages between them, and no clock wraps (a Clock
+// above MaxClock is refused; local clocks saturate, see Machine). Nor can
+// it remove another peer's request, or make a peer apply a release payload
+// it never could have sent: under Lamport's algorithm a RELEASE with a
+// payload from a peer with no queued request is refused.
+//
+// Bad input costs its sender its session. A protocol violation
+// (ErrViolation: a clock above MaxClock, a message of unknown kind or
+// addressed to another member, a payload with no request behind it), or
+// an error from Config.OnRelease or Config.OnMessage, is refused (a
+// refused RELEASE does not take effect) and logged in one line naming the
+// sender, and that incarnation of the sender is quarantined:
+// Transport.Quarantine ends its session, and the Mutex ignores it until a
+// newer incarnation comes up. Mutex.Quarantine does the same for bad input
+// the application finds later. What a peer can make a Mutex hold is
+// bounded: its request in the queue, and per peer an outbox of at most
+// Config.OutboxLimit bytes of application messages.
 //
 // # Example
 //

@@ -30,17 +30,42 @@ type fakeTransport struct {
 
 	mu   sync.Mutex
 	sent []Message
+	quar []quarantined // Quarantine calls, in order
+}
+
+// quarantined is one call of Transport.Quarantine.
+type quarantined struct {
+	peer  string
+	inc   uint64
+	cause error
 }
 
 func newFakeTransport(id string, inc uint64) *fakeTransport {
 	return &fakeTransport{id: id, inc: inc, in: make(chan Message)}
 }
 
-func (f *fakeTransport) ID() string                       { return f.id }
-func (f *fakeTransport) Incarnation() uint64              { return f.inc }
-func (f *fakeTransport) Receive() <-chan Message          { return f.in }
-func (f *fakeTransport) Quarantine(string, uint64, error) {}
-func (f *fakeTransport) Close() error                     { return nil }
+func (f *fakeTransport) ID() string              { return f.id }
+func (f *fakeTransport) Incarnation() uint64     { return f.inc }
+func (f *fakeTransport) Receive() <-chan Message { return f.in }
+func (f *fakeTransport) Close() error            { return nil }
+
+func (f *fakeTransport) Quarantine(peer string, inc uint64, cause error) {
+	f.mu.Lock()
+	f.quar = append(f.quar, quarantined{peer, inc, cause})
+	f.mu.Unlock()
+}
+
+// quarantines returns the peers and incarnations quarantined so far, as
+// "peer#inc".
+func (f *fakeTransport) quarantines() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, q := range f.quar {
+		out = append(out, fmt.Sprintf("%s#%d", q.peer, q.inc))
+	}
+	return out
+}
 
 func (f *fakeTransport) Send(ctx context.Context, msg Message) error {
 	if f.send != nil {

@@ -23,10 +23,11 @@ var (
 	// configuration.
 	ErrConfig = errors.New("lamportmutex: invalid config")
 	// ErrNotMember is returned by Machine.Step for a message whose sender is
-	// not a peer of this machine or whose recipient is not this machine.
+	// not a peer of this machine or whose recipient is not this machine
+	// (the latter with ErrViolation).
 	ErrNotMember = errors.New("lamportmutex: message from or to a non-member")
 	// ErrBadMessage is returned by Machine.Step for a message of unknown
-	// kind.
+	// kind (with ErrViolation).
 	ErrBadMessage = errors.New("lamportmutex: malformed message")
 	// ErrStale is returned by Machine.Step for a message meant for another
 	// incarnation of this peer, or from a peer whose Hello has not arrived
@@ -38,6 +39,14 @@ var (
 	// that has not come up (no PeerUp for it yet): it would ignore the
 	// message. Config.OnPeerUp says when it comes.
 	ErrPeerDown = errors.New("lamportmutex: peer not up")
+	// ErrViolation is returned by Machine.Step for a message no honest
+	// peer sends (see Machine.Step). A Mutex refuses it and quarantines the
+	// sender's incarnation.
+	ErrViolation = errors.New("lamportmutex: protocol violation")
+	// ErrPeerBusy is returned by Mutex.Send when the messages queued for a
+	// peer would exceed Config.OutboxLimit: the peer, or the link to it,
+	// does not keep up. Nothing is queued; try later.
+	ErrPeerBusy = errors.New("lamportmutex: too much queued for the peer")
 	// ErrRequested is returned by Machine.Request while a request is
 	// already outstanding.
 	ErrRequested = errors.New("lamportmutex: request already outstanding")

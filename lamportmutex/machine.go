@@ -35,6 +35,21 @@ import (
 // And a Machine stamps no request before it has had a HELLO from every
 // peer, so that its clock, and so its request, is later than every request
 // queued anywhere; a Request made earlier is held back until then.
+//
+// No clock wraps. A message whose Clock exceeds MaxClock is a protocol
+// violation (ErrViolation) and changes nothing; the local clock saturates
+// at MaxClock instead of wrapping. Safety does not rest on clocks being
+// distinct, only on every peer's clocks being monotone non-decreasing along
+// its sends, which saturation keeps: a peer that stamps a request at or
+// below c sends it before any message stamped later than c. And a request
+// stamped MaxClock is never granted: Lamport's entry rule needs a message
+// strictly later than the request from every peer, and under
+// Ricart-Agrawala the Machine refuses it outright (two requests stamped
+// MaxClock after each other's, ordered by id only, would both be
+// answered). Below the top, a peer that answered a request stamps its own
+// later ones strictly after it, as the algorithms need. So a faulty peer
+// that drives the clocks to the top stalls the group; it cannot put two
+// honest peers in the critical section at once.
 type Machine struct {
 	inc     uint64   // our incarnation
 	peerInc []uint64 // per member: its incarnation, from its last PeerUp
@@ -174,7 +189,7 @@ func (m *Machine) Request() ([]Message, error) {
 // issue stamps our request, queues it and broadcasts it.
 func (m *Machine) issue() []Message {
 	m.pending = false
-	m.clock++
+	m.tick()
 	m.own = Token{Clock: m.clock, ID: m.ID()}
 	m.issued = true
 	m.q.put(m.own)
@@ -211,7 +226,7 @@ func (m *Machine) Release(payload []byte) ([]Message, error) {
 func (m *Machine) release(payload []byte) []Message {
 	m.held, m.issued, m.abandon = false, false, false
 	m.q.remove(m.ID())
-	m.clock++
+	m.tick()
 	if m.algo == RicartAgrawala {
 		return m.raRelease(payload)
 	}
@@ -231,11 +246,19 @@ func (m *Machine) Leave() []Message {
 	return nil
 }
 
-// Step handles one received message and returns the messages to send. A
-// message that is not from a peer of this machine or not addressed to it
-// returns ErrNotMember, one of unknown kind ErrBadMessage, and one meant
-// for another incarnation of this peer or arriving before its sender's
-// HELLO ErrStale; each leaves the Machine unchanged.
+// Step handles one received message and returns the messages to send. It
+// refuses, leaving the Machine unchanged: a message not from a peer of this
+// machine (ErrNotMember); one meant for another incarnation of this peer
+// or arriving before its sender's HELLO (ErrStale); and a protocol
+// violation (ErrViolation): a message not addressed to this peer (also
+// ErrNotMember), of unknown kind (also ErrBadMessage), with a Clock above
+// MaxClock, or, under Lamport's algorithm, a RELEASE carrying a payload
+// from a peer that has no request in the queue (only a holder attaches a
+// payload, and a holder's request is in every queue until its release).
+// Under Ricart-Agrawala there is no equivalent check: the Machine keeps no
+// queue of the others' requests, and a held request is not resent to a
+// peer that restarted, so an honest holder's RELEASE may follow no REQUEST
+// this incarnation saw; the application judges the payload.
 func (m *Machine) Step(msg Message) ([]Message, error) {
 	if err := m.Accepts(msg); err != nil {
 		return nil, err
@@ -248,7 +271,8 @@ func (m *Machine) Step(msg Message) ([]Message, error) {
 	case msg.Kind == Data:
 		return nil, nil // the application's: no part of the algorithm
 	default:
-		m.clock = max(m.clock, msg.Clock) + 1
+		m.clock = max(m.clock, msg.Clock)
+		m.tick()
 		m.latest[j] = max(m.latest[j], msg.Clock)
 		switch msg.Kind {
 		case Hello:
@@ -259,7 +283,7 @@ func (m *Machine) Step(msg Message) ([]Message, error) {
 				break
 			}
 			m.q.put(Token{Clock: msg.Clock, ID: msg.From})
-			m.clock++
+			m.tick()
 			out = append(out, m.message(Reply, j, m.clock, nil))
 		case Reply:
 			if m.algo == RicartAgrawala && m.issued {
@@ -283,16 +307,22 @@ func (m *Machine) Step(msg Message) ([]Message, error) {
 func (m *Machine) Accepts(msg Message) error {
 	j, ok := slices.BinarySearch(m.ids, msg.From)
 	switch {
-	case !ok || j == m.self || msg.To != m.ID():
+	case !ok || j == m.self:
 		return fmt.Errorf("%w: %v", ErrNotMember, msg)
+	case msg.To != m.ID():
+		return fmt.Errorf("%w: %w: %v is not addressed to %s", ErrViolation, ErrNotMember, msg, m.ID())
 	case !msg.Kind.Valid():
-		return fmt.Errorf("%w: %v", ErrBadMessage, msg)
+		return fmt.Errorf("%w: %w: %v", ErrViolation, ErrBadMessage, msg)
 	case msg.Kind == PeerUp:
 		return nil
+	case msg.Clock > MaxClock:
+		return fmt.Errorf("%w: %v: clock above MaxClock", ErrViolation, msg)
 	case msg.Incarnation != m.inc:
 		return fmt.Errorf("%w: %v is for incarnation %d, this is %d", ErrStale, msg, msg.Incarnation, m.inc)
 	case msg.Kind != Hello && !m.heard[j]:
 		return fmt.Errorf("%w: %v", ErrStale, msg)
+	case msg.Kind == Release && msg.Payload != nil && m.algo == Lamport && !m.q.has(msg.From):
+		return fmt.Errorf("%w: %v: a payload from a peer with no request queued here", ErrViolation, msg)
 	}
 	return nil
 }
@@ -313,11 +343,18 @@ func (m *Machine) Data(to string, payload []byte) (Message, error) {
 	return m.message(Data, j, m.clock, payload), nil
 }
 
-// AdvanceClock moves the clock forward to at least c, never back. An
-// application that persists the clocks of its grants (the ledger's blocks
-// carry them) calls it at start-up, so that requests after a restart are
-// stamped after every grant it knows of.
-func (m *Machine) AdvanceClock(c uint64) { m.clock = max(m.clock, c) }
+// AdvanceClock moves the clock forward to at least min(c, MaxClock), never
+// back. An application that persists the clocks of its grants (the
+// ledger's blocks carry them) calls it at start-up, so that requests after
+// a restart are stamped after every grant it knows of.
+func (m *Machine) AdvanceClock(c uint64) { m.clock = max(m.clock, min(c, MaxClock)) }
+
+// tick advances the clock by one local event, saturating at MaxClock.
+func (m *Machine) tick() {
+	if m.clock < MaxClock {
+		m.clock++
+	}
+}
 
 // peerUp forgets what an earlier incarnation of peer j said, ignores j
 // until its HELLO, and greets the new incarnation.
@@ -330,7 +367,7 @@ func (m *Machine) peerUp(j int, inc uint64) []Message {
 	if m.algo == RicartAgrawala {
 		m.replied[j], m.deferred[j] = false, false // the old incarnation's answer and request are gone
 	}
-	m.clock++
+	m.tick()
 	out := []Message{m.message(Hello, j, m.clock, nil)}
 	// Our request is resent with its original stamp: the queue order must
 	// not change. Under Ricart-Agrawala a held request is not: j cannot
@@ -369,6 +406,9 @@ func (m *Machine) tryEnter() []Message {
 		}
 		if m.abandon {
 			return m.release(nil)
+		}
+		if m.own.Clock == MaxClock && !m.skipLatest {
+			return nil // see the Machine's doc: never granted
 		}
 		m.held = true
 		return nil

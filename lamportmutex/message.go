@@ -62,6 +62,12 @@ func (k Kind) String() string {
 // Valid reports whether k is one of the defined kinds.
 func (k Kind) Valid() bool { return k >= Request && k <= Data }
 
+// MaxClock is the greatest clock a message may carry. A message from a
+// peer with a larger Clock is a protocol violation (ErrViolation), and a
+// local clock never moves past it: it saturates, never wraps (see Machine).
+// It leaves room for every clock an honest group can reach.
+const MaxClock uint64 = 1 << 63
+
 // Message is one message of the algorithm. Callers never build messages;
 // the state machine does, and a Transport carries them unchanged.
 type Message struct {
@@ -85,14 +91,15 @@ type Message struct {
 	Incarnation uint64
 }
 
-// String formats m for logs and test scripts, e.g. "1->2 REQUEST@3".
+// String formats m for logs and test scripts, e.g. "1->2 REQUEST@3", with
+// the payload's length, not its bytes.
 func (m Message) String() string {
 	s := fmt.Sprintf("%s->%s %s@%d", m.From, m.To, m.Kind, m.Clock)
 	if m.Kind == PeerUp {
 		s = fmt.Sprintf("%s->%s %s#%d", m.From, m.To, m.Kind, m.Incarnation)
 	}
 	if m.Payload != nil {
-		s += fmt.Sprintf(" payload=%q", m.Payload)
+		s += fmt.Sprintf(" payload=%dB", len(m.Payload))
 	}
 	return s
 }

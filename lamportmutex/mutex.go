@@ -1,6 +1,7 @@
 package lamportmutex
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,11 @@ type Mutex struct {
 	failure error // why the driver stopped, if not Close; set before done closes
 	// failed receives the first message the Transport refused.
 	failed chan error
+
+	// Quarantine's requests, for the driver: per peer, the first cause.
+	qmu   sync.Mutex
+	quar  map[string]error
+	qwake chan struct{} // buffered 1: quar grew
 }
 
 // waiter is one Lock or TryLock call.
@@ -69,6 +75,8 @@ func New(cfg Config) (*Mutex, error) {
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 		failed:  make(chan error, 1),
+		quar:    map[string]error{},
+		qwake:   make(chan struct{}, 1),
 	}
 	for _, id := range ids {
 		m.members[id] = true
@@ -76,10 +84,14 @@ func New(cfg Config) (*Mutex, error) {
 	m.stats.s.Sent = map[Kind]uint64{}
 	m.stats.s.Received = map[Kind]uint64{}
 	machine.AdvanceClock(cfg.StartClock)
-	d := &driver{m: m, machine: machine, outboxes: map[string]*outbox{}}
+	limit := cfg.OutboxLimit
+	if limit == 0 {
+		limit = DefaultOutboxLimit
+	}
+	d := &driver{m: m, machine: machine, outboxes: map[string]*outbox{}, banned: map[string]uint64{}}
 	for _, id := range ids {
 		if id != cfg.ID {
-			d.outboxes[id] = newOutbox()
+			d.outboxes[id] = newOutbox(limit)
 		}
 	}
 	go d.run()
@@ -125,8 +137,8 @@ func (m *Mutex) lock(ctx context.Context, try bool) (Token, error) {
 	}
 }
 
-// Unlock releases the lock, sending payload (which may be nil) with the
-// RELEASE to every peer; each hands it to its Config.OnRelease before the
+// Unlock releases the lock, sending a copy of payload (which may be nil)
+// with the RELEASE to every peer; each hands it to its Config.OnRelease before the
 // release takes effect there. Unlock returns once the release is queued for
 // the Transport (the Mutex never waits on a Transport whose queue is full;
 // Close still hands over what is queued). It returns ErrNotHeld if the lock
@@ -137,6 +149,7 @@ func (m *Mutex) Unlock(payload []byte) error {
 		return fmt.Errorf("%w: %d bytes, the transport carries at most %d; the lock is still held",
 			ErrPayloadTooLarge, len(payload), lim.MaxPayload())
 	}
+	payload = bytes.Clone(payload)
 	errc := make(chan error, 1)
 	if err := m.do(context.Background(), func(d *driver) { errc <- d.unlock(payload) }); err != nil {
 		return err
@@ -144,7 +157,7 @@ func (m *Mutex) Unlock(payload []byte) error {
 	return <-errc
 }
 
-// Send queues payload for peer to, as a message of the application
+// Send queues a copy of payload for peer to, as a message of the application
 // (Kind Data) carried on the same per-pair FIFO stream as the algorithm's
 // messages; to's Mutex hands it to its Config.OnMessage. It is addressed to
 // to's current incarnation: it is delivered unless that incarnation ends
@@ -152,19 +165,27 @@ func (m *Mutex) Unlock(payload []byte) error {
 // message is queued, without waiting for the Transport. It returns
 // ErrNotMember for a peer that is not another member, ErrPeerDown before
 // to's first PeerUp, ErrPayloadTooLarge for a payload the Transport cannot
-// carry, and ErrClosed after Close. Send must not be called from the
-// Mutex's callbacks (OnRelease, OnMessage, OnPeerUp, Trace).
+// carry, ErrPeerBusy (queueing nothing) when what is queued for to would
+// exceed Config.OutboxLimit, and ErrClosed after Close. Send must not be
+// called from the Mutex's callbacks (OnRelease, OnMessage, OnPeerUp,
+// Trace).
 func (m *Mutex) Send(ctx context.Context, to string, payload []byte) error {
 	if lim, ok := m.cfg.Transport.(PayloadLimiter); ok && len(payload) > lim.MaxPayload() {
 		return fmt.Errorf("%w: %d bytes, the transport carries at most %d",
 			ErrPayloadTooLarge, len(payload), lim.MaxPayload())
 	}
+	payload = bytes.Clone(payload)
 	var err error
 	if derr := m.do(ctx, func(d *driver) {
 		var msg Message
-		if msg, err = d.machine.Data(to, payload); err == nil {
-			d.send([]Message{msg})
+		if msg, err = d.machine.Data(to, payload); err != nil {
+			return
 		}
+		if !d.outboxes[to].offer(msg) {
+			err = fmt.Errorf("%w: %s", ErrPeerBusy, to)
+			return
+		}
+		d.sent(msg)
 	}); derr != nil {
 		return derr
 	}
@@ -191,6 +212,33 @@ func (m *Mutex) State(ctx context.Context) (State, error) {
 	var s State
 	err := m.do(ctx, func(d *driver) { s = d.state() })
 	return s, err
+}
+
+// Quarantine reports that the current incarnation of peer sent bad input
+// that the application found outside the Mutex's callbacks (for example
+// while checking what it fetched): the Mutex quarantines that incarnation,
+// as for an error from Config.OnMessage. It calls
+// Transport.Quarantine(peer, incarnation, cause) and ignores everything
+// further from that incarnation until the Transport reports a newer one
+// (PeerUp). It takes effect before the Mutex handles its next message
+// (called from a callback: once the callback returns) and before any
+// Mutex method called after it returns; the incarnation is the one current
+// then. Quarantine never blocks and may be called from any goroutine, the
+// callbacks included. It is a no-op for this peer, a non-member, a peer
+// that has not come up, and after Close.
+func (m *Mutex) Quarantine(peer string, cause error) {
+	if !m.members[peer] || peer == m.cfg.ID {
+		return
+	}
+	m.qmu.Lock()
+	if _, ok := m.quar[peer]; !ok {
+		m.quar[peer] = cause
+	}
+	m.qmu.Unlock()
+	select {
+	case m.qwake <- struct{}{}:
+	default:
+	}
 }
 
 // Stats returns the Mutex's counters. It works after Close too.
@@ -250,6 +298,7 @@ type driver struct {
 	holder  *waiter   // the call that holds the lock, if any
 
 	outboxes map[string]*outbox // per peer: messages the Transport has not taken yet
+	banned   map[string]uint64  // per quarantined peer: its incarnation that is current here
 	pumps    sync.WaitGroup
 	stopPump chan struct{}   // closed: pumps exit once their outbox is empty
 	sendCtx  context.Context // cancelled: pumps give up at once
@@ -273,6 +322,7 @@ func (d *driver) run() {
 	for {
 		select {
 		case f := <-m.cmds:
+			d.applyQuarantines() // a Quarantine call before this one's
 			f(d)
 		case msg, ok := <-recv:
 			if !ok {
@@ -282,6 +332,7 @@ func (d *driver) run() {
 				return
 			}
 			d.receive(msg)
+		case <-m.qwake:
 		case err := <-m.failed:
 			// A message is lost: the peers' queues can no longer be trusted.
 			m.failure = fmt.Errorf("%w: %w", ErrTransport, err)
@@ -292,6 +343,7 @@ func (d *driver) run() {
 			d.shutdown(true)
 			return
 		}
+		d.applyQuarantines()
 		d.grant()
 	}
 }
@@ -331,17 +383,35 @@ func (d *driver) stopPumps(cancel context.CancelFunc) {
 }
 
 // receive handles one inbound message: the release payload first, then the
-// state machine.
+// state machine. A protocol violation, or an error from the application's
+// handler, quarantines the sender's incarnation; a refused RELEASE does not
+// take effect.
 func (d *driver) receive(msg Message) {
 	m := d.m
-	if !m.members[msg.From] || msg.From == m.cfg.ID || msg.To != m.cfg.ID || !msg.Kind.Valid() {
+	if !m.members[msg.From] || msg.From == m.cfg.ID {
 		m.stats.update(func(s *Stats) { s.Dropped++ })
-		m.log.Warn("dropped message", "msg", msg.String())
+		m.log.Warn("dropped a message from a non-member", "msg", msg.String())
 		return
 	}
-	if err := d.machine.Accepts(msg); errors.Is(err, ErrStale) { // expected after a restart
+	if inc, ok := d.banned[msg.From]; ok {
+		if msg.Kind != PeerUp || msg.Incarnation <= inc {
+			m.stats.update(func(s *Stats) { s.Dropped++ })
+			m.log.Debug("ignored a message from a quarantined incarnation", "msg", msg.String())
+			return
+		}
+		delete(d.banned, msg.From) // a newer incarnation: a restart
+	}
+	switch err := d.machine.Accepts(msg); {
+	case errors.Is(err, ErrStale): // expected after a restart
 		m.stats.update(func(s *Stats) { s.Stale++ })
 		m.log.Debug("ignored a message meant for an earlier incarnation, or sent before the sender's hello", "msg", msg.String())
+		return
+	case errors.Is(err, ErrViolation):
+		d.quarantine(msg.From, err)
+		return
+	case err != nil: // unreachable after the checks above
+		m.stats.update(func(s *Stats) { s.Dropped++ })
+		m.log.Warn("dropped message", "msg", msg.String(), "err", err)
 		return
 	}
 	if msg.Kind == Data {
@@ -349,7 +419,7 @@ func (d *driver) receive(msg Message) {
 		if m.cfg.OnMessage != nil {
 			if err := m.cfg.OnMessage(msg.From, msg.Payload); err != nil {
 				m.stats.update(func(s *Stats) { s.HandlerErrors++ })
-				m.log.Error("message handler failed", "from", msg.From, "err", err)
+				d.quarantine(msg.From, fmt.Errorf("message handler refused %v: %w", msg, err))
 			}
 		}
 		return
@@ -357,11 +427,12 @@ func (d *driver) receive(msg Message) {
 	if msg.Kind == Release && msg.Payload != nil && m.cfg.OnRelease != nil {
 		if err := m.cfg.OnRelease(msg.From, msg.Payload); err != nil {
 			m.stats.update(func(s *Stats) { s.HandlerErrors++ })
-			m.log.Error("release handler failed", "from", msg.From, "err", err)
+			d.quarantine(msg.From, fmt.Errorf("release handler refused %v: %w", msg, err))
+			return
 		}
 	}
 	out, err := d.machine.Step(msg)
-	if err != nil { // unreachable after the checks above; kept for safety
+	if err != nil { // unreachable after Accepts
 		m.stats.update(func(s *Stats) { s.Dropped++ })
 		m.log.Warn("dropped message", "msg", msg.String(), "err", err)
 		return
@@ -370,6 +441,46 @@ func (d *driver) receive(msg Message) {
 	d.send(out)
 	if msg.Kind == PeerUp && m.cfg.OnPeerUp != nil {
 		m.cfg.OnPeerUp(msg.From)
+	}
+}
+
+// quarantine refuses the current incarnation of peer: the Transport ends
+// its session, and the driver ignores it until a newer incarnation comes
+// up. Before peer's first PeerUp there is no incarnation to name; the
+// input is dropped.
+func (d *driver) quarantine(peer string, cause error) {
+	m := d.m
+	if _, ok := d.banned[peer]; ok {
+		return
+	}
+	j, ok := slices.BinarySearch(d.machine.ids, peer)
+	if !ok || j == d.machine.self || !d.machine.up[j] {
+		m.stats.update(func(s *Stats) { s.Dropped++ })
+		m.log.Warn("dropped bad input from a peer not yet up", "from", peer, "err", cause)
+		return
+	}
+	inc := d.machine.peerInc[j]
+	d.banned[peer] = inc
+	m.stats.update(func(s *Stats) { s.Quarantined++ })
+	m.log.Warn("refused bad input; peer quarantined", "from", peer, "incarnation", inc, "err", cause)
+	m.cfg.Transport.Quarantine(peer, inc, cause)
+}
+
+// applyQuarantines carries out Mutex.Quarantine's requests.
+func (d *driver) applyQuarantines() {
+	m := d.m
+	m.qmu.Lock()
+	if len(m.quar) == 0 {
+		m.qmu.Unlock()
+		return
+	}
+	q := m.quar
+	m.quar = map[string]error{}
+	m.qmu.Unlock()
+	for j, id := range d.machine.ids { // in a fixed order
+		if cause, ok := q[id]; ok && d.machine.up[j] {
+			d.quarantine(id, fmt.Errorf("reported by the application: %w", cause))
+		}
 	}
 }
 

@@ -10,20 +10,50 @@ import (
 // Transport takes them, so that the driver never waits on a Transport
 // whose queue to that peer is full (the contract lets Send block then).
 // One goroutine per outbox hands the messages over, in order.
+//
+// What a peer can make it hold is bounded: it counts the bytes it holds
+// (each message's payload plus msgOverhead), and offer refuses an
+// application message (DATA) that would take it past limit. The
+// algorithm's messages (push) are never refused: there are a few per entry
+// and per PeerUp, so they exceed the limit by at most that much.
 type outbox struct {
-	mu   sync.Mutex
-	q    []Message
-	wake chan struct{} // buffered 1: the queue grew, or the owner is stopping
+	mu    sync.Mutex
+	q     []Message
+	bytes int // sum of size over q
+	limit int
+	wake  chan struct{} // buffered 1: the queue grew, or the owner is stopping
 }
 
-func newOutbox() *outbox { return &outbox{wake: make(chan struct{}, 1)} }
+// msgOverhead is what a message is counted for beyond its payload: ids,
+// clock, incarnation and framing.
+const msgOverhead = 64
+
+func newOutbox(limit int) *outbox { return &outbox{limit: limit, wake: make(chan struct{}, 1)} }
+
+func size(msg Message) int { return len(msg.Payload) + msgOverhead }
 
 // push queues msg.
 func (o *outbox) push(msg Message) {
 	o.mu.Lock()
 	o.q = append(o.q, msg)
+	o.bytes += size(msg)
 	o.mu.Unlock()
 	o.poke()
+}
+
+// offer queues msg unless that would take the outbox past its limit; it
+// reports whether it did.
+func (o *outbox) offer(msg Message) bool {
+	o.mu.Lock()
+	if o.bytes+size(msg) > o.limit {
+		o.mu.Unlock()
+		return false
+	}
+	o.q = append(o.q, msg)
+	o.bytes += size(msg)
+	o.mu.Unlock()
+	o.poke()
+	return true
 }
 
 // cancel queues a withdrawal (a RELEASE of a request never granted), unless
@@ -34,11 +64,13 @@ func (o *outbox) cancel(withdrawal Message) bool {
 	o.mu.Lock()
 	n := len(o.q)
 	if n > 0 && o.q[n-1].Kind == Request {
+		o.bytes -= size(o.q[n-1])
 		o.q = o.q[:n-1]
 		o.mu.Unlock()
 		return true
 	}
 	o.q = append(o.q, withdrawal)
+	o.bytes += size(withdrawal)
 	o.mu.Unlock()
 	o.poke()
 	return false
@@ -61,7 +93,9 @@ func (o *outbox) pump(ctx context.Context, stop <-chan struct{}, send func(conte
 		have := len(o.q) > 0
 		if have { // taken off before Send, so push never cancels it
 			msg = o.q[0]
+			o.q[0] = Message{} // let the payload go
 			o.q = o.q[1:]
+			o.bytes -= size(msg)
 		}
 		o.mu.Unlock()
 		if !have {

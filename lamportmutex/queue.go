@@ -33,3 +33,13 @@ func (q queue) head() (Token, bool) {
 	}
 	return q[0], true
 }
+
+// has reports whether peer id has an entry.
+func (q queue) has(id string) bool {
+	for _, t := range q {
+		if t.ID == id {
+			return true
+		}
+	}
+	return false
+}

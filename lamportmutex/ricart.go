@@ -45,7 +45,7 @@ func (m *Machine) raRequest(j int, clock uint64) []Message {
 		m.deferred[j] = true
 		return nil
 	}
-	m.clock++
+	m.tick()
 	return []Message{m.message(Reply, j, m.clock, nil)}
 }
 
@@ -59,7 +59,7 @@ func (m *Machine) raRelease(payload []byte) []Message {
 	for i, d := range m.deferred {
 		if d {
 			m.deferred[i] = false
-			m.clock++
+			m.tick()
 			out = append(out, m.message(Reply, i, m.clock, nil))
 		}
 	}

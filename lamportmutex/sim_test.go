@@ -19,6 +19,11 @@ type simConfig struct {
 	broken  bool // fault: Machines ignore the latest rule (checker checks only)
 	ra      bool // the Machines run Ricart-Agrawala
 	noSync  bool // fault (chain simulation): holders append without a sync round
+	// byzantine: one member (seed-chosen) also sends arbitrary messages;
+	// honest members quarantine it on a violation. The checker covers the
+	// honest members only, and liveness is not owed.
+	byzantine bool
+	wraps     bool // fault (Byzantine runs): honest Machines wrap their clocks (checker checks only)
 }
 
 // simConfigFor derives a run's configuration from its seed, so that a seed
@@ -40,6 +45,11 @@ func runSim(seed uint64, cfg simConfig, logf func(string, ...any)) (int, error) 
 	}
 	c.logf = logf
 	k := newChecker(cfg.n)
+	if cfg.byzantine {
+		c.faulty = int(seed/4) % cfg.n
+		k.faulty = c.faulty
+		c.wraps, k.exclusionOnly = cfg.wraps, cfg.wraps
+	}
 	entries := make([]int, cfg.n)
 	crashPct := 0
 	if cfg.crashes {
@@ -70,7 +80,23 @@ func runSim(seed uint64, cfg simConfig, logf func(string, ...any)) (int, error) 
 		}
 		return -1
 	}
+	crashFaulty := func() error {
+		if err := c.crashRandomly(rng, c.faulty); err != nil {
+			return err
+		}
+		k.crashed(c, c.faulty)
+		return nil
+	}
 	step := func() error {
+		if c.faulty >= 0 {
+			switch r := rng.IntN(100); {
+			case r < 10:
+				injectByzantine(c, rng)
+				return nil
+			case r < 13:
+				return crashFaulty()
+			}
+		}
 		r := rng.IntN(100)
 		switch {
 		case r < 58:
@@ -101,6 +127,11 @@ func runSim(seed uint64, cfg simConfig, logf func(string, ...any)) (int, error) 
 			return c.request(p)
 		}
 		p := c.holder()
+		if p < 0 && c.faulty >= 0 {
+			// Stalled, as a faulty member may make the group: its
+			// restart ends the quarantines, unless clocks are at the top.
+			return crashFaulty()
+		}
 		if p < 0 {
 			return fmt.Errorf("deadlock: every peer requests, none holds, no message in flight")
 		}
@@ -144,6 +175,9 @@ func simulate(c *cluster, k *checker, steps, quiet int, step func() error, relea
 		}
 	}
 	for _, m := range c.ms {
+		if c.faulty >= 0 {
+			break // a faulty member may stall the group for good
+		}
 		if outstanding(m) {
 			return n, fmt.Errorf("step %d: liveness violated: all quiet but %s", n, machineString(m))
 		}
@@ -155,6 +189,52 @@ func simulate(c *cluster, k *checker, steps, quiet int, step func() error, relea
 		return n, fmt.Errorf("step %d: %d messages unaccounted for", n, len(c.flight))
 	}
 	return n, nil
+}
+
+// injectByzantine makes the faulty member send one arbitrary message to an
+// honest member: any kind, valid or not (but not PeerUp, which only a
+// transport makes), clocks from 0 to 2^64-1 with the edges around MaxClock,
+// the right or a forged incarnation, payloads where none belongs,
+// releases without requests, and now and then another member's id as the
+// recipient.
+func injectByzantine(c *cluster, rng *rand.Rand) {
+	b := c.faulty
+	q := rng.IntN(len(c.ids) - 1)
+	if q >= b {
+		q++
+	}
+	kinds := []Kind{Request, Reply, Release, Hello, Data, 0, Data + 1, 255}
+	msg := Message{Kind: kinds[rng.IntN(len(kinds))], From: c.ids[b], To: c.ids[q]}
+	switch r := rng.IntN(400); {
+	case r < 80:
+		msg.Clock = 0
+	case r < 200:
+		msg.Clock = uint64(rng.IntN(30))
+	case r < 280:
+		msg.Clock = c.ms[q].clock + uint64(rng.IntN(3))
+	case r < 282: // accepted: the honest clocks saturate and the group stalls
+		msg.Clock = MaxClock - uint64(rng.IntN(2))
+	case r < 340:
+		msg.Clock = MaxClock + 1
+	default:
+		msg.Clock = 1<<64 - 1
+	}
+	switch r := rng.IntN(10); {
+	case r < 7:
+		msg.Incarnation = uint64(c.inc[q])
+	case r < 8:
+		msg.Incarnation = uint64(c.inc[q]) + 1
+	case r < 9:
+		msg.Incarnation = 1<<64 - 1
+	}
+	if rng.IntN(3) == 0 {
+		msg.Payload = []byte("forged")
+	}
+	if rng.IntN(20) == 0 {
+		msg.To = c.ids[rng.IntN(len(c.ids))]
+	}
+	c.say("%s (faulty) injects %s", c.ids[b], narrate(msg))
+	c.links[b][q] = append(c.links[b][q], c.envelope(msg, q))
 }
 
 // simReplayHint tells how to replay a failing seed with a narrated trace.

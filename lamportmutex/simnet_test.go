@@ -33,6 +33,16 @@ type cluster struct {
 	logf   func(string, ...any) // optional narration of every event
 	opts   []MachineOption      // for every Machine, restarted ones too
 	app    application          // optional: an application on top (sim_chain_test.go)
+
+	// A faulty member (the Byzantine simulation): its index or -1. Honest
+	// receivers quarantine it on a protocol violation as a Mutex does:
+	// quar[to][from] is the incarnation of from that to quarantined, or -1.
+	faulty int
+	quar   [][]int
+	// wraps (a broken variant, checker checks only): honest Machines apply
+	// a clock above MaxClock with the old receive rule, max(clock, c)+1,
+	// which wraps, instead of refusing it.
+	wraps bool
 }
 
 // application is what runs on top of the Machines in a simulation, as an
@@ -68,6 +78,8 @@ func newCluster(ids []string, broken, track bool, opts ...MachineOption) (*clust
 		track:  track,
 		opts:   opts,
 		last:   make([][]uint64, n),
+		faulty: -1,
+		quar:   make([][]int, n),
 	}
 	if track {
 		c.flight = make(map[uint64]bool)
@@ -81,6 +93,7 @@ func newCluster(ids []string, broken, track bool, opts ...MachineOption) (*clust
 		c.ms[i] = m
 		c.links[i] = make([][]envelope, n)
 		c.last[i] = make([]uint64, n)
+		c.quar[i] = slices.Repeat([]int{-1}, n)
 	}
 	for from := range n {
 		for to := range n {
@@ -157,13 +170,15 @@ func (c *cluster) send(p int, out []Message) error {
 		// A request resent to a new incarnation keeps its original stamp,
 		// below the HELLO just before it: not a duplicate.
 		resend := m.Kind == Request && c.ms[p].issued && m.Clock == c.ms[p].own.Clock && m.Clock < c.ms[p].clock
-		if c.track && !resend && m.Kind != Data { // DATA is the application's: its clock is informational
+		// Clocks saturated at MaxClock repeat (a faulty peer pushed them
+		// there); wrapped ones go back.
+		if c.track && !resend && m.Kind != Data && m.Clock < MaxClock && !c.wraps { // DATA is the application's: its clock is informational
 			if l := c.last[p][q]; l != 0 && m.Clock <= l {
 				return fmt.Errorf("duplicate message: %v sent after a message at clock %d in the same session", m, l)
 			}
 			c.last[p][q] = m.Clock
 		}
-		c.say("%s sends %v", c.ids[p], m)
+		c.say("%s sends %s", c.ids[p], narrate(m))
 		c.links[p][q] = append(c.links[p][q], c.envelope(m, q))
 	}
 	return nil
@@ -185,11 +200,18 @@ func (c *cluster) deliver(from, to, i int) error {
 		}
 		delete(c.flight, e.id)
 	}
+	if q := c.quar[to][from]; q >= 0 {
+		if e.msg.Kind != PeerUp || e.msg.Incarnation <= uint64(q) {
+			c.say("%s ignores %s: that incarnation is quarantined", c.ids[to], narrate(e.msg))
+			return nil
+		}
+		c.quar[to][from] = -1
+	}
 	if e.msg.Kind == PeerUp {
 		// The receiver talks to a new incarnation of the sender from now on.
 		c.last[to][from] = 0
 	}
-	c.say("%s receives %v", c.ids[to], e.msg)
+	c.say("%s receives %s", c.ids[to], narrate(e.msg))
 	if c.app != nil && e.msg.Kind == Release && e.msg.Payload != nil && c.ms[to].Accepts(e.msg) == nil {
 		if err := c.app.release(to, from, e.msg.Payload); err != nil {
 			return err
@@ -199,6 +221,22 @@ func (c *cluster) deliver(from, to, i int) error {
 	out, err := c.ms[to].Step(e.msg)
 	if errors.Is(err, ErrStale) {
 		c.say("%s ignores it: it came before %s's HELLO", c.ids[to], c.ids[from])
+		return nil
+	}
+	if errors.Is(err, ErrViolation) && c.wraps && e.msg.Clock > MaxClock {
+		switch werr := acceptsAnyClock(c.ms[to], e.msg); {
+		case werr == nil:
+			out, err = stepWrapping(c.ms[to], e.msg), nil
+		case errors.Is(werr, ErrStale):
+			return nil
+		}
+	}
+	if errors.Is(err, ErrViolation) && from == c.faulty {
+		c.quarantine(to, from, err)
+		return nil
+	}
+	if err != nil && to == c.faulty {
+		c.say("%s (faulty) refuses it: %v", c.ids[to], err)
 		return nil
 	}
 	if err != nil {
@@ -218,6 +256,58 @@ func (c *cluster) deliver(from, to, i int) error {
 	}
 	c.sayEntered(to, was)
 	return nil
+}
+
+// quarantine is what a Mutex does when peer to finds a protocol violation
+// from peer from: it ignores from's current incarnation (as to knows it)
+// until a PeerUp of a newer one, and the transport drops what it holds
+// from that incarnation.
+func (c *cluster) quarantine(to, from int, cause error) {
+	j, _ := slices.BinarySearch(c.ms[to].ids, c.ids[from])
+	inc := c.ms[to].peerInc[j]
+	c.quar[to][from] = int(inc)
+	c.say("%s quarantines %s#%d: %v", c.ids[to], c.ids[from], inc, cause)
+	l := c.links[from][to]
+	cut := len(l)
+	for i, e := range l {
+		if e.msg.Kind == PeerUp && e.msg.Incarnation > inc {
+			cut = i
+			break
+		}
+	}
+	c.forget(l[:cut])
+	c.links[from][to] = l[cut:]
+}
+
+// acceptsAnyClock is Machine.Accepts with no bound on the clock, as it
+// was before MaxClock existed (for the broken variant, cluster.wraps).
+func acceptsAnyClock(m *Machine, msg Message) error {
+	msg.Clock = 0
+	return m.Accepts(msg)
+}
+
+// stepWrapping is Lamport's receive rule without the MaxClock check, as it
+// was before MaxClock existed: the clock becomes max(clock, msg.Clock)+1,
+// which wraps for msg.Clock = 2^64-1. Only the broken variant uses it.
+func stepWrapping(m *Machine, msg Message) []Message {
+	j, _ := slices.BinarySearch(m.ids, msg.From)
+	var out []Message
+	m.clock = max(m.clock, msg.Clock) + 1
+	m.latest[j] = max(m.latest[j], msg.Clock)
+	switch msg.Kind {
+	case Hello:
+		m.heard[j] = true
+	case Request:
+		m.q.put(Token{Clock: msg.Clock, ID: msg.From})
+		m.clock++
+		out = append(out, m.message(Reply, j, m.clock, nil))
+	case Release:
+		m.q.remove(msg.From)
+	}
+	if m.pending && m.Synced() {
+		out = append(out, m.issue()...)
+	}
+	return append(out, m.tryEnter()...)
 }
 
 // request makes peer p request the lock.
@@ -268,6 +358,9 @@ func (c *cluster) crash(p int, keep []int, dropIn []bool) error {
 		return err
 	}
 	c.ms[p].skipLatest = c.broken
+	for q := range c.quar[p] {
+		c.quar[p][q] = -1 // the new process has quarantined nobody
+	}
 	c.say("%s crashes and restarts (incarnation %d)", c.ids[p], c.inc[p])
 	if c.app != nil {
 		c.app.crashed(p)
@@ -394,6 +487,17 @@ func machineString(m *Machine) string {
 		s += " pending (not synced)"
 	}
 	return s
+}
+
+// narrate formats m for traces and golden scripts: as Message.String, but
+// with the payload's bytes.
+func narrate(m Message) string {
+	payload := m.Payload
+	if payload == nil {
+		return m.String()
+	}
+	m.Payload = nil
+	return fmt.Sprintf("%v payload=%q", m, payload)
 }
 
 // linkString lists the messages on link from->to.

@@ -14,16 +14,21 @@ type Stats struct {
 	// took it is taken back, with its withdrawal); Received includes PeerUp
 	// reports from the Transport.
 	Sent, Received map[Kind]uint64
-	// Dropped counts received messages that were not for this group (from a
-	// non-member, or malformed); each is also logged.
+	// Dropped counts received messages that were not acted on: from a
+	// non-member, from a quarantined incarnation, or bad input from a peer
+	// not yet up.
 	Dropped uint64
 	// Stale counts messages ignored because they arrived before their
 	// sender's Hello: meant for an earlier incarnation of this peer.
 	Stale uint64
 	// SendErrors counts messages the Transport refused.
 	SendErrors uint64
-	// HandlerErrors counts errors returned by Config.OnRelease.
+	// HandlerErrors counts errors returned by Config.OnRelease and
+	// Config.OnMessage.
 	HandlerErrors uint64
+	// Quarantined counts peer incarnations quarantined: for a protocol
+	// violation, an error from a handler, or Mutex.Quarantine.
+	Quarantined uint64
 	// WaitTotal and WaitMax are the total and longest time a granted Lock
 	// or TryLock call waited.
 	WaitTotal, WaitMax time.Duration

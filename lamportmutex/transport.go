@@ -31,6 +31,9 @@ import "context"
 //     closed after Close. Messages are delivered on it in the order above.
 //   - Close stops every goroutine the transport started and is safe to call
 //     more than once.
+//   - Quarantine: the Mutex calls it when an incarnation of a peer sent
+//     input it or the application refused (see Quarantine below); after
+//     it, nothing more from that incarnation is delivered.
 //
 // The transport package provides two implementations: an in-process network
 // of channels, and TCP.

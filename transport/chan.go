@@ -80,8 +80,9 @@ type ChanNetwork struct {
 
 	mu           sync.Mutex // guards the fields below; taken before any link's mu
 	endpoints    []*ChanEndpoint
-	incs         []uint64        // current incarnation of each peer, from 1
-	partitioned  map[[2]int]bool // key: ordered pair, lower index first
+	incs         []uint64          // current incarnation of each peer, from 1
+	partitioned  map[[2]int]bool   // key: ordered pair, lower index first
+	quarantined  map[[2]int]uint64 // key: [receiver, sender]; value: sender's incarnations refused up to
 	disconnected []bool
 	closed       bool
 }
@@ -117,6 +118,7 @@ func NewChanNetwork(ids []string, opts ChanOptions) (*ChanNetwork, error) {
 		endpoints:    make([]*ChanEndpoint, len(ids)),
 		incs:         make([]uint64, len(ids)),
 		partitioned:  make(map[[2]int]bool),
+		quarantined:  make(map[[2]int]uint64),
 		disconnected: make([]bool, len(ids)),
 	}
 	n.maxDelay.Store(int64(opts.MaxDelay))
@@ -227,6 +229,17 @@ func (n *ChanNetwork) Restart(id string) (*ChanEndpoint, error) {
 		out.kick()
 	}
 	n.endpoints[i] = ep
+	for k := range n.quarantined {
+		if k[0] == i {
+			delete(n.quarantined, k) // the new incarnation starts afresh
+		}
+	}
+	for j := range n.ids {
+		if j != i {
+			n.updateBlocked(i, j)
+			n.updateBlocked(j, i)
+		}
+	}
 	n.log.Debug("chan network: restart", "peer", id,
 		"dropped_from_old", droppedFrom, "dropped_to_old", droppedTo)
 	return ep, nil
@@ -330,12 +343,21 @@ func (n *ChanNetwork) setDisconnected(id string, on bool) error {
 	return nil
 }
 
-// updateBlocked recomputes whether link from->to is held. n.mu is held.
+// updateBlocked recomputes whether link from->to is held, or drops what is
+// sent on it. n.mu is held.
 func (n *ChanNetwork) updateBlocked(from, to int) {
-	blocked := n.disconnected[from] || n.disconnected[to] || n.partitioned[pairKey(from, to)]
+	q, ok := n.quarantined[[2]int{to, from}]
+	discard := ok && q >= n.incs[from]
+	q, ok = n.quarantined[[2]int{from, to}]
+	held := ok && q >= n.incs[to]
+	blocked := n.disconnected[from] || n.disconnected[to] || n.partitioned[pairKey(from, to)] || held || discard
 	l := n.links[from][to]
 	l.mu.Lock()
 	l.blocked = blocked
+	l.discard = discard
+	if discard {
+		l.dropQueued()
+	}
 	l.mu.Unlock()
 	l.kick()
 }
@@ -348,7 +370,7 @@ func (n *ChanNetwork) newEndpoint(i int) *ChanEndpoint {
 		if j != i {
 			in.items = append(in.items, inItem{msg: lamportmutex.Message{
 				Kind: lamportmutex.PeerUp, From: id, To: n.ids[i], Incarnation: n.incs[j],
-			}})
+			}, inc: n.incs[j]})
 		}
 	}
 	ep := &ChanEndpoint{net: n, id: n.ids[i], idx: i, in: in, inc: n.incs[i]}

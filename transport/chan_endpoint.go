@@ -98,6 +98,7 @@ type inItem struct {
 	msg   lamportmutex.Message
 	l     *link
 	epoch uint64
+	inc   uint64 // the sender's incarnation
 }
 
 // inbox is an endpoint's unbounded inbound queue, drained into the Receive
@@ -192,5 +193,53 @@ func (in *inbox) pump() {
 	}
 }
 
-// Quarantine implements lamportmutex.Transport.
-func (e *ChanEndpoint) Quarantine(peer string, inc uint64, cause error) {}
+// Quarantine implements lamportmutex.Transport, in memory: from then on,
+// until peer restarts, nothing of peer's incarnations up to inc reaches e.
+// What they sent and e has not yet received is dropped (a message the
+// inbox was already handing to Receive may still arrive; the Mutex ignores
+// it), and what they send later is dropped as on a closed connection. What
+// e sends to such an incarnation is held on the link; Restart(peer) drops
+// it, as it drops everything sent to a dead incarnation, and the new
+// incarnation comes up with PeerUp as after any restart. A Restart of e's
+// own peer forgets e's quarantines. It logs one line at Warn, never blocks
+// on the network, and does nothing for an unknown peer, e itself, or after
+// Close.
+func (e *ChanEndpoint) Quarantine(peer string, inc uint64, cause error) {
+	n := e.net
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	j, ok := n.index[peer]
+	if n.closed || e.closed.Load() || n.endpoints[e.idx] != e || !ok || j == e.idx {
+		return
+	}
+	k := [2]int{e.idx, j}
+	q := max(n.quarantined[k], inc)
+	n.quarantined[k] = q
+	n.updateBlocked(j, e.idx)
+	n.updateBlocked(e.idx, j)
+	dropped := e.in.drop(func(it inItem) bool { return it.msg.From == peer && it.inc <= q })
+	n.log.Warn("chan network: peer quarantined", "self", e.id, "peer", printable(peer), "incarnation", inc, "dropped", dropped, "cause", cause)
+}
+
+// drop removes the queued items for which match holds and returns how many.
+func (in *inbox) drop(match func(inItem) bool) int {
+	in.mu.Lock()
+	var gone []inItem
+	kept := in.items[:0]
+	for _, it := range in.items {
+		if match(it) {
+			gone = append(gone, it)
+		} else {
+			kept = append(kept, it)
+		}
+	}
+	clear(in.items[len(kept):])
+	in.items = kept
+	in.mu.Unlock()
+	for _, it := range gone { // outside in.mu: a link takes its mu, then in.mu
+		if it.l != nil {
+			it.l.received(it.epoch)
+		}
+	}
+	return len(gone)
+}

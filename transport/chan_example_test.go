@@ -45,6 +45,6 @@ func ExampleNewChanNetwork() {
 	// Output:
 	// alice->bob PEERUP#1
 	// alice->bob REQUEST@1
-	// alice->bob RELEASE@2 payload="block"
-	// alice->bob RELEASE@3 payload="block"
+	// alice->bob RELEASE@2 payload=5B
+	// alice->bob RELEASE@3 payload=5B
 }

@@ -24,7 +24,8 @@ type link struct {
 	src     *ChanEndpoint // the sender's current incarnation
 	dst     *inbox        // the receiver's current incarnation's inbox
 	queue   []queued
-	blocked bool // held by a Partition or Disconnect
+	blocked bool // held by a Partition, a Disconnect or a quarantine of the receiver
+	discard bool // the receiver quarantined the sender's incarnation: drop what it sends
 	rng     *rand.Rand
 	// pending counts messages sent on the link and not yet taken from the
 	// receiver's Receive channel, for ChanOptions.QueueLimit. epoch changes
@@ -91,13 +92,17 @@ func (l *link) enqueue(ctx context.Context, e *ChanEndpoint, msg lamportmutex.Me
 		}
 		l.mu.Lock()
 	}
+	if l.discard {
+		l.mu.Unlock()
+		return nil // as if on a connection the receiver closed
+	}
 	l.pending++
 	var at time.Time
 	if d := l.delay(msg); d > 0 {
 		at = time.Now().Add(d)
 	}
 	if len(l.queue) == 0 && !l.blocked && at.IsZero() &&
-		l.dst.push(inItem{msg: msg, l: l, epoch: l.epoch}) {
+		l.dst.push(inItem{msg: msg, l: l, epoch: l.epoch, inc: e.inc}) {
 		l.mu.Unlock()
 		return nil
 	}
@@ -202,9 +207,9 @@ func (l *link) deliverReady() time.Duration {
 				return h.at.Sub(now)
 			}
 		}
-		it := inItem{msg: h.msg, l: l, epoch: l.epoch}
+		it := inItem{msg: h.msg, l: l, epoch: l.epoch, inc: l.src.inc}
 		if h.peerUp {
-			it.l = nil
+			it.l, it.inc = nil, h.msg.Incarnation
 		}
 		if !l.dst.push(it) {
 			return 0 // receiver is down; Restart kicks us

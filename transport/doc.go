@@ -55,6 +55,10 @@
 //     held, and dropped by a later Restart.
 //   - ChanOptions.OnSend and ChanOptions.OnDeliver observe every message,
 //     for tracing and for tests that count messages.
+//   - ChanEndpoint.Quarantine(peer, inc, cause) cuts that incarnation of
+//     peer off from the endpoint until peer restarts: what it sent and the
+//     endpoint has not received is dropped, what it sends later is dropped,
+//     and what the endpoint sends it is held (a Restart drops it).
 //
 // Closing the network closes every endpoint and stops every goroutine.
 //
@@ -66,6 +70,21 @@
 // handshake naming the sender and the cluster, and sequence numbers and
 // acknowledgements that keep delivery exactly-once and in order across
 // reconnects. Its own documentation describes the wire format.
+//
+// Trust. Without TLS a peer's id is a claim anyone who can reach the port
+// and knows the cluster can make: use it on loopback or a trusted network.
+// With TCPConfig.TLS every connection is mutual TLS and a peer is accepted
+// only with a certificate, from the configured roots, that names exactly one
+// member id (as its subject CommonName or a DNS SAN; URI SANs are not
+// consulted), the id it claims. To bind identities with your own PKI, give
+// each member a certificate naming its id under a CA (or name-constrained
+// intermediate) that names member ids on no other certificate, and put that
+// CA in RootCAs and ClientCAs. Whatever the mode, a handshake is checked in
+// full before anything it announces is stored; refusals tell the dialer a
+// generic reason only; one session per member is live at a time; at most
+// 32 connections may be in their handshake; and the send queue is bounded
+// in messages and in bytes. Quarantine cuts one incarnation of a peer off
+// in both directions until that peer restarts.
 //
 // # Errors
 //

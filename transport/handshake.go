@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 )
@@ -21,9 +22,10 @@ var magic = [4]byte{'L', 'L', 'T', 'P'}
 const preambleSize = len(magic) + 2
 
 // Handshake errors. (A handshake from an id that is not a configured peer
-// is refused with ErrUnknownPeer.) The acceptor refuses the connection with one of them
-// (wrapped, with the peer and the values) and logs it; the dialer logs the
-// refusal it receives, wrapped in ErrRefused.
+// is refused with ErrUnknownPeer.) The acceptor logs the cause, wrapped with
+// the peer and the values, and sends the dialer only a generic refusal (see
+// refusalFor); the dialer logs the refusal it receives, wrapped in
+// ErrRefused.
 var (
 	// ErrBadMagic means the bytes on a new connection are not this protocol.
 	ErrBadMagic = errors.New("transport: bad magic")
@@ -37,11 +39,59 @@ var (
 	// one already seen from the same id.
 	ErrStaleIncarnation = errors.New("transport: stale incarnation")
 	// ErrPeerCertificate means that, with TLS, the peer's certificate does
-	// not name the id it claims.
+	// not name exactly one member, or names another one than the peer.
 	ErrPeerCertificate = errors.New("transport: peer certificate does not name peer")
+	// ErrDuplicateSession means a handshake claimed a member that already
+	// has a live session with another incarnation: two processes run with
+	// one id. The acceptor refuses the newcomer; both sides log it.
+	ErrDuplicateSession = errors.New("transport: duplicate session")
+	// ErrQuarantined means the peer's incarnation was quarantined (see
+	// TCP.Quarantine); only a later incarnation is accepted.
+	ErrQuarantined = errors.New("transport: incarnation quarantined")
 	// ErrRefused wraps the reason a peer gave for refusing our handshake.
 	ErrRefused = errors.New("transport: handshake refused")
 )
+
+// Refusals, the only texts an acceptor sends a dialer it refuses. They are
+// generic on purpose: the dialer is not yet authenticated, so a refusal
+// names no cluster, incarnation or id; the acceptor logs the details.
+const (
+	refusalVersion   = "protocol version mismatch"
+	refusalDuplicate = "duplicate session exists"
+	refusalDenied    = "handshake not accepted"
+)
+
+// refusalFor returns the refusal sent to a dialer for err.
+func refusalFor(err error) string {
+	switch {
+	case errors.Is(err, ErrVersionMismatch):
+		return refusalVersion
+	case errors.Is(err, ErrDuplicateSession):
+		return refusalDuplicate
+	default:
+		return refusalDenied
+	}
+}
+
+// maxLogged bounds the bytes of a peer-supplied string that reach a log or
+// an error.
+const maxLogged = 64
+
+// printable returns s for a log: cut to maxLogged bytes (saying how long it
+// was) and with everything but printable ASCII escaped, so that a peer
+// cannot forge log lines or flood the log with one string.
+func printable(s string) string {
+	suffix := ""
+	if len(s) > maxLogged {
+		suffix = fmt.Sprintf("...(%d bytes)", len(s))
+		s = s[:maxLogged]
+	}
+	q := strconv.QuoteToASCII(s)
+	return q[1:len(q)-1] + suffix
+}
+
+// quoted is printable(s) in double quotes.
+func quoted(s string) string { return `"` + printable(s) + `"` }
 
 // hello is what the dialer sends after the preamble: who it is, whom it
 // means to reach, its cluster identity and its incarnation.
@@ -163,18 +213,18 @@ func readHello(r *bufio.Reader, c helloCheck) (h hello, refuse bool, err error) 
 		if derr != nil {
 			h = hello{}
 		}
-		return h, true, fmt.Errorf("%w: peer %q speaks version %d, we speak %d", ErrVersionMismatch, h.From, version, c.version)
+		return h, true, fmt.Errorf("%w: peer %s speaks version %d, we speak %d", ErrVersionMismatch, quoted(h.From), version, c.version)
 	}
 	if derr != nil {
 		return hello{}, true, fmt.Errorf("reading hello: %w", derr)
 	}
 	switch {
 	case h.From == c.self || !c.known(h.From):
-		return h, true, fmt.Errorf("%w %q (we are %q)", ErrUnknownPeer, h.From, c.self)
+		return h, true, fmt.Errorf("%w %s (we are %q)", ErrUnknownPeer, quoted(h.From), c.self)
 	case h.To != c.self:
-		return h, true, fmt.Errorf("%w: peer %q dialed %q, but this is %q", ErrWrongPeer, h.From, h.To, c.self)
+		return h, true, fmt.Errorf("%w: peer %q dialed %s, but this is %q", ErrWrongPeer, h.From, quoted(h.To), c.self)
 	case h.Cluster != c.cluster:
-		return h, true, fmt.Errorf("%w: peer %q is in cluster %q, we are in %q", ErrClusterMismatch, h.From, h.Cluster, c.cluster)
+		return h, true, fmt.Errorf("%w: peer %q is in cluster %s, we are in %q", ErrClusterMismatch, h.From, quoted(h.Cluster), c.cluster)
 	case h.Incarnation == 0:
 		return h, true, fmt.Errorf("%w: peer %q sent incarnation 0", ErrProtocol, h.From)
 	}
@@ -198,14 +248,16 @@ func readWelcome(r *bufio.Reader, version uint16, peer string) (welcome, error) 
 	}
 	derr := decodeStruct(body, &wl)
 	switch {
+	case derr == nil && wl.Refusal == refusalDuplicate:
+		return wl, fmt.Errorf("%w by %q: %w exists", ErrRefused, peer, ErrDuplicateSession)
 	case derr == nil && wl.Refusal != "":
-		return wl, fmt.Errorf("%w by %q: %s", ErrRefused, peer, wl.Refusal)
+		return wl, fmt.Errorf("%w by %q: %s", ErrRefused, peer, quoted(wl.Refusal))
 	case v != version:
 		return wl, fmt.Errorf("%w: peer %q speaks version %d, we speak %d", ErrVersionMismatch, peer, v, version)
 	case derr != nil:
 		return wl, fmt.Errorf("reading welcome from %q: %w", peer, derr)
 	case wl.From != peer:
-		return wl, fmt.Errorf("%w: dialed %q, reached %q", ErrWrongPeer, peer, wl.From)
+		return wl, fmt.Errorf("%w: dialed %q, reached %s", ErrWrongPeer, peer, quoted(wl.From))
 	case wl.Incarnation == 0:
 		return wl, fmt.Errorf("%w: peer %q sent incarnation 0", ErrProtocol, peer)
 	}

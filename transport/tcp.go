@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lamportledger/lamportledger/lamportmutex"
@@ -25,6 +26,7 @@ const (
 	DefaultBackoffMin        = 50 * time.Millisecond
 	DefaultBackoffMax        = 5 * time.Second
 	DefaultSendQueue         = 1024
+	DefaultSendQueueBytes    = 16 << 20
 	DefaultReceiveBuffer     = 256
 )
 
@@ -48,12 +50,24 @@ type TCPConfig struct {
 	// Cluster is an identity every peer must share (the ledger passes its
 	// genesis hash); a handshake with another value is refused.
 	Cluster string
-	// TLS, if set, makes every connection mutual TLS. It must hold the local
-	// peer's certificate and the roots to verify peers (RootCAs and
-	// ClientCAs). The transport clones it, requires and verifies client
-	// certificates, and refuses a peer whose certificate does not name its
-	// id (as the subject CommonName or a DNS SAN). ServerName is ignored: a
-	// dialed peer's certificate must name the peer id instead.
+	// TLS, if set, makes every connection mutual TLS; without it a peer's
+	// id is only a claim, fit for loopback or a network that is trusted. It
+	// must hold the local peer's certificate and the roots to verify peers
+	// (RootCAs and ClientCAs). The transport clones it, requires and
+	// verifies client certificates (ClientAuth extended key usage, and
+	// ServerAuth for the certificate of a dialed peer), and binds every
+	// certificate to a member: its names are the subject CommonName and its
+	// DNS SANs (URI, IP and email SANs are not consulted), and it must name
+	// exactly one member id (ID or a key of Peers), the one the peer claims.
+	// A certificate naming several members, or none, is refused; names that
+	// are not member ids, such as a host name, are allowed. ServerName is
+	// ignored: a dialed peer's certificate must name the peer id instead.
+	//
+	// With your own PKI: issue each member one certificate whose CommonName
+	// (or one DNS SAN) is its member id, under a CA that issues no other
+	// certificate naming a member id (a dedicated CA, or an intermediate
+	// constrained by name), and put that CA in RootCAs and ClientCAs.
+	// Any certificate that CA issues for an id is that member.
 	TLS *tls.Config
 	// MaxFrameSize bounds a frame's length (checked before allocating) and
 	// thus a message's encoded size.
@@ -76,15 +90,21 @@ type TCPConfig struct {
 	// after each failed attempt, with jitter, and resets after a
 	// successful handshake.
 	BackoffMin, BackoffMax time.Duration
-	// SendQueue bounds the messages queued or unacknowledged per peer; Send
-	// blocks while it is full.
-	SendQueue int
+	// SendQueue bounds the messages queued or unacknowledged per peer, and
+	// SendQueueBytes their encoded size in bytes; Send blocks, up to its
+	// ctx, while either is reached. A message is admitted whenever
+	// nothing is queued for the peer, so one message larger than
+	// SendQueueBytes (but within MaxFrameSize) still goes through.
+	SendQueue      int
+	SendQueueBytes int
 	// ReceiveBuffer is the capacity of the Receive channel.
 	ReceiveBuffer int
 	// Logger receives connection events; nil discards them.
 	Logger *slog.Logger
 	// Incarnation identifies this run of the process; it must grow across
-	// restarts of the same id. Zero means the current time in nanoseconds.
+	// restarts of the same id, and peers refuse one more than 24 hours
+	// ahead of their clock (in nanoseconds since the Unix epoch). Zero
+	// means the current time in nanoseconds.
 	Incarnation uint64
 
 	// Test hooks.
@@ -99,24 +119,49 @@ type TCPConfig struct {
 // connection, dialed by A: it carries A's messages to B and B's
 // acknowledgements back. There is never more than one live stream per pair.
 //
-// # Wire format, version 1
+// # Wire format, version 2
 //
 // All integers are big-endian. A frame is a uint32 length followed by that
 // many bytes (the body). A receiver refuses a length above its limit
 // (MaxFrameSize, 8 KiB during the handshake) before allocating anything, and
 // a length of zero.
 //
-// Handshake. The dialer sends the preamble "LLTP" + uint16 version, then one
-// frame holding the msgpack array [from, to, cluster, incarnation] (str,
-// str, str, uint). The acceptor answers with its own preamble and one frame
-// holding [from, incarnation, resume, refusal] (str, uint, uint, str). An
-// acceptor refuses (a non-empty refusal naming the cause and the values,
-// after which it closes) a different version, an unknown or own id as
-// sender, a "to" that is not its id, another cluster, an incarnation of 0 or
-// older than one seen from that id, and, with TLS, a certificate that does
-// not name the sender. Bytes without the magic are closed on without answer.
-// resume is the last sequence number the acceptor delivered from this
-// dialer's incarnation (0 for an incarnation it has not seen).
+// Handshake. With TLS, the TLS handshake comes first and everything below
+// travels inside it. The dialer sends the preamble "LLTP" + uint16 version
+// (2), then one frame holding the msgpack array [from, to, cluster,
+// incarnation] (str, str, str, uint). The acceptor answers with its own
+// preamble and one frame holding [from, incarnation, resume, refusal] (str,
+// uint, uint, str), and sends nothing before the dialer's frame is checked.
+//
+// The acceptor accepts the hello only if all of these hold, and only then
+// stores the incarnation: the same version; from is a configured peer and
+// not itself; to is its id; the same cluster; an incarnation that is not 0,
+// not more than maxIncarnationLead (24 hours) ahead of its clock, not older than one
+// already accepted from that id, and not quarantined; with TLS, a
+// certificate naming exactly one member, from (see TCPConfig.TLS); no live
+// session of that id with another incarnation (see below); and nothing sent
+// after the hello before the welcome. Otherwise it logs the cause with the
+// values and answers with a welcome whose only field set is refusal, one of
+// "protocol version mismatch", "duplicate session exists" or "handshake
+// not accepted" (an unauthenticated dialer learns nothing about the
+// cluster), and closes. Bytes without the magic are closed on without
+// answer. At most maxPendingHandshakes (32) accepted connections may be in their
+// handshake; one beyond that is closed at once. A stream's 64 KiB buffers
+// are allocated only after its handshake.
+//
+// On success the welcome carries the acceptor's id and incarnation, and
+// resume, the last sequence number it delivered from this dialer's
+// incarnation (0 for an incarnation it has not seen). The dialer checks the
+// welcome the same way: from is the peer it dialed, the incarnation is
+// plausible, not older than one seen and not quarantined.
+//
+// One session per member: a hello from an id whose current session heard
+// from its dialer within two HeartbeatIntervals (a live dialer pings at
+// least that often) is refused as a duplicate if its incarnation differs,
+// and both sides log it, naming the id and both addresses. With the same
+// incarnation the new connection replaces the old one: that is the dialer
+// reconnecting after a connection it saw fail, which the acceptor may not
+// have noticed yet.
 //
 // Stream. The dialer then sends frames whose body starts with a type byte:
 //   - DATA (1): uint64 seq, then the message as a msgpack array
@@ -156,7 +201,10 @@ type TCP struct {
 	log       *slog.Logger
 	serverTLS *tls.Config
 	peers     map[string]*peer
+	members   map[string]bool // the peers' ids and ours
 	recv      chan lamportmutex.Message
+	shaking   atomic.Int32 // accepted connections still in their handshake
+	capWarned atomic.Int64 // monoNow of the last Warn about maxPendingHandshakes
 
 	ctx    context.Context // cancelled by Close; bounds dials and handshakes
 	cancel context.CancelFunc
@@ -210,6 +258,7 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	setDefault(&cfg.BackoffMin, DefaultBackoffMin)
 	setDefault(&cfg.BackoffMax, DefaultBackoffMax)
 	setDefault(&cfg.SendQueue, DefaultSendQueue)
+	setDefault(&cfg.SendQueueBytes, DefaultSendQueueBytes)
 	setDefault(&cfg.ReceiveBuffer, DefaultReceiveBuffer)
 	setDefault(&cfg.version, protocolVersion)
 	if cfg.IdleTimeout <= cfg.HeartbeatInterval {
@@ -233,6 +282,7 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 		peers:   make(map[string]*peer, len(cfg.Peers)),
 		recv:    make(chan lamportmutex.Message, cfg.ReceiveBuffer),
 		conns:   make(map[net.Conn]struct{}),
+		members: map[string]bool{cfg.ID: true},
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -246,8 +296,9 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 			return nil, fmt.Errorf("transport: peer %q has address %q", id, addr)
 		}
 		p := &peer{id: id, addr: addr}
-		p.out.init(cfg.SendQueue)
+		p.out.init(cfg.SendQueue, cfg.SendQueueBytes)
 		t.peers[id] = p
+		t.members[id] = true
 	}
 	if cfg.TLS != nil {
 		t.serverTLS = cfg.TLS.Clone()
@@ -308,7 +359,7 @@ var _ lamportmutex.PayloadLimiter = (*TCP)(nil)
 func (t *TCP) Receive() <-chan lamportmutex.Message { return t.recv }
 
 // Send queues msg for delivery to msg.To. It blocks while that peer's queue
-// is full, until ctx ends. It fails with ErrWrongSender, ErrUnsendable,
+// is full (SendQueue messages or SendQueueBytes bytes), until ctx ends. It fails with ErrWrongSender, ErrUnsendable,
 // ErrUnknownPeer, ErrFrameTooLarge, ErrClosed or ctx's error.
 func (t *TCP) Send(ctx context.Context, msg lamportmutex.Message) error {
 	if msg.From != t.id {
@@ -338,14 +389,28 @@ func (t *TCP) Send(ctx context.Context, msg lamportmutex.Message) error {
 	case <-t.done:
 		return ErrClosed
 	}
-	if t.isDone() {
-		<-p.out.slots
-		return ErrClosed
+	for {
+		if t.isDone() {
+			<-p.out.slots
+			return ErrClosed
+		}
+		s, room := p.out.push(body)
+		if room == nil {
+			if s == nil || !t.writeDirect(p, s) {
+				p.out.wakeWriter()
+			}
+			return nil
+		}
+		select {
+		case <-room:
+		case <-ctx.Done():
+			<-p.out.slots
+			return fmt.Errorf("transport: send to %q: %w", msg.To, ctx.Err())
+		case <-t.done:
+			<-p.out.slots
+			return ErrClosed
+		}
 	}
-	if s := p.out.push(body); s == nil || !t.writeDirect(p, s) {
-		p.out.wakeWriter()
-	}
-	return nil
 }
 
 // Drain waits until every message sent to a connected peer has been
@@ -468,8 +533,8 @@ func (t *TCP) connError(peer, dir string, remote net.Addr, err error) {
 		t.cfg.onConnError(peer, err)
 	}
 	level := slog.LevelWarn
-	if t.isDone() {
-		level = slog.LevelDebug
+	if t.isDone() || errors.Is(err, ErrQuarantined) {
+		level = slog.LevelDebug // Quarantine logged the cause once
 	}
 	ra := ""
 	if remote != nil {
@@ -517,7 +582,48 @@ func (t *TCP) sleep(d time.Duration) bool {
 	}
 }
 
-// Quarantine implements lamportmutex.Transport.
+// Quarantine implements lamportmutex.Transport: it ends the session with
+// incarnation inc of peer (and any older one), and refuses those
+// incarnations from then on, in both directions:
+//
+//   - Inbound: the peer's stream to us is closed at once; its messages not
+//     yet delivered are dropped (one whose delivery was under way may still
+//     reach Receive; the Mutex ignores it). Its handshakes with inc or
+//     older are refused; a later incarnation is accepted as a restart and
+//     delivers PeerUp first.
+//   - Outbound: our stream to the peer is closed if it reached inc or an
+//     older incarnation, and we keep redialing but close any connection
+//     whose welcome carries such an incarnation. Messages we queued for the
+//     peer are kept and go to its next incarnation, as after any restart.
+//
+// It logs one line at Warn. It never blocks; unknown peers and calls after
+// Close are ignored.
 func (t *TCP) Quarantine(peer string, inc uint64, cause error) {
-	t.log.Warn("quarantine requested (not yet enforced by TCP)", "peer", peer, "incarnation", inc, "err", cause)
+	p := t.peers[peer]
+	if p == nil || t.isDone() {
+		return
+	}
+	t.log.Warn("transport: peer quarantined", "peer", printable(peer), "incarnation", inc, "cause", cause)
+	ip := &p.in
+	ip.mu.Lock()
+	ip.quarantined = max(ip.quarantined, inc)
+	var cur *inSession
+	if ip.cur != nil && ip.inc <= inc {
+		cur = ip.cur
+	}
+	ip.mu.Unlock()
+	if cur != nil {
+		cur.close()
+	}
+	o := &p.out
+	o.mu.Lock()
+	o.quarantined = max(o.quarantined, inc)
+	var sess *outSession
+	if o.sess != nil && o.remoteInc <= inc {
+		sess = o.sess
+	}
+	o.mu.Unlock()
+	if sess != nil {
+		sess.fail(fmt.Errorf("%w: %q incarnation %d: %w", ErrQuarantined, peer, inc, cause))
+	}
 }

@@ -223,6 +223,7 @@ func TestTCPSlowReader(t *testing.T) {
 		cfg.WriteTimeout = 200 * time.Millisecond
 		cfg.MaxFrameSize = 1 << 20
 		cfg.SendQueue = 64
+		cfg.SendQueueBytes = 64 << 20
 	})
 	a := c.nodes["a"]
 	for i := range 64 { // 32 MiB: more than the socket buffers hold

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -18,13 +19,14 @@ import (
 type inPeer struct {
 	hsMu sync.Mutex // serializes handshakes from the peer
 
-	mu        sync.Mutex
-	inc       uint64        // the peer's incarnation our state refers to
-	last      atomic.Uint64 // last seq delivered from inc
-	peerUp    bool          // PeerUp for inc not yet delivered
-	cur       *inSession
-	connected bool
-	since     time.Time
+	mu          sync.Mutex
+	inc         uint64        // the peer's incarnation our state refers to
+	quarantined uint64        // incarnations up to this one are refused
+	last        atomic.Uint64 // last seq delivered from inc
+	peerUp      bool          // PeerUp for inc not yet delivered
+	cur         *inSession
+	connected   bool
+	since       time.Time
 
 	msgs, byts atomic.Uint64
 }
@@ -43,7 +45,9 @@ const (
 
 // inSession is one accepted stream.
 type inSession struct {
-	conn   net.Conn
+	conn   net.Conn     // the TCP connection (below TLS, if any)
+	seen   atomic.Int64 // monoNow when the last frame arrived
+	busy   atomic.Bool  // the reader waits for Receive to take a message
 	stop   chan struct{}
 	once   sync.Once
 	exited chan struct{} // closed when the session's goroutines are done
@@ -60,7 +64,21 @@ type inSession struct {
 func newInSession(conn net.Conn) *inSession {
 	tm := time.NewTimer(time.Hour)
 	tm.Stop()
-	return &inSession{conn: conn, stop: make(chan struct{}), exited: make(chan struct{}), ackNow: make(chan struct{}, 1), ackTimer: tm}
+	s := &inSession{conn: conn, stop: make(chan struct{}), exited: make(chan struct{}), ackNow: make(chan struct{}, 1), ackTimer: tm}
+	s.seen.Store(monoNow())
+	return s
+}
+
+// live reports whether s is open and heard from within window (a dialer
+// sends at least a PING every HeartbeatInterval), or is not reading because
+// Receive is full.
+func (s *inSession) live(window time.Duration) bool {
+	select {
+	case <-s.stop:
+		return false
+	default:
+	}
+	return s.busy.Load() || monoNow()-s.seen.Load() < int64(window)
 }
 
 // askAck wakes the ACK writer to acknowledge at once.
@@ -80,15 +98,20 @@ func (s *inSession) close() {
 
 // begin makes s the peer's only session for incarnation inc, stopping and
 // awaiting the previous one, and returns where the dialer should resume.
+// It is the handshake's last check, and the only place that raises the
+// stored incarnation: it refuses a quarantined incarnation, an incarnation
+// older than the stored one, and a duplicate session (another incarnation
+// whose session is live). A new session with the same incarnation replaces
+// the old one: that is a reconnect after a dropped connection, which the
+// acceptor may not have noticed yet.
 func (t *TCP) begin(p *peer, s *inSession, inc uint64) (uint64, error) {
 	ip := &p.in
 	ip.hsMu.Lock()
 	defer ip.hsMu.Unlock()
 	ip.mu.Lock()
-	if inc < ip.inc {
-		known := ip.inc
+	if err := t.admissible(p, s, inc); err != nil {
 		ip.mu.Unlock()
-		return 0, fmt.Errorf("%w: peer %q presented incarnation %d, already seen %d", ErrStaleIncarnation, p.id, inc, known)
+		return 0, err
 	}
 	old := ip.cur
 	ip.cur = nil
@@ -103,6 +126,9 @@ func (t *TCP) begin(p *peer, s *inSession, inc uint64) (uint64, error) {
 	}
 	ip.mu.Lock()
 	defer ip.mu.Unlock()
+	if err := t.admissible(p, s, inc); err != nil { // a Quarantine meanwhile
+		return 0, err
+	}
 	if inc != ip.inc {
 		ip.inc = inc
 		ip.last.Store(0)
@@ -112,6 +138,22 @@ func (t *TCP) begin(p *peer, s *inSession, inc uint64) (uint64, error) {
 	ip.connected = true
 	ip.since = time.Now()
 	return ip.last.Load(), nil
+}
+
+// admissible checks incarnation inc of p against what is stored. The
+// caller holds p.in.mu.
+func (t *TCP) admissible(p *peer, s *inSession, inc uint64) error {
+	ip := &p.in
+	switch {
+	case inc <= ip.quarantined:
+		return fmt.Errorf("%w: peer %q presented incarnation %d, quarantined up to %d", ErrQuarantined, p.id, inc, ip.quarantined)
+	case inc < ip.inc:
+		return fmt.Errorf("%w: peer %q presented incarnation %d, already seen %d", ErrStaleIncarnation, p.id, inc, ip.inc)
+	case ip.cur != nil && inc != ip.inc && ip.cur.live(2*t.cfg.HeartbeatInterval):
+		return fmt.Errorf("%w: peer %q has a live session from %s (incarnation %d); refused %s (incarnation %d): are two processes running as %q?",
+			ErrDuplicateSession, p.id, ip.cur.conn.RemoteAddr(), ip.inc, s.conn.RemoteAddr(), inc, p.id)
+	}
+	return nil
 }
 
 // end forgets s if it is still the peer's session.
@@ -142,64 +184,79 @@ func (t *TCP) acceptLoop() {
 			continue
 		}
 		delay = 5 * time.Millisecond
+		if t.shaking.Add(1) > maxPendingHandshakes {
+			t.shaking.Add(-1)
+			_ = conn.Close()
+			level := slog.LevelDebug
+			if now, last := monoNow(), t.capWarned.Load(); last == 0 || now-last >= int64(capWarnEvery) {
+				t.capWarned.Store(max(now, 1))
+				level = slog.LevelWarn
+			}
+			t.log.Log(context.Background(), level, "transport: too many handshakes under way, connection closed (connection flood?)",
+				"remote", conn.RemoteAddr().String(), "limit", maxPendingHandshakes)
+			t.event("", "over handshake cap")
+			continue
+		}
 		if !t.track(conn) {
+			t.shaking.Add(-1)
 			return
 		}
 		if !t.spawn(func() { t.serveInbound(conn) }) {
+			t.shaking.Add(-1)
 			t.untrack(conn)
 			return
 		}
 	}
 }
 
+// maxPendingHandshakes caps the accepted connections that have not finished
+// their handshake; a connection beyond it is closed at once. Each one holds
+// at most a goroutine, small handshake buffers and, with TLS, the TLS
+// state, for at most HandshakeTimeout.
+const maxPendingHandshakes = 32
+
+// capWarnEvery spaces the Warn lines about connections closed over
+// maxPendingHandshakes; the others are logged at Debug.
+const capWarnEvery = 10 * time.Second
+
+// maxIncarnationLead bounds how far a peer's incarnation may lie ahead of
+// this machine's clock, in nanoseconds since the Unix epoch (what an
+// Incarnation of zero becomes). A hello or welcome beyond it is refused and
+// its incarnation never stored, so that one forged number cannot make the
+// real peer's incarnations stale.
+const maxIncarnationLead = 24 * time.Hour
+
+// plausible checks that inc is not more than maxIncarnationLead ahead of
+// the local clock.
+func plausible(peer string, inc uint64) error {
+	limit := uint64(time.Now().Add(maxIncarnationLead).UnixNano())
+	if inc > limit {
+		return fmt.Errorf("%w: peer %q presented incarnation %d, more than %v ahead of our clock", ErrProtocol, peer, inc, maxIncarnationLead)
+	}
+	return nil
+}
+
+// handshakeBuffer is the size of the buffers of a connection's handshake;
+// the stream's buffers are allocated once the handshake is accepted.
+const handshakeBuffer = 512
+
+// inbound is an accepted connection whose handshake succeeded.
+type inbound struct {
+	p      *peer
+	s      *inSession
+	conn   net.Conn // raw, or TLS over it
+	resume uint64
+}
+
 // serveInbound shakes hands with a dialer and then reads its stream.
 func (t *TCP) serveInbound(raw net.Conn) {
 	defer t.untrack(raw)
-	remote := raw.RemoteAddr()
-	if err := raw.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
+	in, ok := t.acceptHandshake(raw)
+	t.shaking.Add(-1)
+	if !ok {
 		return
 	}
-	conn := raw
-	var tc *tls.Conn
-	if t.serverTLS != nil {
-		tc = tls.Server(raw, t.serverTLS)
-		ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		if err != nil {
-			t.connError("", "in", remote, fmt.Errorf("TLS handshake: %w", err))
-			return
-		}
-		conn = tc
-	}
-	br := bufio.NewReaderSize(conn, 64<<10)
-	bw := bufio.NewWriterSize(conn, 4<<10)
-	check := helloCheck{version: t.version, self: t.id, cluster: t.cfg.Cluster, known: func(id string) bool { return t.peers[id] != nil }}
-	h, refuse, err := readHello(br, check)
-	if err == nil && tc != nil {
-		if certs := tc.ConnectionState().PeerCertificates; len(certs) == 0 {
-			err, refuse = fmt.Errorf("%w %q: no certificate", ErrPeerCertificate, h.From), true
-		} else if cerr := certNames(certs[0], h.From); cerr != nil {
-			err, refuse = cerr, true
-		}
-	}
-	var p *peer
-	var s *inSession
-	var resume uint64
-	if err == nil {
-		p = t.peers[h.From]
-		s = newInSession(raw)
-		resume, err = t.begin(p, s, h.Incarnation)
-		refuse = err != nil
-	}
-	if err != nil {
-		t.connError(h.From, "in", remote, fmt.Errorf("refused handshake: %w", err))
-		if refuse {
-			_ = writeWelcome(bw, t.version, welcome{From: t.id, Incarnation: t.inc, Refusal: err.Error()})
-		}
-		return
-	}
-	p.noteIncarnation(h.Incarnation)
+	p, s, remote := in.p, in.s, raw.RemoteAddr()
 	var wg sync.WaitGroup
 	defer func() {
 		s.close()
@@ -207,18 +264,16 @@ func (t *TCP) serveInbound(raw net.Conn) {
 		p.in.end(s)
 		close(s.exited)
 	}()
-	if err := writeWelcome(bw, t.version, welcome{From: t.id, Incarnation: t.inc, Resume: resume}); err != nil {
-		t.connError(h.From, "in", remote, fmt.Errorf("sending welcome: %w", err))
-		return
-	}
 	if err := raw.SetDeadline(time.Time{}); err != nil {
 		return
 	}
-	t.event(h.From, "accepted")
+	t.event(p.id, "accepted")
+	br := bufio.NewReaderSize(in.conn, 64<<10)
+	bw := bufio.NewWriterSize(in.conn, 4<<10)
 	wg.Add(1)
 	if !t.spawn(func() {
 		defer wg.Done()
-		if err := t.writeAcks(p, s, bw, resume); err != nil {
+		if err := t.writeAcks(p, s, bw, in.resume); err != nil {
 			t.connError(p.id, "in", remote, err)
 			s.close()
 		}
@@ -231,11 +286,77 @@ func (t *TCP) serveInbound(raw net.Conn) {
 	}
 }
 
+// acceptHandshake runs the acceptor's half of the handshake on raw. On
+// success the session is the peer's current one and the welcome is sent;
+// otherwise the cause is logged and the dialer, if it speaks the protocol,
+// gets a generic refusal.
+func (t *TCP) acceptHandshake(raw net.Conn) (inbound, bool) {
+	remote := raw.RemoteAddr()
+	if err := raw.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
+		return inbound{}, false
+	}
+	conn := raw
+	var tc *tls.Conn
+	if t.serverTLS != nil {
+		tc = tls.Server(raw, t.serverTLS)
+		ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			t.connError("", "in", remote, fmt.Errorf("TLS handshake: %w", err))
+			return inbound{}, false
+		}
+		conn = tc
+	}
+	br := bufio.NewReaderSize(conn, handshakeBuffer)
+	bw := bufio.NewWriterSize(conn, handshakeBuffer)
+	check := helloCheck{version: t.version, self: t.id, cluster: t.cfg.Cluster, known: func(id string) bool { return t.peers[id] != nil }}
+	h, refuse, err := readHello(br, check)
+	if err == nil && tc != nil {
+		if certs := tc.ConnectionState().PeerCertificates; len(certs) == 0 {
+			err, refuse = fmt.Errorf("%w %q: no certificate", ErrPeerCertificate, h.From), true
+		} else if cerr := certNames(certs[0], t.members, h.From); cerr != nil {
+			err, refuse = cerr, true
+		}
+	}
+	if err == nil {
+		err = plausible(h.From, h.Incarnation)
+		refuse = err != nil
+	}
+	if err == nil && br.Buffered() > 0 {
+		err, refuse = fmt.Errorf("%w: %q sent %d bytes before the welcome", ErrProtocol, h.From, br.Buffered()), true
+	}
+	var in inbound
+	if err == nil {
+		in = inbound{p: t.peers[h.From], s: newInSession(raw), conn: conn}
+		in.resume, err = t.begin(in.p, in.s, h.Incarnation)
+		refuse = err != nil
+	}
+	if err != nil {
+		t.connError(printable(h.From), "in", remote, fmt.Errorf("refused handshake: %w", err))
+		if refuse {
+			_ = writeWelcome(bw, t.version, welcome{Refusal: refusalFor(err)})
+		}
+		return inbound{}, false
+	}
+	if err := writeWelcome(bw, t.version, welcome{From: t.id, Incarnation: t.inc, Resume: in.resume}); err != nil {
+		t.connError(h.From, "in", remote, fmt.Errorf("sending welcome: %w", err))
+		in.s.close()
+		in.p.in.end(in.s)
+		close(in.s.exited)
+		return inbound{}, false
+	}
+	in.p.noteIncarnation(h.Incarnation)
+	return in, true
+}
+
 // readStream delivers the dialer's messages until the stream breaks or s is
 // stopped; it returns nil when stopped.
 func (t *TCP) readStream(p *peer, s *inSession, br *bufio.Reader) error {
 	ip := &p.in
-	dl := deadline{conn: s.conn, d: t.cfg.IdleTimeout}
+	// dl stores in s.seen when the reader last looked for a frame: just
+	// after the previous one arrived.
+	dl := deadline{conn: s.conn, d: t.cfg.IdleTimeout, seen: &s.seen}
 	buf := make([]byte, 512)
 	stopped := func(err error) error {
 		select {
@@ -299,7 +420,10 @@ func (t *TCP) readStream(p *peer, s *inSession, br *bufio.Reader) error {
 		if m.From != p.id || m.To != t.id {
 			return fmt.Errorf("%w: stream from %q carried %v", ErrProtocol, p.id, m)
 		}
-		if !t.deliver(m, s.stop) {
+		s.busy.Store(true)
+		ok := t.deliver(m, s.stop)
+		s.busy.Store(false)
+		if !ok {
 			return nil
 		}
 		last = seq

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -19,15 +18,19 @@ type outPeer struct {
 	slots chan struct{} // one token per queued message; bounds the queue
 	wake  chan struct{} // capacity 1: tells the writer the queue grew
 
-	mu         sync.Mutex
-	q          []outMsg    // seq contiguous, ascending; acknowledged ones removed
-	nextSeq    uint64      // seq of the next message pushed
-	remoteInc  uint64      // incarnation of the peer our seqs refer to
-	sess       *outSession // the established stream, if any
-	connected  bool
-	since      time.Time
-	sessions   uint64
-	msgs, byts atomic.Uint64
+	mu          sync.Mutex
+	q           []outMsg      // seq contiguous, ascending; acknowledged ones removed
+	qBytes      int           // the bodies' bytes in q
+	maxBytes    int           // bound of qBytes (SendQueueBytes)
+	room        chan struct{} // closed when qBytes drops; nil if nobody waits
+	nextSeq     uint64        // seq of the next message pushed
+	remoteInc   uint64        // incarnation of the peer our seqs refer to
+	quarantined uint64        // incarnations up to this one are refused
+	sess        *outSession   // the established stream, if any
+	connected   bool
+	since       time.Time
+	sessions    uint64
+	msgs, byts  atomic.Uint64
 }
 
 type outMsg struct {
@@ -35,21 +38,30 @@ type outMsg struct {
 	body []byte // msgpack message
 }
 
-func (o *outPeer) init(queue int) {
+func (o *outPeer) init(queue, bytes int) {
 	o.slots = make(chan struct{}, queue)
 	o.wake = make(chan struct{}, 1)
 	o.nextSeq = 1
+	o.maxBytes = bytes
 }
 
-// push appends a message and returns the established stream, if any; the
-// caller holds a slot.
-func (o *outPeer) push(body []byte) *outSession {
+// push appends a message if its bytes fit (or nothing is queued), and
+// returns the established stream, if any; the caller holds a slot. If the
+// message does not fit, push returns a channel that is closed when bytes
+// are freed.
+func (o *outPeer) push(body []byte) (s *outSession, room <-chan struct{}) {
 	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.q) > 0 && o.qBytes+len(body) > o.maxBytes {
+		if o.room == nil {
+			o.room = make(chan struct{})
+		}
+		return nil, o.room
+	}
 	o.q = append(o.q, outMsg{seq: o.nextSeq, body: body})
+	o.qBytes += len(body)
 	o.nextSeq++
-	s := o.sess
-	o.mu.Unlock()
-	return s
+	return o.sess, nil
 }
 
 // wakeWriter tells the writer goroutine to look at the queue.
@@ -70,6 +82,13 @@ func (o *outPeer) ackTo(seq uint64) {
 	if n <= 0 {
 		return
 	}
+	for _, m := range o.q[:n] {
+		o.qBytes -= len(m.body)
+	}
+	if o.room != nil {
+		close(o.room)
+		o.room = nil
+	}
 	clear(o.q[:n])
 	o.q = o.q[n:]
 	if len(o.q) == 0 {
@@ -84,6 +103,9 @@ func (o *outPeer) ackTo(seq uint64) {
 func (o *outPeer) resume(peer string, wl welcome) (uint64, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if wl.Incarnation <= o.quarantined {
+		return 0, fmt.Errorf("%w: peer %q answered with incarnation %d, quarantined up to %d", ErrQuarantined, peer, wl.Incarnation, o.quarantined)
+	}
 	if wl.Incarnation != o.remoteInc {
 		if wl.Incarnation < o.remoteInc {
 			return 0, fmt.Errorf("%w: peer %q answered with incarnation %d, already seen %d", ErrStaleIncarnation, peer, wl.Incarnation, o.remoteInc)
@@ -117,15 +139,20 @@ func (o *outPeer) pending(seq uint64, dst []outMsg, max int) ([]outMsg, uint64) 
 }
 
 // setConnected records s as the established stream, or none if s is nil.
-func (o *outPeer) setConnected(s *outSession) {
+// It refuses s if the peer's incarnation was quarantined since the welcome.
+func (o *outPeer) setConnected(s *outSession) error {
 	o.mu.Lock()
+	defer o.mu.Unlock()
+	if s != nil && o.remoteInc <= o.quarantined {
+		return fmt.Errorf("%w: incarnation %d", ErrQuarantined, o.remoteInc)
+	}
 	o.sess = s
 	o.connected = s != nil
 	o.since = time.Now()
 	if s != nil {
 		o.sessions++
 	}
-	o.mu.Unlock()
+	return nil
 }
 
 // runOutbound keeps a stream to p open until Close.
@@ -180,7 +207,7 @@ func (t *TCP) dial(p *peer) (net.Conn, net.Conn, error) {
 	if t.cfg.TLS == nil {
 		return raw, raw, nil
 	}
-	tc := tls.Client(raw, clientTLS(t.cfg.TLS, p.id))
+	tc := tls.Client(raw, clientTLS(t.cfg.TLS, t.members, p.id))
 	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -199,7 +226,7 @@ func (t *TCP) connectOnce(p *peer) (established bool, err error) {
 	}
 	defer t.untrack(raw)
 	br := bufio.NewReaderSize(conn, 256)
-	bw := bufio.NewWriterSize(conn, 512) // the handshake only
+	bw := bufio.NewWriterSize(conn, handshakeBuffer) // the handshake only
 	if err := conn.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
 		return false, err
 	}
@@ -208,23 +235,32 @@ func (t *TCP) connectOnce(p *peer) (established bool, err error) {
 		return false, fmt.Errorf("sending hello to %q: %w", p.id, err)
 	}
 	wl, err := readWelcome(br, t.version, p.id)
+	if errors.Is(err, ErrDuplicateSession) {
+		return false, fmt.Errorf("%w: %q at %s already has a live session from another process claiming our id %q (this one is %s)",
+			err, p.id, raw.RemoteAddr(), t.id, raw.LocalAddr())
+	}
+	if err == nil {
+		err = plausible(p.id, wl.Incarnation)
+	}
 	if err != nil {
 		return false, err
 	}
-	p.noteIncarnation(wl.Incarnation)
 	next, err := p.out.resume(p.id, wl)
 	if err != nil {
 		return false, err
 	}
+	p.noteIncarnation(wl.Incarnation)
 	if err := conn.SetDeadline(time.Time{}); err != nil {
 		return false, err
 	}
-	s := t.newOutSession(conn, next)
+	s := t.newOutSession(raw, conn, next)
 	if t.cfg.TLS == nil {
 		s.raw = newRawWriter(raw)
 	}
-	p.out.setConnected(s)
-	defer p.out.setConnected(nil)
+	if err := p.out.setConnected(s); err != nil {
+		return false, fmt.Errorf("peer %q: %w", p.id, err)
+	}
+	defer func() { _ = p.out.setConnected(nil) }()
 	t.event(p.id, "connected")
 	t.log.Debug("transport: stream up", "peer", p.id, "remote_incarnation", wl.Incarnation, "resume", wl.Resume)
 
@@ -307,65 +343,23 @@ func (t *TCP) readAcks(p *peer, s *outSession, br *bufio.Reader) error {
 }
 
 // deadline refreshes a read deadline at most every d/8, so that busy
-// streams do not reset a timer per frame.
+// streams do not reset a timer per frame. If seen is set, every refresh
+// stores monoNow in it.
 type deadline struct {
 	conn net.Conn
 	d    time.Duration
 	last time.Time
+	seen *atomic.Int64
 }
 
 func (dl *deadline) refresh() error {
 	now := time.Now()
+	if dl.seen != nil {
+		dl.seen.Store(int64(now.Sub(monoBase)))
+	}
 	if now.Sub(dl.last) < dl.d/8 {
 		return nil
 	}
 	dl.last = now
 	return dl.conn.SetReadDeadline(now.Add(dl.d))
-}
-
-// clientTLS returns the dialer's TLS config for peer id: the chain is
-// verified against base.RootCAs and the leaf must name id.
-func clientTLS(base *tls.Config, id string) *tls.Config {
-	c := base.Clone()
-	skipChain := base.InsecureSkipVerify
-	user := base.VerifyConnection
-	c.InsecureSkipVerify = true // verified below, against id instead of ServerName
-	c.ServerName = ""
-	c.VerifyConnection = func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			return fmt.Errorf("%w: %q presented no certificate", ErrPeerCertificate, id)
-		}
-		leaf := cs.PeerCertificates[0]
-		if !skipChain {
-			inter := x509.NewCertPool()
-			for _, c := range cs.PeerCertificates[1:] {
-				inter.AddCert(c)
-			}
-			opts := x509.VerifyOptions{Roots: base.RootCAs, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-			if _, err := leaf.Verify(opts); err != nil {
-				return fmt.Errorf("verifying certificate of %q: %w", id, err)
-			}
-		}
-		if err := certNames(leaf, id); err != nil {
-			return err
-		}
-		if user != nil {
-			return user(cs)
-		}
-		return nil
-	}
-	return c
-}
-
-// certNames checks that cert names id as CommonName or DNS SAN.
-func certNames(cert *x509.Certificate, id string) error {
-	if cert.Subject.CommonName == id {
-		return nil
-	}
-	for _, n := range cert.DNSNames {
-		if n == id {
-			return nil
-		}
-	}
-	return fmt.Errorf("%w %q: certificate names CN %q, DNS %q", ErrPeerCertificate, id, cert.Subject.CommonName, cert.DNSNames)
 }

@@ -46,6 +46,7 @@ func monoNow() int64 { return int64(time.Since(monoBase)) }
 
 // outSession is one established outbound stream.
 type outSession struct {
+	tcp     net.Conn // the TCP connection below conn (conn itself without TLS)
 	conn    net.Conn
 	stop    chan struct{}
 	once    sync.Once
@@ -64,8 +65,9 @@ type outSession struct {
 	lastSend atomic.Int64 // monoNow at the previous Send (the end of its write)
 }
 
-func (t *TCP) newOutSession(conn net.Conn, next uint64) *outSession {
+func (t *TCP) newOutSession(tcp, conn net.Conn, next uint64) *outSession {
 	s := &outSession{
+		tcp:   tcp,
 		conn:  conn,
 		stop:  make(chan struct{}),
 		next:  next,
@@ -78,11 +80,14 @@ func (t *TCP) newOutSession(conn net.Conn, next uint64) *outSession {
 	return s
 }
 
-// fail records the first error and closes the connection.
+// fail records the first error and closes the connection. It does not
+// block: the TCP connection is closed first, so closing TLS over it sends
+// nothing.
 func (s *outSession) fail(err error) {
 	s.once.Do(func() {
 		s.err = err
 		close(s.stop)
+		_ = s.tcp.Close()
 		_ = s.conn.Close()
 	})
 }

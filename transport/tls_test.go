@@ -96,10 +96,10 @@ func TestTCPMutualTLS(t *testing.T) {
 	checkAlive(t, c, "a", "b", 1)
 
 	// c: the acceptor refuses the id its certificate does not name...
-	c.waitErr("a", ErrPeerCertificate, `peer "c": certificate names CN "mallory", DNS ["mallory"]`)
-	c.waitErr("c", ErrRefused, `refused by "a"`, `peer "c": certificate names CN "mallory"`)
+	c.waitErr("a", ErrPeerCertificate, `peer "c": certificate names no member (CN "mallory", DNS ["mallory"])`)
+	c.waitErr("c", ErrRefused, `refused by "a": "handshake not accepted"`)
 	// ...and so does a dialer reaching c.
-	c.waitErr("a", ErrPeerCertificate, `TLS handshake with "c"`, `peer "c": certificate names CN "mallory"`)
+	c.waitErr("a", ErrPeerCertificate, `TLS handshake with "c"`, `peer "c": certificate names no member`)
 	waitLog(t, c.logs["a"], "refused handshake", "peer=c", "mallory")
 
 	// d: a certificate from an unknown authority. As a client, d finds no

@@ -1,0 +1,284 @@
+package lamportmutex
+
+// Tests of quarantine in the Mutex driver and of the outbox bound, against
+// Transports the test drives.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// barrier waits until mu's goroutine has handled everything fed before.
+func barrier(t *testing.T, mu *Mutex) State {
+	t.Helper()
+	st, err := mu.State(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func wantQuarantines(t *testing.T, ft *fakeTransport, want ...string) {
+	t.Helper()
+	if got := ft.quarantines(); !slices.Equal(got, want) {
+		t.Errorf("Transport.Quarantine calls %q, want %q", got, want)
+	}
+}
+
+// TestQuarantineBadClock: a REQUEST with clock 2^64-1 from "3" gets that
+// incarnation of "3" quarantined without moving the clock; what that
+// incarnation sends later is ignored, so the lock waits; a newer
+// incarnation's PeerUp brings "3" back and the lock is granted.
+func TestQuarantineBadClock(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mu.Close()
+	ft.syncWith(t, mu, []string{"2"}, 4)
+	ft.syncWith(t, mu, []string{"3"}, 5)
+
+	ft.in <- Message{Kind: Request, From: "3", To: "1", Clock: 1<<64 - 1, Incarnation: 1}
+	st := barrier(t, mu)
+	wantQuarantines(t, ft, "3#5")
+	if st.Clock > 10 || len(st.Queue) != 0 {
+		t.Fatalf("after a refused REQUEST at 2^64-1: %+v, want the clock and queue untouched", st)
+	}
+	if s := mu.Stats(); s.Quarantined != 1 {
+		t.Errorf("Stats.Quarantined = %d, want 1", s.Quarantined)
+	}
+
+	locked := make(chan error, 1)
+	go func() {
+		_, err := mu.Lock(context.Background())
+		locked <- err
+	}()
+	waitSent(t, ft, "3", Request, 1)
+	req := ft.sentTo("3", Request)[0]
+	dropped := mu.Stats().Dropped
+	ft.in <- Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 1, Incarnation: 1}
+	ft.in <- Message{Kind: Reply, From: "3", To: "1", Clock: req.Clock + 1, Incarnation: 1}
+	ft.in <- Message{Kind: PeerUp, From: "3", To: "1", Incarnation: 5} // the quarantined one again
+	st = barrier(t, mu)
+	if st.Held || !slices.Equal(st.Missing, []string{"3"}) {
+		t.Fatalf("the quarantined incarnation's REPLY counted: %+v", st)
+	}
+	if got := mu.Stats().Dropped - dropped; got != 2 {
+		t.Errorf("%d messages of the quarantined incarnation dropped, want 2", got)
+	}
+
+	ft.in <- Message{Kind: PeerUp, From: "3", To: "1", Incarnation: 6}
+	waitSent(t, ft, "3", Request, 2) // our request, resent to the new incarnation
+	ft.in <- Message{Kind: Hello, From: "3", To: "1", Clock: req.Clock + 2, Incarnation: 1}
+	select {
+	case err := <-locked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(reviewBound):
+		t.Fatal("no grant after the new incarnation of 3 answered")
+	}
+	if err := mu.Unlock(nil); err != nil {
+		t.Fatal(err)
+	}
+	wantQuarantines(t, ft, "3#5")
+}
+
+// TestQuarantineOnReleaseError: a RELEASE whose payload OnRelease refuses
+// does not take effect (the sender's request stays queued) and quarantines
+// the sender; a RELEASE with a payload from a peer with no request queued
+// never reaches OnRelease and quarantines it too.
+func TestQuarantineOnReleaseError(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	var handled []string
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft,
+		OnRelease: func(from string, p []byte) error {
+			handled = append(handled, from+":"+string(p))
+			if string(p) == "bad" {
+				return errors.New("bad block")
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mu.Close()
+	ft.syncWith(t, mu, []string{"2", "3"}, 2)
+
+	ft.in <- Message{Kind: Request, From: "2", To: "1", Clock: 5, Incarnation: 1}
+	ft.in <- Message{Kind: Release, From: "2", To: "1", Clock: 7, Payload: []byte("bad"), Incarnation: 1}
+	st := barrier(t, mu)
+	if !slices.Equal(st.Queue, []Token{{Clock: 5, ID: "2"}}) {
+		t.Errorf("queue %v after a refused RELEASE, want 2's request still in it", st.Queue)
+	}
+	wantQuarantines(t, ft, "2#2")
+
+	ft.in <- Message{Kind: Release, From: "3", To: "1", Clock: 8, Payload: []byte("forged"), Incarnation: 1}
+	barrier(t, mu)
+	wantQuarantines(t, ft, "2#2", "3#2")
+	if !slices.Equal(handled, []string{"2:bad"}) {
+		t.Errorf("OnRelease saw %q, want only 2's payload (3 had no request)", handled)
+	}
+	if s := mu.Stats(); s.Quarantined != 2 || s.HandlerErrors != 1 {
+		t.Errorf("Stats: Quarantined %d, HandlerErrors %d; want 2, 1", s.Quarantined, s.HandlerErrors)
+	}
+}
+
+// TestQuarantineOnMessageErrorAndReport: an error from OnMessage
+// quarantines the sender, whose later messages are not delivered;
+// Mutex.Quarantine, also from inside a callback, quarantines the current
+// incarnation; it is a no-op for ourselves, a non-member, a peer not yet
+// up, and after Close.
+func TestQuarantineOnMessageErrorAndReport(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	var mu *Mutex
+	var got []string
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3", "4"}, Transport: ft,
+		OnMessage: func(from string, p []byte) error {
+			got = append(got, from+":"+string(p))
+			switch string(p) {
+			case "bad":
+				return errors.New("malformed")
+			case "report":
+				mu.Quarantine(from, errors.New("found late"))
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft.syncWith(t, mu, []string{"2", "3"}, 3)
+
+	ft.in <- Message{Kind: Data, From: "2", To: "1", Payload: []byte("bad"), Incarnation: 1}
+	ft.in <- Message{Kind: Data, From: "2", To: "1", Payload: []byte("more"), Incarnation: 1}
+	ft.in <- Message{Kind: Data, From: "3", To: "1", Payload: []byte("report"), Incarnation: 1}
+	ft.in <- Message{Kind: Data, From: "3", To: "1", Payload: []byte("after"), Incarnation: 1}
+	barrier(t, mu)
+	if !slices.Equal(got, []string{"2:bad", "3:report"}) {
+		t.Errorf("OnMessage saw %q, want nothing from a quarantined incarnation", got)
+	}
+	wantQuarantines(t, ft, "2#3", "3#3")
+
+	mu.Quarantine("1", errors.New("self"))
+	mu.Quarantine("9", errors.New("stranger"))
+	mu.Quarantine("4", errors.New("not up yet"))
+	ft.in <- Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 4}
+	barrier(t, mu)
+	mu.Quarantine("2", errors.New("found late"))
+	barrier(t, mu)
+	wantQuarantines(t, ft, "2#3", "3#3", "2#4")
+	if err := mu.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Quarantine("3", errors.New("after close"))
+	wantQuarantines(t, ft, "2#3", "3#3", "2#4")
+}
+
+// TestSendOutboxBound: DATA past Config.OutboxLimit bytes queued for a
+// peer that does not take them is refused with ErrPeerBusy and queues
+// nothing; the algorithm's messages still queue; once the peer takes its
+// messages, Send works again. Send and Unlock copy the payload.
+func TestSendOutboxBound(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	stuck := make(chan struct{})
+	taken := make(chan struct{}, 1)
+	ft.send = func(ctx context.Context, msg Message) error {
+		if msg.To != "2" || msg.Kind != Data {
+			return nil
+		}
+		select {
+		case taken <- struct{}{}:
+		default:
+		}
+		select {
+		case <-stuck:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	const limit = 1000
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft, OutboxLimit: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mu.Close()
+	var once sync.Once
+	unstick := func() { once.Do(func() { close(stuck) }) }
+	defer unstick()
+	ft.syncWith(t, mu, []string{"2"}, 1)
+	ctx := context.Background()
+	payload := bytes.Repeat([]byte("p"), 400) // 464 bytes counted with msgOverhead
+	if err := mu.Send(ctx, "2", payload); err != nil {
+		t.Fatal(err)
+	}
+	<-taken // the pump holds the first one in Transport.Send
+	for i := range 2 {
+		if err := mu.Send(ctx, "2", payload); err != nil {
+			t.Fatalf("Send %d within the bound: %v", i, err)
+		}
+	}
+	if err := mu.Send(ctx, "2", payload); !errors.Is(err, ErrPeerBusy) {
+		t.Fatalf("Send past %d queued bytes = %v, want ErrPeerBusy", limit, err)
+	}
+	if n := mu.Stats().Sent[Data]; n != 3 {
+		t.Errorf("Stats.Sent[DATA] = %d, want 3 (the refused one is not queued)", n)
+	}
+	locked := make(chan error, 1)
+	go func() {
+		_, err := mu.Lock(ctx)
+		locked <- err
+	}()
+	for mu.Stats().Sent[Request] == 0 { // queued behind the DATA, past the bound
+		runtime.Gosched()
+	}
+
+	unstick() // the peer takes its messages again
+	waitSent(t, ft, "2", Request, 1)
+	ft.in <- Message{Kind: Reply, From: "2", To: "1", Clock: ft.sentTo("2", Request)[0].Clock + 1, Incarnation: 1}
+	if err := <-locked; err != nil {
+		t.Fatal(err)
+	}
+	update := []byte("update")
+	if err := mu.Unlock(update); err != nil {
+		t.Fatal(err)
+	}
+	copy(update, "XXXXXX")
+	waitSent(t, ft, "2", Release, 1)
+	if got := ft.sentTo("2", Release)[0].Payload; string(got) != "update" {
+		t.Errorf("Unlock's payload changed after Unlock returned: %q", got)
+	}
+	mine := bytes.Repeat([]byte("m"), 8)
+	if err := mu.Send(ctx, "2", mine); err != nil {
+		t.Fatalf("Send after the outbox drained: %v", err)
+	}
+	copy(mine, "XXXXXXXX") // the caller reuses its buffer
+	waitSent(t, ft, "2", Data, 4)
+	if got := ft.sentTo("2", Data)[3].Payload; string(got) != "mmmmmmmm" {
+		t.Errorf("Send's payload changed after Send returned: %q", got)
+	}
+}
+
+// TestStartClockBound: a StartClock above MaxClock is a config error;
+// MaxClock itself is the most a peer may start with.
+func TestStartClockBound(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	if _, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft, StartClock: MaxClock + 1}); !errors.Is(err, ErrConfig) {
+		t.Errorf("StartClock MaxClock+1: %v, want ErrConfig", err)
+	}
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft, StartClock: MaxClock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mu.Close()
+	if st := barrier(t, mu); st.Clock != MaxClock {
+		t.Errorf("clock %d, want MaxClock", st.Clock)
+	}
+}

@@ -1,0 +1,535 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"log/slog"
+	"math"
+	"math/big"
+	"net"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
+)
+
+// issueEd25519 returns an Ed25519 certificate from ca with the given
+// CommonName and DNS SANs, usable by client and server.
+func (ca *testCA) issueEd25519(t *testing.T, cn string, dns ...string) tls.Certificate {
+	t.Helper()
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: cn},
+		DNSNames:     dns,
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// tlsWith returns a mutual-TLS config trusting ca, with certs.
+func tlsWith(ca *testCA, certs ...tls.Certificate) *tls.Config {
+	return &tls.Config{Certificates: certs, RootCAs: ca.pool, ClientCAs: ca.pool, MinVersion: tls.VersionTLS13}
+}
+
+// rawHello dials addr (over TLS if cfg is set), sends h in protocol
+// version v and returns the raw welcome bytes and the decoded welcome.
+func rawHello(t *testing.T, addr string, cfg *tls.Config, v uint16, h hello) ([]byte, welcome, error) {
+	t.Helper()
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	var conn net.Conn = raw
+	if cfg != nil {
+		c := cfg.Clone()
+		c.InsecureSkipVerify = true // the attacker does not care who answers
+		tc := tls.Client(raw, c)
+		if err := tc.Handshake(); err != nil {
+			return nil, welcome{}, err
+		}
+		conn = tc
+	}
+	bw := bufio.NewWriter(conn)
+	if err := writeHello(bw, v, h); err != nil {
+		return nil, welcome{}, err
+	}
+	br := bufio.NewReader(conn)
+	if _, err := readPreamble(br); err != nil {
+		return nil, welcome{}, err
+	}
+	body, err := readFrame(br, maxHandshakeFrame, nil)
+	if err != nil {
+		return nil, welcome{}, err
+	}
+	var wl welcome
+	err = decodeStruct(body, &wl)
+	return body, wl, err
+}
+
+// restartAndCheck restarts id with a fresh incarnation (the clock's) and
+// checks that peer accepts it.
+func restartAndCheck(t *testing.T, c *tcpCluster, id, peer string) {
+	t.Helper()
+	if err := c.nodes[id].Close(); err != nil {
+		t.Fatal(err)
+	}
+	tr := c.start(id, nil, 0)
+	tcpEventually(t, func() bool {
+		st := peerStatus(c.nodes[peer], id)
+		return st.Inbound && st.Connected && st.Incarnation == tr.Incarnation()
+	}, "%s to accept the real %s again: %+v", peer, id, peerStatus(c.nodes[peer], id))
+	// Messages the old incarnation left unacknowledged may reach the new
+	// one (clock below 7); 7 must arrive.
+	for _, pair := range [][2]string{{id, peer}, {peer, id}} {
+		tcpSend(t, c.nodes[pair[0]], pair[1], 7, nil)
+		for {
+			m := tcpRecvData(t, c.nodes[pair[1]])
+			if m.From == pair[0] && m.Clock == 7 {
+				break
+			}
+			if m.Clock >= 7 {
+				t.Fatalf("%s got %v, want clock 7 from %s", pair[1], m, pair[0])
+			}
+		}
+	}
+}
+
+// TestTCPRefusesIdentityTakeoverWithHugeIncarnation: a hello claiming
+// member "2" with incarnation 2^64-1 is refused and never stored, whether it
+// fails on the cluster, on the plausibility bound, or on the certificate;
+// the real "2" can still restart and connect.
+func TestTCPRefusesIdentityTakeoverWithHugeIncarnation(t *testing.T) {
+	tcpLeakCheck(t)
+	t.Run("plain", func(t *testing.T) {
+		c := newTCPCluster(t, []string{"1", "2"}, nil)
+		checkAlive(t, c, "1", "2", 1)
+		addr := c.addrs["1"]
+		for _, tc := range []struct {
+			cluster string
+			want    error
+		}{
+			{"wrong-cluster", ErrClusterMismatch},
+			{"test-cluster", ErrProtocol}, // the right cluster: the bound refuses it
+		} {
+			_, wl, err := rawHello(t, addr, nil, protocolVersion, hello{From: "2", To: "1", Cluster: tc.cluster, Incarnation: math.MaxUint64})
+			if err != nil || wl.Refusal != refusalDenied {
+				t.Fatalf("cluster %q: welcome %+v, %v", tc.cluster, wl, err)
+			}
+			c.waitErr("1", tc.want, "refused handshake")
+		}
+		c.waitErr("1", ErrProtocol, `incarnation 18446744073709551615, more than 24h0m0s ahead of our clock`)
+		if st := peerStatus(c.nodes["1"], "2"); st.Incarnation != c.nodes["2"].Incarnation() {
+			t.Fatalf("stored incarnation changed: %+v", st)
+		}
+		restartAndCheck(t, c, "2", "1")
+	})
+	t.Run("tls", func(t *testing.T) {
+		ca := newTestCA(t, "ledger CA")
+		certs := map[string]tls.Certificate{"1": ca.issueEd25519(t, "1", "1"), "2": ca.issueEd25519(t, "2", "2"), "3": ca.issueEd25519(t, "3", "3")}
+		c := newTCPCluster(t, []string{"1", "2", "3"}, func(cfg *TCPConfig) { cfg.TLS = tlsWith(ca, certs[cfg.ID]) })
+		checkAlive(t, c, "1", "2", 1)
+		// Member 3, with its own valid certificate, claims to be 2; so does
+		// an outsider whose certificate names nobody.
+		for _, cert := range []tls.Certificate{certs["3"], ca.issueEd25519(t, "mallory")} {
+			_, wl, err := rawHello(t, c.addrs["1"], tlsWith(ca, cert), protocolVersion, hello{From: "2", To: "1", Cluster: "test-cluster", Incarnation: math.MaxUint64})
+			if err != nil || wl.Refusal != refusalDenied {
+				t.Fatalf("welcome %+v, %v", wl, err)
+			}
+		}
+		c.waitErr("1", ErrPeerCertificate, `peer "2": certificate names member "3"`)
+		c.waitErr("1", ErrPeerCertificate, `peer "2": certificate names no member (CN "mallory"`)
+		restartAndCheck(t, c, "2", "1")
+	})
+}
+
+// TestTCPRefusesDuplicateSession: a second process running as "2" (another
+// address, a later incarnation) is refused while the first one's session is
+// live; both sides log it, naming the id and both addresses, and the real
+// pair keeps working.
+func TestTCPRefusesDuplicateSession(t *testing.T) {
+	tcpLeakCheck(t)
+	c := newTCPCluster(t, []string{"1", "2"}, nil)
+	checkAlive(t, c, "1", "2", 1)
+	tcpEventually(t, func() bool { return peerStatus(c.nodes["1"], "2").Inbound }, "2's session at 1")
+	dupLog := &logBuf{}
+	dupErrs := &errRec{}
+	dup, err := NewTCP(TCPConfig{
+		ID: "2", ListenAddr: "127.0.0.1:0", Peers: map[string]string{"1": c.addrs["1"]}, Cluster: "test-cluster",
+		Logger:     slog.New(slog.NewTextHandler(dupLog, nil)),
+		BackoffMin: time.Millisecond, BackoffMax: 20 * time.Millisecond, onConnError: dupErrs.add,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dup.Close()
+	waitLog(t, c.logs["1"], "refused handshake", "peer=2", "duplicate session", "live session from 127.0.0.1:", "refused 127.0.0.1:")
+	waitLog(t, dupLog, "handshake refused", "duplicate session exists", `\"1\" at `+c.addrs["1"], "claiming our id")
+	for _, l := range []*logBuf{c.logs["1"], dupLog} {
+		for _, line := range strings.Split(l.String(), "\n") {
+			if strings.Contains(line, "duplicate session") {
+				t.Logf("%s", line)
+				break
+			}
+		}
+	}
+	if err := dupErrs.find(ErrRefused, "test-cluster"); err != nil {
+		t.Errorf("the refusal told the duplicate the cluster: %v", err)
+	}
+	if st := peerStatus(c.nodes["1"], "2"); st.Incarnation != c.nodes["2"].Incarnation() {
+		t.Errorf("the duplicate's incarnation was stored: %+v", st)
+	}
+	checkAlive(t, c, "1", "2", 2)
+}
+
+// TestTCPRefusesCertificateNotNamingOneMember: with TLS, a certificate naming
+// two members, none, or another member than the id claimed is refused, as
+// acceptor and as dialer; one naming the member and a host name is fine.
+func TestTCPRefusesCertificateNotNamingOneMember(t *testing.T) {
+	tcpLeakCheck(t)
+	ca := newTestCA(t, "ledger CA")
+	for _, tc := range []struct {
+		name   string
+		cn     string
+		dns    []string
+		accept bool
+		want   string
+	}{
+		{"two members", "c", []string{"c", "b"}, false, `peer "c": certificate names 2 members`},
+		{"two members in SANs", "host", []string{"b", "c"}, false, `peer "c": certificate names 2 members`},
+		{"none", "mallory", []string{"mallory.example"}, false, `peer "c": certificate names no member`},
+		{"another member", "b", []string{"b"}, false, `peer "c": certificate names member "b"`},
+		{"member and host name", "c", []string{"c", "c.example"}, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			certs := map[string]tls.Certificate{"a": ca.issueEd25519(t, "a", "a"), "b": ca.issueEd25519(t, "b", "b"), "c": ca.issueEd25519(t, tc.cn, tc.dns...)}
+			c := newTCPCluster(t, []string{"a", "b", "c"}, func(cfg *TCPConfig) { cfg.TLS = tlsWith(ca, certs[cfg.ID]) })
+			checkAlive(t, c, "a", "b", 1)
+			if tc.accept {
+				checkAlive(t, c, "a", "c", 1)
+				return
+			}
+			c.waitErr("a", ErrPeerCertificate, "refused handshake", tc.want)
+			c.waitErr("a", ErrPeerCertificate, `TLS handshake with "c"`, tc.want)
+			if st := peerStatus(c.nodes["a"], "c"); st.Connected || st.Inbound || st.Incarnation != 0 {
+				t.Errorf("a let c in: %+v", st)
+			}
+		})
+	}
+}
+
+// TestTCPRefusalsLeakNothing: whatever is wrong with a hello, the refusal
+// is one generic text with no id, incarnation or cluster in it.
+func TestTCPRefusalsLeakNothing(t *testing.T) {
+	tcpLeakCheck(t)
+	const cluster = "secret-cluster-0xfeed"
+	c := newTCPCluster(t, []string{"alpha", "bravo"}, func(cfg *TCPConfig) { cfg.Cluster = cluster })
+	checkAlive(t, c, "alpha", "bravo", 1)
+	seen := c.nodes["bravo"].Incarnation()
+	now := uint64(time.Now().UnixNano())
+	for _, tc := range []struct {
+		name string
+		v    uint16
+		h    hello
+		want string
+	}{
+		{"wrong cluster", protocolVersion, hello{From: "bravo", To: "alpha", Cluster: "guess", Incarnation: now}, refusalDenied},
+		{"unknown id", protocolVersion, hello{From: "mallory", To: "alpha", Cluster: cluster, Incarnation: now}, refusalDenied},
+		{"long id", protocolVersion, hello{From: strings.Repeat("\n\x1b[31m", 1000), To: "alpha", Cluster: cluster, Incarnation: now}, refusalDenied},
+		{"wrong to", protocolVersion, hello{From: "bravo", To: "charlie", Cluster: cluster, Incarnation: now}, refusalDenied},
+		{"own id", protocolVersion, hello{From: "alpha", To: "alpha", Cluster: cluster, Incarnation: now}, refusalDenied},
+		{"stale", protocolVersion, hello{From: "bravo", To: "alpha", Cluster: cluster, Incarnation: seen - 1}, refusalDenied},
+		{"zero", protocolVersion, hello{From: "bravo", To: "alpha", Cluster: cluster}, refusalDenied},
+		{"implausible", protocolVersion, hello{From: "bravo", To: "alpha", Cluster: cluster, Incarnation: now + uint64(48*time.Hour)}, refusalDenied},
+		{"duplicate", protocolVersion, hello{From: "bravo", To: "alpha", Cluster: cluster, Incarnation: seen + 1}, refusalDuplicate},
+		{"version", protocolVersion + 1, hello{From: "bravo", To: "alpha", Cluster: cluster, Incarnation: now}, refusalVersion},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body, wl, err := rawHello(t, c.addrs["alpha"], nil, tc.v, tc.h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if wl != (welcome{Refusal: tc.want}) {
+				t.Errorf("welcome %+v, want only the refusal %q", wl, tc.want)
+			}
+			for _, secret := range []string{cluster, "alpha", "bravo", "mallory"} {
+				if strings.Contains(string(body), secret) {
+					t.Errorf("refusal %q contains %q", body, secret)
+				}
+			}
+		})
+	}
+	waitLog(t, c.logs["alpha"], "refused handshake", `\\n\\x1b[31m`, "...(6000 bytes)")
+	for _, line := range strings.Split(c.logs["alpha"].String(), "\n") {
+		if strings.Contains(line, "\x1b") || len(line) > 1000 {
+			t.Errorf("a peer-supplied id reached the log unescaped or whole: %q", line)
+		}
+	}
+	checkAlive(t, c, "alpha", "bravo", 2)
+}
+
+// TestTCPHandshakeFloodBoundsMemory: thousands of connections that never
+// send a hello cost the acceptor little heap: buffers come after the
+// handshake and connections beyond maxPendingHandshakes are closed at once.
+func TestTCPHandshakeFloodBoundsMemory(t *testing.T) {
+	tcpLeakCheck(t)
+	const flood = 2000
+	var capped atomic.Int64
+	c := newTCPCluster(t, []string{"a", "b"}, func(cfg *TCPConfig) {
+		cfg.HandshakeTimeout = time.Hour // the flood's pending handshakes stay until Close
+		if cfg.ID == "a" {
+			cfg.onEvent = func(_, ev string) {
+				if ev == "over handshake cap" {
+					capped.Add(1)
+				}
+			}
+		}
+	})
+	checkAlive(t, c, "a", "b", 1)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	conns := make([]net.Conn, 0, flood)
+	defer func() {
+		for _, conn := range conns {
+			conn.Close()
+		}
+	}()
+	for range flood {
+		conn, err := net.Dial("tcp", c.addrs["a"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, conn)
+	}
+	tcpEventually(t, func() bool { return capped.Load() >= flood-maxPendingHandshakes },
+		"a to close the connections over the cap (%d so far)", capped.Load())
+	waitLog(t, c.logs["a"], "level=WARN", "too many handshakes under way", "limit=32")
+	if n := strings.Count(c.logs["a"].String(), "level=WARN msg=\"transport: too many handshakes"); n != 1 {
+		t.Errorf("%d Warn lines about the flood, want 1", n)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	growth := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("heap growth with %d idle connections (both ends in this process): %d KiB", flood, growth>>10)
+	if limit := int64(16 << 20); growth > limit {
+		t.Errorf("heap grew by %d bytes, limit %d", growth, limit)
+	}
+	for _, conn := range conns {
+		conn.Close()
+	}
+	conns = conns[:0]
+	checkAlive(t, c, "a", "b", 2)
+}
+
+// TestTCPQuarantine: after Quarantine, nothing more from that incarnation is
+// delivered and it cannot reconnect; our queued messages wait; a restart of
+// the peer is accepted with PeerUp first and gets them.
+func TestTCPQuarantine(t *testing.T) {
+	tcpLeakCheck(t)
+	c := newTCPCluster(t, []string{"a", "b"}, nil)
+	a, b := c.nodes["a"], c.nodes["b"]
+	checkAlive(t, c, "a", "b", 1)
+	oldInc := b.Incarnation()
+	a.Quarantine("b", oldInc, errors.New("bad block at height 3"))
+	waitLog(t, c.logs["a"], "level=WARN", "peer quarantined", "peer=b", "incarnation=", "bad block at height 3")
+	tcpEventually(t, func() bool { st := peerStatus(a, "b"); return !st.Inbound && !st.Connected }, "a's streams with b closed")
+	tcpSend(t, b, "a", 99, []byte("from the quarantined incarnation"))
+	tcpSend(t, a, "b", 50, []byte("for the next incarnation"))
+	c.waitErr("a", ErrQuarantined, "refused handshake", "quarantined up to")
+	c.waitErr("a", ErrQuarantined, `peer "b" answered with incarnation`)
+	c.waitErr("b", ErrRefused, `refused by "a": "handshake not accepted"`)
+	a.Quarantine("nobody", 1, errors.New("ignored")) // unknown: a no-op
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = c.start("b", nil, 0)
+	for {
+		m := tcpRecv(t, a)
+		if m.From == "b" && m.Clock == 99 {
+			t.Fatalf("a got %v from the quarantined incarnation", m)
+		}
+		if m.Kind == lamportmutex.PeerUp && m.From == "b" {
+			if m.Incarnation != b.Incarnation() {
+				t.Fatalf("a got %v, want PeerUp of incarnation %d", m, b.Incarnation())
+			}
+			break
+		}
+	}
+	for { // before it: what the old b left unacknowledged (clock 1)
+		m := tcpRecvData(t, b)
+		if m.From == "a" && m.Clock == 50 {
+			break
+		}
+		if m.Clock != 1 {
+			t.Fatalf("the new b got %v, want what a queued during the quarantine", m)
+		}
+	}
+	checkAlive(t, c, "a", "b", 2)
+}
+
+// TestChanQuarantine: the in-memory network keeps the same contract.
+func TestChanQuarantine(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	n := newTestNetwork(t, []string{"a", "b"}, ChanOptions{})
+	defer n.Close()
+	ea, eb := endpoint(t, n, "a"), endpoint(t, n, "b")
+	expectPeerUps(t, ea, "b")
+	expectPeerUps(t, eb, "a")
+	ctx := context.Background()
+	send := func(e *ChanEndpoint, to string, clock uint64) {
+		t.Helper()
+		if err := e.Send(ctx, lamportmutex.Message{Kind: lamportmutex.Reply, From: e.ID(), To: to, Clock: clock}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Not yet received by a: 1 may already be on its way to Receive (the
+	// one message Quarantine cannot recall), 2 waits behind it in a's inbox.
+	send(eb, "a", 1)
+	send(eb, "a", 2)
+	ea.Quarantine("b", eb.Incarnation(), errors.New("bad head"))
+	send(eb, "a", 3)  // dropped as on a closed connection
+	send(ea, "b", 10) // held for b's quarantined incarnation; Restart drops it
+	eb2, err := n.Restart("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(eb2, "a", 4)
+	m := recv(t, ea)
+	if m.Kind != lamportmutex.PeerUp && m.Clock == 1 {
+		m = recv(t, ea)
+	}
+	if m.Kind != lamportmutex.PeerUp || m.From != "b" || m.Incarnation != 2 {
+		t.Fatalf("a got %v, want PeerUp of b#2 (after at most the message in flight)", m)
+	}
+	if m := recv(t, ea); m.From != "b" || m.Clock != 4 {
+		t.Fatalf("a got %v, want the new incarnation's message", m)
+	}
+	expectPeerUps(t, eb2, "a")
+	send(ea, "b", 11)
+	if m := recv(t, eb2); m.From != "a" || m.Clock != 11 {
+		t.Fatalf("new b got %v, want a's message sent after the restart", m)
+	}
+}
+
+// TestTCPSendQueueBoundedInBytes: the queue to a peer holds at most
+// SendQueueBytes (beyond one message), however few messages it holds; Send
+// blocks, up to its ctx, until acknowledgements free room.
+func TestTCPSendQueueBoundedInBytes(t *testing.T) {
+	var o outPeer
+	o.init(1024, 1000)
+	push := func(n int) <-chan struct{} {
+		o.slots <- struct{}{} // as Send does
+		_, room := o.push(make([]byte, n))
+		if room != nil {
+			<-o.slots
+		}
+		return room
+	}
+	if room := push(1500); room != nil {
+		t.Fatal("a message larger than the bound was refused on an empty queue")
+	}
+	room := push(10)
+	if room == nil {
+		t.Fatal("the queue took more than its bytes")
+	}
+	o.mu.Lock()
+	o.ackTo(1)
+	o.mu.Unlock()
+	select {
+	case <-room:
+	default:
+		t.Fatal("an acknowledgement freed room without saying so")
+	}
+	for i := range 2 {
+		if room := push(450); room != nil {
+			t.Fatalf("message %d of 450 bytes refused with %d queued", i, o.qBytes)
+		}
+	}
+	if room := push(101); room == nil {
+		t.Fatalf("the queue took %d+101 bytes, bound 1000", o.qBytes)
+	}
+
+	tcpLeakCheck(t)
+	c := newTCPCluster(t, []string{"a", "b"}, func(cfg *TCPConfig) { cfg.SendQueueBytes = 1000 })
+	if err := c.nodes["b"].Close(); err != nil { // nothing is acknowledged
+		t.Fatal(err)
+	}
+	a := c.nodes["a"]
+	tcpSend(t, a, "b", 1, make([]byte, 600))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	msg := lamportmutex.Message{Kind: lamportmutex.Reply, From: "a", To: "b", Clock: 2, Payload: make([]byte, 600)}
+	if err := a.Send(ctx, msg); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Send over the byte bound: %v, want it to wait for its ctx", err)
+	}
+	if st := peerStatus(a, "b"); st.Queued != 1 {
+		t.Fatalf("queued %d, want 1", st.Queued)
+	}
+}
+
+// TestTCPRefusesImplausibleWelcome: a process at a peer's address answering
+// with incarnation 2^64-1 is refused by the dialer, and the number is not
+// stored.
+func TestTCPRefusesImplausibleWelcome(t *testing.T) {
+	tcpLeakCheck(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { // the impostor at b's address
+		defer close(done)
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			br, bw := bufio.NewReader(conn), bufio.NewWriter(conn)
+			check := helloCheck{version: protocolVersion, self: "b", cluster: "test-cluster", known: func(string) bool { return true }}
+			if _, _, err := readHello(br, check); err == nil {
+				_ = writeWelcome(bw, protocolVersion, welcome{From: "b", Incarnation: math.MaxUint64})
+			}
+			conn.Close()
+		}
+	}()
+	defer func() { ln.Close(); <-done }()
+	c := newTCPCluster(t, []string{"a"}, func(cfg *TCPConfig) {
+		cfg.Peers = map[string]string{"a": cfg.Peers["a"], "b": ln.Addr().String()}
+	})
+	a := c.nodes["a"]
+	c.waitErr("a", ErrProtocol, `peer "b" presented incarnation 18446744073709551615, more than 24h0m0s ahead`)
+	p := a.peers["b"]
+	p.out.mu.Lock()
+	remote := p.out.remoteInc
+	p.out.mu.Unlock()
+	if st := peerStatus(a, "b"); st.Incarnation != 0 || st.Connected || remote != 0 {
+		t.Fatalf("a adopted the impostor's welcome: %+v, remote incarnation %d", st, remote)
+	}
+}
