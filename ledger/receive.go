@@ -3,6 +3,8 @@ package ledger
 import (
 	"errors"
 	"fmt"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
 )
 
 // MaxPending bounds the window of received blocks a node holds while it
@@ -11,10 +13,6 @@ import (
 // HandleRelease). Since every held block's transfer names two members,
 // the memory this takes is bounded too.
 const MaxPending = 1024
-
-// maxBlockClock bounds a block's Clock: it equals lamportmutex.MaxClock,
-// above which no honest mutex grants.
-const maxBlockClock = 1 << 63
 
 // received is a block and the peer that sent it, with its release or by
 // catch-up (fetched).
@@ -154,8 +152,8 @@ func (n *Node) checkBatch(blocks []Block) error {
 			err = fmt.Errorf("%w: inside the batch", ErrBadPrev)
 		case b.Accounts != nil:
 			err = fmt.Errorf("%w: accounts in a transfer block", ErrMalformedBlock)
-		case b.Clock > maxBlockClock:
-			err = fmt.Errorf("%w: clock %d above %d", ErrMalformedBlock, b.Clock, uint64(maxBlockClock))
+		case b.Clock > lamportmutex.MaxClock:
+			err = fmt.Errorf("%w: clock %d above lamportmutex.MaxClock", ErrMalformedBlock, b.Clock)
 		case b.ComputeHash() != b.Hash:
 			err = ErrBadHash
 		}
