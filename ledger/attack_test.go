@@ -410,3 +410,33 @@ func TestForkProofStopsNode(t *testing.T) {
 		t.Fatalf("Transfer after a proven fork: %v", err)
 	}
 }
+
+// Over the real mutex and channel network: a member that sends a false
+// head is refused and its session quarantined; the node never stops, and
+// the cluster commits again once the member restarts.
+func TestAttackFalseHeadOverRealMutex(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	c := newCrashCluster(t, 3, 5, 0, 4)
+	defer c.close()
+	c.transfers(t, "2", "1", 2)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	if err := c.member("2").mu.Send(ctx, "1", headMsg(1, 0, 0, ledger.Hash{1})); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "node 1 refusing peer 2", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.refused["1"] > 0
+	})
+	if err := c.node("1").Err(); err != nil {
+		t.Fatalf("node 1 stopped: %v", err)
+	}
+	if b, err := c.node("1").Balance("1"); err != nil || b != crashBalance+2 {
+		t.Fatalf("node 1 reads balance %d, %v", b, err)
+	}
+	c.crash("2", false) // its next incarnation behaves
+	c.transfers(t, "1", "3", 2)
+	c.transfers(t, "2", "3", 1)
+	c.converge(ctx)
+}

@@ -49,6 +49,7 @@ type crashCluster struct {
 	members map[string]*member
 	onLocal func(id string) // called when a node made blocks, before its release
 	fetched map[string]int  // blocks inserted by catch-up, per node
+	refused map[string]int  // peers refused, per node
 }
 
 // member is one incarnation of a node.
@@ -75,7 +76,7 @@ func newCrashClusterOpts(t testing.TB, n int, opts transport.ChanOptions, maxBat
 		t.Fatal(err)
 	}
 	c := &crashCluster{t: t, ids: ids, net: net, dir: t.TempDir(), genesis: g, maxBatch: maxBatch,
-		members: map[string]*member{}, fetched: map[string]int{}}
+		members: map[string]*member{}, fetched: map[string]int{}, refused: map[string]int{}}
 	for _, id := range ids {
 		ep, err := net.Endpoint(id)
 		if err != nil {
@@ -114,6 +115,11 @@ func (c *crashCluster) start(id string, ep lamportmutex.Transport) {
 }
 
 func (c *crashCluster) event(id string, ev ledger.Event) {
+	if ev.Kind == ledger.EventPeerRefused {
+		c.mu.Lock()
+		c.refused[id]++
+		c.mu.Unlock()
+	}
 	if ev.Kind != ledger.EventBlockInserted {
 		return
 	}
