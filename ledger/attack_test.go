@@ -440,3 +440,46 @@ func TestAttackFalseHeadOverRealMutex(t *testing.T) {
 	c.transfers(t, "2", "3", 1)
 	c.converge(ctx)
 }
+
+// Over the real mutex: a member whose release carries a block that spends
+// another member's money is refused by both peers and quarantined; the
+// block is in no chain, nobody stops, and the cluster commits again once
+// the member restarts.
+func TestAttackBadReleaseOverRealMutex(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	c := newCrashCluster(t, 3, 6, 0, 4)
+	defer c.close()
+	c.transfers(t, "1", "2", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	head := c.node("1").Head()
+	forged := ledger.Block{Height: head.Height + 1, Prev: head.Hash, Clock: head.Clock + 1,
+		Transfer: ledger.Transfer{ID: ledger.NewTransferID(), From: "3", To: "2", Amount: 5}}
+	forged.Hash = forged.ComputeHash()
+	payload, _ := ledger.EncodeBatch([]ledger.Block{forged})
+	mu := c.member("2").mu
+	if _, err := mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := mu.Unlock(payload); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "nodes 1 and 3 refusing peer 2", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.refused["1"] > 0 && c.refused["3"] > 0
+	})
+	for _, id := range []string{"1", "3"} {
+		if n := c.node(id); n.Err() != nil || n.Head().Hash != head.Hash {
+			t.Fatalf("node %s: error %v, head %v", id, n.Err(), n.Head())
+		}
+	}
+	c.crash("2", false)
+	c.transfers(t, "3", "1", 1)
+	c.transfers(t, "2", "1", 1)
+	for _, b := range c.converge(ctx) {
+		if b.Hash == forged.Hash {
+			t.Fatal("the forged block is in the chain")
+		}
+	}
+}
