@@ -45,11 +45,28 @@ import (
 
 // Messenger is the application channel of the mutex: Send carries a
 // payload to one peer's current incarnation, FIFO with the mutex's own
-// messages, to that peer's Node.HandleMessage. *lamportmutex.Mutex
-// satisfies it.
+// messages, to that peer's Node.HandleMessage. Quarantine reports bad input
+// from peer found after its handler returned: it ends the session with the
+// peer's current incarnation and ignores everything further from it until
+// a newer incarnation comes up (PeerUp). Quarantine must not block.
+// *lamportmutex.Mutex satisfies it.
 type Messenger interface {
 	Send(ctx context.Context, to string, payload []byte) error
+	Quarantine(peer string, cause error)
 }
+
+// Bounds of the catch-up inbox, per peer: messages queued for the catch-up
+// goroutine and not yet handled. A peer whose blocks messages would go
+// beyond either bound has them dropped; the node asks for the blocks again
+// once its inbox drains (an honest peer far ahead can send that much while
+// this node's disk catches up). A peer whose other messages (heads,
+// answers, fetches: small, and an honest peer sends few) would go beyond
+// either bound is refused and quarantined. In all, the inbox holds at most
+// (members-1) times the bounds.
+const (
+	MaxInboxMessages = 4096
+	MaxInboxBytes    = 16 << 20
+)
 
 // catchup is a Node's state for the catch-up protocol.
 type catchup struct {
@@ -59,7 +76,8 @@ type catchup struct {
 
 	// sentTo is, per peer, the height up to which this node has sent it
 	// blocks since that peer's last PeerUp: they are on their way or there,
-	// so they are not sent again. The sync goroutine's.
+	// so an announcement does not have them sent again. The sync
+	// goroutine's.
 	sentTo map[string]uint64
 
 	smu      sync.Mutex
@@ -70,8 +88,26 @@ type catchup struct {
 	answers  map[string]syncMsg
 	progress chan struct{} // closed and replaced when an answer or a PeerUp comes
 
+	// Per peer, keyed by member ids only (the mutex delivers from peers
+	// only, and HandleMessage and HandlePeerUp check): the incarnations
+	// seen (a count of PeerUps), the one barred (plus one; 0 for none),
+	// the inbox's share, and a Messenger.Quarantine to make.
+	epoch       map[string]uint64
+	barred      map[string]uint64
+	inCount     map[string]int
+	inBytes     map[string]int
+	quarantines map[string]quarantine
+	refetchDue  bool // blocks were dropped: ask every peer for what follows the head
+
 	stopSync chan struct{}
 	syncDone chan struct{} // closed when the sync goroutine exits; nil before it starts
+}
+
+// quarantine is a Messenger.Quarantine for the sync goroutine to make, if
+// the peer's incarnation is still epoch.
+type quarantine struct {
+	epoch uint64
+	cause error
 }
 
 // inbound is a message, a PeerUp, or a request to announce the head, for
@@ -79,6 +115,7 @@ type catchup struct {
 type inbound struct {
 	from     string
 	payload  []byte
+	epoch    uint64 // the sender's incarnation count when it was queued
 	up       bool
 	announce bool
 }
@@ -89,27 +126,122 @@ func newCatchup(self string, members []string) catchup {
 		sentTo: make(map[string]uint64),
 		// Round numbers start at random, so that an answer meant for an
 		// earlier incarnation of this node is not taken for one of ours.
-		rounds:   rand.Uint64() >> 1,
-		kick:     make(chan struct{}, 1),
-		progress: make(chan struct{}),
-		stopSync: make(chan struct{}),
+		rounds:      rand.Uint64() >> 1,
+		kick:        make(chan struct{}, 1),
+		progress:    make(chan struct{}),
+		epoch:       make(map[string]uint64),
+		barred:      make(map[string]uint64),
+		inCount:     make(map[string]int),
+		inBytes:     make(map[string]int),
+		quarantines: make(map[string]quarantine),
+		stopSync:    make(chan struct{}),
 	}
 }
 
 // HandleMessage handles a catch-up message from peer from: pass it as the
 // mutex's OnMessage handler (Node.MutexConfig does). It only queues the
-// message for the node's catch-up goroutine, so it never blocks.
+// message for the node's catch-up goroutine, so it never blocks. A message
+// from a quarantined incarnation is dropped. Beyond the inbox's bounds
+// (MaxInboxMessages, MaxInboxBytes), a blocks message is dropped and the
+// blocks fetched again later; any other message is refused: the error
+// returned (a *PeerError) makes the mutex quarantine the peer.
 func (n *Node) HandleMessage(from string, payload []byte) error {
+	if !n.members[from] || from == n.id {
+		return nil
+	}
+	n.smu.Lock()
+	if n.barredLocked(from, n.epoch[from]) {
+		n.smu.Unlock()
+		return nil
+	}
+	if n.inCount[from] >= MaxInboxMessages || n.inBytes[from]+len(payload) > MaxInboxBytes {
+		count, size := n.inCount[from], n.inBytes[from]
+		blocks := len(payload) > 2 && syncOp(payload[2]) == opBlocks
+		if blocks {
+			n.refetchDue = true
+		}
+		n.smu.Unlock()
+		if blocks {
+			n.log.Debug("ledger: catch-up inbox full; blocks dropped, to be fetched again", "from", from)
+			return nil
+		}
+		return n.refuse(from, n.currentEpoch(from), "catch-up messages", fmt.Errorf("%w: %d messages of %d bytes queued, and %d more bytes",
+			errInboxFull, count, size, len(payload)), false)
+	}
+	n.smu.Unlock()
 	n.post(inbound{from: from, payload: payload})
 	return nil
 }
 
+// errInboxFull: a peer sent more catch-up messages than the inbox holds.
+var errInboxFull = errors.New("catch-up inbox full")
+
 // HandlePeerUp notes that a new incarnation of peer came up: pass it as
 // the mutex's OnPeerUp handler (Node.MutexConfig does). The node tells the
 // peer its head, and syncs with every peer before it next builds a block.
+// A quarantined peer's new incarnation is heard again.
 func (n *Node) HandlePeerUp(peer string) {
+	if !n.members[peer] || peer == n.id {
+		return
+	}
+	n.smu.Lock()
+	n.epoch[peer]++
+	n.smu.Unlock()
 	n.needSync()
 	n.post(inbound{from: peer, up: true})
+}
+
+// barredLocked reports whether incarnation epoch of peer is quarantined.
+// n.smu must be held.
+func (n *Node) barredLocked(peer string, epoch uint64) bool {
+	b := n.barred[peer]
+	return b != 0 && b-1 == epoch
+}
+
+// errQuarantined: input from an incarnation already quarantined.
+var errQuarantined = errors.New("the peer is quarantined until it restarts")
+
+// isBarred reports whether incarnation epoch of peer is quarantined.
+func (n *Node) isBarred(peer string, epoch uint64) bool {
+	n.smu.Lock()
+	defer n.smu.Unlock()
+	return n.barredLocked(peer, epoch)
+}
+
+// currentEpoch returns the incarnation count of peer.
+func (n *Node) currentEpoch(peer string) uint64 {
+	n.smu.Lock()
+	defer n.smu.Unlock()
+	return n.epoch[peer]
+}
+
+// bar drops what is queued and what comes from incarnation epoch of peer,
+// and with report set has the sync goroutine make the
+// Messenger.Quarantine for it. An incarnation already superseded is
+// left alone: it is gone, and the new one has done nothing wrong.
+func (n *Node) bar(peer string, epoch uint64, cause error, report bool) {
+	n.smu.Lock()
+	current := n.members[peer] && epoch == n.epoch[peer]
+	if current {
+		n.barred[peer] = epoch + 1
+		if report {
+			n.quarantines[peer] = quarantine{epoch: epoch, cause: cause}
+		}
+	}
+	n.smu.Unlock()
+	if current && report {
+		n.kickSync()
+	}
+}
+
+// refetch has the sync goroutine ask every peer for the blocks after the
+// head once its inbox drains: blocks were dropped (beyond the window, or a
+// full inbox), or a bad one refused.
+func (n *Node) refetch() {
+	n.smu.Lock()
+	n.refetchDue = true
+	n.smu.Unlock()
+	n.kickSync()
 }
 
 // needSync makes the next grant run a sync round, and a round in progress
@@ -121,11 +253,21 @@ func (n *Node) needSync() {
 	n.smu.Unlock()
 }
 
-// post queues in for the sync goroutine.
+// post queues in for the sync goroutine, counting a message in its
+// sender's share of the inbox.
 func (n *Node) post(in inbound) {
 	n.smu.Lock()
+	in.epoch = n.epoch[in.from]
+	if !in.up && !in.announce {
+		n.inCount[in.from]++
+		n.inBytes[in.from] += len(in.payload)
+	}
 	n.inbox = append(n.inbox, in)
 	n.smu.Unlock()
+	n.kickSync()
+}
+
+func (n *Node) kickSync() {
 	select {
 	case n.kick <- struct{}{}:
 	default:
@@ -168,10 +310,19 @@ func (n *Node) syncLoop(m Messenger) {
 		case <-n.kick:
 		}
 		for {
+			n.quarantineDue(m)
 			n.smu.Lock()
 			batch := n.inbox
 			n.inbox = nil
+			fetch := len(batch) == 0 && n.refetchDue
+			if fetch {
+				n.refetchDue = false
+			}
 			n.smu.Unlock()
+			if fetch {
+				n.fetch(ctx, m)
+				continue
+			}
 			if len(batch) == 0 {
 				break
 			}
@@ -189,81 +340,155 @@ func (n *Node) syncLoop(m Messenger) {
 					announce = true
 					continue
 				}
+				n.smu.Lock()
+				n.inCount[in.from]--
+				n.inBytes[in.from] -= len(in.payload)
+				barred := n.barredLocked(in.from, in.epoch)
+				n.smu.Unlock()
+				if barred {
+					continue
+				}
 				if announce {
-					n.announce(ctx, m)
+					n.announce(ctx, m, opHead)
 					announce = false
 				}
 				n.handleInbound(ctx, m, in)
+				n.quarantineDue(m)
 			}
 			if announce {
-				n.announce(ctx, m)
+				n.announce(ctx, m, opHead)
 			}
 		}
+	}
+}
+
+// quarantineDue makes the Messenger.Quarantine calls that refusals asked
+// for, for the incarnations still current.
+func (n *Node) quarantineDue(m Messenger) {
+	n.smu.Lock()
+	if len(n.quarantines) == 0 {
+		n.smu.Unlock()
+		return
+	}
+	due := make(map[string]error, len(n.quarantines))
+	for p, q := range n.quarantines {
+		if q.epoch == n.epoch[p] {
+			due[p] = q.cause
+		}
+		delete(n.quarantines, p)
+	}
+	n.smu.Unlock()
+	for _, p := range slices.Sorted(maps.Keys(due)) {
+		m.Quarantine(p, due[p])
 	}
 }
 
 // announce tells every peer our head, not only one that came up: a peer
-// that has a block we lack (a dead holder's, say) sends it.
-func (n *Node) announce(ctx context.Context, m Messenger) {
+// that has a block we lack (a dead holder's, say) sends it. With opFetch,
+// peers send every block after the head, also those they sent before.
+func (n *Node) announce(ctx context.Context, m Messenger, op syncOp) {
 	head := n.Head()
 	for _, p := range n.others {
-		n.send(ctx, m, p, syncMsg{op: opHead, height: head.Height, hash: head.Hash})
+		n.send(ctx, m, p, syncMsg{op: op, height: head.Height, hash: head.Hash})
 	}
 }
 
-// handleInbound handles one catch-up message.
+// fetch asks every peer again for the blocks after the head, after this
+// node dropped some.
+func (n *Node) fetch(ctx context.Context, m Messenger) {
+	n.log.Debug("ledger: asking the peers again for blocks after the head", "head", n.Head().Height)
+	n.announce(ctx, m, opFetch)
+}
+
+// handleInbound handles one catch-up message. Bad input is refused and its
+// sender quarantined.
 func (n *Node) handleInbound(ctx context.Context, m Messenger, in inbound) {
 	msg, err := decodeSync(in.payload)
 	if err != nil {
-		n.log.Warn("ledger: dropped a malformed catch-up message", "from", in.from, "err", err)
+		_ = n.refuse(in.from, in.epoch, "catch-up message", err, true)
 		return
 	}
 	switch msg.op {
-	case opHead:
-		n.answerHead(ctx, m, in.from, msg)
+	case opHead, opFetch:
+		n.answerHead(ctx, m, in.from, in.epoch, msg)
 	case opAnswer:
-		n.smu.Lock()
-		if _, dup := n.answers[in.from]; !dup && msg.round != 0 && msg.round == n.round {
-			n.answers[in.from] = msg
-			n.wakeRound()
-		}
-		n.smu.Unlock()
+		n.takeAnswer(in.from, in.epoch, msg)
 	case opBlocks:
-		err := n.keys.verifySeals(msg.blocks) // before writeMu: a batch may hold many seals
-		if err == nil {
-			n.writeMu.Lock()
-			if err = n.acceptable(in.from); err == nil {
-				err = n.accept(in.from, msg.blocks, true)
+		err := n.checkReceived(in.from, msg.blocks, true) // before writeMu: a batch may hold many seals
+		n.writeMu.Lock()
+		if n.acceptable(in.from) {
+			if err != nil {
+				_ = n.refuse(in.from, in.epoch, "catch-up blocks", err, true)
+			} else {
+				_ = n.accept(in.from, in.epoch, msg.blocks, true)
 			}
-			n.writeMu.Unlock()
 		}
-		if err != nil {
-			n.log.Error("ledger: catch-up blocks refused", "from", in.from, "err", err)
-		}
+		n.writeMu.Unlock()
 	}
 }
 
+// checkClaim checks a peer's claim that its chain has the block hash at
+// height: false if this node has another block there. A claim beyond the
+// head cannot be checked yet.
+func (n *Node) checkClaim(height uint64, hash Hash) error {
+	n.mu.RLock()
+	own, ok := n.chain.Block(height)
+	n.mu.RUnlock()
+	if ok && own.Hash != hash {
+		return fmt.Errorf("%w: block %s at height %d, where this node has %s", errFalseHead, hash.Short(), height, own.Hash.Short())
+	}
+	return nil
+}
+
+// errFalseHead: a peer claims a head that is not in this node's chain.
+// Only a pair of valid blocks proves a fork; a claim costs the claimant
+// its session.
+var errFalseHead = errors.New("claimed head is not in this node's chain")
+
+// takeAnswer records a peer's answer to the current sync round, if it
+// is one and its claim is not false.
+func (n *Node) takeAnswer(from string, epoch uint64, msg syncMsg) {
+	n.smu.Lock()
+	current := msg.round != 0 && msg.round == n.round
+	_, dup := n.answers[from]
+	n.smu.Unlock()
+	if !current || dup {
+		return
+	}
+	if err := n.checkClaim(msg.height, msg.hash); err != nil {
+		_ = n.refuse(from, epoch, "sync answer", err, true)
+		return
+	}
+	n.smu.Lock()
+	if msg.round == n.round {
+		n.answers[from] = msg
+		n.wakeRound()
+	}
+	n.smu.Unlock()
+}
+
 // answerHead handles a peer's head: it sends the peer every block it lacks
-// and, for a sync round, answers with this node's head. A peer whose block
-// at its head's height is not ours is refused: nothing is sent, and this
-// node stops (ErrDiverged), naming both hashes.
-func (n *Node) answerHead(ctx context.Context, m Messenger, from string, q syncMsg) {
+// and, for a sync round, answers with this node's head. A head that is not
+// in this node's chain is a false claim: the peer is refused and
+// quarantined, and nothing is sent. An announcement (round 0) has the
+// blocks sent since the peer's last PeerUp skipped; a round or an opFetch
+// has every block after the head sent.
+func (n *Node) answerHead(ctx context.Context, m Messenger, from string, epoch uint64, q syncMsg) {
+	if err := n.checkClaim(q.height, q.hash); err != nil {
+		_ = n.refuse(from, epoch, q.op.String(), err, true)
+		return
+	}
 	n.mu.RLock()
 	head := n.chain.Head()
 	var missing []Block
-	var conflict error
-	if q.height <= head.Height {
-		own, _ := n.chain.Block(q.height)
-		if own.Hash != q.hash {
-			conflict = &ConflictError{Height: q.height, Ours: own.Hash, Theirs: q.hash, Peer: from}
-		} else if start := max(q.height, n.sentTo[from]) + 1; start <= head.Height {
-			missing = n.chain.blocks[start:] // immutable once appended; copied by encoding
-		}
+	start := q.height + 1
+	if q.op == opHead && q.round == 0 {
+		start = max(start, n.sentTo[from]+1)
+	}
+	if start <= head.Height {
+		missing = n.chain.blocks[start:] // immutable once appended; copied by encoding
 	}
 	n.mu.RUnlock()
-	if conflict != nil {
-		_ = n.fail(conflict)
-	}
 	k := n.maxBatch
 	for len(missing) > 0 {
 		k = min(k, len(missing))
@@ -287,10 +512,10 @@ func (n *Node) answerHead(ctx context.Context, m Messenger, from string, q syncM
 			n.logSendError(ctx, from, opBlocks, err)
 			return
 		}
-		n.sentTo[from] = missing[cut-1].Height
+		n.sentTo[from] = max(n.sentTo[from], missing[cut-1].Height)
 		missing = missing[cut:]
 	}
-	if q.round != 0 {
+	if q.op == opHead && q.round != 0 {
 		n.send(ctx, m, from, syncMsg{op: opAnswer, round: q.round, height: head.Height, hash: head.Hash})
 	}
 }
@@ -323,7 +548,9 @@ func (n *Node) logSendError(ctx context.Context, to string, op syncOp, err error
 // has every block that any peer has, if a PeerUp came since the last
 // round (see the comment at the top of this file). It waits for every
 // peer's answer, up to ctx. It returns an error if a peer has blocks it did
-// not send, and fails the node (ErrDiverged) if a peer's chain disagrees.
+// not send (and asks for them again). A peer whose answer is not in this
+// node's chain is refused and quarantined, and the round waits for its
+// next incarnation, as for a restart.
 func (n *Node) syncRound(ctx context.Context, m Messenger) error {
 	for {
 		gen := n.upGen.Load()
@@ -383,7 +610,18 @@ func (n *Node) runRound(ctx context.Context, m Messenger, gen, round uint64) err
 			return fmt.Errorf("ledger: sync round: %w: %w", ErrDiverged, err)
 		}
 		if complete {
-			return n.checkAnswers(answers) // a copy: later answers are not recorded
+			refused, err := n.checkAnswers(answers) // a copy: later answers are not recorded
+			if len(refused) == 0 {
+				return err
+			}
+			// A refused peer is quarantined: its next incarnation's PeerUp
+			// starts the round again.
+			n.smu.Lock()
+			for _, p := range refused {
+				delete(n.answers, p)
+			}
+			n.smu.Unlock()
+			continue
 		}
 		select {
 		case <-progress:
@@ -401,10 +639,12 @@ func (n *Node) runRound(ctx context.Context, m Messenger, gen, round uint64) err
 	}
 }
 
-// checkAnswers checks that this node has every peer's head.
-func (n *Node) checkAnswers(answers map[string]syncMsg) error {
-	n.mu.RLock()
-	head := n.chain.Head()
+// checkAnswers checks that this node has every peer's head. A peer whose
+// head is not in this node's chain is refused (and returned); a peer ahead
+// of this node after sending its blocks makes the round fail, and the
+// blocks are asked for again.
+func (n *Node) checkAnswers(answers map[string]syncMsg) (refused []string, err error) {
+	head := n.Head()
 	var errs []error
 	for _, p := range slices.Sorted(maps.Keys(answers)) {
 		a := answers[p]
@@ -413,32 +653,13 @@ func (n *Node) checkAnswers(answers map[string]syncMsg) error {
 				p, a.height, a.hash.Short(), head.Height))
 			continue
 		}
-		if own, _ := n.chain.Block(a.height); own.Hash != a.hash {
-			n.mu.RUnlock()
-			err := n.fail(&ConflictError{Height: a.height, Ours: own.Hash, Theirs: a.hash, Peer: p})
-			n.mu.RLock()
-			errs = append(errs, err)
+		if cerr := n.checkClaim(a.height, a.hash); cerr != nil {
+			_ = n.refuse(p, n.currentEpoch(p), "sync answer", cerr, true)
+			refused = append(refused, p)
 		}
 	}
-	n.mu.RUnlock()
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		n.refetch()
+	}
+	return refused, errors.Join(errs...)
 }
-
-// ConflictError reports two replicas whose chains hold different blocks at
-// one height: another ledger, or a bug. Nothing is overwritten; the node
-// that sees it stops (ErrDiverged).
-type ConflictError struct {
-	Height uint64 // the height at which the chains disagree
-	Ours   Hash   // this node's block there (or the one it holds for it)
-	Theirs Hash   // the peer's block there
-	Peer   string // the peer
-}
-
-// Error names the height and both hashes.
-func (e *ConflictError) Error() string {
-	return fmt.Sprintf("chains disagree at height %d: this node has block %s, peer %s has %s",
-		e.Height, e.Ours.Short(), e.Peer, e.Theirs.Short())
-}
-
-// Is reports whether target is ErrInvalidBlock.
-func (e *ConflictError) Is(target error) bool { return target == ErrInvalidBlock }

@@ -210,13 +210,8 @@ func (n *Node) commitBatch(l Locker, batch []*request, tok lamportmutex.Token) {
 	n.writeMu.Lock()
 	n.mu.RLock()
 	err := n.usable()
-	if err == nil && len(n.pending) > 0 {
-		// The mutex guarantees that its holder has every earlier holder's
-		// block; a gap means that guarantee was broken.
-		n.mu.RUnlock()
-		err = n.fail(fmt.Errorf("granted the mutex at token %s while %d received blocks still wait for an earlier one",
-			tok, len(n.pending)))
-		n.mu.RLock()
+	if err == nil {
+		n.dropPending()
 	}
 	var blocks []Block
 	var refused, made []*request

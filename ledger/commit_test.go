@@ -45,6 +45,8 @@ func (g *gateLocker) Lock(ctx context.Context) (lamportmutex.Token, error) {
 
 func (g *gateLocker) Send(context.Context, string, []byte) error { return errNoPeers }
 
+func (g *gateLocker) Quarantine(string, error) {}
+
 func (g *gateLocker) Unlock(p []byte) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -47,8 +47,9 @@ type crashCluster struct {
 
 	mu      sync.Mutex
 	members map[string]*member
-	onLocal func(id string) // called when a node inserted its own block, before its release
+	onLocal func(id string) // called when a node made blocks, before its release
 	fetched map[string]int  // blocks inserted by catch-up, per node
+	refused map[string]int  // peers refused, per node
 }
 
 // member is one incarnation of a node.
@@ -75,7 +76,7 @@ func newCrashClusterOpts(t testing.TB, n int, opts transport.ChanOptions, maxBat
 		t.Fatal(err)
 	}
 	c := &crashCluster{t: t, ids: ids, net: net, dir: t.TempDir(), genesis: g, maxBatch: maxBatch,
-		members: map[string]*member{}, fetched: map[string]int{}}
+		members: map[string]*member{}, fetched: map[string]int{}, refused: map[string]int{}}
 	for _, id := range ids {
 		ep, err := net.Endpoint(id)
 		if err != nil {
@@ -105,7 +106,7 @@ func (c *crashCluster) start(id string, ep lamportmutex.Transport) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if err := node.SetLocker(mu); err != nil {
+	if err := node.SetLocker(hookLocker{Mutex: mu, c: c, id: id}); err != nil {
 		c.t.Fatal(err)
 	}
 	c.mu.Lock()
@@ -114,18 +115,37 @@ func (c *crashCluster) start(id string, ep lamportmutex.Transport) {
 }
 
 func (c *crashCluster) event(id string, ev ledger.Event) {
+	if ev.Kind == ledger.EventPeerRefused {
+		c.mu.Lock()
+		c.refused[id]++
+		c.mu.Unlock()
+	}
 	if ev.Kind != ledger.EventBlockInserted {
 		return
 	}
 	c.mu.Lock()
-	hook := c.onLocal
 	if ev.Fetched {
 		c.fetched[id]++
 	}
 	c.mu.Unlock()
-	if ev.Local && hook != nil {
-		hook(id)
+}
+
+// hookLocker is a member's mutex that calls the cluster's onLocal hook
+// before a release that carries blocks.
+type hookLocker struct {
+	*lamportmutex.Mutex
+	c  *crashCluster
+	id string
+}
+
+func (l hookLocker) Unlock(payload []byte) error {
+	l.c.mu.Lock()
+	hook := l.c.onLocal
+	l.c.mu.Unlock()
+	if payload != nil && hook != nil {
+		hook(l.id)
 	}
+	return l.Mutex.Unlock(payload)
 }
 
 // setOnLocal sets the hook called when a node inserted its own block,

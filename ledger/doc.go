@@ -74,9 +74,33 @@
 // ErrClosed; its store closes), then the mutex, then the transport. A
 // mutex closed while the node holds it does not release the lock without
 // the node's block: the peers then wait for this client's restart and
-// fetch the block, as after a crash. A block received that fails
-// verification stops the node (ErrDiverged, Node.Err, EventFailed)
-// instead of letting it diverge.
+// fetch the block, as after a crash.
+//
+// # Faulty peers
+//
+// A peer's bad input (a release or catch-up message that does not decode,
+// a block that does not extend the chain or fails verification, a block
+// in a release that spends another client's money, a head or answer that
+// is not in the chain, more catch-up messages than the inbox holds) is
+// refused: one log line names the peer and the cause, EventPeerRefused
+// reports it, and that incarnation of the peer is quarantined (the mutex
+// ends its session and ignores it until it restarts; Messenger.Quarantine
+// for what the catch-up goroutine finds). The node keeps serving reads,
+// and commits again once the peer's next incarnation behaves; a sync round
+// waiting on a quarantined peer waits for that restart. The node stops
+// (ErrDiverged, Node.Err, EventFailed) only for its own storage failure,
+// or for a fork proven by two valid blocks at one height on the same
+// predecessor, the peer's made by another member than the peer that
+// sent it (a *ConflictError carrying both blocks). A peer that sends a
+// second block of its own for a filled height has equivocated, and only it
+// is refused.
+//
+// What a peer feeds is bounded: the catch-up inbox per peer
+// (MaxInboxMessages, MaxInboxBytes), received blocks to the window
+// MaxPending above the head, the maps to the members. Events reach
+// Config.OnEvent through a queue of EventQueueSize on the node's own
+// goroutine, so a slow subscriber loses events (EventDropped) instead of
+// stalling the mutex.
 //
 // # Catch-up
 //
@@ -101,13 +125,14 @@
 //     or that the holder persisted, is never overwritten by another at its
 //     height.
 //
-// A node far behind holds at most MaxPending blocks that came with
-// releases ahead of a gap; beyond that it drops the newest and asks its
-// peers again. A peer sends each block to an incarnation of a node once.
+// A node far behind holds only blocks within MaxPending of its head;
+// beyond that it drops them and asks its peers again (a fetch, which has
+// a peer send every block after the head). An announcement has a peer
+// skip the blocks it sent to that incarnation already.
 //
 // Two chains that hold different blocks at one height are never merged:
-// the node that sees it stops with a *ConflictError (wrapped in
-// ErrDiverged) that names the height and both hashes. Two clients of
+// see Faulty peers for when that is a peer's fault and when it stops the
+// node. Two clients of
 // different ledgers do not get that far: their genesis hashes differ, and
 // the TCP transport refuses the connection (TCPConfig.Cluster).
 //
@@ -141,7 +166,9 @@
 // block is on disk. Losing the disk of every client that has a block loses
 // the block. If a holder loses its block that way after its release
 // reached only peers that were behind (holding the block ahead of a gap),
-// the next holder may put another block at that height; those peers then
-// stop with a ConflictError instead of forking in silence. Peers that lie (send well-formed but false chains) are not
-// tolerated: members are trusted, as in Lamport's algorithm.
+// the next holder may put another block at that height; those peers keep
+// their chain and refuse the other block (or, when a third member relays
+// it, stop with a ConflictError) instead of forking in silence. A faulty
+// member can stall progress (the mutex needs every peer) but costs only its
+// own session, never an honest node's life.
 package ledger

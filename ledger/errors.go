@@ -28,10 +28,14 @@ var (
 
 // Errors about the state of a Node.
 var (
-	// ErrDiverged: the node received a block it could not verify or persist,
-	// or a peer's chain disagrees with its own (a *ConflictError), and it
-	// stopped taking transfers rather than diverge from its peers.
-	ErrDiverged = errors.New("ledger node stopped: it received a block it cannot apply")
+	// ErrDiverged: the node stopped taking transfers: its own storage
+	// failed, or two valid blocks at one height prove that the chains
+	// forked (a *ConflictError).
+	ErrDiverged = errors.New("ledger node stopped")
+	// ErrPeerRefused is matched (errors.Is) by every *PeerError: a peer
+	// sent bad input, which was refused, and that incarnation of the peer
+	// is quarantined.
+	ErrPeerRefused = errors.New("peer input refused")
 	// ErrBadKey: Config.Signer is missing, malformed, or not the private
 	// key of the public key that Config.Keys gives the node's own id.
 	ErrBadKey = errors.New("signing key does not match the member's public key")
@@ -74,6 +78,9 @@ var (
 	// has the ledger file open. On Unix an exclusive flock(2) guards the
 	// file; the kernel drops it when the holder exits, even by a crash.
 	ErrStoreInUse = errors.New("ledger file is in use by another process")
+	// ErrSymlink: the store's path is a symbolic link, which is not
+	// followed (on Unix).
+	ErrSymlink = errors.New("ledger file path is a symbolic link; refusing to follow it")
 	// ErrCorrupt is matched (errors.Is) by every *CorruptError.
 	ErrCorrupt = errors.New("ledger store corrupt")
 )
@@ -115,3 +122,42 @@ func (e *CorruptError) Unwrap() error { return e.Err }
 
 // Is reports whether target is ErrCorrupt.
 func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
+
+// PeerError reports bad input from a peer: refused, and that incarnation
+// of the peer quarantined. The node keeps running.
+type PeerError struct {
+	Peer string // the peer that sent it
+	What string // what it was: "release", "catch-up blocks", "head", ...
+	Err  error  // why it was refused, e.g. a *BlockError
+}
+
+// Error names the peer, the input and the cause.
+func (e *PeerError) Error() string {
+	return fmt.Sprintf("refused %s from peer %s: %v", e.What, e.Peer, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *PeerError) Unwrap() error { return e.Err }
+
+// Is reports whether target is ErrPeerRefused.
+func (e *PeerError) Is(target error) bool { return target == ErrPeerRefused }
+
+// ConflictError is the proof that chains forked: two valid blocks at one
+// height that extend the same block, this node's own and one a peer sent.
+// Nothing is overwritten; the node that sees it stops (ErrDiverged). Their
+// Transfer.From fields name the members that made (and signed) them.
+type ConflictError struct {
+	Height uint64 // the height at which the chains disagree
+	Ours   Block  // this node's block there
+	Theirs Block  // the block the peer sent for that height
+	Peer   string // the peer that sent it
+}
+
+// Error names the height, both blocks and their makers.
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("chains disagree at height %d: this node has block %s by %s, peer %s sent block %s by %s, both after %s",
+		e.Height, e.Ours.Hash.Short(), e.Ours.Transfer.From, e.Peer, e.Theirs.Hash.Short(), quote(e.Theirs.Transfer.From), e.Ours.Prev.Short())
+}
+
+// Is reports whether target is ErrInvalidBlock.
+func (e *ConflictError) Is(target error) bool { return target == ErrInvalidBlock }

@@ -1,5 +1,7 @@
 package ledger
 
+import "sync"
+
 // EventKind says what an Event reports.
 type EventKind int
 
@@ -17,9 +19,15 @@ const (
 	// EventTransferRejected: a Transfer call of this node failed. Transfer
 	// and Err are set (e.g. ErrInsufficientFunds, ErrSelfTransfer).
 	EventTransferRejected
-	// EventFailed: the node received a block it could not verify or
-	// persist and stopped taking transfers. Err says why.
+	// EventFailed: the node stopped taking transfers (Node.Err): its own
+	// storage failed, or a *ConflictError proves a fork. Err says why.
 	EventFailed
+	// EventPeerRefused: peer From sent bad input; it was refused and that
+	// incarnation of From quarantined. Err is the *PeerError.
+	EventPeerRefused
+	// EventDropped: the subscriber was too slow, and Dropped events were
+	// lost since the last event it got (see EventQueueSize).
+	EventDropped
 )
 
 // String returns the kind's name.
@@ -33,6 +41,10 @@ func (k EventKind) String() string {
 		return "transfer-rejected"
 	case EventFailed:
 		return "failed"
+	case EventPeerRefused:
+		return "peer-refused"
+	case EventDropped:
+		return "dropped"
 	}
 	return "unknown"
 }
@@ -48,4 +60,119 @@ type Event struct {
 	Transfer  Transfer
 	Duplicate bool
 	Err       error
+	Dropped   uint64 // EventDropped: how many events were lost
+}
+
+// EventQueueSize bounds the events waiting for Config.OnEvent. When the
+// subscriber falls that far behind, further events are dropped and
+// counted until there is room again; the subscriber then gets an
+// EventDropped with the count.
+const EventQueueSize = 1024
+
+// events is a Node's bounded event queue and the goroutine that delivers
+// it, started with the first event.
+type events struct {
+	onEvent func(Event)
+
+	emu       sync.Mutex
+	evQueue   []Event // at most EventQueueSize
+	evLost    uint64  // dropped since the last EventDropped was queued
+	evDropped uint64  // dropped in all
+	evRunning bool
+	evClosing bool
+	evWake    chan struct{} // buffered 1
+	evDone    chan struct{} // closed when the goroutine exits
+}
+
+// emit queues ev for OnEvent without waiting, or drops and counts it if
+// the queue is full.
+func (n *Node) emit(ev Event) {
+	if n.onEvent == nil {
+		return
+	}
+	n.emu.Lock()
+	switch {
+	case n.evClosing:
+		n.evDropped++
+		n.emu.Unlock()
+		return
+	case n.evLost > 0 && len(n.evQueue)+2 <= EventQueueSize:
+		n.evQueue = append(n.evQueue, Event{Kind: EventDropped, Dropped: n.evLost}, ev)
+		n.evLost = 0
+	case n.evLost == 0 && len(n.evQueue) < EventQueueSize:
+		n.evQueue = append(n.evQueue, ev)
+	default:
+		n.evLost++
+		n.evDropped++
+	}
+	if !n.evRunning {
+		n.evRunning = true
+		n.evWake = make(chan struct{}, 1)
+		n.evDone = make(chan struct{})
+		go n.deliver(n.evWake, n.evDone)
+	}
+	wake := n.evWake
+	n.emu.Unlock()
+	select {
+	case wake <- struct{}{}:
+	default:
+	}
+}
+
+// deliver calls OnEvent for every queued event, in order, until
+// stopEvents.
+func (n *Node) deliver(wake, done chan struct{}) {
+	defer close(done)
+	for {
+		n.emu.Lock()
+		var ev Event
+		var ok bool
+		switch {
+		case len(n.evQueue) > 0:
+			ev, ok = n.evQueue[0], true
+			n.evQueue[0] = Event{}
+			n.evQueue = n.evQueue[1:]
+			if len(n.evQueue) == 0 {
+				n.evQueue = nil // let the backing array go
+			}
+		case n.evLost > 0:
+			ev, ok = Event{Kind: EventDropped, Dropped: n.evLost}, true
+			n.evLost = 0
+		}
+		closing := n.evClosing
+		n.emu.Unlock()
+		if ok {
+			n.onEvent(ev)
+			continue
+		}
+		if closing {
+			return
+		}
+		<-wake
+	}
+}
+
+// stopEvents delivers the events already queued, then stops the delivery
+// goroutine and waits for it; later events are dropped.
+func (n *Node) stopEvents() {
+	n.emu.Lock()
+	n.evClosing = true
+	running, wake, done := n.evRunning, n.evWake, n.evDone
+	n.emu.Unlock()
+	if !running {
+		return
+	}
+	select {
+	case wake <- struct{}{}:
+	default:
+	}
+	<-done
+}
+
+// EventsDropped returns how many events were dropped because
+// Config.OnEvent fell EventQueueSize events behind (or came after Close).
+func (n *Node) EventsDropped() uint64 {
+	n.emu.Lock()
+	defer n.emu.Unlock()
+	return n.evDropped
 }

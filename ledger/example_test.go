@@ -31,6 +31,10 @@ func (l memberLock) Lock(context.Context) (lamportmutex.Token, error) {
 	return lamportmutex.Token{Clock: l.m.clock, ID: l.id}, nil
 }
 
+// Quarantine is for peers' bad input, which this in-process mutex never
+// has.
+func (l memberLock) Quarantine(string, error) {}
+
 // Send is for catch-up after restarts, which this in-process mutex never
 // has.
 func (l memberLock) Send(context.Context, string, []byte) error {

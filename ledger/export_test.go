@@ -12,3 +12,11 @@ var (
 	TestKey     = testKey
 	TestPubKeys = testPubKeys
 )
+
+// PendingLen returns how many received blocks wait for an earlier one, for
+// tests.
+func PendingLen(n *Node) int {
+	n.writeMu.Lock()
+	defer n.writeMu.Unlock()
+	return len(n.pending)
+}

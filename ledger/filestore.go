@@ -50,6 +50,11 @@ type FileStore struct {
 // (other members or balances) is an error wrapping ErrGenesisMismatch. A
 // file another FileStore has open, in this process or another, is an error
 // wrapping ErrStoreInUse (on Unix; elsewhere it is not detected).
+//
+// A missing folder is created with mode 0700, and the file with mode 0600;
+// an existing file readable by others is made 0600. On Unix the file is
+// opened without following a symbolic link: a symlink at path, dangling or
+// not, is refused with an error wrapping ErrSymlink.
 func OpenFileStore(path string, genesis Block, opts FileOptions) (*FileStore, error) {
 	if _, err := NewChain(genesis); err != nil {
 		return nil, fmt.Errorf("ledger store %s: %w", path, err)
@@ -58,9 +63,9 @@ func OpenFileStore(path string, genesis Block, opts FileOptions) (*FileStore, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := openStoreFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("ledger store: %w", err)
+		return nil, err
 	}
 	if err := lockFile(f); err != nil {
 		_ = f.Close()
@@ -277,4 +282,28 @@ func (s *FileStore) Close() error {
 		return fmt.Errorf("ledger store %s: %w", s.path, err)
 	}
 	return nil
+}
+
+// openStoreFile opens or creates the store file at path, and its folder,
+// private to the user.
+func openStoreFile(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("ledger store: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|openNoFollow, 0o600)
+	if err != nil {
+		if isSymlinkError(err) {
+			return nil, fmt.Errorf("ledger store %s: %w", path, ErrSymlink)
+		}
+		return nil, fmt.Errorf("ledger store: %w", err)
+	}
+	info, err := f.Stat()
+	if err == nil && info.Mode().Perm()&0o077 != 0 {
+		err = f.Chmod(info.Mode().Perm() &^ 0o077)
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("ledger store %s: %w", path, err)
+	}
+	return f, nil
 }

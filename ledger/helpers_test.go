@@ -21,13 +21,14 @@ import (
 type cluster struct {
 	sem chan struct{} // holds one token while the lock is held
 
-	mu      sync.Mutex
-	clock   uint64
-	holder  string
-	nodes   map[string]*ledger.Node
-	errs    []error // HandleRelease errors, as a mutex would log them
-	locks   int
-	unlocks int
+	mu          sync.Mutex
+	clock       uint64
+	holder      string
+	nodes       map[string]*ledger.Node
+	errs        []error  // HandleRelease errors, as a mutex would log them
+	quarantined []string // "i quarantines j", by Locker.Quarantine
+	locks       int
+	unlocks     int
 
 	// With rng set, a release reaches its bystanders late: payloads wait in
 	// per-pair FIFO queues (receiver -> sender -> payloads) and are handed
@@ -117,6 +118,13 @@ func (l *fakeLocker) Send(context.Context, string, []byte) error { return errNoP
 
 // errNoPeers is what test lockers answer to Send.
 var errNoPeers = errors.New("test locker: no catch-up channel")
+
+// Quarantine records the peer, as the mutex would quarantine it.
+func (l *fakeLocker) Quarantine(peer string, cause error) {
+	l.c.mu.Lock()
+	defer l.c.mu.Unlock()
+	l.c.quarantined = append(l.c.quarantined, l.id+" quarantines "+peer)
+}
 
 func (l *fakeLocker) Unlock(payload []byte) error {
 	c := l.c

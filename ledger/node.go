@@ -57,10 +57,11 @@ type Config struct {
 	// textbook; 0 means DefaultMaxBatch; at most MaxBatch.
 	MaxBatch int
 	// OnEvent, if set, is called for every Event, one call at a time and in
-	// the order of the chain. It runs on the goroutine that caused the
-	// event (a Transfer caller, or the mutex's goroutine for received
-	// blocks), so it must be quick and must not call Transfer; the read
-	// methods (Balance, Head, ...) are fine.
+	// the order they happened, on a goroutine of the Node's own: events
+	// wait in a queue of EventQueueSize, so neither the mutex nor a
+	// Transfer caller ever waits for OnEvent. A subscriber that falls that
+	// far behind loses events, and is told how many (EventDropped). It may
+	// call any method of the Node but Close.
 	OnEvent func(Event)
 }
 
@@ -81,12 +82,11 @@ type Node struct {
 	id      string
 	signer  ed25519.PrivateKey // seals the batches this node commits
 	keys    keyring            // every member's public key, from the genesis
+	members map[string]bool
 	store   Store
 	log     *slog.Logger
-	onEvent func(Event)
 
 	writeMu sync.Mutex // serialises changes to the chain (persist, then insert)
-	eventMu sync.Mutex // serialises OnEvent calls
 
 	mu       sync.RWMutex // guards the fields below
 	chain    *Chain
@@ -97,12 +97,13 @@ type Node struct {
 	inflight map[TransferID]chan struct{}
 	grown    chan struct{} // closed and replaced whenever the chain grows
 
-	pending map[uint64]received // blocks that arrived ahead of a gap; guarded by writeMu
+	pending map[uint64]received // blocks that arrived ahead of a gap, within MaxPending of the head; guarded by writeMu
 
 	batcher // group commit: the queue of submitted transfers and its committer
 	catchup // fetching missed blocks from peers
+	events  // delivering events to Config.OnEvent
 
-	testHookWait func() // called when a Submit waits for another with its ID
+	testHookWait       func()              // called when a Submit waits for another with its ID
 }
 
 type rejection struct {
@@ -156,8 +157,12 @@ func NewNode(cfg Config) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	members := make(map[string]bool, len(cfg.Members))
+	for _, id := range cfg.Members {
+		members[id] = true
+	}
 	return &Node{
-		id: cfg.ID, signer: slices.Clone(cfg.Signer), keys: chain.keys, store: st, log: log.With("node", cfg.ID), onEvent: cfg.OnEvent,
+		id: cfg.ID, signer: slices.Clone(cfg.Signer), keys: chain.keys, members: members, store: st, log: log.With("node", cfg.ID), events: events{onEvent: cfg.OnEvent},
 		chain: chain, rejected: make(map[TransferID]rejection), inflight: make(map[TransferID]chan struct{}),
 		grown:   make(chan struct{}),
 		pending: make(map[uint64]received),

@@ -25,6 +25,8 @@ func (l *gateLocker) Unlock([]byte) error { return nil }
 
 func (l *gateLocker) Send(context.Context, string, []byte) error { return errNoPeers }
 
+func (l *gateLocker) Quarantine(string, error) {}
+
 // Concurrent calls with one ID, all provably in flight together, take the
 // mutex once and apply the transfer once.
 func TestSubmitSameIDInFlight(t *testing.T) {

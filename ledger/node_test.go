@@ -285,8 +285,9 @@ func TestNodesConcurrentRandom(t *testing.T) {
 	}
 }
 
-// A received block that does not verify stops the node, loudly.
-func TestNodeRejectsBadBlock(t *testing.T) {
+// A release with bad input is refused and its sender blamed; the node keeps
+// working, and takes the peer's good blocks after it.
+func TestNodeRefusesBadRelease(t *testing.T) {
 	g, _ := ledger.NewGenesis(memberIDs(3), 10, testPub)
 	chain, _ := ledger.NewChain(g)
 	good, _ := nextSealed(chain, ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 3}, 5)
@@ -332,33 +333,54 @@ func TestNodeRejectsBadBlock(t *testing.T) {
 				t.Fatal(err)
 			}
 			err = n.HandleRelease(tc.from, tc.payload)
-			if !errors.Is(err, ledger.ErrDiverged) || !errors.Is(err, tc.want) {
-				t.Fatalf("err = %v, want %v", err, tc.want)
+			if !errors.Is(err, ledger.ErrPeerRefused) || !errors.Is(err, tc.want) || !strings.Contains(err.Error(), "peer "+tc.from) {
+				t.Fatalf("err = %v, want a refusal of peer %s for %v", err, tc.from, tc.want)
 			}
-			if !errors.Is(n.Err(), tc.want) {
-				t.Fatalf("Err() = %v", n.Err())
+			if err := n.Err(); err != nil {
+				t.Fatalf("the node stopped for a peer's bad input: %v", err)
 			}
-			mu.Lock()
-			if len(events) != 1 || events[0].Kind != ledger.EventFailed || !errors.Is(events[0].Err, tc.want) {
-				t.Fatalf("events %v", events)
-			}
-			mu.Unlock()
 			if n.Head().Height != 0 {
 				t.Fatal("bad block inserted")
 			}
-			if _, err := n.Transfer(context.Background(), "2", 1); !errors.Is(err, ledger.ErrDiverged) {
-				t.Fatalf("Transfer after failure: %v", err)
+			// The node commits its own transfers; the peer's next release is
+			// refused until it restarts; then its good block goes in.
+			if _, err := n.Transfer(context.Background(), "3", 1); err != nil {
+				t.Fatalf("Transfer after the refusal: %v", err)
 			}
-			// Even a good block is not applied after the failure.
-			if err := n.HandleRelease("2", encode(good)); !errors.Is(err, ledger.ErrDiverged) {
-				t.Fatalf("good block after failure: %v", err)
+			if err := n.HandleRelease(tc.from, nil); err != nil {
+				t.Fatalf("empty release: %v", err)
+			}
+			next := rehash(ledger.Block{Height: 2, Prev: n.Head().Hash, Clock: 9,
+				Transfer: ledger.Transfer{ID: ledger.NewTransferID(), From: tc.from, To: "1", Amount: 3}})
+			if err := n.HandleRelease(tc.from, encode(next)); !errors.Is(err, ledger.ErrPeerRefused) {
+				t.Fatalf("good block from the quarantined incarnation: %v", err)
+			}
+			n.HandlePeerUp(tc.from)
+			if err := n.HandleRelease(tc.from, encode(next)); err != nil || n.Head().Hash != next.Hash {
+				t.Fatalf("good block from the next incarnation: %v", err)
+			}
+			if err := n.Close(); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(events) == 0 || events[0].Kind != ledger.EventPeerRefused || events[0].From != tc.from || !errors.Is(events[0].Err, tc.want) {
+				t.Fatalf("events %v, want a peer-refused first", events)
+			}
+			for _, e := range events[1:] {
+				if e.Kind == ledger.EventFailed || e.Kind == ledger.EventPeerRefused {
+					t.Fatalf("event %v after the refusal", e)
+				}
 			}
 		})
 	}
 }
 
 // Releases from different peers may arrive out of order: a block ahead of
-// a gap waits for it; a stale or conflicting block fails the node.
+// a gap waits for it. A valid block at a height the node has, on the same
+// predecessor, proves a fork and stops the node with both blocks as
+// evidence; a second block held for one height waits for the chain to
+// decide; a held block that does not extend the chain is refused.
 func TestNodeReceiveOutOfOrder(t *testing.T) {
 	g, _ := ledger.NewGenesis(memberIDs(3), 10, testPub)
 	chain, _ := ledger.NewChain(g)
@@ -408,48 +430,49 @@ func TestNodeReceiveOutOfOrder(t *testing.T) {
 	if err := n.HandleRelease("2", payloads[0]); err != nil || n.Err() != nil {
 		t.Fatalf("a block again: %v, node error %v", err, n.Err())
 	}
-	// Another block at a height it has: the chains disagree, and the
-	// error names both hashes.
+	// Another block of the releasing peer's making, at a height the node
+	// has: the peer equivocated. It is refused; the node keeps its chain.
 	other, _ := ledger.NewChain(g)
 	b1, _ := nextSealed(other, ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 2}, 1)
 	_ = other.Append(b1)
 	p1, _ := ledger.EncodeBatch([]ledger.Block{b1})
-	err := n.HandleRelease("2", p1)
-	var ce *ledger.ConflictError
-	own := n.Blocks()[1]
-	if !errors.As(err, &ce) || !errors.Is(err, ledger.ErrDiverged) || n.Err() == nil ||
-		!strings.Contains(err.Error(), own.Hash.Short()) || !strings.Contains(err.Error(), b1.Hash.Short()) {
-		t.Fatalf("another block at height 1: %v", err)
+	if err := n.HandleRelease("2", p1); !errors.Is(err, ledger.ErrPeerRefused) || n.Err() != nil || n.Head().Hash != chain.Head().Hash {
+		t.Fatalf("another block at height 1: %v, node error %v", err, n.Err())
 	}
 
-	// Two blocks for one future height: the peers have diverged.
+	// Two blocks for one future height: the first is kept, and the chain
+	// decides once the gap fills.
 	n = newNode()
 	b2, _ := nextSealed(other, ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "3", Amount: 2}, 2)
 	p2, _ := ledger.EncodeBatch([]ledger.Block{b2})
 	if err := n.HandleRelease("3", payloads[1]); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.HandleRelease("2", p2); !errors.Is(err, ledger.ErrDiverged) || n.Err() == nil {
-		t.Fatalf("second block for height 2: %v", err)
+	if err := n.HandleRelease("2", p2); err != nil || n.Err() != nil {
+		t.Fatalf("second block for height 2: %v, node error %v", err, n.Err())
+	}
+	if err := n.HandleRelease("2", payloads[0]); err != nil || n.Head().Hash != chain.Blocks()[2].Hash {
+		t.Fatalf("gap filled: %v, head %v", err, n.Head())
 	}
 
-	// A held block that turns out not to extend the chain fails the node
-	// when the gap is filled.
+	// A held block that turns out not to extend the chain is refused when
+	// the gap is filled; the node goes on.
 	n = newNode()
 	if err := n.HandleRelease("2", p2); err != nil { // height 2 on another block 1
 		t.Fatal(err)
 	}
-	if err := n.HandleRelease("2", payloads[0]); !errors.Is(err, ledger.ErrBadPrev) || n.Err() == nil {
-		t.Fatalf("held block on another predecessor: %v", err)
+	if err := n.HandleRelease("2", payloads[0]); !errors.Is(err, ledger.ErrBadPrev) || !errors.Is(err, ledger.ErrPeerRefused) || n.Err() != nil {
+		t.Fatalf("held block on another predecessor: %v, node error %v", err, n.Err())
 	}
 	if n.Head().Height != 1 {
 		t.Fatalf("head %d, want 1", n.Head().Height)
 	}
 }
 
-// A node granted the mutex while a block waits for an earlier one refuses
-// to build on its incomplete chain.
-func TestNodeRefusesGrantWithGap(t *testing.T) {
+// A node granted the mutex while a block still waits for an earlier one
+// drops it (no holder made the block it waits for: every earlier holder's
+// release has arrived) and builds on its chain.
+func TestNodeDropsHeldBlocksAtGrant(t *testing.T) {
 	g, _ := ledger.NewGenesis(memberIDs(3), 10, testPub)
 	chain, _ := ledger.NewChain(g)
 	b1, _ := nextSealed(chain, ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 1}, 1)
@@ -463,11 +486,12 @@ func TestNodeRefusesGrantWithGap(t *testing.T) {
 	if err := n.HandleRelease("3", p2); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Transfer(context.Background(), "2", 1); !errors.Is(err, ledger.ErrDiverged) {
-		t.Fatalf("err = %v", err)
+	res, err := n.Transfer(context.Background(), "2", 1)
+	if err != nil || res.Block.Height != 1 {
+		t.Fatalf("Transfer: %+v, %v", res, err)
 	}
-	if len(l.unlocked) != 1 || l.unlocked[0] != nil || n.Head().Height != 0 {
-		t.Fatal("a block was made on an incomplete chain, or the mutex was kept")
+	if len(l.unlocked) != 1 || l.unlocked[0] == nil || n.Err() != nil {
+		t.Fatalf("released %d times, node error %v", len(l.unlocked), n.Err())
 	}
 }
 
@@ -503,12 +527,13 @@ func TestNodeStoreFailureReleases(t *testing.T) {
 	if nodes[0].Head().Height != 0 || nodes[1].Head().Height != 0 {
 		t.Fatal("a block that was not persisted was inserted")
 	}
-	// A received block that cannot be persisted fails the node.
+	// A received block that cannot be persisted stops the node; the peer is
+	// not blamed.
 	if _, err := nodes[1].Transfer(context.Background(), "1", 1); err != nil {
 		t.Fatal(err)
 	}
-	if errs := c.errors(); len(errs) != 1 || !errors.Is(errs[0], ledger.ErrDiverged) {
-		t.Fatalf("mutex saw %v", errs)
+	if errs := c.errors(); len(errs) != 0 {
+		t.Fatalf("the node's own failure was blamed on the peer: %v", errs)
 	}
 	if err := nodes[0].Err(); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("node 1 did not fail: %v", err)
@@ -526,6 +551,8 @@ func (l *badLocker) Lock(ctx context.Context) (lamportmutex.Token, error) {
 }
 
 func (l *badLocker) Send(context.Context, string, []byte) error { return errNoPeers }
+
+func (l *badLocker) Quarantine(string, error) {}
 
 func (l *badLocker) Unlock(p []byte) error {
 	l.unlocked = append(l.unlocked, p)
@@ -558,7 +585,7 @@ func TestNodeLockerErrors(t *testing.T) {
 func TestNodeEvents(t *testing.T) {
 	var (
 		mu     sync.Mutex
-		events []string
+		events = map[string][]string{}
 	)
 	c := newCluster()
 	members := memberIDs(2)
@@ -567,7 +594,7 @@ func TestNodeEvents(t *testing.T) {
 		n, err := ledger.NewNode(ledger.Config{ID: id, Keys: testPub, Signer: ledger.TestKey(id), Members: members, OnEvent: func(e ledger.Event) {
 			mu.Lock()
 			defer mu.Unlock()
-			events = append(events, fmt.Sprintf("%s:%s:%s", id, e.Kind, e.From))
+			events[id] = append(events[id], fmt.Sprintf("%s:%s", e.Kind, e.From))
 		}})
 		if err != nil {
 			t.Fatal(err)
@@ -583,9 +610,20 @@ func TestNodeEvents(t *testing.T) {
 	if _, err := nodes[0].Transfer(context.Background(), "2", 100); err == nil {
 		t.Fatal("overdraft succeeded")
 	}
-	want := "1:block-inserted:1 2:block-inserted:1 1:transfer-committed: 1:transfer-rejected:"
-	if got := strings.Join(events, " "); got != want {
-		t.Fatalf("events\n got %s\nwant %s", got, want)
+	for _, n := range nodes {
+		if err := n.Close(); err != nil { // delivers what is queued
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, want := range map[string]string{
+		"1": "block-inserted:1 transfer-committed: transfer-rejected:",
+		"2": "block-inserted:1",
+	} {
+		if got := strings.Join(events[id], " "); got != want {
+			t.Fatalf("events of %s\n got %s\nwant %s", id, got, want)
+		}
 	}
 }
 

@@ -96,7 +96,9 @@ func (n *Node) Err() error {
 
 // Close stops the node and closes its store: the committer finishes the
 // batch it holds the mutex for (and releases the mutex), transfers still
-// queued fail with ErrClosed, and the goroutines SetLocker started stop.
+// queued fail with ErrClosed, the goroutines SetLocker started stop, and
+// the events already queued are delivered to Config.OnEvent before Close
+// returns.
 // Close the node before its mutex, so that the mutex is released. Later
 // Transfers return ErrClosed; later release payloads are ignored.
 func (n *Node) Close() error {
@@ -112,6 +114,8 @@ func (n *Node) Close() error {
 	n.stopCommitter()
 	n.stopSyncLoop()
 	n.writeMu.Lock()
-	defer n.writeMu.Unlock()
-	return n.store.Close()
+	err := n.store.Close()
+	n.writeMu.Unlock()
+	n.stopEvents()
+	return err
 }

@@ -3,19 +3,22 @@ package ledger
 import (
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
 )
 
-// MaxPending bounds the received blocks a node holds while it waits for
-// an earlier block; beyond it, the node drops the newest and fetches them
-// again by catch-up.
+// MaxPending bounds the window of received blocks a node holds while it
+// waits for an earlier one: only heights head+1 to head+MaxPending are
+// held. A block beyond the window is dropped and fetched again later (see
+// HandleRelease). Since every held block's transfer names two members,
+// the memory this takes is bounded too.
 const MaxPending = 1024
 
 // received is a block and the peer that sent it, with its release or by
 // catch-up (fetched).
 type received struct {
 	from    string
+	epoch   uint64 // the sender's incarnation count when it arrived
 	blk     Block
 	fetched bool
 }
@@ -26,100 +29,207 @@ type received struct {
 // batch of blocks whose sender is the releasing peer, sealed once, at its
 // last block, with that peer's key (see Block.Sig); each must extend this
 // node's chain: its height, previous hash and hash must match, its sender
-// must be a member able to pay. They are persisted, then inserted. A block
-// this node already has (catch-up can bring it first) is skipped.
+// must be the releasing peer and able to pay. They are persisted, then
+// inserted. A block this node already has (catch-up can bring it first) is
+// skipped.
 //
 // Releases from different peers may arrive in any order (the transport
 // orders only each pair), so a block may arrive before an earlier one from
 // another peer. Such a block is held and inserted as soon as the gap is
-// filled; beyond MaxPending held blocks, the newest are dropped and fetched
-// again by catch-up. The mutex guarantees that by the
-// time this node is granted the lock, every earlier block has arrived
-// (after a restart, with the catch-up round's help); Transfer fails the
-// node if that guarantee is ever broken.
+// filled, if it lies within MaxPending of the head; a block beyond is
+// dropped, and the node asks its peers for what it lacks. The mutex
+// guarantees that by the time this node is granted the lock, every earlier
+// block has arrived (after a restart, with the catch-up round's help).
 //
-// After Close a payload is ignored (nil is returned): the node is shutting
-// down, and its next incarnation fetches the block from its peers.
+// A payload that is bad input from the peer (undecodable, a block that does
+// not extend the chain or fails verification, a block spending another
+// client's money) is refused: HandleRelease returns a *PeerError (matching
+// ErrPeerRefused) naming the peer and the cause, logs one line and emits
+// EventPeerRefused; the mutex then refuses the release and quarantines that
+// incarnation of the peer. Catch-up messages still queued from it are
+// dropped, and so is a later release of that incarnation (refused
+// again, without a log line). The node keeps running: reads work, and it commits again once
+// the peer restarts and behaves. A bad block held ahead of a gap is found
+// only when the gap fills; its sender is then quarantined through
+// Messenger.Quarantine.
 //
-// A block that fails is never skipped in silence: the error is logged,
-// reported as an EventFailed, and returned (wrapping ErrDiverged and the
-// cause, e.g. a *BlockError or a *ConflictError); and the node stops taking
-// transfers (Err returns the cause) rather than diverge from its peers.
+// The node stops (Err, EventFailed, ErrDiverged) only for its own storage
+// failure, or for a fork proven by two valid blocks at one height that
+// extend the same block, the peer's not of its own making (a
+// *ConflictError carrying both; see accept).
+//
+// After Close, or once the node has stopped, a payload is ignored (nil is
+// returned: the fault is not the peer's); the next incarnation fetches the
+// block from its peers.
 func (n *Node) HandleRelease(from string, payload []byte) error {
 	if len(payload) == 0 {
 		return nil
 	}
 	n.writeMu.Lock()
 	defer n.writeMu.Unlock()
-	if err := n.acceptable(from); errors.Is(err, ErrClosed) {
-		// Shutting down: the next incarnation fetches it from the peers.
-		n.log.Debug("ledger: release payload ignored after Close", "from", from)
+	if !n.acceptable(from) {
 		return nil
-	} else if err != nil {
-		return err
+	}
+	epoch := n.currentEpoch(from)
+	if n.isBarred(from, epoch) {
+		return &PeerError{Peer: from, What: "release", Err: errQuarantined}
 	}
 	blocks, err := DecodeBatch(payload)
 	if err == nil {
-		err = checkRelease(from, blocks)
-	}
-	if err == nil {
-		err = n.keys.verifySeals(blocks)
+		err = n.checkReceived(from, blocks, false)
 	}
 	if err != nil {
-		return n.fail(fmt.Errorf("release from %s: %w", from, err))
+		return n.refuse(from, epoch, "release", err, false)
 	}
-	return n.accept(from, blocks, false)
+	if err := n.accept(from, epoch, blocks, false); errors.Is(err, ErrPeerRefused) {
+		return err
+	}
+	return nil // the node's own failure, if any, is in Err and EventFailed
 }
 
-// acceptable says why the node takes no more blocks, if it does not.
-func (n *Node) acceptable(from string) error {
+// acceptable reports whether the node takes blocks: not after Close, and
+// not once it has stopped.
+func (n *Node) acceptable(from string) bool {
 	n.mu.RLock()
 	closed, failed := n.closed, n.failed
 	n.mu.RUnlock()
-	if closed {
-		return fmt.Errorf("ledger: block from %s after Close: %w", from, ErrClosed)
+	switch {
+	case closed:
+		n.log.Debug("ledger: blocks ignored after Close", "from", from)
+		return false
+	case failed != nil:
+		n.log.Debug("ledger: blocks ignored: the node has stopped", "from", from, "err", failed)
+		return false
 	}
-	if failed != nil {
-		err := fmt.Errorf("ledger: block from %s ignored: %w: %w", from, ErrDiverged, failed)
-		n.log.Error("ledger: block received after failure", "from", from, "err", err)
+	return true
+}
+
+// checkReceived checks what can be checked of blocks from peer from
+// without this node's chain: the batch is valid on its own (checkBatch),
+// every transfer is between two members, and a release is one run of
+// blocks spending from the releasing peer, sealed once, at its end.
+func (n *Node) checkReceived(from string, blocks []Block, fetched bool) error {
+	if !fetched {
+		if err := checkRelease(from, blocks); err != nil {
+			return err
+		}
+	}
+	if err := n.checkBatch(blocks); err != nil {
 		return err
+	}
+	for _, b := range blocks {
+		if !n.members[b.Transfer.From] || !n.members[b.Transfer.To] {
+			return &BlockError{Height: b.Height, Err: fmt.Errorf("%w: transfer %s -> %s", ErrUnknownClient, quote(b.Transfer.From), quote(b.Transfer.To))}
+		}
+		if !fetched && b.Transfer.From != from {
+			return &BlockError{Height: b.Height, Err: fmt.Errorf("%w: a release from %s carries a block spending from %s", ErrNotOwner, from, quote(b.Transfer.From))}
+		}
 	}
 	return nil
 }
 
-// accept takes blocks that came from peer from, in chain order: with its
-// release (the blocks must spend from from), or by catch-up (fetched).
-// Blocks this node has are checked to be the same and skipped; the others
-// are held until they extend the head, then verified, persisted and
-// inserted. The caller has checked that the node is acceptable; n.writeMu
-// must be held.
-func (n *Node) accept(from string, blocks []Block, fetched bool) error {
+// quote bounds and escapes a peer-supplied string for an error message.
+func quote(s string) string {
+	const max = 64
+	if len(s) > max {
+		return fmt.Sprintf("%q...", s[:max])
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// checkBatch checks that blocks, as received in one batch, are valid on
+// their own: no genesis accounts, no clock above the mutex's bound, and
+// (verifySeals) consecutive heights above the genesis, each linked to the
+// one before it, each hash matching its contents, and every block covered
+// by a valid seal of its sender within the batch.
+func (n *Node) checkBatch(blocks []Block) error {
+	for _, b := range blocks {
+		var err error
+		switch {
+		case b.Accounts != nil:
+			err = fmt.Errorf("%w: accounts in a transfer block", ErrMalformedBlock)
+		case b.Clock > lamportmutex.MaxClock:
+			err = fmt.Errorf("%w: clock %d above lamportmutex.MaxClock", ErrBadClock, b.Clock)
+		}
+		if err != nil {
+			return &BlockError{Height: b.Height, Err: err}
+		}
+	}
+	return n.keys.verifySeals(blocks)
+}
+
+// accept takes blocks that came from peer from, in chain order, which
+// passed checkReceived: with its release, or by catch-up (fetched). Blocks
+// this node has are checked to be the same and skipped; the others are
+// held (within the window) until they extend the head, then verified,
+// persisted and inserted. An error is the node's failure or the peer's
+// refusal, as HandleRelease describes.
+//
+// A valid block for a height this node has, other than its own and on the
+// same predecessor, proves a fork if the peer that sent it did not make it:
+// the node stops with a *ConflictError. A peer that sends such a block of
+// its own making has equivocated (it claims two places in the chain, or a
+// place already taken), and only it is refused: the node keeps its chain.
+// n.writeMu must be held.
+func (n *Node) accept(from string, epoch uint64, blocks []Block, fetched bool) error {
 	n.mu.RLock()
 	head := n.chain.Head().Height
-	n.mu.RUnlock()
+	var conflict error
 	for _, blk := range blocks {
-		if !fetched && blk.Transfer.From != from {
-			return n.fail(fmt.Errorf("block %d from %s: %w: it spends from %q",
-				blk.Height, from, ErrNotOwner, blk.Transfer.From))
+		if blk.Height > head {
+			break
 		}
-		if blk.Height <= head {
-			n.mu.RLock()
-			own, _ := n.chain.Block(blk.Height)
-			n.mu.RUnlock()
-			if own.Hash != blk.Hash {
-				return n.fail(&ConflictError{Height: blk.Height, Ours: own.Hash, Theirs: blk.Hash, Peer: from})
-			}
+		own, _ := n.chain.Block(blk.Height)
+		if own.Hash == blk.Hash {
 			continue // caught up already
 		}
-		if other, dup := n.pending[blk.Height]; dup {
-			if other.blk.Hash == blk.Hash {
-				continue
-			}
-			return n.fail(fmt.Errorf("block %d from %s: %w: peer %s sent another block %d",
-				blk.Height, from, &ConflictError{Height: blk.Height, Ours: other.blk.Hash, Theirs: blk.Hash, Peer: from},
-				other.from, blk.Height))
+		parent, _ := n.chain.Block(blk.Height - 1)
+		switch {
+		case blk.Prev == parent.Hash && blk.Transfer.From == from:
+			conflict = &BlockError{Height: blk.Height, Err: fmt.Errorf("%w: the peer made another block %s for a height this node has (%s)",
+				errEquivocation, blk.Hash.Short(), own.Hash.Short())}
+		case blk.Prev == parent.Hash:
+			conflict = &ConflictError{Height: blk.Height, Ours: own, Theirs: blk, Peer: from}
+		default:
+			conflict = &BlockError{Height: blk.Height, Err: fmt.Errorf("%w: it differs from this node's block %s and does not extend its block %d",
+				ErrBadPrev, own.Hash.Short(), blk.Height-1)}
 		}
-		n.pending[blk.Height] = received{from: from, blk: blk, fetched: fetched}
+		break
+	}
+	n.mu.RUnlock()
+	var ce *ConflictError
+	switch {
+	case errors.As(conflict, &ce):
+		return n.fail(conflict)
+	case conflict != nil:
+		return n.refuse(from, epoch, kindOf(fetched), conflict, fetched)
+	}
+	beyond := 0
+	for _, blk := range blocks {
+		switch {
+		case blk.Height <= head:
+			continue
+		case blk.Height-head > MaxPending:
+			beyond++
+			continue
+		}
+		if other, dup := n.pending[blk.Height]; dup {
+			if other.blk.Hash != blk.Hash {
+				// One of the two is false, or the chain forked before the
+				// gap; keep the first, and let the chain decide once the
+				// gap fills.
+				n.log.Warn("ledger: two different blocks wait at one height; kept the first",
+					"height", blk.Height, "first_from", other.from, "first", other.blk.Hash.Short(),
+					"from", from, "dropped", blk.Hash.Short())
+			}
+			continue
+		}
+		n.pending[blk.Height] = received{from: from, epoch: epoch, blk: blk, fetched: fetched}
+	}
+	if beyond > 0 {
+		n.log.Info("ledger: blocks far ahead of the head dropped; they will be fetched again",
+			"from", from, "head", head, "dropped", beyond)
+		n.refetch()
 	}
 	var run []received
 	for h := head + 1; ; h++ {
@@ -130,87 +240,109 @@ func (n *Node) accept(from string, blocks []Block, fetched bool) error {
 		delete(n.pending, h)
 		run = append(run, r)
 	}
-	n.trimPending(head + uint64(len(run)))
 	if len(run) == 0 {
-		if len(blocks) > 0 && blocks[len(blocks)-1].Height > head {
-			n.log.Debug("blocks held until an earlier one arrives", "from", from, "first", blocks[0].Height, "head", head)
-		}
 		return nil
 	}
-	return n.insert(run)
+	return n.insert(from, epoch, fetched, run)
 }
 
-// trimPending bounds the blocks held ahead of a gap to MaxPending: a node
-// that far behind drops the newest blocks that came with releases, and
-// asks its peers for what it lacks (an announcement now, a sync round
-// before its next append), instead of holding all of them. Blocks fetched
-// by catch-up are kept: a peer sends them once, after what it sent before.
-// n.writeMu must be held.
-func (n *Node) trimPending(head uint64) {
-	if len(n.pending) <= MaxPending {
-		return
+// errEquivocation: a peer made a second block for a height.
+var errEquivocation = errors.New("equivocation")
+
+func kindOf(fetched bool) string {
+	if fetched {
+		return "catch-up blocks"
 	}
-	heights := slices.Sorted(maps.Keys(n.pending))
-	dropped := 0
-	for i := len(heights) - 1; i >= 0 && len(n.pending) > MaxPending; i-- {
-		if !n.pending[heights[i]].fetched {
-			delete(n.pending, heights[i])
-			dropped++
-		}
-	}
-	if dropped == 0 {
-		return // all fetched: they came in order from peers, and will go in
-	}
-	n.log.Warn("ledger: too many blocks wait for an earlier one; dropped the newest and asked the peers",
-		"head", head, "dropped", dropped, "held", len(n.pending))
-	n.needSync()
-	n.post(inbound{announce: true})
+	return "release"
 }
 
 // insert verifies a run of received blocks that extends the head,
-// persists them with one store append, then inserts them. n.writeMu must be
-// held.
-func (n *Node) insert(run []received) error {
+// persists them with one store append, then inserts them. A block that
+// fails verification is refused: its sender is quarantined, and the blocks
+// after it wait again (they may be honest blocks built on the block that
+// should be there). caller is the peer whose input is being handled; the
+// refusal of its own block is returned, another peer's is reported through
+// the catch-up goroutine. n.writeMu must be held.
+func (n *Node) insert(caller string, epoch uint64, fetched bool, run []received) error {
 	n.mu.RLock()
 	d := n.chain.draft()
-	var err error
+	var bad error
 	for _, r := range run {
-		if err = d.add(r.blk); err != nil {
-			err = fmt.Errorf("block from %s: %w", r.from, err)
+		if bad = d.add(r.blk); bad != nil {
 			break
 		}
 	}
 	n.mu.RUnlock()
-	bad := err
-	if bad == nil {
-		for _, r := range run[d.sealed():] {
-			n.pending[r.blk.Height] = r // their seal was dropped from pending: it comes again
-		}
-	}
-	run = run[:d.sealed()] // the valid, sealed prefix is inserted even if a later block fails
-	if len(run) > 0 {
-		if err := n.store.Append(d.blocks[:len(run)]...); err != nil {
-			return n.fail(fmt.Errorf("persist blocks %d-%d: %w", run[0].blk.Height, run[len(run)-1].blk.Height, err))
+	k := d.sealed() // the valid, sealed prefix is inserted even if a later block fails
+	ok, rest := run[:k], run[k:]
+	if len(ok) > 0 {
+		if err := n.store.Append(d.blocks[:k]...); err != nil {
+			return n.fail(fmt.Errorf("persist blocks %d-%d: %w", ok[0].blk.Height, ok[len(ok)-1].blk.Height, err))
 		}
 		n.mu.Lock()
-		err = n.appendLocked(d, len(run)) // cannot fail: drafted under writeMu
+		err := n.appendLocked(d, k)
 		n.mu.Unlock()
 		if err != nil {
-			return n.fail(fmt.Errorf("blocks persisted but not inserted: %w", err))
+			panic(fmt.Sprintf("ledger: blocks drafted under writeMu persisted but not inserted: %v", err))
 		}
 	}
-	for _, r := range run {
+	for _, r := range ok {
 		n.log.Debug("block received", "from", r.from, "height", r.blk.Height, "hash", r.blk.Hash.Short(), "clock", r.blk.Clock)
 		n.emit(Event{Kind: EventBlockInserted, Block: r.blk, From: r.from, Fetched: r.fetched})
 	}
-	if bad != nil {
-		return n.fail(bad)
+	if bad == nil {
+		for _, r := range rest {
+			n.pending[r.blk.Height] = r // they wait for the seal that covers them
+		}
+		return nil
 	}
+	culprit := run[len(d.blocks)]
+	for _, r := range rest {
+		if r.blk.Height != culprit.blk.Height {
+			n.pending[r.blk.Height] = r
+		}
+	}
+	n.refetch()
+	if culprit.from == caller && culprit.epoch == epoch && culprit.fetched == fetched {
+		return n.refuse(caller, epoch, kindOf(fetched), bad, fetched)
+	}
+	_ = n.refuse(culprit.from, culprit.epoch, kindOf(culprit.fetched), bad, true)
 	return nil
 }
 
+// dropPending empties the blocks held ahead of a gap. The committer calls
+// it once granted the mutex: by then every block from an earlier holder
+// has arrived, so a block still held is no honest peer's. n.writeMu must
+// be held.
+func (n *Node) dropPending() {
+	if len(n.pending) == 0 {
+		return
+	}
+	from := make(map[string]int)
+	for h, r := range n.pending {
+		from[r.from]++
+		delete(n.pending, h)
+	}
+	n.log.Warn("ledger: dropped blocks that waited for an earlier block no holder made", "senders", from)
+}
+
+// refuse reports bad input from incarnation epoch of peer: it logs one
+// line and emits EventPeerRefused, and has the catch-up goroutine drop
+// what is still queued from that incarnation. With quarantine set, which is for
+// input found off the mutex's handler for peer's own message, the
+// catch-up goroutine also calls Messenger.Quarantine; otherwise the mutex
+// quarantines the peer when the handler returns the error. It returns the
+// *PeerError.
+func (n *Node) refuse(peer string, epoch uint64, what string, cause error, quarantine bool) error {
+	err := &PeerError{Peer: peer, What: what, Err: cause}
+	n.log.Warn("ledger: refused bad input from a peer; quarantined it", "peer", peer, "what", what, "err", cause)
+	n.emit(Event{Kind: EventPeerRefused, From: peer, Err: err})
+	n.bar(peer, epoch, err, quarantine)
+	return err
+}
+
 // fail puts the node in the failed state (the first cause wins), logs and
-// reports it, and returns the error for HandleRelease to return.
+// reports it, and returns the error wrapping ErrDiverged.
 func (n *Node) fail(cause error) error {
 	n.mu.Lock()
 	first := n.failed == nil
@@ -219,19 +351,9 @@ func (n *Node) fail(cause error) error {
 	}
 	n.mu.Unlock()
 	err := fmt.Errorf("ledger: %w: %w", ErrDiverged, cause)
-	n.log.Error("ledger: node stopped taking transfers", "err", cause)
 	if first {
+		n.log.Error("ledger: LEDGER STOPPED", "err", cause)
 		n.emit(Event{Kind: EventFailed, Err: err})
 	}
 	return err
-}
-
-// emit calls OnEvent, one call at a time.
-func (n *Node) emit(ev Event) {
-	if n.onEvent == nil {
-		return
-	}
-	n.eventMu.Lock()
-	defer n.eventMu.Unlock()
-	n.onEvent(ev)
 }

@@ -19,6 +19,9 @@ const (
 	opAnswer
 	// opBlocks carries consecutive blocks, in chain order, as a batch.
 	opBlocks
+	// opFetch asks a peer for every block after our head, also those it
+	// sent before (this node dropped some). It wants no answer.
+	opFetch
 )
 
 func (op syncOp) String() string {
@@ -29,6 +32,8 @@ func (op syncOp) String() string {
 		return "answer"
 	case opBlocks:
 		return "blocks"
+	case opFetch:
+		return "fetch"
 	}
 	return fmt.Sprintf("syncOp(%d)", uint8(op))
 }
@@ -38,7 +43,7 @@ func (op syncOp) String() string {
 //	magic    uint8  ('S')
 //	version  uint8  (1)
 //	op       uint8
-//	opHead, opAnswer: round uint64, height uint64, hash [32]byte
+//	opHead, opAnswer, opFetch: round uint64, height uint64, hash [32]byte
 //	opBlocks:         a batch (see EncodeBatch)
 type syncMsg struct {
 	op     syncOp
@@ -59,7 +64,7 @@ const (
 func encodeSync(m syncMsg) ([]byte, error) {
 	buf := []byte{syncMagic, syncVersion, byte(m.op)}
 	switch m.op {
-	case opHead, opAnswer:
+	case opHead, opAnswer, opFetch:
 		buf = binary.BigEndian.AppendUint64(buf, m.round)
 		buf = binary.BigEndian.AppendUint64(buf, m.height)
 		return append(buf, m.hash[:]...), nil
@@ -82,7 +87,7 @@ func decodeSync(data []byte) (syncMsg, error) {
 	}
 	m := syncMsg{op: syncOp(data[2])}
 	switch m.op {
-	case opHead, opAnswer:
+	case opHead, opAnswer, opFetch:
 		if len(data) != syncHeadLen {
 			return syncMsg{}, fmt.Errorf("%w: %s message of %d bytes, want %d", ErrMalformedBlock, m.op, len(data), syncHeadLen)
 		}

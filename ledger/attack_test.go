@@ -1,0 +1,485 @@
+package ledger_test
+
+// Attacks by a faulty member "2" on an honest node "1": each is refused,
+// the member quarantined, and the node keeps working.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"runtime"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
+	"github.com/lamportledger/lamportledger/ledger"
+)
+
+// spyLocker grants at once, one holder at a time, and hands every catch-up
+// message sent and every quarantine to the test. With gate set, Send waits
+// until the gate is closed.
+type spyLocker struct {
+	sem         chan struct{}
+	sent        chan []byte // payloads sent to any peer
+	quarantined chan string // peers quarantined
+	gate        chan struct{}
+
+	mu       sync.Mutex
+	clock    uint64
+	released [][]byte
+}
+
+func newSpyLocker() *spyLocker {
+	return &spyLocker{sem: make(chan struct{}, 1), sent: make(chan []byte, 1<<16), quarantined: make(chan string, 64)}
+}
+
+func (l *spyLocker) Lock(ctx context.Context) (lamportmutex.Token, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-ctx.Done():
+		return lamportmutex.Token{}, ctx.Err()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.clock++
+	return lamportmutex.Token{Clock: l.clock, ID: "1"}, nil
+}
+
+func (l *spyLocker) Unlock(p []byte) error {
+	l.mu.Lock()
+	l.released = append(l.released, p)
+	l.mu.Unlock()
+	<-l.sem
+	return nil
+}
+
+func (l *spyLocker) Send(ctx context.Context, _ string, p []byte) error {
+	if l.gate != nil {
+		select {
+		case <-l.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	select {
+	case l.sent <- p:
+	default:
+	}
+	return nil
+}
+
+func (l *spyLocker) Quarantine(peer string, _ error) {
+	select {
+	case l.quarantined <- peer:
+	default:
+	}
+}
+
+// headMsg encodes a catch-up head (op 1) or answer (op 2): see syncmsg.go.
+func headMsg(op byte, round, height uint64, hash ledger.Hash) []byte {
+	b := []byte{'S', 1, op}
+	b = binary.BigEndian.AppendUint64(b, round)
+	b = binary.BigEndian.AppendUint64(b, height)
+	return append(b, hash[:]...)
+}
+
+// newVictim returns node "1" of members 1..3 over a spyLocker, and the
+// events it emitted, which are complete once the node is closed.
+func newVictim(t *testing.T) (*ledger.Node, *spyLocker, func() []ledger.Event) {
+	t.Helper()
+	var (
+		mu     sync.Mutex
+		events []ledger.Event
+	)
+	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3), OnEvent: func(e ledger.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, e)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newSpyLocker()
+	if err := n.SetLocker(l); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	return n, l, func() []ledger.Event {
+		_ = n.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		return events
+	}
+}
+
+func refusedOf(events []ledger.Event, peer string) int {
+	k := 0
+	for _, e := range events {
+		if e.Kind == ledger.EventPeerRefused && e.From == peer && errors.Is(e.Err, ledger.ErrPeerRefused) {
+			k++
+		}
+		if e.Kind == ledger.EventFailed {
+			return -1
+		}
+	}
+	return k
+}
+
+// A false head at height 0 (a claim only) quarantines its sender; the node
+// keeps working and commits.
+func TestAttackFalseHeadQuarantines(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	n, l, events := newVictim(t)
+	if err := n.HandleMessage("2", headMsg(1, 0, 0, ledger.Hash{1})); err != nil {
+		t.Fatal(err)
+	}
+	if p := <-l.quarantined; p != "2" {
+		t.Fatalf("quarantined %s, want 2", p)
+	}
+	if err := n.Err(); err != nil {
+		t.Fatalf("a false head stopped the node: %v", err)
+	}
+	if _, err := n.Transfer(context.Background(), "3", 1); err != nil {
+		t.Fatalf("Transfer after a false head: %v", err)
+	}
+	// A false answer (nobody asked) is dropped; so is what the quarantined
+	// incarnation still sends.
+	if err := n.HandleMessage("2", headMsg(1, 0, 0, ledger.Hash{2})); err != nil {
+		t.Fatal(err)
+	}
+	if got := refusedOf(events(), "2"); got != 1 {
+		t.Fatalf("%d refusals of peer 2 (-1: the node failed), want 1", got)
+	}
+}
+
+// A member that floods the catch-up inbox, faster than the node handles
+// it, is held to the inbox's bounds: its blocks messages are dropped, any
+// other message is refused, and the heap stays bounded.
+func TestAttackCatchUpFloodBounded(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	n, l, events := newVictim(t)
+	if _, err := n.Transfer(context.Background(), "2", 1); err != nil {
+		t.Fatal(err)
+	}
+	l.gate = make(chan struct{}) // the catch-up goroutine's sends now wait
+	g := n.Genesis()
+	if err := n.HandleMessage("3", headMsg(1, 0, 0, g.Hash)); err != nil { // honest: node 1 sends 3 block 1
+		t.Fatal(err)
+	}
+	const size = 4 << 10
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const flood = 50_000 // 200 MB offered
+	for range flood {
+		junk := make([]byte, size) // a transport hands over a buffer per message
+		copy(junk, []byte{'S', 1, 3})
+		if err := n.HandleMessage("2", junk); err != nil {
+			t.Fatalf("a blocks message over the bound: %v, want it dropped", err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	growth := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("heap grew by %.1f MiB after %d MiB offered", float64(growth)/(1<<20), flood*size>>20)
+	if limit := int64(ledger.MaxInboxBytes + 16<<20); growth > limit {
+		t.Fatalf("heap grew by %d bytes, more than %d", growth, limit)
+	}
+	// Beyond the bounds, a message that is not blocks is refused at once.
+	if err := n.HandleMessage("2", headMsg(1, 0, 0, g.Hash)); !errors.Is(err, ledger.ErrPeerRefused) {
+		t.Fatalf("head over the bound: %v, want a refusal", err)
+	}
+	close(l.gate)
+	if _, err := n.Transfer(context.Background(), "2", 1); err != nil {
+		t.Fatalf("Transfer after the flood: %v", err)
+	}
+	if n.Err() != nil || refusedOf(events(), "2") != 1 {
+		t.Fatalf("node error %v, or not one refusal of peer 2", n.Err())
+	}
+}
+
+// Releases at heights far beyond the head are not kept: at most MaxPending
+// blocks wait, and those within the window go in once the gap fills.
+func TestAttackFarFutureBlocksBounded(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	g, _ := ledger.NewGenesis(memberIDs(3), 1_000_000)
+	chain, _ := ledger.NewChain(g)
+	const total = 3 * ledger.MaxPending
+	for i := range total {
+		b, err := chain.Next(ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 1}, uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = chain.Append(b)
+	}
+	blocks := chain.Blocks()
+	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3), InitialBalance: 1_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newSpyLocker()
+	_ = n.SetLocker(l)
+	defer n.Close()
+	for lo := total; lo >= 2; lo -= 7 { // newest first: the worst order
+		payload, err := ledger.EncodeBatch(blocks[max(lo-6, 2) : lo+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.HandleRelease("2", payload); err != nil {
+			t.Fatal(err)
+		}
+		if k := ledger.PendingLen(n); k > ledger.MaxPending {
+			t.Fatalf("%d blocks held, more than %d", k, ledger.MaxPending)
+		}
+	}
+	// A block at the largest height there is.
+	far := ledger.Block{Height: ^uint64(0), Clock: 1, Transfer: ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 1}}
+	far.Hash = far.ComputeHash()
+	p, _ := ledger.EncodeBatch([]ledger.Block{far})
+	if err := n.HandleRelease("2", p); err != nil || ledger.PendingLen(n) > ledger.MaxPending {
+		t.Fatalf("far block: %v, %d held", err, ledger.PendingLen(n))
+	}
+	p, _ = ledger.EncodeBatch(blocks[1:2])
+	if err := n.HandleRelease("2", p); err != nil {
+		t.Fatal(err)
+	}
+	if h := n.Head().Height; h != ledger.MaxPending || n.Err() != nil {
+		t.Fatalf("head %d, want %d; node error %v", h, ledger.MaxPending, n.Err())
+	}
+	// It asks its peers for the dropped blocks.
+	for msg := range l.sent {
+		if len(msg) > 2 && msg[2] == 4 { // opFetch
+			break
+		}
+	}
+}
+
+// A sync round waiting on a peer that answers falsely does not take the
+// answer: the peer is quarantined, and the round waits for its next
+// incarnation, like for a restart.
+func TestAttackFalseAnswerWaitsForNextIncarnation(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	n, l, events := newVictim(t)
+	n.HandlePeerUp("2") // a sync round is due
+	n.HandlePeerUp("3")
+	done := make(chan error, 1)
+	go func() { _, err := n.Transfer(context.Background(), "2", 1); done <- err }()
+	g := n.Genesis()
+	answer := func(peer string, hash ledger.Hash) {
+		for msg := range l.sent { // skip the announcements
+			if len(msg) == 51 && msg[2] == 1 && binary.BigEndian.Uint64(msg[3:]) != 0 {
+				if err := n.HandleMessage(peer, headMsg(2, binary.BigEndian.Uint64(msg[3:]), 0, hash)); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+		}
+	}
+	answer("2", ledger.Hash{9}) // false, and the round's first question
+	if p := <-l.quarantined; p != "2" {
+		t.Fatalf("quarantined %s, want 2", p)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the round finished on a false answer: %v", err)
+	default:
+	}
+	n.HandlePeerUp("2") // the round starts again
+	for range 2 {       // the questions of the new round to 2 and 3
+		var msg []byte
+		for msg = range l.sent {
+			if len(msg) == 51 && msg[2] == 1 && binary.BigEndian.Uint64(msg[3:]) != 0 {
+				break
+			}
+		}
+		round := binary.BigEndian.Uint64(msg[3:])
+		for _, p := range []string{"2", "3"} {
+			_ = n.HandleMessage(p, headMsg(2, round, 0, g.Hash))
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Transfer after the peer's restart: %v", err)
+	}
+	if got := refusedOf(events(), "2"); got != 1 {
+		t.Fatalf("%d refusals of peer 2 (-1: failed), want 1", got)
+	}
+}
+
+// A subscriber that blocks forever does not stop transfers or the handling
+// of releases; it loses events, and is told how many.
+func TestSlowSubscriberDoesNotStallNode(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	c := newCluster()
+	members := memberIDs(2)
+	unblock := make(chan struct{})
+	var (
+		mu      sync.Mutex
+		lost    uint64
+		blocked bool
+	)
+	var nodes []*ledger.Node
+	for _, id := range members {
+		cfg := ledger.Config{ID: id, Members: members, InitialBalance: 1_000_000}
+		if id == "2" {
+			cfg.OnEvent = func(e ledger.Event) {
+				mu.Lock()
+				first := !blocked
+				blocked = true
+				if e.Kind == ledger.EventDropped {
+					lost += e.Dropped
+				}
+				mu.Unlock()
+				if first {
+					<-unblock
+				}
+			}
+		}
+		n, err := ledger.NewNode(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = n.SetLocker(&fakeLocker{c: c, id: id})
+		c.nodes[id] = n
+		nodes = append(nodes, n)
+	}
+	const transfers = 3 * ledger.EventQueueSize
+	for range transfers {
+		if _, err := nodes[0].Transfer(context.Background(), "2", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h := nodes[1].Head().Height; h != transfers {
+		t.Fatalf("node 2 at height %d, want %d", h, transfers)
+	}
+	if _, err := nodes[1].Transfer(context.Background(), "1", 1); err != nil {
+		t.Fatal(err)
+	}
+	if nodes[1].EventsDropped() == 0 {
+		t.Fatal("no event dropped")
+	}
+	close(unblock)
+	for _, n := range nodes {
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dropped := nodes[1].EventsDropped()
+	t.Logf("%d events, %d dropped", transfers*2+2, dropped)
+	mu.Lock()
+	defer mu.Unlock()
+	if lost != dropped {
+		t.Fatalf("subscriber told of %d lost events, %d dropped", lost, dropped)
+	}
+}
+
+// A valid block that a peer relays by catch-up, made by another member for
+// a height this node filled, on the same predecessor, proves a fork: the
+// node stops, and the evidence names both blocks and their makers.
+func TestForkProofStopsNode(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	failed := make(chan ledger.Event, 1)
+	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3), OnEvent: func(e ledger.Event) {
+		if e.Kind == ledger.EventFailed {
+			failed <- e
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	_ = n.SetLocker(newSpyLocker())
+	res, err := n.Transfer(context.Background(), "2", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := ledger.Block{Height: 1, Prev: n.Genesis().Hash, Clock: 1,
+		Transfer: ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 1}}
+	theirs.Hash = theirs.ComputeHash()
+	if err := n.HandleMessage("3", catchUpBlocks(t, []ledger.Block{theirs})); err != nil {
+		t.Fatal(err)
+	}
+	ev := <-failed
+	var ce *ledger.ConflictError
+	if err := n.Err(); !errors.As(err, &ce) || ce.Ours.Hash != res.Block.Hash || ce.Theirs.Hash != theirs.Hash || ce.Peer != "3" ||
+		!errors.As(ev.Err, &ce) {
+		t.Fatalf("Err() = %v, event %v, want the fork's evidence", err, ev)
+	}
+	if _, err := n.Transfer(context.Background(), "2", 1); !errors.Is(err, ledger.ErrDiverged) {
+		t.Fatalf("Transfer after a proven fork: %v", err)
+	}
+}
+
+// Over the real mutex and channel network: a member that sends a false
+// head is refused and its session quarantined; the node never stops, and
+// the cluster commits again once the member restarts.
+func TestAttackFalseHeadOverRealMutex(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	c := newCrashCluster(t, 3, 5, 0, 4)
+	defer c.close()
+	c.transfers(t, "2", "1", 2)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	if err := c.member("2").mu.Send(ctx, "1", headMsg(1, 0, 0, ledger.Hash{1})); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "node 1 refusing peer 2", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.refused["1"] > 0
+	})
+	if err := c.node("1").Err(); err != nil {
+		t.Fatalf("node 1 stopped: %v", err)
+	}
+	if b, err := c.node("1").Balance("1"); err != nil || b != crashBalance+2 {
+		t.Fatalf("node 1 reads balance %d, %v", b, err)
+	}
+	c.crash("2", false) // its next incarnation behaves
+	c.transfers(t, "1", "3", 2)
+	c.transfers(t, "2", "3", 1)
+	c.converge(ctx)
+}
+
+// Over the real mutex: a member whose release carries a block that spends
+// another member's money is refused by both peers and quarantined; the
+// block is in no chain, nobody stops, and the cluster commits again once
+// the member restarts.
+func TestAttackBadReleaseOverRealMutex(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	c := newCrashCluster(t, 3, 6, 0, 4)
+	defer c.close()
+	c.transfers(t, "1", "2", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	head := c.node("1").Head()
+	forged := ledger.Block{Height: head.Height + 1, Prev: head.Hash, Clock: head.Clock + 1,
+		Transfer: ledger.Transfer{ID: ledger.NewTransferID(), From: "3", To: "2", Amount: 5}}
+	forged.Hash = forged.ComputeHash()
+	payload, _ := ledger.EncodeBatch([]ledger.Block{forged})
+	mu := c.member("2").mu
+	if _, err := mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := mu.Unlock(payload); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "nodes 1 and 3 refusing peer 2", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.refused["1"] > 0 && c.refused["3"] > 0
+	})
+	for _, id := range []string{"1", "3"} {
+		if n := c.node(id); n.Err() != nil || n.Head().Hash != head.Hash {
+			t.Fatalf("node %s: error %v, head %v", id, n.Err(), n.Head())
+		}
+	}
+	c.crash("2", false)
+	c.transfers(t, "3", "1", 1)
+	c.transfers(t, "2", "1", 1)
+	for _, b := range c.converge(ctx) {
+		if b.Hash == forged.Hash {
+			t.Fatal("the forged block is in the chain")
+		}
+	}
+}

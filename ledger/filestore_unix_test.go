@@ -1,0 +1,79 @@
+//go:build unix
+
+package ledger_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/lamportledger/lamportledger/ledger"
+)
+
+// A store's folder is created 0700 and its file 0600, whatever the umask
+// allows; an existing file open to others is made private.
+func TestFileStorePrivate(t *testing.T) {
+	g, _ := ledger.NewGenesis(memberIDs(2), 10)
+	dir := filepath.Join(t.TempDir(), "data", "node")
+	path := filepath.Join(dir, "ledger.log")
+	s, err := ledger.OpenFileStore(path, g, ledger.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	for p, want := range map[string]os.FileMode{dir: 0o700, filepath.Dir(dir): 0o700, path: 0o600} {
+		info, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := info.Mode().Perm(); got != want {
+			t.Errorf("%s has mode %v, want %v", p, got, want)
+		}
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err = ledger.OpenFileStore(path, g, ledger.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	if info, _ := os.Stat(path); info.Mode().Perm() != 0o600 {
+		t.Errorf("reopened file has mode %v, want 0600", info.Mode().Perm())
+	}
+}
+
+// A symbolic link at the store's path, dangling or not, is refused: the
+// store would otherwise write where the link's maker chose.
+func TestFileStoreRefusesSymlink(t *testing.T) {
+	g, _ := ledger.NewGenesis(memberIDs(2), 10)
+	dir := t.TempDir()
+	target := filepath.Join(dir, "elsewhere")
+	for name, exists := range map[string]bool{"dangling": false, "to a file": true} {
+		t.Run(name, func(t *testing.T) {
+			_ = os.Remove(target)
+			if exists {
+				if err := os.WriteFile(target, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			link := filepath.Join(dir, "link-"+name)
+			if err := os.Symlink(target, link); err != nil {
+				t.Fatal(err)
+			}
+			s, err := ledger.OpenFileStore(link, g, ledger.FileOptions{})
+			if err == nil {
+				_ = s.Close()
+			}
+			if !errors.Is(err, ledger.ErrSymlink) {
+				t.Fatalf("open through a %s symlink: %v, want ErrSymlink", name, err)
+			}
+			if info, err := os.Stat(target); exists && (err != nil || info.Size() != 0) {
+				t.Fatalf("target written: %v, %v", info, err)
+			} else if !exists && err == nil {
+				t.Fatal("the dangling link's target was created")
+			}
+		})
+	}
+}
