@@ -103,7 +103,7 @@ type Node struct {
 	catchup // fetching missed blocks from peers
 	events  // delivering events to Config.OnEvent
 
-	testHookWait       func()              // called when a Submit waits for another with its ID
+	testHookWait func() // called when a Submit waits for another with its ID
 }
 
 type rejection struct {
