@@ -25,8 +25,13 @@ type options struct {
 	trace   bool
 	dataDir string
 	memory  bool
-	out     *printer
-	logger  *slog.Logger
+	// ids are every member's certificate and public key, and the private
+	// keys of this process's clients.
+	ids *identities
+	// insecure turns TLS off: plaintext, peers unauthenticated.
+	insecure bool
+	out      *printer
+	logger   *slog.Logger
 }
 
 // client is one member of the ledger: its store, node, transport and mutex.
@@ -57,7 +62,7 @@ func startClient(id string, opts options) (*client, error) {
 	if opts.memory {
 		store, err = ledger.NewMemStore(genesis)
 	} else {
-		if err := os.MkdirAll(opts.dataDir, 0o755); err != nil {
+		if err := os.MkdirAll(opts.dataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("data folder: %w", err)
 		}
 		where = filepath.Join(opts.dataDir, "client-"+id+".log")
@@ -78,10 +83,14 @@ func startClient(id string, opts options) (*client, error) {
 	c.out.say(id, "ledger %s (%d clients, %d each) in %s: %d blocks after genesis recovered, head #%d %s",
 		genesis.Hash.Short(), len(opts.members), opts.balance, where, head.Height, head.Height, head.Hash.Short())
 
-	c.tcp, err = transport.NewTCP(transport.TCPConfig{
+	tcfg := transport.TCPConfig{
 		ID: id, ListenAddr: opts.peers[id], Peers: opts.peers,
 		Cluster: genesis.Hash.String(), Logger: opts.logger,
-	})
+	}
+	if !opts.insecure {
+		tcfg.TLS = opts.ids.tlsConfig(id)
+	}
+	c.tcp, err = transport.NewTCP(tcfg)
 	if err != nil {
 		_ = c.node.Close()
 		return nil, fmt.Errorf("listen on %s: %w", opts.peers[id], err)

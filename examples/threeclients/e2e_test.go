@@ -316,9 +316,10 @@ func TestThreeClientsRefuseAnotherLedger(t *testing.T) {
 	}
 	addrs := freePorts(t, 2)
 	peers := fmt.Sprintf("1=%s,2=%s", addrs[0], addrs[1])
+	data := t.TempDir() // the certificates both use
 	var errs [2]syncBuffer
 	for i, balance := range []string{"10", "20"} {
-		cmd := exec.Command(bin, "-memory", "-balance", balance, "-peers", peers, strconv.Itoa(i+1))
+		cmd := exec.Command(bin, "-memory", "-data", data, "-balance", balance, "-peers", peers, strconv.Itoa(i+1))
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
 			t.Fatal(err)
