@@ -177,6 +177,7 @@ func (ids *identities) tlsConfig(id string) *tls.Config {
 		Certificates: []tls.Certificate{{Certificate: [][]byte{ids.der[id]}, PrivateKey: ids.priv[id], Leaf: ids.certs[id]}},
 		RootCAs:      ids.roots,
 		ClientCAs:    ids.roots,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
 		MinVersion:   tls.VersionTLS13,
 		// Called after the chain is verified, on both sides.
 		VerifyConnection: func(cs tls.ConnectionState) error {

@@ -27,11 +27,17 @@ type printer struct {
 	w    io.Writer
 	mu   sync.Mutex
 	cond *sync.Cond // signals the writer: queue not empty, or closed
-	q    []string
-	size int // bytes in q
-	lost int // dropped since the last report
+	q    []entry
+	size int // bytes of text in q
+	lost int // dropped after everything written and before everything in q
 	shut bool
 	done chan struct{}
+}
+
+// entry is queued text and the count of texts dropped right after it.
+type entry struct {
+	text      string
+	lostAfter int
 }
 
 // newPrinter starts a printer on w; close stops it.
@@ -53,14 +59,19 @@ func (p *printer) run() {
 			p.mu.Unlock()
 			return
 		}
-		batch, lost := p.q, p.lost
-		p.q, p.size, p.lost = nil, 0, 0
-		p.mu.Unlock()
-		if lost > 0 {
-			_, _ = fmt.Fprintf(p.w, "(%d lines of output lost: the output was not being read)\n", lost)
+		var e entry
+		if p.lost > 0 {
+			e.lostAfter, p.lost = p.lost, 0
+		} else {
+			e = p.q[0]
+			p.q[0] = entry{}
+			p.q = p.q[1:]
+			p.size -= len(e.text)
 		}
-		for _, s := range batch {
-			_, _ = io.WriteString(p.w, s)
+		p.mu.Unlock()
+		_, _ = io.WriteString(p.w, e.text)
+		if e.lostAfter > 0 {
+			_, _ = fmt.Fprintf(p.w, "(%d lines of output lost: the output was not being read)\n", e.lostAfter)
 		}
 	}
 }
@@ -85,11 +96,15 @@ func (p *printer) raw(text string) {
 		return
 	}
 	if len(p.q) >= printQueueLines || p.size+len(text) > printQueueBytes {
-		p.lost++
-		p.cond.Signal()
+		if len(p.q) > 0 {
+			p.q[len(p.q)-1].lostAfter++
+		} else {
+			p.lost++
+			p.cond.Signal()
+		}
 		return
 	}
-	p.q = append(p.q, text)
+	p.q = append(p.q, entry{text: text})
 	p.size += len(text)
 	p.cond.Signal()
 }
