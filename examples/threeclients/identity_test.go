@@ -93,9 +93,16 @@ func TestIdentitiesRefuseBadCertificates(t *testing.T) {
 		{"no SAN", func(c *x509.Certificate) any { c.DNSNames = nil; return nil }, "must name it alone"},
 		{"IP SAN too", func(c *x509.Certificate) any { c.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}; return nil }, "must name it alone"},
 		{"SAN of another", func(c *x509.Certificate) any { c.DNSNames = []string{"3"}; return nil }, "must name it alone"},
-		{"no member", func(c *x509.Certificate) any { c.Subject.CommonName = "mallory"; c.DNSNames = []string{"mallory"}; return nil }, `names mallory, which is no client`},
+		{"no member", func(c *x509.Certificate) any {
+			c.Subject.CommonName = "mallory"
+			c.DNSNames = []string{"mallory"}
+			return nil
+		}, `names mallory, which is no client`},
 		{"another member", func(c *x509.Certificate) any { c.Subject.CommonName = "1"; c.DNSNames = []string{"1"}; return nil }, "is a certificate for client 1, not 2"},
-		{"server only", func(c *x509.Certificate) any { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}; return nil }, "TLS client auth"},
+		{"server only", func(c *x509.Certificate) any {
+			c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+			return nil
+		}, "TLS client auth"},
 		{"ECDSA", func(c *x509.Certificate) any {
 			k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 			return k
