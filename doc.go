@@ -37,7 +37,7 @@
 // Wiring one client (see the ledger package for the full example):
 //
 //	tr, _ := transport.NewTCP(transport.TCPConfig{ID: "1", ListenAddr: ":7001", Peers: addrs})
-//	node, _ := ledger.NewNode(ledger.Config{ID: "1", Members: ids, Store: store})
+//	node, _ := ledger.NewNode(ledger.Config{ID: "1", Members: ids, Keys: pubKeys, Signer: key1, Store: store})
 //	mu, _ := lamportmutex.New(node.MutexConfig(lamportmutex.Config{ID: "1", Peers: ids, Transport: tr}))
 //	node.SetLocker(mu)
 //	res, err := node.Transfer(ctx, "2", 5)

@@ -46,7 +46,7 @@ func benchmarkAppend(b *testing.B, noSync bool) {
 	from, to := "1", "2"
 	b.ReportAllocs()
 	for b.Loop() {
-		blk, err := c.Next(ledger.Transfer{ID: ledger.NewTransferID(), From: from, To: to, Amount: 1}, uint64(c.Len()))
+		blk, err := nextSealed(c, ledger.Transfer{ID: ledger.NewTransferID(), From: from, To: to, Amount: 1}, uint64(c.Len()))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,6 +1,8 @@
 package ledger
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -28,10 +30,13 @@ func (h Hash) Short() string { return hex.EncodeToString(h[:4]) }
 // IsZero reports whether h is all zeros.
 func (h Hash) IsZero() bool { return h == Hash{} }
 
-// Account is a member of the ledger and its balance in the genesis block.
+// Account is a member of the ledger, its balance in the genesis block, and
+// the Ed25519 public key under which its blocks are signed. The key is part
+// of the genesis encoding, so the genesis hash binds every member's key.
 type Account struct {
-	ID      string
-	Balance int64
+	ID        string
+	Balance   int64
+	PublicKey ed25519.PublicKey
 }
 
 // Block is one entry of the chain. Block 0, the genesis, holds the members
@@ -40,8 +45,15 @@ type Account struct {
 // the SHA-256 of the block's canonical encoding (see ComputeHash), so the
 // genesis hash names the ledger.
 //
-// Blocks are values; the Accounts slice of a genesis block is shared by
-// copies and must not be modified.
+// Sig, when not empty, is a seal: the Ed25519 signature of Hash by the
+// member that spends in Transfer.From. It is not part of the hashed body.
+// A seal covers its own block and, through the Prev links, every earlier
+// block back to the previous seal, provided they all spend from the same
+// member; a block not covered by such a seal is never inserted (see
+// Chain.Append). The genesis carries no seal: its hash names the ledger.
+//
+// Blocks are values; the Accounts slice of a genesis block and Sig are
+// shared by copies and must not be modified.
 type Block struct {
 	Height   uint64
 	Prev     Hash   // hash of block Height-1; zero in the genesis
@@ -49,6 +61,20 @@ type Block struct {
 	Transfer Transfer
 	Accounts []Account // genesis only
 	Hash     Hash
+	Sig      []byte // empty, or SigSize bytes: a seal by Transfer.From over Hash
+}
+
+// SigSize is the length of a seal: an Ed25519 signature.
+const SigSize = ed25519.SignatureSize
+
+// Sealed reports whether b carries a seal (it may still fail to verify).
+func (b Block) Sealed() bool { return len(b.Sig) > 0 }
+
+// Seal returns b with Sig set to key's signature of b.Hash. key must be
+// the key of b.Transfer.From for the seal to verify.
+func (b Block) Seal(key ed25519.PrivateKey) Block {
+	b.Sig = ed25519.Sign(key, b.Hash[:])
+	return b
 }
 
 // IsGenesis reports whether b is a genesis block (height 0).
@@ -78,12 +104,14 @@ func (b Block) String() string {
 }
 
 // NewGenesis returns the genesis block of a ledger whose members each start
-// with balance. The order of members does not matter: the same set and
-// balance always give the same block and hash.
-func NewGenesis(members []string, balance int64) (Block, error) {
+// with balance, and sign their blocks with keys[member]. The order of
+// members does not matter: the same set, balance and keys always give the
+// same block and hash. Every member needs a key of
+// ed25519.PublicKeySize bytes, and no two members may share one.
+func NewGenesis(members []string, balance int64, keys map[string]ed25519.PublicKey) (Block, error) {
 	accts := make([]Account, len(members))
 	for i, m := range members {
-		accts[i] = Account{ID: m, Balance: balance}
+		accts[i] = Account{ID: m, Balance: balance, PublicKey: keys[m]}
 	}
 	return NewGenesisAccounts(accts)
 }
@@ -93,6 +121,9 @@ func NewGenesis(members []string, balance int64) (Block, error) {
 func NewGenesisAccounts(accts []Account) (Block, error) {
 	a := slices.Clone(accts)
 	slices.SortFunc(a, func(x, y Account) int { return strings.Compare(x.ID, y.ID) })
+	for i := range a {
+		a[i].PublicKey = bytes.Clone(a[i].PublicKey)
+	}
 	g := Block{Accounts: a}
 	if _, err := genesisBalances(g); err != nil {
 		return Block{}, err
@@ -109,10 +140,13 @@ func genesisBalances(g Block) (Balances, error) {
 		return nil, fmt.Errorf("%w: height %d", ErrBadGenesis, g.Height)
 	case !g.Prev.IsZero() || g.Clock != 0 || g.Transfer != (Transfer{}):
 		return nil, fmt.Errorf("%w: prev, clock and transfer must be zero", ErrBadGenesis)
+	case len(g.Sig) != 0:
+		return nil, fmt.Errorf("%w: the genesis carries no seal", ErrBadGenesis)
 	case len(g.Accounts) == 0:
 		return nil, fmt.Errorf("%w: no members", ErrBadGenesis)
 	}
 	b := make(Balances, len(g.Accounts))
+	keys := make(map[string]string, len(g.Accounts))
 	var total int64
 	for i, a := range g.Accounts {
 		switch {
@@ -124,7 +158,14 @@ func genesisBalances(g Block) (Balances, error) {
 			return nil, fmt.Errorf("%w: negative balance %d for %q", ErrBadGenesis, a.Balance, a.ID)
 		case total > math.MaxInt64-a.Balance:
 			return nil, fmt.Errorf("%w: total of balances overflows", ErrBadGenesis)
+		case len(a.PublicKey) != ed25519.PublicKeySize:
+			return nil, fmt.Errorf("%w: member %q has a public key of %d bytes, want %d",
+				ErrBadGenesis, a.ID, len(a.PublicKey), ed25519.PublicKeySize)
+		case keys[string(a.PublicKey)] != "":
+			return nil, fmt.Errorf("%w: members %q and %q have the same public key",
+				ErrBadGenesis, keys[string(a.PublicKey)], a.ID)
 		}
+		keys[string(a.PublicKey)] = a.ID
 		total += a.Balance
 		b[a.ID] = a.Balance
 	}

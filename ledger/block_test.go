@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
 	"testing"
@@ -11,7 +12,7 @@ import (
 
 func testBlocks(t testing.TB) (ledger.Block, ledger.Block) {
 	t.Helper()
-	g, err := ledger.NewGenesis([]string{"3", "1", "2"}, 10)
+	g, err := ledger.NewGenesis([]string{"3", "1", "2"}, 10, testPub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,7 +21,7 @@ func testBlocks(t testing.TB) (ledger.Block, ledger.Block) {
 		t.Fatal(err)
 	}
 	id, _ := ledger.ParseTransferID("000102030405060708090a0b0c0d0e0f")
-	b, err := c.Next(ledger.Transfer{ID: id, From: "1", To: "2", Amount: 3}, 7)
+	b, err := nextSealed(c, ledger.Transfer{ID: id, From: "1", To: "2", Amount: 3}, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,33 +31,44 @@ func testBlocks(t testing.TB) (ledger.Block, ledger.Block) {
 // The encoding is a format on disk and on the wire: pin it.
 func TestBlockEncodingGolden(t *testing.T) {
 	g, b := testBlocks(t)
-	const wantG = "0100" + "0000000000000000" + "0000000000000000000000000000000000000000000000000000000000000000" +
+	key := func(id string) string { return hex.EncodeToString(testPub[id]) }
+	wantG := "0200" + "0000000000000000" + "0000000000000000000000000000000000000000000000000000000000000000" +
 		"0000000000000000" + "00000003" +
-		"00000001" + "31" + "000000000000000a" + "00000001" + "32" + "000000000000000a" + "00000001" + "33" + "000000000000000a"
+		"00000001" + "31" + "000000000000000a" + key("1") +
+		"00000001" + "32" + "000000000000000a" + key("2") +
+		"00000001" + "33" + "000000000000000a" + key("3")
 	enc, _ := g.MarshalBinary()
-	if got := hex.EncodeToString(enc[:len(enc)-32]); got != wantG {
+	if got := hex.EncodeToString(enc[:len(enc)-32-1]); got != wantG {
 		t.Fatalf("genesis body\n got %s\nwant %s", got, wantG)
 	}
-	wantB := "0101" + "0000000000000001" + g.Hash.String() + "0000000000000007" +
+	if !bytes.Equal(enc[len(enc)-33:], append(g.Hash[:], 0)) {
+		t.Fatal("genesis encoding does not end with the hash and an empty seal")
+	}
+	wantB := "0201" + "0000000000000001" + g.Hash.String() + "0000000000000007" +
 		"000102030405060708090a0b0c0d0e0f" + "00000001" + "31" + "00000001" + "32" + "0000000000000003"
 	enc, _ = b.MarshalBinary()
-	if got := hex.EncodeToString(enc[:len(enc)-32]); got != wantB {
+	body := len(enc) - 32 - 1 - ledger.SigSize
+	if got := hex.EncodeToString(enc[:body]); got != wantB {
 		t.Fatalf("block body\n got %s\nwant %s", got, wantB)
 	}
-	if !bytes.Equal(enc[len(enc)-32:], b.Hash[:]) {
-		t.Fatal("encoding does not end with the hash")
+	if !bytes.Equal(enc[body:], append(append(b.Hash[:], ledger.SigSize), b.Sig...)) {
+		t.Fatal("encoding does not end with the hash and the seal")
 	}
-	// A change of the hash function or of the encoding changes this name.
-	if got, want := g.Hash.String(), "4428e8aa9217a8d06254e6ca4036d9c372505e6a4d04aba7097bc875a110e9bb"; got != want {
+	if !ed25519.Verify(testPub["1"], b.Hash[:], b.Sig) {
+		t.Fatal("the seal does not verify under the sender's key")
+	}
+	// A change of the hash function, of the encoding or of the test keys
+	// changes this name.
+	if got, want := g.Hash.String(), "72af7e42c7090764529337af54af39cd5843a81dcdef02e26d3848ba5d4ee5a2"; got != want {
 		t.Fatalf("genesis hash %s, want %s", got, want)
 	}
 }
 
 func TestGenesisOrderIndependent(t *testing.T) {
-	a, _ := ledger.NewGenesis([]string{"1", "2", "3"}, 10)
-	b, _ := ledger.NewGenesis([]string{"3", "2", "1"}, 10)
-	c, _ := ledger.NewGenesis([]string{"1", "2", "3"}, 11)
-	d, _ := ledger.NewGenesis([]string{"1", "2", "4"}, 10)
+	a, _ := ledger.NewGenesis([]string{"1", "2", "3"}, 10, testPub)
+	b, _ := ledger.NewGenesis([]string{"3", "2", "1"}, 10, testPub)
+	c, _ := ledger.NewGenesis([]string{"1", "2", "3"}, 11, testPub)
+	d, _ := ledger.NewGenesis([]string{"1", "2", "4"}, 10, testPub)
 	if a.Hash != b.Hash {
 		t.Error("member order changes the genesis hash")
 	}
@@ -72,14 +84,14 @@ func TestBadGenesis(t *testing.T) {
 		"empty id":  {"1", ""},
 		"long id":   {"1", string(make([]byte, ledger.MaxIDLen+1))},
 	} {
-		if _, err := ledger.NewGenesis(members, 10); !errors.Is(err, ledger.ErrBadGenesis) {
+		if _, err := ledger.NewGenesis(members, 10, testPub); !errors.Is(err, ledger.ErrBadGenesis) {
 			t.Errorf("%s: err = %v, want ErrBadGenesis", name, err)
 		}
 	}
-	if _, err := ledger.NewGenesis([]string{"1"}, -1); !errors.Is(err, ledger.ErrBadGenesis) {
+	if _, err := ledger.NewGenesis([]string{"1"}, -1, testPub); !errors.Is(err, ledger.ErrBadGenesis) {
 		t.Errorf("negative: err = %v", err)
 	}
-	if _, err := ledger.NewGenesisAccounts([]ledger.Account{{"1", 1 << 62}, {"2", 1 << 62}}); !errors.Is(err, ledger.ErrBadGenesis) {
+	if _, err := ledger.NewGenesisAccounts([]ledger.Account{{"1", 1 << 62, testPub["1"]}, {"2", 1 << 62, testPub["2"]}}); !errors.Is(err, ledger.ErrBadGenesis) {
 		t.Errorf("overflow: err = %v", err)
 	}
 }
@@ -135,8 +147,8 @@ func TestDecodeEveryByteFlip(t *testing.T) {
 			if !bytes.Equal(re, mod) {
 				t.Fatalf("byte %d: decoded block re-encodes differently", i)
 			}
-			if got.ComputeHash() == got.Hash {
-				t.Fatalf("byte %d: changed block still has a valid hash", i)
+			if got.ComputeHash() == got.Hash && (!got.Sealed() || ed25519.Verify(testPub[got.Transfer.From], got.Hash[:], got.Sig)) {
+				t.Fatalf("byte %d: changed block still has a valid hash and seal", i)
 			}
 		}
 	}

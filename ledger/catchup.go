@@ -232,6 +232,9 @@ func (n *Node) handleInbound(ctx context.Context, m Messenger, in inbound) {
 		n.writeMu.Lock()
 		err := n.acceptable(in.from)
 		if err == nil {
+			err = n.keys.verifySeals(msg.blocks)
+		}
+		if err == nil {
 			err = n.accept(in.from, msg.blocks, true)
 		}
 		n.writeMu.Unlock()
@@ -265,18 +268,19 @@ func (n *Node) answerHead(ctx context.Context, m Messenger, from string, q syncM
 	k := n.maxBatch
 	for len(missing) > 0 {
 		k = min(k, len(missing))
-		payload, err := encodeSync(syncMsg{op: opBlocks, blocks: missing[:k]})
+		cut := sealCut(missing, k) // each batch ends at a seal, so the peer can verify it alone
+		payload, err := encodeSync(syncMsg{op: opBlocks, blocks: missing[:cut]})
 		if err == nil {
 			err = m.Send(ctx, from, payload)
 		}
-		if errors.Is(err, lamportmutex.ErrPayloadTooLarge) && k > 1 {
+		if errors.Is(err, lamportmutex.ErrPayloadTooLarge) && k > 1 && sealCut(missing, k/2) < cut {
 			k /= 2 // the transport's frames are smaller than a batch: send fewer blocks
 			continue
 		}
 		if errors.Is(err, lamportmutex.ErrPayloadTooLarge) {
-			// Not even one block fits: say so, and answer anyway, so that an
-			// asking holder fails its round at once instead of waiting.
-			n.log.Error("ledger: a block is larger than the transport carries", "to", from,
+			// Not even one sealed run fits: say so, and answer anyway, so
+			// that an asking holder fails its round at once instead of waiting.
+			n.log.Error("ledger: a sealed run of blocks is larger than the transport carries", "to", from,
 				"height", missing[0].Height, "err", err)
 			break
 		}
@@ -284,8 +288,8 @@ func (n *Node) answerHead(ctx context.Context, m Messenger, from string, q syncM
 			n.logSendError(ctx, from, opBlocks, err)
 			return
 		}
-		n.sentTo[from] = missing[k-1].Height
-		missing = missing[k:]
+		n.sentTo[from] = missing[cut-1].Height
+		missing = missing[cut:]
 	}
 	if q.round != 0 {
 		n.send(ctx, m, from, syncMsg{op: opAnswer, round: q.round, height: head.Height, hash: head.Hash})

@@ -261,7 +261,7 @@ func TestCatchUpFillsGapBeyondPending(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	ids := []string{"1", "2"}
 	newNode := func(id string, l *gapLocker, onEvent func(ledger.Event)) *ledger.Node {
-		n, err := ledger.NewNode(ledger.Config{ID: id, Members: ids, InitialBalance: crashBalance, OnEvent: onEvent})
+		n, err := ledger.NewNode(ledger.Config{ID: id, Keys: testPub, Signer: ledger.TestKey(id), Members: ids, InitialBalance: crashBalance, OnEvent: onEvent})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -288,8 +288,8 @@ func TestCatchUpFillsGapBeyondPending(t *testing.T) {
 		}
 	})
 	defer lag.Close()
-	for lo := 101; lo <= total; lo += 256 { // releases of 101.., as holders send them
-		payload, err := ledger.EncodeBatch(chain[lo:min(lo+256, total+1)])
+	for lo := 101; lo <= total; lo++ { // releases of 101.., one sealed block each, as prod made them
+		payload, err := ledger.EncodeBatch(chain[lo : lo+1])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -505,7 +505,7 @@ func TestShutdownReleasesTheMutex(t *testing.T) {
 	mus := map[string]*lamportmutex.Mutex{}
 	pl := &pausingLocker{granted: make(chan struct{}, 1), resume: make(chan struct{})}
 	for _, id := range ids {
-		n, err := ledger.NewNode(ledger.Config{ID: id, Members: ids})
+		n, err := ledger.NewNode(ledger.Config{ID: id, Keys: testPub, Signer: ledger.TestKey(id), Members: ids})
 		if err != nil {
 			t.Fatal(err)
 		}

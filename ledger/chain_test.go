@@ -12,7 +12,7 @@ import (
 
 func newChain(t testing.TB, members []string) *ledger.Chain {
 	t.Helper()
-	g, err := ledger.NewGenesis(members, ledger.DefaultInitialBalance)
+	g, err := ledger.NewGenesis(members, ledger.DefaultInitialBalance, testPub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestChainProperties(t *testing.T) {
 		}
 		for step := range 200 {
 			tr := ledger.Transfer{ID: ledger.NewTransferID(), From: pick(), To: pick(), Amount: rng.Int64N(15) - 1}
-			blk, err := c.Next(tr, uint64(step+1))
+			blk, err := nextSealed(c, tr, uint64(step+1))
 			_, fromOK := model[tr.From]
 			_, toOK := model[tr.To]
 			var wantErr error
@@ -97,7 +97,7 @@ func buildChain(t testing.TB, n int) *ledger.Chain {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for c.Len() <= n {
 		from, to := memberIDs(3)[rng.IntN(3)], memberIDs(3)[rng.IntN(3)]
-		blk, err := c.Next(ledger.Transfer{ID: ledger.NewTransferID(), From: from, To: to, Amount: 1 + rng.Int64N(3)}, uint64(c.Len()))
+		blk, err := nextSealed(c, ledger.Transfer{ID: ledger.NewTransferID(), From: from, To: to, Amount: 1 + rng.Int64N(3)}, uint64(c.Len()))
 		if err != nil {
 			continue
 		}
@@ -112,13 +112,21 @@ func buildChain(t testing.TB, n int) *ledger.Chain {
 func TestVerifyDetectsTamperAtHeight(t *testing.T) {
 	c := buildChain(t, 12)
 	mutations := map[string]func(*ledger.Block){
-		"height":   func(b *ledger.Block) { b.Height++ },
-		"prev":     func(b *ledger.Block) { b.Prev[3] ^= 1 },
-		"clock":    func(b *ledger.Block) { b.Clock++ },
-		"id":       func(b *ledger.Block) { b.Transfer.ID[0] ^= 1 },
-		"from":     func(b *ledger.Block) { b.Transfer.From, b.Transfer.To = b.Transfer.To, b.Transfer.From },
-		"amount":   func(b *ledger.Block) { b.Transfer.Amount++ },
-		"hash":     func(b *ledger.Block) { b.Hash[31] ^= 1 },
+		"height": func(b *ledger.Block) { b.Height++ },
+		"prev":   func(b *ledger.Block) { b.Prev[3] ^= 1 },
+		"clock":  func(b *ledger.Block) { b.Clock++ },
+		"id":     func(b *ledger.Block) { b.Transfer.ID[0] ^= 1 },
+		"from":   func(b *ledger.Block) { b.Transfer.From, b.Transfer.To = b.Transfer.To, b.Transfer.From },
+		"amount": func(b *ledger.Block) { b.Transfer.Amount++ },
+		"hash":   func(b *ledger.Block) { b.Hash[31] ^= 1 },
+		"seal": func(b *ledger.Block) {
+			if b.Sealed() {
+				b.Sig = append([]byte(nil), b.Sig...)
+				b.Sig[5] ^= 1
+			} else {
+				b.Sig = make([]byte, ledger.SigSize)
+			}
+		},
 		"accounts": func(b *ledger.Block) { b.Accounts = append(b.Accounts, ledger.Account{ID: "9"}) },
 	}
 	for h := range c.Len() {
@@ -142,11 +150,14 @@ func TestVerifyDetectsTamperAtHeight(t *testing.T) {
 func TestChainAppendRejects(t *testing.T) {
 	c := buildChain(t, 3)
 	head := c.Head()
-	good, err := c.Next(ledger.Transfer{ID: ledger.NewTransferID(), From: "1", To: "2", Amount: 1}, 99)
+	good, err := nextSealed(c, ledger.Transfer{ID: ledger.NewTransferID(), From: "1", To: "2", Amount: 1}, 99)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rehash := func(b ledger.Block) ledger.Block { b.Hash = b.ComputeHash(); return b }
+	rehash := func(b ledger.Block) ledger.Block {
+		b.Hash = b.ComputeHash()
+		return b.Seal(ledger.TestKey(b.Transfer.From))
+	}
 	dupID := good
 	dupID.Transfer.ID = head.Transfer.ID
 	broke := good

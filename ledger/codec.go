@@ -1,31 +1,35 @@
 package ledger
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"encoding/binary"
 	"fmt"
 )
 
-// The canonical block encoding, version 1. All integers are big-endian;
+// The canonical block encoding, version 2. All integers are big-endian;
 // strings are a uint32 byte length followed by the bytes.
 //
-//	version  uint8  (1)
+//	version  uint8  (2)
 //	kind     uint8  (0 genesis, 1 transfer)
 //	height   uint64
 //	prev     [32]byte
 //	clock    uint64
-//	genesis:  count uint32, then count × (id string, balance int64)
+//	genesis:  count uint32, then count × (id string, balance int64, public key [32]byte)
 //	transfer: id [16]byte, from string, to string, amount int64
 //	hash     [32]byte   (not part of the hashed body)
+//	sigLen   uint8      (0 or 64; not part of the hashed body)
+//	sig      [sigLen]byte
 //
 // The hash is SHA-256 over everything before it. The same bytes are the
 // release payload on the wire and the record payload in the file store.
 const (
-	blockVersion  = 1
+	blockVersion  = 2
 	kindGenesis   = 0
 	kindTransfer  = 1
 	headerSize    = 1 + 1 + 8 + len(Hash{}) + 8
 	minStringSize = 4
-	minAccount    = minStringSize + 1 + 8
+	minAccount    = minStringSize + 1 + 8 + ed25519.PublicKeySize
 )
 
 // MaxBlockSize bounds an encoded block; DecodeBlock rejects longer input.
@@ -46,6 +50,7 @@ func (b Block) appendBody(dst []byte) []byte {
 		for _, a := range b.Accounts {
 			dst = appendString(dst, a.ID)
 			dst = binary.BigEndian.AppendUint64(dst, uint64(a.Balance))
+			dst = append(dst, a.PublicKey...)
 		}
 		return dst
 	}
@@ -61,15 +66,27 @@ func appendString(dst []byte, s string) []byte {
 	return append(dst, s...)
 }
 
-// AppendBinary appends the encoding of b (body and Hash) to dst.
+// AppendBinary appends the encoding of b (body, Hash and Sig) to dst. It
+// fails only for a Sig that is neither empty nor SigSize bytes, or a
+// genesis account key that is not ed25519.PublicKeySize bytes.
 func (b Block) AppendBinary(dst []byte) ([]byte, error) {
+	if len(b.Sig) != 0 && len(b.Sig) != SigSize {
+		return nil, fmt.Errorf("%w: seal of %d bytes", ErrMalformedBlock, len(b.Sig))
+	}
+	for _, a := range b.Accounts {
+		if len(a.PublicKey) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%w: public key of %d bytes for %q", ErrMalformedBlock, len(a.PublicKey), a.ID)
+		}
+	}
 	dst = b.appendBody(dst)
-	return append(dst, b.Hash[:]...), nil
+	dst = append(dst, b.Hash[:]...)
+	dst = append(dst, byte(len(b.Sig)))
+	return append(dst, b.Sig...), nil
 }
 
 // MarshalBinary returns the encoding of b: the release payload and the
-// store record. It never fails.
-func (b Block) MarshalBinary() ([]byte, error) { return b.AppendBinary(make([]byte, 0, 128)) }
+// store record; see AppendBinary for its errors.
+func (b Block) MarshalBinary() ([]byte, error) { return b.AppendBinary(make([]byte, 0, 192)) }
 
 // UnmarshalBinary decodes data into b; see DecodeBlock.
 func (b *Block) UnmarshalBinary(data []byte) error {
@@ -110,6 +127,9 @@ func DecodeBlock(data []byte) (Block, error) {
 			for i := range b.Accounts {
 				b.Accounts[i].ID = d.string()
 				b.Accounts[i].Balance = int64(d.uint64())
+				if p := d.take(ed25519.PublicKeySize); p != nil {
+					b.Accounts[i].PublicKey = ed25519.PublicKey(bytes.Clone(p))
+				}
 			}
 		}
 	case kind == kindTransfer && b.Height != 0:
@@ -121,6 +141,13 @@ func DecodeBlock(data []byte) (Block, error) {
 		d.fail("kind %d at height %d", kind, b.Height)
 	}
 	d.bytes(b.Hash[:])
+	switch n := d.byte(); {
+	case d.err != nil:
+	case n == SigSize:
+		b.Sig = bytes.Clone(d.take(SigSize))
+	case n != 0:
+		d.fail("seal of %d bytes", n)
+	}
 	if d.err == nil && d.off != len(d.buf) {
 		d.fail("%d trailing bytes", len(d.buf)-d.off)
 	}

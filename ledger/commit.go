@@ -220,8 +220,9 @@ func (n *Node) commitBatch(l Locker, batch []*request, tok lamportmutex.Token) {
 	}
 	var blocks []Block
 	var refused, made []*request
+	var d *draft
 	if err == nil {
-		d := n.chain.draft()
+		d = n.chain.draft()
 		for _, r := range batch {
 			if res, rerr, done := n.outcome(r.t); done { // a received block may hold r's ID
 				r.res, r.err = res, rerr
@@ -244,6 +245,12 @@ func (n *Node) commitBatch(l Locker, batch []*request, tok lamportmutex.Token) {
 			r.res = Result{Transfer: r.t, Block: blk, Before: before, After: d.balances.Clone()}
 			blocks = append(blocks, blk)
 			made = append(made, r)
+		}
+		if len(blocks) > 0 {
+			// One seal for the batch: it covers the earlier blocks through
+			// their hash links.
+			blocks[len(blocks)-1] = d.seal(n.signer)
+			made[len(made)-1].res.Block = blocks[len(blocks)-1]
 		}
 	}
 	n.mu.RUnlock()
@@ -269,14 +276,15 @@ func (n *Node) commitBatch(l Locker, batch []*request, tok lamportmutex.Token) {
 	for _, r := range refused {
 		n.rejected[r.t.ID] = rejection{t: r.t, err: r.err}
 	}
-	for _, blk := range committed {
-		if aerr := n.appendLocked(blk); aerr != nil { // cannot happen: drafted under writeMu
-			n.mu.Unlock()
-			n.fail(fmt.Errorf("own block %d persisted but not inserted: %w", blk.Height, aerr))
-			n.mu.Lock()
-		}
+	var aerr error
+	if len(committed) > 0 {
+		aerr = n.appendLocked(d, len(committed)) // cannot fail: drafted under writeMu
 	}
 	n.mu.Unlock()
+	if aerr != nil {
+		n.fail(fmt.Errorf("own blocks %d-%d persisted but not inserted: %w",
+			committed[0].Height, committed[len(committed)-1].Height, aerr))
+	}
 	n.writeMu.Unlock()
 	for _, blk := range committed {
 		n.log.Debug("block committed", "height", blk.Height, "hash", blk.Hash.Short(), "clock", blk.Clock,

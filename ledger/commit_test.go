@@ -69,10 +69,10 @@ func (s *countingStore) Append(b ...ledger.Block) error {
 func newGatedNode(t *testing.T, maxBatch int) (*ledger.Node, *gateLocker, *countingStore) {
 	t.Helper()
 	members := []string{"1", "2"}
-	g, _ := ledger.NewGenesis(members, 1000)
+	g, _ := ledger.NewGenesis(members, 1000, testPub)
 	ms, _ := ledger.NewMemStore(g)
 	st := &countingStore{Store: ms}
-	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: members, InitialBalance: 1000, Store: st, MaxBatch: maxBatch})
+	n, err := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: members, InitialBalance: 1000, Store: st, MaxBatch: maxBatch})
 	if err != nil {
 		t.Fatal(err)
 	}

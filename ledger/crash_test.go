@@ -70,7 +70,7 @@ func newCrashClusterOpts(t testing.TB, n int, opts transport.ChanOptions, maxBat
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := ledger.NewGenesis(ids, crashBalance)
+	g, err := ledger.NewGenesis(ids, crashBalance, testPub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func (c *crashCluster) start(id string, ep lamportmutex.Transport) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	node, err := ledger.NewNode(ledger.Config{ID: id, Members: c.ids, InitialBalance: crashBalance, Store: st, MaxBatch: c.maxBatch,
+	node, err := ledger.NewNode(ledger.Config{ID: id, Keys: testPub, Signer: ledger.TestKey(id), Members: c.ids, InitialBalance: crashBalance, Store: st, MaxBatch: c.maxBatch,
 		OnEvent: func(ev ledger.Event) { c.event(id, ev) }})
 	if err != nil {
 		c.t.Fatal(err)

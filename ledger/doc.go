@@ -8,9 +8,18 @@
 // Block holds one transfer, its Height, the Hash of its predecessor (Prev),
 // the Lamport clock of the mutex grant under which it was made (Clock), and
 // its own Hash: the SHA-256 of a canonical, versioned, hand-written byte
-// encoding (see codec.go). Block 0, the genesis, holds the members and
-// their initial balances (DefaultInitialBalance each), so its hash names
-// the ledger. A Chain admits only blocks that extend its head correctly;
+// encoding (see codec.go). Block 0, the genesis, holds the members, their
+// initial balances (DefaultInitialBalance each) and their Ed25519 public
+// keys, so its hash names the ledger and binds the keys.
+//
+// Blocks are signed by the member that spends in them. A holder seals each
+// batch it commits: the batch's last block carries Sig, the signature of
+// its Hash by the holder's key (Config.Signer), which covers the batch's
+// earlier blocks through their hash links. Every block must be covered by
+// such a seal of its own sender; unsealed or forged blocks are refused on
+// every path (a release, catch-up, the node's own file), so a member cannot
+// forge another's transfer. A Chain admits only sealed blocks that extend
+// its head correctly;
 // Chain.Verify and VerifyBlocks re-check everything from genesis and report
 // the first bad height as a *BlockError. Balances is the key-value table
 // derived from the chain; no balance ever goes negative.
@@ -20,9 +29,10 @@
 // A Store persists blocks. OpenFileStore keeps an append-only log of
 // length-prefixed, CRC32C-checksummed records and fsyncs each append before
 // it returns (FileOptions.NoSync turns that off for benchmarks, unsafely).
-// Opening replays and verifies the log: a torn last record is cut off with
-// a warning; any other damage is a *CorruptError naming the file, offset
-// and height. NewMemStore keeps blocks in memory.
+// Opening replays and verifies the log, seals included: a torn last record,
+// or blocks at the end whose seal is missing (the rest of a torn batch), are
+// cut off with a warning; any other damage, such as a seal that does not
+// verify, is a *CorruptError naming the file, offset and height. NewMemStore keeps blocks in memory.
 //
 // # Replication
 //
@@ -48,9 +58,10 @@
 // the mutex to transfer, so a node is wired in three steps, leaving no
 // moment in which a message could arrive with no handler:
 //
-//	genesis, _ := ledger.NewGenesis(members, ledger.DefaultInitialBalance)
+//	// keys: every member's Ed25519 public key; key1: member 1's private key.
+//	genesis, _ := ledger.NewGenesis(members, ledger.DefaultInitialBalance, keys)
 //	st, err := ledger.OpenFileStore("ledger-1.log", genesis, ledger.FileOptions{Logger: log})
-//	node, err := ledger.NewNode(ledger.Config{ID: "1", Members: members, Store: st, Logger: log})
+//	node, err := ledger.NewNode(ledger.Config{ID: "1", Members: members, Keys: keys, Signer: key1, Store: st, Logger: log})
 //	mu, err := lamportmutex.New(node.MutexConfig(lamportmutex.Config{ID: "1", Peers: members, Transport: tr}))
 //	err = node.SetLocker(mu) // Transfer returns ErrNoLocker before this
 //	res, err := node.Transfer(ctx, "2", 3)

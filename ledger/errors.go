@@ -32,6 +32,9 @@ var (
 	// or a peer's chain disagrees with its own (a *ConflictError), and it
 	// stopped taking transfers rather than diverge from its peers.
 	ErrDiverged = errors.New("ledger node stopped: it received a block it cannot apply")
+	// ErrBadKey: Config.Signer is missing, malformed, or not the private
+	// key of the public key that Config.Keys gives the node's own id.
+	ErrBadKey = errors.New("signing key does not match the member's public key")
 	// ErrNoLocker: Transfer was called before SetLocker.
 	ErrNoLocker = errors.New("ledger node has no locker: call SetLocker first")
 	// ErrClosed: the Node or Store is closed.
@@ -51,6 +54,15 @@ var (
 	// ErrBadGenesis: a genesis block is malformed (no members, duplicate or
 	// unsorted members, negative balances, total overflow, ...).
 	ErrBadGenesis = errors.New("bad genesis")
+	// ErrBadSignature: a block's seal does not verify under the public key
+	// that the genesis gives its Transfer.From.
+	ErrBadSignature = errors.New("seal does not verify under the sender's key")
+	// ErrUnsealed: a block is not covered by a seal of its sender (see
+	// Block.Sig): the batch ends, or another member's block follows, before
+	// a sealed block of the same sender.
+	ErrUnsealed = errors.New("block not covered by a seal of its sender")
+	// ErrBadClock: a block's Clock exceeds 1<<63 (lamportmutex.MaxClock).
+	ErrBadClock = errors.New("block clock out of range")
 	// ErrDuplicateTransfer: a transfer ID appears in two blocks.
 	ErrDuplicateTransfer = errors.New("transfer id already in the chain")
 	// ErrMalformedBlock: bytes that do not decode as a block.

@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"sync"
@@ -50,9 +51,15 @@ func (l memberLock) Unlock(payload []byte) error {
 
 func ExampleNode_Transfer() {
 	members := []string{"1", "2"}
+	// Every member has an Ed25519 key pair; the genesis holds the public keys.
+	keys := make(map[string]ed25519.PublicKey)
+	signers := make(map[string]ed25519.PrivateKey)
+	for _, id := range members {
+		keys[id], signers[id], _ = ed25519.GenerateKey(nil)
+	}
 	m := &inProcessMutex{nodes: make(map[string]*ledger.Node)}
 	for _, id := range members {
-		node, err := ledger.NewNode(ledger.Config{ID: id, Members: members})
+		node, err := ledger.NewNode(ledger.Config{ID: id, Members: members, Keys: keys, Signer: signers[id]})
 		if err != nil {
 			fmt.Println(err)
 			return

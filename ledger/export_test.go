@@ -6,3 +6,9 @@ func QueueLen(n *Node) int {
 	defer n.qmu.Unlock()
 	return len(n.queue)
 }
+
+// TestKey and TestPubKeys give members deterministic keys in tests.
+var (
+	TestKey     = testKey
+	TestPubKeys = testPubKeys
+)

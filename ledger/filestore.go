@@ -42,10 +42,11 @@ type FileStore struct {
 
 // OpenFileStore opens or creates the log at path for the ledger that
 // genesis names. A new file gets the genesis as its first record. An
-// existing file is replayed and verified from genesis: an incomplete last
-// record (a write torn by a crash) is cut off with a warning; any other
-// damage is a *CorruptError naming the file, the offset and the block
-// height, and the store does not open. A file made for another genesis
+// existing file is replayed and verified from genesis, seals included: an
+// incomplete last record, or blocks at the end of the file that no seal
+// covers (a write torn by a crash), are cut off with a warning; any other
+// damage, such as a seal that does not verify, is a *CorruptError naming
+// the file, the offset and the block height, and the store does not open. A file made for another genesis
 // (other members or balances) is an error wrapping ErrGenesisMismatch. A
 // file another FileStore has open, in this process or another, is an error
 // wrapping ErrStoreInUse (on Unix; elsewhere it is not detected).
@@ -95,11 +96,13 @@ func (s *FileStore) load(genesis Block, log *slog.Logger) error {
 	}
 	rr := newRecordReader(s.f, int64(len(fileMagic)), size)
 	var chain *Chain
+	var run []Block    // blocks read since the last seal
+	var runOff []int64 // their offsets
 	for {
 		off := rr.off
 		height := uint64(0)
 		if chain != nil {
-			height = uint64(chain.Len())
+			height = uint64(chain.Len() + len(run))
 		}
 		payload, err := rr.next()
 		if err == io.EOF {
@@ -107,11 +110,8 @@ func (s *FileStore) load(genesis Block, log *slog.Logger) error {
 		}
 		if errors.Is(err, errTorn) {
 			log.Warn("ledger store: cutting off torn last record", "path", s.path, "offset", off, "height", height, "bytes", size-off)
-			if err := s.f.Truncate(off); err != nil {
-				return fmt.Errorf("ledger store %s: truncate torn record: %w", s.path, err)
-			}
-			if err := s.f.Sync(); err != nil {
-				return fmt.Errorf("ledger store %s: %w", s.path, err)
+			if err := s.truncate(off); err != nil {
+				return err
 			}
 			break
 		}
@@ -124,7 +124,7 @@ func (s *FileStore) load(genesis Block, log *slog.Logger) error {
 		}
 		if chain == nil {
 			if chain, err = NewChain(b); err != nil {
-				return &CorruptError{Path: s.path, Offset: off, Height: 0, Err: err}
+				return &CorruptError{Path: s.path, Offset: 0, Height: 0, Err: err}
 			}
 			if b.Hash != genesis.Hash {
 				return fmt.Errorf("ledger store %s: %w: file has genesis %s, expected %s",
@@ -132,15 +132,45 @@ func (s *FileStore) load(genesis Block, log *slog.Logger) error {
 			}
 			continue
 		}
-		if err := chain.Append(b); err != nil {
-			return &CorruptError{Path: s.path, Offset: off, Height: height, Err: err}
+		run, runOff = append(run, b), append(runOff, off)
+		if !b.Sealed() && b.Transfer.From == run[0].Transfer.From {
+			continue // its seal comes later
 		}
+		if err := chain.Append(run...); err != nil {
+			i := uint64(0) // the bad block's index in run
+			if be := (*BlockError)(nil); errors.As(err, &be) && be.Height-uint64(chain.Len()) < uint64(len(run)) {
+				i = be.Height - uint64(chain.Len())
+			}
+			return &CorruptError{Path: s.path, Offset: runOff[i], Height: uint64(chain.Len()) + i, Err: err}
+		}
+		run, runOff = run[:0], runOff[:0]
+	}
+	if len(run) > 0 {
+		// Appends write a batch with one write, its seal last: blocks
+		// without their seal are the rest of a write that a crash tore.
+		log.Warn("ledger store: cutting off the unsealed blocks at the end of the file", "path", s.path,
+			"offset", runOff[0], "height", run[0].Height, "blocks", len(run), "bytes", rr.off-runOff[0])
+		if err := s.truncate(runOff[0]); err != nil {
+			return err
+		}
+		rr.off = runOff[0]
 	}
 	if chain == nil { // the genesis record itself was torn: it never counted
 		return s.initialise(genesis)
 	}
 	s.end = rr.off
 	s.blocks = chain.Blocks()
+	return nil
+}
+
+// truncate cuts the file at off and syncs it.
+func (s *FileStore) truncate(off int64) error {
+	if err := s.f.Truncate(off); err != nil {
+		return fmt.Errorf("ledger store %s: truncate torn records: %w", s.path, err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("ledger store %s: %w", s.path, err)
+	}
 	return nil
 }
 
@@ -210,7 +240,10 @@ func (s *FileStore) Append(blocks ...Block) error {
 		}
 		head = b
 		at := len(rec)
-		rec = appendBlockRecord(rec, b)
+		var err error
+		if rec, err = appendBlockRecord(rec, b); err != nil {
+			return err
+		}
 		if len(rec)-at-recordOverhead > MaxBlockSize {
 			return &BlockError{Height: b.Height, Err: fmt.Errorf("%w: %d bytes", ErrMalformedBlock, len(rec)-at-recordOverhead)}
 		}

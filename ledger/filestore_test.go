@@ -70,7 +70,7 @@ func TestFileStoreReopen(t *testing.T) {
 	}
 	// Append continues the chain and refuses blocks that do not extend it.
 	c, _ := ledger.NewChainFrom(blocks)
-	next, err := c.Next(ledger.Transfer{ID: ledger.NewTransferID(), From: "1", To: "2", Amount: 1}, 100)
+	next, err := nextSealed(c, ledger.Transfer{ID: ledger.NewTransferID(), From: "1", To: "2", Amount: 1}, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,11 +248,11 @@ func TestFileStoreZeroTail(t *testing.T) {
 
 func TestFileStoreGenesisMismatch(t *testing.T) {
 	path, _, _, _, _ := fixture(t, 1)
-	other, _ := ledger.NewGenesis(memberIDs(3), 11)
+	other, _ := ledger.NewGenesis(memberIDs(3), 11, testPub)
 	if _, err := ledger.OpenFileStore(path, other, ledger.FileOptions{}); !errors.Is(err, ledger.ErrGenesisMismatch) {
 		t.Fatalf("err = %v", err)
 	}
-	other, _ = ledger.NewGenesis(memberIDs(4), 10)
+	other, _ = ledger.NewGenesis(memberIDs(4), 10, testPub)
 	if _, err := ledger.OpenFileStore(path, other, ledger.FileOptions{}); !errors.Is(err, ledger.ErrGenesisMismatch) {
 		t.Fatalf("err = %v", err)
 	}
@@ -263,7 +263,7 @@ func TestFileStoreNotALedger(t *testing.T) {
 	if err := os.WriteFile(path, []byte("hello, world"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g, _ := ledger.NewGenesis(memberIDs(2), 10)
+	g, _ := ledger.NewGenesis(memberIDs(2), 10, testPub)
 	if _, err := ledger.OpenFileStore(path, g, ledger.FileOptions{}); !errors.Is(err, ledger.ErrCorrupt) {
 		t.Fatalf("err = %v", err)
 	}

@@ -187,13 +187,13 @@ func newTestCluster(t testing.TB, n int, mkStore func(id string, g ledger.Block)
 	t.Helper()
 	c := newCluster()
 	members := memberIDs(n)
-	g, err := ledger.NewGenesis(members, ledger.DefaultInitialBalance)
+	g, err := ledger.NewGenesis(members, ledger.DefaultInitialBalance, testPub)
 	if err != nil {
 		t.Fatal(err)
 	}
 	nodes := make([]*ledger.Node, n)
 	for i, id := range members {
-		cfg := ledger.Config{ID: id, Members: members}
+		cfg := ledger.Config{ID: id, Keys: testPub, Signer: ledger.TestKey(id), Members: members}
 		if mkStore != nil {
 			cfg.Store = mkStore(id, g)
 		}
@@ -224,3 +224,16 @@ func total(t testing.TB, b ledger.Balances) int64 {
 
 // *lamportmutex.Mutex is the Locker a Node uses in production.
 var _ ledger.Locker = (*lamportmutex.Mutex)(nil)
+
+// testPub holds the public test keys of members "1" to "16", enough for
+// any test's genesis.
+var testPub = ledger.TestPubKeys(memberIDs(16)...)
+
+// nextSealed is Chain.Next, sealed with the test key of t.From.
+func nextSealed(c *ledger.Chain, t ledger.Transfer, clock uint64) (ledger.Block, error) {
+	b, err := c.Next(t, clock)
+	if err != nil {
+		return ledger.Block{}, err
+	}
+	return b.Seal(ledger.TestKey(t.From)), nil
+}

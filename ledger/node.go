@@ -2,9 +2,11 @@ package ledger
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/lamportledger/lamportledger/lamportmutex"
@@ -32,6 +34,13 @@ type Config struct {
 	ID string
 	// Members are the ids of all clients of the ledger, this one included.
 	Members []string
+	// Keys holds every member's Ed25519 public key, under which the
+	// member's blocks are sealed. The keys are part of the genesis, so the
+	// ledger's hash binds them: every replica must be given the same.
+	Keys map[string]ed25519.PublicKey
+	// Signer is this client's Ed25519 private key; its public key must be
+	// Keys[ID]. The node seals each batch it commits with it.
+	Signer ed25519.PrivateKey
 	// InitialBalance is every member's balance in the genesis block;
 	// 0 means DefaultInitialBalance.
 	InitialBalance int64
@@ -70,6 +79,8 @@ type Result struct {
 // how it is wired to its mutex. Its methods are safe for concurrent use.
 type Node struct {
 	id      string
+	signer  ed25519.PrivateKey // seals the batches this node commits
+	keys    keyring            // every member's public key, from the genesis
 	store   Store
 	log     *slog.Logger
 	onEvent func(Event)
@@ -107,12 +118,15 @@ func NewNode(cfg Config) (*Node, error) {
 	if balance == 0 {
 		balance = DefaultInitialBalance
 	}
-	genesis, err := NewGenesis(cfg.Members, balance)
+	genesis, err := NewGenesis(cfg.Members, balance, cfg.Keys)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
 	if _, ok := slicesIndex(cfg.Members, cfg.ID); !ok {
 		return nil, fmt.Errorf("ledger: %w: own id %q is not among the members", ErrUnknownClient, cfg.ID)
+	}
+	if err := checkSigner(cfg.Signer, cfg.Keys[cfg.ID]); err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
 	}
 	st := cfg.Store
 	if st == nil {
@@ -143,13 +157,27 @@ func NewNode(cfg Config) (*Node, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Node{
-		id: cfg.ID, store: st, log: log.With("node", cfg.ID), onEvent: cfg.OnEvent,
+		id: cfg.ID, signer: slices.Clone(cfg.Signer), keys: chain.keys, store: st, log: log.With("node", cfg.ID), onEvent: cfg.OnEvent,
 		chain: chain, rejected: make(map[TransferID]rejection), inflight: make(map[TransferID]chan struct{}),
 		grown:   make(chan struct{}),
 		pending: make(map[uint64]received),
 		batcher: newBatcher(cfg.MaxBatch),
 		catchup: newCatchup(cfg.ID, cfg.Members),
 	}, nil
+}
+
+// checkSigner checks that key is a well-formed private key of pub.
+func checkSigner(key ed25519.PrivateKey, pub ed25519.PublicKey) error {
+	if len(key) != ed25519.PrivateKeySize {
+		return fmt.Errorf("%w: Signer has %d bytes, want %d", ErrBadKey, len(key), ed25519.PrivateKeySize)
+	}
+	// A private key holds its seed and its public key, and signing uses
+	// both: each must be pub's.
+	if !key.Public().(ed25519.PublicKey).Equal(pub) ||
+		!ed25519.NewKeyFromSeed(key.Seed()).Public().(ed25519.PublicKey).Equal(pub) {
+		return fmt.Errorf("%w: Signer's public key is not the one Keys gives this member", ErrBadKey)
+	}
+	return nil
 }
 
 func slicesIndex(s []string, v string) (int, bool) {

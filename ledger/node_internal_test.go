@@ -28,7 +28,7 @@ func (l *gateLocker) Send(context.Context, string, []byte) error { return errNoP
 // Concurrent calls with one ID, all provably in flight together, take the
 // mutex once and apply the transfer once.
 func TestSubmitSameIDInFlight(t *testing.T) {
-	n, err := NewNode(Config{ID: "1", Members: []string{"1", "2"}})
+	n, err := NewNode(Config{ID: "1", Keys: testPubKeys("1", "2"), Signer: testKey("1"), Members: []string{"1", "2"}})
 	if err != nil {
 		t.Fatal(err)
 	}

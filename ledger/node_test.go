@@ -86,7 +86,7 @@ func TestNodeBadInput(t *testing.T) {
 }
 
 func TestNodeNoLocker(t *testing.T) {
-	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(2)})
+	n, err := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: memberIDs(2)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,15 +111,15 @@ func TestNodeNoLocker(t *testing.T) {
 }
 
 func TestNewNodeErrors(t *testing.T) {
-	if _, err := ledger.NewNode(ledger.Config{ID: "9", Members: memberIDs(2)}); !errors.Is(err, ledger.ErrUnknownClient) {
+	if _, err := ledger.NewNode(ledger.Config{ID: "9", Keys: testPub, Signer: ledger.TestKey("9"), Members: memberIDs(2)}); !errors.Is(err, ledger.ErrUnknownClient) {
 		t.Errorf("own id not a member: %v", err)
 	}
-	if _, err := ledger.NewNode(ledger.Config{ID: "1", Members: []string{"1", "1"}}); !errors.Is(err, ledger.ErrBadGenesis) {
+	if _, err := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: []string{"1", "1"}}); !errors.Is(err, ledger.ErrBadGenesis) {
 		t.Errorf("duplicate members: %v", err)
 	}
-	other, _ := ledger.NewGenesis(memberIDs(2), 5)
+	other, _ := ledger.NewGenesis(memberIDs(2), 5, testPub)
 	st, _ := ledger.NewMemStore(other)
-	if _, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(2), Store: st}); !errors.Is(err, ledger.ErrGenesisMismatch) {
+	if _, err := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: memberIDs(2), Store: st}); !errors.Is(err, ledger.ErrGenesisMismatch) {
 		t.Errorf("store of another ledger: %v", err)
 	}
 }
@@ -273,7 +273,7 @@ func TestNodesConcurrentRandom(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			re, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(n), Store: st})
+			re, err := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: memberIDs(n), Store: st})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -287,11 +287,14 @@ func TestNodesConcurrentRandom(t *testing.T) {
 
 // A received block that does not verify stops the node, loudly.
 func TestNodeRejectsBadBlock(t *testing.T) {
-	g, _ := ledger.NewGenesis(memberIDs(3), 10)
+	g, _ := ledger.NewGenesis(memberIDs(3), 10, testPub)
 	chain, _ := ledger.NewChain(g)
-	good, _ := chain.Next(ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 3}, 5)
+	good, _ := nextSealed(chain, ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 3}, 5)
 	encode := func(b ledger.Block) []byte { p, _ := ledger.EncodeBatch([]ledger.Block{b}); return p }
-	rehash := func(b ledger.Block) ledger.Block { b.Hash = b.ComputeHash(); return b }
+	rehash := func(b ledger.Block) ledger.Block {
+		b.Hash = b.ComputeHash()
+		return b.Seal(ledger.TestKey(b.Transfer.From))
+	}
 	badHash := good
 	badHash.Hash[0] ^= 1
 	tooMuch := good
@@ -316,7 +319,7 @@ func TestNodeRejectsBadBlock(t *testing.T) {
 				mu     sync.Mutex
 				events []ledger.Event
 			)
-			n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3), OnEvent: func(e ledger.Event) {
+			n, err := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: memberIDs(3), OnEvent: func(e ledger.Event) {
 				mu.Lock()
 				defer mu.Unlock()
 				events = append(events, e)
@@ -357,11 +360,11 @@ func TestNodeRejectsBadBlock(t *testing.T) {
 // Releases from different peers may arrive out of order: a block ahead of
 // a gap waits for it; a stale or conflicting block fails the node.
 func TestNodeReceiveOutOfOrder(t *testing.T) {
-	g, _ := ledger.NewGenesis(memberIDs(3), 10)
+	g, _ := ledger.NewGenesis(memberIDs(3), 10, testPub)
 	chain, _ := ledger.NewChain(g)
 	var payloads [][]byte
 	for i, from := range []string{"2", "3", "2", "3"} {
-		b, err := chain.Next(ledger.Transfer{ID: ledger.NewTransferID(), From: from, To: "1", Amount: 1}, uint64(i+1))
+		b, err := nextSealed(chain, ledger.Transfer{ID: ledger.NewTransferID(), From: from, To: "1", Amount: 1}, uint64(i+1))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -370,7 +373,7 @@ func TestNodeReceiveOutOfOrder(t *testing.T) {
 		payloads = append(payloads, p)
 	}
 	newNode := func() *ledger.Node {
-		n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3)})
+		n, err := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: memberIDs(3)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -408,7 +411,7 @@ func TestNodeReceiveOutOfOrder(t *testing.T) {
 	// Another block at a height it has: the chains disagree, and the
 	// error names both hashes.
 	other, _ := ledger.NewChain(g)
-	b1, _ := other.Next(ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 2}, 1)
+	b1, _ := nextSealed(other, ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 2}, 1)
 	_ = other.Append(b1)
 	p1, _ := ledger.EncodeBatch([]ledger.Block{b1})
 	err := n.HandleRelease("2", p1)
@@ -421,7 +424,7 @@ func TestNodeReceiveOutOfOrder(t *testing.T) {
 
 	// Two blocks for one future height: the peers have diverged.
 	n = newNode()
-	b2, _ := other.Next(ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "3", Amount: 2}, 2)
+	b2, _ := nextSealed(other, ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "3", Amount: 2}, 2)
 	p2, _ := ledger.EncodeBatch([]ledger.Block{b2})
 	if err := n.HandleRelease("3", payloads[1]); err != nil {
 		t.Fatal(err)
@@ -447,13 +450,13 @@ func TestNodeReceiveOutOfOrder(t *testing.T) {
 // A node granted the mutex while a block waits for an earlier one refuses
 // to build on its incomplete chain.
 func TestNodeRefusesGrantWithGap(t *testing.T) {
-	g, _ := ledger.NewGenesis(memberIDs(3), 10)
+	g, _ := ledger.NewGenesis(memberIDs(3), 10, testPub)
 	chain, _ := ledger.NewChain(g)
-	b1, _ := chain.Next(ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 1}, 1)
+	b1, _ := nextSealed(chain, ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 1}, 1)
 	_ = chain.Append(b1)
-	b2, _ := chain.Next(ledger.Transfer{ID: ledger.NewTransferID(), From: "3", To: "1", Amount: 1}, 2)
+	b2, _ := nextSealed(chain, ledger.Transfer{ID: ledger.NewTransferID(), From: "3", To: "1", Amount: 1}, 2)
 	p2, _ := ledger.EncodeBatch([]ledger.Block{b2})
-	n, _ := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3)})
+	n, _ := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: memberIDs(3)})
 	defer n.Close()
 	l := &badLocker{}
 	_ = n.SetLocker(l)
@@ -469,7 +472,7 @@ func TestNodeRefusesGrantWithGap(t *testing.T) {
 }
 
 func TestNodeEmptyReleaseIsNoop(t *testing.T) {
-	n, _ := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(2)})
+	n, _ := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: memberIDs(2)})
 	defer n.Close()
 	if err := n.HandleRelease("2", nil); err != nil || n.Err() != nil {
 		t.Fatalf("empty payload: %v, %v", err, n.Err())
@@ -530,7 +533,7 @@ func (l *badLocker) Unlock(p []byte) error {
 }
 
 func TestNodeLockerErrors(t *testing.T) {
-	n, _ := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(2)})
+	n, _ := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: memberIDs(2)})
 	defer n.Close()
 	l := &badLocker{lockErr: context.Canceled}
 	_ = n.SetLocker(l)
@@ -561,7 +564,7 @@ func TestNodeEvents(t *testing.T) {
 	members := memberIDs(2)
 	var nodes []*ledger.Node
 	for _, id := range members {
-		n, err := ledger.NewNode(ledger.Config{ID: id, Members: members, OnEvent: func(e ledger.Event) {
+		n, err := ledger.NewNode(ledger.Config{ID: id, Keys: testPub, Signer: ledger.TestKey(id), Members: members, OnEvent: func(e ledger.Event) {
 			mu.Lock()
 			defer mu.Unlock()
 			events = append(events, fmt.Sprintf("%s:%s:%s", id, e.Kind, e.From))

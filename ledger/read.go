@@ -61,10 +61,11 @@ func (n *Node) WaitHeight(ctx context.Context, h uint64) error {
 	}
 }
 
-// appendLocked appends a verified block to the chain and wakes WaitHeight
-// callers. n.mu must be held for writing.
-func (n *Node) appendLocked(blk Block) error {
-	if err := n.chain.Append(blk); err != nil {
+// appendLocked appends the first k blocks of d, a draft of the chain
+// (see Chain.apply), and wakes WaitHeight callers. n.mu must be held for
+// writing.
+func (n *Node) appendLocked(d *draft, k int) error {
+	if err := n.chain.apply(d, k); err != nil {
 		return err
 	}
 	close(n.grown)

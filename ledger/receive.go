@@ -58,6 +58,12 @@ func (n *Node) HandleRelease(from string, payload []byte) error {
 		return err
 	}
 	blocks, err := DecodeBatch(payload)
+	if err == nil {
+		err = checkRelease(from, blocks)
+	}
+	if err == nil {
+		err = n.keys.verifySeals(blocks)
+	}
 	if err != nil {
 		return n.fail(fmt.Errorf("release from %s: %w", from, err))
 	}
@@ -175,17 +181,18 @@ func (n *Node) insert(run []received) error {
 	}
 	n.mu.RUnlock()
 	bad := err
-	run = run[:len(d.blocks)] // the valid prefix is inserted even if a later block fails
+	if bad == nil {
+		for _, r := range run[d.sealed():] {
+			n.pending[r.blk.Height] = r // their seal was dropped from pending: it comes again
+		}
+	}
+	run = run[:d.sealed()] // the valid, sealed prefix is inserted even if a later block fails
 	if len(run) > 0 {
-		if err := n.store.Append(d.blocks...); err != nil {
+		if err := n.store.Append(d.blocks[:len(run)]...); err != nil {
 			return n.fail(fmt.Errorf("persist blocks %d-%d: %w", run[0].blk.Height, run[len(run)-1].blk.Height, err))
 		}
 		n.mu.Lock()
-		for _, r := range run {
-			if err = n.appendLocked(r.blk); err != nil { // cannot happen: drafted under writeMu
-				break
-			}
-		}
+		err = n.appendLocked(d, len(run)) // cannot fail: drafted under writeMu
 		n.mu.Unlock()
 		if err != nil {
 			return n.fail(fmt.Errorf("blocks persisted but not inserted: %w", err))

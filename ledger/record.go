@@ -39,16 +39,19 @@ func appendRecord(dst, payload []byte) []byte {
 }
 
 // appendBlockRecord appends the record holding b's encoding to dst,
-// encoding b in place.
-func appendBlockRecord(dst []byte, b Block) []byte {
+// encoding b in place. It fails as Block.AppendBinary does.
+func appendBlockRecord(dst []byte, b Block) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, make([]byte, recordHeaderSize)...)
-	dst, _ = b.AppendBinary(dst)
+	dst, err := b.AppendBinary(dst)
+	if err != nil {
+		return nil, &BlockError{Height: b.Height, Err: err}
+	}
 	payload := dst[start+recordHeaderSize:]
 	hdr := dst[start : start+recordHeaderSize]
 	binary.BigEndian.PutUint32(hdr, uint32(len(payload)))
 	binary.BigEndian.PutUint32(hdr[4:], crc32.Checksum(hdr[:4], castagnoli))
-	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(payload, castagnoli))
+	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(payload, castagnoli)), nil
 }
 
 // recordReader reads records from the log after its header. It never

@@ -8,12 +8,12 @@ import (
 )
 
 func recordSeeds() [][]byte {
-	g, _ := NewGenesis([]string{"1", "2", "3"}, 10)
+	g, _ := NewGenesis([]string{"1", "2", "3"}, 10, testPubKeys("1", "2", "3"))
 	c, _ := NewChain(g)
-	b, _ := c.Next(Transfer{ID: TransferID{1}, From: "1", To: "2", Amount: 3}, 1)
+	b, _ := nextSealed(c, Transfer{ID: TransferID{1}, From: "1", To: "2", Amount: 3}, 1)
 	ge, _ := g.MarshalBinary()
 	one := appendRecord(nil, ge)
-	two := appendBlockRecord(bytes.Clone(one), b)
+	two, _ := appendBlockRecord(bytes.Clone(one), b)
 	return [][]byte{nil, one, two, two[:len(two)-3], append(bytes.Clone(two), 0, 0, 0, 0, 0, 0, 0, 0, 0)}
 }
 

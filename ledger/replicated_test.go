@@ -31,7 +31,7 @@ func TestReplicatedOverRealMutex(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer net.Close()
-			genesis, err := ledger.NewGenesis(ids, ledger.DefaultInitialBalance)
+			genesis, err := ledger.NewGenesis(ids, ledger.DefaultInitialBalance, testPub)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -47,7 +47,7 @@ func TestReplicatedOverRealMutex(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				node, err := ledger.NewNode(ledger.Config{ID: id, Members: ids, Store: st})
+				node, err := ledger.NewNode(ledger.Config{ID: id, Keys: testPub, Signer: ledger.TestKey(id), Members: ids, Store: st})
 				if err != nil {
 					t.Fatal(err)
 				}

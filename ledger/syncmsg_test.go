@@ -8,7 +8,7 @@ import (
 
 func syncTestBlocks(t testing.TB) []Block {
 	t.Helper()
-	g, err := NewGenesis([]string{"1", "2"}, 10)
+	g, err := NewGenesis([]string{"1", "2"}, 10, testPubKeys("1", "2", "3"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -17,7 +17,7 @@ func syncTestBlocks(t testing.TB) []Block {
 		t.Fatal(err)
 	}
 	for i := range 2 {
-		b, err := c.Next(Transfer{ID: NewTransferID(), From: "1", To: "2", Amount: int64(i + 1)}, uint64(i+1))
+		b, err := nextSealed(c, Transfer{ID: NewTransferID(), From: "1", To: "2", Amount: int64(i + 1)}, uint64(i+1))
 		if err != nil {
 			t.Fatal(err)
 		}

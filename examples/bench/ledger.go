@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"os"
@@ -32,7 +33,11 @@ func ledgerBench(dir string, durable bool, submitters int, bud budget) (_ Sample
 	defer func() { err = errors.Join(err, os.RemoveAll(tmp)) }()
 
 	ids := peerIDs(ledgerNodes)
-	genesis, err := ledger.NewGenesis(ids, ledgerBalance)
+	keys, signers, err := newKeys(ids)
+	if err != nil {
+		return Sample{}, err
+	}
+	genesis, err := ledger.NewGenesis(ids, ledgerBalance, keys)
 	if err != nil {
 		return Sample{}, err
 	}
@@ -47,7 +52,8 @@ func ledgerBench(dir string, durable bool, submitters int, bud budget) (_ Sample
 		if err != nil {
 			return Sample{}, err
 		}
-		n, err := ledger.NewNode(ledger.Config{ID: id, Members: ids, InitialBalance: ledgerBalance, Store: st})
+		n, err := ledger.NewNode(ledger.Config{ID: id, Members: ids, Keys: keys, Signer: signers[id],
+			InitialBalance: ledgerBalance, Store: st})
 		if err != nil {
 			_ = st.Close()
 			return Sample{}, err
@@ -174,4 +180,18 @@ func identical(nodes []*ledger.Node) error {
 		}
 	}
 	return nil
+}
+
+// newKeys makes a fresh Ed25519 key pair for each of ids.
+func newKeys(ids []string) (map[string]ed25519.PublicKey, map[string]ed25519.PrivateKey, error) {
+	pubs := make(map[string]ed25519.PublicKey, len(ids))
+	privs := make(map[string]ed25519.PrivateKey, len(ids))
+	for _, id := range ids {
+		pub, priv, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		pubs[id], privs[id] = pub, priv
+	}
+	return pubs, privs, nil
 }

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -64,9 +65,17 @@ func demo(out io.Writer, n, count int, seed uint64, balance int64) error {
 	}
 	defer net.Close()
 
+	// Each member's signing key; the genesis holds the public halves.
+	keys := make(map[string]ed25519.PublicKey, n)
+	signers := make(map[string]ed25519.PrivateKey, n)
+	for _, id := range ids {
+		if keys[id], signers[id], err = ed25519.GenerateKey(nil); err != nil {
+			return err
+		}
+	}
 	peers := make([]peer, n)
 	for i, id := range ids {
-		node, err := ledger.NewNode(ledger.Config{ID: id, Members: ids, InitialBalance: balance})
+		node, err := ledger.NewNode(ledger.Config{ID: id, Members: ids, Keys: keys, Signer: signers[id], InitialBalance: balance})
 		if err != nil {
 			return err
 		}
