@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,11 +53,8 @@ type client struct {
 // startClient opens the client's ledger, listens, and starts its mutex.
 func startClient(id string, opts options) (*client, error) {
 	c := &client{id: id, opts: opts, out: opts.out, watchDone: make(chan struct{})}
-	keys := make(map[string]ed25519.PublicKey, len(opts.members))
-	for _, m := range opts.members {
-		keys[m] = demoKey(m).Public().(ed25519.PublicKey)
-	}
-	genesis, err := ledger.NewGenesis(opts.members, opts.balance, keys)
+	// The genesis binds every member's key: the one in its certificate.
+	genesis, err := ledger.NewGenesis(opts.members, opts.balance, opts.ids.keys)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +73,7 @@ func startClient(id string, opts options) (*client, error) {
 		return nil, err
 	}
 	c.node, err = ledger.NewNode(ledger.Config{
-		ID: id, Members: opts.members, Keys: keys, Signer: demoKey(id), InitialBalance: opts.balance, Store: store,
+		ID: id, Members: opts.members, Keys: opts.ids.keys, Signer: opts.ids.priv[id], InitialBalance: opts.balance, Store: store,
 		Logger: opts.logger, OnEvent: c.onEvent,
 	})
 	if err != nil {
@@ -124,7 +119,11 @@ func startClient(id string, opts options) (*client, error) {
 		return nil, err
 	}
 	c.ctx, c.stop = context.WithCancel(context.Background())
-	c.out.say(id, "listening on %s; connecting to %s", c.tcp.Addr(), c.others())
+	auth := "mutual TLS with the certificates in " + opts.ids.dir
+	if opts.insecure {
+		auth = "plaintext, peers NOT authenticated (-insecure); blocks signed with the key in " + opts.ids.dir
+	}
+	c.out.say(id, "listening on %s (%s); connecting to %s", c.tcp.Addr(), auth, c.others())
 	go c.watchPeers()
 	return c, nil
 }
@@ -279,12 +278,4 @@ func (c *client) close() {
 	_ = c.tcp.Drain(drainCtx) // let the peers have what we just sent
 	cancel()
 	_ = c.tcp.Close()
-}
-
-// demoKey derives member id's signing key from its id alone. Anyone can
-// derive it, so these seals prove nothing: a demo placeholder until the
-// keys come from the certificates that "threeclients certs" writes.
-func demoKey(id string) ed25519.PrivateKey {
-	seed := sha256.Sum256([]byte("threeclients demo key " + id))
-	return ed25519.NewKeyFromSeed(seed[:])
 }
