@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -90,8 +91,15 @@ func errKind(v any) string {
 			return string(rune('a' + i))
 		}
 	}
+	var cv *tls.CertificateVerificationError
+	var rh tls.RecordHeaderError
 	var ne net.Error
-	if errors.As(err, &ne) {
+	switch {
+	case errors.As(err, &cv):
+		return "certificate"
+	case errors.As(err, &rh):
+		return "not TLS"
+	case errors.As(err, &ne):
 		return "net"
 	}
 	return "other"

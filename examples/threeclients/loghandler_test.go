@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -46,5 +48,17 @@ func TestOnceHandlerBounded(t *testing.T) {
 		if len(h.seen) > onceLimit {
 			t.Fatalf("filter holds %d entries, bound %d", len(h.seen), onceLimit)
 		}
+	}
+}
+
+// Refusals for different reasons at the TLS layer are told apart.
+func TestOnceHandlerTellsTLSRefusalsApart(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(newOnceHandler(slog.NewTextHandler(&buf, nil), []string{"1", "2"}))
+	log.Warn("transport: connection closed", "peer", "", "dir", "in", "err", errors.New("TLS handshake: tls: client didn't provide a certificate"))
+	log.Warn("transport: connection closed", "peer", "", "dir", "in", "err", fmt.Errorf("TLS handshake: %w", &tls.CertificateVerificationError{Err: errors.New("unknown authority")}))
+	log.Warn("transport: connection closed", "peer", "", "dir", "in", "err", fmt.Errorf("TLS handshake: %w", tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}))
+	if n := strings.Count(buf.String(), "connection closed"); n != 3 {
+		t.Fatalf("reported %d times, want 3:\n%s", n, buf.String())
 	}
 }
