@@ -110,13 +110,11 @@ func checkCertID(id string) error {
 	return nil
 }
 
-// writeCerts writes files into a new folder dir (mode 0700; keys 0600).
-// An existing dir that holds any of the files is refused unless force.
+// writeCerts writes files (mode 0600) into dir, which it creates with mode
+// 0700 if it does not exist. An existing dir that holds any of the files is
+// refused unless force.
 func writeCerts(dir string, files certFiles, force bool) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
 		return err
 	}
 	if !force {
