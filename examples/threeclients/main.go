@@ -12,6 +12,15 @@
 //
 //	go run ./examples/threeclients
 //
+// Peers authenticate each other with mutual TLS: on one machine with
+// certificates made on the first start in <data>/certs; across machines
+// with a folder made once and copied to each,
+//
+//	go run ./examples/threeclients certs -dir DIR -peers 1=host1:7001,2=host2:7001,3=host3:7001
+//	go run ./examples/threeclients -tls DIR -peers 1=host1:7001,2=host2:7001,3=host3:7001 1
+//
+// Each certificate's key also signs the blocks its client appends.
+//
 // Type help for the commands. See the README for flags and a sample session.
 package main
 
