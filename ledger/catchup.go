@@ -229,15 +229,14 @@ func (n *Node) handleInbound(ctx context.Context, m Messenger, in inbound) {
 		}
 		n.smu.Unlock()
 	case opBlocks:
-		n.writeMu.Lock()
-		err := n.acceptable(in.from)
+		err := n.keys.verifySeals(msg.blocks) // before writeMu: a batch may hold many seals
 		if err == nil {
-			err = n.keys.verifySeals(msg.blocks)
+			n.writeMu.Lock()
+			if err = n.acceptable(in.from); err == nil {
+				err = n.accept(in.from, msg.blocks, true)
+			}
+			n.writeMu.Unlock()
 		}
-		if err == nil {
-			err = n.accept(in.from, msg.blocks, true)
-		}
-		n.writeMu.Unlock()
 		if err != nil {
 			n.log.Error("ledger: catch-up blocks refused", "from", in.from, "err", err)
 		}

@@ -275,7 +275,7 @@ func (c *Chain) apply(d *draft, k int) error {
 	for _, b := range add {
 		c.ids[b.Transfer.ID] = b.Height
 	}
-	c.blocks = append(c.blocks, add...)
+	c.blocks = appendDoubling(c.blocks, add)
 	return nil
 }
 

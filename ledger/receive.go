@@ -23,7 +23,8 @@ type received struct {
 // HandleRelease handles the payload of a peer's release: pass it as the
 // mutex's OnRelease handler (Node.MutexConfig does). An empty payload (a
 // release with no transfer) is nothing to do. Otherwise the payload is a
-// batch of blocks whose sender is the releasing peer; each must extend this
+// batch of blocks whose sender is the releasing peer, sealed once, at its
+// last block, with that peer's key (see Block.Sig); each must extend this
 // node's chain: its height, previous hash and hash must match, its sender
 // must be a member able to pay. They are persisted, then inserted. A block
 // this node already has (catch-up can bring it first) is skipped.

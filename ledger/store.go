@@ -63,8 +63,18 @@ func (s *MemStore) Append(blocks ...Block) error {
 		}
 		head = b
 	}
-	s.blocks = append(s.blocks, blocks...)
+	s.blocks = appendDoubling(s.blocks, blocks)
 	return nil
+}
+
+// appendDoubling appends add to blocks, doubling the capacity when it
+// grows: a chain's history is copied about once in all, where append's
+// smaller steps for large slices copy it several times.
+func appendDoubling(blocks, add []Block) []Block {
+	if cap(blocks)-len(blocks) < len(add) {
+		blocks = slices.Grow(blocks, max(len(add), len(blocks)))
+	}
+	return append(blocks, add...)
 }
 
 // Close implements Store.
