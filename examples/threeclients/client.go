@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,8 +25,13 @@ type options struct {
 	trace   bool
 	dataDir string
 	memory  bool
-	out     *printer
-	logger  *slog.Logger
+	// ids are every member's certificate and public key, and the private
+	// keys of this process's clients.
+	ids *identities
+	// insecure turns TLS off: plaintext, peers unauthenticated.
+	insecure bool
+	out      *printer
+	logger   *slog.Logger
 }
 
 // client is one member of the ledger: its store, node, transport and mutex.
@@ -50,11 +53,8 @@ type client struct {
 // startClient opens the client's ledger, listens, and starts its mutex.
 func startClient(id string, opts options) (*client, error) {
 	c := &client{id: id, opts: opts, out: opts.out, watchDone: make(chan struct{})}
-	keys := make(map[string]ed25519.PublicKey, len(opts.members))
-	for _, m := range opts.members {
-		keys[m] = demoKey(m).Public().(ed25519.PublicKey)
-	}
-	genesis, err := ledger.NewGenesis(opts.members, opts.balance, keys)
+	// The genesis binds every member's key: the one in its certificate.
+	genesis, err := ledger.NewGenesis(opts.members, opts.balance, opts.ids.keys)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +63,7 @@ func startClient(id string, opts options) (*client, error) {
 	if opts.memory {
 		store, err = ledger.NewMemStore(genesis)
 	} else {
-		if err := os.MkdirAll(opts.dataDir, 0o755); err != nil {
+		if err := os.MkdirAll(opts.dataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("data folder: %w", err)
 		}
 		where = filepath.Join(opts.dataDir, "client-"+id+".log")
@@ -73,7 +73,7 @@ func startClient(id string, opts options) (*client, error) {
 		return nil, err
 	}
 	c.node, err = ledger.NewNode(ledger.Config{
-		ID: id, Members: opts.members, Keys: keys, Signer: demoKey(id), InitialBalance: opts.balance, Store: store,
+		ID: id, Members: opts.members, Keys: opts.ids.keys, Signer: opts.ids.priv[id], InitialBalance: opts.balance, Store: store,
 		Logger: opts.logger, OnEvent: c.onEvent,
 	})
 	if err != nil {
@@ -84,10 +84,14 @@ func startClient(id string, opts options) (*client, error) {
 	c.out.say(id, "ledger %s (%d clients, %d each) in %s: %d blocks after genesis recovered, head #%d %s",
 		genesis.Hash.Short(), len(opts.members), opts.balance, where, head.Height, head.Height, head.Hash.Short())
 
-	c.tcp, err = transport.NewTCP(transport.TCPConfig{
+	tcfg := transport.TCPConfig{
 		ID: id, ListenAddr: opts.peers[id], Peers: opts.peers,
 		Cluster: genesis.Hash.String(), Logger: opts.logger,
-	})
+	}
+	if !opts.insecure {
+		tcfg.TLS = opts.ids.tlsConfig(id)
+	}
+	c.tcp, err = transport.NewTCP(tcfg)
 	if err != nil {
 		_ = c.node.Close()
 		return nil, fmt.Errorf("listen on %s: %w", opts.peers[id], err)
@@ -115,7 +119,11 @@ func startClient(id string, opts options) (*client, error) {
 		return nil, err
 	}
 	c.ctx, c.stop = context.WithCancel(context.Background())
-	c.out.say(id, "listening on %s; connecting to %s", c.tcp.Addr(), c.others())
+	auth := "mutual TLS with the certificates in " + opts.ids.dir
+	if opts.insecure {
+		auth = "plaintext, peers NOT authenticated (-insecure); blocks signed with the key in " + opts.ids.dir
+	}
+	c.out.say(id, "listening on %s (%s); connecting to %s", c.tcp.Addr(), auth, c.others())
 	go c.watchPeers()
 	return c, nil
 }
@@ -270,12 +278,4 @@ func (c *client) close() {
 	_ = c.tcp.Drain(drainCtx) // let the peers have what we just sent
 	cancel()
 	_ = c.tcp.Close()
-}
-
-// demoKey derives member id's signing key from its id alone. Anyone can
-// derive it, so these seals prove nothing: a demo placeholder until the
-// keys come from the certificates that "threeclients certs" writes.
-func demoKey(id string) ed25519.PrivateKey {
-	seed := sha256.Sum256([]byte("threeclients demo key " + id))
-	return ed25519.NewKeyFromSeed(seed[:])
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -50,7 +51,7 @@ func parsePeers(s string) (map[string]string, error) {
 			return nil, fmt.Errorf("-peers: %q is not id=host:port", item)
 		}
 		if _, dup := peers[id]; dup {
-			return nil, fmt.Errorf("-peers: client %s listed twice", id)
+			return nil, fmt.Errorf("-peers: client %s listed twice", quoteID(id))
 		}
 		peers[id] = addr
 	}
@@ -63,7 +64,7 @@ func checkPeers(peers map[string]string) error {
 	}
 	for id, addr := range peers {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return fmt.Errorf("client %s: address %q: %w", id, addr, err)
+			return fmt.Errorf("client %s: address %q: %w", quoteID(id), addr, err)
 		}
 	}
 	return nil
@@ -82,4 +83,37 @@ func memberIDs(peers map[string]string) []string {
 		return strings.Compare(a, b)
 	})
 	return ids
+}
+
+// checkExposure refuses, without TLS certificates given with -tls, peer
+// addresses that are not on loopback, unless insecure: the certificates
+// made on first start exist only on this machine.
+func checkExposure(peers map[string]string, withTLS, insecure bool) error {
+	if withTLS || insecure {
+		return nil
+	}
+	for _, id := range memberIDs(peers) {
+		host, _, err := net.SplitHostPort(peers[id])
+		if err != nil {
+			return fmt.Errorf("client %s: address %q: %w", quoteID(id), peers[id], err)
+		}
+		if !isLoopback(host) {
+			return fmt.Errorf("client %s has address %s, which is not on this machine's loopback: "+
+				"without -tls, clients use certificates made on first start, which exist only on this machine. "+
+				"Run \"threeclients certs -dir DIR\" with the same -peers or -config, copy DIR to every machine, "+
+				"and start every client with -tls DIR (or give -insecure to talk in plaintext, unauthenticated)",
+				quoteID(id), strconv.Quote(peers[id]))
+		}
+	}
+	return nil
+}
+
+// isLoopback reports whether host is "localhost" or a loopback IP address.
+// Other names are not resolved: what they resolve to can change.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

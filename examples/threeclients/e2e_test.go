@@ -69,6 +69,15 @@ func freePorts(t *testing.T, n int) []string {
 // reads its lines.
 func startProc(t *testing.T, id, peers, dataDir string, extra ...string) *proc {
 	t.Helper()
+	p, read := startProcHeld(t, id, peers, dataDir, extra...)
+	read()
+	return p
+}
+
+// startProcHeld is startProc, but nobody reads the process's stdout until
+// read is called.
+func startProcHeld(t *testing.T, id, peers, dataDir string, extra ...string) (p *proc, read func()) {
+	t.Helper()
 	bin, err := buildCLI()
 	if err != nil {
 		t.Fatal(err)
@@ -83,16 +92,22 @@ func startProc(t *testing.T, id, peers, dataDir string, extra ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, id: id, cmd: cmd, stdin: stdin, lines: make(chan string, 1024), stderr: &syncBuffer{}}
+	p = &proc{t: t, id: id, cmd: cmd, stdin: stdin, lines: make(chan string, 1024), stderr: &syncBuffer{}}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	abandon := make(chan struct{})
 	readDone := make(chan struct{})
+	gate := make(chan struct{})
 	go func() {
 		defer close(readDone)
 		defer close(p.lines)
+		select {
+		case <-gate:
+		case <-abandon:
+			return
+		}
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			select {
@@ -110,7 +125,7 @@ func startProc(t *testing.T, id, peers, dataDir string, extra ...string) *proc {
 		}
 		<-readDone
 	})
-	return p
+	return p, sync.OnceFunc(func() { close(gate) })
 }
 
 func (p *proc) send(line string) {
@@ -316,9 +331,10 @@ func TestThreeClientsRefuseAnotherLedger(t *testing.T) {
 	}
 	addrs := freePorts(t, 2)
 	peers := fmt.Sprintf("1=%s,2=%s", addrs[0], addrs[1])
+	data := t.TempDir() // the certificates both use
 	var errs [2]syncBuffer
 	for i, balance := range []string{"10", "20"} {
-		cmd := exec.Command(bin, "-memory", "-balance", balance, "-peers", peers, strconv.Itoa(i+1))
+		cmd := exec.Command(bin, "-memory", "-data", data, "-balance", balance, "-peers", peers, strconv.Itoa(i+1))
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
 			t.Fatal(err)

@@ -136,6 +136,7 @@ type killTrigger struct {
 type killRig struct {
 	t     *testing.T
 	peers string
+	certs string // the -tls folder every client shares; it outlives their data
 	ids   []string
 	seed  uint64
 	rng   *rand.Rand // test goroutine only
@@ -194,6 +195,7 @@ func TestThreeClientsSurviveKills(t *testing.T) {
 		clients: map[string]*killClient{},
 		hashAt:  map[int]map[string]string{},
 	}
+	r.certs = makeCertsDir(t, r.peers)
 	t.Cleanup(func() {
 		close(r.quit)
 		r.mu.Lock()
@@ -287,7 +289,7 @@ func TestThreeClientsSurviveKills(t *testing.T) {
 func (r *killRig) start(id string) *incarnation {
 	r.t.Helper()
 	c := r.clients[id]
-	p := startProc(r.t, id, r.peers, c.dir, "-balance", strconv.Itoa(killBalance))
+	p := startProc(r.t, id, r.peers, c.dir, "-balance", strconv.Itoa(killBalance), "-tls", r.certs)
 	stderr := p.stderr
 	r.mu.Lock()
 	inc := &incarnation{n: len(c.incs) + 1, p: p, stderr: stderr, started: time.Now(),

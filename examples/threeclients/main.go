@@ -12,18 +12,29 @@
 //
 //	go run ./examples/threeclients
 //
+// Peers authenticate each other with mutual TLS: on one machine with
+// certificates made on the first start in <data>/certs; across machines
+// with a folder made once and copied to each,
+//
+//	go run ./examples/threeclients certs -dir DIR -peers 1=host1:7001,2=host2:7001,3=host3:7001
+//	go run ./examples/threeclients -tls DIR -peers 1=host1:7001,2=host2:7001,3=host3:7001 1
+//
+// Each certificate's key also signs the blocks its client appends.
+//
 // Type help for the commands. See the README for flags and a sample session.
 package main
 
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,10 +48,13 @@ func main() {
 
 // run is the whole program; it returns the exit status.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "certs" {
+		return runCerts(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("threeclients", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: threeclients [flags] [clientnum]\n\nWith a client number, runs that client; without, runs every client in one process.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: threeclients [flags] [clientnum]\n       threeclients certs -dir DIR [-peers ...|-config FILE] [-force]\n\nWith a client number, runs that client; without, runs every client in one process.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	peersFlag := fs.String("peers", "", "clients and addresses, e.g. 1=host:port,2=host:port,3=host:port (default 127.0.0.1:7001-7003)")
@@ -48,19 +62,24 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	balance := fs.Int64("balance", 10, "every client's initial balance")
 	delay := fs.Duration("delay", 0, "delay every message sent by this long (e.g. 3s) to watch concurrency")
 	trace := fs.Bool("trace", false, "print every message sent and received and every clock change")
-	dataDir := fs.String("data", "lamportledger-data", "folder for the ledger files (one per client)")
+	dataDir := fs.String("data", "lamportledger-data", "folder for the ledger files (one per client) and, without -tls, the certificates made on first start")
 	memory := fs.Bool("memory", false, "keep the ledger in memory only")
+	tlsDir := fs.String("tls", "", "certificates folder made by \"threeclients certs\": mutual TLS with its certificates, and blocks signed with its keys")
+	insecure := fs.Bool("insecure", false, "no TLS: peers talk in plaintext, unauthenticated (blocks are still signed); allows peers that are not on loopback without -tls")
 	verbose := fs.Bool("v", false, "log every connection event to stderr (refusals and broken connections are always logged)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	out, errOut := newPrinter(stdout), newPrinter(stderr)
+	defer errOut.close()
+	defer out.close()
 	fail := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "threeclients: "+format+"\n", a...)
+		errOut.raw(fmt.Sprintf("threeclients: "+format+"\n", a...))
 		return 1
 	}
 
 	opts := options{peers: defaultPeers, balance: *balance, delay: *delay, trace: *trace,
-		dataDir: *dataDir, memory: *memory, out: &printer{w: stdout}}
+		dataDir: *dataDir, memory: *memory, insecure: *insecure, out: out}
 	switch {
 	case *peersFlag != "" && *configFlag != "":
 		return fail("give -peers or -config, not both")
@@ -87,13 +106,21 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return fail("-delay must not be negative")
 	}
 	opts.members = memberIDs(opts.peers)
+	for _, id := range opts.members {
+		if err := checkCertID(id); err != nil {
+			return fail("%v", err)
+		}
+	}
+	if err := checkExposure(opts.peers, *tlsDir != "", *insecure); err != nil {
+		return fail("%v", err)
+	}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo
 	}
-	var h slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	var h slog.Handler = slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: level})
 	if !*verbose {
-		h = newOnceHandler(h) // say why a peer refuses once, not at every retry
+		h = newOnceHandler(h, opts.members) // say why a peer refuses once, not at every retry
 	}
 	opts.logger = slog.New(h)
 
@@ -104,12 +131,21 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case 1:
 		id := fs.Arg(0)
 		if _, ok := opts.peers[id]; !ok {
-			return fail("unknown client %q (clients: %s)", id, strings.Join(opts.members, ", "))
+			return fail("unknown client %s (clients: %s)", strconv.Quote(id), strings.Join(opts.members, ", "))
 		}
 		ids = []string{id}
 	default:
 		fs.Usage()
 		return 2
+	}
+
+	var err error
+	opts.ids, err = identitiesFor(opts, *tlsDir, ids)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if *insecure {
+		errOut.raw("threeclients: -insecure: TLS is off; peers are not authenticated and the network sees every message (blocks are still signed with the keys in " + opts.ids.dir + ")\n")
 	}
 
 	clients := map[string]*client{}
@@ -152,31 +188,30 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if prefix {
 		opts.out.raw("start each command with the client that issues it, e.g. \"1 transfer 2 5\"\n")
 	}
-	lines := make(chan string)
-	go func() { // ends with the process; a blocked read cannot be interrupted
-		sc := bufio.NewScanner(stdin)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
+	lines := make(chan inputLine)
+	go readLines(stdin, maxLine, lines) // ends with the process; a blocked read cannot be interrupted
 	for {
 		if interactive {
 			opts.out.raw("> ")
 		}
-		var line string
+		var in inputLine
 		var ok bool
 		select {
 		case <-ctx.Done():
 			opts.out.raw("\n")
 			closeAll()
 			return 0
-		case line, ok = <-lines:
+		case in, ok = <-lines:
 		}
 		if !ok {
 			closeAll()
 			return 0
 		}
+		if in.err != nil {
+			opts.out.raw("error: " + in.err.Error() + "\n")
+			continue
+		}
+		line := in.text
 		c, text, err := route(line, ids, clients, prefix)
 		if err != nil {
 			if err != errEmpty {
@@ -196,6 +231,57 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return 0
 		}
 		c.execute(ctx, cmd)
+	}
+}
+
+// maxLine is the longest input line read; a longer one is refused whole.
+const maxLine = 1 << 20
+
+// inputLine is one line of input, or why it was refused.
+type inputLine struct {
+	text string
+	err  error
+}
+
+// readLines sends each line of r (without its end of line) to lines and
+// closes lines at the end of r. A line longer than max is skipped with an
+// error; a read error other than the end of r is sent, then ends the input.
+func readLines(r io.Reader, max int, lines chan<- inputLine) {
+	defer close(lines)
+	br := bufio.NewReaderSize(r, 64<<10)
+	var buf []byte
+	tooLong := false
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if !tooLong {
+			if len(buf)+len(chunk) > max+2 { // room for "\r\n"
+				tooLong, buf = true, nil
+			} else {
+				buf = append(buf, chunk...)
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if (len(chunk) > 0 || len(buf) > 0 || tooLong) && (err == nil || err == io.EOF) {
+			if tooLong {
+				lines <- inputLine{err: fmt.Errorf("line longer than %d bytes ignored", max)}
+			} else {
+				line := strings.TrimSuffix(strings.TrimSuffix(string(buf), "\n"), "\r")
+				if len(line) > max {
+					lines <- inputLine{err: fmt.Errorf("line longer than %d bytes ignored", max)}
+				} else {
+					lines <- inputLine{text: line}
+				}
+			}
+			buf, tooLong = buf[:0], false
+		}
+		if err != nil {
+			if err != io.EOF {
+				lines <- inputLine{err: fmt.Errorf("reading input: %w", err)}
+			}
+			return
+		}
 	}
 }
 
