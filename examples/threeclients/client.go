@@ -239,6 +239,10 @@ func (c *client) onEvent(ev ledger.Event) {
 			c.out.say(c.id, "block #%d %s from client %s inserted: %s -> %s amount %d (clock %d%s)",
 				b.Height, b.Hash.Short(), ev.From, b.Transfer.From, b.Transfer.To, b.Transfer.Amount, b.Clock, how)
 		}
+	case ledger.EventPeerRefused:
+		c.out.say(c.id, "refused bad input from client %s, which is cut off until it restarts: %v", ev.From, ev.Err)
+	case ledger.EventDropped:
+		c.out.say(c.id, "%d ledger events were not shown: this client's output fell behind", ev.Dropped)
 	case ledger.EventFailed:
 		c.out.say(c.id, "LEDGER STOPPED: %v", ev.Err)
 	}
