@@ -89,7 +89,7 @@
 // and commits again once the peer's next incarnation behaves; a sync round
 // waiting on a quarantined peer waits for that restart. The node stops
 // (ErrDiverged, Node.Err, EventFailed) only for its own storage failure,
-// or for a fork proven by two valid blocks at one height on the same
+// or for a fork proven by two validly sealed blocks at one height on the same
 // predecessor, the peer's made by another member than the peer that
 // sent it (a *ConflictError carrying both blocks). A peer that sends a
 // second block of its own for a filled height has equivocated, and only it
