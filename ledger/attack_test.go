@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 
@@ -93,7 +94,7 @@ func newVictim(t *testing.T) (*ledger.Node, *spyLocker, func() []ledger.Event) {
 		mu     sync.Mutex
 		events []ledger.Event
 	)
-	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3), OnEvent: func(e ledger.Event) {
+	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3), Keys: testPub, Signer: ledger.TestKey("1"), OnEvent: func(e ledger.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		events = append(events, e)
@@ -201,52 +202,73 @@ func TestAttackCatchUpFloodBounded(t *testing.T) {
 }
 
 // Releases at heights far beyond the head are not kept: at most MaxPending
-// blocks wait, and those within the window go in once the gap fills.
+// blocks wait, and those within the window go in once the gap fills, up to
+// the last seal in the window; the unsealed blocks after it wait for their
+// seal, which was beyond the window and is fetched again.
 func TestAttackFarFutureBlocksBounded(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	g, _ := ledger.NewGenesis(memberIDs(3), 1_000_000)
+	g, _ := ledger.NewGenesis(memberIDs(3), 1_000_000, testPub)
 	chain, _ := ledger.NewChain(g)
 	const total = 3 * ledger.MaxPending
 	for i := range total {
-		b, err := chain.Next(ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 1}, uint64(i+1))
+		b, err := nextSealed(chain, ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 1}, uint64(i+1))
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = chain.Append(b)
+		if err := chain.Append(b); err != nil {
+			t.Fatal(err)
+		}
 	}
 	blocks := chain.Blocks()
-	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3), InitialBalance: 1_000_000})
+	// release is blocks[lo:hi] as "2" releases them: one run, sealed once,
+	// at its end (a seal does not change a block's hash).
+	release := func(lo, hi int) []byte {
+		t.Helper()
+		run := slices.Clone(blocks[lo:hi])
+		for i := range run[:len(run)-1] {
+			run[i].Sig = nil
+		}
+		payload, err := ledger.EncodeBatch(run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return payload
+	}
+	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3), Keys: testPub, Signer: ledger.TestKey("1"), InitialBalance: 1_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := newSpyLocker()
 	_ = n.SetLocker(l)
 	defer n.Close()
+	// lastSeal is the highest sealed height within the window.
+	lastSeal := uint64(1)
 	for lo := total; lo >= 2; lo -= 7 { // newest first: the worst order
-		payload, err := ledger.EncodeBatch(blocks[max(lo-6, 2) : lo+1])
-		if err != nil {
-			t.Fatal(err)
+		if lo <= ledger.MaxPending && uint64(lo) > lastSeal {
+			lastSeal = uint64(lo)
 		}
-		if err := n.HandleRelease("2", payload); err != nil {
+		if err := n.HandleRelease("2", release(max(lo-6, 2), lo+1)); err != nil {
 			t.Fatal(err)
 		}
 		if k := ledger.PendingLen(n); k > ledger.MaxPending {
 			t.Fatalf("%d blocks held, more than %d", k, ledger.MaxPending)
 		}
 	}
-	// A block at the largest height there is.
+	// A block at the largest height there is, sealed by its sender.
 	far := ledger.Block{Height: ^uint64(0), Clock: 1, Transfer: ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 1}}
 	far.Hash = far.ComputeHash()
-	p, _ := ledger.EncodeBatch([]ledger.Block{far})
+	p, _ := ledger.EncodeBatch([]ledger.Block{far.Seal(ledger.TestKey("2"))})
 	if err := n.HandleRelease("2", p); err != nil || ledger.PendingLen(n) > ledger.MaxPending {
 		t.Fatalf("far block: %v, %d held", err, ledger.PendingLen(n))
 	}
-	p, _ = ledger.EncodeBatch(blocks[1:2])
-	if err := n.HandleRelease("2", p); err != nil {
+	if err := n.HandleRelease("2", release(1, 2)); err != nil {
 		t.Fatal(err)
 	}
-	if h := n.Head().Height; h != ledger.MaxPending || n.Err() != nil {
-		t.Fatalf("head %d, want %d; node error %v", h, ledger.MaxPending, n.Err())
+	if h := n.Head().Height; h != lastSeal || n.Err() != nil {
+		t.Fatalf("head %d, want %d (the last seal within %d); node error %v", h, lastSeal, ledger.MaxPending, n.Err())
+	}
+	if k := ledger.PendingLen(n); k != int(ledger.MaxPending-lastSeal) {
+		t.Fatalf("%d blocks held after the head, want the %d unsealed ones up to the window's end", k, ledger.MaxPending-lastSeal)
 	}
 	// It asks its peers for the dropped blocks.
 	for msg := range l.sent {
@@ -321,7 +343,7 @@ func TestSlowSubscriberDoesNotStallNode(t *testing.T) {
 	)
 	var nodes []*ledger.Node
 	for _, id := range members {
-		cfg := ledger.Config{ID: id, Members: members, InitialBalance: 1_000_000}
+		cfg := ledger.Config{ID: id, Members: members, Keys: testPub, Signer: ledger.TestKey(id), InitialBalance: 1_000_000}
 		if id == "2" {
 			cfg.OnEvent = func(e ledger.Event) {
 				mu.Lock()
@@ -380,7 +402,7 @@ func TestSlowSubscriberDoesNotStallNode(t *testing.T) {
 func TestForkProofStopsNode(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	failed := make(chan ledger.Event, 1)
-	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3), OnEvent: func(e ledger.Event) {
+	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3), Keys: testPub, Signer: ledger.TestKey("1"), OnEvent: func(e ledger.Event) {
 		if e.Kind == ledger.EventFailed {
 			failed <- e
 		}
@@ -397,6 +419,7 @@ func TestForkProofStopsNode(t *testing.T) {
 	theirs := ledger.Block{Height: 1, Prev: n.Genesis().Hash, Clock: 1,
 		Transfer: ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 1}}
 	theirs.Hash = theirs.ComputeHash()
+	theirs = theirs.Seal(ledger.TestKey("2")) // valid: made and sealed by "2"
 	if err := n.HandleMessage("3", catchUpBlocks(t, []ledger.Block{theirs})); err != nil {
 		t.Fatal(err)
 	}
@@ -456,6 +479,7 @@ func TestAttackBadReleaseOverRealMutex(t *testing.T) {
 	forged := ledger.Block{Height: head.Height + 1, Prev: head.Hash, Clock: head.Clock + 1,
 		Transfer: ledger.Transfer{ID: ledger.NewTransferID(), From: "3", To: "2", Amount: 5}}
 	forged.Hash = forged.ComputeHash()
+	forged = forged.Seal(ledger.TestKey("2")) // "2" cannot seal for "3": its own key is all it has
 	payload, _ := ledger.EncodeBatch([]ledger.Block{forged})
 	mu := c.member("2").mu
 	if _, err := mu.Lock(ctx); err != nil {

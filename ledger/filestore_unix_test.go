@@ -14,7 +14,7 @@ import (
 // A store's folder is created 0700 and its file 0600, whatever the umask
 // allows; an existing file open to others is made private.
 func TestFileStorePrivate(t *testing.T) {
-	g, _ := ledger.NewGenesis(memberIDs(2), 10)
+	g, _ := ledger.NewGenesis(memberIDs(2), 10, testPub)
 	dir := filepath.Join(t.TempDir(), "data", "node")
 	path := filepath.Join(dir, "ledger.log")
 	s, err := ledger.OpenFileStore(path, g, ledger.FileOptions{})
@@ -47,7 +47,7 @@ func TestFileStorePrivate(t *testing.T) {
 // A symbolic link at the store's path, dangling or not, is refused: the
 // store would otherwise write where the link's maker chose.
 func TestFileStoreRefusesSymlink(t *testing.T) {
-	g, _ := ledger.NewGenesis(memberIDs(2), 10)
+	g, _ := ledger.NewGenesis(memberIDs(2), 10, testPub)
 	dir := t.TempDir()
 	target := filepath.Join(dir, "elsewhere")
 	for name, exists := range map[string]bool{"dangling": false, "to a file": true} {

@@ -489,10 +489,10 @@ func TestCommitSealsEachBatchOnce(t *testing.T) {
 	}
 }
 
-// A node far behind holds at most MaxPending released blocks and drops the
-// newest; when that cuts a batch, its blocks before the cut wait, unsealed,
-// for their seal instead of going in or failing the node, and they go in
-// once catch-up brings the rest of their batch.
+// A node far behind holds released blocks only up to MaxPending above its
+// head and drops the newer ones; when that cuts a batch, its blocks before
+// the cut wait, unsealed, for their seal instead of going in or failing the
+// node, and they go in once catch-up brings the rest of their batch.
 func TestPendingRunCutByTrimWaitsForItsSeal(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	const balance, runLen = 1 << 20, 5
@@ -504,7 +504,7 @@ func TestPendingRunCutByTrimWaitsForItsSeal(t *testing.T) {
 		r := makeRun(chain[len(chain)-1], "2", "1", runLen, uint64(len(runs)+1), ledger.TestKey("2"))
 		runs, chain = append(runs, r), append(chain, r...)
 	}
-	cut := uint64(100 + ledger.MaxPending) // the last height kept in pending
+	cut := uint64(ledger.MaxPending) // the last height kept in pending: the head is 0
 	if cut%runLen == 0 {
 		t.Fatalf("the cut at %d falls between batches: the test needs it inside one", cut)
 	}
@@ -533,6 +533,9 @@ func TestPendingRunCutByTrimWaitsForItsSeal(t *testing.T) {
 		if err := n.HandleRelease("2", payload); err != nil {
 			t.Fatalf("release of blocks from %d: %v", r[0].Height, err)
 		}
+	}
+	if k := ledger.PendingLen(n); k != int(cut-100) {
+		t.Fatalf("%d blocks held, want heights 101 to %d", k, cut)
 	}
 	n.HandleMessage("2", catchUpBlocks(t, chain[1:101])) // fills the gap
 	if err := n.WaitHeight(ctx, lastSealed); err != nil {
