@@ -83,17 +83,30 @@
 // Peers are authenticated by the Transport (Message.From names the real
 // sender), but a member may be faulty. What a faulty member can do is
 // stall: the algorithm needs an answer from every peer, so it can withhold
-// one, hold the lock for good, or push the clocks to MaxClock, where
-// requests are no longer granted. What it cannot do is make two honest
-// peers hold the lock at once: the entry rule between two honest peers
-// rests only on the messages between them, and no clock wraps (a Clock
-// above MaxClock is refused; local clocks saturate, see Machine). Nor can
-// it remove another peer's request, or make a peer apply a release payload
-// it never could have sent: under Lamport's algorithm a RELEASE with a
-// payload from a peer with no queued request is refused.
+// one or hold the lock for good. It can no longer push the clocks to
+// MaxClock, where requests are no longer granted, with one message: a
+// message more than MaxClockStep (2^32) above its receiver's clock is a
+// protocol violation, so that takes nearly 2^31 accepted messages. It is
+// not yet true that every stall ends when the faulty member behaves again:
+// one accepted jump of nearly MaxClockStep leaves the receiver's clock that
+// far ahead of the others', and a peer more than MaxClockStep behind it,
+// one that has not caught up or one that restarts with an older clock, the
+// faulty member's own next incarnation included, refuses that receiver's
+// messages and quarantines it (see MaxClockStep). The same limit holds
+// among honest peers: one whose clock lags the others' by more than 2^32
+// events, such as a ledger client whose data folder was lost rejoining a
+// cluster past 4 billion mutex events, quarantines its peers. That is a
+// stall, never a safety issue. What a faulty member cannot do is make two
+// honest peers hold the lock at once: the entry rule between two honest
+// peers rests only on the messages between them, and no clock wraps (a
+// Clock above MaxClock is refused; local clocks saturate, see Machine). Nor
+// can it remove another peer's request, or make a peer apply a release
+// payload it never could have sent: under Lamport's algorithm a RELEASE
+// with a payload from a peer with no queued request is refused.
 //
 // Bad input costs its sender its session. A protocol violation
-// (ErrViolation: a clock above MaxClock, a message of unknown kind or
+// (ErrViolation: a clock above MaxClock or more than MaxClockStep above
+// the receiver's, a message of unknown kind or
 // addressed to another member, a payload with no request behind it), or
 // an error from Config.OnRelease or Config.OnMessage, is refused (a
 // refused RELEASE does not take effect) and logged in one line naming the

@@ -36,9 +36,10 @@ import (
 // peer, so that its clock, and so its request, is later than every request
 // queued anywhere; a Request made earlier is held back until then.
 //
-// No clock wraps. A message whose Clock exceeds MaxClock is a protocol
-// violation (ErrViolation) and changes nothing; the local clock saturates
-// at MaxClock instead of wrapping. Safety does not rest on clocks being
+// No clock wraps. A message whose Clock exceeds MaxClock, or exceeds the
+// receiver's clock by more than MaxClockStep, is a protocol violation
+// (ErrViolation) and changes nothing; the local clock saturates at
+// MaxClock instead of wrapping. Safety does not rest on clocks being
 // distinct, only on every peer's clocks being monotone non-decreasing along
 // its sends, which saturation keeps: a peer that stamps a request at or
 // below c sends it before any message stamped later than c. And a request
@@ -48,8 +49,9 @@ import (
 // MaxClock after each other's, ordered by id only, would both be
 // answered). Below the top, a peer that answered a request stamps its own
 // later ones strictly after it, as the algorithms need. So a faulty peer
-// that drives the clocks to the top stalls the group; it cannot put two
-// honest peers in the critical section at once.
+// that drives the clocks to the top (nearly 2^31 messages, see
+// MaxClockStep) stalls the group; it cannot put two honest peers in the
+// critical section at once.
 type Machine struct {
 	inc     uint64   // our incarnation
 	peerInc []uint64 // per member: its incarnation, from its last PeerUp
@@ -252,7 +254,7 @@ func (m *Machine) Leave() []Message {
 // or arriving before its sender's HELLO (ErrStale); and a protocol
 // violation (ErrViolation): a message not addressed to this peer (also
 // ErrNotMember), of unknown kind (also ErrBadMessage), with a Clock above
-// MaxClock, or, under Lamport's algorithm, a RELEASE carrying a payload
+// MaxClock or more than MaxClockStep above this Machine's clock, or, under Lamport's algorithm, a RELEASE carrying a payload
 // from a peer that has no request in the queue (only a holder attaches a
 // payload, and a holder's request is in every queue until its release).
 // Under Ricart-Agrawala there is no equivalent check: the Machine keeps no
@@ -321,6 +323,8 @@ func (m *Machine) Accepts(msg Message) error {
 		return fmt.Errorf("%w: %v is for incarnation %d, this is %d", ErrStale, msg, msg.Incarnation, m.inc)
 	case msg.Kind != Hello && !m.heard[j]:
 		return fmt.Errorf("%w: %v", ErrStale, msg)
+	case msg.Clock > m.clock && msg.Clock-m.clock > MaxClockStep:
+		return fmt.Errorf("%w: %v: clock more than MaxClockStep above %d", ErrViolation, msg, m.clock)
 	case msg.Kind == Release && msg.Payload != nil && m.algo == Lamport && !m.q.has(msg.From):
 		return fmt.Errorf("%w: %v: a payload from a peer with no request queued here", ErrViolation, msg)
 	}

@@ -68,6 +68,26 @@ func (k Kind) Valid() bool { return k >= Request && k <= Data }
 // It leaves room for every clock an honest group can reach.
 const MaxClock uint64 = 1 << 63
 
+// MaxClockStep is the most a message from a peer may carry above the
+// receiver's clock. A message (other than PeerUp, which a Transport makes)
+// whose Clock exceeds the receiver's clock by more than MaxClockStep is a
+// protocol violation (ErrViolation) and changes nothing. So one accepted
+// message moves a clock by at most MaxClockStep plus a few ticks of the
+// receiver's own, and pushing honest clocks from 0 to MaxClock, where
+// requests are no longer granted, takes nearly 2^31 accepted messages
+// instead of one. The receive rule is not clamped instead, because a
+// restarted peer must stamp its request after its peers' HELLOs, so after
+// every request queued anywhere, and a clamped HELLO would let it stamp one
+// before the holder's and enter beside it.
+//
+// An honest message jumps that far only when the receiver's clock lags the
+// sender's by more than 2^32 events, as when a ledger client whose data
+// folder was lost rejoins a cluster past 4 billion mutex events, or when
+// one accepted jump of nearly MaxClockStep from a faulty peer put the
+// sender that far ahead. The receiver then quarantines the sender: a
+// stall, never a safety issue.
+const MaxClockStep uint64 = 1 << 32
+
 // Message is one message of the algorithm. Callers never build messages;
 // the state machine does, and a Transport carries them unchanged.
 type Message struct {

@@ -91,6 +91,54 @@ func TestQuarantineBadClock(t *testing.T) {
 	wantQuarantines(t, ft, "3#5")
 }
 
+// TestQuarantineNearTopClock: a REQUEST at MaxClock-50, within MaxClock
+// but far more than MaxClockStep above our clock, gets that incarnation of
+// "3" quarantined and moves nothing; once a newer incarnation of "3" comes
+// up and answers, the lock is granted, at a clock far from the top.
+func TestQuarantineNearTopClock(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mu.Close()
+	ft.syncWith(t, mu, []string{"2", "3"}, 4)
+
+	ft.in <- Message{Kind: Request, From: "3", To: "1", Clock: MaxClock - 50, Incarnation: 1}
+	st := barrier(t, mu)
+	wantQuarantines(t, ft, "3#4")
+	if st.Clock > 10 || len(st.Queue) != 0 {
+		t.Fatalf("after a refused REQUEST at MaxClock-50: %+v, want the clock and queue untouched", st)
+	}
+
+	locked := make(chan error, 1)
+	go func() {
+		_, err := mu.Lock(context.Background())
+		locked <- err
+	}()
+	waitSent(t, ft, "2", Request, 1)
+	req := ft.sentTo("2", Request)[0]
+	ft.in <- Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 1, Incarnation: 1}
+	ft.in <- Message{Kind: PeerUp, From: "3", To: "1", Incarnation: 5}
+	waitSent(t, ft, "3", Request, 2) // our request, resent to the new incarnation
+	ft.in <- Message{Kind: Hello, From: "3", To: "1", Clock: req.Clock + 2, Incarnation: 1}
+	select {
+	case err := <-locked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(reviewBound):
+		t.Fatal("no grant after the new incarnation of 3 answered")
+	}
+	if st := barrier(t, mu); !st.Held || st.Clock > 100 {
+		t.Errorf("after the grant: %+v, want held at a low clock", st)
+	}
+	if err := mu.Unlock(nil); err != nil {
+		t.Fatal(err)
+	}
+	wantQuarantines(t, ft, "3#4")
+}
+
 // TestQuarantineOnReleaseError: a RELEASE whose payload OnRelease refuses
 // does not take effect (the sender's request stays queued) and quarantines
 // the sender; a RELEASE with a payload from a peer with no request queued

@@ -19,7 +19,9 @@ func byzantineConfigFor(seed uint64) simConfig {
 // member that, besides following the algorithm, sends arbitrary messages
 // (injectByzantine). After every step no two honest members may hold the
 // lock at once, and the grant order and update-before-release hold among
-// them. LAMPORT_BYZANTINE_SEED=n replays one seed with a narrated trace
+// them. At the end of each seed the faulty member restarts as an honest
+// incarnation; then every request must be granted (liveness) and no clock
+// may have come within 2^62 of MaxClock. LAMPORT_BYZANTINE_SEED=n replays one seed with a narrated trace
 // (with LAMPORT_RA=1 under Ricart-Agrawala); LAMPORT_SOAK=steps runs seeds
 // until that many steps have been simulated.
 func TestSimulationByzantine(t *testing.T) {
@@ -63,9 +65,10 @@ func runByzantine(t *testing.T, ra bool, normalSeeds uint64) {
 }
 
 // TestCheckerCatchesClockWrap runs the Byzantine simulation against
-// honest Machines that apply a clock above MaxClock with the receive rule
-// max(clock, c)+1, which wraps for 2^64-1, instead of refusing it. The
-// checker, checking mutual exclusion only, must find two honest holders.
+// honest Machines that apply a clock above MaxClock, or more than
+// MaxClockStep above their own, with the receive rule max(clock, c)+1,
+// which wraps for 2^64-1, instead of refusing it. The checker, checking
+// mutual exclusion only, must find two honest holders.
 func TestCheckerCatchesClockWrap(t *testing.T) {
 	for seed := uint64(1); seed <= 2000; seed++ {
 		cfg := byzantineConfigFor(seed)

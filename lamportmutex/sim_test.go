@@ -21,7 +21,8 @@ type simConfig struct {
 	noSync  bool // fault (chain simulation): holders append without a sync round
 	// byzantine: one member (seed-chosen) also sends arbitrary messages;
 	// honest members quarantine it on a violation. The checker covers the
-	// honest members only, and liveness is not owed.
+	// honest members only. After the random steps the faulty member
+	// restarts as an honest incarnation, and liveness is owed again.
 	byzantine bool
 	wraps     bool // fault (Byzantine runs): honest Machines wrap their clocks (checker checks only)
 }
@@ -129,7 +130,7 @@ func runSim(seed uint64, cfg simConfig, logf func(string, ...any)) (int, error) 
 		p := c.holder()
 		if p < 0 && c.faulty >= 0 {
 			// Stalled, as a faulty member may make the group: its
-			// restart ends the quarantines, unless clocks are at the top.
+			// restart ends the quarantines.
 			return crashFaulty()
 		}
 		if p < 0 {
@@ -137,14 +138,24 @@ func runSim(seed uint64, cfg simConfig, logf func(string, ...any)) (int, error) 
 		}
 		return release(p)
 	}
+	if c.faulty >= 0 && !c.wraps {
+		// The faulty member stops misbehaving: it restarts as an honest
+		// incarnation, and from then on every honest request is owed a grant.
+		c.reform = func() error {
+			c.reformed = true
+			return crashFaulty()
+		}
+	}
 	return simulate(c, k, cfg.steps, 100_000, step, release, deliver)
 }
 
 // simulate runs a simulation's two phases over c, checking k after every
-// step: cfg steps of step(), then, with no new requests, holders release and
-// every message is delivered (at most quiet steps). Then nothing may be
-// outstanding, every Machine must be synced with an empty queue, and every
-// message sent must be accounted for.
+// step: cfg steps of step(), then c.reform if set, then, with no new
+// requests, holders release and every message is delivered (at most quiet
+// steps). Then nothing may be outstanding, every Machine must be synced with
+// an empty queue, and every message sent must be accounted for. With a
+// faulty member that has not reformed, liveness is not owed; once it has,
+// it is, and no clock may have come within 2^62 of MaxClock.
 func simulate(c *cluster, k *checker, steps, quiet int, step func() error, release func(p int) error, deliver func() (bool, error)) (int, error) {
 	n := 0
 	for ; n < steps; n++ {
@@ -152,6 +163,11 @@ func simulate(c *cluster, k *checker, steps, quiet int, step func() error, relea
 			return n, fmt.Errorf("step %d: %w", n, err)
 		}
 		if err := k.check(c); err != nil {
+			return n, fmt.Errorf("step %d: %w", n, err)
+		}
+	}
+	if c.reform != nil {
+		if err := c.reform(); err != nil {
 			return n, fmt.Errorf("step %d: %w", n, err)
 		}
 	}
@@ -174,9 +190,12 @@ func simulate(c *cluster, k *checker, steps, quiet int, step func() error, relea
 			return n, fmt.Errorf("step %d: %w", n, err)
 		}
 	}
-	for _, m := range c.ms {
-		if c.faulty >= 0 {
-			break // a faulty member may stall the group for good
+	for i, m := range c.ms {
+		if c.faulty >= 0 && !c.reformed {
+			break // a faulty member may stall the group while it misbehaves
+		}
+		if c.faulty >= 0 && m.clock >= 1<<62 {
+			return n, fmt.Errorf("step %d: %s's clock came within 2^62 of the top: %s", n, c.ids[i], machineString(m))
 		}
 		if outstanding(m) {
 			return n, fmt.Errorf("step %d: liveness violated: all quiet but %s", n, machineString(m))
@@ -212,8 +231,13 @@ func injectByzantine(c *cluster, rng *rand.Rand) {
 		msg.Clock = uint64(rng.IntN(30))
 	case r < 280:
 		msg.Clock = c.ms[q].clock + uint64(rng.IntN(3))
-	case r < 282: // accepted: the honest clocks saturate and the group stalls
-		msg.Clock = MaxClock - uint64(rng.IntN(2))
+	case r < 285: // accepted: a jump far beyond honest progress
+		msg.Clock = c.ms[q].clock + MaxClockStep>>12
+	case r < 290: // refused: past the most one message may move a clock,
+		// even after q's clock has moved on by the time it arrives
+		msg.Clock = c.ms[q].clock + 2*MaxClockStep + uint64(rng.IntN(2))
+	case r < 300: // refused unless a clock is already near the top
+		msg.Clock = MaxClock - 50 - uint64(rng.IntN(52))
 	case r < 340:
 		msg.Clock = MaxClock + 1
 	default:

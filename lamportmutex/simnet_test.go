@@ -39,9 +39,15 @@ type cluster struct {
 	// quar[to][from] is the incarnation of from that to quarantined, or -1.
 	faulty int
 	quar   [][]int
+	// reform, if set, runs between a simulation's random steps and its
+	// quiet phase (the Byzantine simulation restarts the faulty member as
+	// an honest incarnation); reformed is set once it has.
+	reform   func() error
+	reformed bool
 	// wraps (a broken variant, checker checks only): honest Machines apply
-	// a clock above MaxClock with the old receive rule, max(clock, c)+1,
-	// which wraps, instead of refusing it.
+	// a clock above MaxClock, or more than MaxClockStep ahead, with the
+	// plain receive rule, max(clock, c)+1, which wraps, instead of refusing
+	// it.
 	wraps bool
 }
 
@@ -223,7 +229,7 @@ func (c *cluster) deliver(from, to, i int) error {
 		c.say("%s ignores it: it came before %s's HELLO", c.ids[to], c.ids[from])
 		return nil
 	}
-	if errors.Is(err, ErrViolation) && c.wraps && e.msg.Clock > MaxClock {
+	if errors.Is(err, ErrViolation) && c.wraps {
 		switch werr := acceptsAnyClock(c.ms[to], e.msg); {
 		case werr == nil:
 			out, err = stepWrapping(c.ms[to], e.msg), nil
@@ -235,7 +241,7 @@ func (c *cluster) deliver(from, to, i int) error {
 		c.quarantine(to, from, err)
 		return nil
 	}
-	if err != nil && to == c.faulty {
+	if err != nil && to == c.faulty && !c.reformed {
 		c.say("%s (faulty) refuses it: %v", c.ids[to], err)
 		return nil
 	}
@@ -279,8 +285,8 @@ func (c *cluster) quarantine(to, from int, cause error) {
 	c.links[from][to] = l[cut:]
 }
 
-// acceptsAnyClock is Machine.Accepts with no bound on the clock, as it
-// was before MaxClock existed (for the broken variant, cluster.wraps).
+// acceptsAnyClock is Machine.Accepts with no bound on the clock, neither
+// MaxClock nor MaxClockStep (for the broken variant, cluster.wraps).
 func acceptsAnyClock(m *Machine, msg Message) error {
 	msg.Clock = 0
 	return m.Accepts(msg)

@@ -52,12 +52,13 @@ func TestMachineRefusesClockAboveMax(t *testing.T) {
 	}
 }
 
-// TestMachineClockSaturates: a clock of exactly MaxClock is accepted; the
-// clock then stays at MaxClock instead of wrapping, and a request stamped
+// TestMachineClockSaturates: a clock of exactly MaxClock is accepted (from
+// within MaxClockStep of it); the clock then stays at MaxClock instead of wrapping, and a request stamped
 // MaxClock is never granted, even with every peer's answer at MaxClock.
 func TestMachineClockSaturates(t *testing.T) {
 	for _, algo := range []Algorithm{Lamport, RicartAgrawala} {
 		m := booted(t, 3, WithAlgorithm(algo))
+		m.AdvanceClock(MaxClock - MaxClockStep)
 		if _, err := m.Step(Message{Kind: Reply, From: "2", To: "1", Clock: MaxClock}); err != nil {
 			t.Fatalf("%v: a REPLY at MaxClock: %v", algo, err)
 		}
@@ -94,6 +95,41 @@ func TestMachineClockSaturates(t *testing.T) {
 	m.AdvanceClock(1<<64 - 1)
 	if m.Clock() != MaxClock {
 		t.Errorf("AdvanceClock(2^64-1): clock %d, want MaxClock", m.Clock())
+	}
+}
+
+// TestMachineClockStep: a message exactly MaxClockStep above the
+// receiver's clock is accepted; one more is a violation and changes
+// nothing, for every kind, under both algorithms. A faulty peer's REQUEST
+// at MaxClock is refused, and so is one at MaxClock-50.
+func TestMachineClockStep(t *testing.T) {
+	for _, algo := range []Algorithm{Lamport, RicartAgrawala} {
+		for _, k := range []Kind{Request, Reply, Release, Hello, Data} {
+			m := booted(t, 3, WithAlgorithm(algo))
+			m.AdvanceClock(1000)
+			base := m.Clock()
+			for _, clock := range []uint64{base + MaxClockStep + 1, base + MaxClockStep + 2, MaxClock - 50, MaxClock} {
+				msg := Message{Kind: k, From: "2", To: "1", Clock: clock}
+				before := m.Clone()
+				if err := m.Accepts(msg); !errors.Is(err, ErrViolation) {
+					t.Errorf("%v: Accepts(%v) at clock %d = %v, want ErrViolation", algo, msg, base, err)
+				}
+				out, err := m.Step(msg)
+				if !errors.Is(err, ErrViolation) || out != nil {
+					t.Errorf("%v: Step(%v) at clock %d = %v, %v; want nothing and ErrViolation", algo, msg, base, out, err)
+				}
+				if !reflect.DeepEqual(m, before) {
+					t.Errorf("%v: Step(%v) changed the Machine: %s, was %s", algo, msg, machineString(m), machineString(before))
+				}
+			}
+			msg := Message{Kind: k, From: "2", To: "1", Clock: base + MaxClockStep}
+			if _, err := m.Step(msg); err != nil {
+				t.Errorf("%v: Step(%v) at clock %d = %v, want it accepted", algo, msg, base, err)
+			}
+			if k != Data && m.Clock() <= base+MaxClockStep {
+				t.Errorf("%v: clock %d after %v, want past it", algo, m.Clock(), msg)
+			}
+		}
 	}
 }
 
