@@ -82,9 +82,14 @@
 // CA in RootCAs and ClientCAs. Whatever the mode, a handshake is checked in
 // full before anything it announces is stored; refusals tell the dialer a
 // generic reason only; one session per member is live at a time; at most
-// 32 connections may be in their handshake; and the send queue is bounded
-// in messages and in bytes. Quarantine cuts one incarnation of a peer off
-// in both directions until that peer restarts.
+// 32 connections may be in their handshake, and when they are, a new one
+// evicts a pending one, so that idle connections cannot keep peers out; and
+// the send queue is bounded in messages and in bytes. Only an authenticated
+// (TLS) handshake can make a lower incarnation stale: without TLS an
+// incarnation is a claim like the id, and a member with no live session is
+// accepted with whatever plausible incarnation it presents (see
+// Incarnations in the TCP wire format). Quarantine cuts one incarnation of
+// a peer off in both directions until that peer restarts.
 //
 // # Errors
 //

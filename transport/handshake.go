@@ -36,7 +36,8 @@ var (
 	// ErrClusterMismatch means the peer belongs to another cluster (ledger).
 	ErrClusterMismatch = errors.New("transport: cluster mismatch")
 	// ErrStaleIncarnation means the peer presented an incarnation older than
-	// one already seen from the same id.
+	// one already seen from the same id, with TLS (without TLS an older
+	// incarnation is a restart).
 	ErrStaleIncarnation = errors.New("transport: stale incarnation")
 	// ErrPeerCertificate means that, with TLS, the peer's certificate does
 	// not name exactly one member, or names another one than the peer.

@@ -74,7 +74,8 @@ type TCPConfig struct {
 	MaxFrameSize int
 	// DialTimeout bounds one connection attempt.
 	DialTimeout time.Duration
-	// HandshakeTimeout bounds the TLS and protocol handshakes.
+	// HandshakeTimeout bounds the TLS and protocol handshakes. An accepted
+	// connection's first bytes must also arrive within one second.
 	HandshakeTimeout time.Duration
 	// WriteTimeout bounds a blocked write: a peer that does not read for
 	// that long (up to an eighth more) has its connection closed (a slow
@@ -102,15 +103,17 @@ type TCPConfig struct {
 	// Logger receives connection events; nil discards them.
 	Logger *slog.Logger
 	// Incarnation identifies this run of the process; it must grow across
-	// restarts of the same id, and peers refuse one more than 24 hours
-	// ahead of their clock (in nanoseconds since the Unix epoch). Zero
-	// means the current time in nanoseconds.
+	// restarts of the same id (with TLS, peers refuse an older one than
+	// they have seen), and peers refuse one more than 24 hours ahead of
+	// their clock (in nanoseconds since the Unix epoch). Zero means the
+	// current time in nanoseconds.
 	Incarnation uint64
 
 	// Test hooks.
-	version     uint16                          // protocol version to speak; 0 means protocolVersion
-	onConnError func(peer string, err error)    // called for every connection error
-	onEvent     func(peer string, event string) // called on "connected"/"accepted"
+	version         uint16                          // protocol version to speak; 0 means protocolVersion
+	preambleTimeout time.Duration                   // 0 means preambleTimeout
+	onConnError     func(peer string, err error)    // called for every connection error
+	onEvent         func(peer string, event string) // called on "connected"/"accepted"
 }
 
 // TCP is a lamportmutex.Transport over TCP, optionally with mutual TLS.
@@ -136,24 +139,42 @@ type TCPConfig struct {
 // The acceptor accepts the hello only if all of these hold, and only then
 // stores the incarnation: the same version; from is a configured peer and
 // not itself; to is its id; the same cluster; an incarnation that is not 0,
-// not more than maxIncarnationLead (24 hours) ahead of its clock, not older than one
-// already accepted from that id, and not quarantined; with TLS, a
-// certificate naming exactly one member, from (see TCPConfig.TLS); no live
-// session of that id with another incarnation (see below); and nothing sent
-// after the hello before the welcome. Otherwise it logs the cause with the
-// values and answers with a welcome whose only field set is refusal, one of
-// "protocol version mismatch", "duplicate session exists" or "handshake
-// not accepted" (an unauthenticated dialer learns nothing about the
-// cluster), and closes. Bytes without the magic are closed on without
-// answer. At most maxPendingHandshakes (32) accepted connections may be in their
-// handshake; one beyond that is closed at once. A stream's 64 KiB buffers
-// are allocated only after its handshake.
+// not more than maxIncarnationLead (24 hours) ahead of its clock, not
+// quarantined and, with TLS, not older than one already accepted from that
+// id (see Incarnations below); with TLS, a certificate naming exactly one
+// member, from (see TCPConfig.TLS); no live session of that id with another
+// incarnation (see below); and nothing sent after the hello before the
+// welcome. Otherwise it logs the cause with the values and answers with a
+// welcome whose only field set is refusal, one of "protocol version
+// mismatch", "duplicate session exists" or "handshake not accepted" (an
+// unauthenticated dialer learns nothing about the cluster), and closes.
+// Bytes without the magic are closed on without answer.
+//
+// Handshake floods. The first bytes of a connection (the preamble, or with
+// TLS a record header) must arrive within preambleTimeout (1 second), the
+// whole handshake within HandshakeTimeout. At most maxPendingHandshakes (32)
+// accepted connections are in their handshake: one more evicts (closes) the
+// oldest pending connection of the remote IP address holding the most of
+// them, so idle connections cannot keep a peer out. A stream's 64 KiB
+// buffers are allocated only after its handshake.
 //
 // On success the welcome carries the acceptor's id and incarnation, and
 // resume, the last sequence number it delivered from this dialer's
 // incarnation (0 for an incarnation it has not seen). The dialer checks the
 // welcome the same way: from is the peer it dialed, the incarnation is
-// plausible, not older than one seen and not quarantined.
+// plausible, not quarantined and, with TLS, not older than one seen.
+//
+// Incarnations. With TLS a handshake is authenticated, so an incarnation
+// older than the one stored for that member is refused as stale (only a
+// member's own key can raise what is stored, and only that member is hurt).
+// Without TLS no handshake is authenticated: anyone who knows the cluster
+// can present a member's id with a high incarnation while the member is
+// down. So an incarnation, higher or lower, that differs from the stored one
+// is taken as a restart of that member (PeerUp first, sequence numbers from
+// 1), on either side of the handshake, provided the member has no live
+// session with another incarnation; a forged incarnation thus never locks
+// the real member out. Quarantined incarnations (that one and older) are
+// refused in both modes.
 //
 // One session per member: a hello from an id whose current session heard
 // from its dialer within two HeartbeatIntervals (a live dialer pings at
@@ -203,8 +224,9 @@ type TCP struct {
 	peers     map[string]*peer
 	members   map[string]bool // the peers' ids and ours
 	recv      chan lamportmutex.Message
-	shaking   atomic.Int32 // accepted connections still in their handshake
-	capWarned atomic.Int64 // monoNow of the last Warn about maxPendingHandshakes
+	shaking   atomic.Int32 // goroutines running an accepted connection's handshake
+	pending   pendingSet   // accepted connections in their handshake
+	capWarned atomic.Int64 // monoNow of the last Warn about the handshake caps
 
 	ctx    context.Context // cancelled by Close; bounds dials and handshakes
 	cancel context.CancelFunc
@@ -227,15 +249,17 @@ type peer struct {
 	in   inPeer
 
 	mu       sync.Mutex
-	inc      uint64 // newest incarnation seen in either handshake
+	inc      uint64 // newest incarnation seen in either handshake (without TLS: the latest)
 	restarts uint64
 }
 
-// noteIncarnation records inc and reports whether it is new.
-func (p *peer) noteIncarnation(inc uint64) {
+// noteIncarnation records the incarnation of a successful handshake: the
+// newest one seen if authenticated, else the latest (without TLS an older
+// incarnation may be a restart after a forged newer one).
+func (p *peer) noteIncarnation(inc uint64, authenticated bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if inc > p.inc {
+	if inc > p.inc || (!authenticated && inc != p.inc) {
 		if p.inc != 0 {
 			p.restarts++
 		}
@@ -261,6 +285,7 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	setDefault(&cfg.SendQueueBytes, DefaultSendQueueBytes)
 	setDefault(&cfg.ReceiveBuffer, DefaultReceiveBuffer)
 	setDefault(&cfg.version, protocolVersion)
+	setDefault(&cfg.preambleTimeout, preambleTimeout)
 	if cfg.IdleTimeout <= cfg.HeartbeatInterval {
 		return nil, fmt.Errorf("transport: IdleTimeout %v must exceed HeartbeatInterval %v", cfg.IdleTimeout, cfg.HeartbeatInterval)
 	}
@@ -463,6 +488,9 @@ func (t *TCP) Close() error {
 	return t.closeErr
 }
 
+// authenticated reports whether handshakes are authenticated (TLS).
+func (t *TCP) authenticated() bool { return t.serverTLS != nil }
+
 func (t *TCP) isDone() bool {
 	select {
 	case <-t.done:
@@ -533,8 +561,8 @@ func (t *TCP) connError(peer, dir string, remote net.Addr, err error) {
 		t.cfg.onConnError(peer, err)
 	}
 	level := slog.LevelWarn
-	if t.isDone() || errors.Is(err, ErrQuarantined) {
-		level = slog.LevelDebug // Quarantine logged the cause once
+	if t.isDone() || errors.Is(err, ErrQuarantined) || errors.Is(err, errEvicted) {
+		level = slog.LevelDebug // Quarantine or the eviction logged the cause
 	}
 	ra := ""
 	if remote != nil {

@@ -264,7 +264,7 @@ func TestTCPRefusalsLeakNothing(t *testing.T) {
 		{"long id", protocolVersion, hello{From: strings.Repeat("\n\x1b[31m", 1000), To: "alpha", Cluster: cluster, Incarnation: now}, refusalDenied},
 		{"wrong to", protocolVersion, hello{From: "bravo", To: "charlie", Cluster: cluster, Incarnation: now}, refusalDenied},
 		{"own id", protocolVersion, hello{From: "alpha", To: "alpha", Cluster: cluster, Incarnation: now}, refusalDenied},
-		{"stale", protocolVersion, hello{From: "bravo", To: "alpha", Cluster: cluster, Incarnation: seen - 1}, refusalDenied},
+		{"older, while live", protocolVersion, hello{From: "bravo", To: "alpha", Cluster: cluster, Incarnation: seen - 1}, refusalDuplicate},
 		{"zero", protocolVersion, hello{From: "bravo", To: "alpha", Cluster: cluster}, refusalDenied},
 		{"implausible", protocolVersion, hello{From: "bravo", To: "alpha", Cluster: cluster, Incarnation: now + uint64(48*time.Hour)}, refusalDenied},
 		{"duplicate", protocolVersion, hello{From: "bravo", To: "alpha", Cluster: cluster, Incarnation: seen + 1}, refusalDuplicate},
@@ -296,13 +296,15 @@ func TestTCPRefusalsLeakNothing(t *testing.T) {
 
 // TestTCPHandshakeFloodBoundsMemory: thousands of connections that never
 // send a hello cost the acceptor little heap: buffers come after the
-// handshake and connections beyond maxPendingHandshakes are closed at once.
+// handshake and each connection beyond maxPendingHandshakes evicts a
+// pending one.
 func TestTCPHandshakeFloodBoundsMemory(t *testing.T) {
 	tcpLeakCheck(t)
 	const flood = 2000
 	var capped atomic.Int64
 	c := newTCPCluster(t, []string{"a", "b"}, func(cfg *TCPConfig) {
-		cfg.HandshakeTimeout = time.Hour // the flood's pending handshakes stay until Close
+		cfg.HandshakeTimeout = time.Hour // the flood's pending handshakes stay until evicted
+		cfg.preambleTimeout = time.Hour
 		if cfg.ID == "a" {
 			cfg.onEvent = func(_, ev string) {
 				if ev == "over handshake cap" {

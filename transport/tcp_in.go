@@ -98,12 +98,14 @@ func (s *inSession) close() {
 
 // begin makes s the peer's only session for incarnation inc, stopping and
 // awaiting the previous one, and returns where the dialer should resume.
-// It is the handshake's last check, and the only place that raises the
-// stored incarnation: it refuses a quarantined incarnation, an incarnation
-// older than the stored one, and a duplicate session (another incarnation
-// whose session is live). A new session with the same incarnation replaces
-// the old one: that is a reconnect after a dropped connection, which the
-// acceptor may not have noticed yet.
+// It is the handshake's last check, and the only place that changes the
+// stored incarnation: it refuses a quarantined incarnation, a duplicate
+// session (another incarnation whose session is live) and, with TLS, an
+// incarnation older than the stored one. Without TLS an older incarnation
+// is a restart like a newer one (see the wire format on TCP). A new
+// session with the same incarnation replaces the old one: that is a
+// reconnect after a dropped connection, which the acceptor may not have
+// noticed yet.
 func (t *TCP) begin(p *peer, s *inSession, inc uint64) (uint64, error) {
 	ip := &p.in
 	ip.hsMu.Lock()
@@ -129,7 +131,7 @@ func (t *TCP) begin(p *peer, s *inSession, inc uint64) (uint64, error) {
 	if err := t.admissible(p, s, inc); err != nil { // a Quarantine meanwhile
 		return 0, err
 	}
-	if inc != ip.inc {
+	if inc != ip.inc { // a restart: PeerUp first, sequence numbers from 1
 		ip.inc = inc
 		ip.last.Store(0)
 		ip.peerUp = true
@@ -147,7 +149,7 @@ func (t *TCP) admissible(p *peer, s *inSession, inc uint64) error {
 	switch {
 	case inc <= ip.quarantined:
 		return fmt.Errorf("%w: peer %q presented incarnation %d, quarantined up to %d", ErrQuarantined, p.id, inc, ip.quarantined)
-	case inc < ip.inc:
+	case inc < ip.inc && t.authenticated():
 		return fmt.Errorf("%w: peer %q presented incarnation %d, already seen %d", ErrStaleIncarnation, p.id, inc, ip.inc)
 	case ip.cur != nil && inc != ip.inc && ip.cur.live(2*t.cfg.HeartbeatInterval):
 		return fmt.Errorf("%w: peer %q has a live session from %s (incarnation %d); refused %s (incarnation %d): are two processes running as %q?",
@@ -184,24 +186,24 @@ func (t *TCP) acceptLoop() {
 			continue
 		}
 		delay = 5 * time.Millisecond
-		if t.shaking.Add(1) > maxPendingHandshakes {
+		if t.shaking.Add(1) > maxHandshakeGoroutines {
 			t.shaking.Add(-1)
 			_ = conn.Close()
-			level := slog.LevelDebug
-			if now, last := monoNow(), t.capWarned.Load(); last == 0 || now-last >= int64(capWarnEvery) {
-				t.capWarned.Store(max(now, 1))
-				level = slog.LevelWarn
-			}
-			t.log.Log(context.Background(), level, "transport: too many handshakes under way, connection closed (connection flood?)",
-				"remote", conn.RemoteAddr().String(), "limit", maxPendingHandshakes)
-			t.event("", "over handshake cap")
+			t.capLog(conn, "transport: too many handshakes under way, connection closed (connection flood?)")
 			continue
 		}
+		pc := &pending{conn: conn, host: remoteHost(conn)}
+		if old := t.pending.add(pc); old != nil {
+			_ = old.conn.Close()
+			t.capLog(old.conn, "transport: too many handshakes under way, a pending one closed (connection flood?)")
+		}
 		if !t.track(conn) {
+			t.pending.remove(pc)
 			t.shaking.Add(-1)
 			return
 		}
-		if !t.spawn(func() { t.serveInbound(conn) }) {
+		if !t.spawn(func() { t.serveInbound(conn, pc) }) {
+			t.pending.remove(pc)
 			t.shaking.Add(-1)
 			t.untrack(conn)
 			return
@@ -209,15 +211,17 @@ func (t *TCP) acceptLoop() {
 	}
 }
 
-// maxPendingHandshakes caps the accepted connections that have not finished
-// their handshake; a connection beyond it is closed at once. Each one holds
-// at most a goroutine, small handshake buffers and, with TLS, the TLS
-// state, for at most HandshakeTimeout.
-const maxPendingHandshakes = 32
-
-// capWarnEvery spaces the Warn lines about connections closed over
-// maxPendingHandshakes; the others are logged at Debug.
-const capWarnEvery = 10 * time.Second
+// capLog logs a connection closed over the handshake caps: at Warn once per
+// capWarnEvery, else at Debug.
+func (t *TCP) capLog(conn net.Conn, msg string) {
+	level := slog.LevelDebug
+	if now, last := monoNow(), t.capWarned.Load(); last == 0 || now-last >= int64(capWarnEvery) {
+		t.capWarned.Store(max(now, 1))
+		level = slog.LevelWarn
+	}
+	t.log.Log(context.Background(), level, msg, "remote", conn.RemoteAddr().String(), "limit", maxPendingHandshakes)
+	t.event("", "over handshake cap")
+}
 
 // maxIncarnationLead bounds how far a peer's incarnation may lie ahead of
 // this machine's clock, in nanoseconds since the Unix epoch (what an
@@ -236,6 +240,18 @@ func plausible(peer string, inc uint64) error {
 	return nil
 }
 
+// errEvicted marks the end of a handshake evicted over
+// maxPendingHandshakes; it is logged at Debug (the eviction was logged).
+var errEvicted = errors.New("evicted: too many handshakes under way")
+
+// peekedConn is a connection whose first bytes were read ahead into r.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
 // handshakeBuffer is the size of the buffers of a connection's handshake;
 // the stream's buffers are allocated once the handshake is accepted.
 const handshakeBuffer = 512
@@ -249,9 +265,10 @@ type inbound struct {
 }
 
 // serveInbound shakes hands with a dialer and then reads its stream.
-func (t *TCP) serveInbound(raw net.Conn) {
+func (t *TCP) serveInbound(raw net.Conn, pc *pending) {
 	defer t.untrack(raw)
-	in, ok := t.acceptHandshake(raw)
+	in, ok := t.acceptHandshake(raw, pc)
+	evicted := t.pending.remove(pc)
 	t.shaking.Add(-1)
 	if !ok {
 		return
@@ -264,6 +281,9 @@ func (t *TCP) serveInbound(raw net.Conn) {
 		p.in.end(s)
 		close(s.exited)
 	}()
+	if evicted { // closed just after the handshake succeeded
+		return
+	}
 	if err := raw.SetDeadline(time.Time{}); err != nil {
 		return
 	}
@@ -289,20 +309,42 @@ func (t *TCP) serveInbound(raw net.Conn) {
 // acceptHandshake runs the acceptor's half of the handshake on raw. On
 // success the session is the peer's current one and the welcome is sent;
 // otherwise the cause is logged and the dialer, if it speaks the protocol,
-// gets a generic refusal.
-func (t *TCP) acceptHandshake(raw net.Conn) (inbound, bool) {
+// gets a generic refusal. The first bytes must arrive within
+// preambleTimeout, the whole handshake within HandshakeTimeout.
+func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 	remote := raw.RemoteAddr()
-	if err := raw.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
+	start := time.Now()
+	if err := raw.SetDeadline(start.Add(min(t.cfg.preambleTimeout, t.cfg.HandshakeTimeout))); err != nil {
 		return inbound{}, false
 	}
-	conn := raw
+	first := preambleSize
+	if t.serverTLS != nil {
+		first = tlsRecordHeader
+	}
+	pr := bufio.NewReaderSize(raw, 16)
+	if _, err := pr.Peek(first); err != nil {
+		if t.pending.wasEvicted(pc) {
+			err = fmt.Errorf("%w: %w", errEvicted, err)
+		} else if isTimeout(err) {
+			err = fmt.Errorf("%w: no preamble within %v: %w", ErrProtocol, t.cfg.preambleTimeout, err)
+		}
+		t.connError("", "in", remote, fmt.Errorf("refused handshake: %w", err))
+		return inbound{}, false
+	}
+	if err := raw.SetDeadline(start.Add(t.cfg.HandshakeTimeout)); err != nil {
+		return inbound{}, false
+	}
+	var conn net.Conn = peekedConn{Conn: raw, r: pr}
 	var tc *tls.Conn
 	if t.serverTLS != nil {
-		tc = tls.Server(raw, t.serverTLS)
+		tc = tls.Server(conn, t.serverTLS)
 		ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
 		err := tc.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
+			if t.pending.wasEvicted(pc) {
+				err = fmt.Errorf("%w: %w", errEvicted, err)
+			}
 			t.connError("", "in", remote, fmt.Errorf("TLS handshake: %w", err))
 			return inbound{}, false
 		}
@@ -333,6 +375,9 @@ func (t *TCP) acceptHandshake(raw net.Conn) (inbound, bool) {
 		refuse = err != nil
 	}
 	if err != nil {
+		if t.pending.wasEvicted(pc) {
+			err, refuse = fmt.Errorf("%w: %w", errEvicted, err), false
+		}
 		t.connError(printable(h.From), "in", remote, fmt.Errorf("refused handshake: %w", err))
 		if refuse {
 			_ = writeWelcome(bw, t.version, welcome{Refusal: refusalFor(err)})
@@ -346,7 +391,7 @@ func (t *TCP) acceptHandshake(raw net.Conn) (inbound, bool) {
 		close(in.s.exited)
 		return inbound{}, false
 	}
-	in.p.noteIncarnation(h.Incarnation)
+	in.p.noteIncarnation(h.Incarnation, t.authenticated())
 	return in, true
 }
 

@@ -100,14 +100,17 @@ func (o *outPeer) ackTo(seq uint64) {
 }
 
 // resume adopts the acceptor's welcome and returns the first seq to send.
-func (o *outPeer) resume(peer string, wl welcome) (uint64, error) {
+// An incarnation older than the one our sequence numbers refer to is
+// refused if authenticated (with TLS), else taken as a restart like a
+// newer one (see the wire format on TCP).
+func (o *outPeer) resume(peer string, wl welcome, authenticated bool) (uint64, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if wl.Incarnation <= o.quarantined {
 		return 0, fmt.Errorf("%w: peer %q answered with incarnation %d, quarantined up to %d", ErrQuarantined, peer, wl.Incarnation, o.quarantined)
 	}
 	if wl.Incarnation != o.remoteInc {
-		if wl.Incarnation < o.remoteInc {
+		if wl.Incarnation < o.remoteInc && authenticated {
 			return 0, fmt.Errorf("%w: peer %q answered with incarnation %d, already seen %d", ErrStaleIncarnation, peer, wl.Incarnation, o.remoteInc)
 		}
 		for i := range o.q {
@@ -245,11 +248,11 @@ func (t *TCP) connectOnce(p *peer) (established bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	next, err := p.out.resume(p.id, wl)
+	next, err := p.out.resume(p.id, wl, t.authenticated())
 	if err != nil {
 		return false, err
 	}
-	p.noteIncarnation(wl.Incarnation)
+	p.noteIncarnation(wl.Incarnation, t.authenticated())
 	if err := conn.SetDeadline(time.Time{}); err != nil {
 		return false, err
 	}

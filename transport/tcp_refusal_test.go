@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"crypto/tls"
 	"fmt"
 	"testing"
 
@@ -77,8 +78,13 @@ func TestTCPRefusals(t *testing.T) {
 		waitLog(t, c.logs["a"], "refused handshake", "peer=intruder", "unknown peer")
 		checkAlive(t, c, "a", "b", 1)
 	})
-	t.Run("stale incarnation", func(t *testing.T) {
-		c := newTCPCluster(t, ids, nil)
+	t.Run("stale incarnation with TLS", func(t *testing.T) {
+		ca := newTestCA(t, "ledger CA")
+		certs := map[string]tls.Certificate{}
+		for _, id := range ids {
+			certs[id] = ca.issueEd25519(t, id, id)
+		}
+		c := newTCPCluster(t, ids, func(cfg *TCPConfig) { cfg.TLS = tlsWith(ca, certs[cfg.ID]) })
 		seen := c.nodes["bad"].Incarnation()
 		tcpEventually(t, func() bool { st := peerStatus(c.nodes["a"], "bad"); return st.Inbound && st.Connected }, "a and bad connected")
 		if err := c.nodes["bad"].Close(); err != nil {

@@ -18,8 +18,9 @@ type PeerStatus struct {
 	// is when it last went up or down.
 	Inbound      bool
 	InboundSince time.Time
-	// Incarnation is the newest incarnation seen from the peer (0 before
-	// first contact); Restarts counts the times it changed after that.
+	// Incarnation is the newest incarnation seen from the peer with TLS,
+	// the one of its latest handshake without (0 before first contact);
+	// Restarts counts the times it changed after that.
 	Incarnation uint64
 	Restarts    uint64
 	// Reconnects counts our streams to the peer established after the
