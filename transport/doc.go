@@ -82,8 +82,8 @@
 // CA in RootCAs and ClientCAs. Whatever the mode, a handshake is checked in
 // full before anything it announces is stored; refusals tell the dialer a
 // generic reason only; one session per member is live at a time; at most
-// 32 connections may be in their handshake, and when they are, a new one
-// evicts a pending one, so that idle connections cannot keep peers out; and
+// 32 connections may wait for their hello, and when they do, a new one
+// evicts one of them, so that idle connections cannot keep peers out; and
 // the send queue is bounded in messages and in bytes. Only an authenticated
 // (TLS) handshake can make a lower incarnation stale: without TLS an
 // incarnation is a claim like the id, and a member with no live session is

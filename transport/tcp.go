@@ -153,9 +153,9 @@ type TCPConfig struct {
 // Handshake floods. The first bytes of a connection (the preamble, or with
 // TLS a record header) must arrive within preambleTimeout (1 second), the
 // whole handshake within HandshakeTimeout. At most maxPendingHandshakes (32)
-// accepted connections are in their handshake: one more evicts (closes) the
-// oldest pending connection of the remote IP address holding the most of
-// them, so idle connections cannot keep a peer out. A stream's 64 KiB
+// accepted connections wait for their hello to arrive and pass its checks:
+// one more evicts (closes) the oldest of them from the remote IP address
+// holding the most, so idle connections cannot keep a peer out. A stream's 64 KiB
 // buffers are allocated only after its handshake.
 //
 // On success the welcome carries the acceptor's id and incarnation, and

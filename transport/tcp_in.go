@@ -268,7 +268,7 @@ type inbound struct {
 func (t *TCP) serveInbound(raw net.Conn, pc *pending) {
 	defer t.untrack(raw)
 	in, ok := t.acceptHandshake(raw, pc)
-	evicted := t.pending.remove(pc)
+	t.pending.remove(pc)
 	t.shaking.Add(-1)
 	if !ok {
 		return
@@ -281,9 +281,6 @@ func (t *TCP) serveInbound(raw net.Conn, pc *pending) {
 		p.in.end(s)
 		close(s.exited)
 	}()
-	if evicted { // closed just after the handshake succeeded
-		return
-	}
 	if err := raw.SetDeadline(time.Time{}); err != nil {
 		return
 	}
@@ -313,8 +310,8 @@ func (t *TCP) serveInbound(raw net.Conn, pc *pending) {
 // preambleTimeout, the whole handshake within HandshakeTimeout.
 func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 	remote := raw.RemoteAddr()
-	start := time.Now()
-	if err := raw.SetDeadline(start.Add(min(t.cfg.preambleTimeout, t.cfg.HandshakeTimeout))); err != nil {
+	start, wait := time.Now(), min(t.cfg.preambleTimeout, t.cfg.HandshakeTimeout)
+	if err := raw.SetDeadline(start.Add(wait)); err != nil {
 		return inbound{}, false
 	}
 	first := preambleSize
@@ -326,7 +323,7 @@ func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 		if t.pending.wasEvicted(pc) {
 			err = fmt.Errorf("%w: %w", errEvicted, err)
 		} else if isTimeout(err) {
-			err = fmt.Errorf("%w: no preamble within %v: %w", ErrProtocol, t.cfg.preambleTimeout, err)
+			err = fmt.Errorf("%w: no preamble within %v: %w", ErrProtocol, wait, err)
 		}
 		t.connError("", "in", remote, fmt.Errorf("refused handshake: %w", err))
 		return inbound{}, false
@@ -368,6 +365,11 @@ func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 	if err == nil && br.Buffered() > 0 {
 		err, refuse = fmt.Errorf("%w: %q sent %d bytes before the welcome", ErrProtocol, h.From, br.Buffered()), true
 	}
+	// A checked hello leaves the pending handshakes: from here on the
+	// handshake cannot be evicted, and it ends without waiting on the dialer.
+	if err == nil && t.pending.remove(pc) {
+		err, refuse = errEvicted, false
+	}
 	var in inbound
 	if err == nil {
 		in = inbound{p: t.peers[h.From], s: newInSession(raw), conn: conn}
@@ -375,7 +377,7 @@ func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 		refuse = err != nil
 	}
 	if err != nil {
-		if t.pending.wasEvicted(pc) {
+		if !errors.Is(err, errEvicted) && t.pending.wasEvicted(pc) {
 			err, refuse = fmt.Errorf("%w: %w", errEvicted, err), false
 		}
 		t.connError(printable(h.From), "in", remote, fmt.Errorf("refused handshake: %w", err))

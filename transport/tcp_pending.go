@@ -7,15 +7,15 @@ import (
 	"time"
 )
 
-// maxPendingHandshakes caps the accepted connections that have not finished
-// their handshake. When it is reached, a new connection evicts a pending
-// one (see pendingSet.add) instead of being refused, so that connections
-// that hold their slot without finishing cannot keep honest peers out: an
-// honest handshake takes milliseconds, and is evicted only if
-// maxPendingHandshakes newer connections arrive from its address or an
-// address holding at least as many slots meanwhile. Each pending connection
-// holds at most a goroutine, small handshake buffers and, with TLS, the TLS
-// state, for at most HandshakeTimeout.
+// maxPendingHandshakes caps the accepted connections whose hello has not
+// yet been received and checked. When it is reached, a new connection
+// evicts a pending one (see pendingSet.add) instead of being refused, so
+// that connections that hold their slot without finishing cannot keep
+// honest peers out: an honest dialer sends its hello within milliseconds,
+// and is evicted only if maxPendingHandshakes newer connections arrive
+// meanwhile from its address or from one holding at least as many slots.
+// Each pending connection holds at most a goroutine, small handshake
+// buffers and, with TLS, the TLS state, for at most HandshakeTimeout.
 const maxPendingHandshakes = 32
 
 // maxHandshakeGoroutines bounds the goroutines still running a handshake,
