@@ -318,8 +318,11 @@ func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 	if t.serverTLS != nil {
 		first = tlsRecordHeader
 	}
-	pr := bufio.NewReaderSize(raw, 16)
-	if _, err := pr.Peek(first); err != nil {
+	// Without TLS br is the handshake's reader; with TLS it holds the start
+	// of the TLS stream. Either way it takes what the dialer sent at once,
+	// so that a refusal does not close on unread bytes (a reset).
+	br := bufio.NewReaderSize(raw, handshakeBuffer)
+	if _, err := br.Peek(first); err != nil {
 		if t.pending.wasEvicted(pc) {
 			err = fmt.Errorf("%w: %w", errEvicted, err)
 		} else if isTimeout(err) {
@@ -331,10 +334,10 @@ func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 	if err := raw.SetDeadline(start.Add(t.cfg.HandshakeTimeout)); err != nil {
 		return inbound{}, false
 	}
-	var conn net.Conn = peekedConn{Conn: raw, r: pr}
+	conn := raw
 	var tc *tls.Conn
 	if t.serverTLS != nil {
-		tc = tls.Server(conn, t.serverTLS)
+		tc = tls.Server(peekedConn{Conn: raw, r: br}, t.serverTLS)
 		ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
 		err := tc.HandshakeContext(ctx)
 		cancel()
@@ -346,8 +349,8 @@ func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 			return inbound{}, false
 		}
 		conn = tc
+		br = bufio.NewReaderSize(tc, handshakeBuffer)
 	}
-	br := bufio.NewReaderSize(conn, handshakeBuffer)
 	bw := bufio.NewWriterSize(conn, handshakeBuffer)
 	check := helloCheck{version: t.version, self: t.id, cluster: t.cfg.Cluster, known: func(id string) bool { return t.peers[id] != nil }}
 	h, refuse, err := readHello(br, check)

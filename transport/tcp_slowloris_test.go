@@ -151,3 +151,31 @@ func TestPendingSetEvictsFromBusiestAddress(t *testing.T) {
 		t.Fatalf("evicted %p, want the oldest %p", victim, first)
 	}
 }
+
+// TestTCPJunkClosedCleanly: bytes that are not the protocol (nor TLS) get
+// the connection closed, not reset: the acceptor reads what came at once
+// before closing.
+func TestTCPJunkClosedCleanly(t *testing.T) {
+	tcpLeakCheck(t)
+	for _, mode := range []string{"plain", "tls"} {
+		t.Run(mode, func(t *testing.T) {
+			c := newTCPCluster(t, []string{"a"}, func(cfg *TCPConfig) {
+				if mode == "tls" {
+					ca := newTestCA(t, "ledger CA")
+					cfg.TLS = tlsWith(ca, ca.issueEd25519(t, "a", "a"))
+				}
+			})
+			conn, err := net.Dial("tcp", c.addrs["a"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := conn.Write([]byte("LMTX hello, I am client 2\n")); err != nil {
+				t.Fatal(err)
+			}
+			if answer, err := io.ReadAll(conn); err != nil || len(answer) != 0 {
+				t.Fatalf("answer %q, %v; want the connection closed without answer", answer, err)
+			}
+		})
+	}
+}
