@@ -83,12 +83,11 @@
 // Peers are authenticated by the Transport (Message.From names the real
 // sender), but a member may be faulty. What a faulty member can do is
 // stall: the algorithm needs an answer from every peer, so it can withhold
-// one or hold the lock for good. It can no longer push the clocks to
-// MaxClock, where requests are no longer granted, with one message: a
+// one or hold the lock for good. Pushing the clocks to MaxClock, where
+// requests are never granted, takes it nearly 2^31 accepted messages: a
 // message more than MaxClockStep (2^32) above its receiver's clock is a
-// protocol violation, so that takes nearly 2^31 accepted messages. It is
-// not yet true that every stall ends when the faulty member behaves again:
-// one accepted jump of nearly MaxClockStep leaves the receiver's clock that
+// protocol violation. A stall can outlast the faulty behaviour: one
+// accepted jump of nearly MaxClockStep leaves the receiver's clock that
 // far ahead of the others', and a peer more than MaxClockStep behind it,
 // one that has not caught up or one that restarts with an older clock, the
 // faulty member's own next incarnation included, refuses that receiver's
@@ -102,12 +101,19 @@
 // Clock above MaxClock is refused; local clocks saturate, see Machine). Nor
 // can it remove another peer's request, or make a peer apply a release
 // payload it never could have sent: under Lamport's algorithm a RELEASE
-// with a payload from a peer with no queued request is refused.
+// with a payload from a peer with no queued request is refused. Under
+// Lamport's algorithm it cannot make a peer queue answers without bound
+// either: a REQUEST from a peer whose request is queued is refused. Under
+// Ricart-Agrawala a REQUEST from a peer whose request waits for our REPLY
+// is refused, but a request answered at once leaves no trace, so a peer
+// that floods REQUESTs while this one is not requesting gets a REPLY for
+// each (see Machine.Step).
 //
 // Bad input costs its sender its session. A protocol violation
 // (ErrViolation: a clock above MaxClock or more than MaxClockStep above
-// the receiver's, a message of unknown kind or
-// addressed to another member, a payload with no request behind it), or
+// the receiver's, a message of unknown kind or addressed to another
+// member, a payload with no request behind it, a request while the
+// sender's previous one is outstanding), or
 // an error from Config.OnRelease or Config.OnMessage, is refused (a
 // refused RELEASE does not take effect) and logged in one line naming the
 // sender, and that incarnation of the sender is quarantined:

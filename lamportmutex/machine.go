@@ -254,13 +254,31 @@ func (m *Machine) Leave() []Message {
 // or arriving before its sender's HELLO (ErrStale); and a protocol
 // violation (ErrViolation): a message not addressed to this peer (also
 // ErrNotMember), of unknown kind (also ErrBadMessage), with a Clock above
-// MaxClock or more than MaxClockStep above this Machine's clock, or, under Lamport's algorithm, a RELEASE carrying a payload
-// from a peer that has no request in the queue (only a holder attaches a
-// payload, and a holder's request is in every queue until its release).
-// Under Ricart-Agrawala there is no equivalent check: the Machine keeps no
-// queue of the others' requests, and a held request is not resent to a
-// peer that restarted, so an honest holder's RELEASE may follow no REQUEST
-// this incarnation saw; the application judges the payload.
+// MaxClock or more than MaxClockStep above this Machine's clock, or a
+// message no honest peer sends in this state:
+//
+//   - Under Lamport's algorithm, a RELEASE carrying a payload from a peer
+//     that has no request in the queue (only a holder attaches a payload,
+//     and a holder's request is in every queue until its release).
+//   - Under Lamport's algorithm, a REQUEST from a peer that has a request
+//     in the queue. An honest peer sends its next request only after the
+//     RELEASE (or withdrawal, also a RELEASE) of the previous one, which
+//     arrives first by FIFO; it resends a request only to an incarnation
+//     that came up since, and the PeerUp that makes us greet a restarted
+//     peer removes its old request first. Each REQUEST is answered with a
+//     REPLY, so without this check a peer that floods REQUESTs and reads
+//     nothing would make us queue REPLYs for it without bound.
+//   - Under Ricart-Agrawala, a REQUEST from a peer whose earlier request
+//     waits for our REPLY: it cannot be granted, nor withdrawn, before
+//     that REPLY.
+//
+// Under Ricart-Agrawala nothing else is checked: the Machine keeps no queue
+// of the others' requests, and a held request is not resent to a peer that
+// restarted, so an honest holder's RELEASE may follow no REQUEST this
+// incarnation saw (the application judges the payload); and a request
+// answered at once leaves no trace, and nothing arrives from the requester
+// between its release and its next request, so a REQUEST we answered at once
+// cannot be told from a repeated one.
 func (m *Machine) Step(msg Message) ([]Message, error) {
 	if err := m.Accepts(msg); err != nil {
 		return nil, err
@@ -327,6 +345,10 @@ func (m *Machine) Accepts(msg Message) error {
 		return fmt.Errorf("%w: %v: clock more than MaxClockStep above %d", ErrViolation, msg, m.clock)
 	case msg.Kind == Release && msg.Payload != nil && m.algo == Lamport && !m.q.has(msg.From):
 		return fmt.Errorf("%w: %v: a payload from a peer with no request queued here", ErrViolation, msg)
+	case msg.Kind == Request && m.algo == Lamport && m.q.has(msg.From):
+		return fmt.Errorf("%w: %v: a request from a peer whose request is queued here", ErrViolation, msg)
+	case msg.Kind == Request && m.algo == RicartAgrawala && m.deferred[j]:
+		return fmt.Errorf("%w: %v: a request from a peer whose request waits for our reply", ErrViolation, msg)
 	}
 	return nil
 }

@@ -14,8 +14,11 @@ import (
 // What a peer can make it hold is bounded: it counts the bytes it holds
 // (each message's payload plus msgOverhead), and offer refuses an
 // application message (DATA) that would take it past limit. The
-// algorithm's messages (push) are never refused: there are a few per entry
-// and per PeerUp, so they exceed the limit by at most that much.
+// algorithm's messages (push) are never refused. Under Lamport's algorithm
+// there are a few per entry and per PeerUp (the Machine refuses a REQUEST
+// from a peer whose previous one is queued, see Machine.Step), so they
+// exceed the limit by at most that much; under Ricart-Agrawala a peer that
+// floods REQUESTs while we are not requesting gets a REPLY for each.
 type outbox struct {
 	mu    sync.Mutex
 	q     []Message

@@ -330,3 +330,27 @@ func TestStartClockBound(t *testing.T) {
 		t.Errorf("clock %d, want MaxClock", st.Clock)
 	}
 }
+
+// TestQuarantineRequestFlood: a peer that sends REQUEST after REQUEST
+// without a RELEASE gets one REPLY and is quarantined at the second, so
+// what it makes us queue stays bounded.
+func TestQuarantineRequestFlood(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mu.Close()
+	ft.syncWith(t, mu, []string{"2", "3"}, 4)
+	base := barrier(t, mu).Clock
+	for i := range uint64(50) {
+		ft.in <- Message{Kind: Request, From: "2", To: "1", Clock: base + 1 + i, Incarnation: 1}
+	}
+	barrier(t, mu)
+	wantQuarantines(t, ft, "2#4")
+	waitSent(t, ft, "2", Reply, 1)
+	barrier(t, mu)
+	if n := len(ft.sentTo("2", Reply)); n != 1 {
+		t.Errorf("%d REPLYs to a flood of REQUESTs, want 1", n)
+	}
+}

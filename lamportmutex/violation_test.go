@@ -184,3 +184,59 @@ func TestMessageStringOmitsPayload(t *testing.T) {
 		t.Errorf("String() = %.200q (%d bytes), want the payload's length only", s, len(s))
 	}
 }
+
+// TestMachineRefusesRepeatedRequest: under Lamport's algorithm a REQUEST
+// from a peer whose request is queued is a violation that changes nothing
+// (no REPLY), while one after its RELEASE, or after its PeerUp, is answered;
+// under Ricart-Agrawala the same holds for a REQUEST from a peer whose
+// earlier request waits for our REPLY.
+func TestMachineRefusesRepeatedRequest(t *testing.T) {
+	refused := func(m *Machine, msg Message) {
+		t.Helper()
+		before := m.Clone()
+		out, err := m.Step(msg)
+		if !errors.Is(err, ErrViolation) || out != nil {
+			t.Errorf("%v: Step(%v) = %v, %v; want nothing and ErrViolation", m.algo, msg, out, err)
+		}
+		if !reflect.DeepEqual(m, before) {
+			t.Errorf("%v: Step(%v) changed the Machine", m.algo, msg)
+		}
+	}
+	step := func(m *Machine, msg Message) []Message {
+		t.Helper()
+		out, err := m.Step(msg)
+		if err != nil {
+			t.Fatalf("%v: Step(%v): %v", m.algo, msg, err)
+		}
+		return out
+	}
+
+	m := booted(t, 3)
+	if out := step(m, Message{Kind: Request, From: "2", To: "1", Clock: 5}); len(out) != 1 || out[0].Kind != Reply {
+		t.Fatalf("first REQUEST answered with %v, want one REPLY", out)
+	}
+	refused(m, Message{Kind: Request, From: "2", To: "1", Clock: 6})
+	refused(m, Message{Kind: Request, From: "2", To: "1", Clock: 5})
+	step(m, Message{Kind: Release, From: "2", To: "1", Clock: 7})
+	if out := step(m, Message{Kind: Request, From: "2", To: "1", Clock: 8}); len(out) != 1 || out[0].Kind != Reply {
+		t.Errorf("REQUEST after a RELEASE answered with %v, want one REPLY", out)
+	}
+	step(m, Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 2})
+	step(m, Message{Kind: Hello, From: "2", To: "1", Clock: 9})
+	if out := step(m, Message{Kind: Request, From: "2", To: "1", Clock: 8}); len(out) != 1 || out[0].Kind != Reply {
+		t.Errorf("a REQUEST resent after PeerUp answered with %v, want one REPLY", out)
+	}
+
+	ra := booted(t, 3, WithAlgorithm(RicartAgrawala))
+	if _, err := ra.Request(); err != nil {
+		t.Fatal(err)
+	}
+	own, _ := ra.Own()
+	if out := step(ra, Message{Kind: Request, From: "2", To: "1", Clock: own.Clock + 1}); out != nil {
+		t.Fatalf("a later REQUEST answered with %v, want it deferred", out)
+	}
+	refused(ra, Message{Kind: Request, From: "2", To: "1", Clock: own.Clock + 2})
+	if out := step(ra, Message{Kind: Request, From: "3", To: "1", Clock: own.Clock - 1}); len(out) != 1 || out[0].Kind != Reply {
+		t.Errorf("an earlier REQUEST answered with %v, want one REPLY", out)
+	}
+}
