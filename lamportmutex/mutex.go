@@ -34,10 +34,20 @@ type Mutex struct {
 	// failed receives the first message the Transport refused.
 	failed chan error
 
-	// Quarantine's requests, for the driver: per peer, the first cause.
+	// Quarantine's requests, for the driver, and the incarnations they
+	// name. The driver sets cur[peer] at each PeerUp it acts on, before
+	// OnPeerUp; a peer not in cur has not come up.
 	qmu   sync.Mutex
-	quar  map[string]error
+	quar  map[string]quarRequest // per peer: the first request for its incarnation in cur
+	cur   map[string]uint64
 	qwake chan struct{} // buffered 1: quar grew
+}
+
+// quarRequest is one Mutex.Quarantine call: the incarnation current when it
+// was made, and why.
+type quarRequest struct {
+	inc   uint64
+	cause error
 }
 
 // waiter is one Lock or TryLock call.
@@ -75,7 +85,8 @@ func New(cfg Config) (*Mutex, error) {
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 		failed:  make(chan error, 1),
-		quar:    map[string]error{},
+		quar:    map[string]quarRequest{},
+		cur:     map[string]uint64{},
 		qwake:   make(chan struct{}, 1),
 	}
 	for _, id := range ids {
@@ -220,10 +231,14 @@ func (m *Mutex) State(ctx context.Context) (State, error) {
 // as for an error from Config.OnMessage. It calls
 // Transport.Quarantine(peer, incarnation, cause) and ignores everything
 // further from that incarnation until the Transport reports a newer one
-// (PeerUp). It takes effect before the Mutex handles its next message
-// (called from a callback: once the callback returns) and before any
-// Mutex method called after it returns; the incarnation is the one current
-// then. Quarantine never blocks and may be called from any goroutine, the
+// (PeerUp). The incarnation is the one current when Quarantine is called:
+// the one whose PeerUp the Mutex acted on last, before it called
+// Config.OnPeerUp for it. If another incarnation of peer comes up before
+// the request takes effect, the request is dropped: the new incarnation
+// did not send the bad input. The request takes effect before the Mutex
+// handles its next message (called from a callback: once the callback
+// returns) and before any Mutex method called after it returns.
+// Quarantine never blocks and may be called from any goroutine, the
 // callbacks included. It is a no-op for this peer, a non-member, a peer
 // that has not come up, and after Close.
 func (m *Mutex) Quarantine(peer string, cause error) {
@@ -231,10 +246,14 @@ func (m *Mutex) Quarantine(peer string, cause error) {
 		return
 	}
 	m.qmu.Lock()
-	if _, ok := m.quar[peer]; !ok {
-		m.quar[peer] = cause
+	inc, up := m.cur[peer]
+	if r, ok := m.quar[peer]; up && (!ok || r.inc != inc) {
+		m.quar[peer] = quarRequest{inc, cause}
 	}
 	m.qmu.Unlock()
+	if !up {
+		return
+	}
 	select {
 	case m.qwake <- struct{}{}:
 	default:
@@ -439,8 +458,13 @@ func (d *driver) receive(msg Message) {
 	}
 	d.received(msg)
 	d.send(out)
-	if msg.Kind == PeerUp && m.cfg.OnPeerUp != nil {
-		m.cfg.OnPeerUp(msg.From)
+	if msg.Kind == PeerUp {
+		m.qmu.Lock()
+		m.cur[msg.From] = msg.Incarnation
+		m.qmu.Unlock()
+		if m.cfg.OnPeerUp != nil {
+			m.cfg.OnPeerUp(msg.From)
+		}
 	}
 }
 
@@ -466,7 +490,8 @@ func (d *driver) quarantine(peer string, cause error) {
 	m.cfg.Transport.Quarantine(peer, inc, cause)
 }
 
-// applyQuarantines carries out Mutex.Quarantine's requests.
+// applyQuarantines carries out Mutex.Quarantine's requests whose
+// incarnation is still current.
 func (d *driver) applyQuarantines() {
 	m := d.m
 	m.qmu.Lock()
@@ -475,11 +500,16 @@ func (d *driver) applyQuarantines() {
 		return
 	}
 	q := m.quar
-	m.quar = map[string]error{}
+	m.quar = map[string]quarRequest{}
 	m.qmu.Unlock()
 	for j, id := range d.machine.ids { // in a fixed order
-		if cause, ok := q[id]; ok && d.machine.up[j] {
-			d.quarantine(id, fmt.Errorf("reported by the application: %w", cause))
+		r, ok := q[id]
+		switch {
+		case !ok:
+		case !d.machine.up[j] || r.inc != d.machine.peerInc[j]:
+			m.log.Debug("dropped a quarantine request for an incarnation that is gone", "peer", id, "incarnation", r.inc, "err", r.cause)
+		default:
+			d.quarantine(id, fmt.Errorf("reported by the application: %w", r.cause))
 		}
 	}
 }

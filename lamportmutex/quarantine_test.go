@@ -354,3 +354,38 @@ func TestQuarantineRequestFlood(t *testing.T) {
 		t.Errorf("%d REPLYs to a flood of REQUESTs, want 1", n)
 	}
 }
+
+// TestQuarantineReportOutlivesIncarnation: Mutex.Quarantine names the
+// incarnation current when it is called; if the peer comes up as another
+// incarnation before the driver applies it, the request is dropped and the
+// new incarnation is not quarantined. (The Trace hook runs while the driver
+// handles the PeerUp, before it publishes the new incarnation: a call from
+// there is one made just before the PeerUp.)
+func TestQuarantineReportOutlivesIncarnation(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	var mu *Mutex
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft,
+		Trace: func(ev Event) {
+			if ev.Message.Kind == PeerUp && ev.Message.From == "2" && ev.Message.Incarnation == 4 {
+				mu.Quarantine("2", errors.New("found in what incarnation 3 sent"))
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mu.Close()
+	ft.syncWith(t, mu, []string{"2", "3"}, 3)
+
+	ft.in <- Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 4}
+	barrier(t, mu)
+	wantQuarantines(t, ft)
+	ft.in <- Message{Kind: Hello, From: "2", To: "1", Clock: 1, Incarnation: 1}
+	ft.in <- Message{Kind: Request, From: "2", To: "1", Clock: 2, Incarnation: 1}
+	if st := barrier(t, mu); len(st.Queue) != 1 || st.Queue[0].ID != "2" {
+		t.Errorf("queue %v, want the new incarnation's request", st.Queue)
+	}
+
+	mu.Quarantine("2", errors.New("found in what incarnation 4 sent"))
+	barrier(t, mu)
+	wantQuarantines(t, ft, "2#4")
+}
