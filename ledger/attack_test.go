@@ -396,41 +396,130 @@ func TestSlowSubscriberDoesNotStallNode(t *testing.T) {
 	}
 }
 
-// A valid block that a peer relays by catch-up, made by another member for
-// a height this node filled, on the same predecessor, proves a fork: the
-// node stops, and the evidence names both blocks and their makers.
+// sealedBlock returns a block of one transfer from "from" to "to" at
+// height h after prev, sealed with from's key.
+func sealedBlock(h uint64, prev ledger.Hash, from, to string) ledger.Block {
+	b := ledger.Block{Height: h, Prev: prev, Clock: h,
+		Transfer: ledger.Transfer{ID: ledger.NewTransferID(), From: from, To: to, Amount: 1}}
+	b.Hash = b.ComputeHash()
+	return b.Seal(ledger.TestKey(from))
+}
+
+func release(t *testing.T, blocks ...ledger.Block) []byte {
+	t.Helper()
+	p, err := ledger.EncodeBatch(blocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func kindsOf(events []ledger.Event, kind ledger.EventKind) []ledger.Event {
+	var out []ledger.Event
+	for _, e := range events {
+		if e.Kind == kind {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Only two blocks at one height sealed by one key stop a node. A block
+// that another member sealed for a height this node filled, relayed by an
+// honest peer, proves nothing: it is refused, and neither stops the node
+// nor costs the relaying peer its session. A second block of "2"'s own
+// for the height, relayed by "3", proves that "2" equivocated: the node
+// stops, and the evidence names both blocks and their maker.
 func TestForkProofStopsNode(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	failed := make(chan ledger.Event, 1)
-	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3), Keys: testPub, Signer: ledger.TestKey("1"), OnEvent: func(e ledger.Event) {
-		if e.Kind == ledger.EventFailed {
-			failed <- e
-		}
-	}})
-	if err != nil {
+	n, l, events := newVictim(t)
+	g := n.Genesis()
+	ours := sealedBlock(1, g.Hash, "2", "1")
+	if err := n.HandleRelease("2", release(t, ours)); err != nil {
 		t.Fatal(err)
 	}
-	defer n.Close()
-	_ = n.SetLocker(newSpyLocker())
-	res, err := n.Transfer(context.Background(), "2", 1)
-	if err != nil {
+	other := sealedBlock(1, g.Hash, "3", "1") // sealed by "3", which had no grant
+	if err := n.HandleMessage("3", catchUpBlocks(t, []ledger.Block{other})); err != nil {
 		t.Fatal(err)
 	}
-	theirs := ledger.Block{Height: 1, Prev: n.Genesis().Hash, Clock: 1,
-		Transfer: ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: "1", Amount: 1}}
-	theirs.Hash = theirs.ComputeHash()
-	theirs = theirs.Seal(ledger.TestKey("2")) // valid: made and sealed by "2"
-	if err := n.HandleMessage("3", catchUpBlocks(t, []ledger.Block{theirs})); err != nil {
+	relayed := sealedBlock(1, g.Hash, "3", "2")
+	if err := n.HandleMessage("2", catchUpBlocks(t, []ledger.Block{relayed})); err != nil {
 		t.Fatal(err)
 	}
-	ev := <-failed
-	var ce *ledger.ConflictError
-	if err := n.Err(); !errors.As(err, &ce) || ce.Ours.Hash != res.Block.Hash || ce.Theirs.Hash != theirs.Hash || ce.Peer != "3" ||
-		!errors.As(ev.Err, &ce) {
-		t.Fatalf("Err() = %v, event %v, want the fork's evidence", err, ev)
+	twin := sealedBlock(1, g.Hash, "2", "3") // "2" seals a second block for height 1
+	if err := n.HandleMessage("3", catchUpBlocks(t, []ledger.Block{twin})); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "node 1 stopping", func() bool { return n.Err() != nil })
+	if len(l.quarantined) != 0 {
+		t.Fatalf("peer %s quarantined", <-l.quarantined)
 	}
 	if _, err := n.Transfer(context.Background(), "2", 1); !errors.Is(err, ledger.ErrDiverged) {
 		t.Fatalf("Transfer after a proven fork: %v", err)
+	}
+	evs := events()
+	failedAt := slices.IndexFunc(evs, func(e ledger.Event) bool { return e.Kind == ledger.EventFailed })
+	if slices.ContainsFunc(evs[failedAt+1:], func(e ledger.Event) bool { return e.Kind == ledger.EventDisagreement }) {
+		t.Fatalf("events %v, want the disagreements before the failure", evs)
+	}
+	failed := kindsOf(evs, ledger.EventFailed)
+	var ce *ledger.ConflictError
+	if err := n.Err(); len(failed) != 1 || !errors.As(err, &ce) || ce.Ours.Hash != ours.Hash || ce.Theirs.Hash != twin.Hash || ce.Peer != "3" ||
+		!errors.As(failed[0].Err, &ce) || !errors.Is(failed[0].Err, ledger.ErrDiverged) {
+		t.Fatalf("Err() = %v, failures %v, want the evidence of 2's two blocks", err, failed)
+	}
+	dis := kindsOf(evs, ledger.EventDisagreement)
+	if len(dis) != 2 || dis[0].From != "3" || dis[0].Block.Hash != other.Hash || !errors.As(dis[0].Err, &ce) ||
+		ce.Ours.Hash != ours.Hash || ce.Theirs.Hash != other.Hash || dis[1].From != "2" || dis[1].Block.Hash != relayed.Hash {
+		t.Fatalf("disagreements %v, want 3's block from 3, then from 2", dis)
+	}
+	if got := kindsOf(evs, ledger.EventPeerRefused); len(got) != 0 {
+		t.Fatalf("peers refused: %v", got)
+	}
+}
+
+// A member that does not hold the mutex sends a block of its own, sealed
+// with its key, by catch-up: the node cannot tell it from a holder's and
+// inserts it. The real holder's release of its block for that height, and
+// of the next, is then refused without quarantine: the node does not stop,
+// and the honest holder keeps its session.
+func TestInjectedBlockDoesNotCostTheHolder(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	n, l, events := newVictim(t)
+	g := n.Genesis()
+	injected := sealedBlock(1, g.Hash, "3", "1")
+	if err := n.HandleMessage("3", catchUpBlocks(t, []ledger.Block{injected})); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WaitHeight(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	real1 := sealedBlock(1, g.Hash, "2", "1")
+	if err := n.HandleRelease("2", release(t, real1)); err != nil {
+		t.Fatalf("the holder's release: %v", err)
+	}
+	real2 := sealedBlock(2, real1.Hash, "2", "1")
+	if err := n.HandleRelease("2", release(t, real2)); err != nil {
+		t.Fatalf("the holder's next release: %v", err)
+	}
+	if err := n.Err(); err != nil {
+		t.Fatalf("the node stopped: %v", err)
+	}
+	if h := n.Head(); h.Hash != injected.Hash {
+		t.Fatalf("head %d %s, want the first block it took", h.Height, h.Hash.Short())
+	}
+	if _, err := n.Transfer(context.Background(), "3", 1); err != nil {
+		t.Fatalf("Transfer: %v", err)
+	}
+	evs := events()
+	if len(l.quarantined) != 0 {
+		t.Fatalf("peer %s quarantined", <-l.quarantined)
+	}
+	if got := kindsOf(evs, ledger.EventPeerRefused); len(got) != 0 {
+		t.Fatalf("peers refused: %v", got)
+	}
+	if dis := kindsOf(evs, ledger.EventDisagreement); len(dis) != 1 || dis[0].From != "2" || dis[0].Block.Hash != real1.Hash {
+		t.Fatalf("disagreements %v, want one, for 2's block 1", dis)
 	}
 }
 

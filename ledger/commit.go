@@ -274,6 +274,7 @@ func (n *Node) commitBatch(l Locker, batch []*request, tok lamportmutex.Token) {
 	var aerr error
 	if len(committed) > 0 {
 		aerr = n.appendLocked(d, len(committed)) // cannot fail: drafted under writeMu
+		n.headFrom = ""
 	}
 	n.mu.Unlock()
 	if aerr != nil {

@@ -89,11 +89,23 @@
 // and commits again once the peer's next incarnation behaves; a sync round
 // waiting on a quarantined peer waits for that restart. The node stops
 // (ErrDiverged, Node.Err, EventFailed) only for its own storage failure,
-// or for a fork proven by two validly sealed blocks at one height on the same
-// predecessor, the peer's made by another member than the peer that
-// sent it (a *ConflictError carrying both blocks). A peer that sends a
-// second block of its own for a filled height has equivocated, and only it
-// is refused.
+// or for a fork proven by two validly sealed blocks at one height on the
+// same predecessor, both sealed by one member, which a peer other than
+// that member relayed (a *ConflictError carrying both blocks). A peer that
+// sends a second block of its own for a height at which this node has its
+// first has equivocated, and only it is refused.
+//
+// Blocks are not bound to mutex grants, a known limit: a member that does
+// not hold the mutex can still seal a block of its own for the next height
+// and send it by catch-up, and the node cannot tell it from a holder's.
+// Two blocks at one height sealed by two different members therefore
+// prove nothing about anyone: the one that comes second is refused
+// (EventDisagreement, a Warn log line naming both blocks and their
+// makers), and the peer that sent it is not quarantined, since it may be
+// honest and only relay what it has; nor is a peer whose block does not
+// extend a block another peer sent. The replicas then disagree at that
+// height, and stall rather than stop: each keeps its chain, and a node
+// refuses the blocks (and the head claims) built on the other's block.
 //
 // What a peer feeds is bounded: the catch-up inbox per peer
 // (MaxInboxMessages, MaxInboxBytes), received blocks to the window
@@ -167,8 +179,8 @@
 // the block. If a holder loses its block that way after its release
 // reached only peers that were behind (holding the block ahead of a gap),
 // the next holder may put another block at that height; those peers keep
-// their chain and refuse the other block (or, when a third member relays
-// it, stop with a ConflictError) instead of forking in silence. A faulty
+// their chain and refuse the other block (EventDisagreement) instead of
+// forking in silence. A faulty
 // member can stall progress (the mutex needs every peer) but costs only its
 // own session, never an honest node's life.
 package ledger

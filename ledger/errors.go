@@ -29,8 +29,8 @@ var (
 // Errors about the state of a Node.
 var (
 	// ErrDiverged: the node stopped taking transfers: its own storage
-	// failed, or two valid blocks at one height prove that the chains
-	// forked (a *ConflictError).
+	// failed, or two blocks at one height, sealed by one member, prove that
+	// the chains forked (a *ConflictError).
 	ErrDiverged = errors.New("ledger node stopped")
 	// ErrPeerRefused is matched (errors.Is) by every *PeerError: a peer
 	// sent bad input, which was refused, and that incarnation of the peer
@@ -142,10 +142,13 @@ func (e *PeerError) Unwrap() error { return e.Err }
 // Is reports whether target is ErrPeerRefused.
 func (e *PeerError) Is(target error) bool { return target == ErrPeerRefused }
 
-// ConflictError is the proof that chains forked: two valid blocks at one
-// height that extend the same block, this node's own and one a peer sent.
-// Nothing is overwritten; the node that sees it stops (ErrDiverged). Their
-// Transfer.From fields name the members that made (and signed) them.
+// ConflictError reports two validly sealed blocks at one height, this
+// node's own and one a peer sent. Nothing is overwritten. Sealed by one
+// member on the same predecessor, they prove that member equivocated and
+// the chains forked: the node stops (ErrDiverged). Sealed by two members,
+// they prove nothing about either (blocks are not bound to mutex grants):
+// the peer's block is refused and reported with EventDisagreement. Their
+// Transfer.From fields name the members that made (and sealed) them.
 type ConflictError struct {
 	Height uint64 // the height at which the chains disagree
 	Ours   Block  // this node's block there

@@ -28,6 +28,12 @@ const (
 	// EventDropped: the subscriber was too slow, and Dropped events were
 	// lost since the last event it got (see EventQueueSize).
 	EventDropped
+	// EventDisagreement: peer From sent Block, validly sealed, for a height
+	// at which this node has another member's block. The block was
+	// refused; From was not quarantined (it may only have relayed it), and
+	// the node keeps running. The replicas disagree at that height, and
+	// stall rather than stop. Err is a *ConflictError with both blocks.
+	EventDisagreement
 )
 
 // String returns the kind's name.
@@ -45,6 +51,8 @@ func (k EventKind) String() string {
 		return "peer-refused"
 	case EventDropped:
 		return "dropped"
+	case EventDisagreement:
+		return "disagreement"
 	}
 	return "unknown"
 }

@@ -98,6 +98,11 @@ type Node struct {
 	grown    chan struct{} // closed and replaced whenever the chain grows
 
 	pending map[uint64]received // blocks that arrived ahead of a gap, within MaxPending of the head; guarded by writeMu
+	// headFrom is the peer whose block is the head, "" for a block this
+	// node made or loaded; warned is, per peer, the incarnation (plus one)
+	// whose disagreement was logged at Warn. Guarded by writeMu.
+	headFrom string
+	warned   map[string]uint64
 
 	batcher // group commit: the queue of submitted transfers and its committer
 	catchup // fetching missed blocks from peers
@@ -166,6 +171,7 @@ func NewNode(cfg Config) (*Node, error) {
 		chain: chain, rejected: make(map[TransferID]rejection), inflight: make(map[TransferID]chan struct{}),
 		grown:   make(chan struct{}),
 		pending: make(map[uint64]received),
+		warned:  make(map[string]uint64),
 		batcher: newBatcher(cfg.MaxBatch),
 		catchup: newCatchup(cfg.ID, cfg.Members),
 	}, nil

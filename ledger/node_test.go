@@ -377,10 +377,10 @@ func TestNodeRefusesBadRelease(t *testing.T) {
 }
 
 // Releases from different peers may arrive out of order: a block ahead of
-// a gap waits for it. A valid block at a height the node has, on the same
-// predecessor, proves a fork and stops the node with both blocks as
-// evidence; a second block held for one height waits for the chain to
-// decide; a held block that does not extend the chain is refused.
+// a gap waits for it. A second block of a peer's own making, for a height
+// at which the node has its first, is refused; a second block held for one
+// height waits for the chain to decide; a held block that does not extend
+// the same peer's block before it is refused.
 func TestNodeReceiveOutOfOrder(t *testing.T) {
 	g, _ := ledger.NewGenesis(memberIDs(3), 10, testPub)
 	chain, _ := ledger.NewChain(g)

@@ -55,8 +55,10 @@ type received struct {
 //
 // The node stops (Err, EventFailed, ErrDiverged) only for its own storage
 // failure, or for a fork proven by two valid blocks at one height that
-// extend the same block, the peer's not of its own making (a
-// *ConflictError carrying both; see accept).
+// extend the same block, both sealed by one member other than the peer (a
+// *ConflictError carrying both; see accept). A block sealed by another
+// member than the one whose block this node has at that height is refused
+// without quarantine (EventDisagreement), and nil is returned.
 //
 // After Close, or once the node has stopped, a payload is ignored (nil is
 // returned: the fault is not the peer's); the next incarnation fetches the
@@ -165,16 +167,21 @@ func (n *Node) checkBatch(blocks []Block) error {
 // persisted and inserted. An error is the node's failure or the peer's
 // refusal, as HandleRelease describes.
 //
-// A valid block for a height this node has, other than its own and on the
-// same predecessor, proves a fork if the peer that sent it did not make it:
-// the node stops with a *ConflictError. A peer that sends such a block of
-// its own making has equivocated (it claims two places in the chain, or a
-// place already taken), and only it is refused: the node keeps its chain.
+// A valid block for a height this node has, other than the one it has
+// there, is judged by who sealed the two. Sealed by one member, they prove
+// that member equivocated: if it sent the block itself, only it is refused
+// and quarantined; if another peer relayed it on the same predecessor, the
+// replicas forked, and the node stops with a *ConflictError. Sealed by two
+// different members, they prove nothing about anyone (blocks are not bound
+// to grants, so a member without the mutex can seal a block for any
+// height, and an honest peer can relay it): the block is refused, its
+// sender is not quarantined, and the node keeps its chain (see disagree).
 // n.writeMu must be held.
 func (n *Node) accept(from string, epoch uint64, blocks []Block, fetched bool) error {
 	n.mu.RLock()
 	head := n.chain.Head().Height
 	var conflict error
+	var disagree *ConflictError
 	for _, blk := range blocks {
 		if blk.Height > head {
 			break
@@ -184,21 +191,29 @@ func (n *Node) accept(from string, epoch uint64, blocks []Block, fetched bool) e
 			continue // caught up already
 		}
 		parent, _ := n.chain.Block(blk.Height - 1)
+		maker := blk.Transfer.From
 		switch {
-		case blk.Prev == parent.Hash && blk.Transfer.From == from:
-			conflict = &BlockError{Height: blk.Height, Err: fmt.Errorf("%w: the peer made another block %s for a height this node has (%s)",
+		case maker != own.Transfer.From:
+			// Two members each sealed a block for this height: one of them
+			// may have had no grant, which nothing here can tell, and the
+			// peer that relays one may be honest.
+			disagree = &ConflictError{Height: blk.Height, Ours: own, Theirs: blk, Peer: from}
+		case maker == from:
+			conflict = &BlockError{Height: blk.Height, Err: fmt.Errorf("%w: the peer made another block %s for a height at which this node has its block %s",
 				errEquivocation, blk.Hash.Short(), own.Hash.Short())}
 		case blk.Prev == parent.Hash:
 			conflict = &ConflictError{Height: blk.Height, Ours: own, Theirs: blk, Peer: from}
 		default:
-			conflict = &BlockError{Height: blk.Height, Err: fmt.Errorf("%w: it differs from this node's block %s and does not extend its block %d",
-				ErrBadPrev, own.Hash.Short(), blk.Height-1)}
+			disagree = &ConflictError{Height: blk.Height, Ours: own, Theirs: blk, Peer: from}
 		}
 		break
 	}
 	n.mu.RUnlock()
 	var ce *ConflictError
 	switch {
+	case disagree != nil:
+		n.disagree(from, epoch, disagree)
+		return nil
 	case errors.As(conflict, &ce):
 		return n.fail(conflict)
 	case conflict != nil:
@@ -246,6 +261,23 @@ func (n *Node) accept(from string, epoch uint64, blocks []Block, fetched bool) e
 	return n.insert(from, epoch, fetched, run)
 }
 
+// disagree reports a block refused because this node has another
+// member's block at its height (c.Theirs and c.Ours): the replicas
+// disagree there. It logs at Warn once per incarnation of the peer (then at
+// Debug, so that a faulty peer cannot flood the log) and emits
+// EventDisagreement. The peer is not quarantined. n.writeMu must be held.
+func (n *Node) disagree(from string, epoch uint64, c *ConflictError) {
+	lvl := n.log.Debug
+	if n.warned[from] != epoch+1 {
+		n.warned[from] = epoch + 1
+		lvl = n.log.Warn
+	}
+	lvl("ledger: refused a block for a height at which this node has another member's block; the replicas disagree there",
+		"peer", from, "height", c.Height, "ours", c.Ours.Hash.Short(), "ours_by", c.Ours.Transfer.From,
+		"theirs", c.Theirs.Hash.Short(), "theirs_by", quote(c.Theirs.Transfer.From))
+	n.emit(Event{Kind: EventDisagreement, From: from, Block: c.Theirs, Err: c})
+}
+
 // errEquivocation: a peer made a second block for a height.
 var errEquivocation = errors.New("equivocation")
 
@@ -260,7 +292,9 @@ func kindOf(fetched bool) string {
 // persists them with one store append, then inserts them. A block that
 // fails verification is refused: its sender is quarantined, and the blocks
 // after it wait again (they may be honest blocks built on the block that
-// should be there). caller is the peer whose input is being handled; the
+// should be there). A block whose only fault is that it does not extend
+// its predecessor, which another peer sent (or this node made), is
+// dropped without quarantine, and the blocks after the head fetched again. caller is the peer whose input is being handled; the
 // refusal of its own block is returned, another peer's is reported through
 // the catch-up goroutine. n.writeMu must be held.
 func (n *Node) insert(caller string, epoch uint64, fetched bool, run []received) error {
@@ -286,6 +320,9 @@ func (n *Node) insert(caller string, epoch uint64, fetched bool, run []received)
 			panic(fmt.Sprintf("ledger: blocks drafted under writeMu persisted but not inserted: %v", err))
 		}
 	}
+	if len(ok) > 0 {
+		n.headFrom = ok[len(ok)-1].from
+	}
 	for _, r := range ok {
 		n.log.Debug("block received", "from", r.from, "height", r.blk.Height, "hash", r.blk.Hash.Short(), "clock", r.blk.Clock)
 		n.emit(Event{Kind: EventBlockInserted, Block: r.blk, From: r.from, Fetched: r.fetched})
@@ -296,13 +333,27 @@ func (n *Node) insert(caller string, epoch uint64, fetched bool, run []received)
 		}
 		return nil
 	}
-	culprit := run[len(d.blocks)]
+	i := len(d.blocks)
+	culprit := run[i]
 	for _, r := range rest {
 		if r.blk.Height != culprit.blk.Height {
 			n.pending[r.blk.Height] = r
 		}
 	}
 	n.refetch()
+	prevFrom := n.headFrom
+	if i > 0 {
+		prevFrom = run[i-1].from
+	}
+	if errors.Is(bad, ErrBadPrev) && culprit.blk.Height > 1 && prevFrom != culprit.from {
+		// The block does not extend one that another peer sent (or this
+		// node made or loaded; every member has the genesis): the chains
+		// differ there, which proves nothing about the sender (see accept).
+		n.log.Warn("ledger: dropped a block that does not extend this node's block before it; the replicas disagree there",
+			"peer", culprit.from, "height", culprit.blk.Height, "block", culprit.blk.Hash.Short(), "by", quote(culprit.blk.Transfer.From),
+			"prev", culprit.blk.Prev.Short(), "prev_from", prevFrom, "err", bad)
+		return nil
+	}
 	if culprit.from == caller && culprit.epoch == epoch && culprit.fetched == fetched {
 		return n.refuse(caller, epoch, kindOf(fetched), bad, fetched)
 	}
