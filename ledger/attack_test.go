@@ -396,6 +396,40 @@ func TestSlowSubscriberDoesNotStallNode(t *testing.T) {
 	}
 }
 
+// A subscriber stalled in OnEvent does not hang Close: Close drops the
+// events still queued, counts them, and returns; the stalled call ends on
+// its own once the subscriber lets go.
+func TestStalledSubscriberDoesNotHangClose(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	release := make(chan struct{})
+	defer close(release) // the subscriber stays stalled until the test ends
+	stalled := make(chan struct{})
+	var once sync.Once
+	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(2), Keys: testPub, Signer: ledger.TestKey("1"),
+		OnEvent: func(ledger.Event) {
+			once.Do(func() { close(stalled) })
+			<-release
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = n.SetLocker(newSpyLocker())
+	const transfers = 10
+	for range transfers {
+		if _, err := n.Transfer(context.Background(), "2", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-stalled
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Each transfer emits two events; the stalled call has one of them.
+	if got := n.EventsDropped(); got != 2*transfers-1 {
+		t.Fatalf("%d events dropped, want %d", got, 2*transfers-1)
+	}
+}
+
 // sealedBlock returns a block of one transfer from "from" to "to" at
 // height h after prev, sealed with from's key.
 func sealedBlock(h uint64, prev ledger.Hash, from, to string) ledger.Block {

@@ -1,6 +1,9 @@
 package ledger
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // EventKind says what an Event reports.
 type EventKind int
@@ -160,8 +163,15 @@ func (n *Node) deliver(wake, done chan struct{}) {
 	}
 }
 
+// eventCloseWait bounds how long Close waits for Config.OnEvent to take
+// the events still queued.
+const eventCloseWait = time.Second
+
 // stopEvents delivers the events already queued, then stops the delivery
-// goroutine and waits for it; later events are dropped.
+// goroutine and waits for it; later events are dropped. If the goroutine
+// has not finished within eventCloseWait, the events still queued are
+// dropped and counted, and stopEvents returns without waiting for the call
+// in progress; the goroutine exits when that call returns.
 func (n *Node) stopEvents() {
 	n.emu.Lock()
 	n.evClosing = true
@@ -174,11 +184,26 @@ func (n *Node) stopEvents() {
 	case wake <- struct{}{}:
 	default:
 	}
-	<-done
+	t := time.NewTimer(eventCloseWait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	n.emu.Lock()
+	defer n.emu.Unlock()
+	for _, ev := range n.evQueue {
+		if ev.Kind != EventDropped { // a marker: what it reports is counted already
+			n.evDropped++
+		}
+	}
+	n.evQueue, n.evLost = nil, 0
 }
 
 // EventsDropped returns how many events were dropped because
-// Config.OnEvent fell EventQueueSize events behind (or came after Close).
+// Config.OnEvent fell EventQueueSize events behind, came after Close, or
+// were still queued when Close stopped waiting for them.
 func (n *Node) EventsDropped() uint64 {
 	n.emu.Lock()
 	defer n.emu.Unlock()

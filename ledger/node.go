@@ -61,7 +61,11 @@ type Config struct {
 	// wait in a queue of EventQueueSize, so neither the mutex nor a
 	// Transfer caller ever waits for OnEvent. A subscriber that falls that
 	// far behind loses events, and is told how many (EventDropped). It may
-	// call any method of the Node but Close.
+	// call any method of the Node but Close. Close waits for the events
+	// still queued for up to a second (eventCloseWait); then it drops
+	// the rest, counted in EventsDropped, and returns without waiting for
+	// a call in progress, so a stalled subscriber cannot hang Close. No
+	// call starts after Close returns.
 	OnEvent func(Event)
 }
 

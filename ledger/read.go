@@ -98,7 +98,8 @@ func (n *Node) Err() error {
 // batch it holds the mutex for (and releases the mutex), transfers still
 // queued fail with ErrClosed, the goroutines SetLocker started stop, and
 // the events already queued are delivered to Config.OnEvent before Close
-// returns.
+// returns, unless the subscriber takes longer than eventCloseWait for them
+// (see Config.OnEvent).
 // Close the node before its mutex, so that the mutex is released. Later
 // Transfers return ErrClosed; later release payloads are ignored.
 func (n *Node) Close() error {
