@@ -155,6 +155,33 @@ func TestAttackFalseHeadQuarantines(t *testing.T) {
 	}
 }
 
+// A head at the largest height there is claims nothing this node can
+// check, and has it send no blocks: the height does not wrap to the
+// genesis. A sync round's question at that height is still answered.
+func TestHeadAtMaxHeightSendsNothing(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	n, l, events := newVictim(t)
+	if _, err := n.Transfer(context.Background(), "2", 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, round := range []uint64{0, 7} {
+		if err := n.HandleMessage("2", headMsg(1, round, ^uint64(0), ledger.Hash{1})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for msg := range l.sent {
+		if len(msg) > 2 && msg[2] == 3 {
+			t.Fatalf("blocks sent for a head at height 2^64-1: %d bytes", len(msg))
+		}
+		if len(msg) == 51 && msg[2] == 2 {
+			break // the answer to round 7, sent after the blocks it would send
+		}
+	}
+	if got := refusedOf(events(), "2"); got != 0 {
+		t.Fatalf("%d refusals of peer 2 (-1: the node failed), want 0", got)
+	}
+}
+
 // A member that floods the catch-up inbox, faster than the node handles
 // it, is held to the inbox's bounds: its blocks messages are dropped, any
 // other message is refused, and the heap stays bounded.

@@ -481,12 +481,14 @@ func (n *Node) answerHead(ctx context.Context, m Messenger, from string, epoch u
 	n.mu.RLock()
 	head := n.chain.Head()
 	var missing []Block
-	start := q.height + 1
-	if q.op == opHead && q.round == 0 {
-		start = max(start, n.sentTo[from]+1)
-	}
-	if start <= head.Height {
-		missing = n.chain.blocks[start:] // immutable once appended; copied by encoding
+	if q.height < head.Height { // q.height+1 cannot wrap
+		start := q.height + 1
+		if q.op == opHead && q.round == 0 {
+			start = max(start, n.sentTo[from]+1)
+		}
+		if start <= head.Height {
+			missing = n.chain.blocks[start:] // immutable once appended; copied by encoding
+		}
 	}
 	n.mu.RUnlock()
 	k := n.maxBatch
