@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/lamportledger/lamportledger/lamportmutex"
@@ -23,6 +24,8 @@ type byzLocker struct {
 	mu    sync.Mutex
 	clock uint64
 	sem   chan struct{}
+
+	quarantined3 atomic.Bool // the honest peer "3" was quarantined
 }
 
 func (l *byzLocker) Lock(ctx context.Context) (lamportmutex.Token, error) {
@@ -39,7 +42,11 @@ func (l *byzLocker) Lock(ctx context.Context) (lamportmutex.Token, error) {
 
 func (l *byzLocker) Unlock([]byte) error { <-l.sem; return nil }
 
-func (l *byzLocker) Quarantine(string, error) {}
+func (l *byzLocker) Quarantine(peer string, _ error) {
+	if peer == "3" {
+		l.quarantined3.Store(true)
+	}
+}
 
 func (l *byzLocker) Send(_ context.Context, to string, p []byte) error {
 	if len(p) != 51 || p[0] != 'S' {
@@ -116,10 +123,13 @@ func (r *fuzzReader) extreme(near uint64) uint64 {
 // what it likes with it (its own blocks, others' blocks, the wrong hash),
 // and besides sends blocks unsealed, with random or misshapen seals, or
 // with a seal copied from node 1's genuine blocks, and relays node 1's
-// genuine blocks. After every step: the node has not stopped, its chain
-// verifies, balances are conserved and never negative, and no block
-// spends from a member that did not make it; at the end an honest
-// transfer commits.
+// genuine blocks. The honest member "3" relays blocks that "2" sealed,
+// valid where they stand. After every step: the node has not stopped,
+// unless "3" relayed a second block of "2"'s for a height at which node 1
+// has one of "2"'s on the same predecessor (then the run ends), its chain
+// verifies, balances are conserved and never negative, no block spends
+// from a member that did not make it, and "3" was never refused; at the
+// end an honest transfer commits.
 func FuzzByzantinePeer(f *testing.F) {
 	for _, seed := range byzantineSeeds() {
 		f.Add(seed)
@@ -131,8 +141,13 @@ func byzantineRun(t *testing.T, data []byte) {
 	{
 		const balance = 100
 		members := memberIDs(3)
+		var refused3 atomic.Bool
 		n, err := ledger.NewNode(ledger.Config{ID: "1", Members: members, Keys: testPub, Signer: ledger.TestKey("1"),
-			InitialBalance: balance})
+			InitialBalance: balance, OnEvent: func(e ledger.Event) {
+				if e.Kind == ledger.EventPeerRefused && e.From == "3" {
+					refused3.Store(true)
+				}
+			}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,9 +185,19 @@ func byzantineRun(t *testing.T, data []byte) {
 				hmu.Unlock()
 			}
 		}
-		check := func(step int) {
+		// check reports whether the node stopped, as it must, for "2"'s two
+		// blocks at one height, the second relayed by "3".
+		check := func(step int) (stopped bool) {
+			if refused3.Load() || l.quarantined3.Load() {
+				t.Fatalf("step %d: the honest peer 3 was refused", step)
+			}
 			if err := n.Err(); err != nil {
-				t.Fatalf("step %d: the node stopped: %v", step, err)
+				var ce *ledger.ConflictError
+				if !errors.As(err, &ce) || ce.Ours.Transfer.From != "2" || ce.Theirs.Transfer.From != "2" || ce.Peer != "3" ||
+					ce.Ours.Prev != ce.Theirs.Prev || ce.Ours.Hash == ce.Theirs.Hash {
+					t.Fatalf("step %d: the node stopped: %v", step, err)
+				}
+				return true
 			}
 			if err := n.Verify(); err != nil {
 				t.Fatalf("step %d: chain does not verify: %v", step, err)
@@ -195,6 +220,7 @@ func byzantineRun(t *testing.T, data []byte) {
 					t.Fatalf("step %d: block %d spends from %s, who did not make it", step, b.Height, b.Transfer.From)
 				}
 			}
+			return false
 		}
 
 		r := &fuzzReader{b: data}
@@ -251,7 +277,7 @@ func byzantineRun(t *testing.T, data []byte) {
 			return blocks
 		}
 		for step := 0; !r.done() && step < 64; step++ {
-			switch r.byte() % 8 {
+			switch r.byte() % 9 {
 			case 0:
 				_ = n.HandleRelease("2", r.bytes(int(r.byte())*8))
 			case 1:
@@ -290,11 +316,27 @@ func byzantineRun(t *testing.T, data []byte) {
 					p, _ := ledger.EncodeBatch([]ledger.Block{b})
 					_ = n.HandleMessage("2", append([]byte{'S', 1, 3}, p...))
 				}
+			case 8: // "3" relays a block "2" sealed, valid where it stands
+				settle()
+				blocks := n.Blocks()
+				h := 1 + r.u64()%uint64(len(blocks))
+				if bal, _ := n.Balance("2"); bal < 1 {
+					break
+				}
+				b := ledger.Block{Height: h, Prev: blocks[h-1].Hash, Clock: h,
+					Transfer: ledger.Transfer{ID: ledger.NewTransferID(), From: "2", To: []string{"1", "3"}[r.byte()%2], Amount: 1}}
+				b.Hash = b.ComputeHash()
+				_ = n.HandleMessage("3", catchUpBlocks(t, []ledger.Block{b.Seal(byzKey)}))
+				settle()
 			}
-			check(step)
+			if check(step) {
+				return
+			}
 		}
 		settle()
-		check(-1)
+		if check(-1) {
+			return
+		}
 		transfer()
 		settle()
 		check(-2)
@@ -312,7 +354,7 @@ func blockAt(n *ledger.Node, h uint64) (ledger.Block, bool) {
 // byzantineSeeds are inputs that reach each kind of step.
 func byzantineSeeds() [][]byte {
 	var seeds [][]byte
-	for op := range byte(8) {
+	for op := range byte(9) {
 		for v := range byte(4) {
 			s := []byte{6, op}
 			for i := range 24 {
