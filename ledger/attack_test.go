@@ -9,6 +9,7 @@ import (
 	"errors"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -655,5 +656,19 @@ func TestAttackBadReleaseOverRealMutex(t *testing.T) {
 		if b.Hash == forged.Hash {
 			t.Fatal("the forged block is in the chain")
 		}
+	}
+}
+
+// A ConflictError names the predecessors of both blocks when they differ.
+func TestConflictErrorNamesBothPredecessors(t *testing.T) {
+	ours := sealedBlock(2, ledger.Hash{1}, "1", "2")
+	theirs := sealedBlock(2, ledger.Hash{2}, "3", "2")
+	msg := (&ledger.ConflictError{Height: 2, Ours: ours, Theirs: theirs, Peer: "3"}).Error()
+	if !strings.Contains(msg, "after "+ours.Prev.Short()+" and "+theirs.Prev.Short()) {
+		t.Fatalf("%q does not name both predecessors", msg)
+	}
+	theirs = sealedBlock(2, ours.Prev, "3", "2")
+	if msg := (&ledger.ConflictError{Height: 2, Ours: ours, Theirs: theirs, Peer: "3"}).Error(); !strings.Contains(msg, "both after "+ours.Prev.Short()) {
+		t.Fatalf("%q does not name the shared predecessor", msg)
 	}
 }

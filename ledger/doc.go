@@ -112,7 +112,7 @@
 // MaxPending above the head, the maps to the members. Events reach
 // Config.OnEvent through a queue of EventQueueSize on the node's own
 // goroutine, so a slow subscriber loses events (EventDropped) instead of
-// stalling the mutex.
+// stalling the mutex, and Close waits at most a second for it.
 //
 // # Catch-up
 //

@@ -158,8 +158,12 @@ type ConflictError struct {
 
 // Error names the height, both blocks and their makers.
 func (e *ConflictError) Error() string {
-	return fmt.Sprintf("chains disagree at height %d: this node has block %s by %s, peer %s sent block %s by %s, both after %s",
-		e.Height, e.Ours.Hash.Short(), e.Ours.Transfer.From, e.Peer, e.Theirs.Hash.Short(), quote(e.Theirs.Transfer.From), e.Ours.Prev.Short())
+	after := "both after " + e.Ours.Prev.Short()
+	if e.Theirs.Prev != e.Ours.Prev {
+		after = fmt.Sprintf("after %s and %s", e.Ours.Prev.Short(), e.Theirs.Prev.Short())
+	}
+	return fmt.Sprintf("chains disagree at height %d: this node has block %s by %s, peer %s sent block %s by %s, %s",
+		e.Height, e.Ours.Hash.Short(), e.Ours.Transfer.From, e.Peer, e.Theirs.Hash.Short(), quote(e.Theirs.Transfer.From), after)
 }
 
 // Is reports whether target is ErrInvalidBlock.
