@@ -241,6 +241,8 @@ func (c *client) onEvent(ev ledger.Event) {
 		}
 	case ledger.EventPeerRefused:
 		c.out.say(c.id, "refused bad input from client %s, which is cut off until it restarts: %v", ev.From, ev.Err)
+	case ledger.EventDisagreement:
+		c.out.say(c.id, "client %s sent a block for a height where this client has another member's block; refused, and transfers will wait: %v", ev.From, ev.Err)
 	case ledger.EventDropped:
 		c.out.say(c.id, "%d ledger events were not shown: this client's output fell behind", ev.Dropped)
 	case ledger.EventFailed:
