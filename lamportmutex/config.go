@@ -42,7 +42,7 @@ type Config struct {
 	OnMessage func(from string, payload []byte) error
 	// OnPeerUp, if set, is called on the Mutex's goroutine when a new
 	// incarnation of peer comes up: at first contact, after each restart,
-	// and after a quarantine once a newer incarnation is accepted. By then
+	// and after a quarantine once another incarnation is accepted. By then
 	// the Mutex has forgotten the earlier incarnation's request and greeted
 	// the new one, and it is called before any message of the new
 	// incarnation is handled and before the lock can be granted on what it

@@ -117,8 +117,8 @@
 // an error from Config.OnRelease or Config.OnMessage, is refused (a
 // refused RELEASE does not take effect) and logged in one line naming the
 // sender, and that incarnation of the sender is quarantined:
-// Transport.Quarantine ends its session, and the Mutex ignores it until a
-// newer incarnation comes up. Mutex.Quarantine does the same for bad input
+// Transport.Quarantine ends its session, and the Mutex ignores it until
+// another incarnation comes up. Mutex.Quarantine does the same for bad input
 // the application finds later. What a peer can make a Mutex hold is
 // bounded: its request in the queue, and per peer an outbox of at most
 // Config.OutboxLimit bytes of application messages.

@@ -230,7 +230,7 @@ func (m *Mutex) State(ctx context.Context) (State, error) {
 // while checking what it fetched): the Mutex quarantines that incarnation,
 // as for an error from Config.OnMessage. It calls
 // Transport.Quarantine(peer, incarnation, cause) and ignores everything
-// further from that incarnation until the Transport reports a newer one
+// further from that incarnation until the Transport reports another one
 // (PeerUp). The incarnation is the one current when Quarantine is called:
 // the one whose PeerUp the Mutex acted on last, before it called
 // Config.OnPeerUp for it. If another incarnation of peer comes up before
@@ -413,12 +413,15 @@ func (d *driver) receive(msg Message) {
 		return
 	}
 	if inc, ok := d.banned[msg.From]; ok {
-		if msg.Kind != PeerUp || msg.Incarnation <= inc {
+		if msg.Kind != PeerUp || msg.Incarnation == inc {
 			m.stats.update(func(s *Stats) { s.Dropped++ })
 			m.log.Debug("ignored a message from a quarantined incarnation", "msg", msg.String())
 			return
 		}
-		delete(d.banned, msg.From) // a newer incarnation: a restart
+		// Another incarnation: a restart. Whether it is older than the
+		// quarantined one is the Transport's to judge (see
+		// Transport.Quarantine).
+		delete(d.banned, msg.From)
 	}
 	switch err := d.machine.Accepts(msg); {
 	case errors.Is(err, ErrStale): // expected after a restart
@@ -469,7 +472,7 @@ func (d *driver) receive(msg Message) {
 }
 
 // quarantine refuses the current incarnation of peer: the Transport ends
-// its session, and the driver ignores it until a newer incarnation comes
+// its session, and the driver ignores it until another incarnation comes
 // up. Before peer's first PeerUp there is no incarnation to name; the
 // input is dropped.
 func (d *driver) quarantine(peer string, cause error) {

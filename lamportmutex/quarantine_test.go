@@ -389,3 +389,37 @@ func TestQuarantineReportOutlivesIncarnation(t *testing.T) {
 	barrier(t, mu)
 	wantQuarantines(t, ft, "2#4")
 }
+
+// TestQuarantineThenLowerIncarnation: after incarnation 9 of "2" is
+// quarantined, a PeerUp of incarnation 9 is still ignored, but one of a
+// lower incarnation is a restart (without authenticated handshakes 9 may
+// have been an impostor's forgery): "2" is greeted and its requests are
+// queued.
+func TestQuarantineThenLowerIncarnation(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mu.Close()
+	ft.syncWith(t, mu, []string{"3"}, 4)
+	ft.syncWith(t, mu, []string{"2"}, 9)
+	mu.Quarantine("2", errors.New("bad input from incarnation 9"))
+	barrier(t, mu)
+	wantQuarantines(t, ft, "2#9")
+
+	ft.in <- Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 9}
+	barrier(t, mu)
+	hellos := len(ft.sentTo("2", Hello))
+	ft.in <- Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 5}
+	ft.in <- Message{Kind: Hello, From: "2", To: "1", Clock: 1, Incarnation: 1}
+	ft.in <- Message{Kind: Request, From: "2", To: "1", Clock: 2, Incarnation: 1}
+	if st := barrier(t, mu); len(st.Queue) != 1 || st.Queue[0].ID != "2" {
+		t.Fatalf("queue %v, want the request of incarnation 5 of 2", st.Queue)
+	}
+	waitSent(t, ft, "2", Hello, hellos+1)
+	if h := ft.sentTo("2", Hello); h[len(h)-1].Incarnation != 5 {
+		t.Errorf("greeted %v, want incarnation 5", h[len(h)-1])
+	}
+	wantQuarantines(t, ft, "2#9")
+}

@@ -51,9 +51,15 @@ type Transport interface {
 	// that incarnation sent input the application or the Mutex refused
 	// (cause says what). The transport drops what it still holds from that
 	// incarnation, closes its connections to it, and refuses that
-	// incarnation and earlier ones from then on; a later incarnation of
-	// peer is accepted as a restart (PeerUp first). Quarantine never
-	// blocks, and is a no-op for an unknown peer or after Close.
+	// incarnation from then on. Whether it also refuses earlier ones is
+	// the transport's to decide: one whose handshakes are authenticated
+	// may, since only the peer itself can present a later incarnation; one
+	// whose handshakes are not must refuse only inc, or an impostor's
+	// forged incarnation, once quarantined, would keep the real peer out.
+	// Any other incarnation of peer it accepts comes up as a restart
+	// (PeerUp first); the Mutex treats a PeerUp of any incarnation other
+	// than inc as one. Quarantine never blocks, and is a no-op for an
+	// unknown peer or after Close.
 	Quarantine(peer string, inc uint64, cause error)
 	// Close shuts the transport down.
 	Close() error

@@ -82,7 +82,7 @@ type ChanNetwork struct {
 	endpoints    []*ChanEndpoint
 	incs         []uint64          // current incarnation of each peer, from 1
 	partitioned  map[[2]int]bool   // key: ordered pair, lower index first
-	quarantined  map[[2]int]uint64 // key: [receiver, sender]; value: sender's incarnations refused up to
+	quarantined  map[[2]int]uint64 // key: [receiver, sender]; value: the sender's refused incarnation
 	disconnected []bool
 	closed       bool
 }
@@ -347,9 +347,9 @@ func (n *ChanNetwork) setDisconnected(id string, on bool) error {
 // sent on it. n.mu is held.
 func (n *ChanNetwork) updateBlocked(from, to int) {
 	q, ok := n.quarantined[[2]int{to, from}]
-	discard := ok && q >= n.incs[from]
+	discard := ok && q == n.incs[from]
 	q, ok = n.quarantined[[2]int{from, to}]
-	held := ok && q >= n.incs[to]
+	held := ok && q == n.incs[to]
 	blocked := n.disconnected[from] || n.disconnected[to] || n.partitioned[pairKey(from, to)] || held || discard
 	l := n.links[from][to]
 	l.mu.Lock()

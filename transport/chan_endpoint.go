@@ -194,7 +194,9 @@ func (in *inbox) pump() {
 }
 
 // Quarantine implements lamportmutex.Transport, in memory: from then on,
-// until peer restarts, nothing of peer's incarnations up to inc reaches e.
+// until peer restarts, nothing of peer's incarnation inc reaches e (the
+// network numbers incarnations itself, so no other one can be forged; a
+// later Quarantine of the same peer replaces this one).
 // What they sent and e has not yet received is dropped (a message the
 // inbox was already handing to Receive may still arrive; the Mutex ignores
 // it), and what they send later is dropped as on a closed connection. What
@@ -213,11 +215,10 @@ func (e *ChanEndpoint) Quarantine(peer string, inc uint64, cause error) {
 		return
 	}
 	k := [2]int{e.idx, j}
-	q := max(n.quarantined[k], inc)
-	n.quarantined[k] = q
+	n.quarantined[k] = inc
 	n.updateBlocked(j, e.idx)
 	n.updateBlocked(e.idx, j)
-	dropped := e.in.drop(func(it inItem) bool { return it.msg.From == peer && it.inc <= q })
+	dropped := e.in.drop(func(it inItem) bool { return it.msg.From == peer && it.inc == inc })
 	n.log.Warn("chan network: peer quarantined", "self", e.id, "peer", printable(peer), "incarnation", inc, "dropped", dropped, "cause", cause)
 }
 

@@ -47,7 +47,8 @@ var (
 	// one id. The acceptor refuses the newcomer; both sides log it.
 	ErrDuplicateSession = errors.New("transport: duplicate session")
 	// ErrQuarantined means the peer's incarnation was quarantined (see
-	// TCP.Quarantine); only a later incarnation is accepted.
+	// TCP.Quarantine); another incarnation is accepted (with TLS, only a
+	// later one).
 	ErrQuarantined = errors.New("transport: incarnation quarantined")
 	// ErrRefused wraps the reason a peer gave for refusing our handshake.
 	ErrRefused = errors.New("transport: handshake refused")

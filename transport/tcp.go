@@ -173,8 +173,10 @@ type TCPConfig struct {
 // is taken as a restart of that member (PeerUp first, sequence numbers from
 // 1), on either side of the handshake, provided the member has no live
 // session with another incarnation; a forged incarnation thus never locks
-// the real member out. Quarantined incarnations (that one and older) are
-// refused in both modes.
+// the real member out. For the same reason a quarantine refuses, without
+// TLS, only the quarantined incarnation itself (the last one quarantined):
+// a forged incarnation, once quarantined, cannot keep out a real one below
+// it. With TLS it refuses that incarnation and older ones.
 //
 // One session per member: a hello from an id whose current session heard
 // from its dialer within two HeartbeatIntervals (a live dialer pings at
@@ -611,18 +613,19 @@ func (t *TCP) sleep(d time.Duration) bool {
 }
 
 // Quarantine implements lamportmutex.Transport: it ends the session with
-// incarnation inc of peer (and any older one), and refuses those
-// incarnations from then on, in both directions:
+// incarnation inc of peer, and refuses that incarnation from then on (with
+// TLS also older ones; without TLS only inc, and a later Quarantine of the
+// same peer replaces it: see Incarnations on TCP), in both directions:
 //
-//   - Inbound: the peer's stream to us is closed at once; its messages not
-//     yet delivered are dropped (one whose delivery was under way may still
-//     reach Receive; the Mutex ignores it). Its handshakes with inc or
-//     older are refused; a later incarnation is accepted as a restart and
-//     delivers PeerUp first.
-//   - Outbound: our stream to the peer is closed if it reached inc or an
-//     older incarnation, and we keep redialing but close any connection
-//     whose welcome carries such an incarnation. Messages we queued for the
-//     peer are kept and go to its next incarnation, as after any restart.
+//   - Inbound: the peer's stream to us is closed at once if it is a refused
+//     incarnation; its messages not yet delivered are dropped (one whose
+//     delivery was under way may still reach Receive; the Mutex ignores
+//     it). Its handshakes with a refused incarnation are refused; another
+//     incarnation is accepted as a restart and delivers PeerUp first.
+//   - Outbound: our stream to the peer is closed if it reached a refused
+//     incarnation, and we keep redialing but close any connection whose
+//     welcome carries one. Messages we queued for the peer are kept and go
+//     to its next incarnation, as after any restart.
 //
 // It logs one line at Warn. It never blocks; unknown peers and calls after
 // Close are ignored.
@@ -632,11 +635,12 @@ func (t *TCP) Quarantine(peer string, inc uint64, cause error) {
 		return
 	}
 	t.log.Warn("transport: peer quarantined", "peer", printable(peer), "incarnation", inc, "cause", cause)
+	auth := t.authenticated()
 	ip := &p.in
 	ip.mu.Lock()
-	ip.quarantined = max(ip.quarantined, inc)
+	ip.quarantined = quarantineMark(ip.quarantined, inc, auth)
 	var cur *inSession
-	if ip.cur != nil && ip.inc <= inc {
+	if ip.cur != nil && refusedInc(inc, ip.inc, auth) {
 		cur = ip.cur
 	}
 	ip.mu.Unlock()
@@ -645,13 +649,34 @@ func (t *TCP) Quarantine(peer string, inc uint64, cause error) {
 	}
 	o := &p.out
 	o.mu.Lock()
-	o.quarantined = max(o.quarantined, inc)
+	o.quarantined = quarantineMark(o.quarantined, inc, auth)
 	var sess *outSession
-	if o.sess != nil && o.remoteInc <= inc {
+	if o.sess != nil && refusedInc(inc, o.remoteInc, auth) {
 		sess = o.sess
 	}
 	o.mu.Unlock()
 	if sess != nil {
 		sess.fail(fmt.Errorf("%w: %q incarnation %d: %w", ErrQuarantined, peer, inc, cause))
 	}
+}
+
+// quarantineMark returns what a peer's side stores after quarantining
+// incarnation inc, given mark, what it stored before (0: nothing): with
+// authenticated handshakes the highest incarnation quarantined, else inc.
+func quarantineMark(mark, inc uint64, authenticated bool) uint64 {
+	if authenticated {
+		return max(mark, inc)
+	}
+	return inc
+}
+
+// refusedInc reports whether incarnation inc is refused given mark, as
+// stored by quarantineMark: with authenticated handshakes mark and older
+// ones, else mark only. Incarnation 0 is never valid, so mark 0 refuses
+// nothing that passed the handshake.
+func refusedInc(mark, inc uint64, authenticated bool) bool {
+	if authenticated {
+		return inc <= mark
+	}
+	return inc == mark
 }

@@ -364,7 +364,7 @@ func TestTCPQuarantine(t *testing.T) {
 	tcpEventually(t, func() bool { st := peerStatus(a, "b"); return !st.Inbound && !st.Connected }, "a's streams with b closed")
 	tcpSend(t, b, "a", 99, []byte("from the quarantined incarnation"))
 	tcpSend(t, a, "b", 50, []byte("for the next incarnation"))
-	c.waitErr("a", ErrQuarantined, "refused handshake", "quarantined up to")
+	c.waitErr("a", ErrQuarantined, "refused handshake", "quarantined (mark")
 	c.waitErr("a", ErrQuarantined, `peer "b" answered with incarnation`)
 	c.waitErr("b", ErrRefused, `refused by "a": "handshake not accepted"`)
 	a.Quarantine("nobody", 1, errors.New("ignored")) // unknown: a no-op

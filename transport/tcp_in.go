@@ -21,7 +21,7 @@ type inPeer struct {
 
 	mu          sync.Mutex
 	inc         uint64        // the peer's incarnation our state refers to
-	quarantined uint64        // incarnations up to this one are refused
+	quarantined uint64        // refused incarnations (see quarantineMark)
 	last        atomic.Uint64 // last seq delivered from inc
 	peerUp      bool          // PeerUp for inc not yet delivered
 	cur         *inSession
@@ -99,7 +99,8 @@ func (s *inSession) close() {
 // begin makes s the peer's only session for incarnation inc, stopping and
 // awaiting the previous one, and returns where the dialer should resume.
 // It is the handshake's last check, and the only place that changes the
-// stored incarnation: it refuses a quarantined incarnation, a duplicate
+// stored incarnation: it refuses a quarantined incarnation (with TLS, and
+// older ones), a duplicate
 // session (another incarnation whose session is live) and, with TLS, an
 // incarnation older than the stored one. Without TLS an older incarnation
 // is a restart like a newer one (see the wire format on TCP). A new
@@ -147,8 +148,8 @@ func (t *TCP) begin(p *peer, s *inSession, inc uint64) (uint64, error) {
 func (t *TCP) admissible(p *peer, s *inSession, inc uint64) error {
 	ip := &p.in
 	switch {
-	case inc <= ip.quarantined:
-		return fmt.Errorf("%w: peer %q presented incarnation %d, quarantined up to %d", ErrQuarantined, p.id, inc, ip.quarantined)
+	case refusedInc(ip.quarantined, inc, t.authenticated()):
+		return fmt.Errorf("%w: peer %q presented incarnation %d, quarantined (mark %d)", ErrQuarantined, p.id, inc, ip.quarantined)
 	case inc < ip.inc && t.authenticated():
 		return fmt.Errorf("%w: peer %q presented incarnation %d, already seen %d", ErrStaleIncarnation, p.id, inc, ip.inc)
 	case ip.cur != nil && inc != ip.inc && ip.cur.live(2*t.cfg.HeartbeatInterval):

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"errors"
 	"net"
 	"sync"
 	"testing"
@@ -123,4 +124,55 @@ func TestTCPPlaintextForgedWelcomeDoesNotLockOut(t *testing.T) {
 		return st.Connected && st.Inbound && st.Incarnation == two.Incarnation()
 	}, "1 to connect to the real 2: %+v", peerStatus(one, "2"))
 	flowsBothWays(t, c, "1", "2", 7)
+}
+
+// TestTCPPlaintextQuarantinedForgeryDoesNotLockOut: without TLS, an
+// impostor's hello for member 2 with an incarnation 23 hours ahead, sent
+// while 2 is down, is accepted and then quarantined; the real 2, with a
+// lower incarnation, is still accepted as a restart, PeerUp first, and
+// messages flow both ways.
+func TestTCPPlaintextQuarantinedForgeryDoesNotLockOut(t *testing.T) {
+	tcpLeakCheck(t)
+	c := newTCPCluster(t, []string{"1", "2"}, nil)
+	one := c.nodes["1"]
+	checkAlive(t, c, "1", "2", 1)
+	if err := c.nodes["2"].Close(); err != nil {
+		t.Fatal(err)
+	}
+	tcpEventually(t, func() bool { return !peerStatus(one, "2").Inbound }, "1 to see 2's stream end")
+	forged := uint64(time.Now().Add(23 * time.Hour).UnixNano())
+	_, wl, err := rawHello(t, c.addrs["1"], nil, protocolVersion, hello{From: "2", To: "1", Cluster: "test-cluster", Incarnation: forged})
+	if err != nil || wl.Refusal != "" {
+		t.Fatalf("the forged hello was not accepted (the test needs it to be): %+v, %v", wl, err)
+	}
+	tcpEventually(t, func() bool { return peerStatus(one, "2").Incarnation == forged }, "1 to store the forged incarnation")
+	one.Quarantine("2", forged, errors.New("bad input from the impostor"))
+	_, wl, err = rawHello(t, c.addrs["1"], nil, protocolVersion, hello{From: "2", To: "1", Cluster: "test-cluster", Incarnation: forged})
+	if err == nil && wl.Refusal == "" {
+		t.Fatalf("the quarantined incarnation was accepted again: %+v", wl)
+	}
+
+	two := c.start("2", nil, 0)
+	if two.Incarnation() >= forged {
+		t.Fatalf("the real incarnation %d is not below the forged %d", two.Incarnation(), forged)
+	}
+	for {
+		m := tcpRecv(t, one)
+		if m.Kind != lamportmutex.PeerUp {
+			t.Fatalf("1 got %v before the real 2's PeerUp", m)
+		}
+		if m.From == "2" && m.Incarnation == two.Incarnation() {
+			break
+		}
+		if m.From != "2" || m.Incarnation != forged {
+			t.Fatalf("1 got %v, want PeerUp of 2's incarnation %d", m, two.Incarnation())
+		}
+	}
+	if m := tcpRecv(t, two); m.Kind != lamportmutex.PeerUp || m.From != "1" || m.Incarnation != one.Incarnation() {
+		t.Fatalf("the real 2 got %v, want PeerUp of 1", m)
+	}
+	flowsBothWays(t, c, "1", "2", 7)
+	if st := peerStatus(one, "2"); st.Incarnation != two.Incarnation() || !st.Inbound || !st.Connected {
+		t.Fatalf("1's status of 2: %+v, want the real incarnation %d", st, two.Incarnation())
+	}
 }

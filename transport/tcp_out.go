@@ -25,7 +25,7 @@ type outPeer struct {
 	room        chan struct{} // closed when qBytes drops; nil if nobody waits
 	nextSeq     uint64        // seq of the next message pushed
 	remoteInc   uint64        // incarnation of the peer our seqs refer to
-	quarantined uint64        // incarnations up to this one are refused
+	quarantined uint64        // refused incarnations (see quarantineMark)
 	sess        *outSession   // the established stream, if any
 	connected   bool
 	since       time.Time
@@ -106,8 +106,8 @@ func (o *outPeer) ackTo(seq uint64) {
 func (o *outPeer) resume(peer string, wl welcome, authenticated bool) (uint64, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if wl.Incarnation <= o.quarantined {
-		return 0, fmt.Errorf("%w: peer %q answered with incarnation %d, quarantined up to %d", ErrQuarantined, peer, wl.Incarnation, o.quarantined)
+	if refusedInc(o.quarantined, wl.Incarnation, authenticated) {
+		return 0, fmt.Errorf("%w: peer %q answered with incarnation %d, quarantined (mark %d)", ErrQuarantined, peer, wl.Incarnation, o.quarantined)
 	}
 	if wl.Incarnation != o.remoteInc {
 		if wl.Incarnation < o.remoteInc && authenticated {
@@ -143,10 +143,10 @@ func (o *outPeer) pending(seq uint64, dst []outMsg, max int) ([]outMsg, uint64) 
 
 // setConnected records s as the established stream, or none if s is nil.
 // It refuses s if the peer's incarnation was quarantined since the welcome.
-func (o *outPeer) setConnected(s *outSession) error {
+func (o *outPeer) setConnected(s *outSession, authenticated bool) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if s != nil && o.remoteInc <= o.quarantined {
+	if s != nil && refusedInc(o.quarantined, o.remoteInc, authenticated) {
 		return fmt.Errorf("%w: incarnation %d", ErrQuarantined, o.remoteInc)
 	}
 	o.sess = s
@@ -260,10 +260,10 @@ func (t *TCP) connectOnce(p *peer) (established bool, err error) {
 	if t.cfg.TLS == nil {
 		s.raw = newRawWriter(raw)
 	}
-	if err := p.out.setConnected(s); err != nil {
+	if err := p.out.setConnected(s, t.authenticated()); err != nil {
 		return false, fmt.Errorf("peer %q: %w", p.id, err)
 	}
-	defer func() { _ = p.out.setConnected(nil) }()
+	defer func() { _ = p.out.setConnected(nil, false) }()
 	t.event(p.id, "connected")
 	t.log.Debug("transport: stream up", "peer", p.id, "remote_incarnation", wl.Incarnation, "resume", wl.Resume)
 
