@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"math/big"
 	"testing"
 	"time"
@@ -118,4 +119,31 @@ func TestTCPMutualTLS(t *testing.T) {
 		}
 	}
 	checkAlive(t, c, "b", "a", 2)
+}
+
+// TestTCPTLSQuarantineRefusesOlder: with TLS a quarantine refuses the
+// quarantined incarnation and older ones: a hello authenticated as b with
+// an incarnation between b's stored one and the quarantined one is
+// refused as quarantined.
+func TestTCPTLSQuarantineRefusesOlder(t *testing.T) {
+	tcpLeakCheck(t)
+	ca := newTestCA(t, "ledger CA")
+	configs := map[string]*tls.Config{}
+	for _, id := range []string{"a", "b"} {
+		configs[id] = &tls.Config{Certificates: []tls.Certificate{ca.issue(t, id)}, RootCAs: ca.pool, ClientCAs: ca.pool, MinVersion: tls.VersionTLS13}
+	}
+	c := newTCPCluster(t, []string{"a", "b"}, func(cfg *TCPConfig) { cfg.TLS = configs[cfg.ID] })
+	a, b := c.nodes["a"], c.nodes["b"]
+	checkAlive(t, c, "a", "b", 1)
+	inc := b.Incarnation()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tcpEventually(t, func() bool { return !peerStatus(a, "b").Inbound }, "a to see b's stream end")
+	a.Quarantine("b", inc+5, errors.New("bad input"))
+	_, wl, err := rawHello(t, c.addrs["a"], configs["b"], protocolVersion, hello{From: "b", To: "a", Cluster: "test-cluster", Incarnation: inc + 3})
+	if err == nil && wl.Refusal == "" {
+		t.Fatalf("an incarnation below the quarantined one was accepted: %+v", wl)
+	}
+	c.waitErr("a", ErrQuarantined, `presented incarnation`)
 }
