@@ -36,12 +36,7 @@ func wantQuarantines(t *testing.T, ft *fakeTransport, want ...string) {
 // incarnation sends later is ignored, so the lock waits; a newer
 // incarnation's PeerUp brings "3" back and the lock is granted.
 func TestQuarantineBadClock(t *testing.T) {
-	ft := newFakeTransport("1", 1)
-	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mu.Close()
+	mu, ft := newThreePeerMutex(t)
 	ft.syncWith(t, mu, []string{"2"}, 4)
 	ft.syncWith(t, mu, []string{"3"}, 5)
 
@@ -96,12 +91,7 @@ func TestQuarantineBadClock(t *testing.T) {
 // "3" quarantined and moves nothing; once a newer incarnation of "3" comes
 // up and answers, the lock is granted, at a clock far from the top.
 func TestQuarantineNearTopClock(t *testing.T) {
-	ft := newFakeTransport("1", 1)
-	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mu.Close()
+	mu, ft := newThreePeerMutex(t)
 	ft.syncWith(t, mu, []string{"2", "3"}, 4)
 
 	ft.in <- Message{Kind: Request, From: "3", To: "1", Clock: MaxClock - 50, Incarnation: 1}
@@ -335,12 +325,7 @@ func TestStartClockBound(t *testing.T) {
 // without a RELEASE gets one REPLY and is quarantined at the second, so
 // what it makes us queue stays bounded.
 func TestQuarantineRequestFlood(t *testing.T) {
-	ft := newFakeTransport("1", 1)
-	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mu.Close()
+	mu, ft := newThreePeerMutex(t)
 	ft.syncWith(t, mu, []string{"2", "3"}, 4)
 	base := barrier(t, mu).Clock
 	for i := range uint64(50) {
@@ -396,12 +381,7 @@ func TestQuarantineReportOutlivesIncarnation(t *testing.T) {
 // have been an impostor's forgery): "2" is greeted and its requests are
 // queued.
 func TestQuarantineThenLowerIncarnation(t *testing.T) {
-	ft := newFakeTransport("1", 1)
-	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mu.Close()
+	mu, ft := newThreePeerMutex(t)
 	ft.syncWith(t, mu, []string{"3"}, 4)
 	ft.syncWith(t, mu, []string{"2"}, 9)
 	mu.Quarantine("2", errors.New("bad input from incarnation 9"))
@@ -422,4 +402,17 @@ func TestQuarantineThenLowerIncarnation(t *testing.T) {
 		t.Errorf("greeted %v, want incarnation 5", h[len(h)-1])
 	}
 	wantQuarantines(t, ft, "2#9")
+}
+
+// newThreePeerMutex starts the Mutex of "1" among "1", "2" and "3" over a
+// fake transport, closed when the test ends.
+func newThreePeerMutex(t *testing.T) (*Mutex, *fakeTransport) {
+	t.Helper()
+	ft := newFakeTransport("1", 1)
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mu.Close() })
+	return mu, ft
 }
