@@ -50,29 +50,7 @@ func TestTCPPlaintextForgedIncarnationDoesNotLockOut(t *testing.T) {
 	}
 	tcpEventually(t, func() bool { return peerStatus(one, "2").Incarnation == forged }, "1 to store the forged incarnation")
 
-	two := c.start("2", nil, 0)
-	if two.Incarnation() >= forged {
-		t.Fatalf("the real incarnation %d is not below the forged %d", two.Incarnation(), forged)
-	}
-	for {
-		m := tcpRecv(t, one)
-		if m.Kind != lamportmutex.PeerUp {
-			t.Fatalf("1 got %v before the real 2's PeerUp", m)
-		}
-		if m.From == "2" && m.Incarnation == two.Incarnation() {
-			break
-		}
-		if m.From != "2" || m.Incarnation != forged {
-			t.Fatalf("1 got %v, want PeerUp of 2's incarnation %d", m, two.Incarnation())
-		}
-	}
-	if m := tcpRecv(t, two); m.Kind != lamportmutex.PeerUp || m.From != "1" || m.Incarnation != one.Incarnation() {
-		t.Fatalf("the real 2 got %v, want PeerUp of 1", m)
-	}
-	flowsBothWays(t, c, "1", "2", 7)
-	if st := peerStatus(one, "2"); st.Incarnation != two.Incarnation() || !st.Inbound || !st.Connected {
-		t.Fatalf("1's status of 2: %+v, want the real incarnation %d", st, two.Incarnation())
-	}
+	realTwoComesBack(t, c, one, forged)
 }
 
 // TestTCPPlaintextForgedWelcomeDoesNotLockOut: the dialer side of the same
@@ -152,6 +130,15 @@ func TestTCPPlaintextQuarantinedForgeryDoesNotLockOut(t *testing.T) {
 		t.Fatalf("the quarantined incarnation was accepted again: %+v", wl)
 	}
 
+	realTwoComesBack(t, c, one, forged)
+}
+
+// realTwoComesBack starts the real "2", whose incarnation is below forged,
+// and checks that "1" (one) takes it as a restart: PeerUps both ways (any
+// PeerUp of the forged incarnation before it is skipped), messages both
+// ways, and 1's status naming the real incarnation.
+func realTwoComesBack(t *testing.T, c *tcpCluster, one *TCP, forged uint64) {
+	t.Helper()
 	two := c.start("2", nil, 0)
 	if two.Incarnation() >= forged {
 		t.Fatalf("the real incarnation %d is not below the forged %d", two.Incarnation(), forged)
