@@ -30,7 +30,8 @@ type PeerStatus struct {
 	Queued int
 	// MsgsSent and BytesSent count DATA frames written to the peer,
 	// resends included; MsgsReceived and BytesReceived count messages
-	// delivered from it. Bytes include framing.
+	// delivered from it, each counted just after it is handed to Receive.
+	// Bytes include framing.
 	MsgsSent, BytesSent         uint64
 	MsgsReceived, BytesReceived uint64
 }
