@@ -154,7 +154,7 @@ func (c *client) watchPeers() {
 			all = all && p.Connected && p.Inbound
 		}
 		if all {
-			c.out.say(c.id, "all peers connected")
+			c.say("all peers connected")
 			return
 		}
 	}
@@ -178,11 +178,11 @@ func (c *client) transfer(to string, amount int64) {
 			case errors.Is(err, context.Canceled):
 				reason = "cancelled"
 			}
-			c.out.say(c.id, "transfer %s -> %s amount %d: FAILED: %s (balance before %d, after %d)",
+			c.say("transfer %s -> %s amount %d: FAILED: %s (balance before %d, after %d)",
 				c.id, to, amount, reason, now, now)
 			return
 		}
-		c.out.say(c.id, "transfer %s -> %s amount %d: SUCCESS (balance before %d, after %d; block #%d %s)",
+		c.say("transfer %s -> %s amount %d: SUCCESS (balance before %d, after %d; block #%d %s)",
 			c.id, to, amount, res.Before[c.id], res.After[c.id], res.Block.Height, res.Block.Hash.Short())
 	}()
 }
@@ -203,10 +203,10 @@ func (c *client) reportWaiting(done <-chan struct{}) {
 			return
 		}
 		if len(st.Missing) > 0 {
-			c.out.say(c.id, "transfer waiting for the lock: no reply yet from %s%s",
+			c.say("transfer waiting for the lock: no reply yet from %s%s",
 				strings.Join(st.Missing, ", "), c.disconnected(st.Missing))
 		} else if len(st.Queue) > 0 && st.Queue[0].ID != c.id {
-			c.out.say(c.id, "transfer waiting for the lock: client %s is ahead", st.Queue[0].ID)
+			c.say("transfer waiting for the lock: client %s is ahead", st.Queue[0].ID)
 		}
 		t.Reset(5 * time.Second)
 	}
@@ -236,17 +236,17 @@ func (c *client) onEvent(ev ledger.Event) {
 			if ev.Fetched {
 				how = ", caught up: it was missed while a client was down"
 			}
-			c.out.say(c.id, "block #%d %s from client %s inserted: %s -> %s amount %d (clock %d%s)",
+			c.say("block #%d %s from client %s inserted: %s -> %s amount %d (clock %d%s)",
 				b.Height, b.Hash.Short(), ev.From, b.Transfer.From, b.Transfer.To, b.Transfer.Amount, b.Clock, how)
 		}
 	case ledger.EventPeerRefused:
-		c.out.say(c.id, "refused bad input from client %s, which is cut off until it restarts: %v", ev.From, ev.Err)
+		c.say("refused bad input from client %s, which is cut off until it restarts: %v", ev.From, ev.Err)
 	case ledger.EventDisagreement:
-		c.out.say(c.id, "client %s sent a block for a height where this client has another member's block; refused, and transfers will wait: %v", ev.From, ev.Err)
+		c.say("client %s sent a block for a height where this client has another member's block; refused, and transfers will wait: %v", ev.From, ev.Err)
 	case ledger.EventDropped:
-		c.out.say(c.id, "%d ledger events were not shown: this client's output fell behind", ev.Dropped)
+		c.say("%d ledger events were not shown: this client's output fell behind", ev.Dropped)
 	case ledger.EventFailed:
-		c.out.say(c.id, "LEDGER STOPPED: %v", ev.Err)
+		c.say("LEDGER STOPPED: %v", ev.Err)
 	}
 }
 
@@ -259,7 +259,7 @@ func (c *client) onTrace(ev lamportmutex.Event) {
 	if len(ev.Message.Payload) > 0 {
 		payload = fmt.Sprintf(" with a %d-byte block", len(ev.Message.Payload))
 	}
-	c.out.say(c.id, "trace: %s %s@%d %s %s%s; clock now %d",
+	c.say("trace: %s %s@%d %s %s%s; clock now %d",
 		verb, ev.Message.Kind, ev.Message.Clock, map[bool]string{true: "to", false: "from"}[ev.Sent], peer, payload, ev.Clock)
 }
 
@@ -274,7 +274,7 @@ func (c *client) close() {
 	// The node first: its committer releases the mutex (with its blocks, if
 	// it was committing) before the mutex stops.
 	if err := c.node.Close(); err != nil {
-		c.out.say(c.id, "closing ledger: %v", err)
+		c.say("closing ledger: %v", err)
 	}
 	_ = c.mu.Close()
 	if c.delay != nil {
@@ -284,4 +284,9 @@ func (c *client) close() {
 	_ = c.tcp.Drain(drainCtx) // let the peers have what we just sent
 	cancel()
 	_ = c.tcp.Close()
+}
+
+// say prints one line as this client.
+func (c *client) say(format string, args ...any) {
+	c.out.say(c.id, format, args...)
 }

@@ -15,10 +15,10 @@ func (c *client) execute(ctx context.Context, cmd command) {
 	case "balance":
 		b, err := c.node.Balance(cmd.client)
 		if err != nil {
-			c.out.say(c.id, "error: %v", err)
+			c.say("error: %v", err)
 			return
 		}
-		c.out.say(c.id, "balance of client %s: %d", cmd.client, b)
+		c.say("balance of client %s: %d", cmd.client, b)
 	case "chain":
 		c.printChain()
 	case "table":
@@ -28,7 +28,7 @@ func (c *client) execute(ctx context.Context, cmd command) {
 		for _, id := range c.opts.members {
 			fmt.Fprintf(&sb, " %s=%d", id, bal[id])
 		}
-		c.out.say(c.id, "%s", sb.String())
+		c.say("%s", sb.String())
 	case "status":
 		c.printStatus(ctx)
 	case "wait":
@@ -49,13 +49,13 @@ func (c *client) printChain() {
 	}
 	g := blocks[0]
 	fmt.Fprintf(&sb, "\n  #0 %s genesis: %d clients, %d each", g.Hash.Short(), len(c.opts.members), c.opts.balance)
-	c.out.say(c.id, "%s", sb.String())
+	c.say("%s", sb.String())
 }
 
 func (c *client) printStatus(ctx context.Context) {
 	st, err := c.mu.State(ctx)
 	if err != nil {
-		c.out.say(c.id, "error: %v", err)
+		c.say("error: %v", err)
 		return
 	}
 	var q []string
@@ -77,5 +77,5 @@ func (c *client) printStatus(ctx context.Context) {
 		fmt.Fprintf(&sb, "\n  peer %s at %s: %s, messages sent %d, received %d, reconnects %d",
 			p.ID, p.Addr, state, p.MsgsSent, p.MsgsReceived, p.Reconnects)
 	}
-	c.out.say(c.id, "%s", sb.String())
+	c.say("%s", sb.String())
 }

@@ -224,7 +224,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		case err == errEmpty:
 			continue
 		case err != nil:
-			c.out.say(c.id, "error: %v", err)
+			c.say("error: %v", err)
 			continue
 		case cmd.name == "exit":
 			closeAll()
