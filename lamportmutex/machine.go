@@ -290,13 +290,16 @@ func (m *Machine) Step(msg Message) ([]Message, error) {
 		out = m.peerUp(j, msg.Incarnation)
 	case msg.Kind == Data:
 		return nil, nil // the application's: no part of the algorithm
+	case msg.Kind == Hello:
+		// No event of the algorithm (see Hello): no tick.
+		m.clock = max(m.clock, msg.Clock)
+		m.latest[j] = max(m.latest[j], msg.Clock)
+		m.heard[j] = true
 	default:
 		m.clock = max(m.clock, msg.Clock)
 		m.tick()
 		m.latest[j] = max(m.latest[j], msg.Clock)
 		switch msg.Kind {
-		case Hello:
-			m.heard[j] = true
 		case Request:
 			if m.algo == RicartAgrawala {
 				out = append(out, m.raRequest(j, msg.Clock)...)
@@ -393,7 +396,6 @@ func (m *Machine) peerUp(j int, inc uint64) []Message {
 	if m.algo == RicartAgrawala {
 		m.replied[j], m.deferred[j] = false, false // the old incarnation's answer and request are gone
 	}
-	m.tick()
 	out := []Message{m.message(Hello, j, m.clock, nil)}
 	// Our request is resent with its original stamp: the queue order must
 	// not change. Under Ricart-Agrawala a held request is not: j cannot

@@ -29,7 +29,11 @@ const (
 	// Hello is a peer's first message to a new incarnation of another: its
 	// answer to PeerUp, carrying its clock. A Machine ignores everything from
 	// a peer until that peer's Hello, because what comes before it may have
-	// been meant for an earlier incarnation of the receiver.
+	// been meant for an earlier incarnation of the receiver. A Hello is no
+	// event of the algorithm: sending it does not tick the clock, and its
+	// receiver takes the larger of the two clocks without a tick, so
+	// greetings commute and peers that start together start with equal
+	// clocks, whatever order the greetings arrive in.
 	Hello
 	// Data carries an application message (Mutex.Send) beside the
 	// algorithm's own, on the same per-pair FIFO stream: a Data message sent

@@ -163,7 +163,7 @@ func (c *cluster) clone() *cluster {
 // incarnation of p, between two PeerUps of the receiver as seen by p)
 // clocks strictly increase: no message is ever sent twice.
 func (c *cluster) send(p int, out []Message) error {
-	for _, m := range out {
+	for i, m := range out {
 		q := c.index(m.To)
 		switch {
 		case m.From != c.ids[p]:
@@ -175,7 +175,8 @@ func (c *cluster) send(p int, out []Message) error {
 		}
 		// A request resent to a new incarnation keeps its original stamp,
 		// below the HELLO just before it: not a duplicate.
-		resend := m.Kind == Request && c.ms[p].issued && m.Clock == c.ms[p].own.Clock && m.Clock < c.ms[p].clock
+		resend := m.Kind == Request && c.ms[p].issued && m.Clock == c.ms[p].own.Clock &&
+			i > 0 && out[i-1].Kind == Hello && out[i-1].To == m.To
 		// Clocks saturated at MaxClock repeat (a faulty peer pushed them
 		// there); wrapped ones go back.
 		if c.track && !resend && m.Kind != Data && m.Clock < MaxClock && !c.wraps { // DATA is the application's: its clock is informational
