@@ -96,7 +96,7 @@ func parseArgs(args []string) (cliArgs, error) {
 	}
 	switch {
 	case slices.Contains(pos, "certs"):
-		return cliArgs{}, errors.New(`"certs" must come first: threeclients certs -dir DIR ...`)
+		return cliArgs{}, errors.New(`"certs" must come first, as in "threeclients certs -dir DIR"`)
 	case len(pos) > 1:
 		return cliArgs{}, fmt.Errorf("one client at most, got %d: %s", len(pos), quoteAll(pos))
 	case len(pos) == 1:
