@@ -41,6 +41,7 @@ const (
 	maxConfigDepth = 8
 	maxClients     = 64
 	maxAddrLen     = 300
+	maxIDLen       = 63 // as checkCertID allows
 )
 
 // loadConfigFile reads and checks a -config file. Every error names the
@@ -85,7 +86,7 @@ func parseConfig(data []byte) (fileConfig, error) {
 	}
 	for _, k := range slices.Sorted(maps.Keys(top)) {
 		if k != "clients" && k != "balance" {
-			return fileConfig{}, fmt.Errorf(`unknown key %s (the keys are "clients" and "balance")`, strconv.Quote(k))
+			return fileConfig{}, fmt.Errorf(`unknown key %.64q (the keys are "clients" and "balance")`, k)
 		}
 	}
 	var fc fileConfig
@@ -167,9 +168,9 @@ func walkJSON(dec *json.Decoder, data []byte, in string, depth int) error {
 			if seen[key] {
 				where := ""
 				if in != "" {
-					where = " in " + strconv.Quote(in)
+					where = fmt.Sprintf(" in %.64q", in)
 				}
-				return fmt.Errorf("key %s appears twice%s", strconv.Quote(key), where)
+				return fmt.Errorf("key %.64q appears twice%s", key, where)
 			}
 			seen[key] = true
 		}
@@ -234,6 +235,9 @@ func checkPeers(peers map[string]string) error {
 	}
 	owner := map[string]string{} // canonical address -> client
 	for _, id := range memberIDs(peers) {
+		if len(id) > maxIDLen {
+			return fmt.Errorf("client id %.20q... is longer than %d bytes", id, maxIDLen)
+		}
 		if err := checkCertID(id); err != nil {
 			return err
 		}
