@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,25 +13,30 @@ import (
 // the clients of -peers or -config (default: the three on loopback).
 func runCerts(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("threeclients certs", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: threeclients certs -dir DIR [-peers ...|-config FILE] [-force]\n\nWrites DIR/ca.crt and, for every client N, DIR/client-N.crt and DIR/client-N.key.\nCopy DIR to every machine and start each client with -tls DIR.\n\nflags:")
-		fs.PrintDefaults()
-	}
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	dir := fs.String("dir", "", "folder to write (created 0700; keys 0600)")
 	peersFlag := fs.String("peers", "", "clients and addresses, as for the clients (only the ids matter here)")
 	configFlag := fs.String("config", "", "JSON file with the clients, as for the clients")
 	force := fs.Bool("force", false, "replace the keys and certificates already in -dir")
-	if err := fs.Parse(args); err != nil {
+	const short = "usage: threeclients certs -dir DIR [-peers ...|-config FILE] [-force]"
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprintln(stdout, short+"\n\nWrites DIR/ca.crt and, for every client N, DIR/client-N.crt and DIR/client-N.key.\nCopy DIR to every machine and start each client with -tls DIR.\n\nflags:")
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0
+	case err == nil && fs.NArg() != 0:
+		err = fmt.Errorf("no arguments expected after the flags, got %s", quoteAll(fs.Args()))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "threeclients certs: %v\n%s   (\"threeclients certs -h\" lists the flags)\n", err, short)
 		return 2
 	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "threeclients certs: "+format+"\n", a...)
 		return 1
-	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return 2
 	}
 	if *dir == "" {
 		return fail("-dir is required")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,8 +31,15 @@ type options struct {
 	ids *identities
 	// insecure turns TLS off: plaintext, peers unauthenticated.
 	insecure bool
-	out      *printer
-	logger   *slog.Logger
+	// maxBatch is ledger.Config.MaxBatch; algorithm is the mutex's.
+	maxBatch  int
+	algorithm lamportmutex.Algorithm
+	// listeners are the listening sockets of this process's clients, opened
+	// by listenAll before any client starts. startClient hands a client's
+	// to its transport, or closes it if it fails before.
+	listeners map[string]net.Listener
+	out       *printer
+	logger    *slog.Logger
 }
 
 // client is one member of the ledger: its store, node, transport and mutex.
@@ -51,8 +59,15 @@ type client struct {
 }
 
 // startClient opens the client's ledger, listens, and starts its mutex.
-func startClient(id string, opts options) (*client, error) {
+func startClient(id string, opts options) (_ *client, err error) {
 	c := &client{id: id, opts: opts, out: opts.out, watchDone: make(chan struct{})}
+	if ln := opts.listeners[id]; ln != nil {
+		defer func() {
+			if err != nil && c.tcp == nil {
+				_ = ln.Close()
+			}
+		}()
+	}
 	// The genesis binds every member's key: the one in its certificate.
 	genesis, err := ledger.NewGenesis(opts.members, opts.balance, opts.ids.keys)
 	if err != nil {
@@ -70,11 +85,11 @@ func startClient(id string, opts options) (*client, error) {
 		store, err = ledger.OpenFileStore(where, genesis, ledger.FileOptions{Logger: opts.logger})
 	}
 	if err != nil {
-		return nil, err
+		return nil, storeHint(err, id, where, opts.dataDir)
 	}
 	c.node, err = ledger.NewNode(ledger.Config{
 		ID: id, Members: opts.members, Keys: opts.ids.keys, Signer: opts.ids.priv[id], InitialBalance: opts.balance, Store: store,
-		Logger: opts.logger, OnEvent: c.onEvent,
+		MaxBatch: opts.maxBatch, Logger: opts.logger, OnEvent: c.onEvent,
 	})
 	if err != nil {
 		_ = store.Close()
@@ -85,8 +100,8 @@ func startClient(id string, opts options) (*client, error) {
 		genesis.Hash.Short(), len(opts.members), opts.balance, where, head.Height, head.Height, head.Hash.Short())
 
 	tcfg := transport.TCPConfig{
-		ID: id, ListenAddr: opts.peers[id], Peers: opts.peers,
-		Cluster: genesis.Hash.String(), Logger: opts.logger,
+		ID: id, ListenAddr: opts.peers[id], Listener: opts.listeners[id], Peers: opts.peers,
+		Cluster: clusterName(genesis.Hash, opts.algorithm), Logger: opts.logger,
 	}
 	if !opts.insecure {
 		tcfg.TLS = opts.ids.tlsConfig(id)
@@ -104,7 +119,7 @@ func startClient(id string, opts options) (*client, error) {
 	// The node's handlers: blocks with releases, catch-up messages and
 	// restarts; and StartClock, so that requests after a restart are stamped
 	// after every block this client has and block clocks keep increasing.
-	cfg := c.node.MutexConfig(lamportmutex.Config{ID: id, Peers: opts.members, Transport: tr, Logger: opts.logger})
+	cfg := c.node.MutexConfig(lamportmutex.Config{ID: id, Peers: opts.members, Transport: tr, Algorithm: opts.algorithm, Logger: opts.logger})
 	if opts.trace {
 		cfg.Trace = c.onTrace
 	}

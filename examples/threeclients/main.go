@@ -34,7 +34,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -51,23 +50,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if len(args) > 0 && args[0] == "certs" {
 		return runCerts(args[1:], stdout, stderr)
 	}
-	fs := flag.NewFlagSet("threeclients", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: threeclients [flags] [clientnum]\n       threeclients certs -dir DIR [-peers ...|-config FILE] [-force]\n\nWith a client number, runs that client; without, runs every client in one process.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	peersFlag := fs.String("peers", "", "clients and addresses, e.g. 1=host:port,2=host:port,3=host:port (default 127.0.0.1:7001-7003)")
-	configFlag := fs.String("config", "", "JSON file with the clients and addresses (see clients.example.json)")
-	balance := fs.Int64("balance", 10, "every client's initial balance")
-	delay := fs.Duration("delay", 0, "delay every message sent by this long (e.g. 3s) to watch concurrency")
-	trace := fs.Bool("trace", false, "print every message sent and received and every clock change")
-	dataDir := fs.String("data", "lamportledger-data", "folder for the ledger files (one per client) and, without -tls, the certificates made on first start")
-	memory := fs.Bool("memory", false, "keep the ledger in memory only")
-	tlsDir := fs.String("tls", "", "certificates folder made by \"threeclients certs\": mutual TLS with its certificates, and blocks signed with its keys")
-	insecure := fs.Bool("insecure", false, "no TLS: peers talk in plaintext, unauthenticated (blocks are still signed); allows peers that are not on loopback without -tls")
-	verbose := fs.Bool("v", false, "log every connection event to stderr (refusals and broken connections are always logged)")
-	if err := fs.Parse(args); err != nil {
+	a, err := parseArgs(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		writeUsage(stdout)
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "threeclients: %v\n%s\n", err, shortUsage)
 		return 2
 	}
 	out, errOut := newPrinter(stdout), newPrinter(stderr)
@@ -78,73 +67,29 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 1
 	}
 
-	opts := options{peers: defaultPeers, balance: *balance, delay: *delay, trace: *trace,
-		dataDir: *dataDir, memory: *memory, insecure: *insecure, out: out}
-	switch {
-	case *peersFlag != "" && *configFlag != "":
-		return fail("give -peers or -config, not both")
-	case *peersFlag != "":
-		p, err := parsePeers(*peersFlag)
-		if err != nil {
-			return fail("%v", err)
-		}
-		opts.peers = p
-	case *configFlag != "":
-		fc, err := loadConfigFile(*configFlag)
-		if err != nil {
-			return fail("%v", err)
-		}
-		opts.peers = fc.Clients
-		if fc.Balance != 0 && !isFlagSet(fs, "balance") {
-			opts.balance = fc.Balance
-		}
-	}
-	if opts.balance <= 0 {
-		return fail("-balance must be positive, got %d", opts.balance)
-	}
-	if opts.delay < 0 {
-		return fail("-delay must not be negative")
-	}
-	opts.members = memberIDs(opts.peers)
-	for _, id := range opts.members {
-		if err := checkCertID(id); err != nil {
-			return fail("%v", err)
-		}
-	}
-	if err := checkExposure(opts.peers, *tlsDir != "", *insecure); err != nil {
+	opts, ids, err := resolve(a)
+	if err != nil {
 		return fail("%v", err)
 	}
+	opts.out = out
 	level := slog.LevelWarn
-	if *verbose {
+	if a.verbose {
 		level = slog.LevelInfo
 	}
 	var h slog.Handler = slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: level})
-	if !*verbose {
+	if !a.verbose {
 		h = newOnceHandler(h, opts.members) // say why a peer refuses once, not at every retry
 	}
 	opts.logger = slog.New(h)
 
-	var ids []string
-	switch fs.NArg() {
-	case 0:
-		ids = opts.members
-	case 1:
-		id := fs.Arg(0)
-		if _, ok := opts.peers[id]; !ok {
-			return fail("unknown client %s (clients: %s)", strconv.Quote(id), strings.Join(opts.members, ", "))
-		}
-		ids = []string{id}
-	default:
-		fs.Usage()
-		return 2
-	}
-
-	var err error
-	opts.ids, err = identitiesFor(opts, *tlsDir, ids)
+	opts.ids, err = identitiesFor(opts, a.tlsDir, ids)
 	if err != nil {
 		return fail("%v", err)
 	}
-	if *insecure {
+	if opts.listeners, err = listenAll(ids, opts.peers); err != nil {
+		return fail("%v", err)
+	}
+	if a.insecure {
 		errOut.raw("threeclients: -insecure: TLS is off; peers are not authenticated and the network sees every message (blocks are still signed with the keys in " + opts.ids.dir + ")\n")
 	}
 
@@ -173,9 +118,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			}
 		}
 	}
-	for _, id := range ids {
+	for i, id := range ids {
 		c, err := startClient(id, opts)
 		if err != nil {
+			for _, rest := range ids[i+1:] {
+				_ = opts.listeners[rest].Close()
+			}
 			closeAll()
 			return fail("client %s: %v", id, err)
 		}
@@ -314,12 +262,6 @@ func isTerminal(r io.Reader) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-func isFlagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
 }
 
 // sleepCtx waits d or until ctx ends.
