@@ -52,6 +52,7 @@ type client struct {
 
 	watchStop context.CancelFunc // stops watchPeers
 	watchDone chan struct{}
+	peerWake  chan struct{} // buffered 1: a peer came up; watchPeers looks now
 
 	// clock is the mutex's Lamport clock as its last Trace event left it:
 	// read without asking the mutex's goroutine, for the @clock on every
@@ -68,7 +69,7 @@ type client struct {
 
 // startClient opens the client's ledger, listens, and starts its mutex.
 func startClient(id string, opts options) (*client, error) {
-	c := &client{id: id, opts: opts, out: opts.out, watchDone: make(chan struct{})}
+	c := &client{id: id, opts: opts, out: opts.out, watchDone: make(chan struct{}), peerWake: make(chan struct{}, 1)}
 	// The genesis binds every member's key: the one in its certificate.
 	genesis, err := ledger.NewGenesis(opts.members, opts.balance, opts.ids.keys)
 	if err != nil {
@@ -158,7 +159,8 @@ func (c *client) others() string {
 
 // watchPeers says when every peer is first connected both ways, and
 // then every time a peer goes down or comes back; and when blocks fetched
-// from peers have stopped coming (catch-up is over), how many came.
+// from peers have stopped coming (catch-up is over), how many came. It
+// looks every peerPoll, and at once when the mutex reports a peer up.
 func (c *client) watchPeers(ctx context.Context) {
 	defer close(c.watchDone)
 	tick := time.NewTicker(peerPoll)
@@ -170,6 +172,7 @@ func (c *client) watchPeers(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-c.peerWake:
 		}
 		all := true
 		for _, st := range c.tcp.Status() {
@@ -325,6 +328,12 @@ func (c *client) onEvent(ev ledger.Event) {
 // waits.
 func (c *client) onTrace(ev lamportmutex.Event) {
 	c.clock.Store(ev.Clock)
+	if ev.Message.Kind == lamportmutex.PeerUp {
+		select {
+		case c.peerWake <- struct{}{}:
+		default:
+		}
+	}
 	if !c.opts.trace {
 		return
 	}

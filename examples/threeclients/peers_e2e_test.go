@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -6,12 +8,16 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"syscall"
 	"testing"
 )
 
 // A peer killed and restarted twice is reported down and back each time on
-// the other clients' stdout; the second time it comes back without its
-// ledger file and says how many blocks it fetched from its peers.
+// the other clients' stdout. The first time, client 1 has a transfer
+// waiting for the victim's REPLY (the victim was stopped first, so the
+// REQUEST is in flight for sure) and says that the transfer needs it; the
+// second time the victim comes back without its ledger file and says how
+// many blocks it fetched from its peers.
 func TestThreeClientsReportPeers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs three processes")
@@ -19,28 +25,40 @@ func TestThreeClientsReportPeers(t *testing.T) {
 	addrs := freePorts(t, 3)
 	peers := fmt.Sprintf("1=%s,2=%s,3=%s", addrs[0], addrs[1], addrs[2])
 	data := t.TempDir()
-	procs := map[string]*proc{}
-	for _, id := range []string{"1", "2", "3"} {
-		procs[id] = startProc(t, id, peers, data)
+	procs := map[string]*proc{
+		"1": startProc(t, "1", peers, data, "-trace"),
+		"2": startProc(t, "2", peers, data),
+		"3": startProc(t, "3", peers, data),
 	}
 	for _, id := range []string{"1", "2", "3"} {
 		procs[id].expect(`all peers connected`)
 	}
 	committed := 0
 	for round := 1; round <= 2; round++ {
-		procs["1"].send("transfer 2 1")
-		procs["1"].expect(`transfer 1 -> 2 amount 1: SUCCESS`)
-		committed++
-		procs["3"].waitChain(committed)
-
 		victim := procs["3"]
+		waiting := round == 1
+		if waiting {
+			if err := victim.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			procs["1"].send("transfer 2 1")
+			procs["1"].expect(`sent REQUEST@\d+ to 3$`)
+		} else {
+			procs["1"].send("transfer 2 1")
+			procs["1"].expect(`transfer 1 -> 2 amount 1: SUCCESS`)
+			committed++
+			victim.waitChain(committed)
+		}
 		if err := victim.cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
 		_ = victim.cmd.Wait()
-		for _, id := range []string{"1", "2"} {
-			procs[id].expect(`^\[` + id + ` @\d+\] client 3 (is|was) down`)
+		if waiting {
+			procs["1"].expect(`^\[1 @\d+\] client 3 is down \(waiting transfers need it\)$`)
+		} else {
+			procs["1"].expect(`^\[1 @\d+\] client 3 (is|was) down$`)
 		}
+		procs["2"].expect(`^\[2 @\d+\] client 3 (is|was) down$`)
 		lost := round == 2
 		if lost {
 			if err := os.Remove(filepath.Join(data, "client-3.log")); err != nil {
@@ -48,9 +66,14 @@ func TestThreeClientsReportPeers(t *testing.T) {
 			}
 		}
 		procs["3"] = startProc(t, "3", peers, data)
-		for _, id := range []string{"1", "2"} {
-			procs[id].expect(`^\[` + id + ` @\d+\] client 3 is back \(restarted\)$`)
+		back := `client 3 is back \(restarted\)$`
+		if waiting { // the transfer and the report come in either order
+			procs["1"].expectAll(back, `transfer 1 -> 2 amount 1: SUCCESS`)
+			committed++
+		} else {
+			procs["1"].expect(back)
 		}
+		procs["2"].expect(back)
 		procs["3"].expect(`all peers connected`)
 		if lost {
 			m := procs["3"].expect(`^\[3 @\d+\] caught up (\d+) blocks? from peers$`)
@@ -120,4 +143,22 @@ func TestThreeClientsTrace(t *testing.T) {
 	p2.expect(fmt.Sprintf(clockRx, "2") + `received RELEASE@\d+ from 1: clock \d+ -> \d+ \(max\(\d+, \d+\) \+ 1\) with 1 block: #1 [0-9a-f]{8} 1 -> 2 amount 3$`)
 	p1.exit()
 	p2.exit()
+}
+
+// expectAll reads lines until each of res has matched one, in any order.
+func (p *proc) expectAll(res ...string) {
+	p.t.Helper()
+	left := map[*regexp.Regexp]bool{}
+	for _, re := range res {
+		left[regexp.MustCompile(re)] = true
+	}
+	for len(left) > 0 {
+		line := p.expect(`.*`)[0]
+		for rx := range left {
+			if rx.MatchString(line) {
+				delete(left, rx)
+				break
+			}
+		}
+	}
 }
