@@ -65,7 +65,9 @@ type Config struct {
 	// Ricart-Agrawala; every peer of a group must run the same one.
 	Algorithm Algorithm
 	// Trace, if set, is called on the Mutex's goroutine for every message
-	// sent or received, with the clock after the event. It must not block.
+	// sent or received and every other change of the clock (see Event). It
+	// must not block or call the Mutex's methods other than Stats and
+	// Quarantine.
 	Trace func(Event)
 	// Logger receives the Mutex's logs. Nil discards them.
 	Logger *slog.Logger
@@ -76,13 +78,37 @@ type Config struct {
 // default.
 const DefaultOutboxLimit = 16 << 20
 
-// Event is one message sent or received, as reported to Config.Trace.
+// Event is one event at this peer, as reported to Config.Trace in the
+// order they happen. Before and Clock are the Lamport clock just before and
+// just after it, and every change of the clock is in some event, so that
+// each event's Before is the previous event's Clock (the first event's is
+// Config.StartClock):
+//
+//   - A message received (Sent false): Clock is the clock right after the
+//     receive rule, max(Before, Message.Clock)+1 (saturating at MaxClock),
+//     and before anything the message makes this peer send: those sends
+//     follow as events of their own. PEERUP, which the local Transport
+//     makes, and DATA, the application's, are no part of the rule: Clock
+//     is Before.
+//   - A message sent (Sent true): Clock is the clock right after the send,
+//     which is Message.Clock, except for a REQUEST resent with its original
+//     stamp to a restarted peer, and DATA, sent without a tick (Clock is
+//     Before). A local step that moved the clock just before, such as a
+//     release ahead of the REPLYs Ricart-Agrawala held back, is counted in
+//     the first send after it.
+//   - A local step that moved the clock and sent nothing (Message is the
+//     zero Message): a release or withdrawal with no message to send (under
+//     Ricart-Agrawala with no REPLY held back; a withdrawal whose REQUESTs
+//     had not left yet, see Mutex.Lock), or a request or release in a group
+//     of one.
 type Event struct {
-	// Sent is true for a message sent, false for one received.
+	// Sent is true for a message sent, false for one received or a local
+	// step.
 	Sent    bool
 	Message Message
-	// Clock is the local Lamport clock after the event.
-	Clock uint64
+	// Before and Clock are the local Lamport clock just before and just
+	// after the event.
+	Before, Clock uint64
 }
 
 // validate checks c and returns the sorted member list.

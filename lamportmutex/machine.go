@@ -291,13 +291,11 @@ func (m *Machine) Step(msg Message) ([]Message, error) {
 	case msg.Kind == Data:
 		return nil, nil // the application's: no part of the algorithm
 	case msg.Kind == Hello:
-		// No event of the algorithm (see Hello): no tick.
-		m.clock = max(m.clock, msg.Clock)
+		m.clock = receiveClock(m.clock, msg)
 		m.latest[j] = max(m.latest[j], msg.Clock)
 		m.heard[j] = true
 	default:
-		m.clock = max(m.clock, msg.Clock)
-		m.tick()
+		m.clock = receiveClock(m.clock, msg)
 		m.latest[j] = max(m.latest[j], msg.Clock)
 		switch msg.Kind {
 		case Request:
@@ -377,6 +375,21 @@ func (m *Machine) Data(to string, payload []byte) (Message, error) {
 // ledger's blocks carry them) calls it at start-up, so that requests after
 // a restart are stamped after every grant it knows of.
 func (m *Machine) AdvanceClock(c uint64) { m.clock = max(m.clock, min(c, MaxClock)) }
+
+// receiveClock is the clock right after the receive rule for msg at a peer
+// whose clock is clock: max(clock, msg.Clock)+1, saturating at MaxClock.
+// A Hello takes the larger clock without a tick (see Hello); PeerUp (the
+// Transport's) and Data (the application's) are no part of the algorithm
+// and leave it unchanged. msg.Clock is at most MaxClock (see Accepts).
+func receiveClock(clock uint64, msg Message) uint64 {
+	switch msg.Kind {
+	case PeerUp, Data:
+		return clock
+	case Hello:
+		return max(clock, msg.Clock)
+	}
+	return min(max(clock, msg.Clock)+1, MaxClock)
+}
 
 // tick advances the clock by one local event, saturating at MaxClock.
 func (m *Machine) tick() {

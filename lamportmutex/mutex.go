@@ -99,7 +99,7 @@ func New(cfg Config) (*Mutex, error) {
 	if limit == 0 {
 		limit = DefaultOutboxLimit
 	}
-	d := &driver{m: m, machine: machine, outboxes: map[string]*outbox{}, banned: map[string]uint64{}}
+	d := &driver{m: m, machine: machine, outboxes: map[string]*outbox{}, banned: map[string]uint64{}, traced: machine.Clock()}
 	for _, id := range ids {
 		if id != cfg.ID {
 			d.outboxes[id] = newOutbox(limit)
@@ -321,6 +321,7 @@ type driver struct {
 	pumps    sync.WaitGroup
 	stopPump chan struct{}   // closed: pumps exit once their outbox is empty
 	sendCtx  context.Context // cancelled: pumps give up at once
+	traced   uint64          // the clock as last reported to Config.Trace
 }
 
 func (d *driver) run() {
@@ -364,6 +365,7 @@ func (d *driver) run() {
 		}
 		d.applyQuarantines()
 		d.grant()
+		d.traceLocal()
 	}
 }
 
@@ -437,7 +439,7 @@ func (d *driver) receive(msg Message) {
 		return
 	}
 	if msg.Kind == Data {
-		d.received(msg)
+		d.received(msg, d.machine.Clock())
 		if m.cfg.OnMessage != nil {
 			if err := m.cfg.OnMessage(msg.From, msg.Payload); err != nil {
 				m.stats.update(func(s *Stats) { s.HandlerErrors++ })
@@ -453,13 +455,14 @@ func (d *driver) receive(msg Message) {
 			return
 		}
 	}
+	before := d.machine.Clock()
 	out, err := d.machine.Step(msg)
 	if err != nil { // unreachable after Accepts
 		m.stats.update(func(s *Stats) { s.Dropped++ })
 		m.log.Warn("dropped message", "msg", msg.String(), "err", err)
 		return
 	}
-	d.received(msg)
+	d.received(msg, before)
 	d.send(out)
 	if msg.Kind == PeerUp {
 		m.qmu.Lock()
@@ -517,12 +520,11 @@ func (d *driver) applyQuarantines() {
 	}
 }
 
-// received counts and traces a message the driver acted on.
-func (d *driver) received(msg Message) {
+// received counts and traces a message the driver acted on; before is the
+// clock before the Machine handled it.
+func (d *driver) received(msg Message, before uint64) {
 	d.m.stats.update(func(s *Stats) { s.Received[msg.Kind]++ })
-	if t := d.m.cfg.Trace; t != nil {
-		t(Event{Message: msg, Clock: d.machine.Clock()})
-	}
+	d.trace(Event{Message: msg, Before: before, Clock: receiveClock(before, msg)})
 }
 
 // send queues msgs for their peers' pumps, in order; it never waits.
@@ -548,10 +550,27 @@ func (d *driver) withdraw(msgs []Message) {
 	}
 }
 
+// sent counts and traces a message queued for its peer. The Machine stamps
+// what one step sends in the order it ticks, so the clock right after a
+// send is the highest stamp so far (a resent REQUEST keeps its old one).
 func (d *driver) sent(msg Message) {
 	d.m.stats.update(func(s *Stats) { s.Sent[msg.Kind]++ })
+	d.trace(Event{Sent: true, Message: msg, Before: d.traced, Clock: max(d.traced, msg.Clock)})
+}
+
+// traceLocal reports a change of the clock that no message carried (see
+// Event); the driver calls it after every step.
+func (d *driver) traceLocal() {
+	if c := d.machine.Clock(); c != d.traced {
+		d.trace(Event{Before: d.traced, Clock: c})
+	}
+}
+
+// trace hands ev to Config.Trace and remembers its clock.
+func (d *driver) trace(ev Event) {
+	d.traced = ev.Clock
 	if t := d.m.cfg.Trace; t != nil {
-		t(Event{Sent: true, Message: msg, Clock: d.machine.Clock()})
+		t(ev)
 	}
 }
 
@@ -695,6 +714,7 @@ func (d *driver) shutdown(tell bool) {
 			d.send(out)
 		}
 	}
+	d.traceLocal()
 	err := d.m.stopped()
 	for _, w := range d.waiters {
 		w.result <- lockResult{err: err}

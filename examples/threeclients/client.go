@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,8 +9,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lamportledger/lamportledger/lamportmutex"
@@ -55,12 +58,26 @@ type client struct {
 	ctx   context.Context
 	stop  context.CancelFunc
 
+	watchStop context.CancelFunc // stops watchPeers
 	watchDone chan struct{}
+	peerWake  chan struct{} // buffered 1: a peer came up; watchPeers looks now
+
+	// clock is the mutex's Lamport clock as its last Trace event left it:
+	// read without asking the mutex's goroutine, for the @clock on every
+	// line.
+	clock atomic.Uint64
+	// lastBatch is the release payload the last trace line listed; only
+	// the mutex's goroutine (onTrace) uses it.
+	lastBatch []byte
+	// Blocks fetched from peers (catch-up) and not reported yet, and when
+	// the last one came, in Unix nanoseconds.
+	fetched     atomic.Int64
+	fetchedLast atomic.Int64
 }
 
 // startClient opens the client's ledger, listens, and starts its mutex.
 func startClient(id string, opts options) (_ *client, err error) {
-	c := &client{id: id, opts: opts, out: opts.out, watchDone: make(chan struct{})}
+	c := &client{id: id, opts: opts, out: opts.out, watchDone: make(chan struct{}), peerWake: make(chan struct{}, 1)}
 	if ln := opts.listeners[id]; ln != nil {
 		defer func() {
 			if err != nil && c.tcp == nil {
@@ -96,7 +113,8 @@ func startClient(id string, opts options) (_ *client, err error) {
 		return nil, err
 	}
 	head := c.node.Head()
-	c.out.say(id, "ledger %s (%d clients, %d each) in %s: %d blocks after genesis recovered, head #%d %s",
+	c.clock.Store(head.Clock) // the mutex starts there (see MutexConfig)
+	c.say("ledger %s (%d clients, %d each) in %s: %d blocks after genesis recovered, head #%d %s",
 		genesis.Hash.Short(), len(opts.members), opts.balance, where, head.Height, head.Height, head.Hash.Short())
 
 	tcfg := transport.TCPConfig{
@@ -120,9 +138,8 @@ func startClient(id string, opts options) (_ *client, err error) {
 	// restarts; and StartClock, so that requests after a restart are stamped
 	// after every block this client has and block clocks keep increasing.
 	cfg := c.node.MutexConfig(lamportmutex.Config{ID: id, Peers: opts.members, Transport: tr, Algorithm: opts.algorithm, Logger: opts.logger})
-	if opts.trace {
-		cfg.Trace = c.onTrace
-	}
+	c.clock.Store(cfg.StartClock)
+	cfg.Trace = c.onTrace
 	c.mu, err = lamportmutex.New(cfg)
 	if err != nil {
 		_ = c.tcp.Close()
@@ -138,8 +155,10 @@ func startClient(id string, opts options) (_ *client, err error) {
 	if opts.insecure {
 		auth = "plaintext, peers NOT authenticated (-insecure); blocks signed with the key in " + opts.ids.dir
 	}
-	c.out.say(id, "listening on %s (%s); connecting to %s", c.tcp.Addr(), auth, c.others())
-	go c.watchPeers()
+	c.say("listening on %s (%s); connecting to %s", c.tcp.Addr(), auth, c.others())
+	watchCtx, watchStop := context.WithCancel(c.ctx)
+	c.watchStop = watchStop
+	go c.watchPeers(watchCtx)
 	return c, nil
 }
 
@@ -153,26 +172,78 @@ func (c *client) others() string {
 	return strings.Join(s, ", ")
 }
 
-// watchPeers says once when every peer is connected both ways.
-func (c *client) watchPeers() {
+// watchPeers says when every peer is first connected both ways, and
+// then every time a peer goes down or comes back; and when blocks fetched
+// from peers have stopped coming (catch-up is over), how many came. It
+// looks every peerPoll, and at once when the mutex reports a peer up.
+func (c *client) watchPeers(ctx context.Context) {
 	defer close(c.watchDone)
-	tick := time.NewTicker(50 * time.Millisecond)
+	tick := time.NewTicker(peerPoll)
 	defer tick.Stop()
+	views := map[string]*peerView{}
+	allSaid := false
 	for {
 		select {
-		case <-c.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-c.peerWake:
 		}
 		all := true
-		for _, p := range c.tcp.Status() {
-			all = all && p.Connected && p.Inbound
+		for _, st := range c.tcp.Status() {
+			v := views[st.ID]
+			if v == nil {
+				v = &peerView{}
+				views[st.ID] = v
+			}
+			c.reportPeer(ctx, st.ID, v.observe(st))
+			all = all && v.up
 		}
-		if all {
+		if all && !allSaid {
+			allSaid = true
 			c.say("all peers connected")
-			return
+		}
+		if n := c.fetched.Load(); n > 0 && time.Since(time.Unix(0, c.fetchedLast.Load())) >= catchUpQuiet {
+			c.fetched.Add(-n)
+			c.say("caught up %d %s from peers", n, plural(n, "block", "blocks"))
 		}
 	}
+}
+
+// reportPeer prints what changed about peer.
+func (c *client) reportPeer(ctx context.Context, peer string, ch peerChange) {
+	if ch.down {
+		verb := "is"
+		if ch.back {
+			verb = "was" // and is back already
+		}
+		c.say("client %s %s down%s", quoteID(peer), verb, c.needs(ctx, peer))
+	}
+	if ch.back {
+		how := "reconnected"
+		if ch.restarted {
+			how = "restarted"
+		}
+		c.say("client %s is back (%s)", quoteID(peer), how)
+	}
+}
+
+// needs is " (waiting transfers need it)" when this client has transfers
+// waiting for the lock that wait for peer: every request needs a later
+// message from every peer.
+func (c *client) needs(ctx context.Context, peer string) string {
+	st, err := c.mu.State(ctx)
+	if err != nil || st.Waiting == 0 || (len(st.Missing) > 0 && !slices.Contains(st.Missing, peer)) {
+		return ""
+	}
+	return " (waiting transfers need it)"
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // transfer runs one transfer in the background and prints its outcome.
@@ -250,8 +321,10 @@ func (c *client) onEvent(ev ledger.Event) {
 			how := ""
 			if ev.Fetched {
 				how = ", caught up: it was missed while a client was down"
+				c.fetchedLast.Store(time.Now().UnixNano())
+				c.fetched.Add(1)
 			}
-			c.say("block #%d %s from client %s inserted: %s -> %s amount %d (clock %d%s)",
+			c.say("block #%d %s from client %s inserted: %s -> %s amount %d (request clock %d%s)",
 				b.Height, b.Hash.Short(), ev.From, b.Transfer.From, b.Transfer.To, b.Transfer.Amount, b.Clock, how)
 		}
 	case ledger.EventPeerRefused:
@@ -265,17 +338,26 @@ func (c *client) onEvent(ev ledger.Event) {
 	}
 }
 
+// onTrace keeps the clock for the lines this client prints and, with
+// -trace, prints the event. It runs on the mutex's goroutine: it never
+// waits.
 func (c *client) onTrace(ev lamportmutex.Event) {
-	verb, peer := "received", ev.Message.From
-	if ev.Sent {
-		verb, peer = "sent", ev.Message.To
+	c.clock.Store(ev.Clock)
+	if ev.Message.Kind == lamportmutex.PeerUp {
+		select {
+		case c.peerWake <- struct{}{}:
+		default:
+		}
 	}
-	payload := ""
-	if len(ev.Message.Payload) > 0 {
-		payload = fmt.Sprintf(" with a %d-byte block", len(ev.Message.Payload))
+	if !c.opts.trace {
+		return
 	}
-	c.say("trace: %s %s@%d %s %s%s; clock now %d",
-		verb, ev.Message.Kind, ev.Message.Clock, map[bool]string{true: "to", false: "from"}[ev.Sent], peer, payload, ev.Clock)
+	p := ev.Message.Payload
+	same := ev.Message.Kind == lamportmutex.Release && len(p) > 0 && bytes.Equal(p, c.lastBatch)
+	if ev.Message.Kind == lamportmutex.Release && len(p) > 0 {
+		c.lastBatch = p
+	}
+	c.say("%s", formatTrace(ev, time.Now(), same))
 }
 
 // close waits for transfers in flight, withdraws from the mutex, lets the
@@ -283,8 +365,8 @@ func (c *client) onTrace(ev lamportmutex.Event) {
 func (c *client) close() {
 	c.work.Wait()
 	if c.stop != nil {
+		c.quiet()
 		c.stop()
-		<-c.watchDone
 	}
 	// The node first: its committer releases the mutex (with its blocks, if
 	// it was committing) before the mutex stops.
@@ -301,7 +383,15 @@ func (c *client) close() {
 	_ = c.tcp.Close()
 }
 
-// say prints one line as this client.
+// quiet stops reporting peers going down and coming back. A process that
+// runs several clients calls it on each before it closes the first, so
+// that the others do not report it down.
+func (c *client) quiet() {
+	c.watchStop()
+	<-c.watchDone
+}
+
+// say prints one line as this client, with the mutex's clock.
 func (c *client) say(format string, args ...any) {
-	c.out.say(c.id, format, args...)
+	c.out.say(c.id, c.clock.Load(), format, args...)
 }

@@ -29,7 +29,15 @@ const helpText = `commands:
   status                          clock, request queue, peers and connections
   wait <seconds>                  pause (for scripts)
   help                            this text
-  exit | quit                     leave`
+  exit | quit                     leave
+
+message kinds (shown with -trace; every line starts [client @clock], the client's Lamport clock):
+  REQUEST   asks for the lock, stamped with the requester's clock; every client queues it
+  REPLY     answers a REQUEST; the requester enters once it has a later message from every client
+  RELEASE   leaves the lock, carrying the holder's new blocks; each client applies them first
+  HELLO     a client's greeting to a peer that (re)started, with its clock; nothing counts before it
+  DATA      ledger catch-up: blocks a restarted client missed; no part of the algorithm, no clock change
+  receive rule: clock = max(clock, message clock) + 1; every send ticks the clock first`
 
 // parseCommand parses line for client self among members. Every error is
 // one line a person can act on.

@@ -160,7 +160,7 @@ func (p *proc) expect(re string) []string {
 func (p *proc) chain() (height int, text string) {
 	p.t.Helper()
 	p.send("chain")
-	m := p.expect(`^\[` + p.id + `\] blockchain, (\d+) blocks after genesis`)
+	m := p.expect(`^\[` + p.id + ` @\d+\] blockchain, (\d+) blocks after genesis`)
 	height, _ = strconv.Atoi(m[1])
 	var sb strings.Builder
 	for range height + 1 {
@@ -269,13 +269,13 @@ func TestThreeClientsEndToEnd(t *testing.T) {
 	}
 	for line, want := range bad {
 		procs["1"].send(line)
-		m := procs["1"].expect(`^\[1\] error: (.*)`)
+		m := procs["1"].expect(`^\[1 @\d+\] error: (.*)`)
 		if !strings.Contains(m[1], want) {
 			t.Errorf("%q: got %q, want %q", line, m[1], want)
 		}
 	}
 	procs["1"].send("balance")
-	procs["1"].expect(`^\[1\] balance of client 1: 10$`)
+	procs["1"].expect(`^\[1 @\d+\] balance of client 1: 10$`)
 
 	// Client 2 stops and comes back on its data folder.
 	procs["2"].exit()

@@ -44,7 +44,7 @@ func (c *client) printChain() {
 	fmt.Fprintf(&sb, "blockchain, %d blocks after genesis, newest first:", len(blocks)-1)
 	for i := len(blocks) - 1; i >= 1; i-- {
 		b := blocks[i]
-		fmt.Fprintf(&sb, "\n  #%d %s prev %s: %s -> %s amount %d, clock %d",
+		fmt.Fprintf(&sb, "\n  #%d %s prev %s: %s -> %s amount %d, request clock %d",
 			b.Height, b.Hash.Short(), b.Prev.Short(), b.Transfer.From, b.Transfer.To, b.Transfer.Amount, b.Clock)
 	}
 	g := blocks[0]

@@ -45,11 +45,11 @@ const (
 )
 
 var (
-	killSuccessRx = regexp.MustCompile(`^\[(\w+)\] transfer (\w+) -> (\w+) amount (\d+): SUCCESS \(balance before -?\d+, after -?\d+; block #(\d+) ([0-9a-f]{8})\)$`)
-	killFailedRx  = regexp.MustCompile(`^\[(\w+)\] transfer (\w+) -> (\w+) amount (\d+): FAILED: (.*)$`)
-	killInsertRx  = regexp.MustCompile(`^\[\w+\] block #(\d+) ([0-9a-f]{8}) from client (\w+) inserted`)
-	killRecoverRx = regexp.MustCompile(`^\[\w+\] ledger .* blocks after genesis recovered, head #(\d+) ([0-9a-f]{8})`)
-	killChainRx   = regexp.MustCompile(`^  #(\d+) ([0-9a-f]{8}) prev ([0-9a-f]{8}): (\w+) -> (\w+) amount (\d+), clock (\d+)$`)
+	killSuccessRx = regexp.MustCompile(`^\[(\w+) @\d+\] transfer (\w+) -> (\w+) amount (\d+): SUCCESS \(balance before -?\d+, after -?\d+; block #(\d+) ([0-9a-f]{8})\)$`)
+	killFailedRx  = regexp.MustCompile(`^\[(\w+) @\d+\] transfer (\w+) -> (\w+) amount (\d+): FAILED: (.*)$`)
+	killInsertRx  = regexp.MustCompile(`^\[\w+ @\d+\] block #(\d+) ([0-9a-f]{8}) from client (\w+) inserted`)
+	killRecoverRx = regexp.MustCompile(`^\[\w+ @\d+\] ledger .* blocks after genesis recovered, head #(\d+) ([0-9a-f]{8})`)
+	killChainRx   = regexp.MustCompile(`^  #(\d+) ([0-9a-f]{8}) prev ([0-9a-f]{8}): (\w+) -> (\w+) amount (\d+), request clock (\d+)$`)
 	killGenesisRx = regexp.MustCompile(`^  #0 ([0-9a-f]{8}) genesis`)
 )
 

@@ -83,9 +83,15 @@ func (p *printer) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// say prints "[client] message".
-func (p *printer) say(client, format string, args ...any) {
-	p.raw("[" + quoteID(client) + "] " + fmt.Sprintf(format, args...) + "\n")
+// say prints "[client @clock] message": the client's Lamport clock when
+// it printed the line.
+func (p *printer) say(client string, clock uint64, format string, args ...any) {
+	p.raw(linePrefix(client, clock) + fmt.Sprintf(format, args...) + "\n")
+}
+
+// linePrefix is "[client @clock] ".
+func linePrefix(client string, clock uint64) string {
+	return "[" + quoteID(client) + " @" + strconv.FormatUint(clock, 10) + "] "
 }
 
 // raw prints text as it is.

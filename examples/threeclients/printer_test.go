@@ -31,7 +31,7 @@ func TestPrinterDropsWhenStalled(t *testing.T) {
 	p := newPrinter(w)
 	const n = printQueueLines * 3
 	for i := range n {
-		p.say("1", "line %d", i) // would hang here if it waited on w
+		p.say("1", 0, "line %d", i) // would hang here if it waited on w
 	}
 	close(w.open)
 	p.close()
@@ -47,7 +47,7 @@ func TestPrinterDropsWhenStalled(t *testing.T) {
 			reports++
 			continue
 		}
-		if want := fmt.Sprintf("[1] line %d", next); l != want {
+		if want := fmt.Sprintf("[1 @0] line %d", next); l != want {
 			t.Fatalf("got %q, want %q (lines out of order or lost without a report)", l, want)
 		}
 		next++

@@ -225,13 +225,13 @@ func TestThreeClientsExposure(t *testing.T) {
 		t.Fatalf("refused start made certificates: %v", err)
 	}
 	code, out, errs := runCLI(t, "balance\nexit\n", "-peers", peers, "-data", data, "-insecure", "1")
-	if code != 0 || !strings.Contains(errs, "-insecure: TLS is off") || !strings.Contains(out, "[1] balance of client 1: 10") {
+	if code != 0 || !strings.Contains(errs, "-insecure: TLS is off") || !strings.Contains(out, "[1 @0] balance of client 1: 10") {
 		t.Fatalf("-insecure: status %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	// With -tls the address is the user's choice.
 	certs := makeCertsDir(t, peers)
 	code, out, errs = runCLI(t, "balance\nexit\n", "-peers", peers, "-memory", "-tls", certs, "1")
-	if code != 0 || strings.Contains(errs, "TLS is off") || !strings.Contains(out, "[1] balance of client 1: 10") {
+	if code != 0 || strings.Contains(errs, "TLS is off") || !strings.Contains(out, "[1 @0] balance of client 1: 10") {
 		t.Fatalf("-tls: status %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 }
@@ -278,7 +278,7 @@ func TestThreeClientsStalledOutput(t *testing.T) {
 		t.Fatalf("client 3: %q", m[0])
 	}
 	p3.send("table")
-	p3.expect(`^\[3\] balance table: 1=1001 2=1000 3=999$`)
+	p3.expect(`^\[3 @\d+\] balance table: 1=1001 2=1000 3=999$`)
 	h1, c1 := p1.chain()
 	if h1 != 1+2*rounds {
 		t.Fatalf("client 1 has %d blocks, want %d", h1, 1+2*rounds)
@@ -299,6 +299,6 @@ func TestThreeClientsLongInputLine(t *testing.T) {
 	p.send(strings.Repeat("x", 2<<20))
 	p.expect(`^error: line longer than 1048576 bytes ignored$`)
 	p.send("balance")
-	p.expect(`^\[1\] balance of client 1: 10$`)
+	p.expect(`^\[1 @\d+\] balance of client 1: 10$`)
 	p.exit()
 }
