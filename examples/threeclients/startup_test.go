@@ -116,12 +116,12 @@ func TestRunFlagsAfterClient(t *testing.T) {
 	peers := fmt.Sprintf("1=%s,2=%s", addrs[0], addrs[1])
 	data := t.TempDir() // the certificates
 	code, out, errs := runHere(t, "balance\n", "1", "-peers", peers, "-data", data, "-memory")
-	if code != 0 || !strings.Contains(out, "[1] balance of client 1: 10") {
+	if code != 0 || !strings.Contains(out, "[1 @0] balance of client 1: 10") {
 		t.Errorf("status %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	code, out, errs = runHere(t, "balance\n", "-data", data, "-memory", "2", "-delay", "1s", "-peers", peers,
 		"-batch", "1", "-algorithm", "ricart-agrawala", "-balance", "7")
-	if code != 0 || !strings.Contains(out, "[2] balance of client 2: 7") {
+	if code != 0 || !strings.Contains(out, "[2 @0] balance of client 2: 7") {
 		t.Errorf("status %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 }
