@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -41,8 +40,10 @@ type options struct {
 	// by listenAll before any client starts. startClient hands a client's
 	// to its transport, or closes it if it fails before.
 	listeners map[string]net.Listener
-	out       *printer
-	logger    *slog.Logger
+	// local holds the ids of this process's clients.
+	local  map[string]bool
+	out    *printer
+	logger *slog.Logger
 }
 
 // client is one member of the ledger: its store, node, transport and mutex.
@@ -54,9 +55,24 @@ type client struct {
 	tcp   *transport.TCP
 	delay *delayTransport // nil without -delay
 	mu    *lamportmutex.Mutex
-	work  sync.WaitGroup // transfers in flight
-	ctx   context.Context
-	stop  context.CancelFunc
+	// ctx ends when the client abandons what it was given (stop).
+	ctx  context.Context
+	stop context.CancelFunc
+
+	// The worker's queue (see work), and what it has not finished: queued
+	// counts commands queued or running, inBackground transfers given with
+	// &, which background also tracks for close.
+	cmds         chan command
+	queued       tally
+	inBackground tally
+	background   sync.WaitGroup
+	workerDone   chan struct{}
+	txids        *transferIDs
+	// siblings are the other clients of this process, set before the
+	// worker starts.
+	siblings []*client
+	// connected is closed when every peer is first connected both ways.
+	connected chan struct{}
 
 	watchStop context.CancelFunc // stops watchPeers
 	watchDone chan struct{}
@@ -77,7 +93,8 @@ type client struct {
 
 // startClient opens the client's ledger, listens, and starts its mutex.
 func startClient(id string, opts options) (_ *client, err error) {
-	c := &client{id: id, opts: opts, out: opts.out, watchDone: make(chan struct{}), peerWake: make(chan struct{}, 1)}
+	c := &client{id: id, opts: opts, out: opts.out, watchDone: make(chan struct{}), peerWake: make(chan struct{}, 1),
+		cmds: make(chan command, cmdQueue), workerDone: make(chan struct{}), connected: make(chan struct{})}
 	if ln := opts.listeners[id]; ln != nil {
 		defer func() {
 			if err != nil && c.tcp == nil {
@@ -112,6 +129,7 @@ func startClient(id string, opts options) (_ *client, err error) {
 		_ = store.Close()
 		return nil, err
 	}
+	c.txids = newTransferIDs(id, c.node.Blocks())
 	head := c.node.Head()
 	c.clock.Store(head.Clock) // the mutex starts there (see MutexConfig)
 	c.say("ledger %s (%d clients, %d each) in %s: %d blocks after genesis recovered, head #%d %s",
@@ -201,7 +219,10 @@ func (c *client) watchPeers(ctx context.Context) {
 		}
 		if all && !allSaid {
 			allSaid = true
-			c.say("all peers connected")
+			if len(c.opts.local) == 1 { // else the process says it once for all
+				c.say("all peers connected")
+			}
+			close(c.connected)
 		}
 		if n := c.fetched.Load(); n > 0 && time.Since(time.Unix(0, c.fetchedLast.Load())) >= catchUpQuiet {
 			c.fetched.Add(-n)
@@ -244,33 +265,6 @@ func plural(n int64, one, many string) string {
 		return one
 	}
 	return many
-}
-
-// transfer runs one transfer in the background and prints its outcome.
-func (c *client) transfer(to string, amount int64) {
-	c.work.Add(1)
-	go func() {
-		defer c.work.Done()
-		done := make(chan struct{})
-		go c.reportWaiting(done)
-		res, err := c.node.Transfer(c.ctx, to, amount)
-		close(done)
-		if err != nil {
-			now, _ := c.node.Balance(c.id)
-			reason := err.Error()
-			switch {
-			case errors.Is(err, ledger.ErrInsufficientFunds):
-				reason = fmt.Sprintf("insufficient funds: client %s has %d, needs %d", c.id, now, amount)
-			case errors.Is(err, context.Canceled):
-				reason = "cancelled"
-			}
-			c.say("transfer %s -> %s amount %d: FAILED: %s (balance before %d, after %d)",
-				c.id, to, amount, reason, now, now)
-			return
-		}
-		c.say("transfer %s -> %s amount %d: SUCCESS (balance before %d, after %d; block #%d %s)",
-			c.id, to, amount, res.Before[c.id], res.After[c.id], res.Block.Height, res.Block.Hash.Short())
-	}()
 }
 
 // reportWaiting says, while a transfer waits for the lock, which peers it
@@ -316,7 +310,7 @@ func (c *client) disconnected(ids []string) string {
 func (c *client) onEvent(ev ledger.Event) {
 	switch ev.Kind {
 	case ledger.EventBlockInserted:
-		if !ev.Local {
+		if !ev.Local && !(c.sibling(ev.Block.Transfer.From) && !ev.Fetched) { // a sibling's transfer line says where its block is
 			b := ev.Block
 			how := ""
 			if ev.Fetched {
@@ -363,7 +357,7 @@ func (c *client) onTrace(ev lamportmutex.Event) {
 // close waits for transfers in flight, withdraws from the mutex, lets the
 // transport deliver what it holds, and closes everything.
 func (c *client) close() {
-	c.work.Wait()
+	c.background.Wait()
 	if c.stop != nil {
 		c.quiet()
 		c.stop()
@@ -394,4 +388,9 @@ func (c *client) quiet() {
 // say prints one line as this client, with the mutex's clock.
 func (c *client) say(format string, args ...any) {
 	c.out.say(c.id, c.clock.Load(), format, args...)
+}
+
+// sibling reports whether id is another client of this process.
+func (c *client) sibling(id string) bool {
+	return id != c.id && c.opts.local[id]
 }

@@ -11,25 +11,30 @@ import (
 
 // command is one parsed line of input.
 type command struct {
-	name   string // transfer, balance, chain, table, status, wait, help, exit
+	name   string // transfer, balance, chain, table, status, wait, sync, help, exit
 	to     string // transfer
 	amount int64  // transfer
-	client string // balance (empty: self)
-	wait   time.Duration
+	// background: a transfer given with "&": the client starts it and goes
+	// on with its next command.
+	background bool
+	client     string // balance (empty: self)
+	wait       time.Duration
 }
 
 // errEmpty is returned for a blank or comment line, which is ignored.
 var errEmpty = errors.New("empty line")
 
-const helpText = `commands:
-  transfer <to> <amount>          send money from this client (also: transfer <from> <to> <amount>)
+const helpText = `commands (each client runs its commands in the order given):
+  transfer <from> <to> <amount>   send money; waits for the outcome (also: transfer <to> <amount>)
+  transfer ... &                  start the transfer and go on: transfers given with & contend for the mutex
   balance [client]                a balance, read locally without the mutex
-  chain | print blockchain        the blockchain, newest block first
-  table | print balance table     every client's balance
+  print blockchain | chain        the blockchain, newest block first
+  print balance table | table     every client's balance
   status                          clock, request queue, peers and connections
   wait <seconds>                  pause (for scripts)
+  sync                            wait for every transfer given so far, & ones too
   help                            this text
-  exit | quit                     leave
+  exit | quit                     leave, once the commands given have finished
 
 message kinds (shown with -trace; every line starts [client @clock], the client's Lamport clock):
   REQUEST   asks for the lock, stamped with the requester's clock; every client queues it
@@ -48,6 +53,15 @@ func parseCommand(line, self string, members []string) (command, error) {
 	}
 	name := strings.ToLower(f[0])
 	args := f[1:]
+	background := false
+	if last := len(f) - 1; name == "transfer" && last > 0 && strings.HasSuffix(f[last], "&") {
+		background = true
+		if f[last] == "&" {
+			args = args[:len(args)-1]
+		} else {
+			args = append(args[:len(args)-1:len(args)-1], strings.TrimSuffix(f[last], "&"))
+		}
+	}
 	switch name {
 	case "transfer":
 		if len(args) == 3 {
@@ -60,7 +74,7 @@ func parseCommand(line, self string, members []string) (command, error) {
 			args = args[1:]
 		}
 		if len(args) != 2 {
-			return command{}, errors.New("usage: transfer <to> <amount>")
+			return command{}, errors.New("usage: transfer <from> <to> <amount>, or transfer <to> <amount>; & at the end runs it in the background")
 		}
 		to := args[0]
 		if !isMember(to, members) {
@@ -73,7 +87,7 @@ func parseCommand(line, self string, members []string) (command, error) {
 		if err != nil {
 			return command{}, err
 		}
-		return command{name: "transfer", to: to, amount: amount}, nil
+		return command{name: "transfer", to: to, amount: amount, background: background}, nil
 	case "balance":
 		switch len(args) {
 		case 0:
@@ -93,7 +107,7 @@ func parseCommand(line, self string, members []string) (command, error) {
 			return command{name: "table"}, nil
 		}
 		return command{}, errors.New("usage: print blockchain | print balance table")
-	case "chain", "blockchain", "table", "status", "help", "exit", "quit":
+	case "chain", "blockchain", "table", "status", "sync", "help", "exit", "quit":
 		if len(args) != 0 {
 			return command{}, fmt.Errorf("%s takes no arguments", name)
 		}

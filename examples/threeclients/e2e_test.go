@@ -255,7 +255,7 @@ func TestThreeClientsEndToEnd(t *testing.T) {
 	// Every bad line gets one clear line back, and the client keeps going.
 	bad := map[string]string{
 		"fly":                              `unknown command "fly"`,
-		"transfer 2":                       "usage: transfer <to> <amount>",
+		"transfer 2":                       "usage: transfer <from> <to> <amount>, or transfer <to> <amount>",
 		"transfer 2 x":                     `amount "x" is not a whole number`,
 		"transfer 2 0":                     "amount must be positive",
 		"transfer 2 -5":                    "amount must be positive",

@@ -6,12 +6,12 @@ import (
 	"strings"
 )
 
-// execute runs one parsed command. Transfers run in the background; every
-// other command answers at once.
+// execute runs one parsed command and returns when it is done; a transfer
+// given with & is the worker's (see run).
 func (c *client) execute(ctx context.Context, cmd command) {
 	switch cmd.name {
 	case "transfer":
-		c.transfer(cmd.to, cmd.amount)
+		c.transfer(c.txids.take(), cmd.to, cmd.amount)
 	case "balance":
 		b, err := c.node.Balance(cmd.client)
 		if err != nil {
@@ -20,7 +20,7 @@ func (c *client) execute(ctx context.Context, cmd command) {
 		}
 		c.say("balance of client %s: %d", cmd.client, b)
 	case "chain":
-		c.printChain()
+		c.printChain("")
 	case "table":
 		bal := c.node.Balances()
 		var sb strings.Builder
@@ -33,15 +33,19 @@ func (c *client) execute(ctx context.Context, cmd command) {
 		c.printStatus(ctx)
 	case "wait":
 		sleepCtx(ctx, cmd.wait)
+	case "sync":
+		_ = c.inBackground.wait(ctx)
 	case "help":
 		c.out.raw(helpText + "\n")
 	}
 }
 
-func (c *client) printChain() {
+// printChain prints the chain, newest block first; where, if not empty,
+// says which clients it is the chain of.
+func (c *client) printChain(where string) {
 	blocks := c.node.Blocks()
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "blockchain, %d blocks after genesis, newest first:", len(blocks)-1)
+	fmt.Fprintf(&sb, "blockchain%s, %d blocks after genesis, newest first:", where, len(blocks)-1)
 	for i := len(blocks) - 1; i >= 1; i-- {
 		b := blocks[i]
 		fmt.Fprintf(&sb, "\n  #%d %s prev %s: %s -> %s amount %d, request clock %d",

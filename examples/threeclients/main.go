@@ -93,94 +93,59 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		errOut.raw("threeclients: -insecure: TLS is off; peers are not authenticated and the network sees every message (blocks are still signed with the keys in " + opts.ids.dir + ")\n")
 	}
 
-	clients := map[string]*client{}
-	closeAll := func() {
-		// Let transfers in flight finish; a signal abandons those still
-		// waiting for the lock.
-		done := make(chan struct{})
-		go func() {
-			for _, c := range clients {
-				c.work.Wait()
-			}
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			for _, c := range clients {
-				c.stop()
-			}
-			<-done
-		}
-		for _, id := range ids {
-			if c := clients[id]; c != nil {
-				c.close()
-			}
-		}
+	opts.local = map[string]bool{}
+	for _, id := range ids {
+		opts.local[id] = true
 	}
+	clients := map[string]*client{}
 	for i, id := range ids {
 		c, err := startClient(id, opts)
 		if err != nil {
 			for _, rest := range ids[i+1:] {
 				_ = opts.listeners[rest].Close()
 			}
-			closeAll()
+			for _, id := range ids[:i] {
+				clients[id].quiet()
+			}
+			for _, id := range ids[:i] {
+				clients[id].close()
+			}
 			return fail("client %s: %v", id, err)
 		}
 		clients[id] = c
 	}
 
-	interactive := isTerminal(stdin)
-	prefix := len(ids) > 1
-	opts.out.raw(helpText + "\n")
-	if prefix {
-		opts.out.raw("start each command with the client that issues it, e.g. \"1 transfer 2 5\"\n")
+	out.raw(helpText + "\n")
+	if len(ids) > 1 {
+		waitConnected(ctx, out, ids, clients)
+		out.raw("type a command in the course's syntax (\"transfer 1 2 5\": lines run one after another),\n" +
+			"or start it with a client (\"2 transfer 3 1\"): it joins that client's queue alone, and clients run at the same time\n")
 	}
 	lines := make(chan inputLine)
 	go readLines(stdin, maxLine, lines) // ends with the process; a blocked read cannot be interrupted
-	for {
-		if interactive {
-			opts.out.raw("> ")
-		}
-		var in inputLine
-		var ok bool
-		select {
-		case <-ctx.Done():
-			opts.out.raw("\n")
-			closeAll()
-			return 0
-		case in, ok = <-lines:
-		}
-		if !ok {
-			closeAll()
-			return 0
-		}
-		if in.err != nil {
-			opts.out.raw("error: " + in.err.Error() + "\n")
-			continue
-		}
-		line := in.text
-		c, text, err := route(line, ids, clients, prefix)
-		if err != nil {
-			if err != errEmpty {
-				opts.out.raw("error: " + err.Error() + "\n")
-			}
-			continue
-		}
-		cmd, err := parseCommand(text, c.id, opts.members)
-		switch {
-		case err == errEmpty:
-			continue
-		case err != nil:
-			c.say("error: %v", err)
-			continue
-		case cmd.name == "exit":
-			closeAll()
-			return 0
-		}
-		c.execute(ctx, cmd)
-	}
+	newSession(ctx, opts, ids, clients).run(lines, isTerminal(stdin))
+	return 0
 }
+
+// waitConnected waits, for a while, until every client of this process is
+// connected to every peer, and says so once.
+func waitConnected(ctx context.Context, out *printer, ids []string, clients map[string]*client) {
+	ctx, cancel := context.WithTimeout(ctx, connectWait)
+	defer cancel()
+	for _, id := range ids {
+		select {
+		case <-clients[id].connected:
+		case <-ctx.Done():
+			out.raw("not every client is connected yet; transfers wait for them\n")
+			return
+		}
+	}
+	out.raw("all clients connected\n")
+}
+
+// connectWait bounds how long the clients of one process wait for each
+// other before reading commands.
+const connectWait = 10 * time.Second
 
 // maxLine is the longest input line read; a longer one is refused whole.
 const maxLine = 1 << 20
@@ -231,28 +196,6 @@ func readLines(r io.Reader, max int, lines chan<- inputLine) {
 			return
 		}
 	}
-}
-
-// route picks the client a line is for.
-func route(line string, ids []string, clients map[string]*client, prefix bool) (*client, string, error) {
-	if !prefix {
-		return clients[ids[0]], line, nil
-	}
-	f := strings.Fields(line)
-	if len(f) == 0 || strings.HasPrefix(f[0], "#") {
-		return nil, "", errEmpty
-	}
-	if c, ok := clients[f[0]]; ok {
-		if len(f) == 1 {
-			return nil, "", fmt.Errorf("client %s: what should it do? (type \"%s help\")", f[0], f[0])
-		}
-		return c, strings.Join(f[1:], " "), nil
-	}
-	if f[0] == "help" || f[0] == "exit" || f[0] == "quit" {
-		return clients[ids[0]], line, nil
-	}
-	return nil, "", fmt.Errorf("start the command with the client that issues it, one of %s (e.g. \"%s transfer %s 5\")",
-		strings.Join(ids, ", "), ids[0], ids[len(ids)-1])
 }
 
 func isTerminal(r io.Reader) bool {
