@@ -71,8 +71,10 @@ type client struct {
 	// siblings are the other clients of this process, set before the
 	// worker starts.
 	siblings []*client
-	// connected is closed when every peer is first connected both ways.
+	// connected is closed when every peer is first connected both ways;
+	// gone when the client starts closing.
 	connected chan struct{}
+	gone      chan struct{}
 
 	watchStop context.CancelFunc // stops watchPeers
 	watchDone chan struct{}
@@ -94,7 +96,7 @@ type client struct {
 // startClient opens the client's ledger, listens, and starts its mutex.
 func startClient(id string, opts options) (_ *client, err error) {
 	c := &client{id: id, opts: opts, out: opts.out, watchDone: make(chan struct{}), peerWake: make(chan struct{}, 1),
-		cmds: make(chan command, cmdQueue), workerDone: make(chan struct{}), connected: make(chan struct{})}
+		cmds: make(chan command, cmdQueue), workerDone: make(chan struct{}), connected: make(chan struct{}), gone: make(chan struct{})}
 	if ln := opts.listeners[id]; ln != nil {
 		defer func() {
 			if err != nil && c.tcp == nil {
@@ -357,6 +359,7 @@ func (c *client) onTrace(ev lamportmutex.Event) {
 // close waits for transfers in flight, withdraws from the mutex, lets the
 // transport deliver what it holds, and closes everything.
 func (c *client) close() {
+	close(c.gone)
 	c.background.Wait()
 	if c.stop != nil {
 		c.quiet()

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
 )
 
 // session reads the commands typed or piped in and hands them to the
@@ -33,6 +35,7 @@ type session struct {
 	// client is (exit, the end of the input, or a signal).
 	leaving  map[string]bool
 	quitting bool
+	closed   map[string]bool
 }
 
 // errLeaving answers lines given after exit.
@@ -40,7 +43,7 @@ var errLeaving = errors.New("leaving once the commands given have finished: type
 
 func newSession(ctx context.Context, opts options, ids []string, clients map[string]*client) *session {
 	s := &session{ctx: ctx, opts: opts, ids: ids, clients: clients, out: opts.out,
-		exited: make(chan *client, len(ids)), running: map[string]bool{}, leaving: map[string]bool{}}
+		exited: make(chan *client, len(ids)), running: map[string]bool{}, leaving: map[string]bool{}, closed: map[string]bool{}}
 	for _, id := range ids {
 		c := clients[id]
 		for _, other := range ids {
@@ -73,7 +76,7 @@ func (s *session) run(lines <-chan inputLine, interactive bool) {
 		case c := <-s.exited:
 			delete(s.running, c.id)
 			if !s.quitting {
-				c.close() // "N exit": the others go on
+				s.close(c.id) // "N exit": the others go on
 			}
 		case in, ok := <-lines:
 			switch {
@@ -99,9 +102,15 @@ func (s *session) run(lines <-chan inputLine, interactive bool) {
 		}
 	}
 	for _, id := range s.ids {
-		if s.quitting {
-			s.clients[id].close()
-		}
+		s.close(id)
+	}
+}
+
+// close closes client id, once.
+func (s *session) close(id string) {
+	if !s.closed[id] {
+		s.closed[id] = true
+		s.clients[id].close()
 	}
 }
 
@@ -243,9 +252,43 @@ func (s *session) settle(all bool) {
 		}
 	}
 	deadline := time.Now().Add(settleTime(s.opts.delay))
-	for !s.sameChain() && time.Now().Before(deadline) && s.ctx.Err() == nil {
+	last := ""
+	for time.Now().Before(deadline) && s.ctx.Err() == nil {
+		now, ok := s.quiet()
+		if ok && now == last && s.sameChain() {
+			return
+		}
+		last = now
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// quiet reports whether every message the running clients sent each
+// other has been handled, and describes their clocks and message counts,
+// so that settle can see them unchanged across two looks. With a client
+// closed it cannot tell, and says yes.
+func (s *session) quiet() (string, bool) {
+	var sent, handled uint64
+	var sb strings.Builder
+	for _, id := range s.ids {
+		if s.closed[id] {
+			return "", true
+		}
+		c := s.clients[id]
+		st := c.mu.Stats()
+		for _, n := range st.Sent {
+			sent += n
+			fmt.Fprintf(&sb, "%d ", n)
+		}
+		for k, n := range st.Received {
+			if k != lamportmutex.PeerUp { // the transport's, never sent
+				handled += n
+			}
+		}
+		handled += st.Dropped + st.Stale + st.HandlerErrors
+		fmt.Fprintf(&sb, "%d;", c.clock.Load())
+	}
+	return fmt.Sprintf("%s %d/%d", sb.String(), handled, sent), sent == handled
 }
 
 // sameChain reports whether the running clients have the same head block.

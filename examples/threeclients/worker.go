@@ -181,8 +181,8 @@ func (c *client) replicated(b ledger.Block) string {
 	defer cancel()
 	var have, lack []string
 	for _, s := range c.siblings {
-		if s.workerDone != nil && isClosed(s.workerDone) {
-			continue // exited
+		if isClosed(s.gone) {
+			continue
 		}
 		if s.node.WaitHeight(ctx, b.Height) == nil {
 			have = append(have, quoteID(s.id))
