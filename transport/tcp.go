@@ -89,7 +89,8 @@ type TCPConfig struct {
 	IdleTimeout time.Duration
 	// BackoffMin and BackoffMax bound the reconnect delay, which doubles
 	// after each failed attempt, with jitter, and resets after a
-	// successful handshake.
+	// successful handshake. When the peer dials in (it restarted, or is
+	// reachable again) while our stream to it is down, we dial it at once.
 	BackoffMin, BackoffMax time.Duration
 	// SendQueue bounds the messages queued or unacknowledged per peer, and
 	// SendQueueBytes their encoded size in bytes; Send blocks, up to its
@@ -100,7 +101,12 @@ type TCPConfig struct {
 	SendQueueBytes int
 	// ReceiveBuffer is the capacity of the Receive channel.
 	ReceiveBuffer int
-	// Logger receives connection events; nil discards them.
+	// Logger receives connection events; nil discards them. Faults (a
+	// broken connection, a refusal, a protocol error) are logged at Warn;
+	// streams coming up, a peer's restart or departure (GOODBYE) and the
+	// first failure to reach a peer at Info; the rest (each further dial
+	// attempt, a connection closed before its first byte, our own Close)
+	// at Debug. Peer-supplied strings are escaped and cut short.
 	Logger *slog.Logger
 	// Incarnation identifies this run of the process; it must grow across
 	// restarts of the same id (with TLS, peers refuse an older one than

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"maps"
 	"net"
 	"strconv"
@@ -42,8 +43,20 @@ func noWarnings(t *testing.T, c *tcpCluster, id string) {
 // nothing at Warn; their Status says it left; and when it comes back as a
 // new incarnation it comes up with PeerUp first and messages flow again.
 func TestTCPGoodbye(t *testing.T) {
+	t.Run("plaintext", func(t *testing.T) { testGoodbye(t, nil) })
+	t.Run("TLS", func(t *testing.T) {
+		ca := newTestCA(t, "goodbye CA")
+		configs := map[string]*tls.Config{}
+		for _, id := range []string{"a", "b", "c"} {
+			configs[id] = tlsWith(ca, ca.issue(t, id))
+		}
+		testGoodbye(t, func(cfg *TCPConfig) { cfg.TLS = configs[cfg.ID] })
+	})
+}
+
+func testGoodbye(t *testing.T, mod func(*TCPConfig)) {
 	tcpLeakCheck(t)
-	c := newTCPCluster(t, []string{"a", "b", "c"}, nil)
+	c := newTCPCluster(t, []string{"a", "b", "c"}, mod)
 	checkAlive(t, c, "a", "b", 1)
 	checkAlive(t, c, "c", "b", 1)
 	b := c.nodes["b"]
@@ -79,7 +92,7 @@ func TestTCPGoodbye(t *testing.T) {
 	}
 	noWarnings(t, c, "b")
 
-	b = c.start("b", nil, inc+1) // same address, new incarnation
+	c.start("b", nil, inc+1) // same address, new incarnation
 	for _, id := range []string{"a", "c"} {
 		m := tcpRecv(t, c.nodes[id])
 		for m.Kind == lamportmutex.PeerUp && m.From != "b" { // first contact with the third peer
@@ -97,7 +110,7 @@ func TestTCPGoodbye(t *testing.T) {
 	}
 	waitLog(t, c.logs["a"], "level=INFO", "stream up", "peer=b", "dir=in", "resumed=false")
 	waitLog(t, c.logs["a"], "level=INFO", "stream up", "peer=b", "dir=out", "resumed=false")
-	for _, id := range []string{"a", "c"} {
+	for _, id := range []string{"a", "b", "c"} {
 		noWarnings(t, c, id)
 	}
 }
