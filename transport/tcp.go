@@ -649,7 +649,7 @@ func (t *TCP) connError(peer, dir string, remote net.Addr, err error) {
 	switch {
 	case t.isDone(), errors.Is(err, ErrQuarantined), errors.Is(err, errEvicted), errors.Is(err, errPeerRestarted):
 		level = slog.LevelDebug // our Close; or Quarantine, the eviction or the restart logged the cause
-	case errors.Is(err, errNothingSent):
+	case errors.Is(err, errNothingSent), errors.Is(err, errDialerHungUp):
 		level = slog.LevelDebug // a port scan, or a peer that gave up dialing: no fault
 	}
 	ra := ""
@@ -659,8 +659,14 @@ func (t *TCP) connError(peer, dir string, remote net.Addr, err error) {
 	t.log.Log(context.Background(), level, "transport: connection closed", "peer", peer, "dir", dir, "remote", ra, "err", err)
 }
 
-// errNothingSent ends an accepted connection closed before its first byte.
-var errNothingSent = errors.New("closed before sending anything")
+// errNothingSent ends an accepted connection closed before its first byte;
+// errDialerHungUp one whose dialer closed or reset it during the TLS
+// handshake (a peer that gave up dialing, as Close does; a TLS error on
+// either side ends it with an alert instead).
+var (
+	errNothingSent  = errors.New("closed before sending anything")
+	errDialerHungUp = errors.New("the dialer hung up")
+)
 
 // event reports a connection event to the test hook.
 func (t *TCP) event(peer, ev string) {

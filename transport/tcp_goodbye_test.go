@@ -302,3 +302,76 @@ func cutAll(tr *TCP) {
 		conn.Close()
 	}
 }
+
+// TestTCPPeerHangingUp: a peer that closes the connection before answering
+// our hello (it is going away) is logged like one that cannot be reached,
+// at Info and not as a fault; one that answers with part of a welcome is a
+// fault. A dialer that hangs up during the TLS handshake, as a closing
+// peer does, is logged at Debug.
+func TestTCPPeerHangingUp(t *testing.T) {
+	tcpLeakCheck(t)
+	for _, tc := range []struct {
+		name  string
+		reply []byte
+		level string
+	}{
+		{"nothing", nil, "level=INFO"},
+		{"part of a welcome", []byte("LL"), "level=WARN"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() { // x: reads the hello, then hangs up
+				defer close(done)
+				for {
+					conn, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					buf := make([]byte, 512)
+					conn.Read(buf)
+					conn.Write(tc.reply)
+					conn.Close()
+				}
+			}()
+			defer func() { ln.Close(); <-done }()
+			c := newTCPCluster(t, []string{"a"}, func(cfg *TCPConfig) {
+				cfg.Peers = maps.Clone(cfg.Peers)
+				cfg.Peers["x"] = ln.Addr().String()
+			})
+			a := c.nodes["a"]
+			waitLog(t, c.logs["a"], tc.level, "peer=x")
+			a.Close()
+			if tc.level == "level=INFO" {
+				noWarnings(t, c, "a")
+				waitLog(t, c.logs["a"], "level=INFO", "cannot reach peer", "peer=x", "without answering")
+			}
+		})
+	}
+
+	t.Run("TLS dialer", func(t *testing.T) {
+		ca := newTestCA(t, "hang-up CA")
+		c := newTCPCluster(t, []string{"a"}, func(cfg *TCPConfig) { cfg.TLS = tlsWith(ca, ca.issue(t, cfg.ID)) })
+		raw, err := net.Dial("tcp", c.addrs["a"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := tlsWith(ca, ca.issue(t, "a"))
+		cfg.ServerName = "a"
+		_ = tls.Client(closeAfterWrite{raw}, cfg).Handshake() // sends its hello, then hangs up
+		waitLog(t, c.logs["a"], "level=DEBUG", "TLS handshake", "the dialer hung up")
+		noWarnings(t, c, "a")
+	})
+}
+
+// closeAfterWrite closes its connection after the first write.
+type closeAfterWrite struct{ net.Conn }
+
+func (c closeAfterWrite) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.Conn.Close()
+	return n, err
+}

@@ -366,6 +366,8 @@ func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 		if err != nil {
 			if t.pending.wasEvicted(pc) {
 				err = fmt.Errorf("%w: %w", errEvicted, err)
+			} else if hungUp(err) {
+				err = fmt.Errorf("%w: %w", errDialerHungUp, err)
 			}
 			t.connError("", "in", remote, fmt.Errorf("TLS handshake: %w", err))
 			return inbound{}, false

@@ -6,10 +6,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -273,6 +275,9 @@ func (t *TCP) dial(p *peer) (net.Conn, net.Conn, error) {
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		t.untrack(raw)
+		if hungUp(err) {
+			err = fmt.Errorf("%w %q at %s: it closed the connection during the TLS handshake: %w", errDial, p.id, p.addr, err)
+		}
 		return nil, nil, fmt.Errorf("TLS handshake with %q at %s: %w", p.id, p.addr, err)
 	}
 	return raw, tc, nil
@@ -286,16 +291,23 @@ func (t *TCP) connectOnce(p *peer) (established bool, err error) {
 		return false, err
 	}
 	defer t.untrack(raw)
-	br := bufio.NewReaderSize(conn, 256)
+	cr := &countingReader{r: conn}
+	br := bufio.NewReaderSize(cr, 256)
 	bw := bufio.NewWriterSize(conn, handshakeBuffer) // the handshake only
 	if err := conn.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
 		return false, err
 	}
 	h := hello{From: t.id, To: p.id, Cluster: t.cfg.Cluster, Incarnation: t.inc}
 	if err := writeHello(bw, t.version, h); err != nil {
+		if hungUp(err) {
+			err = fmt.Errorf("%w %q at %s: it closed the connection before our hello: %w", errDial, p.id, p.addr, err)
+		}
 		return false, fmt.Errorf("sending hello to %q: %w", p.id, err)
 	}
 	wl, err := readWelcome(br, t.version, p.id)
+	if err != nil && cr.n == 0 && hungUp(err) {
+		err = fmt.Errorf("%w %q at %s: it closed the connection without answering: %w", errDial, p.id, p.addr, err)
+	}
 	if errors.Is(err, ErrDuplicateSession) {
 		return false, fmt.Errorf("%w: %q at %s already has a live session from another process claiming our id %q (this one is %s)",
 			err, p.id, raw.RemoteAddr(), t.id, raw.LocalAddr())
@@ -351,8 +363,29 @@ func (t *TCP) connectOnce(p *peer) (established bool, err error) {
 	return true, s.err
 }
 
-// errDial marks a failure to open a TCP connection.
+// errDial marks a failure to open a connection that is not the peer's
+// fault we could name: nobody listens, or the peer closed the connection
+// before answering (it is going away, or over its handshake caps, which it
+// logs itself). It is logged as "cannot reach peer", at Info once.
 var errDial = errors.New("cannot dial")
+
+// hungUp reports whether err says the other end closed or reset the
+// connection.
+func hungUp(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
 
 // ErrSlowPeer is logged when a peer does not read what is written to it
 // within WriteTimeout; its connection is closed.
