@@ -220,18 +220,20 @@ type TCPConfig struct {
 // nothing of the old incarnation is delivered after that.
 //
 // Goodbye. Close sends GOODBYE on every established connection that is
-// healthy, as the last frame it writes there: the dialer after the DATA it
-// still holds, the acceptor after a last ACK of what it delivered (it
-// delivers nothing more). The sender then reads, and drops, what arrives
-// until the peer closes the connection, for at most a second. A receiver
-// of GOODBYE closes the connection and logs the departure at Info, not as
-// a fault. A GOODBYE is a claim, not authority: it changes no sequence
-// number, incarnation, resume point or quarantine, so the same incarnation
+// healthy, as the last frame it writes there: the dialer after everything
+// it still has queued, the acceptor after a last ACK of what it delivered
+// (it delivers nothing more). The sender then reads, and drops, what
+// arrives until the peer closes the connection; Close waits at most
+// goodbyeWait (1 second) for all its connections. A receiver of GOODBYE
+// closes the connection and logs the departure at Info, not as a fault.
+// A GOODBYE is a claim, not authority: it changes no sequence number,
+// incarnation, resume point or quarantine, so the same incarnation
 // reconnecting resumes as after a dropped connection, and a new one is a
-// restart (PeerUp first). The receiver's dialer keeps redialing, and dials
-// at once when the peer dials in: any accepted handshake from a peer
-// whose stream from us is down (or reaches an older incarnation) ends our
-// backoff towards it.
+// restart (PeerUp first).
+//
+// Restarts. A peer that dials in, with a handshake we accept, is up: if our
+// stream to it is down, or reaches another incarnation of it (which is
+// gone), we dial it at once instead of finishing the backoff.
 //
 // Anything else (unknown type, wrong length, malformed msgpack, a gap, a
 // forged From or To, an ACK of something never sent, silence past
