@@ -69,7 +69,9 @@
 // ordered stream per pair of peers, length-prefixed msgpack frames, a
 // handshake naming the sender and the cluster, and sequence numbers and
 // acknowledgements that keep delivery exactly-once and in order across
-// reconnects. Its own documentation describes the wire format.
+// reconnects, and a GOODBYE frame on Close so that a clean exit is logged
+// by the peers as a departure, not a fault. Its own documentation (on the
+// TCP type) describes the wire format.
 //
 // Trust. Without TLS a peer's id is a claim anyone who can reach the port
 // and knows the cluster can make: use it on loopback or a trusted network.

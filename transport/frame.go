@@ -13,6 +13,9 @@ const (
 	frameData byte = 1 // type, seq, msgpack message: dialer to acceptor
 	frameAck  byte = 2 // type, cumulative seq: acceptor to dialer
 	framePing byte = 3 // type only: dialer to acceptor, keeps an idle stream alive
+	// frameGoodbye, type only, either way: the sender is closing the
+	// transport (a clean exit) and sends nothing more on this connection.
+	frameGoodbye byte = 4
 )
 
 const (
@@ -91,6 +94,39 @@ func writeSeqFrame(w *bufio.Writer, typ byte, seq uint64, msg []byte) error {
 func writePing(w *bufio.Writer) error {
 	_, err := w.Write([]byte{0, 0, 0, 1, framePing})
 	return err
+}
+
+// parseDialerFrame parses the body of a frame that a dialer sends: DATA
+// (returning its seq and message), PING or GOODBYE.
+func parseDialerFrame(body []byte) (typ byte, seq uint64, msg []byte, err error) {
+	if len(body) == 0 {
+		return 0, 0, nil, fmt.Errorf("%w: empty frame", ErrProtocol)
+	}
+	switch body[0] {
+	case frameData:
+		return parseSeqFrame(body)
+	case framePing, frameGoodbye:
+		if len(body) != 1 {
+			return 0, 0, nil, fmt.Errorf("%w: %d-byte frame of type %d", ErrProtocol, len(body), body[0])
+		}
+		return body[0], 0, nil, nil
+	}
+	return 0, 0, nil, fmt.Errorf("%w: frame type %d", ErrProtocol, body[0])
+}
+
+// parseAcceptorFrame parses the body of a frame that an acceptor sends:
+// ACK (returning its seq) or GOODBYE.
+func parseAcceptorFrame(body []byte) (typ byte, seq uint64, err error) {
+	if len(body) == 0 {
+		return 0, 0, fmt.Errorf("%w: empty frame", ErrProtocol)
+	}
+	switch {
+	case body[0] == frameAck && len(body) == seqFrameSize:
+		return frameAck, binary.BigEndian.Uint64(body[1:]), nil
+	case body[0] == frameGoodbye && len(body) == 1:
+		return frameGoodbye, 0, nil
+	}
+	return 0, 0, fmt.Errorf("%w: %d-byte frame of type %d", ErrProtocol, len(body), body[0])
 }
 
 // parseSeqFrame splits the body of a DATA or ACK frame into its type,

@@ -22,9 +22,11 @@ func frameSeeds(t testing.TB) [][]byte {
 	writeSeqFrame(w, frameData, 1, msg)
 	writePing(w)
 	writeSeqFrame(w, frameAck, 1, nil)
+	w.Write(goodbyeFrame)
 	w.Flush()
 	return [][]byte{
 		b.Bytes(),
+		{0, 0, 0, 1, frameGoodbye, 0, 0, 0, 2, frameGoodbye, 0}, // a GOODBYE, then one too long
 		{0, 0, 0, 0},             // empty frame
 		{0xff, 0xff, 0xff, 0xff}, // huge length
 		{0, 0, 0, 9, 1, 0, 0},    // truncated
@@ -34,9 +36,10 @@ func frameSeeds(t testing.TB) [][]byte {
 
 const fuzzFrameLimit = 64
 
-// FuzzReadFrame feeds arbitrary bytes to the frame decoder and the DATA
-// frame parser: no panic, no frame over the limit, and every message that
-// decodes survives a round trip.
+// FuzzReadFrame feeds arbitrary bytes to the frame decoder and to the
+// parsers of both directions' frames: no panic, no frame over the limit,
+// only the types each direction may send, in their exact sizes, and every
+// message that decodes survives a round trip.
 func FuzzReadFrame(f *testing.F) {
 	for _, s := range frameSeeds(f) {
 		f.Add(s)
@@ -53,7 +56,15 @@ func FuzzReadFrame(f *testing.F) {
 				t.Fatalf("frame of %d bytes accepted", len(body))
 			}
 			buf = body
-			typ, _, rest, err := parseSeqFrame(body)
+			if typ, _, err := parseAcceptorFrame(body); err == nil {
+				if !(typ == frameAck && len(body) == seqFrameSize || typ == frameGoodbye && len(body) == 1) {
+					t.Fatalf("acceptor frame %x accepted as type %d", body, typ)
+				}
+			}
+			typ, _, rest, err := parseDialerFrame(body)
+			if err == nil && typ != frameData && (typ != framePing && typ != frameGoodbye || len(body) != 1) {
+				t.Fatalf("dialer frame %x accepted as type %d", body, typ)
+			}
 			if err != nil || typ != frameData {
 				continue
 			}
@@ -97,5 +108,37 @@ func TestReadFrameLimits(t *testing.T) {
 	}
 	if _, _, _, err := parseSeqFrame([]byte{frameAck, 1}); !errors.Is(err, ErrProtocol) {
 		t.Errorf("short ACK: %v", err)
+	}
+}
+
+// TestParseStreamFrames: each direction accepts only its own frame types,
+// each in its exact size.
+func TestParseStreamFrames(t *testing.T) {
+	ack := []byte{frameAck, 0, 0, 0, 0, 0, 0, 0, 7}
+	data := append([]byte{frameData, 0, 0, 0, 0, 0, 0, 0, 3}, 0x90)
+	for _, tc := range []struct {
+		body               []byte
+		dialer, acceptor   byte // the type accepted, or 0 for a refusal
+		dialSeq, acceptSeq uint64
+	}{
+		{[]byte{frameGoodbye}, frameGoodbye, frameGoodbye, 0, 0},
+		{[]byte{framePing}, framePing, 0, 0, 0},
+		{ack, 0, frameAck, 0, 7},
+		{data, frameData, 0, 3, 0},
+		{[]byte{frameGoodbye, 0}, 0, 0, 0, 0},
+		{[]byte{framePing, 0}, 0, 0, 0, 0},
+		{ack[:8], 0, 0, 0, 0},
+		{append(ack, 0), 0, 0, 0, 0},
+		{[]byte{7}, 0, 0, 0, 0},
+		{nil, 0, 0, 0, 0},
+	} {
+		typ, seq, _, err := parseDialerFrame(tc.body)
+		if tc.dialer == 0 && !errors.Is(err, ErrProtocol) || tc.dialer != 0 && (err != nil || typ != tc.dialer || seq != tc.dialSeq) {
+			t.Errorf("parseDialerFrame(%x) = %d, %d, %v; want type %d", tc.body, typ, seq, err, tc.dialer)
+		}
+		typ, seq, err = parseAcceptorFrame(tc.body)
+		if tc.acceptor == 0 && !errors.Is(err, ErrProtocol) || tc.acceptor != 0 && (err != nil || typ != tc.acceptor || seq != tc.acceptSeq) {
+			t.Errorf("parseAcceptorFrame(%x) = %d, %d, %v; want type %d", tc.body, typ, seq, err, tc.acceptor)
+		}
 	}
 }

@@ -12,8 +12,9 @@ import (
 )
 
 // protocolVersion is the version of the wire format this package speaks.
-// Version 2 added the DATA kind (application messages).
-const protocolVersion uint16 = 2
+// Version 2 added the DATA kind (application messages), version 3 the
+// GOODBYE frame.
+const protocolVersion uint16 = 3
 
 // magic opens both halves of the handshake.
 var magic = [4]byte{'L', 'L', 'T', 'P'}

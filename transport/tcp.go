@@ -89,7 +89,8 @@ type TCPConfig struct {
 	IdleTimeout time.Duration
 	// BackoffMin and BackoffMax bound the reconnect delay, which doubles
 	// after each failed attempt, with jitter, and resets after a
-	// successful handshake.
+	// successful handshake. When the peer dials in (it restarted, or is
+	// reachable again) while our stream to it is down, we dial it at once.
 	BackoffMin, BackoffMax time.Duration
 	// SendQueue bounds the messages queued or unacknowledged per peer, and
 	// SendQueueBytes their encoded size in bytes; Send blocks, up to its
@@ -100,7 +101,12 @@ type TCPConfig struct {
 	SendQueueBytes int
 	// ReceiveBuffer is the capacity of the Receive channel.
 	ReceiveBuffer int
-	// Logger receives connection events; nil discards them.
+	// Logger receives connection events; nil discards them. Faults (a
+	// broken connection, a refusal, a protocol error) are logged at Warn;
+	// streams coming up, a peer's restart or departure (GOODBYE) and the
+	// first failure to reach a peer at Info; the rest (each further dial
+	// attempt, a connection closed before its first byte, our own Close)
+	// at Debug. Peer-supplied strings are escaped and cut short.
 	Logger *slog.Logger
 	// Incarnation identifies this run of the process; it must grow across
 	// restarts of the same id (with TLS, peers refuse an older one than
@@ -122,7 +128,7 @@ type TCPConfig struct {
 // connection, dialed by A: it carries A's messages to B and B's
 // acknowledgements back. There is never more than one live stream per pair.
 //
-// # Wire format, version 2
+// # Wire format, version 3
 //
 // All integers are big-endian. A frame is a uint32 length followed by that
 // many bytes (the body). A receiver refuses a length above its limit
@@ -131,7 +137,7 @@ type TCPConfig struct {
 //
 // Handshake. With TLS, the TLS handshake comes first and everything below
 // travels inside it. The dialer sends the preamble "LLTP" + uint16 version
-// (2), then one frame holding the msgpack array [from, to, cluster,
+// (3), then one frame holding the msgpack array [from, to, cluster,
 // incarnation] (str, str, str, uint). The acceptor answers with its own
 // preamble and one frame holding [from, incarnation, resume, refusal] (str,
 // uint, uint, str), and sends nothing before the dialer's frame is checked.
@@ -194,6 +200,7 @@ type TCPConfig struct {
 //   - PING (3): nothing else. Sent every HeartbeatInterval while idle, and
 //     after a batch of DATA whenever half of SendQueue is written but not
 //     acknowledged: a PING asks for an ACK at once.
+//   - GOODBYE (4): nothing else; see Goodbye below.
 //
 // The acceptor sends:
 //   - ACK (2): uint64 seq: every message up to seq was delivered. ACKs are
@@ -201,6 +208,7 @@ type TCPConfig struct {
 //     answer to a PING, else about 5 ms after the first delivery not yet
 //     acknowledged; and the last one is repeated every HeartbeatInterval.
 //     ACKs only free the dialer's resend queue: no message waits for one.
+//   - GOODBYE (4): nothing else; see Goodbye below.
 //
 // Sequence numbers count from 1 per pair of incarnations (sender's, receiver's).
 // After a reconnect the dialer resends from resume+1; the receiver drops a seq
@@ -210,6 +218,22 @@ type TCPConfig struct {
 // When the dialer's incarnation changes, the acceptor resets its state for
 // that peer and delivers PeerUp before the new incarnation's first message;
 // nothing of the old incarnation is delivered after that.
+//
+// Goodbye. Close sends GOODBYE on every established connection that is
+// healthy, as the last frame it writes there: the dialer after everything
+// it still has queued, the acceptor after a last ACK of what it delivered
+// (it delivers nothing more). The sender then reads, and drops, what
+// arrives until the peer closes the connection; Close waits at most
+// goodbyeWait (1 second) for all its connections. A receiver of GOODBYE
+// closes the connection and logs the departure at Info, not as a fault.
+// A GOODBYE is a claim, not authority: it changes no sequence number,
+// incarnation, resume point or quarantine, so the same incarnation
+// reconnecting resumes as after a dropped connection, and a new one is a
+// restart (PeerUp first).
+//
+// Restarts. A peer that dials in, with a handshake we accept, is up: if our
+// stream to it is down, or reaches another incarnation of it (which is
+// gone), we dial it at once instead of finishing the backoff.
 //
 // Anything else (unknown type, wrong length, malformed msgpack, a gap, a
 // forged From or To, an ACK of something never sent, silence past
@@ -253,20 +277,58 @@ type peer struct {
 	mu       sync.Mutex
 	inc      uint64 // newest incarnation seen in either handshake (without TLS: the latest)
 	restarts uint64
+	left     bool   // leftInc said goodbye, and no handshake succeeded since
+	leftInc  uint64 // the incarnation that said goodbye last
 }
 
 // noteIncarnation records the incarnation of a successful handshake: the
 // newest one seen if authenticated, else the latest (without TLS an older
-// incarnation may be a restart after a forged newer one).
-func (p *peer) noteIncarnation(inc uint64, authenticated bool) {
+// incarnation may be a restart after a forged newer one). It returns the
+// incarnation stored before, if this one replaced it.
+func (p *peer) noteIncarnation(inc uint64, authenticated bool) (replaced uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.left = false
 	if inc > p.inc || (!authenticated && inc != p.inc) {
+		replaced = p.inc
 		if p.inc != 0 {
 			p.restarts++
 		}
 		p.inc = inc
 	}
+	return replaced
+}
+
+// noteIncarnation records the incarnation of p's successful handshake, and
+// logs a restart.
+func (t *TCP) noteIncarnation(p *peer, inc uint64) {
+	if old := p.noteIncarnation(inc, t.authenticated()); old != 0 {
+		t.log.Info("transport: peer restarted", "peer", printable(p.id), "incarnation", inc, "previous", old)
+	}
+}
+
+// errGoodbye ends a stream whose peer sent GOODBYE.
+var errGoodbye = errors.New("peer said goodbye")
+
+// peerLeft logs that incarnation inc of p said goodbye: at Info for the
+// first of its streams, at Debug for the other. A goodbye is the peer's
+// claim, and it changes nothing the protocol relies on: sequence numbers,
+// what may be resumed, incarnations and quarantines stay as they are, so
+// the same incarnation reconnecting resumes where it stopped (no message
+// lost or replayed), and a new one comes up with PeerUp first. It only
+// makes the end of the stream no fault, marks the peer Left in Status, and
+// stops the dialer logging that p cannot be reached.
+func (t *TCP) peerLeft(p *peer, dir string, inc uint64) {
+	p.mu.Lock()
+	first := !p.left || p.leftInc != inc
+	p.left, p.leftInc = true, inc
+	p.mu.Unlock()
+	level := slog.LevelDebug
+	if first {
+		level = slog.LevelInfo
+	}
+	t.log.Log(context.Background(), level, "transport: peer left", "peer", printable(p.id), "dir", dir, "incarnation", inc)
+	t.event(p.id, "goodbye")
 }
 
 // NewTCP validates cfg, starts listening and starts connecting to every
@@ -464,11 +526,38 @@ func (t *TCP) Drain(ctx context.Context) error {
 	}
 }
 
-// Close closes the listener and every connection and stops every goroutine,
-// then closes the Receive channel. Messages still queued are dropped (see
-// Drain). It is safe to call more than once.
+// goodbyeWait bounds the part of Close that says goodbye: after it, every
+// connection still open is closed.
+const goodbyeWait = time.Second
+
+// Close says goodbye to every peer whose stream is healthy, closes the
+// listener and every connection, stops every goroutine, then closes the
+// Receive channel. Messages still queued are dropped (see Drain). It is
+// safe to call more than once.
+//
+// Saying goodbye takes a round trip and at most goodbyeWait (1 second):
+// Close stops accepting, dialing and delivering, writes what is queued and
+// a GOODBYE frame on each established connection (after the last ACK, on
+// the peer's stream to us), and waits for the peer to close the
+// connection, so that it logs a departure instead of a broken connection.
 func (t *TCP) Close() error {
 	t.closeOnce.Do(func() {
+		t.cancel() // t.done: Send fails, no dial, accept or delivery; sessions say goodbye
+		if err := t.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			t.closeErr = fmt.Errorf("transport: close listener: %w", err)
+		}
+		t.pending.closeAll()
+		quiet := make(chan struct{})
+		go func() {
+			t.wg.Wait()
+			close(quiet)
+		}()
+		tm := time.NewTimer(goodbyeWait)
+		select {
+		case <-quiet:
+		case <-tm.C:
+		}
+		tm.Stop()
 		t.mu.Lock()
 		t.closed = true
 		conns := make([]net.Conn, 0, len(t.conns))
@@ -476,14 +565,10 @@ func (t *TCP) Close() error {
 			conns = append(conns, c)
 		}
 		t.mu.Unlock()
-		t.cancel()
-		if err := t.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			t.closeErr = fmt.Errorf("transport: close listener: %w", err)
-		}
 		for _, c := range conns {
 			_ = c.Close()
 		}
-		t.wg.Wait()
+		<-quiet
 		close(t.recv)
 		t.log.Debug("transport closed")
 	})
@@ -563,8 +648,11 @@ func (t *TCP) connError(peer, dir string, remote net.Addr, err error) {
 		t.cfg.onConnError(peer, err)
 	}
 	level := slog.LevelWarn
-	if t.isDone() || errors.Is(err, ErrQuarantined) || errors.Is(err, errEvicted) {
-		level = slog.LevelDebug // Quarantine or the eviction logged the cause
+	switch {
+	case t.isDone(), errors.Is(err, ErrQuarantined), errors.Is(err, errEvicted), errors.Is(err, errPeerRestarted):
+		level = slog.LevelDebug // our Close; or Quarantine, the eviction or the restart logged the cause
+	case errors.Is(err, errNothingSent), errors.Is(err, errDialerHungUp):
+		level = slog.LevelDebug // a port scan, or a peer that gave up dialing: no fault
 	}
 	ra := ""
 	if remote != nil {
@@ -572,6 +660,15 @@ func (t *TCP) connError(peer, dir string, remote net.Addr, err error) {
 	}
 	t.log.Log(context.Background(), level, "transport: connection closed", "peer", peer, "dir", dir, "remote", ra, "err", err)
 }
+
+// errNothingSent ends an accepted connection closed before its first byte;
+// errDialerHungUp one whose dialer closed or reset it during the TLS
+// handshake (a peer that gave up dialing, as Close does; a TLS error on
+// either side ends it with an alert instead).
+var (
+	errNothingSent  = errors.New("closed before sending anything")
+	errDialerHungUp = errors.New("the dialer hung up")
+)
 
 // event reports a connection event to the test hook.
 func (t *TCP) event(peer, ev string) {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -89,6 +90,15 @@ func (s *inSession) askAck() {
 	}
 }
 
+func (s *inSession) stopped() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 func (s *inSession) close() {
 	s.once.Do(func() {
 		close(s.stop)
@@ -106,15 +116,16 @@ func (s *inSession) close() {
 // is a restart like a newer one (see the wire format on TCP). A new
 // session with the same incarnation replaces the old one: that is a
 // reconnect after a dropped connection, which the acceptor may not have
-// noticed yet.
-func (t *TCP) begin(p *peer, s *inSession, inc uint64) (uint64, error) {
+// noticed yet. resumed reports whether the session continues the state
+// of the same incarnation (false for an incarnation new to us).
+func (t *TCP) begin(p *peer, s *inSession, inc uint64) (resume uint64, resumed bool, err error) {
 	ip := &p.in
 	ip.hsMu.Lock()
 	defer ip.hsMu.Unlock()
 	ip.mu.Lock()
 	if err := t.admissible(p, s, inc); err != nil {
 		ip.mu.Unlock()
-		return 0, err
+		return 0, false, err
 	}
 	old := ip.cur
 	ip.cur = nil
@@ -124,15 +135,16 @@ func (t *TCP) begin(p *peer, s *inSession, inc uint64) (uint64, error) {
 		select {
 		case <-old.exited:
 		case <-t.done:
-			return 0, ErrClosed
+			return 0, false, ErrClosed
 		}
 	}
 	ip.mu.Lock()
 	defer ip.mu.Unlock()
 	if err := t.admissible(p, s, inc); err != nil { // a Quarantine meanwhile
-		return 0, err
+		return 0, false, err
 	}
-	if inc != ip.inc { // a restart: PeerUp first, sequence numbers from 1
+	resumed = inc == ip.inc
+	if !resumed { // a restart: PeerUp first, sequence numbers from 1
 		ip.inc = inc
 		ip.last.Store(0)
 		ip.peerUp = true
@@ -140,7 +152,7 @@ func (t *TCP) begin(p *peer, s *inSession, inc uint64) (uint64, error) {
 	ip.cur = s
 	ip.connected = true
 	ip.since = time.Now()
-	return ip.last.Load(), nil
+	return ip.last.Load(), resumed, nil
 }
 
 // admissible checks incarnation inc of p against what is stored. The
@@ -259,10 +271,12 @@ const handshakeBuffer = 512
 
 // inbound is an accepted connection whose handshake succeeded.
 type inbound struct {
-	p      *peer
-	s      *inSession
-	conn   net.Conn // raw, or TLS over it
-	resume uint64
+	p       *peer
+	s       *inSession
+	conn    net.Conn // raw, or TLS over it
+	inc     uint64   // the dialer's incarnation
+	resume  uint64
+	resumed bool // the stream continues one of the same incarnation
 }
 
 // serveInbound shakes hands with a dialer and then reads its stream.
@@ -286,6 +300,7 @@ func (t *TCP) serveInbound(raw net.Conn, pc *pending) {
 		return
 	}
 	t.event(p.id, "accepted")
+	t.log.Info("transport: stream up", "peer", printable(p.id), "dir", "in", "remote", remote.String(), "incarnation", in.inc, "resumed", in.resumed, "resume", in.resume)
 	br := bufio.NewReaderSize(in.conn, 64<<10)
 	bw := bufio.NewWriterSize(in.conn, 4<<10)
 	wg.Add(1)
@@ -299,7 +314,10 @@ func (t *TCP) serveInbound(raw net.Conn, pc *pending) {
 		wg.Done()
 		return
 	}
-	if err := t.readStream(p, s, br); err != nil {
+	switch err := t.readStream(p, s, br); {
+	case errors.Is(err, errGoodbye):
+		t.peerLeft(p, "in", in.inc)
+	case err != nil:
 		t.connError(p.id, "in", remote, err)
 	}
 }
@@ -323,7 +341,10 @@ func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 	// of the TLS stream. Either way it takes what the dialer sent at once,
 	// so that a refusal does not close on unread bytes (a reset).
 	br := bufio.NewReaderSize(raw, handshakeBuffer)
-	if _, err := br.Peek(first); err != nil {
+	if got, err := br.Peek(first); err != nil {
+		if len(got) == 0 && errors.Is(err, io.EOF) {
+			err = errNothingSent
+		}
 		if t.pending.wasEvicted(pc) {
 			err = fmt.Errorf("%w: %w", errEvicted, err)
 		} else if isTimeout(err) {
@@ -345,6 +366,8 @@ func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 		if err != nil {
 			if t.pending.wasEvicted(pc) {
 				err = fmt.Errorf("%w: %w", errEvicted, err)
+			} else if hungUp(err) {
+				err = fmt.Errorf("%w: %w", errDialerHungUp, err)
 			}
 			t.connError("", "in", remote, fmt.Errorf("TLS handshake: %w", err))
 			return inbound{}, false
@@ -376,8 +399,8 @@ func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 	}
 	var in inbound
 	if err == nil {
-		in = inbound{p: t.peers[h.From], s: newInSession(raw), conn: conn}
-		in.resume, err = t.begin(in.p, in.s, h.Incarnation)
+		in = inbound{p: t.peers[h.From], s: newInSession(raw), conn: conn, inc: h.Incarnation}
+		in.resume, in.resumed, err = t.begin(in.p, in.s, h.Incarnation)
 		refuse = err != nil
 	}
 	if err != nil {
@@ -397,7 +420,8 @@ func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 		close(in.s.exited)
 		return inbound{}, false
 	}
-	in.p.noteIncarnation(h.Incarnation, t.authenticated())
+	t.noteIncarnation(in.p, h.Incarnation)
+	t.peerDialedIn(in.p, h.Incarnation)
 	return in, true
 }
 
@@ -410,12 +434,10 @@ func (t *TCP) readStream(p *peer, s *inSession, br *bufio.Reader) error {
 	dl := deadline{conn: s.conn, d: t.cfg.IdleTimeout, seen: &s.seen}
 	buf := make([]byte, 512)
 	stopped := func(err error) error {
-		select {
-		case <-s.stop:
+		if s.stopped() {
 			return nil
-		default:
-			return err
 		}
+		return err
 	}
 	// PeerUp is due only at the start of a session: begin sets it before
 	// the session starts, and only this reader clears it.
@@ -424,11 +446,14 @@ func (t *TCP) readStream(p *peer, s *inSession, br *bufio.Reader) error {
 	ip.mu.Unlock()
 	if up {
 		if !t.deliver(lamportmutex.Message{Kind: lamportmutex.PeerUp, From: p.id, To: t.id, Incarnation: inc}, s.stop) {
-			return nil
+			if s.stopped() {
+				return nil
+			}
+		} else {
+			ip.mu.Lock()
+			ip.peerUp = false
+			ip.mu.Unlock()
 		}
-		ip.mu.Lock()
-		ip.peerUp = false
-		ip.mu.Unlock()
 	}
 	last := ip.last.Load()
 	asked := last // last seq an immediate ACK was asked for
@@ -443,20 +468,18 @@ func (t *TCP) readStream(p *peer, s *inSession, br *bufio.Reader) error {
 		if cap(body) > cap(buf) && cap(body) <= 64<<10 {
 			buf = body[:0]
 		}
-		if body[0] == framePing {
-			if len(body) != 1 {
-				return fmt.Errorf("%w: %d-byte PING from %q", ErrProtocol, len(body), p.id)
-			}
+		typ, seq, rest, err := parseDialerFrame(body)
+		switch {
+		case err != nil:
+			return fmt.Errorf("%w from dialer %q", err, p.id)
+		case typ == frameGoodbye:
+			return errGoodbye
+		case t.isDone():
+			continue // we are leaving: nothing more is delivered or acknowledged
+		case typ == framePing:
 			s.askAck()
 			asked = last
 			continue
-		}
-		typ, seq, rest, err := parseSeqFrame(body)
-		if err != nil {
-			return err
-		}
-		if typ != frameData {
-			return fmt.Errorf("%w: frame type %d from dialer %q", ErrProtocol, typ, p.id)
 		}
 		if seq <= last {
 			continue // a resent duplicate
@@ -475,7 +498,10 @@ func (t *TCP) readStream(p *peer, s *inSession, br *bufio.Reader) error {
 		ok := t.deliver(m, s.stop)
 		s.busy.Store(false)
 		if !ok {
-			return nil
+			if s.stopped() {
+				return nil
+			}
+			continue // we are leaving (see Close); the dialer keeps m
 		}
 		last = seq
 		ip.last.Store(seq)
@@ -509,7 +535,7 @@ func (t *TCP) writeAcks(p *peer, s *inSession, bw *bufio.Writer, sent uint64) er
 		case <-s.stop:
 			return nil
 		case <-t.done:
-			return nil
+			return t.goodbyeIn(p, s, bw, &wd, sent)
 		}
 		last := p.in.last.Load()
 		if last == sent && !force {
@@ -532,4 +558,28 @@ func (t *TCP) writeAcks(p *peer, s *inSession, bw *bufio.Writer, sent uint64) er
 		}
 		sent = last
 	}
+}
+
+// goodbyeIn ends a healthy inbound session as the transport closes: it
+// acknowledges what was delivered and sends GOODBYE. The reader goes on
+// reading, delivering nothing, until the dialer closes the connection, so
+// that closing it does not reset it with unread bytes.
+func (t *TCP) goodbyeIn(p *peer, s *inSession, bw *bufio.Writer, wd *writeDeadline, sent uint64) error {
+	if s.stopped() {
+		return nil
+	}
+	err := wd.refresh()
+	if last := p.in.last.Load(); err == nil && last != sent {
+		err = writeSeqFrame(bw, frameAck, last, nil)
+	}
+	if err == nil {
+		_, err = bw.Write(goodbyeFrame)
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil && !s.stopped() {
+		return t.writeErr(p, err)
+	}
+	return nil
 }

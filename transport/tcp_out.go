@@ -6,9 +6,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -17,6 +20,7 @@ import (
 type outPeer struct {
 	slots chan struct{} // one token per queued message; bounds the queue
 	wake  chan struct{} // capacity 1: tells the writer the queue grew
+	kick  chan struct{} // capacity 1: the peer dialed in; dial it at once
 
 	mu          sync.Mutex
 	q           []outMsg      // seq contiguous, ascending; acknowledged ones removed
@@ -41,6 +45,7 @@ type outMsg struct {
 func (o *outPeer) init(queue, bytes int) {
 	o.slots = make(chan struct{}, queue)
 	o.wake = make(chan struct{}, 1)
+	o.kick = make(chan struct{}, 1)
 	o.nextSeq = 1
 	o.maxBytes = bytes
 }
@@ -99,19 +104,21 @@ func (o *outPeer) ackTo(seq uint64) {
 	}
 }
 
-// resume adopts the acceptor's welcome and returns the first seq to send.
-// An incarnation older than the one our sequence numbers refer to is
-// refused if authenticated (with TLS), else taken as a restart like a
-// newer one (see the wire format on TCP).
-func (o *outPeer) resume(peer string, wl welcome, authenticated bool) (uint64, error) {
+// resume adopts the acceptor's welcome and returns the first seq to send,
+// and whether the stream continues one to the same incarnation. An
+// incarnation older than the one our sequence numbers refer to is refused
+// if authenticated (with TLS), else taken as a restart like a newer one
+// (see the wire format on TCP).
+func (o *outPeer) resume(peer string, wl welcome, authenticated bool) (next uint64, resumed bool, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if refusedInc(o.quarantined, wl.Incarnation, authenticated) {
-		return 0, fmt.Errorf("%w: peer %q answered with incarnation %d, quarantined (mark %d)", ErrQuarantined, peer, wl.Incarnation, o.quarantined)
+		return 0, false, fmt.Errorf("%w: peer %q answered with incarnation %d, quarantined (mark %d)", ErrQuarantined, peer, wl.Incarnation, o.quarantined)
 	}
-	if wl.Incarnation != o.remoteInc {
+	resumed = wl.Incarnation == o.remoteInc
+	if !resumed {
 		if wl.Incarnation < o.remoteInc && authenticated {
-			return 0, fmt.Errorf("%w: peer %q answered with incarnation %d, already seen %d", ErrStaleIncarnation, peer, wl.Incarnation, o.remoteInc)
+			return 0, false, fmt.Errorf("%w: peer %q answered with incarnation %d, already seen %d", ErrStaleIncarnation, peer, wl.Incarnation, o.remoteInc)
 		}
 		for i := range o.q {
 			o.q[i].seq = uint64(i + 1)
@@ -120,10 +127,10 @@ func (o *outPeer) resume(peer string, wl welcome, authenticated bool) (uint64, e
 		o.remoteInc = wl.Incarnation
 	}
 	if wl.Resume+1 < o.base() || wl.Resume >= o.nextSeq {
-		return 0, fmt.Errorf("%w: peer %q resumes after %d, but we hold %d..%d", ErrProtocol, peer, wl.Resume, o.base(), o.nextSeq-1)
+		return 0, false, fmt.Errorf("%w: peer %q resumes after %d, but we hold %d..%d", ErrProtocol, peer, wl.Resume, o.base(), o.nextSeq-1)
 	}
 	o.ackTo(wl.Resume)
-	return wl.Resume + 1, nil
+	return wl.Resume + 1, resumed, nil
 }
 
 // pending appends to dst up to max messages from seq on, and returns the
@@ -158,10 +165,11 @@ func (o *outPeer) setConnected(s *outSession, authenticated bool) error {
 	return nil
 }
 
-// runOutbound keeps a stream to p open until Close.
+// runOutbound keeps a stream to p open until Close. Between attempts it
+// waits with backoff, but dials at once when p dials in (see peerDialedIn).
 func (t *TCP) runOutbound(p *peer) {
 	delay := t.cfg.BackoffMin
-	failing := false
+	failing := false // a dial failed since the last stream, or p left: log no more failures
 	for !t.isDone() {
 		established, err := t.connectOnce(p)
 		if t.isDone() {
@@ -169,33 +177,85 @@ func (t *TCP) runOutbound(p *peer) {
 		}
 		if established {
 			delay = t.cfg.BackoffMin
+			failing = false
 		} else {
 			delay = min(delay*2, t.cfg.BackoffMax)
 		}
 		switch {
 		case err == nil:
+		case errors.Is(err, errGoodbye):
+			failing = true // it is gone until it restarts: its address refusing us is no news
 		case established:
 			t.connError(p.id, "out", nil, err)
 		case errors.Is(err, errDial):
-			// A peer that is down: report the first failure only.
 			if t.cfg.onConnError != nil {
 				t.cfg.onConnError(p.id, err)
 			}
+			level := slog.LevelDebug
 			if !failing {
-				t.log.Info("transport: cannot reach peer, retrying", "peer", p.id, "err", err)
+				level = slog.LevelInfo // a peer that is down: report the first failure only
 			}
+			t.log.Log(context.Background(), level, "transport: cannot reach peer, retrying", "peer", printable(p.id), "err", err)
 			failing = true
 		default:
 			t.connError(p.id, "dial", nil, err)
 		}
-		if established {
-			failing = false
-		}
-		if !t.sleep(jitter(delay)) {
+		open, kicked := t.pause(p, jitter(delay))
+		if !open {
 			return
+		}
+		if kicked {
+			delay = t.cfg.BackoffMin
+			t.log.Debug("transport: peer dialed in, dialing it at once", "peer", printable(p.id))
 		}
 	}
 }
+
+// pause waits d, or less if p dials in meanwhile (kicked); open reports
+// whether the transport is still open.
+func (t *TCP) pause(p *peer, d time.Duration) (open, kicked bool) {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true, false
+	case <-p.out.kick:
+		return true, true
+	case <-t.done:
+		return false, false
+	}
+}
+
+// peerDialedIn is told that p's handshake with incarnation inc was
+// accepted: p is up. If our stream to p is down, the dialer is woken to dial
+// at once instead of finishing its backoff (up to BackoffMax). If it is up
+// but reaches another incarnation, that one is gone (a process keeps its
+// incarnation), so the stream is closed and redialed at once. Each call
+// costs at most one dial, and only a peer that passed the handshake makes
+// it.
+func (t *TCP) peerDialedIn(p *peer, inc uint64) {
+	o := &p.out
+	o.mu.Lock()
+	var stale *outSession
+	if o.sess != nil && o.remoteInc != inc {
+		stale = o.sess
+	}
+	up := o.sess != nil
+	o.mu.Unlock()
+	if stale != nil {
+		stale.fail(fmt.Errorf("%w: %q dialed in as incarnation %d, our stream reaches %d", errPeerRestarted, p.id, inc, stale.remoteInc))
+	}
+	if !up || stale != nil {
+		select {
+		case o.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// errPeerRestarted closes a stream to an incarnation that a newer one
+// replaced; it is logged at Debug (the restart is logged at Info).
+var errPeerRestarted = errors.New("peer restarted")
 
 // dial connects to p, with TLS if configured.
 func (t *TCP) dial(p *peer) (net.Conn, net.Conn, error) {
@@ -215,6 +275,9 @@ func (t *TCP) dial(p *peer) (net.Conn, net.Conn, error) {
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		t.untrack(raw)
+		if hungUp(err) {
+			err = fmt.Errorf("%w %q at %s: it closed the connection during the TLS handshake: %w", errDial, p.id, p.addr, err)
+		}
 		return nil, nil, fmt.Errorf("TLS handshake with %q at %s: %w", p.id, p.addr, err)
 	}
 	return raw, tc, nil
@@ -228,16 +291,23 @@ func (t *TCP) connectOnce(p *peer) (established bool, err error) {
 		return false, err
 	}
 	defer t.untrack(raw)
-	br := bufio.NewReaderSize(conn, 256)
+	cr := &countingReader{r: conn}
+	br := bufio.NewReaderSize(cr, 256)
 	bw := bufio.NewWriterSize(conn, handshakeBuffer) // the handshake only
 	if err := conn.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
 		return false, err
 	}
 	h := hello{From: t.id, To: p.id, Cluster: t.cfg.Cluster, Incarnation: t.inc}
 	if err := writeHello(bw, t.version, h); err != nil {
+		if hungUp(err) {
+			err = fmt.Errorf("%w %q at %s: it closed the connection before our hello: %w", errDial, p.id, p.addr, err)
+		}
 		return false, fmt.Errorf("sending hello to %q: %w", p.id, err)
 	}
 	wl, err := readWelcome(br, t.version, p.id)
+	if err != nil && cr.n == 0 && hungUp(err) {
+		err = fmt.Errorf("%w %q at %s: it closed the connection without answering: %w", errDial, p.id, p.addr, err)
+	}
 	if errors.Is(err, ErrDuplicateSession) {
 		return false, fmt.Errorf("%w: %q at %s already has a live session from another process claiming our id %q (this one is %s)",
 			err, p.id, raw.RemoteAddr(), t.id, raw.LocalAddr())
@@ -248,15 +318,16 @@ func (t *TCP) connectOnce(p *peer) (established bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	next, err := p.out.resume(p.id, wl, t.authenticated())
+	next, resumed, err := p.out.resume(p.id, wl, t.authenticated())
 	if err != nil {
 		return false, err
 	}
-	p.noteIncarnation(wl.Incarnation, t.authenticated())
+	t.noteIncarnation(p, wl.Incarnation)
 	if err := conn.SetDeadline(time.Time{}); err != nil {
 		return false, err
 	}
 	s := t.newOutSession(raw, conn, next)
+	s.remoteInc = wl.Incarnation
 	if t.cfg.TLS == nil {
 		s.raw = newRawWriter(raw)
 	}
@@ -264,8 +335,12 @@ func (t *TCP) connectOnce(p *peer) (established bool, err error) {
 		return false, fmt.Errorf("peer %q: %w", p.id, err)
 	}
 	defer func() { _ = p.out.setConnected(nil, false) }()
+	select { // a kick from before this stream is stale
+	case <-p.out.kick:
+	default:
+	}
 	t.event(p.id, "connected")
-	t.log.Debug("transport: stream up", "peer", p.id, "remote_incarnation", wl.Incarnation, "resume", wl.Resume)
+	t.log.Info("transport: stream up", "peer", printable(p.id), "dir", "out", "remote", raw.RemoteAddr().String(), "incarnation", wl.Incarnation, "resumed", resumed, "resume", wl.Resume)
 
 	acksDone := make(chan struct{})
 	if !t.spawn(func() {
@@ -275,13 +350,42 @@ func (t *TCP) connectOnce(p *peer) (established bool, err error) {
 		s.fail(ErrClosed)
 		return true, ErrClosed
 	}
-	s.fail(t.writeStream(p, s))
+	// After a goodbye the connection stays open until the peer closes it
+	// (readAcks sees EOF) or Close gives up: closing it at once could
+	// reset it before the peer has read the goodbye.
+	if err := t.writeStream(p, s); !errors.Is(err, errSaidGoodbye) {
+		s.fail(err)
+	}
 	<-acksDone
+	if errors.Is(s.err, errGoodbye) {
+		t.peerLeft(p, "out", s.remoteInc)
+	}
 	return true, s.err
 }
 
-// errDial marks a failure to open a TCP connection.
+// errDial marks a failure to open a connection that is not the peer's
+// fault we could name: nobody listens, or the peer closed the connection
+// before answering (it is going away, or over its handshake caps, which it
+// logs itself). It is logged as "cannot reach peer", at Info once.
 var errDial = errors.New("cannot dial")
+
+// hungUp reports whether err says the other end closed or reset the
+// connection.
+func hungUp(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
 
 // ErrSlowPeer is logged when a peer does not read what is written to it
 // within WriteTimeout; its connection is closed.
@@ -327,12 +431,12 @@ func (t *TCP) readAcks(p *peer, s *outSession, br *bufio.Reader) error {
 			}
 			return t.readErr(p.id, err)
 		}
-		typ, seq, rest, err := parseSeqFrame(body)
+		typ, seq, err := parseAcceptorFrame(body)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w from acceptor %q", err, p.id)
 		}
-		if typ != frameAck || len(rest) != 0 {
-			return fmt.Errorf("%w: frame type %d from acceptor %q", ErrProtocol, typ, p.id)
+		if typ == frameGoodbye {
+			return errGoodbye
 		}
 		if seq > s.written.Load() {
 			return fmt.Errorf("%w: %q acknowledged %d, only %d sent", ErrProtocol, p.id, seq, s.written.Load())

@@ -114,6 +114,15 @@ func (ps *pendingSet) wasEvicted(pc *pending) bool {
 	return pc.evicted
 }
 
+// closeAll closes every pending connection.
+func (ps *pendingSet) closeAll() {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for _, p := range ps.list {
+		_ = p.conn.Close()
+	}
+}
+
 // len returns the number of pending handshakes.
 func (ps *pendingSet) len() int {
 	ps.mu.Lock()

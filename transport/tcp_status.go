@@ -26,6 +26,10 @@ type PeerStatus struct {
 	// Reconnects counts our streams to the peer established after the
 	// first one.
 	Reconnects uint64
+	// Left reports that the peer said goodbye (a clean exit, see Close)
+	// and no handshake with it succeeded since. It is the peer's claim,
+	// and means nothing more: a peer that left is down until it returns.
+	Left bool
 	// Queued is the number of messages queued or not yet acknowledged.
 	Queued int
 	// MsgsSent and BytesSent count DATA frames written to the peer,
@@ -50,7 +54,7 @@ func (t *TCP) Status() []PeerStatus {
 		st.Inbound, st.InboundSince = p.in.connected, p.in.since
 		p.in.mu.Unlock()
 		p.mu.Lock()
-		st.Incarnation, st.Restarts = p.inc, p.restarts
+		st.Incarnation, st.Restarts, st.Left = p.inc, p.restarts, p.left
 		p.mu.Unlock()
 		st.MsgsSent, st.BytesSent = p.out.msgs.Load(), p.out.byts.Load()
 		st.MsgsReceived, st.BytesReceived = p.in.msgs.Load(), p.in.byts.Load()

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,8 @@ type outSession struct {
 	once    sync.Once
 	err     error
 	written atomic.Uint64 // highest seq handed to the write path
+	// remoteInc is the incarnation of the peer this stream reaches.
+	remoteInc uint64
 
 	wmu   sync.Mutex // held while appending to or writing obuf
 	next  uint64     // seq of the next message to append
@@ -59,6 +62,7 @@ type outSession struct {
 	half  uint64     // unacknowledged messages that make us ask
 	obuf  []byte     // encoded frames not yet written
 	batch []outMsg
+	bye   bool // GOODBYE was appended: nothing may follow it
 	wd    writeDeadline
 	raw   *rawWriter // non-blocking writes; nil if unavailable
 
@@ -153,7 +157,7 @@ func (t *TCP) writeDirect(p *peer, s *outSession) bool {
 		s.lastSend.Store(monoNow()) // a burst's gaps count from this write's end
 		s.wmu.Unlock()
 	}()
-	if s.stopped() {
+	if s.stopped() || s.bye {
 		return false
 	}
 	more := t.fill(p, s)
@@ -214,9 +218,41 @@ func (t *TCP) writeStream(p *peer, s *outSession) error {
 		case <-s.stop:
 			return nil
 		case <-t.done:
-			return ErrClosed
+			return t.goodbyeOut(p, s)
 		}
 	}
+}
+
+// errSaidGoodbye is what writeStream returns after it sent GOODBYE.
+var errSaidGoodbye = errors.New("said goodbye")
+
+// goodbyeOut ends a healthy outbound stream as the transport closes: it
+// writes what is queued, then GOODBYE, and returns errSaidGoodbye.
+func (t *TCP) goodbyeOut(p *peer, s *outSession) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.stopped() {
+		return nil
+	}
+	err := t.flushOut(p, s)
+	if err == nil {
+		s.bye = true
+		s.obuf = append(s.obuf, goodbyeFrame...)
+		err = s.wd.refresh()
+	}
+	for err == nil && len(s.obuf) > 0 {
+		var n int
+		n, err = s.conn.Write(s.obuf)
+		s.consume(n)
+		if err != nil {
+			err = t.writeErr(p, err)
+		}
+	}
+	if err != nil {
+		s.fail(err) // under wmu: nobody writes after a failed write
+		return err
+	}
+	return errSaidGoodbye
 }
 
 // appendSeqFrame appends a frame of type typ holding seq, followed by msg
@@ -228,8 +264,11 @@ func appendSeqFrame(b []byte, typ byte, seq uint64, msg []byte) []byte {
 	return append(b, msg...)
 }
 
-// pingFrame is a whole PING frame.
-var pingFrame = []byte{0, 0, 0, 1, framePing}
+// pingFrame and goodbyeFrame are whole PING and GOODBYE frames.
+var (
+	pingFrame    = []byte{0, 0, 0, 1, framePing}
+	goodbyeFrame = []byte{0, 0, 0, 1, frameGoodbye}
+)
 
 // writeDeadline keeps a connection's write deadline between d and 9/8 d
 // ahead, so that busy streams do not reset a timer per write: a write
