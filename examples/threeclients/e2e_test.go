@@ -19,7 +19,7 @@ import (
 // hangGuard bounds how long the end-to-end test waits for one expected
 // line. It only turns a hang into a failure with context; it is no
 // performance bound, so it is generous.
-const hangGuard = 2 * time.Minute
+const hangGuard = 30 * time.Second
 
 // buildCLI compiles the program once per test binary.
 var buildCLI = sync.OnceValues(func() (string, error) {

@@ -159,16 +159,20 @@ func (c *client) transfer(id ledger.TransferID, to string, amount int64) {
 // submitTransfer commits the transfer. An ID the ledger already knows was
 // numbered before the chain said how far this client had got (a restart
 // whose store lost its last blocks, see transferIDs): the transfer is
-// numbered again past the chain, and submitted once more.
+// numbered again past the chain, and submitted again. The ledger answers
+// so only for an ID in its chain, which skipPast then passes, so this
+// ends.
 func (c *client) submitTransfer(id ledger.TransferID, to string, amount int64) (ledger.Result, error) {
-	res, err := c.node.TransferWithID(c.ctx, id, to, amount)
-	if (err == nil && res.Duplicate) || errors.Is(err, ledger.ErrTransferIDConflict) {
+	for {
+		res, err := c.node.TransferWithID(c.ctx, id, to, amount)
+		if !(err == nil && res.Duplicate) && !errors.Is(err, ledger.ErrTransferIDConflict) {
+			return res, err
+		}
 		c.txids.skipPast(c.node.Blocks())
-		id = c.txids.take()
-		c.opts.logger.Warn("a transfer number was already in the chain; numbered again", "client", c.id, "id", id.String())
-		res, err = c.node.TransferWithID(c.ctx, id, to, amount)
+		next := c.txids.take()
+		c.opts.logger.Info("a transfer number was already in the chain; numbered again", "client", c.id, "was", id.String(), "now", next.String())
+		id = next
 	}
-	return res, err
 }
 
 // replicated waits until the other clients of this process that are
