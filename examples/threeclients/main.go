@@ -70,6 +70,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	ctx, cancel := context.WithCancel(ctx) // Ctrl-C in the line editor cancels it, as SIGINT does
+	defer cancel()
+	editor, stdout, stderr := openEditor(stdin, stdout, stderr, cancel)
+	if editor != nil {
+		defer editor.Close() // after the printers below have written everything
+		fs.SetOutput(stderr)
+	}
 	out, errOut := newPrinter(stdout), newPrinter(stderr)
 	defer errOut.close()
 	defer out.close()
@@ -182,14 +189,20 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		clients[id] = c
 	}
 
-	interactive := isTerminal(stdin)
+	interactive := isTerminal(stdin) && editor == nil // the editor draws its own prompt
 	prefix := len(ids) > 1
 	opts.out.raw(helpText + "\n")
 	if prefix {
 		opts.out.raw("start each command with the client that issues it, e.g. \"1 transfer 2 5\"\n")
 	}
-	lines := make(chan inputLine)
-	go readLines(stdin, maxLine, lines) // ends with the process; a blocked read cannot be interrupted
+	var lines <-chan inputLine
+	if editor != nil {
+		lines = editor.Lines()
+	} else {
+		plain := make(chan inputLine)
+		go readLines(stdin, maxLine, plain) // ends with the process; a blocked read cannot be interrupted
+		lines = plain
+	}
 	for {
 		if interactive {
 			opts.out.raw("> ")
