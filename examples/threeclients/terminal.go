@@ -195,10 +195,10 @@ func (e *lineEditor) Close() {
 		// The reader is gone, so one more ReadLine here is alone with the
 		// editor: End and Ctrl-U empty the line, and its read then fails
 		// at once, as the input stays interrupted. A write with an empty
-		// prompt then erases what is left of the prompt.
-		e.t.SetPrompt("")
+		// prompt then erases the prompt.
 		e.keys.push(string([]byte{keyCtrlE, keyCtrlU}))
 		_, _ = e.t.ReadLine()
+		e.t.SetPrompt("")
 		_, _ = e.t.Write(nil)
 		e.closed = true
 		_ = term.Restore(e.fd, e.state)
