@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,49 +186,72 @@ func TestPTYCtrlC(t *testing.T) {
 	})
 }
 
-// In this process: the editor reads lines from a pty, takes Ctrl-C out of
-// the input, and Close stops its goroutines and restores the terminal.
-func TestLineEditorClose(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+// editorOnPTY opens the editor in this process on a new pty, with
+// interrupt as its Ctrl-C, and returns it with the pty's screen and the
+// terminal's settings before. The test's cleanup closes the editor and
+// the pty.
+func editorOnPTY(t *testing.T, interrupt func()) (*lineEditor, *ptyScreen, *unix.Termios) {
+	t.Helper()
 	master, tty, err := openPTY(ptyRows, ptyCols)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer master.Close()
-	defer tty.Close()
+	t.Cleanup(func() { tty.Close() }) // after the screen's and the editor's
+	scr := newPTYScreen(t, master)
 	before, err := termios(tty)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	e, err := openTerminal(tty, tty, cancel)
+	e, err := openTerminal(tty, tty, interrupt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Drain what the editor draws, so that its writes never wait.
-	drained := make(chan struct{})
-	go func() {
-		defer close(drained)
-		buf := make([]byte, 4096)
-		for {
-			if _, err := master.Read(buf); err != nil {
-				return
-			}
+	t.Cleanup(e.Close)
+	scr.expectLine(`^> $`)
+	return e, scr, before
+}
+
+// nextLine is the editor's next line, or a failure after hangGuard.
+func nextLine(t *testing.T, e *lineEditor) inputLine {
+	t.Helper()
+	select {
+	case in, ok := <-e.Lines():
+		if !ok {
+			t.Fatal("Lines closed")
 		}
-	}()
-	if _, err := master.Write([]byte("one" + ctrlC + " two\r")); err != nil {
-		t.Fatal(err)
+		return in
+	case <-time.After(hangGuard):
+		t.Fatalf("no line after %v", hangGuard)
+		return inputLine{}
 	}
-	if in := <-e.Lines(); in.err != nil || in.text != "one two" {
+}
+
+// In this process: the editor takes Ctrl-C out of the input, and Close
+// stops its goroutines, restores the terminal, and erases the prompt and
+// the half-typed line.
+func TestLineEditorClose(t *testing.T) {
+	leakOpt := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, leakOpt) }) // runs after every other cleanup
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e, scr, before := editorOnPTY(t, cancel)
+	tty := e.input.f
+
+	scr.write("one" + ctrlC + " two" + keyEnter)
+	if in := nextLine(t, e); in.err != nil || in.text != "one two" {
 		t.Fatalf("got %+v, want \"one two\"", in)
 	}
 	<-ctx.Done() // Ctrl-C called interrupt
+	scr.write("half")
+	scr.expectLine(`^> half$`)
 	e.Close()
 	e.Close()
 	if _, ok := <-e.Lines(); ok {
 		t.Fatal("Lines still open after Close")
 	}
+	scr.expectScreen("the prompt and the line erased", func(rows []string, y, x int) bool {
+		return rows[y] == "" && x == 0
+	})
 	after, err := termios(tty)
 	if err != nil {
 		t.Fatal(err)
@@ -235,10 +259,55 @@ func TestLineEditorClose(t *testing.T) {
 	if *after != *before {
 		t.Fatalf("terminal settings not restored: before %+v, after %+v", before, after)
 	}
-	// The editor's reads had a deadline; Close took it away again.
+	// Close took the editor's read deadline away again.
 	if err := tty.SetReadDeadline(time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	master.Close()
-	<-drained
+	if _, err := e.Write([]byte("after\n")); err != nil {
+		t.Fatal(err)
+	}
+	scr.expect(`^after$`)
+}
+
+// SetPrompt, from another goroutine, draws the new prompt before the
+// half-typed line at once; output still goes above both.
+func TestLineEditorSetPrompt(t *testing.T) {
+	e, scr, _ := editorOnPTY(t, func() {})
+	scr.write("1 bal")
+	scr.expectLine(`^> 1 bal$`)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.SetPrompt("[1 @7] \x1b[2J> ") // the escape is dropped, not run
+	}()
+	<-done
+	scr.expectLine(`^\[1 @7\] \[2J> 1 bal$`)
+	if _, err := e.Write([]byte("news")); err != nil { // no newline: one is added
+		t.Fatal(err)
+	}
+	scr.expectScreen("the output above the prompt and the line", func(rows []string, y, x int) bool {
+		return y > 0 && rows[y-1] == "news" && rows[y] == "[1 @7] [2J> 1 bal" && x == len(rows[y])
+	})
+	scr.write("ance" + keyEnter)
+	if in := nextLine(t, e); in.text != "1 balance" {
+		t.Fatalf("got %+v", in)
+	}
+}
+
+// A line as long as the editor takes may have been cut, so it is refused
+// whole; a shorter one is read; neither goes into the history.
+func TestLineEditorLongLine(t *testing.T) {
+	e, scr, _ := editorOnPTY(t, func() {})
+	scr.write(strings.Repeat("a", editorLineRunes+10) + keyEnter)
+	if in := nextLine(t, e); in.err == nil || !strings.Contains(in.err.Error(), "longer than 4095 characters") {
+		t.Fatalf("got text of %d bytes, err %v", len(in.text), in.err)
+	}
+	scr.write(strings.Repeat("b", editorLineRunes) + keyEnter)
+	if in := nextLine(t, e); in.err != nil || len(in.text) != editorLineRunes {
+		t.Fatalf("got text of %d bytes, err %v", len(in.text), in.err)
+	}
+	scr.write(keyUp + keyEnter)
+	if in := nextLine(t, e); in.err != nil || len(in.text) != editorLineRunes {
+		t.Fatalf("after Up: text of %d bytes, err %v", len(in.text), in.err)
+	}
 }

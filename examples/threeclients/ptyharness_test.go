@@ -41,31 +41,51 @@ const (
 )
 
 // ptyProc is the program running on a pseudo-terminal, as a person at a
-// terminal runs it. What it prints goes through a screen (see screen), so
-// that tests assert on the text a person would see, not on escape
-// sequences.
+// terminal runs it: write types keys, and the ptyScreen's methods read
+// what it prints (see ptyScreen).
+type ptyProc struct {
+	*ptyScreen
+	cmd *exec.Cmd
+	tty *os.File // the parent's copy of the terminal; closed when the program exits
+
+	exited   chan struct{} // closed when the program has exited
+	waitErr  error         // guarded by mu
+	ttyAfter *unix.Termios // the terminal's settings just after the program exited; guarded by mu
+	ttyStart *unix.Termios // and before it started
+}
+
+// ptyScreen is the other end of a pseudo-terminal: what is written on the
+// terminal goes through a screen (see screen), so that tests assert on the
+// text a person would see, not on escape sequences.
 //
 // expect reads printed lines in order; expectLine and expectScreen look
 // at the screen as it is. Every wait ends at hangGuard with the screen in
 // the failure message; no wait is a pass criterion.
-type ptyProc struct {
+type ptyScreen struct {
 	t      *testing.T
-	cmd    *exec.Cmd
 	master *os.File
-	tty    *os.File // the parent's copy of the terminal; closed when the program exits
 
 	mu      sync.Mutex
 	scr     *screen
 	changed chan struct{} // closed and replaced at each change of scr or eof
-	eof     bool          // the output has ended: the program exited and all it wrote was read
+	eof     bool          // the output has ended: no one has the terminal open, and all was read
 	mark    int           // expect looks at rows from here on
 
-	exited   chan struct{} // closed when the program has exited
-	waitErr  error
-	ttyAfter *unix.Termios // the terminal's settings just after the program exited
-	ttyStart *unix.Termios // and before it started
-
 	readDone chan struct{}
+}
+
+// newPTYScreen reads master into a screen of ptyRows x ptyCols until the
+// output ends (EIO once no one has the terminal open) or master is
+// closed; the test's cleanup closes master and waits for the reader.
+func newPTYScreen(t *testing.T, master *os.File) *ptyScreen {
+	p := &ptyScreen{t: t, master: master, scr: newScreen(ptyRows, ptyCols),
+		changed: make(chan struct{}), readDone: make(chan struct{})}
+	go p.read()
+	t.Cleanup(func() {
+		p.master.Close()
+		<-p.readDone
+	})
+	return p
 }
 
 // startPTY starts the program with args on a new pseudo-terminal of
@@ -81,9 +101,10 @@ func startPTY(t *testing.T, args ...string) *ptyProc {
 	if err != nil {
 		t.Fatalf("pty: %v", err)
 	}
-	p := &ptyProc{t: t, master: master, tty: tty, scr: newScreen(ptyRows, ptyCols),
-		changed: make(chan struct{}), exited: make(chan struct{}), readDone: make(chan struct{})}
+	p := &ptyProc{tty: tty, exited: make(chan struct{})}
 	if p.ttyStart, err = termios(tty); err != nil {
+		master.Close()
+		tty.Close()
 		t.Fatal(err)
 	}
 	p.cmd = exec.Command(bin, args...)
@@ -94,7 +115,7 @@ func startPTY(t *testing.T, args ...string) *ptyProc {
 		tty.Close()
 		t.Fatal(err)
 	}
-	go p.read()
+	p.ptyScreen = newPTYScreen(t, master)
 	go func() {
 		err := p.cmd.Wait()
 		after, terr := termios(p.tty)
@@ -109,7 +130,7 @@ func startPTY(t *testing.T, args ...string) *ptyProc {
 		p.tty.Close()
 		close(p.exited)
 	}()
-	t.Cleanup(func() {
+	t.Cleanup(func() { // before the screen's: master closes after the output's end is read
 		select {
 		case <-p.exited:
 		default:
@@ -117,7 +138,6 @@ func startPTY(t *testing.T, args ...string) *ptyProc {
 			<-p.exited
 		}
 		<-p.readDone
-		p.master.Close()
 	})
 	return p
 }
@@ -159,7 +179,7 @@ func termios(f *os.File) (*unix.Termios, error) {
 
 // read feeds the screen until the output ends (EIO once the program and
 // the parent's copy of the terminal are gone).
-func (p *ptyProc) read() {
+func (p *ptyScreen) read() {
 	defer close(p.readDone)
 	buf := make([]byte, 4096)
 	for {
@@ -179,7 +199,7 @@ func (p *ptyProc) read() {
 }
 
 // write types s: keys, as the constants above, and text.
-func (p *ptyProc) write(s string) {
+func (p *ptyScreen) write(s string) {
 	p.t.Helper()
 	if _, err := p.master.Write([]byte(s)); err != nil {
 		p.t.Fatalf("typing %q: %v", s, err)
@@ -187,11 +207,11 @@ func (p *ptyProc) write(s string) {
 }
 
 // line types s and Enter.
-func (p *ptyProc) line(s string) { p.write(s + keyEnter) }
+func (p *ptyScreen) line(s string) { p.write(s + keyEnter) }
 
 // waitFor waits until ok holds for the screen; ok runs with p.mu held.
 // what names the wait in the failure message.
-func (p *ptyProc) waitFor(what string, ok func() bool) {
+func (p *ptyScreen) waitFor(what string, ok func() bool) {
 	p.t.Helper()
 	guard := time.NewTimer(hangGuard)
 	defer guard.Stop()
@@ -217,7 +237,7 @@ func (p *ptyProc) waitFor(what string, ok func() bool) {
 // expect matched, and returns its submatches. Printed lines are the rows
 // above the cursor's row: lines that ended with a newline, scrolled away
 // or not. The prompt's row is never one of them.
-func (p *ptyProc) expect(re string) []string {
+func (p *ptyScreen) expect(re string) []string {
 	p.t.Helper()
 	rx := regexp.MustCompile(re)
 	var m []string
@@ -235,7 +255,7 @@ func (p *ptyProc) expect(re string) []string {
 
 // expectLine waits until the cursor's row (the prompt and the line being
 // typed) matches re.
-func (p *ptyProc) expectLine(re string) {
+func (p *ptyScreen) expectLine(re string) {
 	p.t.Helper()
 	rx := regexp.MustCompile(re)
 	p.waitFor(fmt.Sprintf("cursor row matching %q", re), func() bool {
@@ -245,7 +265,7 @@ func (p *ptyProc) expectLine(re string) {
 
 // expectScreen waits until ok holds for the visible rows (without
 // trailing spaces) and the cursor's position in them.
-func (p *ptyProc) expectScreen(what string, ok func(rows []string, cursorRow, cursorCol int) bool) {
+func (p *ptyScreen) expectScreen(what string, ok func(rows []string, cursorRow, cursorCol int) bool) {
 	p.t.Helper()
 	p.waitFor(what, func() bool {
 		return ok(p.scr.visible(), p.scr.cy, p.scr.cx)
@@ -276,7 +296,7 @@ func (p *ptyProc) wait() int {
 }
 
 // dump is the screen and what scrolled away, for failure messages.
-func (p *ptyProc) dump() string {
+func (p *ptyScreen) dump() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var sb strings.Builder
