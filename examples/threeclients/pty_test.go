@@ -226,6 +226,28 @@ func nextLine(t *testing.T, e *lineEditor) inputLine {
 	}
 }
 
+// A configuration error on a terminal is printed, and the program exits
+// 1 with the terminal as it was and no prompt left.
+func TestPTYConfigError(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the program on a pty")
+	}
+	p := startPTY(t, "-memory", "-delay", "-1s")
+	p.expect(`^threeclients: .*delay`)
+	if code := p.wait(); code != 1 {
+		t.Fatalf("exit status %d, want 1\n%s", code, p.dump())
+	}
+	p.mu.Lock()
+	before, after := p.ttyStart, p.ttyAfter
+	p.mu.Unlock()
+	if after == nil || *after != *before {
+		t.Fatalf("terminal settings not restored: before %+v, after %+v", before, after)
+	}
+	p.expectScreen("no prompt left", func(rows []string, y, x int) bool {
+		return rows[y] == "" && x == 0
+	})
+}
+
 // In this process: the editor takes Ctrl-C out of the input, and Close
 // stops its goroutines, restores the terminal, and erases the prompt and
 // the half-typed line.

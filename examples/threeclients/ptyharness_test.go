@@ -201,6 +201,7 @@ func (p *ptyScreen) read() {
 // write types s: keys, as the constants above, and text.
 func (p *ptyScreen) write(s string) {
 	p.t.Helper()
+	_ = p.master.SetWriteDeadline(time.Now().Add(hangGuard)) // a program that stops reading fails the test
 	if _, err := p.master.Write([]byte(s)); err != nil {
 		p.t.Fatalf("typing %q: %v", s, err)
 	}
