@@ -59,6 +59,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "threeclients: %v\n%s\n", err, shortUsage)
 		return 2
 	}
+	ctx, cancel := context.WithCancel(ctx) // Ctrl-C in the line editor cancels it, as SIGINT does
+	defer cancel()
+	editor, stdout, stderr := openEditor(stdin, stdout, stderr, cancel)
+	if editor != nil {
+		defer editor.Close() // after the printers below have written everything
+	}
 	out, errOut := newPrinter(stdout), newPrinter(stderr)
 	defer errOut.close()
 	defer out.close()
@@ -121,9 +127,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		out.raw("type a command in the course's syntax (\"transfer 1 2 5\": lines run one after another),\n" +
 			"or start it with a client (\"2 transfer 3 1\"): it joins that client's queue alone, and clients run at the same time\n")
 	}
-	lines := make(chan inputLine)
-	go readLines(stdin, maxLine, lines) // ends with the process; a blocked read cannot be interrupted
-	newSession(ctx, opts, ids, clients).run(lines, isTerminal(stdin))
+	var lines <-chan inputLine
+	if editor != nil {
+		lines = editor.Lines()
+	} else {
+		plain := make(chan inputLine)
+		go readLines(stdin, maxLine, plain) // ends with the process; a blocked read cannot be interrupted
+		lines = plain
+	}
+	newSession(ctx, opts, ids, clients).run(lines, isTerminal(stdin) && editor == nil) // the editor draws its own prompt
 	return 0
 }
 
