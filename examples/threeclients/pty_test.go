@@ -59,7 +59,7 @@ func TestPTYHistoryAndEditing(t *testing.T) {
 	}
 	p := allInOnePTY(t)
 	p.line("1 balance 2")
-	p.expect(`^\[1\] balance of client 2: 10$`)
+	p.expect(`^\[1 @\d+\] balance of client 2: 10$`)
 	p.line("") // an empty line is not kept in the history
 
 	p.write(keyUp)
@@ -73,7 +73,7 @@ func TestPTYHistoryAndEditing(t *testing.T) {
 	p.write(keyBackspace)
 	p.expectLine(`^> 3 balance 1$`)
 	p.write(keyEnter)
-	p.expect(`^\[3\] balance of client 1: 10$`)
+	p.expect(`^\[3 @\d+\] balance of client 1: 10$`)
 
 	// Up and Down walk the history and come back to the line being typed.
 	p.write("2 ba")
@@ -87,7 +87,7 @@ func TestPTYHistoryAndEditing(t *testing.T) {
 	p.write(keyDown)
 	p.expectLine(`^> 2 ba$`)
 	p.line("lance")
-	p.expect(`^\[2\] balance of client 2: 10$`)
+	p.expect(`^\[2 @\d+\] balance of client 2: 10$`)
 	p.exitWithCtrlD()
 }
 
@@ -112,12 +112,12 @@ func TestPTYAsyncOutputAbovePrompt(t *testing.T) {
 	p1.expectLine(`^> bala$`)
 	p2.send("transfer 1 4")
 	p2.expect(`transfer 2 -> 1 amount 4: SUCCESS`)
-	block := regexp.MustCompile(`^\[1\] block #1 \S+ from client 2 inserted: 2 -> 1 amount 4`)
+	block := regexp.MustCompile(`^\[1 @\d+\] block #1 \S+ from client 2 inserted: 2 -> 1 amount 4`)
 	p1.expectScreen("the block line right above the half-typed line", func(rows []string, y, x int) bool {
 		return y > 0 && block.MatchString(rows[y-1]) && rows[y] == "> bala" && x == len("> bala")
 	})
 	p1.line("nce")
-	p1.expect(`^\[1\] balance of client 1: 14$`)
+	p1.expect(`^\[1 @\d+\] balance of client 1: 14$`)
 
 	p1.exitWithCtrlD()
 	p2.exit()
@@ -132,7 +132,7 @@ func TestPTYClearScreen(t *testing.T) {
 	}
 	p := allInOnePTY(t)
 	p.line("1 balance")
-	p.expect(`^\[1\] balance of client 1: 10$`)
+	p.expect(`^\[1 @\d+\] balance of client 1: 10$`)
 	p.write("2 bal")
 	p.expectLine(`^> 2 bal$`)
 	p.write(ctrlL)
@@ -147,7 +147,7 @@ func TestPTYClearScreen(t *testing.T) {
 	p.expectScreen("a clear screen with the prompt and the line at the top", onlyPrompt)
 	p.line("ance 3")
 	p.expectScreen("the answer right below", func(rows []string, y, x int) bool {
-		return rows[0] == "> 2 balance 3" && rows[1] == "[2] balance of client 3: 10" && y == 2
+		return rows[0] == "> 2 balance 3" && regexp.MustCompile(`^\[2 @\d+\] balance of client 3: 10$`).MatchString(rows[1]) && y == 2
 	})
 	p.exitWithCtrlD()
 }
@@ -163,7 +163,7 @@ func TestPTYCtrlD(t *testing.T) {
 	p.write("1 balancex" + keyLeft + ctrlD)
 	p.expectLine(`^> 1 balance$`)
 	p.line("")
-	p.expect(`^\[1\] balance of client 1: 10$`)
+	p.expect(`^\[1 @\d+\] balance of client 1: 10$`)
 	p.exitWithCtrlD()
 	p.expectScreen("no prompt left", func(rows []string, y, x int) bool {
 		return rows[y] == "" && x == 0
