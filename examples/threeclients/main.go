@@ -7,10 +7,14 @@
 //	go run ./examples/threeclients 2
 //	go run ./examples/threeclients 3
 //
-// or all three clients in one process, with one prompt where each command
-// starts with the client that issues it ("1 transfer 2 5"):
+// or all three clients in one process, with one prompt that takes the
+// course's syntax ("transfer 1 2 5", "print balance table"), or a line that
+// starts with a client ("2 transfer 3 1") for that client alone:
 //
 //	go run ./examples/threeclients
+//
+// Each client runs its commands in the order given; every line a client
+// prints starts with its id and its Lamport clock ("[2 @13]").
 //
 // Peers authenticate each other with mutual TLS: on one machine with
 // certificates made on the first start in <data>/certs; across machines
