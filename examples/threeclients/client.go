@@ -80,6 +80,8 @@ type client struct {
 	watchDone chan struct{}
 	peerWake  chan struct{} // buffered 1: a peer came up; watchPeers looks now
 
+	// transfers counts this client's transfers under way.
+	transfers atomic.Int64
 	// clock is the mutex's Lamport clock as its last Trace event left it:
 	// read without asking the mutex's goroutine, for the @clock on every
 	// line.
@@ -252,11 +254,15 @@ func (c *client) reportPeer(ctx context.Context, peer string, ch peerChange) {
 }
 
 // needs is " (waiting transfers need it)" when this client has transfers
-// waiting for the lock that wait for peer: every request needs a later
-// message from every peer.
+// under way that need peer: a request needs a later message from every
+// peer, and a holder's first commit checks with every peer that it has
+// every block (the ledger's catch-up round).
 func (c *client) needs(ctx context.Context, peer string) string {
+	if c.transfers.Load() == 0 {
+		return ""
+	}
 	st, err := c.mu.State(ctx)
-	if err != nil || st.Waiting == 0 || (len(st.Missing) > 0 && !slices.Contains(st.Missing, peer)) {
+	if err != nil || (len(st.Missing) > 0 && !slices.Contains(st.Missing, peer)) {
 		return ""
 	}
 	return " (waiting transfers need it)"
@@ -289,6 +295,9 @@ func (c *client) reportWaiting(done <-chan struct{}) {
 				strings.Join(st.Missing, ", "), c.disconnected(st.Missing))
 		} else if len(st.Queue) > 0 && st.Queue[0].ID != c.id {
 			c.say("transfer waiting for the lock: client %s is ahead", st.Queue[0].ID)
+		} else if st.Held {
+			c.say("transfer holds the lock and waits for the ledger's catch-up round: every peer must say how far its chain goes%s",
+				c.disconnected(slices.DeleteFunc(slices.Clone(c.opts.members), func(id string) bool { return id == c.id })))
 		}
 		t.Reset(5 * time.Second)
 	}

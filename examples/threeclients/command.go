@@ -19,6 +19,8 @@ type command struct {
 	background bool
 	client     string // balance (empty: self)
 	wait       time.Duration
+	alone      bool  // exit: this client alone, which closes itself
+	err        error // error: a bad line, printed in its place
 }
 
 // errEmpty is returned for a blank or comment line, which is ignored.
@@ -41,8 +43,11 @@ message kinds (shown with -trace; every line starts [client @clock], the client'
   REPLY     answers a REQUEST; the requester enters once it has a later message from every client
   RELEASE   leaves the lock, carrying the holder's new blocks; each client applies them first
   HELLO     a client's greeting to a peer that (re)started, with its clock; nothing counts before it
-  DATA      ledger catch-up: blocks a restarted client missed; no part of the algorithm, no clock change
-  receive rule: clock = max(clock, message clock) + 1; every send ticks the clock first`
+  DATA      the ledger's catch-up: chain heads, and blocks a client missed; sent on (re)connecting and
+            by a client's first holder of the lock, which checks it has every block; not the algorithm's
+  receive rule: clock = max(clock, message clock) + 1 (REQUEST, REPLY, RELEASE);
+                clock = max(clock, message clock), no tick (HELLO); DATA leaves the clock alone
+  send rule: the clock ticks once before a message goes out (once for a message to every peer)`
 
 // parseCommand parses line for client self among members. Every error is
 // one line a person can act on.

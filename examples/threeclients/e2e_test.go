@@ -160,7 +160,7 @@ func (p *proc) expect(re string) []string {
 func (p *proc) chain() (height int, text string) {
 	p.t.Helper()
 	p.send("chain")
-	m := p.expect(`^\[` + p.id + ` @\d+\] blockchain, (\d+) blocks after genesis`)
+	m := p.expect(`^\[` + p.id + ` @\d+\] blockchain, (\d+) blocks? after genesis`)
 	height, _ = strconv.Atoi(m[1])
 	var sb strings.Builder
 	for range height + 1 {

@@ -37,6 +37,8 @@ func (c *client) execute(ctx context.Context, cmd command) {
 		_ = c.inBackground.wait(ctx)
 	case "help":
 		c.out.raw(helpText + "\n")
+	case "error":
+		c.say("error: %v", cmd.err)
 	}
 }
 
@@ -45,7 +47,7 @@ func (c *client) execute(ctx context.Context, cmd command) {
 func (c *client) printChain(where string) {
 	blocks := c.node.Blocks()
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "blockchain%s, %d blocks after genesis, newest first:", where, len(blocks)-1)
+	fmt.Fprintf(&sb, "blockchain%s, %d %s after genesis, newest first:", where, len(blocks)-1, plural(int64(len(blocks)-1), "block", "blocks"))
 	for i := len(blocks) - 1; i >= 1; i-- {
 		b := blocks[i]
 		fmt.Fprintf(&sb, "\n  #%d %s prev %s: %s -> %s amount %d, request clock %d",

@@ -21,7 +21,7 @@ func TestExitWithTransferWaiting(t *testing.T) {
 	p.send("exit")
 	p.expect(`^\[1 @\d+\] exit: waiting for 1 command to finish; type exit again, or press Ctrl-C, to abandon it$`)
 	p.send("balance")
-	p.expect(`^error: leaving once the commands given have finished`)
+	p.expect(`^\[1 @\d+\] error: leaving once the commands given have finished`)
 	p.send("exit")
 	p.expect(`^\[1 @\d+\] transfer 1 -> 2 amount 1: FAILED: abandoned \(balance before 10, after 10\)$`)
 	if err := p.cmd.Wait(); err != nil {

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lamportledger/lamportledger/ledger"
 )
@@ -74,7 +77,7 @@ func TestCourseSyntaxAllInOne(t *testing.T) {
 		`^\[1 @\d+\] balance of client 2: 15$`,
 		`^\[2 @\d+\] balance of client 2: 15$`,
 		`^\[3 @\d+\] balance of client 2: 15$`,
-		`^\[1 @\d+\] blockchain \(the same on clients 1, 2 and 3\), 1 blocks after genesis`,
+		`^\[1 @\d+\] blockchain \(the same on clients 1, 2 and 3\), 1 block after genesis`,
 		`^\[\d @\d+\] balance table: 1=5 2=14 3=11$`,
 		`^\[\d @\d+\] balance table: 1=5 2=14 3=11$`,
 		`^\[\d @\d+\] balance table: 1=5 2=14 3=11$`,
@@ -93,7 +96,8 @@ func TestOneClientExits(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("status %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
-	inOrder(t, out, `^\[1 @\d+\] balance of client 1: 10$`, `^\[3 @\d+\] balance of client 3: 10$`)
+	inOrder(t, out, `^\[1 @\d+\] balance of client 1: 10$`) // two clients' queues: either order
+	inOrder(t, out, `^\[3 @\d+\] balance of client 3: 10$`)
 	code, out, errs = runHere(t, "2 exit\n2 balance\n", "-memory", "-peers", allInOnePeers(t))
 	if code != 0 || !regexp.MustCompile(`(?m)^error: client 2 (has exited|is leaving once its commands have finished)`).MatchString(out) {
 		t.Fatalf("status %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
@@ -164,5 +168,56 @@ func TestTransferIDsContinueFromChain(t *testing.T) {
 	}
 	if a.take() == b.take() {
 		t.Fatal("two clients made the same id")
+	}
+}
+
+// A bad line's error comes in its place among the output of the lines
+// before it, not ahead of them.
+func TestErrorsInOrder(t *testing.T) {
+	checkNoLeaks(t)
+	code, out, errs := runHere(t, "1 transfer 2 5\n1 transfer 2 -5\ntransfer 1 3 4\nbalance 9\n", "-memory", "-peers", allInOnePeers(t))
+	if code != 0 {
+		t.Fatalf("status %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	inOrder(t, out,
+		`^\[1 @\d+\] transfer 1 -> 2 amount 5: SUCCESS`,
+		`^\[1 @\d+\] error: amount must be positive, got -5$`,
+		`^\[1 @\d+\] transfer 1 -> 3 amount 4: SUCCESS`,
+		`^error: unknown client "9"`,
+	)
+}
+
+// exit while a line waits behind a transfer that cannot finish (a client
+// has left) is still read; given again, it abandons what is left.
+func TestExitAgainWhileStuck(t *testing.T) {
+	checkNoLeaks(t)
+	in, w := io.Pipe()
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(context.Background(), []string{"-memory", "-peers", allInOnePeers(t)}, in, &out, &errb)
+	}()
+	for _, l := range []string{"2 exit", "transfer 1 2 5", "balance 1", "exit"} {
+		if _, err := io.WriteString(w, l+"\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(hangGuard)
+	for !strings.Contains(out.String(), "exit: waiting for 1 command to finish; type exit again") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no exit report:\n%s\nstderr:\n%s", out.String(), errb.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := io.WriteString(w, "exit\n"); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-done; code != 0 {
+		t.Fatalf("status %d", code)
+	}
+	w.Close()
+	inOrder(t, out.String(), `^\[1 @\d+\] transfer 1 -> 2 amount 5: FAILED: abandoned`)
+	if strings.Contains(out.String(), "balance of client 1") {
+		t.Fatalf("a read after an abandoned transfer ran:\n%s", out.String())
 	}
 }

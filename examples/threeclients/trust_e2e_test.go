@@ -297,7 +297,7 @@ func TestThreeClientsLongInputLine(t *testing.T) {
 	peers := fmt.Sprintf("1=%s,2=%s", addrs[0], addrs[1])
 	p := startProc(t, "1", peers, t.TempDir(), "-memory")
 	p.send(strings.Repeat("x", 2<<20))
-	p.expect(`^error: line longer than 1048576 bytes ignored$`)
+	p.expect(`^\[1 @\d+\] error: line longer than 1048576 bytes ignored$`)
 	p.send("balance")
 	p.expect(`^\[1 @\d+\] balance of client 1: 10$`)
 	p.exit()

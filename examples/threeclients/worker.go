@@ -64,11 +64,12 @@ func (t *tally) wait(ctx context.Context) error {
 }
 
 // submit queues cmd for the client's worker, behind the commands given
-// before it; c.queued counts it until it is done (an exit is not counted).
+// before it; c.queued counts it until it is done (an exit for every
+// client is not counted).
 // It waits while the queue is full; it returns false if the
 // worker has stopped or ctx ended first.
 func (c *client) submit(ctx context.Context, cmd command) bool {
-	counted := cmd.name != "exit"
+	counted := cmd.name != "exit" || cmd.alone
 	if counted {
 		c.queued.add()
 	}
@@ -87,8 +88,8 @@ func (c *client) submit(ctx context.Context, cmd command) bool {
 // work runs the client's commands one at a time, in the order given, until
 // an exit command, or until the client's context ends (a signal, or exit
 // given twice), which abandons what is left. Then it waits for its
-// background transfers and returns; the one who started it closes the
-// client.
+// background transfers, and says so on exited; the one who started it
+// closes the client.
 func (c *client) work(exited chan<- *client) {
 	defer func() { exited <- c }()
 	defer close(c.workerDone)
@@ -99,11 +100,29 @@ func (c *client) work(exited chan<- *client) {
 			return
 		case cmd := <-c.cmds:
 			if cmd.name == "exit" {
+				if cmd.alone { // gone before the next line that waits for it
+					c.close()
+					c.queued.done()
+				}
 				return
 			}
 			c.run(cmd)
 		}
 	}
+}
+
+// idle waits until t counts nothing, the worker has stopped, or ctx ends.
+func (c *client) idle(ctx context.Context, t *tally) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.workerDone:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	_ = t.wait(ctx)
 }
 
 // run runs one command for the worker. A transfer given with & goes on in
@@ -130,6 +149,8 @@ func (c *client) run(cmd command) {
 // other clients have the block, and says so: one line in place of one per
 // client, in an order that does not depend on timing.
 func (c *client) transfer(id ledger.TransferID, to string, amount int64) {
+	c.transfers.Add(1)
+	defer c.transfers.Add(-1)
 	done := make(chan struct{})
 	reported := make(chan struct{})
 	go func() {
