@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -227,6 +228,10 @@ func (s *session) line(line string) {
 	}
 	if isMember(f[0], s.opts.members) {
 		s.lineError(nil, fmt.Errorf("this is client %s: give client %s's commands in its own terminal", quoteID(s.ids[0]), quoteID(f[0])))
+		return
+	}
+	if _, err := strconv.ParseUint(f[0], 10, 64); err == nil { // no command is a number
+		s.lineError(nil, fmt.Errorf("unknown client %q (clients: %s)", f[0], strings.Join(s.opts.members, ", ")))
 		return
 	}
 	if !s.allInOne() {

@@ -175,7 +175,7 @@ func TestTransferIDsContinueFromChain(t *testing.T) {
 // before it, not ahead of them.
 func TestErrorsInOrder(t *testing.T) {
 	checkNoLeaks(t)
-	code, out, errs := runHere(t, "1 transfer 2 5\n1 transfer 2 -5\ntransfer 1 3 4\nbalance 9\n", "-memory", "-peers", allInOnePeers(t))
+	code, out, errs := runHere(t, "1 transfer 2 5\n1 transfer 2 -5\ntransfer 1 3 4\nbalance 9\n4 balance\n", "-memory", "-peers", allInOnePeers(t))
 	if code != 0 {
 		t.Fatalf("status %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
@@ -184,6 +184,7 @@ func TestErrorsInOrder(t *testing.T) {
 		`^\[1 @\d+\] error: amount must be positive, got -5$`,
 		`^\[1 @\d+\] transfer 1 -> 3 amount 4: SUCCESS`,
 		`^error: unknown client "9"`,
+		`^error: unknown client "4"`,
 	)
 }
 
