@@ -69,17 +69,7 @@ func TestQuarantineBadClock(t *testing.T) {
 		t.Errorf("%d messages of the quarantined incarnation dropped, want 2", got)
 	}
 
-	ft.in <- Message{Kind: PeerUp, From: "3", To: "1", Incarnation: 6}
-	waitSent(t, ft, "3", Request, 2) // our request, resent to the new incarnation
-	ft.in <- Message{Kind: Hello, From: "3", To: "1", Clock: req.Clock + 2, Incarnation: 1}
-	select {
-	case err := <-locked:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(reviewBound):
-		t.Fatal("no grant after the new incarnation of 3 answered")
-	}
+	newThreeGrants(t, ft, 6, req, locked)
 	if err := mu.Unlock(nil); err != nil {
 		t.Fatal(err)
 	}
@@ -109,17 +99,7 @@ func TestQuarantineNearTopClock(t *testing.T) {
 	waitSent(t, ft, "2", Request, 1)
 	req := ft.sentTo("2", Request)[0]
 	ft.in <- Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 1, Incarnation: 1}
-	ft.in <- Message{Kind: PeerUp, From: "3", To: "1", Incarnation: 5}
-	waitSent(t, ft, "3", Request, 2) // our request, resent to the new incarnation
-	ft.in <- Message{Kind: Hello, From: "3", To: "1", Clock: req.Clock + 2, Incarnation: 1}
-	select {
-	case err := <-locked:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(reviewBound):
-		t.Fatal("no grant after the new incarnation of 3 answered")
-	}
+	newThreeGrants(t, ft, 5, req, locked)
 	if st := barrier(t, mu); !st.Held || st.Clock > 100 {
 		t.Errorf("after the grant: %+v, want held at a low clock", st)
 	}
@@ -415,4 +395,21 @@ func newThreePeerMutex(t *testing.T) (*Mutex, *fakeTransport) {
 	}
 	t.Cleanup(func() { mu.Close() })
 	return mu, ft
+}
+
+// newThreeGrants brings up incarnation inc of peer "3", which greets us
+// after our request: the Lock waiting on locked must then be granted.
+func newThreeGrants(t *testing.T, ft *fakeTransport, inc uint64, req Message, locked <-chan error) {
+	t.Helper()
+	ft.in <- Message{Kind: PeerUp, From: "3", To: "1", Incarnation: inc}
+	waitSent(t, ft, "3", Request, 2) // our request, resent to the new incarnation
+	ft.in <- Message{Kind: Hello, From: "3", To: "1", Clock: req.Clock + 2, Incarnation: 1}
+	select {
+	case err := <-locked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(reviewBound):
+		t.Fatal("no grant after the new incarnation of 3 answered")
+	}
 }

@@ -35,20 +35,7 @@ func flowsBothWays(t *testing.T, c *tcpCluster, x, y string, clock uint64) {
 // down, does not lock the real 2 out: its lower incarnation is accepted as
 // a restart, PeerUp first, and messages flow both ways.
 func TestTCPPlaintextForgedIncarnationDoesNotLockOut(t *testing.T) {
-	tcpLeakCheck(t)
-	c := newTCPCluster(t, []string{"1", "2"}, nil)
-	one := c.nodes["1"]
-	checkAlive(t, c, "1", "2", 1)
-	if err := c.nodes["2"].Close(); err != nil {
-		t.Fatal(err)
-	}
-	tcpEventually(t, func() bool { return !peerStatus(one, "2").Inbound }, "1 to see 2's stream end")
-	forged := uint64(time.Now().Add(23 * time.Hour).UnixNano())
-	_, wl, err := rawHello(t, c.addrs["1"], nil, protocolVersion, hello{From: "2", To: "1", Cluster: "test-cluster", Incarnation: forged})
-	if err != nil || wl.Refusal != "" {
-		t.Fatalf("the forged hello was not accepted (the test needs it to be): %+v, %v", wl, err)
-	}
-	tcpEventually(t, func() bool { return peerStatus(one, "2").Incarnation == forged }, "1 to store the forged incarnation")
+	c, one, forged := forgeWhileDown(t)
 
 	realTwoComesBack(t, c, one, forged)
 }
@@ -110,22 +97,9 @@ func TestTCPPlaintextForgedWelcomeDoesNotLockOut(t *testing.T) {
 // lower incarnation, is still accepted as a restart, PeerUp first, and
 // messages flow both ways.
 func TestTCPPlaintextQuarantinedForgeryDoesNotLockOut(t *testing.T) {
-	tcpLeakCheck(t)
-	c := newTCPCluster(t, []string{"1", "2"}, nil)
-	one := c.nodes["1"]
-	checkAlive(t, c, "1", "2", 1)
-	if err := c.nodes["2"].Close(); err != nil {
-		t.Fatal(err)
-	}
-	tcpEventually(t, func() bool { return !peerStatus(one, "2").Inbound }, "1 to see 2's stream end")
-	forged := uint64(time.Now().Add(23 * time.Hour).UnixNano())
-	_, wl, err := rawHello(t, c.addrs["1"], nil, protocolVersion, hello{From: "2", To: "1", Cluster: "test-cluster", Incarnation: forged})
-	if err != nil || wl.Refusal != "" {
-		t.Fatalf("the forged hello was not accepted (the test needs it to be): %+v, %v", wl, err)
-	}
-	tcpEventually(t, func() bool { return peerStatus(one, "2").Incarnation == forged }, "1 to store the forged incarnation")
+	c, one, forged := forgeWhileDown(t)
 	one.Quarantine("2", forged, errors.New("bad input from the impostor"))
-	_, wl, err = rawHello(t, c.addrs["1"], nil, protocolVersion, hello{From: "2", To: "1", Cluster: "test-cluster", Incarnation: forged})
+	_, wl, err := rawHello(t, c.addrs["1"], nil, protocolVersion, hello{From: "2", To: "1", Cluster: "test-cluster", Incarnation: forged})
 	if err == nil && wl.Refusal == "" {
 		t.Fatalf("the quarantined incarnation was accepted again: %+v", wl)
 	}
@@ -162,4 +136,26 @@ func realTwoComesBack(t *testing.T, c *tcpCluster, one *TCP, forged uint64) {
 	if st := peerStatus(one, "2"); st.Incarnation != two.Incarnation() || !st.Inbound || !st.Connected {
 		t.Fatalf("1's status of 2: %+v, want the real incarnation %d", st, two.Incarnation())
 	}
+}
+
+// forgeWhileDown starts members 1 and 2 without TLS, stops 2, and has an
+// impostor's hello for 2, with an incarnation 23 hours ahead, accepted by
+// 1. It returns the cluster, 1, and the forged incarnation.
+func forgeWhileDown(t *testing.T) (*tcpCluster, *TCP, uint64) {
+	t.Helper()
+	tcpLeakCheck(t)
+	c := newTCPCluster(t, []string{"1", "2"}, nil)
+	one := c.nodes["1"]
+	checkAlive(t, c, "1", "2", 1)
+	if err := c.nodes["2"].Close(); err != nil {
+		t.Fatal(err)
+	}
+	tcpEventually(t, func() bool { return !peerStatus(one, "2").Inbound }, "1 to see 2's stream end")
+	forged := uint64(time.Now().Add(23 * time.Hour).UnixNano())
+	_, wl, err := rawHello(t, c.addrs["1"], nil, protocolVersion, hello{From: "2", To: "1", Cluster: "test-cluster", Incarnation: forged})
+	if err != nil || wl.Refusal != "" {
+		t.Fatalf("the forged hello was not accepted (the test needs it to be): %+v, %v", wl, err)
+	}
+	tcpEventually(t, func() bool { return peerStatus(one, "2").Incarnation == forged }, "1 to store the forged incarnation")
+	return c, one, forged
 }
