@@ -45,9 +45,9 @@ type session struct {
 	leaving map[string]bool // clients told to exit
 }
 
-// seqQueue bounds the lines waiting for the sequencer; the input waits when
-// it is full.
-const seqQueue = 1024
+// seqQueue bounds the lines waiting for the sequencer, so at most
+// seqQueue*maxLine bytes (64 MiB); the input waits when it is full.
+const seqQueue = 64
 
 func newSession(ctx context.Context, opts options, ids []string, clients map[string]*client) *session {
 	s := &session{opts: opts, ids: ids, clients: clients, out: opts.out,
