@@ -29,7 +29,7 @@
 //
 //	go run ./examples/bench                 # full run, about two minutes
 //	go run ./examples/bench -quick          # smoke run, a few seconds
-//	go run ./examples/bench -core           # the mutex's targets only, under a minute
+//	go run ./examples/bench -core           # the mutex's targets only, about two minutes
 //	go run ./examples/bench -json > out.json
 //	go run ./examples/bench -sections uncontended -transports tcp -cpuprofile lock.prof
 package main
