@@ -1,33 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"runtime/trace"
-	"strings"
 	"time"
 )
 
 // errNoSegments is the error of the segment counters where they do not
 // exist; the counts then go without segments.
 var errNoSegments = errors.New("segments: counting TCP segments needs Linux")
-
-// wakeupsMethod says what countWakeups counts, for the report.
-const wakeupsMethod = "goroutine wake-ups are the Waiting->Runnable transitions (GoUnblock) of any goroutine " +
-	"in a runtime/trace of the K cycles, cut by two trace.Log marks, as `go tool trace -d=parsed` prints them; " +
-	"the runtime's own goroutines (GC workers, the trace reader) count too; " +
-	"\"created\" counts NotExist->Runnable (GoCreate)"
-
-// Trace marks around the counted window.
-const (
-	traceCategory = "lamportledger-bench-window"
-	traceStart    = "start"
-	traceEnd      = "end"
-)
 
 // countCycles runs cycle k times twice, each time after settle (which
 // waits until the system is quiet, if it needs to): first counting the TCP
@@ -72,100 +54,18 @@ func countCycles(s *Sample, k int, cycle func() error, settle func() error) erro
 	if err := settle(); err != nil {
 		return err
 	}
-	wake, created, err := tracedWindow(k, cycle)
+	tc, err := tracedWindow(k, cycle)
 	if err != nil {
 		return err
 	}
-	s.WakeupsPerOp = float64(wake) / float64(k)
-	s.CreatedPerOp = float64(created) / float64(k)
+	s.WakeupsPerOp = float64(tc.wakeups) / float64(k)
+	s.CreatedPerOp = float64(tc.created) / float64(k)
+	s.WakeupsBy = map[string]float64{}
+	for where, n := range tc.by {
+		s.WakeupsBy[where] = float64(n) / float64(k)
+	}
 	s.Ops = int64(k)
 	return nil
-}
-
-// tracedWindow runs cycle k times under runtime/trace, between two marks,
-// and returns the goroutine wake-ups and creations between the marks.
-func tracedWindow(k int, cycle func() error) (wakeups, created int, err error) {
-	f, err := os.CreateTemp("", "lamportledger-bench-*.trace")
-	if err != nil {
-		return 0, 0, fmt.Errorf("trace: %w", err)
-	}
-	defer func() { err = errors.Join(err, os.Remove(f.Name())) }()
-	if err := trace.Start(f); err != nil {
-		_ = f.Close()
-		return 0, 0, fmt.Errorf("trace: %w", err)
-	}
-	ctx := context.Background()
-	trace.Log(ctx, traceCategory, traceStart)
-	var cycleErr error
-	for range k {
-		if cycleErr = cycle(); cycleErr != nil {
-			break
-		}
-	}
-	trace.Log(ctx, traceCategory, traceEnd)
-	trace.Stop()
-	if err := errors.Join(cycleErr, f.Close()); err != nil {
-		return 0, 0, err
-	}
-	return countWakeups(f.Name())
-}
-
-// countWakeups reads the trace in file with `go tool trace -d=parsed` and
-// counts, between the marks, the goroutines made runnable from waiting
-// (wake-ups) and the goroutines created.
-func countWakeups(file string) (wakeups, created int, err error) {
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		return 0, 0, fmt.Errorf("counting wake-ups needs the go command: %w", err)
-	}
-	cmd := exec.Command(goCmd, "tool", "trace", "-d=parsed", file)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return 0, 0, err
-	}
-	if err := cmd.Start(); err != nil {
-		return 0, 0, fmt.Errorf("go tool trace: %w", err)
-	}
-	wakeups, created, marks, scanErr := scanParsedTrace(bufio.NewScanner(out))
-	waitErr := cmd.Wait()
-	if err := errors.Join(scanErr, waitErr); err != nil {
-		return 0, 0, fmt.Errorf("go tool trace: %w: %s", err, strings.TrimSpace(stderr.String()))
-	}
-	if marks != 2 {
-		return 0, 0, fmt.Errorf("go tool trace: %d window marks found, want 2", marks)
-	}
-	return wakeups, created, nil
-}
-
-// scanParsedTrace counts, in the events `go tool trace -d=parsed` prints
-// (one per line, in time order), the goroutine transitions from Waiting to
-// Runnable and from NotExist to Runnable between the window marks. marks
-// is the number of marks seen.
-func scanParsedTrace(sc *bufio.Scanner) (wakeups, created, marks int, err error) {
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	in := false
-	for sc.Scan() && marks < 2 {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "M=") {
-			continue // stack frames and blank lines
-		}
-		switch {
-		case strings.Contains(line, " Log ") && strings.Contains(line, `Category="`+traceCategory+`"`):
-			marks++
-			in = marks == 1 && strings.Contains(line, `Message="`+traceStart+`"`)
-		case !in || !strings.Contains(line, " StateTransition ") || !strings.Contains(line, " GoID="):
-		case strings.Contains(line, " Waiting->Runnable"):
-			wakeups++
-		case strings.Contains(line, " NotExist->Runnable"):
-			created++
-		}
-	}
-	// Drain the rest so that the tool does not block on a full pipe.
-	for sc.Scan() {
-	}
-	return wakeups, created, marks, sc.Err()
 }
 
 // mutexCounts counts wake-ups and segments per uncontended Lock+Unlock at

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"maps"
 	"runtime"
 	"slices"
 	"strings"
@@ -12,9 +13,25 @@ import (
 
 // TestScanParsedTrace checks the wake-up count on events as `go tool
 // trace -d=parsed` prints them: only goroutine transitions between the
-// marks count, stack lines and processor transitions do not.
+// marks count, stack lines and processor transitions do not, and a
+// wake-up is counted where the goroutine last began to wait.
 func TestScanParsedTrace(t *testing.T) {
-	in := `M=1 P=0 G=1 StateTransition Time=1 GoID=7 Waiting->Runnable Reason=""
+	in := `M=1 P=0 G=7 StateTransition Time=1 GoID=7 Running->Waiting Reason="chan receive"
+TransitionStack=
+	runtime.gopark @ 0x1
+		/go/src/runtime/proc.go:462
+	internal/poll.(*FD).Read @ 0x2
+		/go/src/internal/poll/fd_unix.go:165
+	github.com/x/y/transport.(*TCP).readLoop @ 0x3
+		/src/tcp.go:1
+	github.com/x/y/transport.(*TCP).start.func1 @ 0x4
+		/src/tcp.go:2
+
+Stack=
+	main.other @ 0x5
+		/src/main.go:1
+
+M=1 P=0 G=1 StateTransition Time=1 GoID=7 Waiting->Runnable Reason=""
 M=1 P=0 G=1 Log Time=2 Task=0 Category="other" Message="start"
 M=1 P=0 G=1 Log Time=3 Task=0 Category="lamportledger-bench-window" Message="start"
 Stack=
@@ -24,17 +41,28 @@ M=-1 P=-1 G=-1 StateTransition Time=5 GoID=8 Waiting->Runnable Reason=""
 M=1 P=0 G=1 StateTransition Time=6 ProcID=1 Idle->Running
 M=1 P=0 G=1 StateTransition Time=7 GoID=9 NotExist->Runnable Reason=""
 M=1 P=0 G=9 StateTransition Time=8 GoID=9 Runnable->Running Reason=""
+M=1 P=0 G=3 StateTransition Time=8 GoID=3 Running->Waiting Reason="GC worker (idle)"
+TransitionStack=
+	runtime.gopark @ 0x1
+		/go/src/runtime/proc.go:462
+	runtime.gcBgMarkWorker @ 0x6
+		/go/src/runtime/mgc.go:1
+M=1 P=0 G=1 StateTransition Time=8 GoID=3 Waiting->Runnable Reason=""
 M=1 P=0 G=1 Log Time=9 Task=0 Category="lamportledger-bench-window" Message="end"
 M=1 P=0 G=1 StateTransition Time=10 GoID=7 Waiting->Runnable Reason=""
 `
-	w, c, marks, err := scanParsedTrace(bufio.NewScanner(strings.NewReader(in)))
-	if err != nil || w != 2 || c != 1 || marks != 2 {
-		t.Errorf("wake-ups %d, created %d, marks %d, err %v; want 2, 1, 2, nil", w, c, marks, err)
+	tc, err := scanParsedTrace(bufio.NewScanner(strings.NewReader(in)))
+	if err != nil || tc.wakeups != 3 || tc.created != 1 || tc.marks != 2 {
+		t.Errorf("%+v, err %v; want 3 wake-ups, 1 created, 2 marks", tc, err)
+	}
+	want := map[string]int{"github.com/x/y/transport.(*TCP).readLoop": 1, unknownSite: 1, "runtime.gcBgMarkWorker": 1}
+	if !maps.Equal(tc.by, want) {
+		t.Errorf("wake-ups by site %v, want %v", tc.by, want)
 	}
 	// Without the start mark nothing counts.
 	noStart := strings.Replace(in, `Message="start"`+"\nStack", `Message="x"`+"\nStack", 1)
-	if w, _, _, _ := scanParsedTrace(bufio.NewScanner(strings.NewReader(noStart))); w != 0 {
-		t.Errorf("%d wake-ups counted without a start mark", w)
+	if tc, _ := scanParsedTrace(bufio.NewScanner(strings.NewReader(noStart))); tc.wakeups != 0 {
+		t.Errorf("%d wake-ups counted without a start mark", tc.wakeups)
 	}
 }
 
@@ -57,7 +85,7 @@ func TestTracedWindowCountsWakeups(t *testing.T) {
 		close(ping)
 		<-done
 	}()
-	w, created, err := tracedWindow(k, func() error {
+	tc, err := tracedWindow(k, func() error {
 		ping <- 1
 		<-pong
 		return nil
@@ -65,15 +93,23 @@ func TestTracedWindowCountsWakeups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w < 2*k || w > 3*k || created != 0 {
-		t.Errorf("ping-pong: %d wake-ups, %d created in %d cycles; want 2 per cycle and none created", w, created, k)
+	if tc.wakeups < 2*k || tc.wakeups > 3*k || tc.created != 0 {
+		t.Errorf("ping-pong: %d wake-ups, %d created in %d cycles; want 2 per cycle and none created", tc.wakeups, tc.created, k)
 	}
-	idle, _, err := tracedWindow(k, func() error { return nil })
+	// The partner waits in its closure, the caller in the test. A
+	// goroutine that was already waiting when the trace started has no
+	// stack for that wait, so one wake-up each may go unplaced.
+	partner, caller := tc.by["github.com/lamportledger/lamportledger/examples/bench.TestTracedWindowCountsWakeups.func1"],
+		tc.by["github.com/lamportledger/lamportledger/examples/bench.TestTracedWindowCountsWakeups.func3"]
+	if partner < k-1 || caller < k-1 {
+		t.Errorf("wake-ups by site %v: want at least %d for the partner and for the caller", tc.by, k-1)
+	}
+	idle, err := tracedWindow(k, func() error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if idle >= k/2 {
-		t.Errorf("a cycle that wakes nobody: %d wake-ups in %d cycles", idle, k)
+	if idle.wakeups >= k/2 {
+		t.Errorf("a cycle that wakes nobody: %d wake-ups in %d cycles", idle.wakeups, k)
 	}
 }
 

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -187,6 +189,47 @@ func writeCounts(w io.Writer, cycles int, ms []*Measurement) {
 			count(x.Median.DataSegsPerOp), count(x.Median.HostSegsPerOp), m, verdict)
 	}
 	t.flush()
+	fmt.Fprintln(w, "Wake-ups per cycle by where the woken goroutine waited (its first function outside the standard library, or its start):")
+	t = table(w, "what", "waited in", "wake-ups")
+	for _, x := range ms {
+		for _, site := range bySite(x.Median.WakeupsBy) {
+			t.row(x.Label, site.where, count(site.n))
+		}
+	}
+	t.flush()
+}
+
+// modulePrefix is left out of the function names of the report.
+const modulePrefix = "github.com/lamportledger/lamportledger/"
+
+// siteCount is wake-ups per cycle at one place.
+type siteCount struct {
+	where string
+	n     float64
+}
+
+// bySite returns the places of by, most wake-ups first; places with fewer
+// than 0.05 a cycle are added up as "other".
+func bySite(by map[string]float64) []siteCount {
+	var out []siteCount
+	var other float64
+	for where, n := range by {
+		if n < 0.05 {
+			other += n
+			continue
+		}
+		out = append(out, siteCount{strings.TrimPrefix(where, modulePrefix), n})
+	}
+	slices.SortFunc(out, func(a, b siteCount) int {
+		if c := cmp.Compare(b.n, a.n); c != 0 {
+			return c
+		}
+		return strings.Compare(a.where, b.where)
+	})
+	if other > 0 {
+		out = append(out, siteCount{"other", other})
+	}
+	return out
 }
 
 // writeMessages prints the messages section: one row per algorithm and

@@ -46,6 +46,8 @@ type Sample struct {
 	// CreatedPerOp goroutines created per operation.
 	WakeupsPerOp float64 `json:"wakeups_per_op,omitempty"`
 	CreatedPerOp float64 `json:"goroutines_created_per_op,omitempty"`
+	// WakeupsBy splits WakeupsPerOp by where the woken goroutine waited.
+	WakeupsBy map[string]float64 `json:"wakeups_per_op_by_site,omitempty"`
 	// SegsPerOp is TCP segments sent by this process's sockets per
 	// operation, DataSegsPerOp those of them carrying data, and
 	// HostSegsPerOp the machine's Tcp OutSegs per operation.
@@ -142,6 +144,18 @@ func (m *Measurement) summarize() {
 		SegsPerOp:      med(func(s Sample) float64 { return s.SegsPerOp }),
 		DataSegsPerOp:  med(func(s Sample) float64 { return s.DataSegsPerOp }),
 		HostSegsPerOp:  med(func(s Sample) float64 { return s.HostSegsPerOp }),
+	}
+	sites := map[string]bool{}
+	for _, r := range rs {
+		for where := range r.WakeupsBy {
+			sites[where] = true
+		}
+	}
+	for where := range sites {
+		if m.Median.WakeupsBy == nil {
+			m.Median.WakeupsBy = map[string]float64{}
+		}
+		m.Median.WakeupsBy[where] = med(func(s Sample) float64 { return s.WakeupsBy[where] })
 	}
 }
 
