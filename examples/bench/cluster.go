@@ -122,8 +122,9 @@ func (t tally) String() string {
 // their way, or not even sent, when the last Unlock returns. counts waits
 // until every peer's request queue is empty: a peer has then received
 // every REQUEST and the RELEASE behind it on the same FIFO link, so it has
-// sent its REPLY; and State runs on the Mutex's goroutine after the send
-// was counted. Under Ricart-Agrawala (no payloads here) no RELEASE is sent,
+// sent its REPLY. It also waits until the counted REPLYs and RELEASEs
+// match the REQUESTs, in case a send is counted after the step that made
+// it. Under Ricart-Agrawala (no payloads here) no RELEASE is sent,
 // and a REPLY is owed for every REQUEST.
 func (c *cluster) counts(ctx context.Context) (tally, error) {
 	// Quiet means every queue is empty and no caller waits, and every

@@ -110,10 +110,7 @@ func handOver(ctx context.Context, holder, waiter *lamportmutex.Mutex) (time.Dur
 // peer's later message is missing.
 func awaitWaiting(ctx context.Context, mu *lamportmutex.Mutex) error {
 	for {
-		st, err := mu.State(ctx)
-		if err != nil {
-			return fmt.Errorf("waiting for the request to be queued: %w", err)
-		}
+		st := mu.State()
 		if !st.Held && st.Waiting == 1 && len(st.Queue) == 2 && len(st.Missing) == 0 {
 			return nil
 		}
