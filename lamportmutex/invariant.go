@@ -17,35 +17,21 @@ func (m *Machine) assert() {
 }
 
 // invariant returns the first invariant m breaks, or nil:
-//   - the queue is sorted by Token.Less and holds at most one request per
-//     peer;
-//   - our request is in the queue exactly while it is stamped (so a held
-//     request is queued);
+//   - the queue holds no more requests than there are members (queue.put
+//     keeps it sorted with one per peer, and asserts that as it inserts);
+//   - our request is in the queue while it is stamped (so a held request
+//     is queued), and no request of ours is queued otherwise;
 //   - a request is held back only while some peer's HELLO is missing;
 //   - and the rules' own (see lamportRules.invariant, ricartRules.invariant).
 func (m *Machine) invariant() error {
-	for i, t := range m.q {
-		if i > 0 && !m.q[i-1].Less(t) {
-			return errors.New("queue out of order")
-		}
-		for _, u := range m.q[:i] {
-			if u.ID == t.ID {
-				return fmt.Errorf("two requests of %s queued", t.ID)
-			}
-		}
+	if len(m.q) > len(m.peers) {
+		return errors.New("more requests queued than there are members")
 	}
-	queued := false
-	for _, t := range m.q {
-		if t.ID == m.ID() {
-			queued = t == m.own
-			if !queued {
-				return errors.New("a request of ours queued that is not our own")
-			}
-		}
-	}
-	switch {
-	case queued != m.state.stamped():
-		return fmt.Errorf("our request queued: %t, stamped: %t", queued, m.state.stamped())
+	switch stamped := m.state.stamped(); {
+	case stamped && !m.q.hasToken(m.own):
+		return errors.New("our stamped request is not queued")
+	case !stamped && m.q.has(m.ID()):
+		return errors.New("a request of ours queued, none stamped")
 	case m.state == pending && m.Synced():
 		return errors.New("a request held back though every peer was heard from")
 	}

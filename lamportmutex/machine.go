@@ -3,7 +3,6 @@ package lamportmutex
 import (
 	"fmt"
 	"slices"
-	"strings"
 )
 
 // Machine is Lamport's mutual exclusion algorithm for one peer as a pure,
@@ -41,14 +40,16 @@ import (
 // peer, so that its clock, and so its request, is later than every request
 // queued anywhere; a Request made earlier is held back until then.
 //
-// Why two peers never hold at once: when i enters with request r, every
-// peer has sent i a message later than r, after (by FIFO and monotone
-// clocks) every request it stamped before r; so every request ordered
-// before r has reached i and been released, and one ordered after r cannot
-// be first anywhere while r is queued there. So, under Lamport's rules, a
-// REQUEST ordered before ours that arrives while we hold comes from no
-// honest peer (Step refuses it), and our request heads our queue for as
-// long as we hold; the Machine asserts that, and panics if it ever fails.
+// Why two peers never hold at once: say i holds request r and k holds a
+// later r'. k has had from i a message later than r', so (by FIFO, and as
+// i's clock only grows along its sends) r reached k before it; i has not
+// released r, so r is queued at k ahead of r', and k cannot hold. By the
+// same argument, under Lamport's rules, no honest peer's REQUEST ordered
+// before r can still arrive while i holds r (and a new incarnation of a
+// peer stamps its requests after i's HELLO, whose clock is at least r's):
+// Step refuses one, so our request heads our queue for as long as we hold.
+// The Machine asserts that, with its other invariants, after every change,
+// and panics if one fails: only a bug can break them, never input.
 //
 // No clock wraps. A message whose Clock exceeds MaxClock, or exceeds the
 // receiver's clock by more than MaxClockStep, is a protocol violation
@@ -81,10 +82,10 @@ type Machine struct {
 type reqState uint8
 
 const (
-	idle     reqState = iota // no request
-	pending                  // requested before every peer's HELLO came: not yet stamped
-	waiting                  // stamped, queued and sent to every peer; not yet granted
-	held                     // granted: we hold the lock
+	idle    reqState = iota // no request
+	pending                 // requested before every peer's HELLO came: not yet stamped
+	waiting                 // stamped, queued and sent to every peer; not yet granted
+	held                    // granted: we hold the lock
 	// abandoned is a waiting request that was withdrawn (Ricart-Agrawala
 	// only): it is released as soon as it is granted.
 	abandoned
@@ -162,7 +163,16 @@ func (m *Machine) Members() []string {
 
 // index returns the index of member id in peers.
 func (m *Machine) index(id string) (int, bool) {
-	return slices.BinarySearchFunc(m.peers, id, func(p peer, id string) int { return strings.Compare(p.id, id) })
+	lo, hi := 0, len(m.peers)
+	for lo < hi {
+		h := int(uint(lo+hi) >> 1)
+		if m.peers[h].id < id {
+			lo = h + 1
+		} else {
+			hi = h
+		}
+	}
+	return lo, lo < len(m.peers) && m.peers[lo].id == id
 }
 
 // Clock returns the Lamport clock.
@@ -173,7 +183,9 @@ func (m *Machine) Held() bool { return m.state == held }
 
 // Requesting reports whether a request is outstanding: waiting, held back
 // until every peer has been heard from, or held.
-func (m *Machine) Requesting() bool { return m.state == pending || m.state == waiting || m.state == held }
+func (m *Machine) Requesting() bool {
+	return m.state == pending || m.state == waiting || m.state == held
+}
 
 // Own returns our outstanding request's token, once it has been stamped.
 func (m *Machine) Own() (Token, bool) { return m.own, m.state.stamped() }
@@ -184,8 +196,8 @@ func (m *Machine) Queue() []Token { return slices.Clone(m.q) }
 // Synced reports whether every peer's HELLO has arrived, so that a request
 // can be stamped.
 func (m *Machine) Synced() bool {
-	for _, p := range m.peers {
-		if !p.heard {
+	for j := range m.peers {
+		if !m.peers[j].heard {
 			return false
 		}
 	}
@@ -302,11 +314,11 @@ func (m *Machine) issue() []Message {
 //
 // A Data (the application's) changes nothing and sends nothing.
 func (m *Machine) Step(msg Message) ([]Message, error) {
-	if err := m.Accepts(msg); err != nil {
+	j, err := m.accepts(msg)
+	if err != nil {
 		return nil, err
 	}
 	defer m.assert()
-	j, _ := m.index(msg.From)
 	var out []Message
 	switch msg.Kind {
 	case PeerUp:
@@ -440,29 +452,35 @@ func (m *Machine) hello(j int, clock uint64) {
 // before it hands a release's payload to the application, so that a payload
 // meant for an earlier incarnation of this peer is not applied.
 func (m *Machine) Accepts(msg Message) error {
+	_, err := m.accepts(msg)
+	return err
+}
+
+// accepts is Accepts, and returns the sender's index in peers.
+func (m *Machine) accepts(msg Message) (int, error) {
 	j, ok := m.index(msg.From)
 	switch {
 	case !ok || j == m.self:
-		return fmt.Errorf("%w: %v", ErrNotMember, msg)
+		return 0, fmt.Errorf("%w: %v", ErrNotMember, msg)
 	case msg.To != m.ID():
-		return fmt.Errorf("%w: %w: %v is not addressed to %s", ErrViolation, ErrNotMember, msg, m.ID())
+		return j, fmt.Errorf("%w: %w: %v is not addressed to %s", ErrViolation, ErrNotMember, msg, m.ID())
 	case !msg.Kind.Valid():
-		return fmt.Errorf("%w: %w: %v", ErrViolation, ErrBadMessage, msg)
+		return j, fmt.Errorf("%w: %w: %v", ErrViolation, ErrBadMessage, msg)
 	case msg.Kind == PeerUp:
-		return nil
+		return j, nil
 	case msg.Clock > MaxClock:
-		return fmt.Errorf("%w: %v: clock above MaxClock", ErrViolation, msg)
+		return j, fmt.Errorf("%w: %v: clock above MaxClock", ErrViolation, msg)
 	case msg.Incarnation != m.inc:
-		return fmt.Errorf("%w: %v is for incarnation %d, this is %d", ErrStale, msg, msg.Incarnation, m.inc)
+		return j, fmt.Errorf("%w: %v is for incarnation %d, this is %d", ErrStale, msg, msg.Incarnation, m.inc)
 	case msg.Kind != Hello && !m.peers[j].heard:
-		return fmt.Errorf("%w: %v", ErrStale, msg)
+		return j, fmt.Errorf("%w: %v", ErrStale, msg)
 	case msg.Clock > m.clock && msg.Clock-m.clock > MaxClockStep:
-		return fmt.Errorf("%w: %v: clock more than MaxClockStep above %d", ErrViolation, msg, m.clock)
+		return j, fmt.Errorf("%w: %v: clock more than MaxClockStep above %d", ErrViolation, msg, m.clock)
 	}
 	if err := m.rules.refuse(m, j, msg); err != nil {
-		return fmt.Errorf("%w: %v: %s", ErrViolation, msg, err)
+		return j, fmt.Errorf("%w: %v: %s", ErrViolation, msg, err)
 	}
-	return nil
+	return j, nil
 }
 
 // Data returns an application message carrying payload to peer to,

@@ -118,8 +118,11 @@ func (ricartRules) invariant(m *Machine) error {
 	if len(m.q) > 1 {
 		return errors.New("others' requests queued under Ricart-Agrawala")
 	}
-	for _, p := range m.peers {
-		if p.deferred && !m.state.stamped() {
+	if m.state.stamped() {
+		return nil
+	}
+	for j := range m.peers {
+		if m.peers[j].deferred {
 			return errors.New("a REPLY held back with no request of ours stamped")
 		}
 	}
