@@ -690,7 +690,9 @@ func (m *Mutex) shutdown() {
 		select {
 		case <-m.holder.result:
 			// The grant never reached its caller (its ctx ended, or it had
-			// not run yet): nobody holds the lock, so it is released below.
+			// not run yet): nobody holds the lock, so it is released below,
+			// and a caller still waiting gets ErrClosed in its place.
+			m.holder.result <- lockResult{err: ErrClosed}
 			m.holder = nil
 		default:
 		}
