@@ -6,6 +6,8 @@ package lamportmutex
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -69,5 +71,79 @@ func TestCloseBeforeLockReadsItsGrant(t *testing.T) {
 	}
 	if len(ft.sentTo("2", Release)) != 1 {
 		t.Fatal("Close kept a lock whose grant no caller received")
+	}
+}
+
+// A message of peer 3 is taken in while peer 2's callback runs, and waits
+// for its turn; that callback then quarantines 3 (the docs allow Quarantine
+// from a callback). Quarantine's promise, that the Mutex ignores everything
+// further from that incarnation, covers the waiting message: its callback
+// must not run, as a RELEASE's OnRelease would not.
+func TestQuarantineFromACallbackStopsAWaitingMessage(t *testing.T) {
+	for _, kind := range []Kind{Data, Release} {
+		t.Run(kind.String(), func(t *testing.T) {
+			ft := newFakeTransport("1", 1)
+			var mu *Mutex
+			inCallback, proceed := make(chan struct{}), make(chan struct{})
+			var from3 []string
+			handle := func(from string, p []byte) error {
+				if from == "2" {
+					close(inCallback)
+					<-proceed
+					mu.Quarantine("3", errors.New("2 showed that 3 lies"))
+					return nil
+				}
+				from3 = append(from3, string(p))
+				return nil
+			}
+			mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft,
+				OnMessage: handle, OnRelease: handle})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ft.syncWith(t, mu, []string{"2", "3"}, 1)
+			done2, done3 := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(done2)
+				ft.feed(Message{Kind: Data, From: "2", To: "1", Payload: []byte("evidence"), Incarnation: 1})
+			}()
+			<-inCallback
+			go func() {
+				defer close(done3)
+				msg := Message{Kind: Data, From: "3", To: "1", Payload: []byte("lie"), Incarnation: 1}
+				if kind == Release {
+					// 3 requested and released, its RELEASE carrying a payload.
+					ft.feed(Message{Kind: Request, From: "3", To: "1", Clock: 5, Incarnation: 1})
+					msg = Message{Kind: Release, From: "3", To: "1", Clock: 6, Payload: []byte("lie"), Incarnation: 1}
+				}
+				ft.feed(msg)
+			}()
+			waitInCallbackLock(t)
+			close(proceed)
+			<-done2
+			<-done3
+			if len(from3) != 0 {
+				t.Errorf("the application handled %q from 3 after it quarantined 3", from3)
+			}
+			if err := mu.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// waitInCallbackLock waits until a goroutine waits for its turn to run a
+// callback (blocked taking Mutex.cb), read from the goroutines' stacks.
+func waitInCallbackLock(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			if i := strings.Index(g, "sync.(*Mutex).Lock"); i >= 0 && strings.Contains(g[i:], "lamportmutex.(*Mutex).callback(") {
+				return
+			}
+		}
+		runtime.Gosched()
 	}
 }
