@@ -8,6 +8,7 @@ import (
 	"errors"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -145,5 +146,103 @@ func waitInCallbackLock(t *testing.T) {
 			}
 		}
 		runtime.Gosched()
+	}
+}
+
+// Close waits for a callback that is running on the Transport's goroutine;
+// that callback's Unlock and Send get ErrClosed once Close began, and
+// nothing delivered after Close returned reaches a callback.
+func TestCloseWaitsForARunningCallback(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	var mu *Mutex
+	inCallback, proceed := make(chan struct{}), make(chan struct{})
+	var returned atomic.Bool
+	var calls atomic.Int32
+	var unlockErr, sendErr error
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft,
+		OnMessage: func(from string, p []byte) error {
+			if calls.Add(1) > 1 {
+				return nil
+			}
+			close(inCallback)
+			<-proceed
+			unlockErr = mu.Unlock(nil)
+			sendErr = mu.Send("2", []byte("x"))
+			_ = mu.State()
+			returned.Store(true)
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft.syncWith(t, mu, []string{"2"}, 1)
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		ft.feed(Message{Kind: Data, From: "2", To: "1", Payload: []byte("a"), Incarnation: 1})
+	}()
+	<-inCallback
+	closed := make(chan bool, 1)
+	go func() {
+		if err := mu.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+		closed <- returned.Load()
+	}()
+	<-mu.Done()
+	close(proceed)
+	if !<-closed {
+		t.Error("Close returned while a callback was running")
+	}
+	<-fed
+	if !errors.Is(unlockErr, ErrClosed) || !errors.Is(sendErr, ErrClosed) {
+		t.Errorf("in the callback during Close: Unlock %v, Send %v; want ErrClosed", unlockErr, sendErr)
+	}
+	ft.feed(Message{Kind: Data, From: "2", To: "1", Payload: []byte("b"), Incarnation: 1})
+	ft.feed(Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 2})
+	if n := calls.Load(); n != 1 {
+		t.Errorf("%d callbacks, want 1: a message delivered after Close reached the application", n)
+	}
+}
+
+// A Lock whose ctx ends just as the grant comes, again and again: every
+// grant is either returned or released, never lost and never released
+// twice; the peer that answers sees strictly alternating REQUEST and
+// RELEASE, and the lock can be taken at the end.
+func TestLockCancelledAsTheGrantComes(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mu.Close(context.Background())
+	ft.syncWith(t, mu, []string{"2"}, 1)
+	clock := uint64(100)
+	for i := range 200 {
+		ctx, cancel := context.WithCancel(context.Background())
+		res := make(chan error, 1)
+		go func() {
+			_, err := mu.Lock(ctx)
+			res <- err
+		}()
+		waitSent(t, ft, "2", Request, i+1)
+		req := ft.sentTo("2", Request)[i]
+		clock = max(clock, req.Clock) + 1
+		go cancel() // races the grant below
+		ft.feed(Message{Kind: Reply, From: "2", To: "1", Clock: clock, Incarnation: 1})
+		if err := <-res; err == nil {
+			if err := mu.Unlock(nil); err != nil {
+				t.Fatalf("round %d: Unlock after a grant: %v", i, err)
+			}
+		} else if !errors.Is(err, context.Canceled) {
+			t.Fatalf("round %d: Lock = %v", i, err)
+		}
+		cancel()
+		if st := mu.State(); st.Held || st.Waiting != 0 || len(ft.sentTo("2", Release)) != i+1 {
+			t.Fatalf("round %d: state %+v, %d releases sent, want not held and %d", i, st, len(ft.sentTo("2", Release)), i+1)
+		}
+		if err := mu.Unlock(nil); !errors.Is(err, ErrNotHeld) {
+			t.Fatalf("round %d: a second release: Unlock = %v, want ErrNotHeld", i, err)
+		}
 	}
 }
