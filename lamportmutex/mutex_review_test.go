@@ -6,8 +6,11 @@ package lamportmutex
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -245,4 +248,139 @@ func TestLockCancelledAsTheGrantComes(t *testing.T) {
 			t.Fatalf("round %d: a second release: Unlock = %v, want ErrNotHeld", i, err)
 		}
 	}
+}
+
+// Several Mutexes over an in-process network that delivers for different
+// peers at once, with goroutines at every peer hammering Lock with short
+// random deadlines, TryLock, Unlock, Send and State, and callbacks that
+// call Send and State: no two peers ever hold the lock at once, each holder
+// has handled every earlier holder's payload, each sender's payloads come
+// in order, and at the end every peer
+// can still take the lock (the abandoned requests all drained).
+func TestHammerSafety(t *testing.T) {
+	for _, alg := range []Algorithm{Lamport, RicartAgrawala} {
+		t.Run(alg.String(), func(t *testing.T) { hammer(t, alg) })
+	}
+}
+
+func hammer(t *testing.T, alg Algorithm) {
+	ids := []string{"1", "2", "3"}
+	n := newBoundedNet(ids, 1<<20)
+	mus := map[string]*Mutex{}
+	var holders atomic.Int32
+	var entries atomic.Uint64
+	var seq atomic.Uint64                   // the payload of each release: its global order
+	seen := map[string]*atomic.Uint64{}     // per peer: the latest payload it handled
+	lastFrom := map[string]*atomic.Uint64{} // per receiver<sender: the latest payload
+	for _, id := range ids {
+		seen[id] = new(atomic.Uint64)
+		for _, from := range ids {
+			lastFrom[id+"<"+from] = new(atomic.Uint64)
+		}
+	}
+	for _, id := range ids {
+		var mu *Mutex
+		mu, err := New(Config{ID: id, Peers: ids, Transport: n.eps[id], Algorithm: alg,
+			OnRelease: func(from string, p []byte) error {
+				// One sender's payloads come in the order it released.
+				v := decodeSeq(p)
+				k := id + "<" + from
+				if last := lastFrom[k].Load(); v <= last {
+					t.Errorf("peer %s: release %d from %s after its %d", id, v, from, last)
+				}
+				lastFrom[k].Store(v)
+				seen[id].Store(max(seen[id].Load(), v))
+				_ = mu.State()
+				return nil
+			},
+			OnMessage: func(from string, p []byte) error {
+				_ = mu.Send(from, nil) // may be ErrPeerBusy; never blocks
+				_ = mu.Stats()
+				return nil
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mus[id] = mu
+	}
+	defer func() {
+		for _, mu := range mus {
+			_ = mu.Close(context.Background())
+		}
+		n.close()
+	}()
+	hold := func(id string) {
+		if h := holders.Add(1); h != 1 {
+			t.Errorf("peer %s entered while %d held", id, h-1)
+		}
+		entries.Add(1)
+		// The holder has handled every earlier holder's payload.
+		if got, want := seen[id].Load(), seq.Load(); got != want {
+			t.Errorf("peer %s entered having handled payloads up to %d, want %d", id, got, want)
+		}
+		_ = mus[id].State()
+		holders.Add(-1)
+		v := seq.Add(1)
+		seen[id].Store(v)
+		if err := mus[id].Unlock(encodeSeq(v)); err != nil {
+			t.Errorf("peer %s: Unlock = %v", id, err)
+		}
+	}
+	var wg sync.WaitGroup
+	for gi, id := range []string{"1", "1", "2", "2", "3", "3"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(gi), 7))
+			mu := mus[id]
+			for range 150 {
+				switch rng.IntN(5) {
+				case 0, 1:
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(1000))*time.Microsecond)
+					_, err := mu.Lock(ctx)
+					cancel()
+					if err == nil {
+						hold(id)
+					}
+				case 2:
+					_, err := mu.TryLock(context.Background())
+					switch {
+					case err == nil:
+						hold(id)
+					case !errors.Is(err, ErrLocked):
+						t.Errorf("peer %s: TryLock = %v", id, err)
+					}
+				case 3:
+					_ = mu.Send(ids[rng.IntN(len(ids))], []byte("hi"))
+					_ = mu.State()
+				case 4:
+					ctx, cancel := context.WithCancel(context.Background())
+					cancel()
+					if _, err := mu.Lock(ctx); err == nil {
+						t.Errorf("peer %s: Lock with an ended ctx succeeded", id)
+						hold(id)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids { // no deadline: a peer blocked forever hangs the test
+		if _, err := mus[id].Lock(context.Background()); err != nil {
+			t.Fatalf("peer %s at the end: Lock = %v", id, err)
+		}
+		hold(id)
+		if err := mus[id].Err(); err != nil {
+			t.Fatalf("peer %s stopped: %v", id, err)
+		}
+	}
+	t.Logf("%d entries", entries.Load())
+}
+
+func encodeSeq(v uint64) []byte { return []byte(strconv.FormatUint(v, 10)) }
+
+func decodeSeq(p []byte) uint64 {
+	v, _ := strconv.ParseUint(string(p), 10, 64)
+	return v
 }
