@@ -270,23 +270,30 @@ func (m *Mutex) Quarantine(peer string, cause error) {
 		m.qpending.Store(true)
 	}
 	m.qmu.Unlock()
-	if up && m.mu.TryLock() { // else the step that holds mu applies it
-		m.applyQuarantines()
-		m.mu.Unlock()
+	if up && m.mu.TryLock() { // else the holder of mu applies it (unlockState)
+		m.unlockState()
 	}
 }
 
-// lock takes mu and applies pending Quarantine requests; unlock applies
-// those that came meanwhile and releases mu. Every step of the Mutex runs
-// between the two, so a request takes effect before the next step.
+// lockState takes mu and applies pending Quarantine requests; unlockState
+// applies those that came meanwhile and releases mu. Every step of the
+// Mutex runs between the two, so a request takes effect before the next
+// step. A request made while mu is held is left to its holder: after
+// releasing mu, unlockState looks again, and applies one that came just
+// then unless mu has another holder, who will.
 func (m *Mutex) lockState() {
 	m.mu.Lock()
 	m.applyQuarantines()
 }
 
 func (m *Mutex) unlockState() {
-	m.applyQuarantines()
-	m.mu.Unlock()
+	for {
+		m.applyQuarantines()
+		m.mu.Unlock()
+		if !m.qpending.Load() || !m.mu.TryLock() {
+			return
+		}
+	}
 }
 
 // applyQuarantines carries out Quarantine's requests whose incarnation is

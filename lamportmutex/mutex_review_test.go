@@ -8,6 +8,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -383,4 +384,49 @@ func encodeSeq(v uint64) []byte { return []byte(strconv.FormatUint(v, 10)) }
 func decodeSeq(p []byte) uint64 {
 	v, _ := strconv.ParseUint(string(p), 10, 64)
 	return v
+}
+
+// slowQuarantine is a fakeTransport whose Quarantine of one peer waits for
+// the test: it plays a goroutine that is slow between its steps.
+type slowQuarantine struct {
+	*fakeTransport
+	peer    string
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (s *slowQuarantine) Quarantine(peer string, inc uint64, cause error) {
+	if peer == s.peer {
+		close(s.entered)
+		<-s.gate
+	}
+	s.fakeTransport.Quarantine(peer, inc, cause)
+}
+
+// Two Quarantine calls at once: the second finds mu held by the first,
+// which is applying its own request, and leaves its request for the holder.
+// The holder must apply it before it lets go of mu; otherwise it waits for
+// the next step, which in a quiet group may never come, and the Transport
+// keeps talking to a peer the application refused.
+func TestQuarantineRequestLeftWithTheHolderIsApplied(t *testing.T) {
+	st := &slowQuarantine{fakeTransport: newFakeTransport("1", 1), peer: "2",
+		entered: make(chan struct{}), gate: make(chan struct{})}
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mu.Close(context.Background())
+	st.syncWith(t, mu, []string{"2", "3"}, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		mu.Quarantine("2", errors.New("bad"))
+	}()
+	<-st.entered
+	mu.Quarantine("3", errors.New("bad too"))
+	close(st.gate)
+	<-done
+	if got := st.quarantines(); !slices.Equal(got, []string{"2#1", "3#1"}) {
+		t.Fatalf("after both Quarantine calls returned, the Transport quarantined %v, want [2#1 3#1]", got)
+	}
 }
