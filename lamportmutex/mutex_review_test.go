@@ -430,3 +430,96 @@ func TestQuarantineRequestLeftWithTheHolderIsApplied(t *testing.T) {
 		t.Fatalf("after both Quarantine calls returned, the Transport quarantined %v, want [2#1 3#1]", got)
 	}
 }
+
+// The lazy withdrawal, step by step, under both algorithms: a Lock that
+// gives up leaves its request outstanding; the next Lock takes it over (no
+// second REQUEST); once granted with no caller it is released at once (the
+// peer that waits behind it gets its RELEASE, or its held-back REPLY);
+// Close withdraws a request left outstanding.
+func TestLazyWithdrawal(t *testing.T) {
+	for _, alg := range []Algorithm{Lamport, RicartAgrawala} {
+		t.Run(alg.String(), func(t *testing.T) {
+			ft := newFakeTransport("1", 1)
+			mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft, Algorithm: alg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ft.syncWith(t, mu, []string{"2"}, 1)
+			giveUp := func() {
+				t.Helper()
+				ctx, cancel := context.WithCancel(context.Background())
+				res := make(chan error, 1)
+				go func() {
+					_, err := mu.Lock(ctx)
+					res <- err
+				}()
+				for mu.State().Waiting == 0 {
+					runtime.Gosched()
+				}
+				cancel()
+				if err := <-res; !errors.Is(err, context.Canceled) {
+					t.Fatalf("Lock = %v, want context.Canceled", err)
+				}
+			}
+			for range 5 {
+				giveUp()
+			}
+			if n := len(ft.sentTo("2", Request)); n != 1 {
+				t.Fatalf("%d REQUESTs after five abandoned Locks, want 1", n)
+			}
+			req := ft.sentTo("2", Request)[0]
+			if st := mu.State(); st.Held || st.Waiting != 0 || len(st.Missing) != 1 {
+				t.Fatalf("state %+v, want the request outstanding, waiting for 2", st)
+			}
+			// 2 requests after us; we answer it (Lamport) or hold the
+			// answer back (Ricart-Agrawala), then 2 answers ours.
+			ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: req.Clock + 1, Incarnation: 1})
+			ft.feed(Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 2, Incarnation: 1})
+			st := mu.State()
+			if st.Held || st.Waiting != 0 {
+				t.Fatalf("state %+v after the grant with no caller, want released", st)
+			}
+			switch alg {
+			case Lamport:
+				if n := len(ft.sentTo("2", Release)); n != 1 {
+					t.Fatalf("%d RELEASEs, want 1", n)
+				}
+			case RicartAgrawala:
+				if n := len(ft.sentTo("2", Reply)); n != 1 {
+					t.Fatalf("%d REPLYs to 2's request, want 1 (held back, then sent at the release)", n)
+				}
+			}
+			// 2 enters and leaves (Lamport's RELEASE; Ricart-Agrawala needs
+			// none), and we are left with nothing outstanding.
+			if alg == Lamport {
+				ft.feed(Message{Kind: Release, From: "2", To: "1", Clock: req.Clock + 10, Incarnation: 1})
+			}
+			if st := mu.State(); len(st.Queue) != 0 {
+				t.Fatalf("queue %v, want empty", st.Queue)
+			}
+			// A fresh abandoned Lock, then Close: the request is withdrawn.
+			giveUp()
+			if n := len(ft.sentTo("2", Request)); n != 2 {
+				t.Fatalf("%d REQUESTs, want 2", n)
+			}
+			if alg == RicartAgrawala { // a later request of 2, which waits for our answer
+				req2 := ft.sentTo("2", Request)[1]
+				ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: req2.Clock + 1, Incarnation: 1})
+			}
+			releases, replies := len(ft.sentTo("2", Release)), len(ft.sentTo("2", Reply))
+			if err := mu.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			switch alg {
+			case Lamport:
+				if n := len(ft.sentTo("2", Release)); n != releases+1 {
+					t.Fatalf("Close sent %d RELEASEs, want 1", n-releases)
+				}
+			case RicartAgrawala:
+				if n := len(ft.sentTo("2", Reply)); n != replies+1 {
+					t.Fatalf("Close sent %d REPLYs to the waiting 2, want 1", n-replies)
+				}
+			}
+		})
+	}
+}
