@@ -523,3 +523,127 @@ func TestLazyWithdrawal(t *testing.T) {
 		})
 	}
 }
+
+// Chaos at one Mutex: three peers' streams delivered at once (each in its
+// own order, with restarts), while other goroutines Lock, Unlock, TryLock,
+// Quarantine and read State, Trace calls Quarantine and Stats, callbacks
+// call Unlock, Send, Quarantine and State, and Close comes in the middle.
+// Run with -race. Nothing may reach a callback once Close has returned,
+// and every Lock call returns.
+func TestChaosAtOneMutex(t *testing.T) {
+	peers := []string{"1", "2", "3", "4"}
+	ft := newFakeTransport("1", 1)
+	var mu *Mutex
+	var closeReturned atomic.Bool
+	var traces atomic.Uint64
+	late := func(what string) {
+		if closeReturned.Load() {
+			t.Errorf("%s after Close returned", what)
+		}
+	}
+	onData := func(from string, p []byte) error {
+		late("a callback")
+		_ = mu.State()
+		_ = mu.Unlock(nil)
+		_ = mu.Send(from, []byte("ack"))
+		if len(p) > 0 && p[0] == 'q' {
+			mu.Quarantine(from, errors.New("the application refused it"))
+		}
+		if len(p) > 0 && p[0] == 'e' {
+			return errors.New("bad")
+		}
+		return nil
+	}
+	mu, err := New(Config{ID: "1", Peers: peers, Transport: ft,
+		OnMessage: onData, OnRelease: onData,
+		OnPeerUp:   func(string) { late("OnPeerUp") },
+		OnPeerDown: func(string) { late("OnPeerDown") },
+		Trace: func(ev Event) {
+			if traces.Add(1)%17 == 0 {
+				mu.Quarantine(ev.Message.From, errors.New("trace saw something"))
+				_ = mu.Stats()
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for pi, p := range peers[1:] {
+		wg.Add(1)
+		go func() { // p's stream, in order
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(pi), 1))
+			clock := uint64(1)
+			for inc := uint64(1); ; inc++ {
+				ft.feed(Message{Kind: PeerUp, From: p, To: "1", Incarnation: inc})
+				ft.feed(Message{Kind: Hello, From: p, To: "1", Clock: clock, Incarnation: 1})
+				for range 20 {
+					select {
+					case <-stop:
+						ft.feed(Message{Kind: Data, From: p, To: "1", Payload: []byte("after"), Incarnation: 1})
+						ft.feed(Message{Kind: PeerDown, From: p, To: "1"})
+						return
+					default:
+					}
+					clock += 2
+					switch rng.IntN(6) {
+					case 0:
+						ft.feed(Message{Kind: Request, From: p, To: "1", Clock: clock, Incarnation: 1})
+						ft.feed(Message{Kind: Release, From: p, To: "1", Clock: clock + 1, Payload: []byte("r"), Incarnation: 1})
+					case 1:
+						ft.feed(Message{Kind: Reply, From: p, To: "1", Clock: clock, Incarnation: 1})
+					case 2:
+						ft.feed(Message{Kind: Data, From: p, To: "1", Payload: []byte("q"), Incarnation: 1})
+					case 3:
+						ft.feed(Message{Kind: Data, From: p, To: "1", Payload: []byte("e"), Incarnation: 1})
+					case 4:
+						ft.feed(Message{Kind: PeerDown, From: p, To: "1"})
+					default:
+						ft.feed(Message{Kind: Data, From: p, To: "1", Payload: []byte("d"), Incarnation: 1})
+					}
+				}
+			}
+		}()
+	}
+	var callers sync.WaitGroup
+	for gi := range 3 {
+		callers.Add(1)
+		go func() {
+			defer callers.Done()
+			rng := rand.New(rand.NewPCG(uint64(gi), 2))
+			for range 200 {
+				switch rng.IntN(4) {
+				case 0:
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(200))*time.Microsecond)
+					if _, err := mu.Lock(ctx); err == nil {
+						_ = mu.Unlock([]byte("u"))
+					}
+					cancel()
+				case 1:
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(200))*time.Microsecond)
+					if _, err := mu.TryLock(ctx); err == nil {
+						_ = mu.Unlock(nil)
+					}
+					cancel()
+				case 2:
+					mu.Quarantine(peers[1+rng.IntN(3)], errors.New("checked and refused"))
+				default:
+					_ = mu.State()
+					_ = mu.Err()
+				}
+			}
+		}()
+	}
+	callers.Wait()
+	if err := mu.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	closeReturned.Store(true)
+	close(stop)
+	wg.Wait()
+	if _, err := mu.Lock(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Lock after Close = %v", err)
+	}
+	t.Logf("stats %+v", mu.Stats())
+}
