@@ -647,3 +647,47 @@ func TestChaosAtOneMutex(t *testing.T) {
 	}
 	t.Logf("stats %+v", mu.Stats())
 }
+
+// slowFlush is a fakeTransport whose Flush waits for its ctx: a network
+// that does not acknowledge.
+type slowFlush struct {
+	*fakeTransport
+	entered chan struct{}
+}
+
+func (s *slowFlush) Flush(ctx context.Context) error {
+	close(s.entered)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// Close waits for the network (Flush) without holding the Mutex's lock:
+// meanwhile State, Stats, Err, Quarantine, Unlock and delivery go on at
+// once, and Close reports that what was sent is not delivered.
+func TestCloseFlushesOutsideTheLock(t *testing.T) {
+	sf := &slowFlush{fakeTransport: newFakeTransport("1", 1), entered: make(chan struct{})}
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: sf,
+		OnMessage: func(string, []byte) error { t.Error("a message reached OnMessage during Close"); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf.syncWith(t, mu, []string{"2"}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	closed := make(chan error, 1)
+	go func() { closed <- mu.Close(ctx) }()
+	<-sf.entered
+	_ = mu.State()
+	_ = mu.Stats()
+	if err := mu.Err(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Err during Close = %v", err)
+	}
+	mu.Quarantine("2", errors.New("x"))
+	if err := mu.Unlock(nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Unlock during Close = %v", err)
+	}
+	sf.feed(Message{Kind: Data, From: "2", To: "1", Payload: []byte("x"), Incarnation: 1})
+	cancel()
+	if err := <-closed; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Close = %v, want context.Canceled", err)
+	}
+}
