@@ -347,7 +347,9 @@ func (m *Mutex) Err() error {
 // that is running returns. Then it waits, up to ctx, for the Transport to
 // have delivered what the Mutex sent (Transport.Flush), and returns ctx's
 // error if that did not happen in time. It does not close the Transport.
-// A second Close returns nil. Close must not be called from a callback.
+// A second Close, or a Close after the Mutex stopped by itself, returns
+// nil once a callback that is running returns. Close must not be called
+// from a callback.
 //
 // Close does not release a lock that a caller holds (Unlock was not
 // called): a release without the holder's payload would let the next
@@ -358,14 +360,16 @@ func (m *Mutex) Err() error {
 // returned yet, say because its ctx ended just then, is released.)
 func (m *Mutex) Close(ctx context.Context) error {
 	m.lockState()
-	if m.closed.Load() {
-		m.unlockState()
-		return nil
+	stopped := m.closed.Load() // by another Close, or by itself
+	if !stopped {
+		m.shutdown()
 	}
-	m.shutdown()
 	m.unlockState()
 	m.cb.Lock() // a callback that is running returns; none starts after
 	m.cb.Unlock()
+	if stopped {
+		return nil
+	}
 	if err := m.cfg.Transport.Flush(ctx); err != nil && !errors.Is(err, ErrClosed) {
 		return fmt.Errorf("lamportmutex: close: what was sent is not delivered: %w", err)
 	}

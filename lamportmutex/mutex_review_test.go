@@ -691,3 +691,95 @@ func TestCloseFlushesOutsideTheLock(t *testing.T) {
 		t.Fatalf("Close = %v, want context.Canceled", err)
 	}
 }
+
+// Close waits for a running callback also when the Mutex has already
+// stopped by itself (the Transport refused a message) or another Close is
+// under way: the application closes the Transport and tears down what its
+// callbacks use once Close returns.
+func TestCloseAfterAStopWaitsForARunningCallback(t *testing.T) {
+	for _, how := range []string{"failed", "closing"} {
+		t.Run(how, func(t *testing.T) {
+			ft := newFakeTransport("1", 1)
+			var refuse atomic.Bool
+			ft.send = func(Message) error {
+				if refuse.Load() {
+					return errors.New("the transport broke")
+				}
+				return nil
+			}
+			inCallback, proceed := make(chan struct{}), make(chan struct{})
+			var returned atomic.Bool
+			mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft,
+				OnMessage: func(string, []byte) error {
+					close(inCallback)
+					<-proceed
+					returned.Store(true)
+					return nil
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ft.syncWith(t, mu, []string{"2"}, 1)
+			fed := make(chan struct{})
+			go func() {
+				defer close(fed)
+				ft.feed(Message{Kind: Data, From: "2", To: "1", Payload: []byte("a"), Incarnation: 1})
+			}()
+			<-inCallback
+			first := make(chan error, 1)
+			switch how {
+			case "failed":
+				refuse.Store(true)
+				if _, err := mu.Lock(context.Background()); !errors.Is(err, ErrTransport) {
+					t.Fatalf("Lock over a broken transport = %v", err)
+				}
+			case "closing":
+				go func() { first <- mu.Close(context.Background()) }()
+				for !blockedIn("lamportmutex.(*Mutex).Close(") {
+					runtime.Gosched()
+				}
+			}
+			closed := make(chan bool, 1)
+			go func() {
+				_ = mu.Close(context.Background())
+				closed <- returned.Load()
+			}()
+			for waiting := false; !waiting; {
+				select {
+				case ok := <-closed:
+					if !ok {
+						t.Fatal("Close returned while a callback was running")
+					}
+				default:
+				}
+				waiting = blockedIn("lamportmutex.(*Mutex).Close(") && (how != "closing" || countBlockedIn("lamportmutex.(*Mutex).Close(") == 2)
+				runtime.Gosched()
+			}
+			close(proceed)
+			if !<-closed {
+				t.Error("Close returned while a callback was running")
+			}
+			<-fed
+			if how == "closing" {
+				if err := <-first; err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// blockedIn reports whether a goroutine waits for a sync.Mutex in fn.
+func blockedIn(fn string) bool { return countBlockedIn(fn) > 0 }
+
+func countBlockedIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	n := runtime.Stack(buf, true)
+	count := 0
+	for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+		if i := strings.Index(g, "sync.(*Mutex).Lock"); i >= 0 && strings.Contains(g[i:], fn) {
+			count++
+		}
+	}
+	return count
+}
