@@ -783,3 +783,81 @@ func countBlockedIn(fn string) int {
 	}
 	return count
 }
+
+// Trace may call Quarantine and Stats: the request takes effect when the
+// step that traced ends, before the next step, so the Transport hears of it
+// before the step's deliver returns and the sender's next message is
+// ignored.
+func TestQuarantineFromTrace(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	var mu *Mutex
+	var released []string
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft,
+		OnRelease: func(from string, p []byte) error { released = append(released, from+":"+string(p)); return nil },
+		Trace: func(ev Event) {
+			if !ev.Sent && ev.Message.Kind == Request && ev.Message.From == "2" {
+				_ = mu.Stats()
+				mu.Quarantine("2", errors.New("the trace checker refused it"))
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mu.Close(context.Background())
+	ft.syncWith(t, mu, []string{"2", "3"}, 1)
+	ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 10, Incarnation: 1})
+	if got := ft.quarantines(); !slices.Equal(got, []string{"2#1"}) {
+		t.Fatalf("after the traced step: quarantined %v, want [2#1]", got)
+	}
+	ft.feed(Message{Kind: Release, From: "2", To: "1", Clock: 11, Payload: []byte("x"), Incarnation: 1})
+	ft.feed(Message{Kind: Request, From: "3", To: "1", Clock: 12, Incarnation: 1})
+	ft.feed(Message{Kind: Release, From: "3", To: "1", Clock: 13, Payload: []byte("y"), Incarnation: 1})
+	if !slices.Equal(released, []string{"3:y"}) {
+		t.Fatalf("OnRelease saw %q, want only 3's", released)
+	}
+}
+
+// A callback may call Unlock, Send, State and Quarantine: with the lock
+// held, OnMessage releases it (its payload goes with the RELEASE), sends,
+// reads the state and quarantines another peer.
+func TestCallbackCallsTheMutex(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	var mu *Mutex
+	var inCb struct {
+		unlock, send error
+		st           State
+	}
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft,
+		OnMessage: func(from string, p []byte) error {
+			inCb.unlock = mu.Unlock([]byte("from the callback"))
+			inCb.send = mu.Send(from, []byte("done"))
+			inCb.st = mu.State()
+			mu.Quarantine("3", errors.New("2 says 3 lies"))
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mu.Close(context.Background())
+	ft.syncWith(t, mu, []string{"2", "3"}, 1)
+	locked := make(chan error, 1)
+	go func() { _, err := mu.Lock(context.Background()); locked <- err }()
+	waitSent(t, ft, "2", Request, 1)
+	req := ft.sentTo("2", Request)[0]
+	ft.feed(Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 1, Incarnation: 1})
+	ft.feed(Message{Kind: Reply, From: "3", To: "1", Clock: req.Clock + 1, Incarnation: 1})
+	if err := <-locked; err != nil {
+		t.Fatal(err)
+	}
+	ft.feed(Message{Kind: Data, From: "2", To: "1", Payload: []byte("please release"), Incarnation: 1})
+	if inCb.unlock != nil || inCb.send != nil || inCb.st.Held {
+		t.Fatalf("in the callback: Unlock %v, Send %v, state %+v", inCb.unlock, inCb.send, inCb.st)
+	}
+	rel := ft.sentTo("2", Release)
+	if len(rel) != 1 || string(rel[0].Payload) != "from the callback" {
+		t.Fatalf("RELEASEs to 2: %v", rel)
+	}
+	if got := ft.quarantines(); !slices.Equal(got, []string{"3#1"}) {
+		t.Fatalf("quarantined %v, want [3#1]", got)
+	}
+}
