@@ -861,3 +861,61 @@ func TestCallbackCallsTheMutex(t *testing.T) {
 		t.Fatalf("quarantined %v, want [3#1]", got)
 	}
 }
+
+// OnRelease runs before the release takes effect, under both algorithms:
+// while it runs the releasing peer's request still stands (Lamport: in the
+// queue) and the local Lock waiting behind it is not granted; it is
+// granted once OnRelease returned and the release (and, under
+// Ricart-Agrawala, the REPLY behind it) was handled.
+func TestOnReleaseRunsBeforeTheReleaseTakesEffect(t *testing.T) {
+	for _, alg := range []Algorithm{Lamport, RicartAgrawala} {
+		t.Run(alg.String(), func(t *testing.T) {
+			ft := newFakeTransport("1", 1)
+			var mu *Mutex
+			var during State
+			var handled atomic.Bool
+			mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft, Algorithm: alg,
+				OnRelease: func(from string, p []byte) error {
+					during = mu.State()
+					handled.Store(true)
+					return nil
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mu.Close(context.Background())
+			ft.syncWith(t, mu, []string{"2"}, 1)
+			// 2 requests first, and we answer.
+			ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 5, Incarnation: 1})
+			locked := make(chan bool, 1)
+			go func() {
+				_, err := mu.Lock(context.Background())
+				if err != nil {
+					t.Error(err)
+				}
+				locked <- handled.Load()
+			}()
+			waitSent(t, ft, "2", Request, 1)
+			req := ft.sentTo("2", Request)[0]
+			if alg == Lamport { // 2's REPLY to ours; 2 is still first
+				ft.feed(Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 1, Incarnation: 1})
+			}
+			ft.feed(Message{Kind: Release, From: "2", To: "1", Clock: req.Clock + 2, Payload: []byte("block"), Incarnation: 1})
+			if !handled.Load() {
+				t.Fatal("OnRelease not called")
+			}
+			if during.Held || (alg == Lamport && (len(during.Queue) != 2 || during.Queue[0].ID != "2")) {
+				t.Fatalf("in OnRelease the release had taken effect: %+v", during)
+			}
+			if alg == RicartAgrawala { // the held-back REPLY follows the RELEASE
+				ft.feed(Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 3, Incarnation: 1})
+			}
+			if !<-locked {
+				t.Fatal("granted before OnRelease ran")
+			}
+			if err := mu.Unlock(nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
