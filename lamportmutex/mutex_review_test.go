@@ -919,3 +919,53 @@ func TestOnReleaseRunsBeforeTheReleaseTakesEffect(t *testing.T) {
 		})
 	}
 }
+
+// TryLock that finds an earlier request of another peer returns ErrLocked
+// and withdraws at once (a RELEASE), unless a Lock call queued behind it,
+// which keeps the request and is granted once that peer releases.
+func TestTryLockWithdrawsAtOnce(t *testing.T) {
+	for _, behind := range []bool{false, true} {
+		t.Run(map[bool]string{false: "alone", true: "lock behind"}[behind], func(t *testing.T) {
+			ft := newFakeTransport("1", 1)
+			mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mu.Close(context.Background())
+			ft.syncWith(t, mu, []string{"2"}, 1)
+			ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 5, Incarnation: 1})
+			tried := make(chan error, 1)
+			go func() { _, err := mu.TryLock(context.Background()); tried <- err }()
+			waitSent(t, ft, "2", Request, 1)
+			req := ft.sentTo("2", Request)[0]
+			locked := make(chan error, 1)
+			if behind {
+				go func() { _, err := mu.Lock(context.Background()); locked <- err }()
+				for mu.State().Waiting < 2 {
+					runtime.Gosched()
+				}
+			}
+			ft.feed(Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 1, Incarnation: 1})
+			if err := <-tried; !errors.Is(err, ErrLocked) {
+				t.Fatalf("TryLock = %v, want ErrLocked", err)
+			}
+			rel := len(ft.sentTo("2", Release))
+			if !behind {
+				if rel != 1 || len(mu.State().Queue) != 1 {
+					t.Fatalf("after ErrLocked: %d RELEASEs, queue %v; want the request withdrawn", rel, mu.State().Queue)
+				}
+				return
+			}
+			if rel != 0 {
+				t.Fatal("the request was withdrawn under a waiting Lock")
+			}
+			ft.feed(Message{Kind: Release, From: "2", To: "1", Clock: req.Clock + 2, Incarnation: 1})
+			if err := <-locked; err != nil {
+				t.Fatal(err)
+			}
+			if err := mu.Unlock(nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
