@@ -449,16 +449,18 @@ func call2(f func(string, []byte) error, msg Message) error {
 }
 
 // callback runs f, the application's handling of msg, outside mu and one
-// at a time, unless the Mutex stopped or msg's sender was quarantined
-// before msg's turn came. An error quarantines the sender. It reports
-// whether f ran and accepted msg.
+// at a time, unless the Mutex stopped or (but for a PeerUp) msg's sender
+// was quarantined before msg's turn came. An error quarantines the sender.
+// It reports whether f ran and accepted msg.
 func (m *Mutex) callback(msg Message, f func() error) bool {
 	m.cb.Lock()
 	// An earlier callback may have closed the Mutex or quarantined the
-	// sender while msg waited for its turn.
+	// sender while msg waited for its turn. (A PeerUp is still reported:
+	// the application learns of the restart even if it already refused
+	// the new incarnation.)
 	m.lockState()
 	_, banned := m.banned[msg.From]
-	gone := m.closed.Load() || banned
+	gone := m.closed.Load() || (banned && msg.Kind != PeerUp)
 	m.unlockState()
 	if gone {
 		m.cb.Unlock()
