@@ -969,3 +969,48 @@ func TestTryLockWithdrawsAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// A restart of 3 comes while 2's callback runs, and that callback
+// quarantines 3 (now naming the new incarnation): the application still
+// hears OnPeerUp for it, so it forgets the earlier incarnation, and the
+// Transport quarantines the new one.
+func TestQuarantineFromACallbackStillReportsAWaitingPeerUp(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	var mu *Mutex
+	inCallback, proceed := make(chan struct{}), make(chan struct{})
+	var ups []string
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft,
+		OnMessage: func(from string, p []byte) error {
+			close(inCallback)
+			<-proceed
+			mu.Quarantine("3", errors.New("2 showed that 3 lies"))
+			return nil
+		},
+		OnPeerUp: func(p string) { ups = append(ups, p) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mu.Close(context.Background())
+	ft.syncWith(t, mu, []string{"2", "3"}, 1)
+	ups = nil
+	done2, done3 := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done2)
+		ft.feed(Message{Kind: Data, From: "2", To: "1", Payload: []byte("evidence"), Incarnation: 1})
+	}()
+	<-inCallback
+	go func() {
+		defer close(done3)
+		ft.feed(Message{Kind: PeerUp, From: "3", To: "1", Incarnation: 2})
+	}()
+	waitInCallbackLock(t)
+	close(proceed)
+	<-done2
+	<-done3
+	if !slices.Equal(ups, []string{"3"}) {
+		t.Errorf("OnPeerUp calls %v, want [3]", ups)
+	}
+	if got := ft.quarantines(); !slices.Equal(got, []string{"3#2"}) {
+		t.Errorf("quarantined %v, want [3#2]", got)
+	}
+}
