@@ -5,7 +5,8 @@
 "use strict";
 
 const SVGNS = "http://www.w3.org/2000/svg";
-const COL_W = 190, MARGIN = 70, TOP = 14;
+const MARGIN = 80, TOP = 14;
+let COL_W = 200; // set from the pane's width at each snapshot
 const PX_PER_MS = 0.08;          // 80 px per second of real time...
 const GAP_MIN = 5, GAP_MAX = 140; // ...but at least 5 px and at most 140 px between events
 const MAX_ARROWS = 3000;          // the diagram keeps this many arrows, the newest
@@ -371,6 +372,8 @@ function loadSnapshot(snap) {
   window.liveStats.snapshots++;
   if (snap.resync) window.liveStats.resyncs++;
   model = newModel(snap);
+  const width = $("diagram-scroll").clientWidth || 800;
+  COL_W = Math.max(160, Math.floor((width - 2 * MARGIN) / Math.max(1, model.members.length - 1)));
   resetDiagram();
   $("out").textContent = "";
   for (const ev of snap.output || []) addOutput(ev.text);
