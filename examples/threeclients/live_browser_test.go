@@ -102,6 +102,9 @@ func outputDir(t *testing.T) string {
 // happened.
 func TestLivePageInBrowser(t *testing.T) {
 	browser := findBrowser()
+	if browser == "" && os.Getenv("LAMPORT_REQUIRE_BROWSER") != "" {
+		t.Fatal("LAMPORT_REQUIRE_BROWSER is set (.ci/run sets it) and no chromium or chrome binary is found")
+	}
 	if browser == "" {
 		t.Skip("no chromium or chrome binary found (set CHROME_PATH, or apt-get install chromium; .ci/run installs it): the live page's browser test does not run")
 	}
