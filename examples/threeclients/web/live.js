@@ -163,12 +163,24 @@ function addArrow(ev, y1, y2) {
   a.text.textContent = `${ev.kind}@${ev.clock}`;
   g.appendChild(title(`${ev.kind}@${ev.clock} from ${ev.from} to ${ev.to}`));
   model.arrows.push(a);
-  if (model.arrows.length > MAX_ARROWS) {
-    const old = model.arrows.splice(0, model.arrows.length - MAX_ARROWS);
-    for (const o of old) { o.g.remove(); model.inFlight.delete(o); }
-  }
+  if (model.arrows.length > MAX_ARROWS + 500) prune();
   drawArrow(a);
   return a;
+}
+
+// prune drops the oldest arrows beyond MAX_ARROWS, and the bands and marks
+// above the oldest arrow kept.
+function prune() {
+  const old = model.arrows.splice(0, model.arrows.length - MAX_ARROWS);
+  for (const o of old) { o.g.remove(); model.inFlight.delete(o); }
+  const cut = model.arrows[0].y1;
+  for (const layer of [model.layers.bands, model.layers.marks]) {
+    for (const e of [...layer.children]) {
+      const y = +(e.getAttribute("y") || e.getAttribute("cy"));
+      const h = +(e.getAttribute("height") || 0);
+      if (y + h < cut && !e.classList.contains("open")) e.remove();
+    }
+  }
 }
 
 function drawArrow(a, nowY) {
@@ -319,10 +331,21 @@ function renderCards() {
 
 // ---- output and commands ----
 
+// Output lines wait in outLines and reach the DOM once per frame, so that
+// a burst of lines costs one layout.
+const OUT_LINES = 400;
+let outLines = [], outDue = false;
 function addOutput(text) {
+  outLines.push(text);
+  if (outLines.length > 2 * OUT_LINES) outLines.splice(0, outLines.length - OUT_LINES);
+  if (!outDue) { outDue = true; requestAnimationFrame(flushOutput); }
+}
+
+function flushOutput() {
+  outDue = false;
+  if (outLines.length > OUT_LINES) outLines.splice(0, outLines.length - OUT_LINES);
   const out = $("out");
-  out.append(text + "\n");
-  while (out.childNodes.length > 400) out.removeChild(out.firstChild);
+  out.textContent = outLines.join("\n") + "\n";
   out.scrollTop = out.scrollHeight;
 }
 
@@ -375,7 +398,7 @@ function loadSnapshot(snap) {
   const width = $("diagram-scroll").clientWidth || 800;
   COL_W = Math.max(160, Math.floor((width - 2 * MARGIN) / Math.max(1, model.members.length - 1)));
   resetDiagram();
-  $("out").textContent = "";
+  outLines = [];
   for (const ev of snap.output || []) addOutput(ev.text);
   for (const ev of snap.events || []) apply(ev);
   window.liveStats.lastSeq = snap.seq;
