@@ -110,7 +110,11 @@ func TestLivePageInBrowser(t *testing.T) {
 	}
 	addrs := freePorts(t, 3)
 	peers := fmt.Sprintf("1=%s,2=%s,3=%s", addrs[0], addrs[1], addrs[2])
-	p := startAllInOne(t, "-memory", "-trace", "-delay", "300ms", "-http", "127.0.0.1:0", "-peers", peers)
+	delay := "300ms"
+	if d := os.Getenv("LAMPORT_LIVE_DELAY"); d != "" { // e.g. 1s, for the README's screenshot
+		delay = d
+	}
+	p := startAllInOne(t, "-memory", "-trace", "-delay", delay, "-http", "127.0.0.1:0", "-peers", peers)
 	url := p.expect(`^live page at (http://\S+/) `)[1]
 	p.expect(`^all clients connected`)
 
