@@ -126,6 +126,11 @@ function applyMsg(ev) {
   if (!ARROW_KINDS.includes(ev.kind)) return;
   const key = `${ev.from}|${ev.to}|${ev.kind}|${ev.clock}`;
   const y = place(ev.t);
+  if (ev.sent && !model.local.includes(ev.to)) { // its receive is not on this page: another process's
+    const b = addArrow(ev, y, y + 24);
+    b.g.classList.add("partial");
+    return;
+  }
   if (ev.sent) {
     const a = addArrow(ev, y, null);
     if (!model.pending.has(key)) model.pending.set(key, []);
