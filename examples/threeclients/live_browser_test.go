@@ -166,7 +166,32 @@ func TestLivePageInBrowser(t *testing.T) {
 	checkPageState(t, run, chains, tables)
 	checkArrows(t, run, p.seen)
 	checkMetrics(t, url)
+	checkExport(t, run)
+
+	// A client that leaves is marked down on the page.
+	p.send("3 exit")
+	run("client 3 marked down", chromedp.WaitVisible(chromedp.CSS(`#card-3 .marker.down`)))
 	p.exit()
+}
+
+// checkExport checks that the exported SVG is an SVG document with the
+// diagram's arrows and its own style.
+func checkExport(t *testing.T, run func(string, ...chromedp.Action[chromedp.Void])) {
+	t.Helper()
+	var res struct {
+		Root   string `json:"root"`
+		Arrows int    `json:"arrows"`
+		Page   int    `json:"page"`
+		Style  bool   `json:"style"`
+	}
+	run("export the SVG", waitJS(`(() => {
+		const doc = new DOMParser().parseFromString(window.exportSVG(), 'image/svg+xml');
+		const hidden = ['HELLO', 'DATA'].filter(k => !document.getElementById('show-' + k).checked);
+		const page = [...document.querySelectorAll('#diagram g.arrow')].filter(g => !hidden.includes(g.dataset.kind)).length;
+		return {root: doc.documentElement.nodeName, arrows: doc.querySelectorAll('g.arrow').length, page, style: !!doc.querySelector('style')}; })()`, &res))
+	if res.Root != "svg" || res.Arrows == 0 || res.Arrows != res.Page || !res.Style {
+		t.Errorf("exported SVG: %+v", res)
+	}
 }
 
 func newBrowser(t *testing.T, path string) context.Context {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 
+	"github.com/lamportledger/lamportledger/lamportmutex"
 	"github.com/lamportledger/lamportledger/ledger"
 	"reflect"
 	"time"
@@ -47,6 +49,17 @@ func (h *liveHub) readCard(c *client) (liveCard, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), liveStateWait)
 	defer cancel()
 	st, err := c.mu.State(ctx)
+	if errors.Is(err, lamportmutex.ErrClosed) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if old := h.cards[c.id]; old != nil {
+			card := *old
+			card.Held, card.Queue, card.Missing, card.Waiting = false, []liveToken{}, []string{}, 0
+			card.Failed = "exited"
+			return card, true
+		}
+		return liveCard{}, false
+	}
 	if err != nil {
 		return liveCard{}, false
 	}

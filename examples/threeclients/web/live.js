@@ -309,7 +309,7 @@ function renderCards() {
     }
     if (c.held) head.append(h("span", { class: "marker holds" }, "holds the lock"));
     if (c.height < top) head.append(h("span", { class: "marker behind" }, `behind by ${top - c.height}`));
-    if (c.failed) head.append(h("span", { class: "marker down" }, "stopped: " + c.failed));
+    if (c.failed) head.append(h("span", { class: "marker down" }, c.failed === "exited" ? "exited" : "stopped: " + c.failed));
     card.append(h("div", { class: "row" }, h("span", { class: "k" }, "clock "), h("b", { class: "clock" }, String(c.clock)),
       c.waiting ? h("span", { class: "k" }, ` · ${c.waiting} waiting`) : null));
     const q = h("ol", { class: "queue" });
@@ -378,13 +378,21 @@ function fillClients() {
 
 // ---- export ----
 
-$("export-svg").addEventListener("click", () => {
+// exportSVG returns the diagram as a standalone SVG document: its own
+// style inside, the clients named, without the line of now and the kinds
+// hidden by the check boxes.
+function exportSVG() {
   const copy = svg.cloneNode(true);
   copy.querySelectorAll(".now").forEach((n) => n.remove());
   for (const k of ["HELLO", "DATA"]) if (!$("show-" + k).checked) copy.querySelectorAll(".k-" + k).forEach((n) => n.remove());
   const names = el("g", {}, copy);
   for (const id of model.members) el("text", { x: colX(id) - 20, y: 11, "font-family": "sans-serif", "font-size": 12, "font-weight": "bold" }, names).textContent = `client ${id}`;
-  const blob = new Blob([new XMLSerializer().serializeToString(copy)], { type: "image/svg+xml" });
+  return new XMLSerializer().serializeToString(copy);
+}
+window.exportSVG = exportSVG;
+
+$("export-svg").addEventListener("click", () => {
+  const blob = new Blob([exportSVG()], { type: "image/svg+xml" });
   const a = document.createElement("a");
   a.href = URL.createObjectURL(blob);
   a.download = "threeclients-diagram.svg";
