@@ -73,7 +73,8 @@ func startLiveServer(addr string, hub *liveHub, members, local []string) (*liveS
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	host, _, _ := net.SplitHostPort(addr)
+	s.srv = &http.Server{Handler: loopbackOnly(mux, isLoopback(host)), ReadHeaderTimeout: 10 * time.Second}
 	hub.members, hub.local = members, local
 	hub.begin()
 	go func() {
@@ -81,6 +82,27 @@ func startLiveServer(addr string, hub *liveHub, members, local []string) (*liveS
 		_ = s.srv.Serve(ln)
 	}()
 	return s, nil
+}
+
+// loopbackOnly refuses, when the server listens on loopback, requests
+// whose Host is not a loopback name or address: a page of another site
+// whose name was made to resolve to 127.0.0.1 (DNS rebinding) would
+// otherwise be of the same origin as this one.
+func loopbackOnly(h http.Handler, onLoopback bool) http.Handler {
+	if !onLoopback {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.Host)
+		if err != nil {
+			host = r.Host
+		}
+		if !isLoopback(strings.Trim(host, "[]")) {
+			http.Error(w, "this server answers to loopback addresses only", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // URL is the page's address.

@@ -213,3 +213,50 @@ func TestLiveFeedHTTP(t *testing.T) {
 		}
 	}
 }
+
+// -http is on loopback unless -insecure: the page takes commands and has
+// no login.
+func TestCheckHTTPAddr(t *testing.T) {
+	for _, c := range []struct {
+		addr     string
+		insecure bool
+		ok       bool
+	}{
+		{"127.0.0.1:8080", false, true},
+		{"localhost:0", false, true},
+		{"[::1]:8080", false, true},
+		{"0.0.0.0:8080", false, false},
+		{":8080", false, false},
+		{"10.0.0.1:8080", false, false},
+		{"10.0.0.1:8080", true, true},
+		{"8080", false, false},
+	} {
+		if err := checkHTTPAddr(c.addr, c.insecure); (err == nil) != c.ok {
+			t.Errorf("checkHTTPAddr(%q, insecure %v) = %v, want ok %v", c.addr, c.insecure, err, c.ok)
+		}
+	}
+}
+
+// On loopback, the server answers to loopback names only (no DNS
+// rebinding).
+func TestLiveLoopbackOnly(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
+	for _, c := range []struct {
+		host string
+		want int
+	}{
+		{"127.0.0.1:8080", http.StatusOK},
+		{"localhost:8080", http.StatusOK},
+		{"[::1]:8080", http.StatusOK},
+		{"evil.example:8080", http.StatusForbidden},
+		{"evil.example", http.StatusForbidden},
+	} {
+		r := httptest.NewRequest("GET", "/api/snapshot", nil)
+		r.Host = c.host
+		w := httptest.NewRecorder()
+		loopbackOnly(ok, true).ServeHTTP(w, r)
+		if w.Code != c.want {
+			t.Errorf("Host %s: status %d, want %d", c.host, w.Code, c.want)
+		}
+	}
+}

@@ -28,7 +28,7 @@ const SVG_STYLE = `
 .cs { fill: #c0392b; fill-opacity: .22; stroke: #c0392b; stroke-width: 1; }
 .cs.open { fill-opacity: .35; }
 .cstext { font: 10px system-ui, sans-serif; fill: #c0392b; }
-.peerup { fill: #999; }
+.peerup { fill: #999; } .peerdown { fill: none; stroke: #c0392b; }
 .now { stroke: #f39c12; stroke-width: 1; stroke-dasharray: 3 3; }
 .hide-HELLO .k-HELLO, .hide-DATA .k-DATA { display: none; }
 `;
@@ -118,9 +118,11 @@ function apply(ev) {
 }
 
 function applyMsg(ev) {
-  if (ev.kind === "PEERUP") {
+  if (ev.kind === "PEERUP" || ev.kind === "PEERDOWN") {
     const y = place(ev.t);
-    el("circle", { class: "peerup", cx: colX(ev.client), cy: y, r: 3 }, model.layers.marks).appendChild(title(`client ${ev.client}: peer ${ev.from} up`));
+    const up = ev.kind === "PEERUP";
+    el("circle", { class: up ? "peerup" : "peerdown", cx: colX(ev.client), cy: y, r: 3 }, model.layers.marks)
+      .appendChild(title(`client ${ev.client}: peer ${ev.from} ${up ? "up" : "down"}`));
     return;
   }
   if (!ARROW_KINDS.includes(ev.kind)) return;
