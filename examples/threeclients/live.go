@@ -150,10 +150,11 @@ type liveHub struct {
 	commands chan string // the page's command lines, for the session
 	stop     chan struct{}
 	done     chan struct{}
-	// Counts of the feed's work, for /metrics: events published, handed
-	// to browsers, dropped before the hub took them (under pmu), and
-	// re-syncs of lagging browsers.
-	events, sent, lost, resyncs uint64
+	// Counts of the feed's work, for /metrics, under mu: events
+	// published, handed to browsers, and re-syncs of lagging browsers.
+	events, sent, resyncs uint64
+	// lost counts events dropped before the hub took them, under pmu.
+	lost uint64
 }
 
 // newLiveHub returns a hub; startLiveServer names the members and this
@@ -273,7 +274,7 @@ func (h *liveHub) attach(c *client) {
 	h.mu.Unlock()
 }
 
-// start runs the hub's goroutine until close.
+// begin starts the hub's goroutine, which runs until close.
 func (h *liveHub) begin() { go h.run() }
 
 // close stops the hub's goroutine and ends every browser's feed.

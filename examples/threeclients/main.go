@@ -25,6 +25,11 @@
 //
 // Each certificate's key also signs the blocks its client appends.
 //
+// With -http 127.0.0.1:8080 the process also serves a live page of its
+// clients (a space-time diagram of their messages, their queues, chains and
+// balances, and a command line), Prometheus metrics at /metrics and Go's
+// profiles at /debug/pprof/.
+//
 // Type help for the commands. See the README for flags and a sample session.
 package main
 
