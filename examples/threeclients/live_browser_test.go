@@ -23,7 +23,7 @@ import (
 
 // browserWait bounds how long the browser test waits for the page to show
 // something. Like hangGuard, it turns a hang into a failure with context.
-const browserWait = 60 * time.Second
+const browserWait = 2 * time.Minute
 
 // findBrowser returns a Chromium or Chrome binary, or "" when there is
 // none; CHROME_PATH names one explicitly.
