@@ -260,3 +260,18 @@ func TestLiveLoopbackOnly(t *testing.T) {
 		}
 	}
 }
+
+// A whole run with -http in this process: the page's server, hub and
+// goroutines start with the clients and stop with them, and the output
+// says where the page is.
+func TestRunWithHTTP(t *testing.T) {
+	checkNoLeaks(t)
+	code, out, errs := runHere(t, "1 transfer 2 3\ntable\n", "-memory", "-http", "127.0.0.1:0", "-peers", allInOnePeers(t))
+	if code != 0 || !strings.Contains(out, "live page at http://127.0.0.1:") || !strings.Contains(out, "balance table: 1=7 2=13 3=10") {
+		t.Errorf("status %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	code, _, errs = runHere(t, "", "-memory", "-http", "10.0.0.1:8080", "-peers", allInOnePeers(t))
+	if code != 1 || !strings.Contains(errs, "-http 10.0.0.1:8080 is not on loopback") {
+		t.Errorf("-http off loopback: status %d, stderr:\n%s", code, errs)
+	}
+}
