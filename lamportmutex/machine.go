@@ -170,6 +170,39 @@ func (m *Machine) Behind() bool {
 	return h != m.own
 }
 
+// Missing returns the peers whose later message our outstanding request
+// still waits for; for a request held back until every peer has been heard
+// from, the peers not heard from yet. It is empty when no request is
+// outstanding or the lock is held.
+func (m *Machine) Missing() []string {
+	var out []string
+	switch {
+	case m.issued && !m.held:
+		for i, id := range m.ids {
+			if i != m.self && m.latest[i] <= m.own.Clock {
+				out = append(out, id)
+			}
+		}
+	case m.pending:
+		for i, id := range m.ids {
+			if !m.heard[i] {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}
+
+// PeerIncarnation returns the incarnation of peer named by its last PeerUp,
+// and whether one came.
+func (m *Machine) PeerIncarnation(peer string) (inc uint64, up bool) {
+	j, ok := slices.BinarySearch(m.ids, peer)
+	if !ok || j == m.self || !m.up[j] {
+		return 0, false
+	}
+	return m.peerInc[j], true
+}
+
 // Request starts a request for the lock. It returns ErrRequested if one is
 // outstanding. With a single member the lock is held on return.
 func (m *Machine) Request() ([]Message, error) {
@@ -288,8 +321,8 @@ func (m *Machine) Step(msg Message) ([]Message, error) {
 	switch {
 	case msg.Kind == PeerUp:
 		out = m.peerUp(j, msg.Incarnation)
-	case msg.Kind == Data:
-		return nil, nil // the application's: no part of the algorithm
+	case msg.Kind == Data || msg.Kind == PeerDown:
+		return nil, nil // the application's, or the transport's news: no part of the algorithm
 	case msg.Kind == Hello:
 		m.clock = receiveClock(m.clock, msg)
 		m.latest[j] = max(m.latest[j], msg.Clock)
@@ -334,7 +367,7 @@ func (m *Machine) Accepts(msg Message) error {
 		return fmt.Errorf("%w: %w: %v is not addressed to %s", ErrViolation, ErrNotMember, msg, m.ID())
 	case !msg.Kind.Valid():
 		return fmt.Errorf("%w: %w: %v", ErrViolation, ErrBadMessage, msg)
-	case msg.Kind == PeerUp:
+	case msg.Kind == PeerUp || msg.Kind == PeerDown:
 		return nil
 	case msg.Clock > MaxClock:
 		return fmt.Errorf("%w: %v: clock above MaxClock", ErrViolation, msg)
