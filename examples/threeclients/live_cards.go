@@ -1,18 +1,10 @@
 package main
 
 import (
-	"context"
-	"errors"
-
-	"github.com/lamportledger/lamportledger/lamportmutex"
 	"github.com/lamportledger/lamportledger/ledger"
 	"reflect"
 	"time"
 )
-
-// liveStateWait bounds how long the hub waits for one client's mutex to
-// answer State; a client that does not answer keeps its last card.
-const liveStateWait = time.Second
 
 // pollCards reads every client's state and publishes the cards that
 // changed. It runs on the hub's goroutine, never on a client's.
@@ -42,14 +34,10 @@ func (h *liveHub) pollCards() {
 	h.publish(changed)
 }
 
-// readCard reads client c's state: the mutex's (asked on its goroutine,
-// which the hub waits for, but not the other way round), the ledger's and
-// the transport's.
+// readCard reads client c's state: the mutex's, the ledger's and the
+// transport's.
 func (h *liveHub) readCard(c *client) (liveCard, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), liveStateWait)
-	defer cancel()
-	st, err := c.mu.State(ctx)
-	if errors.Is(err, lamportmutex.ErrClosed) {
+	if c.mu.Err() != nil { // closed: the last card, marked
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if old := h.cards[c.id]; old != nil {
@@ -60,9 +48,7 @@ func (h *liveHub) readCard(c *client) (liveCard, bool) {
 		}
 		return liveCard{}, false
 	}
-	if err != nil {
-		return liveCard{}, false
-	}
+	st := c.mu.State()
 	card := liveCard{Clock: st.Clock, Held: st.Held, Waiting: st.Waiting, Missing: st.Missing,
 		Queue: make([]liveToken, 0, len(st.Queue)), Balances: c.node.Balances(), Peers: map[string]string{}}
 	if card.Missing == nil {

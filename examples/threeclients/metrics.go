@@ -71,8 +71,11 @@ func newLiveMetrics(h *liveHub) *liveMetrics {
 
 // message counts the peer notifications among the mutex's trace events.
 func (m *liveMetrics) message(id string, ev lamportmutex.Event) {
-	if ev.Message.Kind == lamportmutex.PeerUp {
+	switch ev.Message.Kind {
+	case lamportmutex.PeerUp:
 		m.peerEvents.WithLabelValues(id, ev.Message.From, "up").Inc()
+	case lamportmutex.PeerDown:
+		m.peerEvents.WithLabelValues(id, ev.Message.From, "down").Inc()
 	}
 }
 
