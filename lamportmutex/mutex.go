@@ -30,8 +30,10 @@ type Mutex struct {
 	done    chan struct{} // closed once the Mutex stops
 	closed  atomic.Bool   // set, under mu, just before done closes
 
-	// cb makes the application's callbacks run one at a time.
-	cb sync.Mutex
+	// cb makes the application's callbacks run one at a time, and none
+	// after Close: Close sets muted under it.
+	cb    sync.Mutex
+	muted bool
 
 	// Quarantine's requests, which may come while mu is held (from Trace),
 	// and the incarnations they name: cur[peer] is set at each PeerUp the
@@ -365,9 +367,8 @@ func (m *Mutex) Close(ctx context.Context) error {
 		m.shutdown()
 	}
 	m.unlockState()
-	// Taking cb waits for a running callback; none starts after.
-	m.cb.Lock()
-	//lint:ignore SA2001 the critical section is empty on purpose (see above)
+	m.cb.Lock() // a callback that is running returns; none starts after
+	m.muted = true
 	m.cb.Unlock()
 	if stopped {
 		return nil
@@ -460,7 +461,7 @@ func (m *Mutex) callback(msg Message, f func() error) bool {
 	// the new incarnation.)
 	m.lockState()
 	_, banned := m.banned[msg.From]
-	gone := m.closed.Load() || (banned && msg.Kind != PeerUp)
+	gone := m.muted || m.closed.Load() || (banned && msg.Kind != PeerUp)
 	m.unlockState()
 	if gone {
 		m.cb.Unlock()
