@@ -256,17 +256,63 @@ func TestLockCancelledAsTheGrantComes(t *testing.T) {
 // random deadlines, TryLock, Unlock, Send and State, and callbacks that
 // call Send and State: no two peers ever hold the lock at once, each holder
 // has handled every earlier holder's payload, each sender's payloads come
-// in order, and at the end every peer
-// can still take the lock (the abandoned requests all drained).
+// in order, and at the end every peer can still take the lock (the
+// abandoned requests all drained).
 func TestHammerSafety(t *testing.T) {
 	for _, alg := range []Algorithm{Lamport, RicartAgrawala} {
-		t.Run(alg.String(), func(t *testing.T) { hammer(t, alg) })
+		t.Run(alg.String(), func(t *testing.T) {
+			if n := hammer(t, alg, false); n != 0 {
+				t.Errorf("%d entries while another peer held", n)
+			}
+		})
 	}
 }
 
-func hammer(t *testing.T, alg Algorithm) {
+// The hammer's check is checked: over a network that forges the REPLYs to
+// each REQUEST and loses the REQUESTs (see forgingEP), peers do enter at
+// once, and the hammer sees it.
+func TestHammerSeesForgedReplies(t *testing.T) {
+	for _, alg := range []Algorithm{Lamport, RicartAgrawala} {
+		t.Run(alg.String(), func(t *testing.T) {
+			if n := hammer(t, alg, true); n == 0 {
+				t.Error("no overlapping entries seen over a network that forges REPLYs")
+			}
+		})
+	}
+}
+
+// forgingEP is a broken Transport: it loses every REQUEST and RELEASE it
+// is given, and answers each REQUEST with a REPLY it forges from the
+// receiver, on the receiver's link back to the sender.
+type forgingEP struct{ *boundedEP }
+
+func (e forgingEP) Send(msg Message) error {
+	switch msg.Kind {
+	case Release:
+		return nil
+	case Request:
+		l := e.net.links[[2]string{msg.To, e.id}]
+		l.mu.Lock()
+		l.q = append(l.q, Message{Kind: Reply, From: msg.To, To: e.id, Clock: msg.Clock + 1, Incarnation: 1})
+		l.mu.Unlock()
+		l.poke()
+		return nil
+	}
+	return e.boundedEP.Send(msg)
+}
+
+// hammer runs the hammer and returns how many entries overlapped another
+// peer's. With forge, the network forges REPLYs (see forgingEP): then only
+// overlaps are counted, other failures are expected and ignored, and the
+// final check that every peer can still lock is skipped.
+func hammer(t *testing.T, alg Algorithm, forge bool) int64 {
 	ids := []string{"1", "2", "3"}
 	n := newBoundedNet(ids, 1<<20)
+	errorf := t.Errorf
+	if forge {
+		errorf = func(string, ...any) {}
+	}
+	var overlaps atomic.Int64
 	mus := map[string]*Mutex{}
 	var holders atomic.Int32
 	var entries atomic.Uint64
@@ -281,13 +327,17 @@ func hammer(t *testing.T, alg Algorithm) {
 	}
 	for _, id := range ids {
 		var mu *Mutex
-		mu, err := New(Config{ID: id, Peers: ids, Transport: n.eps[id], Algorithm: alg,
+		var tr Transport = n.eps[id]
+		if forge {
+			tr = forgingEP{n.eps[id]}
+		}
+		mu, err := New(Config{ID: id, Peers: ids, Transport: tr, Algorithm: alg,
 			OnRelease: func(from string, p []byte) error {
 				// One sender's payloads come in the order it released.
 				v := decodeSeq(p)
 				k := id + "<" + from
 				if last := lastFrom[k].Load(); v <= last {
-					t.Errorf("peer %s: release %d from %s after its %d", id, v, from, last)
+					errorf("peer %s: release %d from %s after its %d", id, v, from, last)
 				}
 				lastFrom[k].Store(v)
 				seen[id].Store(max(seen[id].Load(), v))
@@ -313,19 +363,22 @@ func hammer(t *testing.T, alg Algorithm) {
 	}()
 	hold := func(id string) {
 		if h := holders.Add(1); h != 1 {
-			t.Errorf("peer %s entered while %d held", id, h-1)
+			overlaps.Add(1)
 		}
 		entries.Add(1)
 		// The holder has handled every earlier holder's payload.
 		if got, want := seen[id].Load(), seq.Load(); got != want {
-			t.Errorf("peer %s entered having handled payloads up to %d, want %d", id, got, want)
+			errorf("peer %s entered having handled payloads up to %d, want %d", id, got, want)
 		}
 		_ = mus[id].State()
+		for range 10 { // a critical section long enough to be overlapped
+			runtime.Gosched()
+		}
 		holders.Add(-1)
 		v := seq.Add(1)
 		seen[id].Store(v)
 		if err := mus[id].Unlock(encodeSeq(v)); err != nil {
-			t.Errorf("peer %s: Unlock = %v", id, err)
+			errorf("peer %s: Unlock = %v", id, err)
 		}
 	}
 	var wg sync.WaitGroup
@@ -345,12 +398,14 @@ func hammer(t *testing.T, alg Algorithm) {
 						hold(id)
 					}
 				case 2:
-					_, err := mu.TryLock(context.Background())
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(1000))*time.Microsecond)
+					_, err := mu.TryLock(ctx)
+					cancel()
 					switch {
 					case err == nil:
 						hold(id)
-					case !errors.Is(err, ErrLocked):
-						t.Errorf("peer %s: TryLock = %v", id, err)
+					case !errors.Is(err, ErrLocked) && !errors.Is(err, context.DeadlineExceeded):
+						errorf("peer %s: TryLock = %v", id, err)
 					}
 				case 3:
 					_ = mu.Send(ids[rng.IntN(len(ids))], []byte("hi"))
@@ -359,7 +414,7 @@ func hammer(t *testing.T, alg Algorithm) {
 					ctx, cancel := context.WithCancel(context.Background())
 					cancel()
 					if _, err := mu.Lock(ctx); err == nil {
-						t.Errorf("peer %s: Lock with an ended ctx succeeded", id)
+						errorf("peer %s: Lock with an ended ctx succeeded", id)
 						hold(id)
 					}
 				}
@@ -367,6 +422,10 @@ func hammer(t *testing.T, alg Algorithm) {
 		}()
 	}
 	wg.Wait()
+	if forge {
+		t.Logf("%d entries, %d overlapping", entries.Load(), overlaps.Load())
+		return overlaps.Load()
+	}
 	for _, id := range ids { // no deadline: a peer blocked forever hangs the test
 		if _, err := mus[id].Lock(context.Background()); err != nil {
 			t.Fatalf("peer %s at the end: Lock = %v", id, err)
@@ -377,6 +436,7 @@ func hammer(t *testing.T, alg Algorithm) {
 		}
 	}
 	t.Logf("%d entries", entries.Load())
+	return overlaps.Load()
 }
 
 func encodeSeq(v uint64) []byte { return []byte(strconv.FormatUint(v, 10)) }
