@@ -72,8 +72,11 @@ type lockResult struct {
 }
 
 // New starts a Mutex for cfg.ID and starts the Transport's delivery to it.
-// It returns an error wrapping ErrConfig for a bad Config, and the
-// Transport's error if it cannot start.
+// Delivery begins before New returns, so the callbacks in cfg may run
+// before the caller has the *Mutex: a callback that needs it must wait for
+// it (the ledger's queue their work). New returns an error wrapping
+// ErrConfig for a bad Config, and the Transport's error if it cannot
+// start.
 func New(cfg Config) (*Mutex, error) {
 	ids, err := cfg.validate()
 	if err != nil {
@@ -121,7 +124,9 @@ func (m *Mutex) Lock(ctx context.Context) (Token, error) {
 // TryLock takes the lock only if no one is ahead: it returns ErrLocked when
 // another goroutine of this process holds or waits for the lock, or when
 // another peer holds it or has an earlier request. It still needs one round
-// of messages to learn that, so it waits, up to ctx, like Lock.
+// of messages to learn that, so it waits, up to ctx, like Lock. Under
+// Ricart-Agrawala a peer keeps no queue of the others' requests, so it
+// cannot learn that another is ahead: TryLock waits like Lock then.
 func (m *Mutex) TryLock(ctx context.Context) (Token, error) {
 	return m.lock(ctx, true)
 }
