@@ -65,8 +65,9 @@ import "context"
 //   - Flush waits until every message Send accepted before the call has
 //     been acknowledged by its receiver's Transport, or can no longer be
 //     (its receiver's incarnation ended, or was quarantined). It returns
-//     ctx's error if ctx ends first (so it does for a receiver that is down
-//     or has refused this peer), and ErrClosed after Close.
+//     ctx's error if ctx ends first (which is how it ends for a receiver
+//     that is down, unless the transport knows its incarnation ended), and
+//     ErrClosed after Close.
 //
 // Quarantine: the Mutex calls it when an incarnation of a peer sent input
 // it or the application refused; after it, nothing more from that
