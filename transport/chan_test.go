@@ -545,7 +545,7 @@ func TestChanRestart(t *testing.T) {
 		t.Fatalf("b got %v, want PeerUp of a#2", m)
 	}
 	sb.expect(t, lamportmutex.Request, "a", 10) // not 2 or 3
-	sa2.expect(t, lamportmutex.Reply, "b", 11) // not 4
+	sa2.expect(t, lamportmutex.Reply, "b", 11)  // not 4
 
 	// c is down: a's restart dropped message 5 to it; a message sent now
 	// is held for it, and c's restart drops it.
@@ -913,6 +913,7 @@ func TestChanRestartUnderLoad(t *testing.T) {
 	// Every link still delivers.
 	for _, from := range ids {
 		ep := endpoint(t, n, from)
+		flush(t, ep) // room for the fins
 		for _, to := range ids {
 			if to != from {
 				send(t, ep, lamportmutex.Release, to, 0)
