@@ -229,3 +229,57 @@ func TestChanNoDeliverAfterClose(t *testing.T) {
 		close(gate) // the network's goroutines stop now
 	})
 }
+
+// TestChanQuarantineCutsOneIncarnation: after a.Quarantine(b, inc), what
+// that incarnation sent and a was not yet handed is dropped, as is what it
+// sends later and what a held for it; what a sends it later is held and
+// dropped by b's restart; the next incarnation comes up with PeerUp and
+// talks to a normally.
+func TestChanQuarantineCutsOneIncarnation(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	n := newTestNetwork(t, []string{"a", "b"}, ChanOptions{})
+	defer closeNet(t, n)
+	s := startSinks(t, n)
+	a, b := endpoint(t, n, "a"), endpoint(t, n, "b")
+	s["a"].expectPeerUps(t, "b")
+	s["b"].expectPeerUps(t, "a")
+	if err := n.Partition("a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	s["a"].expectDown(t, "b")
+	s["b"].expectDown(t, "a")
+	send(t, b, lamportmutex.Reply, "a", 1) // held, then dropped by the quarantine
+	send(t, b, lamportmutex.Reply, "a", 2)
+	send(t, a, lamportmutex.Reply, "b", 10) // held for b, dropped by the quarantine
+	a.Quarantine("b", b.Incarnation(), errors.New("bad head"))
+	if q := linkQueued(n, "b", "a") + linkQueued(n, "a", "b"); q != 0 {
+		t.Fatalf("%d messages still held after the quarantine", q)
+	}
+	send(t, b, lamportmutex.Reply, "a", 3) // dropped as on a closed connection
+	if err := n.Heal("a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	send(t, a, lamportmutex.Reply, "b", 11) // held for the quarantined incarnation
+	flush(t, a)                             // which can no longer receive it
+	flush(t, b)
+	if q := linkQueued(n, "a", "b"); q != 1 {
+		t.Fatalf("a->b holds %d, want 1", q)
+	}
+
+	b2, err := n.Restart("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := startSink(t, b2)
+	send(t, b2, lamportmutex.Reply, "a", 4)
+	send(t, a, lamportmutex.Reply, "b", 12)
+	if m := s["a"].recv(t); m.Kind != lamportmutex.PeerUp || m.From != "b" || m.Incarnation != 2 {
+		t.Fatalf("a got %v, want PeerUp of b#2", m)
+	}
+	s["a"].expect(t, lamportmutex.Reply, "b", 4)
+	s2.expectPeerUps(t, "a")
+	s2.expect(t, lamportmutex.Reply, "a", 12) // not 10 or 11
+	if !s["b"].empty() {
+		t.Fatalf("the quarantined b got %v", s["b"].recv(t))
+	}
+}
