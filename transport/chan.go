@@ -12,11 +12,11 @@ import (
 )
 
 // DefaultChanQueueBytes is ChanOptions.QueueBytes when it is zero.
-const DefaultChanQueueBytes = 64 << 20
+const DefaultChanQueueBytes = 16 << 20
 
 // chanMaxPayload is the largest payload a ChanEndpoint carries, whatever
 // its QueueBytes.
-const chanMaxPayload = 16 << 20
+const chanMaxPayload = 4 << 20
 
 // ChanOptions configures a ChanNetwork. The zero value is a network without
 // delay, faults or hooks, whose links hold DefaultChanQueueBytes each.
@@ -45,7 +45,7 @@ type ChanOptions struct {
 	// would pass it, and a Data message that would pass half of it, with an
 	// error wrapping lamportmutex.ErrQueueFull. Zero means
 	// DefaultChanQueueBytes; it must not be negative. MaxPayload is the
-	// smaller of 16 MiB and a quarter of it.
+	// smaller of 4 MiB and a quarter of it.
 	QueueBytes int
 	// OnSend, if set, is called with every message Send accepts, as it will
 	// be delivered (after the codec round trip), once it is queued.

@@ -36,7 +36,7 @@ func (e *ChanEndpoint) ID() string { return e.id }
 func (e *ChanEndpoint) Incarnation() uint64 { return e.inc }
 
 // MaxPayload returns the largest payload Send accepts: the smaller of
-// 16 MiB and a quarter of ChanOptions.QueueBytes.
+// 4 MiB and a quarter of ChanOptions.QueueBytes.
 func (e *ChanEndpoint) MaxPayload() int { return e.net.maxPayload }
 
 // Start begins delivery to deliver. Each link into the endpoint calls

@@ -13,7 +13,7 @@ var (
 	// ErrClosed is returned by Send and Flush after Close, and by the
 	// network's methods after the network was closed. It wraps
 	// lamportmutex.ErrClosed, as the Transport contract asks.
-	ErrClosed error = closedError{}
+	ErrClosed error = closedSentinel{}
 	// ErrUnknownPeer is returned for a peer id that is not a member, or for
 	// a message addressed to the sender itself.
 	ErrUnknownPeer = errors.New("transport: unknown peer")
@@ -25,9 +25,9 @@ var (
 	ErrUnsendable = errors.New("transport: message kind cannot be sent")
 )
 
-// closedError is ErrClosed: its own text, and lamportmutex.ErrClosed for
+// closedSentinel is ErrClosed: its own text, and lamportmutex.ErrClosed for
 // errors.Is.
-type closedError struct{}
+type closedSentinel struct{}
 
-func (closedError) Error() string { return "transport: closed" }
-func (closedError) Unwrap() error { return lamportmutex.ErrClosed }
+func (closedSentinel) Error() string { return "transport: closed" }
+func (closedSentinel) Unwrap() error { return lamportmutex.ErrClosed }

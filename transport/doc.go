@@ -27,7 +27,7 @@
 //     deliveries from one sender never overlap and keep their order, and a
 //     deliver function may Send. Send never runs deliver itself.
 //   - Send never blocks. A link holds at most ChanOptions.QueueBytes
-//     encoded bytes (default DefaultChanQueueBytes, 64 MiB) of messages
+//     encoded bytes (default DefaultChanQueueBytes, 16 MiB) of messages
 //     not yet delivered, held ones included; Send refuses a message past
 //     that, and a Data message past half of it, with an error wrapping
 //     lamportmutex.ErrQueueFull. Flush waits until what was sent has been
