@@ -16,7 +16,7 @@ func ExampleNew() {
 	if err != nil {
 		panic(err)
 	}
-	defer net.Close()
+	defer net.Close(context.Background())
 
 	mus := map[string]*lamportmutex.Mutex{}
 	for _, id := range peers {

@@ -73,7 +73,7 @@ func (g *group) close() {
 	for _, mu := range g.mus {
 		_ = mu.Close(context.Background())
 	}
-	g.net.Close()
+	g.net.Close(context.Background())
 }
 
 // waitFor polls cond until it holds. It has no time bound of its own: the
@@ -471,7 +471,7 @@ func TestConfigErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer net.Close()
+	defer net.Close(context.Background())
 	ep, err := net.Endpoint("a")
 	if err != nil {
 		t.Fatal(err)
@@ -495,7 +495,7 @@ func TestNonMemberDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer net.Close()
+	defer net.Close(context.Background())
 	var mus []*lamportmutex.Mutex
 	for _, id := range []string{"1", "2"} {
 		ep, err := net.Endpoint(id)

@@ -23,7 +23,7 @@ func BenchmarkReplicated(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer net.Close()
+	defer net.Close(context.Background())
 	ns := make([]*ledger.Node, nodes)
 	for i, id := range ids {
 		n, err := ledger.NewNode(ledger.Config{ID: id, Members: ids, Keys: testPub, Signer: ledger.TestKey(id),

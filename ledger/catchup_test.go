@@ -502,7 +502,7 @@ func TestShutdownReleasesTheMutex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer net.Close()
+	defer net.Close(context.Background())
 	nodes := map[string]*ledger.Node{}
 	mus := map[string]*lamportmutex.Mutex{}
 	pl := &pausingLocker{granted: make(chan struct{}, 1), resume: make(chan struct{})}

@@ -191,7 +191,7 @@ func (c *crashCluster) close() {
 	for _, m := range members {
 		_ = m.mu.Close(context.Background())
 	}
-	_ = c.net.Close()
+	_ = c.net.Close(context.Background())
 	for _, m := range members {
 		_ = m.node.Close()
 	}

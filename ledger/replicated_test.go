@@ -30,7 +30,7 @@ func TestReplicatedOverRealMutex(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer net.Close()
+			defer net.Close(context.Background())
 			genesis, err := ledger.NewGenesis(ids, ledger.DefaultInitialBalance, testPub)
 			if err != nil {
 				t.Fatal(err)

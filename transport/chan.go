@@ -3,7 +3,6 @@ package transport
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -12,8 +11,15 @@ import (
 	"github.com/lamportledger/lamportledger/lamportmutex"
 )
 
+// DefaultChanQueueBytes is ChanOptions.QueueBytes when it is zero.
+const DefaultChanQueueBytes = 16 << 20
+
+// chanMaxPayload is the largest payload a ChanEndpoint carries, whatever
+// its QueueBytes.
+const chanMaxPayload = 4 << 20
+
 // ChanOptions configures a ChanNetwork. The zero value is a network without
-// delay, faults, queue limit or hooks.
+// delay, faults or hooks, whose links hold DefaultChanQueueBytes each.
 //
 // Hooks (Delay, OnSend, OnDeliver) must be safe for concurrent use, must
 // return quickly and must not call methods of the network or its endpoints.
@@ -32,19 +38,23 @@ type ChanOptions struct {
 	// Delay, if set, returns the delay of each message and overrides
 	// MaxDelay. Calls for one link are serialized, in Send order.
 	Delay func(lamportmutex.Message) time.Duration
-	// QueueLimit, if positive, bounds the messages on each link that were
-	// sent but not yet taken from the receiver's Receive channel (delayed,
-	// held by a fault, held for a peer that is down, or unread). Send blocks
-	// while the link is full, until its ctx is done. Zero means unbounded:
-	// Send never blocks.
-	QueueLimit int
+	// QueueBytes bounds each link (ordered pair of peers): the encoded
+	// bytes of the messages Send accepted that the receiver's deliver has
+	// not yet returned from (delayed, held by a fault or for a peer that is
+	// down or not started, or being delivered). Send refuses a message that
+	// would pass it, and a Data message that would pass half of it, with an
+	// error wrapping lamportmutex.ErrQueueFull. Zero means
+	// DefaultChanQueueBytes; it must not be negative. MaxPayload is the
+	// smaller of 4 MiB and a quarter of it.
+	QueueBytes int
 	// OnSend, if set, is called with every message Send accepts, as it will
 	// be delivered (after the codec round trip), once it is queued.
 	OnSend func(lamportmutex.Message)
-	// OnDeliver, if set, is called with every inbound message, PeerUp
+	// OnDeliver, if set, is called with every message, PeerUp and PeerDown
 	// included, just before it is handed to the receiving endpoint's
-	// Receive channel. Calls for one endpoint come from one goroutine, in
-	// delivery order.
+	// deliver function, on the same goroutine. Calls for one link come from
+	// one goroutine, in delivery order; calls for different links may run
+	// at once.
 	OnDeliver func(lamportmutex.Message)
 	// Logger receives debug logs of faults and restarts; nil discards.
 	Logger *slog.Logger
@@ -53,30 +63,30 @@ type ChanOptions struct {
 // ChanNetwork is an in-process network of peers connected by channels.
 // Every peer has an endpoint, a lamportmutex.Transport, that keeps the whole
 // of the Transport contract. Between any two peers there are two links, one
-// per direction; each is a FIFO queue drained by its own goroutine, so
-// delays and faults on one link never hold up another.
+// per direction; each is a FIFO queue, bounded in bytes, whose own
+// goroutine calls the receiver's deliver function, so delays and faults on
+// one link never hold up another, and a receiver's deliveries from one
+// sender never overlap.
 //
 // Every message goes through the same msgpack codec as the TCP transport,
 // so what works in memory also works on the wire.
 //
 // Fault injection: Partition and Heal hold and release the links between
 // two peers; Disconnect and Reconnect do so for every link of one peer; a
-// held message is delivered, in order, once its link is open again. Restart
-// simulates a crash and restart of one peer. A ChanNetwork is safe for
-// concurrent use.
+// held message is delivered, in order, once its link is open again, and
+// the receiver hears of each cut by a PeerDown. Restart simulates a crash
+// and restart of one peer. A ChanNetwork is safe for concurrent use.
 type ChanNetwork struct {
-	opts     ChanOptions
-	log      *slog.Logger
-	ids      []string
-	index    map[string]int
-	links    [][]*link // links[from][to]; nil when from == to
-	maxDelay atomic.Int64
-	done     chan struct{} // closed by Close
-	wg       sync.WaitGroup
-
-	// testHookSendBlocked, if set (by tests), is called when a Send starts
-	// waiting for room on a full link.
-	testHookSendBlocked func()
+	opts       ChanOptions
+	log        *slog.Logger
+	ids        []string
+	index      map[string]int
+	links      [][]*link // links[from][to]; nil when from == to
+	queueBytes int
+	maxPayload int
+	maxDelay   atomic.Int64
+	done       chan struct{} // closed by Close
+	wg         sync.WaitGroup
 
 	mu           sync.Mutex // guards the fields below; taken before any link's mu
 	endpoints    []*ChanEndpoint
@@ -87,13 +97,16 @@ type ChanNetwork struct {
 	closed       bool
 }
 
-// NewChanNetwork returns a network of the peers named by ids, with an open
-// endpoint for each. Ids must be distinct and non-empty. Every endpoint's
-// Receive channel first carries a PeerUp message from every other peer, in
-// the order of ids.
+// NewChanNetwork returns a network of the peers named by ids, with an
+// endpoint for each. Ids must be distinct and non-empty. Once an endpoint
+// is started, its first delivery from each other peer is that peer's
+// PeerUp.
 func NewChanNetwork(ids []string, opts ChanOptions) (*ChanNetwork, error) {
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("transport: chan network needs at least one peer")
+	}
+	if opts.QueueBytes < 0 {
+		return nil, fmt.Errorf("transport: chan network: negative QueueBytes %d", opts.QueueBytes)
 	}
 	index := make(map[string]int, len(ids))
 	for i, id := range ids {
@@ -107,13 +120,14 @@ func NewChanNetwork(ids []string, opts ChanOptions) (*ChanNetwork, error) {
 	}
 	log := opts.Logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
 	n := &ChanNetwork{
 		opts:         opts,
 		log:          log,
 		ids:          append([]string(nil), ids...),
 		index:        index,
+		queueBytes:   opts.QueueBytes,
 		done:         make(chan struct{}),
 		endpoints:    make([]*ChanEndpoint, len(ids)),
 		incs:         make([]uint64, len(ids)),
@@ -121,11 +135,13 @@ func NewChanNetwork(ids []string, opts ChanOptions) (*ChanNetwork, error) {
 		quarantined:  make(map[[2]int]uint64),
 		disconnected: make([]bool, len(ids)),
 	}
+	if n.queueBytes == 0 {
+		n.queueBytes = DefaultChanQueueBytes
+	}
+	n.maxPayload = min(chanMaxPayload, n.queueBytes/4)
 	n.maxDelay.Store(int64(opts.MaxDelay))
 	for i := range ids {
 		n.incs[i] = 1
-	}
-	for i := range ids {
 		n.endpoints[i] = n.newEndpoint(i)
 	}
 	n.links = make([][]*link, len(ids))
@@ -133,7 +149,11 @@ func NewChanNetwork(ids []string, opts ChanOptions) (*ChanNetwork, error) {
 		n.links[i] = make([]*link, len(ids))
 		for j := range ids {
 			if i != j {
-				n.links[i][j] = newLink(n, i, j, n.endpoints[i], n.endpoints[j].in)
+				l := newLink(n, i, j)
+				l.src, l.dst = n.endpoints[i], n.endpoints[j]
+				l.queue = append(l.queue, l.marker(lamportmutex.PeerUp, n.incs[i], true))
+				l.conn = true
+				n.links[i][j] = l
 			}
 		}
 	}
@@ -168,30 +188,40 @@ func (n *ChanNetwork) Endpoint(id string) (*ChanEndpoint, error) {
 }
 
 // Restart simulates a crash and restart of peer id and returns its new
-// endpoint. The old endpoint is closed (its Send fails with ErrClosed, its
-// Receive channel is closed). Messages the old incarnation sent that are
-// still on their links are dropped; messages it sent that already reached a
-// receiver's endpoint are kept, as delivered. Messages sent to the old
-// incarnation and not yet received by it are dropped, including those held
-// by a fault; they are never delivered to the new incarnation. The new
-// endpoint's Receive channel first carries PeerUp from every other peer,
-// and every other peer that is up receives PeerUp(id) before any message of
-// the new incarnation; that PeerUp travels on the link from id, so a
-// Partition or Disconnect holds it like a message. Partitions and
+// endpoint, not yet started. The old endpoint is closed (its Send fails
+// with ErrClosed, and no deliver call to it runs once Restart returns; so
+// Restart must not be called from the old endpoint's deliver). Messages
+// the old incarnation sent that are still on their links are dropped;
+// those already handed to a receiver's deliver count as delivered.
+// Messages sent to the old incarnation and not yet delivered are dropped,
+// including those held by a fault; they are never delivered to the new
+// incarnation. Once started, the new endpoint's first delivery from each
+// other peer is that peer's PeerUp, even across a fault. Every other peer
+// receives PeerDown(id) if it was owed one, then PeerUp(id) before any
+// message of the new incarnation; that PeerUp travels on the link from
+// id, so a Partition or Disconnect holds it like a message. Partitions and
 // disconnections of id stay in force.
 func (n *ChanNetwork) Restart(id string) (*ChanEndpoint, error) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if n.closed {
+		n.mu.Unlock()
 		return nil, fmt.Errorf("transport: restart %q: %w", id, ErrClosed)
 	}
 	i, ok := n.index[id]
 	if !ok {
+		n.mu.Unlock()
 		return nil, fmt.Errorf("transport: restart %q: %w", id, ErrUnknownPeer)
 	}
-	n.endpoints[i].close()
+	old := n.endpoints[i]
+	idle := old.stop()
 	n.incs[i]++
 	ep := n.newEndpoint(i)
+	n.endpoints[i] = ep
+	for k := range n.quarantined {
+		if k[0] == i {
+			delete(n.quarantined, k) // the new incarnation starts afresh
+		}
+	}
 	droppedFrom, droppedTo := 0, 0
 	// Inbound first: drop what was addressed to the dead incarnation and
 	// point every link at the new one, before any peer can learn of it. A
@@ -203,36 +233,32 @@ func (n *ChanNetwork) Restart(id string) (*ChanEndpoint, error) {
 		}
 		in := n.links[j][i]
 		in.mu.Lock()
-		droppedTo += in.dropQueued()
-		in.pending = 0 // what sat in the old inbox died with it
+		droppedTo += in.dropQueued(false)
 		in.epoch++
-		in.dst = ep.in
+		in.dst = ep
+		in.upDelivered, in.armed = false, false
+		in.queue = append(in.queue, in.marker(lamportmutex.PeerUp, n.incs[j], true))
 		in.mu.Unlock()
-		in.kick()
 	}
-	// Outbound: drop what the dead incarnation left on the link, then put
-	// the new one's PeerUp at its head. It travels like a message (held by
-	// faults, not delayed) and nothing the new incarnation sends can
-	// overtake it.
+	// Outbound: drop what the dead incarnation left on the link (but not a
+	// PeerDown owed), then queue the new one's PeerUp. It travels like a
+	// message (held by faults, not delayed) and nothing the new
+	// incarnation sends can overtake it.
 	for j := range n.ids {
 		if j == i {
 			continue
 		}
 		out := n.links[i][j]
 		out.mu.Lock()
-		droppedFrom += out.dropQueued()
-		out.src = ep
-		out.queue = append(out.queue, queued{msg: lamportmutex.Message{
-			Kind: lamportmutex.PeerUp, From: id, To: n.ids[j], Incarnation: n.incs[i],
-		}, peerUp: true})
-		out.mu.Unlock()
-		out.kick()
-	}
-	n.endpoints[i] = ep
-	for k := range n.quarantined {
-		if k[0] == i {
-			delete(n.quarantined, k) // the new incarnation starts afresh
+		droppedFrom += out.dropQueued(true)
+		if out.armed {
+			out.owePeerDown()
 		}
+		out.epoch++
+		out.src = ep
+		out.upDelivered = false
+		out.queue = append(out.queue, out.marker(lamportmutex.PeerUp, n.incs[i], false))
+		out.mu.Unlock()
 	}
 	for j := range n.ids {
 		if j != i {
@@ -242,6 +268,10 @@ func (n *ChanNetwork) Restart(id string) (*ChanEndpoint, error) {
 	}
 	n.log.Debug("chan network: restart", "peer", id,
 		"dropped_from_old", droppedFrom, "dropped_to_old", droppedTo)
+	n.mu.Unlock()
+	if idle != nil {
+		<-idle
+	}
 	return ep, nil
 }
 
@@ -275,9 +305,13 @@ func (n *ChanNetwork) SetMaxDelay(d time.Duration) {
 	n.maxDelay.Store(int64(d))
 }
 
-// Close closes every endpoint and stops every goroutine of the network,
-// dropping undelivered messages. It is safe to call more than once.
-func (n *ChanNetwork) Close() error {
+// Close ends the network: every endpoint is closed, what is undelivered is
+// dropped, and every goroutine of the network stops. It waits for the
+// deliver calls that are running to return, or for ctx to end: then it
+// returns ctx's error, and the network's goroutines stop as soon as those
+// calls return; no deliver call starts after Close. It must not be called
+// from a deliver function. A second Close returns nil.
+func (n *ChanNetwork) Close(ctx context.Context) error {
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -285,11 +319,20 @@ func (n *ChanNetwork) Close() error {
 	}
 	n.closed = true
 	for _, ep := range n.endpoints {
-		ep.close()
+		ep.stop()
 	}
 	close(n.done)
 	n.mu.Unlock()
-	n.wg.Wait()
+	stopped := make(chan struct{})
+	go func() {
+		n.wg.Wait()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		return fmt.Errorf("transport: chan network close: deliver calls still running: %w", ctx.Err())
+	}
 	n.log.Debug("chan network: closed")
 	return nil
 }
@@ -343,43 +386,26 @@ func (n *ChanNetwork) setDisconnected(id string, on bool) error {
 	return nil
 }
 
-// updateBlocked recomputes whether link from->to is held, or drops what is
-// sent on it. n.mu is held.
+// updateBlocked recomputes whether link from->to is held, drops what is
+// sent on it, or need not be waited for by Flush. n.mu is held.
 func (n *ChanNetwork) updateBlocked(from, to int) {
 	q, ok := n.quarantined[[2]int{to, from}]
 	discard := ok && q == n.incs[from]
 	q, ok = n.quarantined[[2]int{from, to}]
 	held := ok && q == n.incs[to]
 	blocked := n.disconnected[from] || n.disconnected[to] || n.partitioned[pairKey(from, to)] || held || discard
+	dead := held || n.endpoints[to].isClosed()
 	l := n.links[from][to]
 	l.mu.Lock()
-	l.blocked = blocked
-	l.discard = discard
-	if discard {
-		l.dropQueued()
-	}
+	l.setState(blocked, discard, dead)
 	l.mu.Unlock()
 	l.kick()
 }
 
-// newEndpoint makes a fresh incarnation of peer i whose inbox already holds
-// PeerUp from every other peer. It is not yet reachable by any link.
+// newEndpoint makes a fresh incarnation of peer i. It is not yet reachable
+// by any link.
 func (n *ChanNetwork) newEndpoint(i int) *ChanEndpoint {
-	in := newInbox(n.opts.OnDeliver)
-	for j, id := range n.ids {
-		if j != i {
-			in.items = append(in.items, inItem{msg: lamportmutex.Message{
-				Kind: lamportmutex.PeerUp, From: id, To: n.ids[i], Incarnation: n.incs[j],
-			}, inc: n.incs[j]})
-		}
-	}
-	ep := &ChanEndpoint{net: n, id: n.ids[i], idx: i, in: in, inc: n.incs[i]}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		in.pump()
-	}()
-	return ep
+	return &ChanEndpoint{net: n, id: n.ids[i], idx: i, inc: n.incs[i], done: make(chan struct{})}
 }
 
 func pairKey(i, j int) [2]int {
@@ -387,22 +413,4 @@ func pairKey(i, j int) [2]int {
 		i, j = j, i
 	}
 	return [2]int{i, j}
-}
-
-// waitSpace waits until ch is closed (room on a link), ctx is done, the
-// endpoint is closed or the network is closed.
-func (n *ChanNetwork) waitSpace(ctx context.Context, e *ChanEndpoint, ch <-chan struct{}) error {
-	if h := n.testHookSendBlocked; h != nil {
-		h()
-	}
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-e.in.done:
-		return ErrClosed
-	case <-n.done:
-		return ErrClosed
-	}
 }

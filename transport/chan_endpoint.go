@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -12,14 +13,17 @@ import (
 // ChanEndpoint is one incarnation of a peer on a ChanNetwork. It implements
 // lamportmutex.Transport.
 type ChanEndpoint struct {
-	net     *ChanNetwork
-	id      string
-	idx     int
-	in      *inbox
-	inc     uint64
-	closed  atomic.Bool
-	started atomic.Bool
-	pumped  chan struct{} // closed when the delivery goroutine returns
+	net    *ChanNetwork
+	id     string
+	idx    int
+	inc    uint64
+	closed atomic.Bool
+	done   chan struct{} // closed by stop
+
+	mu      sync.Mutex // guards the fields below; taken after a link's mu
+	deliver func(lamportmutex.Message)
+	active  int           // deliver calls running
+	idle    chan struct{} // closed when active drops to 0 after stop; nil if nobody waits
 }
 
 var _ lamportmutex.Transport = (*ChanEndpoint)(nil)
@@ -31,48 +35,51 @@ func (e *ChanEndpoint) ID() string { return e.id }
 // each Restart of its peer.
 func (e *ChanEndpoint) Incarnation() uint64 { return e.inc }
 
-// Send queues msg for delivery to msg.To. msg goes through the wire codec:
-// the receiver gets a decoded copy, so the caller may reuse msg.Payload as
-// soon as Send returns. Send fails with ErrWrongSender if msg.From is not
-// e.ID(), with ErrUnknownPeer if msg.To is not another member, with
-// ErrUnsendable for a PeerUp or undefined kind, with ErrClosed after Close
-// (of the endpoint or the network, or after a Restart of this peer), and
-// with ctx's error, without queuing, if ctx is already done. When
-// ChanOptions.QueueLimit is set and the link to msg.To is full, Send waits
-// for room until ctx is done; otherwise it never blocks.
-func (e *ChanEndpoint) Send(msg lamportmutex.Message) error {
-	return e.send(context.Background(), msg)
-}
+// MaxPayload returns the largest payload Send accepts: the smaller of
+// 4 MiB and a quarter of ChanOptions.QueueBytes.
+func (e *ChanEndpoint) MaxPayload() int { return e.net.maxPayload }
 
-// chanMaxPayload is the largest payload a ChanEndpoint carries.
-const chanMaxPayload = 16 << 20
-
-// MaxPayload returns the largest payload Send accepts.
-func (e *ChanEndpoint) MaxPayload() int { return chanMaxPayload }
-
-// Start begins delivery to deliver, on a goroutine of the endpoint's.
+// Start begins delivery to deliver. Each link into the endpoint calls
+// deliver on its own goroutine: calls for one sender never overlap and
+// come in its order, calls for different senders may run at once. The
+// first call for each sender is its PeerUp. Start fails after Close and
+// when called twice.
 func (e *ChanEndpoint) Start(deliver func(lamportmutex.Message)) error {
-	if e.closed.Load() {
-		return ErrClosed
+	if deliver == nil {
+		return fmt.Errorf("transport: endpoint %q: nil deliver", e.id)
 	}
-	if !e.started.CompareAndSwap(false, true) {
+	e.mu.Lock()
+	switch {
+	case e.closed.Load():
+		e.mu.Unlock()
+		return fmt.Errorf("transport: start %q: %w", e.id, ErrClosed)
+	case e.deliver != nil:
+		e.mu.Unlock()
 		return fmt.Errorf("transport: endpoint %q started twice", e.id)
 	}
-	e.pumped = make(chan struct{})
-	go func() {
-		defer close(e.pumped)
-		for m := range e.in.out {
-			deliver(m)
+	e.deliver = deliver
+	e.mu.Unlock()
+	for j, from := range e.net.links {
+		if j != e.idx {
+			from[e.idx].kick()
 		}
-	}()
+	}
 	return nil
 }
 
-// Flush returns at once: the in-process links hand messages over in
-// memory.
-func (e *ChanEndpoint) Flush(ctx context.Context) error { return ctx.Err() }
-
-func (e *ChanEndpoint) send(ctx context.Context, msg lamportmutex.Message) error {
+// Send queues msg for delivery to msg.To and returns; it never blocks. msg
+// goes through the wire codec: the receiver gets a decoded copy, so the
+// caller may reuse msg.Payload as soon as Send returns. Send refuses,
+// queuing nothing: a message that would take the link to msg.To past
+// ChanOptions.QueueBytes, or a Data message past half of it (wrapping
+// lamportmutex.ErrQueueFull); a payload above MaxPayload (wrapping
+// lamportmutex.ErrPayloadTooLarge); a message whose From is not e.ID()
+// (ErrWrongSender), whose To is not another member (ErrUnknownPeer), or of
+// a kind peers do not send (ErrUnsendable); and every message after Close,
+// of the endpoint or the network, or after a Restart of this peer
+// (ErrClosed). A message to an incarnation that quarantined this one is
+// dropped, as on a connection the receiver closed.
+func (e *ChanEndpoint) Send(msg lamportmutex.Message) error {
 	if e.closed.Load() {
 		return fmt.Errorf("transport: send %v: %w", msg, ErrClosed)
 	}
@@ -86,8 +93,8 @@ func (e *ChanEndpoint) send(ctx context.Context, msg lamportmutex.Message) error
 	if !msg.Kind.Valid() || msg.Kind == lamportmutex.PeerUp || msg.Kind == lamportmutex.PeerDown {
 		return fmt.Errorf("transport: send %v: %w", msg, ErrUnsendable)
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("transport: send %v: %w", msg, err)
+	if len(msg.Payload) > e.net.maxPayload {
+		return fmt.Errorf("transport: send %v: payload above %d bytes: %w", msg, e.net.maxPayload, lamportmutex.ErrPayloadTooLarge)
 	}
 	b, err := marshalMessage(msg)
 	if err != nil {
@@ -97,7 +104,7 @@ func (e *ChanEndpoint) send(ctx context.Context, msg lamportmutex.Message) error
 	if err != nil {
 		return fmt.Errorf("transport: send %v: %w", msg, err)
 	}
-	if err := e.net.links[e.idx][to].enqueue(ctx, e, wire); err != nil {
+	if err := e.net.links[e.idx][to].enqueue(e, wire, len(b)); err != nil {
 		return fmt.Errorf("transport: send %v: %w", msg, err)
 	}
 	if h := e.net.opts.OnSend; h != nil {
@@ -106,143 +113,84 @@ func (e *ChanEndpoint) send(ctx context.Context, msg lamportmutex.Message) error
 	return nil
 }
 
-// Receive returns the endpoint's inbound channel. It is the same channel
-// for the endpoint's whole life and is closed by Close. It first carries a
-// PeerUp message from every other peer.
-func (e *ChanEndpoint) Receive() <-chan lamportmutex.Message { return e.in.out }
+// queueFullError is Send's refusal of a message that does not fit its
+// link's bound.
+type queueFullError struct {
+	queued, size, limit int
+	data                bool
+}
 
-// Close takes the peer down: Send fails with ErrClosed, the Receive channel
-// is closed (once Close returns) and messages not yet received are dropped.
-// Messages this endpoint already sent are still delivered. Messages other
-// peers send to this peer are held until Restart, which drops them. Close
-// is safe to call more than once and always returns nil.
-func (e *ChanEndpoint) Close(ctx context.Context) error {
-	e.close()
-	if e.started.Load() {
-		<-e.pumped
+func (q *queueFullError) Error() string {
+	bound := "bound"
+	if q.data {
+		bound = "bound for data (half the queue)"
+	}
+	return fmt.Sprintf("%d bytes queued, %d more would pass the %s of %d bytes: %v",
+		q.queued, q.size, bound, q.limit, lamportmutex.ErrQueueFull)
+}
+
+func (q *queueFullError) Unwrap() error { return lamportmutex.ErrQueueFull }
+
+// Flush waits until every message Send accepted before the call has been
+// delivered (its receiver's deliver returned), or can no longer be: its
+// receiver's incarnation ended (it closed or restarted) or this endpoint
+// quarantined it. It returns an error wrapping ctx's if ctx ends first, and
+// ErrClosed after Close. Messages held by a fault or for a receiver not yet
+// started are waited for.
+func (e *ChanEndpoint) Flush(ctx context.Context) error {
+	if e.closed.Load() {
+		return fmt.Errorf("transport: flush %q: %w", e.id, ErrClosed)
+	}
+	links := e.net.links[e.idx]
+	targets := make([]uint64, len(links))
+	for j, l := range links {
+		if l == nil {
+			continue
+		}
+		l.mu.Lock()
+		targets[j] = l.sent
+		l.mu.Unlock()
+	}
+	for j, l := range links {
+		if l == nil {
+			continue
+		}
+		for {
+			l.mu.Lock()
+			if l.dead || l.settled(targets[j]) {
+				l.mu.Unlock()
+				break
+			}
+			if l.progress == nil {
+				l.progress = make(chan struct{})
+			}
+			progress := l.progress
+			l.mu.Unlock()
+			select {
+			case <-progress:
+			case <-ctx.Done():
+				return fmt.Errorf("transport: flush %q: to %q: %w", e.id, e.net.ids[j], ctx.Err())
+			case <-e.done:
+				return fmt.Errorf("transport: flush %q: %w", e.id, ErrClosed)
+			}
+		}
 	}
 	return nil
-}
-
-func (e *ChanEndpoint) close() {
-	e.closed.Store(true)
-	e.in.close()
-}
-
-// inItem is one message in an inbox. l and epoch identify the link it came
-// on, for the link's QueueLimit accounting; l is nil for PeerUp.
-type inItem struct {
-	msg   lamportmutex.Message
-	l     *link
-	epoch uint64
-	inc   uint64 // the sender's incarnation
-}
-
-// inbox is an endpoint's unbounded inbound queue, drained into the Receive
-// channel by one pump goroutine.
-type inbox struct {
-	onDeliver func(lamportmutex.Message)
-	out       chan lamportmutex.Message
-	wake      chan struct{} // capacity 1: "items may be non-empty"
-	done      chan struct{} // closed by close
-	exited    chan struct{} // closed when pump returns
-	closeOnce sync.Once
-
-	mu     sync.Mutex
-	items  []inItem
-	closed bool
-}
-
-func newInbox(onDeliver func(lamportmutex.Message)) *inbox {
-	return &inbox{
-		onDeliver: onDeliver,
-		out:       make(chan lamportmutex.Message),
-		wake:      make(chan struct{}, 1),
-		done:      make(chan struct{}),
-		exited:    make(chan struct{}),
-	}
-}
-
-// push appends it, unless the inbox is closed; it reports whether it did.
-func (in *inbox) push(it inItem) bool {
-	in.mu.Lock()
-	if in.closed {
-		in.mu.Unlock()
-		return false
-	}
-	in.items = append(in.items, it)
-	in.mu.Unlock()
-	select {
-	case in.wake <- struct{}{}:
-	default:
-	}
-	return true
-}
-
-// close discards the queued items, stops the pump and waits for it; the
-// Receive channel is closed when close returns.
-func (in *inbox) close() {
-	in.closeOnce.Do(func() {
-		in.mu.Lock()
-		in.closed = true
-		in.items = nil
-		in.mu.Unlock()
-		close(in.done)
-	})
-	<-in.exited
-}
-
-// pump hands queued items to the Receive channel in order until close.
-func (in *inbox) pump() {
-	defer close(in.exited)
-	defer close(in.out)
-	for {
-		in.mu.Lock()
-		if in.closed {
-			in.mu.Unlock()
-			return
-		}
-		if len(in.items) == 0 {
-			in.items = in.items[:0]
-			in.mu.Unlock()
-			select {
-			case <-in.wake:
-				continue
-			case <-in.done:
-				return
-			}
-		}
-		it := in.items[0]
-		in.items[0] = inItem{}
-		in.items = in.items[1:]
-		in.mu.Unlock()
-		if in.onDeliver != nil {
-			in.onDeliver(it.msg)
-		}
-		select {
-		case in.out <- it.msg:
-			if it.l != nil {
-				it.l.received(it.epoch)
-			}
-		case <-in.done:
-			return
-		}
-	}
 }
 
 // Quarantine implements lamportmutex.Transport, in memory: from then on,
 // until peer restarts, nothing of peer's incarnation inc reaches e (the
 // network numbers incarnations itself, so no other one can be forged; a
-// later Quarantine of the same peer replaces this one).
-// What they sent and e has not yet received is dropped (a message the
-// inbox was already handing to Receive may still arrive; the Mutex ignores
-// it), and what they send later is dropped as on a closed connection. What
-// e sends to such an incarnation is held on the link; Restart(peer) drops
-// it, as it drops everything sent to a dead incarnation, and the new
-// incarnation comes up with PeerUp as after any restart. A Restart of e's
-// own peer forgets e's quarantines. It logs one line at Warn, never blocks
-// on the network, and does nothing for an unknown peer, e itself, or after
-// Close.
+// later Quarantine of the same peer replaces this one). What that
+// incarnation sent and e has not yet been handed is dropped (a message
+// being delivered at that moment still arrives; the Mutex ignores it), and
+// what it sends later is dropped as on a closed connection. What e held
+// for it is dropped; what e sends it later is held, and Restart(peer)
+// drops it, as it drops everything sent to a dead incarnation; the new
+// incarnation comes up with PeerUp as after any restart. The quarantined
+// incarnation receives PeerDown(e). A Restart of e's own peer forgets e's
+// quarantines. It logs one line at Warn, never blocks, and does nothing
+// for an unknown peer, e itself, or after Close.
 func (e *ChanEndpoint) Quarantine(peer string, inc uint64, cause error) {
 	n := e.net
 	n.mu.Lock()
@@ -251,33 +199,111 @@ func (e *ChanEndpoint) Quarantine(peer string, inc uint64, cause error) {
 	if n.closed || e.closed.Load() || n.endpoints[e.idx] != e || !ok || j == e.idx {
 		return
 	}
-	k := [2]int{e.idx, j}
-	n.quarantined[k] = inc
-	n.updateBlocked(j, e.idx)
+	n.quarantined[[2]int{e.idx, j}] = inc
+	dropped := 0
+	if n.incs[j] == inc {
+		out := n.links[e.idx][j]
+		out.mu.Lock()
+		dropped = out.dropQueued(true)
+		out.mu.Unlock()
+	}
+	n.updateBlocked(j, e.idx) // drops what peer's incarnation sent
 	n.updateBlocked(e.idx, j)
-	dropped := e.in.drop(func(it inItem) bool { return it.msg.From == peer && it.inc == inc })
-	n.log.Warn("chan network: peer quarantined", "self", e.id, "peer", printable(peer), "incarnation", inc, "dropped", dropped, "cause", cause)
+	n.log.Warn("chan network: peer quarantined", "self", e.id, "peer", peer, "incarnation", inc,
+		"dropped_to", dropped, "cause", cause)
 }
 
-// drop removes the queued items for which match holds and returns how many.
-func (in *inbox) drop(match func(inItem) bool) int {
-	in.mu.Lock()
-	var gone []inItem
-	kept := in.items[:0]
-	for _, it := range in.items {
-		if match(it) {
-			gone = append(gone, it)
-		} else {
-			kept = append(kept, it)
+// Close flushes within ctx (see Flush), then takes the peer down: Send
+// fails with ErrClosed, and no deliver call runs once Close returns (so
+// Close must not be called from deliver). Messages this endpoint already
+// sent are still delivered, then its peers receive PeerDown. Messages other
+// peers send to this peer are held until Restart, which drops them. If ctx
+// ends before the flush is done, Close still closes, and returns an error
+// wrapping ctx's. A second Close returns nil.
+func (e *ChanEndpoint) Close(ctx context.Context) error {
+	if e.closed.Load() {
+		return nil
+	}
+	ferr := e.Flush(ctx)
+	idle := e.net.closeEndpoint(e)
+	if idle != nil {
+		<-idle
+	}
+	if ferr != nil && !errors.Is(ferr, ErrClosed) {
+		return fmt.Errorf("transport: close %q: what was sent is not all delivered: %w", e.id, ferr)
+	}
+	return nil
+}
+
+// closeEndpoint closes e and updates its links; it returns a channel
+// closed once no deliver call to e runs, or nil if none does.
+func (n *ChanNetwork) closeEndpoint(e *ChanEndpoint) <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	idle := e.stop()
+	if n.closed || n.endpoints[e.idx] != e {
+		return idle
+	}
+	for j := range n.ids {
+		if j != e.idx {
+			n.updateBlocked(e.idx, j)
+			n.updateBlocked(j, e.idx)
 		}
 	}
-	clear(in.items[len(kept):])
-	in.items = kept
-	in.mu.Unlock()
-	for _, it := range gone { // outside in.mu: a link takes its mu, then in.mu
-		if it.l != nil {
-			it.l.received(it.epoch)
-		}
+	n.log.Debug("chan network: endpoint closed", "peer", e.id, "incarnation", e.inc)
+	return idle
+}
+
+// isClosed reports whether the endpoint was closed.
+func (e *ChanEndpoint) isClosed() bool { return e.closed.Load() }
+
+// ready reports whether deliveries to the endpoint may start.
+func (e *ChanEndpoint) ready() bool {
+	if e.closed.Load() {
+		return false
 	}
-	return len(gone)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.deliver != nil
+}
+
+// stop closes the endpoint: no deliver call starts from then on. It
+// returns a channel closed once the running ones returned, or nil if none
+// runs.
+func (e *ChanEndpoint) stop() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.closed.Swap(true) {
+		close(e.done)
+	}
+	if e.active == 0 {
+		return nil
+	}
+	if e.idle == nil {
+		e.idle = make(chan struct{})
+	}
+	return e.idle
+}
+
+// enter returns the deliver function and counts a call to it as running,
+// or returns nil if the endpoint is closed or not started.
+func (e *ChanEndpoint) enter() func(lamportmutex.Message) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed.Load() || e.deliver == nil {
+		return nil
+	}
+	e.active++
+	return e.deliver
+}
+
+// exit records that a deliver call returned.
+func (e *ChanEndpoint) exit() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.active--
+	if e.active == 0 && e.idle != nil {
+		close(e.idle)
+		e.idle = nil
+	}
 }

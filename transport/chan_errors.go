@@ -1,14 +1,19 @@
 package transport
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
+)
 
 // Sentinel errors returned (wrapped) by the transports of this package.
 // Callers branch on them with errors.Is. They are shared by every transport
 // in the package, so a caller need not know which one it holds.
 var (
-	// ErrClosed is returned by Send after Close, and by the network's
-	// methods after the network was closed.
-	ErrClosed = errors.New("transport: closed")
+	// ErrClosed is returned by Send and Flush after Close, and by the
+	// network's methods after the network was closed. It wraps
+	// lamportmutex.ErrClosed, as the Transport contract asks.
+	ErrClosed error = closedSentinel{}
 	// ErrUnknownPeer is returned for a peer id that is not a member, or for
 	// a message addressed to the sender itself.
 	ErrUnknownPeer = errors.New("transport: unknown peer")
@@ -19,3 +24,10 @@ var (
 	// travels between peers (PeerUp, or an undefined kind).
 	ErrUnsendable = errors.New("transport: message kind cannot be sent")
 )
+
+// closedSentinel is ErrClosed: its own text, and lamportmutex.ErrClosed for
+// errors.Is.
+type closedSentinel struct{}
+
+func (closedSentinel) Error() string { return "transport: closed" }
+func (closedSentinel) Unwrap() error { return lamportmutex.ErrClosed }

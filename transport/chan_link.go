@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"context"
 	"hash/fnv"
 	"math/rand/v2"
 	"sync"
@@ -11,41 +10,62 @@ import (
 )
 
 // link is the one-way channel from one peer to another: a FIFO queue of
-// messages waiting for their delay to pass or for a fault to end, drained
-// into the receiver's inbox by the link's goroutine. A message that can be
-// delivered at once, with nothing ahead of it, skips the queue.
+// messages waiting for their delay to pass, for a fault to end or for the
+// receiver to start, delivered one at a time by the link's own goroutine.
+// That goroutine is the only one that calls the receiver's deliver for
+// this sender, so the deliveries of one pair never overlap and keep the
+// queue's order; it holds no lock while it calls deliver.
+//
+// Besides messages the queue holds markers the network puts there: the
+// PeerUp of a new incarnation (of either end) and PeerDown. A PeerDown for
+// a cut goes to the head of the queue (the receiver hears of the cut
+// before the messages it holds); one for a sender that closed goes to the
+// tail (after what it sent).
 type link struct {
 	net  *ChanNetwork
 	from int
 	to   int
 	wake chan struct{} // capacity 1: "state may have changed"
 
-	mu      sync.Mutex
-	src     *ChanEndpoint // the sender's current incarnation
-	dst     *inbox        // the receiver's current incarnation's inbox
-	queue   []queued
-	blocked bool // held by a Partition, a Disconnect or a quarantine of the receiver
-	discard bool // the receiver quarantined the sender's incarnation: drop what it sends
-	rng     *rand.Rand
-	// pending counts messages sent on the link and not yet taken from the
-	// receiver's Receive channel, for ChanOptions.QueueLimit. epoch changes
-	// when the receiver restarts, so that receipts by a dead incarnation
-	// are not counted.
-	pending int
-	epoch   uint64
-	space   chan struct{} // closed when pending drops; nil if nobody waits
+	mu       sync.Mutex
+	src      *ChanEndpoint // the sender's current incarnation
+	dst      *ChanEndpoint // the receiver's current incarnation
+	queue    []queued
+	inflight queued // the item being delivered; seq 0 and no marker when none
+	busy     bool   // the goroutine is delivering inflight
+	bytes    int    // encoded bytes of the messages queued or in flight
+	sent     uint64 // sequence number of the last message accepted
+	blocked  bool   // held by a Partition, a Disconnect or a quarantine of the receiver
+	discard  bool   // the receiver quarantined the sender's incarnation: drop what it sends
+	dead     bool   // the receiver's incarnation ended or is quarantined: Flush need not wait
+	// epoch changes whenever either end restarts, so that the goroutine
+	// does not apply what it learned delivering to an ended incarnation.
+	epoch uint64
+	// PeerDown bookkeeping: conn is whether the link was connected (open
+	// and its sender up) when last looked at; upDelivered whether the
+	// current sender incarnation's PeerUp reached the current receiver
+	// incarnation; armed whether a cut now owes the receiver a PeerDown
+	// (after each PeerUp or reconnect, until one is queued).
+	conn        bool
+	upDelivered bool
+	armed       bool
+	rng         *rand.Rand
+	progress    chan struct{} // closed when an item settles or the state changes; nil if nobody waits
 }
 
-// queued is a message on a link; at is when it may be delivered (zero: at
-// once). peerUp marks a PeerUp put on the link by Restart, which does not
-// count against QueueLimit.
+// queued is one item on a link: a message (seq > 0) or a marker (PeerUp or
+// PeerDown, seq 0). at is when it may be delivered (zero: at once); bypass
+// lets a marker at the head through while the link is held.
 type queued struct {
 	msg    lamportmutex.Message
+	seq    uint64
+	size   int
 	at     time.Time
-	peerUp bool
+	bypass bool
+	epoch  uint64
 }
 
-func newLink(n *ChanNetwork, from, to int, src *ChanEndpoint, dst *inbox) *link {
+func newLink(n *ChanNetwork, from, to int) *link {
 	h := fnv.New64a()
 	h.Write([]byte(n.ids[from]))
 	h.Write([]byte{0})
@@ -55,8 +75,6 @@ func newLink(n *ChanNetwork, from, to int, src *ChanEndpoint, dst *inbox) *link 
 		from: from,
 		to:   to,
 		wake: make(chan struct{}, 1),
-		src:  src,
-		dst:  dst,
 		rng:  rand.New(rand.NewPCG(uint64(n.opts.Seed), h.Sum64())),
 	}
 }
@@ -69,46 +87,49 @@ func (l *link) kick() {
 	}
 }
 
-// enqueue queues msg from incarnation e, waiting for room if the link is
-// full.
-func (l *link) enqueue(ctx context.Context, e *ChanEndpoint, msg lamportmutex.Message) error {
-	limit := l.net.opts.QueueLimit
+// signal wakes the Flushes waiting on the link. l.mu is held.
+func (l *link) signal() {
+	if l.progress != nil {
+		close(l.progress)
+		l.progress = nil
+	}
+}
+
+// enqueue queues msg, of size encoded bytes, from incarnation e. It never
+// waits: it refuses, queuing nothing, what would pass the link's bound.
+func (l *link) enqueue(e *ChanEndpoint, msg lamportmutex.Message, size int) error {
+	limit := l.net.queueBytes
 	l.mu.Lock()
-	for {
-		if l.src != e || e.closed.Load() {
-			l.mu.Unlock()
-			return ErrClosed
-		}
-		if limit <= 0 || l.pending < limit {
-			break
-		}
-		if l.space == nil {
-			l.space = make(chan struct{})
-		}
-		space := l.space
+	if l.src != e || e.isClosed() {
 		l.mu.Unlock()
-		if err := l.net.waitSpace(ctx, e, space); err != nil {
-			return err
-		}
-		l.mu.Lock()
+		return ErrClosed
 	}
 	if l.discard {
 		l.mu.Unlock()
 		return nil // as if on a connection the receiver closed
 	}
-	l.pending++
+	if l.bytes+size > limit {
+		queued := l.bytes
+		l.mu.Unlock()
+		return &queueFullError{queued: queued, size: size, limit: limit}
+	}
+	if msg.Kind == lamportmutex.Data && l.bytes+size > limit/2 {
+		queued := l.bytes
+		l.mu.Unlock()
+		return &queueFullError{queued: queued, size: size, limit: limit / 2, data: true}
+	}
+	l.bytes += size
+	l.sent++
 	var at time.Time
 	if d := l.delay(msg); d > 0 {
 		at = time.Now().Add(d)
 	}
-	if len(l.queue) == 0 && !l.blocked && at.IsZero() &&
-		l.dst.push(inItem{msg: msg, l: l, epoch: l.epoch, inc: e.inc}) {
-		l.mu.Unlock()
-		return nil
-	}
-	l.queue = append(l.queue, queued{msg: msg, at: at})
+	l.queue = append(l.queue, queued{msg: msg, seq: l.sent, size: size, at: at, epoch: l.epoch})
+	wake := !l.busy && len(l.queue) == 1
 	l.mu.Unlock()
-	l.kick()
+	if wake {
+		l.kick()
+	}
 	return nil
 }
 
@@ -123,99 +144,169 @@ func (l *link) delay(msg lamportmutex.Message) time.Duration {
 	return 0
 }
 
-// received records that a message of the given epoch was taken from the
-// receiver's Receive channel.
-func (l *link) received(epoch uint64) {
-	if l.net.opts.QueueLimit <= 0 {
+// marker returns a PeerUp or PeerDown from the link's sender. l.mu is held.
+func (l *link) marker(kind lamportmutex.Kind, inc uint64, bypass bool) queued {
+	return queued{msg: lamportmutex.Message{
+		Kind: kind, From: l.net.ids[l.from], To: l.net.ids[l.to], Incarnation: inc,
+	}, bypass: bypass, epoch: l.epoch}
+}
+
+// owePeerDown queues the PeerDown the receiver is owed now that the link
+// is not connected: at the head for a cut, so that it comes before the
+// messages held, unless one is there already; at the tail for a sender
+// that closed, after what it sent. l.mu is held.
+func (l *link) owePeerDown() {
+	l.armed = false
+	down := l.marker(lamportmutex.PeerDown, l.src.inc, l.blocked)
+	if !l.blocked {
+		l.queue = append(l.queue, down)
 		return
 	}
-	l.mu.Lock()
-	if epoch == l.epoch && l.pending > 0 {
-		l.pending--
-		l.signalSpace()
+	if len(l.queue) > 0 && l.queue[0].msg.Kind == lamportmutex.PeerDown {
+		return
 	}
-	l.mu.Unlock()
+	l.queue = append(l.queue, queued{})
+	copy(l.queue[1:], l.queue)
+	l.queue[0] = down
 }
 
-// signalSpace wakes the Sends waiting for room. l.mu is held.
-func (l *link) signalSpace() {
-	if l.space != nil {
-		close(l.space)
-		l.space = nil
-	}
-}
-
-// dropQueued drops the queued messages and returns how many. l.mu is held.
-func (l *link) dropQueued() int {
+// dropQueued drops the queued messages (and the markers, unless keepDown
+// and the marker is a PeerDown) and returns how many messages it dropped.
+// l.mu is held.
+func (l *link) dropQueued(keepDown bool) int {
 	n := 0
+	kept := l.queue[:0]
 	for _, q := range l.queue {
-		if !q.peerUp {
+		switch {
+		case q.seq > 0:
 			n++
+			l.bytes -= q.size
+		case keepDown && q.msg.Kind == lamportmutex.PeerDown:
+			kept = append(kept, q)
 		}
 	}
-	clear(l.queue)
-	l.queue = l.queue[:0]
-	l.pending -= n
-	if l.pending < 0 {
-		l.pending = 0
-	}
-	l.signalSpace()
+	clear(l.queue[len(kept):])
+	l.queue = kept
+	l.signal()
 	return n
 }
 
-// run delivers queued messages until the network closes.
+// setState records whether the link is held and whether it is connected,
+// queuing a PeerDown on a cut. l.mu is held.
+func (l *link) setState(blocked, discard, dead bool) {
+	l.blocked, l.discard, l.dead = blocked, discard, dead
+	if discard {
+		l.dropQueued(false)
+		l.armed = false
+	}
+	conn := !blocked && !l.src.isClosed()
+	switch {
+	case l.conn && !conn && l.armed:
+		l.owePeerDown()
+	case !l.conn && conn && l.upDelivered && !discard:
+		l.armed = true // a reconnect
+	}
+	l.conn = conn
+	l.signal()
+}
+
+// settled reports whether every message up to seq has been delivered or
+// dropped. l.mu is held.
+func (l *link) settled(seq uint64) bool {
+	if l.busy && l.inflight.seq > 0 && l.inflight.seq <= seq {
+		return false
+	}
+	for _, q := range l.queue {
+		if q.seq > 0 {
+			return q.seq > seq
+		}
+	}
+	return true
+}
+
+// run delivers the queue until the network closes.
 func (l *link) run() {
 	defer l.net.wg.Done()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	defer timer.Stop()
 	for {
-		wait := l.deliverReady()
-		if wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-timer.C:
-			case <-l.wake:
-			case <-l.net.done:
-				timer.Stop()
-				return
-			}
-			timer.Stop()
+		wait, dst, ok := l.next()
+		if ok {
+			l.hand(dst)
 			continue
 		}
+		var tc <-chan time.Time
+		if wait > 0 {
+			timer.Reset(wait)
+			tc = timer.C
+		}
 		select {
+		case <-tc:
 		case <-l.wake:
 		case <-l.net.done:
 			return
 		}
+		if wait > 0 && !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
 	}
 }
 
-// deliverReady moves every deliverable message at the head of the queue to
-// the receiver's inbox. It returns how long until the head is due, or 0 if
-// the link must wait for a kick (empty, held, or receiver down).
-func (l *link) deliverReady() time.Duration {
+// next takes the head of the queue into inflight if it can be delivered
+// now, and returns its receiver. Otherwise it returns how long until the
+// head is due, or 0 if the link must wait for a kick (empty, held, or the
+// receiver not started or closed).
+func (l *link) next() (time.Duration, *ChanEndpoint, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var now time.Time
-	for len(l.queue) > 0 && !l.blocked {
-		h := &l.queue[0]
-		if !h.at.IsZero() {
-			if now.IsZero() {
-				now = time.Now()
-			}
-			if h.at.After(now) {
-				return h.at.Sub(now)
-			}
-		}
-		it := inItem{msg: h.msg, l: l, epoch: l.epoch, inc: l.src.inc}
-		if h.peerUp {
-			it.l, it.inc = nil, h.msg.Incarnation
-		}
-		if !l.dst.push(it) {
-			return 0 // receiver is down; Restart kicks us
-		}
-		*h = queued{}
-		l.queue = l.queue[1:]
+	select {
+	case <-l.net.done:
+		return 0, nil, false
+	default:
 	}
-	return 0
+	if len(l.queue) == 0 || !l.dst.ready() {
+		return 0, nil, false
+	}
+	h := l.queue[0]
+	if l.blocked && !h.bypass {
+		return 0, nil, false
+	}
+	if !h.at.IsZero() {
+		if now := time.Now(); h.at.After(now) {
+			return h.at.Sub(now), nil, false
+		}
+	}
+	l.queue[0] = queued{}
+	l.queue = l.queue[1:]
+	l.inflight, l.busy = h, true
+	return 0, l.dst, true
+}
+
+// hand delivers inflight to dst, with no lock held, then settles it.
+func (l *link) hand(dst *ChanEndpoint) {
+	it := l.inflight // only this goroutine writes inflight
+	delivered := false
+	if deliver := dst.enter(); deliver != nil {
+		if h := l.net.opts.OnDeliver; h != nil {
+			h(it.msg)
+		}
+		deliver(it.msg)
+		dst.exit()
+		delivered = true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.bytes -= it.size
+	l.inflight, l.busy = queued{}, false
+	if delivered && it.msg.Kind == lamportmutex.PeerUp && it.epoch == l.epoch {
+		l.upDelivered, l.armed = true, true
+		if !l.conn {
+			l.owePeerDown()
+		}
+	}
+	l.signal()
 }

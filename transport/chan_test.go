@@ -35,25 +35,110 @@ func endpoint(t *testing.T, n *ChanNetwork, id string) *ChanEndpoint {
 	return ep
 }
 
-// recv reads one message; it fails the test if the channel is closed.
-func recv(t *testing.T, ep *ChanEndpoint) lamportmutex.Message {
-	t.Helper()
-	m, ok := <-ep.Receive()
-	if !ok {
-		t.Fatalf("%s: Receive channel closed", ep.ID())
-	}
-	return m
+// chanSinkCap is how many deliveries a chanSink holds unread.
+const chanSinkCap = 1 << 16
+
+// chanSink is a started endpoint whose deliveries a test reads in order.
+// Its deliver never blocks: a delivery that finds the sink full fails the
+// test.
+type chanSink struct {
+	ep *ChanEndpoint
+	ch chan lamportmutex.Message
 }
 
-// expectPeerUps reads one PeerUp from every peer in from, in that order.
-func expectPeerUps(t *testing.T, ep *ChanEndpoint, from ...string) {
+// startSink starts ep with a deliver function that queues into a sink.
+func startSink(t *testing.T, ep *ChanEndpoint) *chanSink {
 	t.Helper()
-	for _, f := range from {
-		m := recv(t, ep)
-		want := lamportmutex.Message{Kind: lamportmutex.PeerUp, From: f, To: ep.ID()}
-		if !msgEqual(m, want) {
-			t.Fatalf("%s: got %v, want %v", ep.ID(), m, want)
+	s := &chanSink{ep: ep, ch: make(chan lamportmutex.Message, chanSinkCap)}
+	if err := ep.Start(func(m lamportmutex.Message) {
+		select {
+		case s.ch <- m:
+		default:
+			t.Errorf("%s: sink full, dropped %v", ep.ID(), m)
 		}
+	}); err != nil {
+		t.Fatalf("Start(%s): %v", ep.ID(), err)
+	}
+	return s
+}
+
+// startSinks starts every endpoint of n and returns their sinks by id.
+func startSinks(t *testing.T, n *ChanNetwork) map[string]*chanSink {
+	t.Helper()
+	sinks := map[string]*chanSink{}
+	for _, id := range n.IDs() {
+		sinks[id] = startSink(t, endpoint(t, n, id))
+	}
+	return sinks
+}
+
+// expectSet reads len(want) deliveries and checks that they are want, as
+// formatted by Message.String, in any order.
+func expectSet(t *testing.T, s *chanSink, want ...string) {
+	t.Helper()
+	got := map[string]bool{}
+	for range want {
+		got[s.recv(t).String()] = true
+	}
+	for _, w := range want {
+		if !got[w] {
+			t.Fatalf("%s got %v, want %v", s.ep.ID(), got, want)
+		}
+	}
+}
+
+// expectPeerDowns reads one PeerDown from every peer in from, in any
+// order.
+func (s *chanSink) expectPeerDowns(t *testing.T, from ...string) {
+	t.Helper()
+	var want []string
+	for _, f := range from {
+		want = append(want, f+"->"+s.ep.ID()+" PEERDOWN@0")
+	}
+	expectSet(t, s, want...)
+}
+
+// recv waits for the next delivery.
+func (s *chanSink) recv(t *testing.T) lamportmutex.Message {
+	t.Helper()
+	return <-s.ch
+}
+
+// empty reports whether nothing delivered is unread.
+func (s *chanSink) empty() bool { return len(s.ch) == 0 }
+
+// expectPeerUps reads one PeerUp from every peer in from, in any order
+// (links deliver independently).
+func (s *chanSink) expectPeerUps(t *testing.T, from ...string) {
+	t.Helper()
+	want := map[string]bool{}
+	for _, f := range from {
+		want[f] = true
+	}
+	for range from {
+		m := s.recv(t)
+		if m.Kind != lamportmutex.PeerUp || m.To != s.ep.ID() || !want[m.From] {
+			t.Fatalf("%s: got %v, want a PeerUp from one of %v", s.ep.ID(), m, want)
+		}
+		delete(want, m.From)
+	}
+}
+
+// expect reads one delivery and checks it.
+func (s *chanSink) expect(t *testing.T, kind lamportmutex.Kind, from string, clock uint64) {
+	t.Helper()
+	m := s.recv(t)
+	want := lamportmutex.Message{Kind: kind, From: from, To: s.ep.ID(), Clock: clock}
+	if !msgEqual(m, want) {
+		t.Fatalf("%s: got %v, want %v", s.ep.ID(), m, want)
+	}
+}
+
+// expectDown reads one delivery and checks that it is PeerDown(from).
+func (s *chanSink) expectDown(t *testing.T, from string) {
+	t.Helper()
+	if m := s.recv(t); m.Kind != lamportmutex.PeerDown || m.From != from || m.To != s.ep.ID() {
+		t.Fatalf("%s: got %v, want PeerDown from %s", s.ep.ID(), m, from)
 	}
 }
 
@@ -65,43 +150,63 @@ func msgEqual(a, b lamportmutex.Message) bool {
 func send(t *testing.T, ep *ChanEndpoint, kind lamportmutex.Kind, to string, clock uint64) {
 	t.Helper()
 	m := lamportmutex.Message{Kind: kind, From: ep.ID(), To: to, Clock: clock}
-	if err := ep.Send(context.Background(), m); err != nil {
+	if err := ep.Send(m); err != nil {
 		t.Fatalf("Send %v: %v", m, err)
 	}
 }
 
-func expectMsg(t *testing.T, ep *ChanEndpoint, kind lamportmutex.Kind, from string, clock uint64) {
+// flush flushes ep and fails the test on error.
+func flush(t *testing.T, ep *ChanEndpoint) {
 	t.Helper()
-	m := recv(t, ep)
-	want := lamportmutex.Message{Kind: kind, From: from, To: ep.ID(), Clock: clock}
-	if !msgEqual(m, want) {
-		t.Fatalf("%s: got %v, want %v", ep.ID(), m, want)
+	if err := ep.Flush(context.Background()); err != nil {
+		t.Fatalf("Flush(%s): %v", ep.ID(), err)
 	}
 }
 
-// linkQueued returns the number of messages held on link from->to.
+// closeNet closes n and fails the test on error.
+func closeNet(t *testing.T, n *ChanNetwork) {
+	t.Helper()
+	if err := n.Close(context.Background()); err != nil {
+		t.Errorf("network Close: %v", err)
+	}
+}
+
+// linkQueued returns the number of messages held on link from->to
+// (markers not counted).
 func linkQueued(n *ChanNetwork, from, to string) int {
 	l := n.links[n.index[from]][n.index[to]]
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.queue)
+	c := 0
+	for _, q := range l.queue {
+		if q.seq > 0 {
+			c++
+		}
+	}
+	return c
 }
 
 func TestNewChanNetworkRejectsBadIDs(t *testing.T) {
 	for _, ids := range [][]string{nil, {}, {"a", ""}, {"a", "b", "a"}} {
 		if n, err := NewChanNetwork(ids, ChanOptions{}); err == nil {
-			n.Close()
+			closeNet(t, n)
 			t.Errorf("NewChanNetwork(%q) succeeded, want error", ids)
 		}
 	}
+	if n, err := NewChanNetwork([]string{"a", "b"}, ChanOptions{QueueBytes: -1}); err == nil {
+		closeNet(t, n)
+		t.Error("NewChanNetwork with negative QueueBytes succeeded")
+	}
 }
 
+// TestChanPeerUpFirst: from every peer, the first delivery is its PeerUp,
+// even when it sent before the receiver started, and nothing is delivered
+// before Start.
 func TestChanPeerUpFirst(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ids := []string{"a", "b", "c", "d"}
 	n := newTestNetwork(t, ids, ChanOptions{})
-	defer n.Close()
-	// Everyone sends to everyone before anyone reads.
+	defer closeNet(t, n)
 	for _, from := range ids {
 		ep := endpoint(t, n, from)
 		for _, to := range ids {
@@ -110,32 +215,34 @@ func TestChanPeerUpFirst(t *testing.T) {
 			}
 		}
 	}
+	sinks := startSinks(t, n)
 	for _, id := range ids {
-		ep := endpoint(t, n, id)
-		var others []string
-		for _, o := range ids {
-			if o != id {
-				others = append(others, o)
-			}
-		}
-		expectPeerUps(t, ep, others...)
+		peerUp := map[string]bool{}
 		got := map[string]bool{}
-		for range others {
-			m := recv(t, ep)
-			if m.Kind != lamportmutex.Request || m.To != id || got[m.From] {
-				t.Fatalf("%s: unexpected %v", id, m)
+		for range 2 * (len(ids) - 1) {
+			m := sinks[id].recv(t)
+			switch {
+			case m.To != id:
+				t.Fatalf("%s: got %v", id, m)
+			case m.Kind == lamportmutex.PeerUp && !peerUp[m.From] && m.Incarnation == 1:
+				peerUp[m.From] = true
+			case m.Kind == lamportmutex.Request && peerUp[m.From] && !got[m.From]:
+				got[m.From] = true
+			default:
+				t.Fatalf("%s: unexpected %v (PeerUps %v, requests %v)", id, m, peerUp, got)
 			}
-			got[m.From] = true
 		}
 	}
 }
 
 func TestChanSendErrors(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	n := newTestNetwork(t, []string{"a", "b"}, ChanOptions{})
-	defer n.Close()
+	n := newTestNetwork(t, []string{"a", "b"}, ChanOptions{QueueBytes: 4096})
+	defer closeNet(t, n)
 	a := endpoint(t, n, "a")
-	ctx := context.Background()
+	if got := a.MaxPayload(); got != 1024 {
+		t.Errorf("MaxPayload = %d, want 1024 (a quarter of QueueBytes)", got)
+	}
 	cases := []struct {
 		name string
 		msg  lamportmutex.Message
@@ -146,18 +253,16 @@ func TestChanSendErrors(t *testing.T) {
 		{"wrong from", lamportmutex.Message{Kind: lamportmutex.Request, From: "b", To: "b"}, ErrWrongSender},
 		{"empty from", lamportmutex.Message{Kind: lamportmutex.Request, To: "b"}, ErrWrongSender},
 		{"peerup", lamportmutex.Message{Kind: lamportmutex.PeerUp, From: "a", To: "b"}, ErrUnsendable},
+		{"peerdown", lamportmutex.Message{Kind: lamportmutex.PeerDown, From: "a", To: "b"}, ErrUnsendable},
 		{"kind 0", lamportmutex.Message{From: "a", To: "b"}, ErrUnsendable},
 		{"kind 99", lamportmutex.Message{Kind: 99, From: "a", To: "b"}, ErrUnsendable},
+		{"payload too large", lamportmutex.Message{Kind: lamportmutex.Release, From: "a", To: "b",
+			Payload: make([]byte, 1025)}, lamportmutex.ErrPayloadTooLarge},
 	}
 	for _, c := range cases {
-		if err := a.Send(ctx, c.msg); !errors.Is(err, c.want) {
+		if err := a.Send(c.msg); !errors.Is(err, c.want) {
 			t.Errorf("%s: Send(%v) = %v, want %v", c.name, c.msg, err, c.want)
 		}
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	if err := a.Send(cctx, lamportmutex.Message{Kind: lamportmutex.Reply, From: "a", To: "b"}); !errors.Is(err, context.Canceled) {
-		t.Errorf("Send with cancelled ctx = %v, want context.Canceled", err)
 	}
 	if _, err := n.Endpoint("zz"); !errors.Is(err, ErrUnknownPeer) {
 		t.Errorf("Endpoint(zz) = %v, want ErrUnknownPeer", err)
@@ -178,38 +283,54 @@ func TestChanSendErrors(t *testing.T) {
 	}
 
 	// Nothing of the above was delivered: b sees PeerUp(a), then the one
-	// valid message.
+	// valid message, with the largest payload.
 	b := endpoint(t, n, "b")
-	send(t, a, lamportmutex.Release, "b", 3)
-	expectPeerUps(t, b, "a")
-	expectMsg(t, b, lamportmutex.Release, "a", 3)
+	sb := startSink(t, b)
+	if err := b.Start(func(lamportmutex.Message) {}); err == nil {
+		t.Error("second Start succeeded")
+	}
+	big := lamportmutex.Message{Kind: lamportmutex.Release, From: "a", To: "b", Clock: 3, Payload: make([]byte, 1024)}
+	if err := a.Send(big); err != nil {
+		t.Fatalf("Send with MaxPayload bytes: %v", err)
+	}
+	sb.expectPeerUps(t, "a")
+	if m := sb.recv(t); !msgEqual(m, big) {
+		t.Fatalf("got %v, want %v", m, big)
+	}
 
-	// Endpoint Close: Send fails, Receive closed, idempotent.
-	if err := a.Close(); err != nil {
+	// Endpoint Close: Send, Flush and Start fail with ErrClosed (which is
+	// lamportmutex.ErrClosed too); a second Close returns nil.
+	ctx := context.Background()
+	if err := a.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if err := a.Close(); err != nil {
+	if err := a.Close(ctx); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if _, ok := <-a.Receive(); ok {
-		t.Error("Receive channel of a closed endpoint delivered a message")
+	for name, err := range map[string]error{
+		"Send":  a.Send(lamportmutex.Message{Kind: lamportmutex.Reply, From: "a", To: "b"}),
+		"Flush": a.Flush(ctx),
+		"Start": a.Start(func(lamportmutex.Message) {}),
+	} {
+		if !errors.Is(err, ErrClosed) || !errors.Is(err, lamportmutex.ErrClosed) {
+			t.Errorf("%s after Close = %v, want ErrClosed and lamportmutex.ErrClosed", name, err)
+		}
 	}
-	if err := a.Send(ctx, lamportmutex.Message{Kind: lamportmutex.Reply, From: "a", To: "b"}); !errors.Is(err, ErrClosed) {
-		t.Errorf("Send after Close = %v, want ErrClosed", err)
-	}
+	sb.expectDown(t, "a")
 
-	// Network Close: everything fails with ErrClosed, idempotent.
-	if err := n.Close(); err != nil {
+	// Network Close: everything fails with ErrClosed; a second Close
+	// returns nil.
+	if err := n.Close(ctx); err != nil {
 		t.Fatalf("network Close: %v", err)
 	}
-	if err := n.Close(); err != nil {
+	if err := n.Close(ctx); err != nil {
 		t.Fatalf("second network Close: %v", err)
 	}
-	if _, ok := <-b.Receive(); ok {
-		t.Error("Receive channel open after network Close")
-	}
-	if err := b.Send(ctx, lamportmutex.Message{Kind: lamportmutex.Reply, From: "b", To: "a"}); !errors.Is(err, ErrClosed) {
+	if err := b.Send(lamportmutex.Message{Kind: lamportmutex.Reply, From: "b", To: "a"}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Send after network Close = %v, want ErrClosed", err)
+	}
+	if err := b.Close(ctx); err != nil {
+		t.Errorf("endpoint Close after network Close = %v, want nil", err)
 	}
 	if _, err := n.Endpoint("a"); !errors.Is(err, ErrClosed) {
 		t.Errorf("Endpoint after Close = %v, want ErrClosed", err)
@@ -223,6 +344,9 @@ func TestChanSendErrors(t *testing.T) {
 	if err := n.Disconnect("a"); !errors.Is(err, ErrClosed) {
 		t.Errorf("Disconnect after Close = %v, want ErrClosed", err)
 	}
+	if !sb.empty() {
+		t.Errorf("b got %v after the network closed", sb.recv(t))
+	}
 }
 
 // TestChanPayloadIsACopy checks that a message goes through the codec: the
@@ -230,49 +354,54 @@ func TestChanSendErrors(t *testing.T) {
 func TestChanPayloadIsACopy(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	n := newTestNetwork(t, []string{"a", "b"}, ChanOptions{})
-	defer n.Close()
+	defer closeNet(t, n)
 	a, b := endpoint(t, n, "a"), endpoint(t, n, "b")
 	buf := []byte("block-1")
-	ctx := context.Background()
-	if err := a.Send(ctx, lamportmutex.Message{Kind: lamportmutex.Release, From: "a", To: "b", Clock: 9, Payload: buf}); err != nil {
+	if err := a.Send(lamportmutex.Message{Kind: lamportmutex.Release, From: "a", To: "b", Clock: 9, Payload: buf}); err != nil {
 		t.Fatal(err)
 	}
 	copy(buf, "XXXXXXX")
-	if err := a.Send(ctx, lamportmutex.Message{Kind: lamportmutex.Release, From: "a", To: "b", Clock: 10, Payload: []byte{}}); err != nil {
+	if err := a.Send(lamportmutex.Message{Kind: lamportmutex.Release, From: "a", To: "b", Clock: 10, Payload: []byte{}}); err != nil {
 		t.Fatal(err)
 	}
 	send(t, a, lamportmutex.Release, "b", 11)
-	expectPeerUps(t, b, "a")
-	if m := recv(t, b); string(m.Payload) != "block-1" {
+	sb := startSink(t, b)
+	sb.expectPeerUps(t, "a")
+	if m := sb.recv(t); string(m.Payload) != "block-1" {
 		t.Errorf("payload = %q, want %q (not a copy?)", m.Payload, "block-1")
 	}
-	if m := recv(t, b); m.Payload == nil || len(m.Payload) != 0 {
+	if m := sb.recv(t); m.Payload == nil || len(m.Payload) != 0 {
 		t.Errorf("empty payload arrived as %#v", m.Payload)
 	}
-	if m := recv(t, b); m.Payload != nil {
+	if m := sb.recv(t); m.Payload != nil {
 		t.Errorf("nil payload arrived as %#v", m.Payload)
 	}
 }
 
 // TestChanPartitionHeal: messages across a partition are held, not lost,
-// and delivered in order on Heal; other links keep working meanwhile.
+// and delivered in order on Heal, after one PeerDown for the cut and no
+// PeerUp for the reconnect; other links keep working meanwhile.
 func TestChanPartitionHeal(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	n := newTestNetwork(t, []string{"a", "b", "c"}, ChanOptions{})
-	defer n.Close()
-	a, b, c := endpoint(t, n, "a"), endpoint(t, n, "b"), endpoint(t, n, "c")
-	expectPeerUps(t, b, "a", "c")
-	expectPeerUps(t, c, "a", "b")
+	defer closeNet(t, n)
+	s := startSinks(t, n)
+	a := endpoint(t, n, "a")
+	s["a"].expectPeerUps(t, "b", "c")
+	s["b"].expectPeerUps(t, "a", "c")
+	s["c"].expectPeerUps(t, "a", "b")
 	if err := n.Partition("b", "a"); err != nil {
 		t.Fatal(err)
 	}
+	s["a"].expectDown(t, "b")
+	s["b"].expectDown(t, "a")
 	const count = 100
 	for i := range count {
 		send(t, a, lamportmutex.Request, "b", uint64(i))
 		send(t, a, lamportmutex.Request, "c", uint64(i))
 	}
 	for i := range count {
-		expectMsg(t, c, lamportmutex.Request, "a", uint64(i))
+		s["c"].expect(t, lamportmutex.Request, "a", uint64(i))
 	}
 	if q := linkQueued(n, "a", "b"); q != count {
 		t.Fatalf("held on a->b: %d, want %d", q, count)
@@ -281,32 +410,48 @@ func TestChanPartitionHeal(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range count {
-		expectMsg(t, b, lamportmutex.Request, "a", uint64(i))
+		s["b"].expect(t, lamportmutex.Request, "a", uint64(i))
 	}
+	// A second cut after the reconnect is reported again.
+	if err := n.Partition("a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	s["b"].expectDown(t, "a")
+	s["a"].expectDown(t, "b")
+	if err := n.Heal("a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	send(t, a, lamportmutex.Request, "b", 500)
+	s["b"].expect(t, lamportmutex.Request, "a", 500)
 }
 
 // TestChanDisconnectReconnect: Disconnect holds every link of one peer,
-// both ways, and a Partition still in force holds its link after Reconnect.
+// both ways, and a Partition still in force holds its link after
+// Reconnect. A link cut by both gets one PeerDown.
 func TestChanDisconnectReconnect(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	n := newTestNetwork(t, []string{"a", "b", "c"}, ChanOptions{})
-	defer n.Close()
+	defer closeNet(t, n)
+	s := startSinks(t, n)
 	a, b, c := endpoint(t, n, "a"), endpoint(t, n, "b"), endpoint(t, n, "c")
-	expectPeerUps(t, a, "b", "c")
-	expectPeerUps(t, b, "a", "c")
-	expectPeerUps(t, c, "a", "b")
+	s["a"].expectPeerUps(t, "b", "c")
+	s["b"].expectPeerUps(t, "a", "c")
+	s["c"].expectPeerUps(t, "a", "b")
 	if err := n.Disconnect("c"); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.Partition("a", "c"); err != nil {
 		t.Fatal(err)
 	}
+	s["a"].expectDown(t, "c")
+	s["b"].expectDown(t, "c")
+	s["c"].expectPeerDowns(t, "a", "b")
 	send(t, a, lamportmutex.Request, "c", 1)
 	send(t, b, lamportmutex.Request, "c", 2)
 	send(t, c, lamportmutex.Reply, "a", 3)
 	send(t, c, lamportmutex.Reply, "b", 4)
 	send(t, a, lamportmutex.Request, "b", 5) // not affected
-	expectMsg(t, b, lamportmutex.Request, "a", 5)
+	s["b"].expect(t, lamportmutex.Request, "a", 5)
 	for _, p := range [][2]string{{"a", "c"}, {"b", "c"}, {"c", "a"}, {"c", "b"}} {
 		if q := linkQueued(n, p[0], p[1]); q != 1 {
 			t.Fatalf("held on %s->%s: %d, want 1", p[0], p[1], q)
@@ -315,8 +460,8 @@ func TestChanDisconnectReconnect(t *testing.T) {
 	if err := n.Reconnect("c"); err != nil {
 		t.Fatal(err)
 	}
-	expectMsg(t, c, lamportmutex.Request, "b", 2)
-	expectMsg(t, b, lamportmutex.Reply, "c", 4)
+	s["c"].expect(t, lamportmutex.Request, "b", 2)
+	s["b"].expect(t, lamportmutex.Reply, "c", 4)
 	// a<->c is still partitioned.
 	if qa, qc := linkQueued(n, "a", "c"), linkQueued(n, "c", "a"); qa != 1 || qc != 1 {
 		t.Fatalf("held on a->c, c->a: %d, %d, want 1, 1", qa, qc)
@@ -324,76 +469,91 @@ func TestChanDisconnectReconnect(t *testing.T) {
 	if err := n.Heal("c", "a"); err != nil {
 		t.Fatal(err)
 	}
-	expectMsg(t, c, lamportmutex.Request, "a", 1)
-	expectMsg(t, a, lamportmutex.Reply, "c", 3)
+	s["c"].expect(t, lamportmutex.Request, "a", 1)
+	s["a"].expect(t, lamportmutex.Reply, "c", 3)
+	flush(t, a)
+	flush(t, b)
+	flush(t, c)
+	for id, sk := range s {
+		if !sk.empty() {
+			t.Errorf("%s got %v, want nothing more", id, sk.recv(t))
+		}
+	}
 }
 
 // TestChanRestart checks the incarnation rules of the contract.
 func TestChanRestart(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	n := newTestNetwork(t, []string{"a", "b", "c"}, ChanOptions{})
-	defer n.Close()
+	defer closeNet(t, n)
 	a, b, c := endpoint(t, n, "a"), endpoint(t, n, "b"), endpoint(t, n, "c")
-	expectPeerUps(t, b, "a", "c")
-	expectPeerUps(t, c, "a", "b")
+	sa, sb := startSink(t, a), startSink(t, b)
+	startSink(t, c)
+	sb.expectPeerUps(t, "a", "c")
+	sa.expectPeerUps(t, "b", "c")
 
-	send(t, a, lamportmutex.Request, "b", 1) // delivered to b's inbox
+	send(t, a, lamportmutex.Request, "b", 1) // delivered to b
+	flush(t, a)
 	if err := n.Partition("a", "b"); err != nil {
 		t.Fatal(err)
 	}
+	sb.expect(t, lamportmutex.Request, "a", 1)
+	sb.expectDown(t, "a")
+	sa.expectDown(t, "b")
 	send(t, a, lamportmutex.Request, "b", 2) // held, then dropped by the restart
 	send(t, a, lamportmutex.Request, "b", 3)
 	send(t, b, lamportmutex.Reply, "a", 4) // to the old a: dropped
 	// c is down; a message to it is held.
-	if err := c.Close(); err != nil {
+	if err := c.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	sa.expectDown(t, "c")
+	sb.expectDown(t, "c")
 	send(t, a, lamportmutex.Reply, "c", 5)
 
 	a2, err := n.Restart("a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a2 == a {
-		t.Fatal("Restart returned the old endpoint")
+	if a2 == a || a2.Incarnation() != 2 {
+		t.Fatalf("Restart returned %p incarnation %d, want a new endpoint of incarnation 2", a2, a2.Incarnation())
 	}
 	if got := endpoint(t, n, "a"); got != a2 {
 		t.Fatal("Endpoint(a) is not the new incarnation")
 	}
-	if err := a.Send(context.Background(), lamportmutex.Message{Kind: lamportmutex.Reply, From: "a", To: "b"}); !errors.Is(err, ErrClosed) {
+	if err := a.Send(lamportmutex.Message{Kind: lamportmutex.Reply, From: "a", To: "b"}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Send on the old incarnation = %v, want ErrClosed", err)
 	}
-	for range a.Receive() {
-		// Messages not received before the restart are gone; the channel
-		// must be closed.
+	if !sa.empty() {
+		t.Errorf("the old a got %v after its restart", sa.recv(t))
 	}
 
-	expectPeerUps(t, a2, "b", "c")
-	// b: the message that reached it before the restart; PeerUp(a) is held
-	// by the partition, alone on the link.
-	expectMsg(t, b, lamportmutex.Request, "a", 1)
-	if q := linkQueued(n, "a", "b"); q != 1 {
-		t.Fatalf("a->b holds %d after the restart, want 1 (PeerUp)", q)
+	// The new a hears PeerUp from b (across the partition) and from c
+	// (closed), each followed by PeerDown: neither is connected.
+	sa2 := startSink(t, a2)
+	expectSet(t, sa2, "b->a PEERUP#1", "b->a PEERDOWN@0", "c->a PEERUP#1", "c->a PEERDOWN@0")
+	// b: PeerUp(a#2) is held by the partition, alone on the link.
+	if q := linkQueued(n, "a", "b"); q != 0 {
+		t.Fatalf("a->b holds %d messages after the restart, want 0", q)
 	}
-
 	send(t, a2, lamportmutex.Request, "b", 10)
 	send(t, b, lamportmutex.Reply, "a", 11)
 	if err := n.Heal("a", "b"); err != nil {
 		t.Fatal(err)
 	}
-	expectPeerUps(t, b, "a")
-	expectMsg(t, b, lamportmutex.Request, "a", 10) // not 2 or 3
-	expectMsg(t, a2, lamportmutex.Reply, "b", 11)  // not 4
+	if m := sb.recv(t); m.Kind != lamportmutex.PeerUp || m.From != "a" || m.Incarnation != 2 {
+		t.Fatalf("b got %v, want PeerUp of a#2", m)
+	}
+	sb.expect(t, lamportmutex.Request, "a", 10) // not 2 or 3
+	sa2.expect(t, lamportmutex.Reply, "b", 11)  // not 4
 
-	// c is down: a's restart dropped message 5 to it; PeerUp(a) and a new
-	// message are held for it, and dropped by c's restart.
-	if q := linkQueued(n, "a", "c"); q != 1 {
-		t.Fatalf("a->c holds %d after a's restart, want 1 (PeerUp)", q)
-	}
+	// c is down: a's restart dropped message 5 to it; a message sent now
+	// is held for it, and c's restart drops it.
 	send(t, a2, lamportmutex.Reply, "c", 12)
-	if q := linkQueued(n, "a", "c"); q != 2 {
-		t.Fatalf("a->c holds %d while c is down, want 2", q)
+	if q := linkQueued(n, "a", "c"); q != 1 {
+		t.Fatalf("a->c holds %d while c is down, want 1", q)
 	}
+	flush(t, a2) // c's incarnation ended: nothing to wait for
 	c2, err := n.Restart("c")
 	if err != nil {
 		t.Fatal(err)
@@ -403,74 +563,13 @@ func TestChanRestart(t *testing.T) {
 	}
 	send(t, a2, lamportmutex.Request, "c", 14)
 	send(t, b, lamportmutex.Request, "c", 13)
-	expectPeerUps(t, c2, "a", "b")
-	got := map[string]bool{}
-	for range 2 {
-		got[recv(t, c2).String()] = true
+	sc2 := startSink(t, c2)
+	expectSet(t, sc2, "a->c PEERUP#2", "b->c PEERUP#1", "a->c REQUEST@14", "b->c REQUEST@13")
+	if m := sb.recv(t); m.Kind != lamportmutex.PeerUp || m.From != "c" || m.Incarnation != 2 {
+		t.Fatalf("b got %v, want PeerUp of c#2", m)
 	}
-	if !got["a->c REQUEST@14"] || !got["b->c REQUEST@13"] {
-		t.Fatalf("c2 got %v, want a->c REQUEST@14 and b->c REQUEST@13", got)
-	}
-	expectPeerUps(t, a2, "c")
-	expectPeerUps(t, b, "c")
-}
-
-// TestChanSendRespectsCtx: with a QueueLimit, Send on a full link blocks
-// until its ctx is done, or until the receiver takes a message.
-func TestChanSendRespectsCtx(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	n := newTestNetwork(t, []string{"a", "b"}, ChanOptions{QueueLimit: 2})
-	blocked := make(chan struct{}, 4)
-	n.testHookSendBlocked = func() { blocked <- struct{}{} }
-	defer n.Close()
-	a, b := endpoint(t, n, "a"), endpoint(t, n, "b")
-	if err := n.Partition("a", "b"); err != nil {
-		t.Fatal(err)
-	}
-	send(t, a, lamportmutex.Request, "b", 1)
-	send(t, a, lamportmutex.Request, "b", 2)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() {
-		errc <- a.Send(ctx, lamportmutex.Message{Kind: lamportmutex.Request, From: "a", To: "b", Clock: 3})
-	}()
-	<-blocked
-	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("blocked Send = %v, want context.Canceled", err)
-	}
-
-	// A blocked Send completes once the receiver makes room.
-	go func() {
-		errc <- a.Send(context.Background(), lamportmutex.Message{Kind: lamportmutex.Request, From: "a", To: "b", Clock: 4})
-	}()
-	<-blocked
-	if err := n.Heal("a", "b"); err != nil {
-		t.Fatal(err)
-	}
-	expectPeerUps(t, b, "a")
-	expectMsg(t, b, lamportmutex.Request, "a", 1)
-	if err := <-errc; err != nil {
-		t.Fatalf("Send after room was made: %v", err)
-	}
-	expectMsg(t, b, lamportmutex.Request, "a", 2)
-	expectMsg(t, b, lamportmutex.Request, "a", 4) // 3 was never queued
-
-	// A Send blocked on a full link fails with ErrClosed when the network
-	// closes.
-	if err := n.Partition("a", "b"); err != nil {
-		t.Fatal(err)
-	}
-	send(t, a, lamportmutex.Request, "b", 5)
-	send(t, a, lamportmutex.Request, "b", 6)
-	go func() {
-		errc <- a.Send(context.Background(), lamportmutex.Message{Kind: lamportmutex.Request, From: "a", To: "b", Clock: 7})
-	}()
-	<-blocked
-	n.Close()
-	if err := <-errc; !errors.Is(err, ErrClosed) {
-		t.Fatalf("Send blocked across Close = %v, want ErrClosed", err)
+	if m := sa2.recv(t); m.Kind != lamportmutex.PeerUp || m.From != "c" || m.Incarnation != 2 {
+		t.Fatalf("a2 got %v, want PeerUp of c#2", m)
 	}
 }
 
@@ -527,47 +626,56 @@ func testChanFIFOExactlyOnce(t *testing.T, faults bool) {
 		}
 	}
 	n := newTestNetwork(t, ids, opts)
-	defer n.Close()
+	defer closeNet(t, n)
 
 	var recvWG sync.WaitGroup
+	var downs atomic.Int64
 	for _, id := range ids {
 		ep := endpoint(t, n, id)
 		recvWG.Add(1)
-		go func() {
-			defer recvWG.Done()
-			next := map[string]uint64{} // "from/stream" -> next seq
-			want := (len(ids) - 1) * streamsPerPair * perStream
-			peerUps := 0
-			for got := 0; got < want; {
-				m, ok := <-ep.Receive()
-				if !ok {
-					t.Errorf("%s: Receive closed after %d of %d", id, got, want)
-					return
+		var (
+			mu      sync.Mutex
+			next    = map[string]uint64{} // "from/stream" -> next seq
+			peerUps = map[string]int{}
+			got     int
+			want    = (len(ids) - 1) * streamsPerPair * perStream
+		)
+		err := ep.Start(func(m lamportmutex.Message) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case m.To != id:
+				t.Errorf("%s: unexpected %v", id, m)
+				return
+			case m.Kind == lamportmutex.PeerUp:
+				if peerUps[m.From]++; peerUps[m.From] > 1 {
+					t.Errorf("%s: second PeerUp %v", id, m)
 				}
-				if m.Kind == lamportmutex.PeerUp {
-					if got > 0 || m.To != id {
-						t.Errorf("%s: unexpected %v", id, m)
-					}
-					peerUps++
-					continue
-				}
-				stream, seq, ok := parseStreamPayload(m.Payload)
-				if !ok || m.To != id || m.Kind != lamportmutex.Request || m.Clock != seq {
-					t.Errorf("%s: malformed %v", id, m)
-					return
-				}
-				key := fmt.Sprintf("%s/%d", m.From, stream)
-				if seq != next[key] {
-					t.Errorf("%s: stream %s: got seq %d, want %d", id, key, seq, next[key])
-					return
-				}
-				next[key]++
-				got++
+				return
+			case peerUps[m.From] == 0:
+				t.Errorf("%s: %v before PeerUp", id, m)
+				return
+			case m.Kind == lamportmutex.PeerDown:
+				downs.Add(1)
+				return
 			}
-			if peerUps != len(ids)-1 {
-				t.Errorf("%s: %d PeerUps, want %d", id, peerUps, len(ids)-1)
+			stream, seq, ok := parseStreamPayload(m.Payload)
+			if !ok || m.Kind != lamportmutex.Request || m.Clock != seq {
+				t.Errorf("%s: malformed %v", id, m)
+				return
 			}
-		}()
+			key := fmt.Sprintf("%s/%d", m.From, stream)
+			if seq != next[key] {
+				t.Errorf("%s: stream %s: got seq %d, want %d", id, key, seq, next[key])
+			}
+			next[key] = seq + 1
+			if got++; got == want {
+				recvWG.Done()
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	var sendWG sync.WaitGroup
@@ -584,7 +692,7 @@ func testChanFIFOExactlyOnce(t *testing.T, faults bool) {
 					for seq := range uint64(perStream) {
 						m := lamportmutex.Message{Kind: lamportmutex.Request, From: from, To: to, Clock: seq,
 							Payload: streamPayload(uint32(s), seq)}
-						if err := ep.Send(context.Background(), m); err != nil {
+						if err := ep.Send(m); err != nil {
 							t.Errorf("Send %v: %v", m, err)
 							return
 						}
@@ -642,8 +750,12 @@ func testChanFIFOExactlyOnce(t *testing.T, faults bool) {
 	if got := sent.Load(); got != total {
 		t.Errorf("OnSend saw %d messages, want %d", got, total)
 	}
-	if got, want := delivered.Load(), total+int64(len(ids)*(len(ids)-1)); got != want {
+	closeNet(t, n) // no deliver call runs after: the counts are final
+	if got, want := delivered.Load(), total+int64(len(ids)*(len(ids)-1))+downs.Load(); got != want {
 		t.Errorf("OnDeliver saw %d messages, want %d", got, want)
+	}
+	if !faults && downs.Load() != 0 {
+		t.Errorf("%d PeerDowns without a fault", downs.Load())
 	}
 }
 
@@ -656,8 +768,8 @@ func testChanFIFOExactlyOnce(t *testing.T, faults bool) {
 func TestChanRestartUnderLoad(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ids := []string{"a", "b", "c"}
-	n := newTestNetwork(t, ids, ChanOptions{Seed: 3, MaxDelay: 50 * time.Microsecond, QueueLimit: 64})
-	defer n.Close()
+	n := newTestNetwork(t, ids, ChanOptions{Seed: 3, MaxDelay: 50 * time.Microsecond, QueueBytes: 2048})
+	defer closeNet(t, n)
 
 	type senderState struct {
 		lastInc    int64 // -1: none yet
@@ -672,64 +784,71 @@ func TestChanRestartUnderLoad(t *testing.T) {
 		finSeen   = map[string]map[string]bool{} // receiver -> senders whose fin arrived
 		finAll    = make(chan struct{})
 		finClosed bool
+		fulls     atomic.Int64
 	)
 	ctx, cancelSenders := context.WithCancel(context.Background())
 	defer cancelSenders()
 
-	// start runs the sender and receiver of one incarnation; progressed is
+	fin := func(to, from string) {
+		finMu.Lock()
+		defer finMu.Unlock()
+		if finSeen[to] == nil {
+			finSeen[to] = map[string]bool{}
+		}
+		finSeen[to][from] = true
+		total := 0
+		for _, f := range finSeen {
+			total += len(f)
+		}
+		if total == len(ids)*(len(ids)-1) && !finClosed {
+			finClosed = true
+			close(finAll)
+		}
+	}
+
+	// start runs the receiver and sender of one incarnation; progressed is
 	// closed once the sender has sent `progress` messages.
 	start := func(ep *ChanEndpoint, inc int64) (progressed chan struct{}, senderDone chan struct{}) {
 		progressed = make(chan struct{})
 		senderDone = make(chan struct{})
-		wg.Add(2)
-		go func() { // receiver
-			defer wg.Done()
-			st := map[string]*senderState{}
-			for _, o := range ids {
-				st[o] = &senderState{lastInc: -1}
+		st := map[string]*senderState{} // each entry touched only by its sender's link
+		for _, o := range ids {
+			st[o] = &senderState{lastInc: -1}
+		}
+		err := ep.Start(func(m lamportmutex.Message) {
+			s := st[m.From]
+			switch m.Kind {
+			case lamportmutex.PeerUp:
+				s.peerUpSeen = true
+				return
+			case lamportmutex.PeerDown:
+				return
+			case lamportmutex.Release:
+				fin(ep.ID(), m.From)
+				return
 			}
-			for m := range ep.Receive() {
-				s := st[m.From]
-				if m.Kind == lamportmutex.PeerUp {
-					s.peerUpSeen = true
-					continue
+			sInc, seq, ok := parseStreamPayload(m.Payload)
+			inc := int64(sInc)
+			switch {
+			case !ok:
+				t.Errorf("%s: malformed %v", ep.ID(), m)
+			case inc < s.lastInc:
+				t.Errorf("%s: from %s: incarnation %d after %d", ep.ID(), m.From, inc, s.lastInc)
+			case inc > s.lastInc:
+				if !s.peerUpSeen {
+					t.Errorf("%s: from %s: incarnation %d without PeerUp", ep.ID(), m.From, inc)
 				}
-				if m.Kind == lamportmutex.Release { // fin
-					finMu.Lock()
-					if finSeen[ep.ID()] == nil {
-						finSeen[ep.ID()] = map[string]bool{}
-					}
-					finSeen[ep.ID()][m.From] = true
-					total := 0
-					for _, f := range finSeen {
-						total += len(f)
-					}
-					if total == len(ids)*(len(ids)-1) && !finClosed {
-						finClosed = true
-						close(finAll)
-					}
-					finMu.Unlock()
-					continue
-				}
-				sInc, seq, ok := parseStreamPayload(m.Payload)
-				inc := int64(sInc)
-				switch {
-				case !ok:
-					t.Errorf("%s: malformed %v", ep.ID(), m)
-				case inc < s.lastInc:
-					t.Errorf("%s: from %s: incarnation %d after %d", ep.ID(), m.From, inc, s.lastInc)
-				case inc > s.lastInc:
-					if !s.peerUpSeen {
-						t.Errorf("%s: from %s: incarnation %d without PeerUp", ep.ID(), m.From, inc)
-					}
-				case s.peerUpSeen:
-					t.Errorf("%s: from %s: incarnation %d after a PeerUp", ep.ID(), m.From, inc)
-				case seq != s.lastSeq+1:
-					t.Errorf("%s: from %s/%d: seq %d after %d", ep.ID(), m.From, inc, seq, s.lastSeq)
-				}
-				s.lastInc, s.lastSeq, s.peerUpSeen = inc, seq, false
+			case s.peerUpSeen:
+				t.Errorf("%s: from %s: incarnation %d after a PeerUp", ep.ID(), m.From, inc)
+			case seq != s.lastSeq+1:
+				t.Errorf("%s: from %s/%d: seq %d after %d", ep.ID(), m.From, inc, seq, s.lastSeq)
 			}
-		}()
+			s.lastInc, s.lastSeq, s.peerUpSeen = inc, seq, false
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
 		go func() { // sender: round robin to the others until closed or cancelled
 			defer wg.Done()
 			defer close(senderDone)
@@ -744,8 +863,15 @@ func TestChanRestartUnderLoad(t *testing.T) {
 					close(progressed)
 				}
 				for _, to := range others {
-					err := ep.Send(ctx, lamportmutex.Message{Kind: lamportmutex.Request, From: ep.ID(), To: to,
-						Payload: streamPayload(uint32(inc), seq)})
+					m := lamportmutex.Message{Kind: lamportmutex.Request, From: ep.ID(), To: to,
+						Payload: streamPayload(uint32(inc), seq)}
+					err := ep.Send(m)
+					for errors.Is(err, lamportmutex.ErrQueueFull) { // wait for room, then retry
+						fulls.Add(1)
+						if err = ep.Flush(ctx); err == nil {
+							err = ep.Send(m)
+						}
+					}
 					if errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled) {
 						if seq < progress {
 							close(progressed)
@@ -787,6 +913,7 @@ func TestChanRestartUnderLoad(t *testing.T) {
 	// Every link still delivers.
 	for _, from := range ids {
 		ep := endpoint(t, n, from)
+		flush(t, ep) // room for the fins
 		for _, to := range ids {
 			if to != from {
 				send(t, ep, lamportmutex.Release, to, 0)
@@ -794,8 +921,9 @@ func TestChanRestartUnderLoad(t *testing.T) {
 		}
 	}
 	<-finAll
-	n.Close()
+	closeNet(t, n)
 	wg.Wait()
+	t.Logf("%d Sends refused with a full queue, then retried", fulls.Load())
 }
 
 // TestChanDelayKeepsFIFO: a message without delay never overtakes a
@@ -810,22 +938,23 @@ func TestChanDelayKeepsFIFO(t *testing.T) {
 			return 0
 		},
 	})
-	defer n.Close()
+	defer closeNet(t, n)
 	a, b := endpoint(t, n, "a"), endpoint(t, n, "b")
+	sb := startSink(t, b)
 	const count = 200
 	for i := range count {
 		send(t, a, lamportmutex.Request, "b", uint64(i))
 	}
-	expectPeerUps(t, b, "a")
+	sb.expectPeerUps(t, "a")
 	for i := range count {
-		expectMsg(t, b, lamportmutex.Request, "a", uint64(i))
+		sb.expect(t, lamportmutex.Request, "a", uint64(i))
 	}
 }
 
 func TestChanSeededDelayIsRepeatable(t *testing.T) {
 	draws := func(seed int64) []time.Duration {
 		n := newTestNetwork(t, []string{"a", "b"}, ChanOptions{Seed: seed, MaxDelay: time.Second})
-		defer n.Close()
+		defer closeNet(t, n)
 		l := n.links[0][1]
 		var d []time.Duration
 		l.mu.Lock()

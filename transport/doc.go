@@ -22,15 +22,19 @@
 //   - Every message is encoded and decoded on Send, so the receiver gets a
 //     copy exactly as it would arrive over the wire, and a message that
 //     would not survive the wire fails in memory too.
-//   - Each ordered pair of peers has its own FIFO link, drained by its own
-//     goroutine; each endpoint has an unbounded inbox drained into its
-//     Receive channel by one goroutine. A message that is due at once and
-//     has nothing ahead of it goes straight to the receiver's inbox.
-//   - Send never blocks unless ChanOptions.QueueLimit is set; then it waits,
-//     never past its ctx, while the link holds QueueLimit messages that the
-//     receiver has not yet taken from Receive.
-//   - Each endpoint's Receive channel first carries PeerUp from every other
-//     peer, in the order of the ids given to NewChanNetwork.
+//   - Each ordered pair of peers has its own FIFO link whose goroutine
+//     calls the receiver's deliver function, holding no lock: a receiver's
+//     deliveries from one sender never overlap and keep their order, and a
+//     deliver function may Send. Send never runs deliver itself.
+//   - Send never blocks. A link holds at most ChanOptions.QueueBytes
+//     encoded bytes (default DefaultChanQueueBytes, 16 MiB) of messages
+//     not yet delivered, held ones included; Send refuses a message past
+//     that, and a Data message past half of it, with an error wrapping
+//     lamportmutex.ErrQueueFull. Flush waits until what was sent has been
+//     delivered, or can no longer be.
+//   - Once an endpoint is started, its first delivery from each other peer
+//     is that peer's PeerUp. A cut of a link (Partition, Disconnect, a
+//     quarantine) or a sender that closes gives the receiver one PeerDown.
 //
 // Faults and timing, all seeded or explicit so that runs are repeatable:
 //
@@ -50,17 +54,20 @@
 //     from every other peer first, and every other peer that is up receives
 //     PeerUp(id) before any message of the new incarnation. That PeerUp
 //     travels on the link like a message, so a fault holds it too.
-//   - ChanEndpoint.Close takes one peer down for good (until Restart):
-//     messages it already sent are still delivered; messages sent to it are
-//     held, and dropped by a later Restart.
+//   - ChanEndpoint.Close takes one peer down for good (until Restart): it
+//     flushes within its ctx; messages it already sent are still
+//     delivered; messages sent to it are held, and dropped by a later
+//     Restart.
 //   - ChanOptions.OnSend and ChanOptions.OnDeliver observe every message,
 //     for tracing and for tests that count messages.
 //   - ChanEndpoint.Quarantine(peer, inc, cause) cuts that incarnation of
 //     peer off from the endpoint until peer restarts: what it sent and the
-//     endpoint has not received is dropped, what it sends later is dropped,
-//     and what the endpoint sends it is held (a Restart drops it).
+//     endpoint has not been handed is dropped, what it sends later is
+//     dropped, what the endpoint held for it is dropped, and what the
+//     endpoint sends it later is held (a Restart drops it).
 //
-// Closing the network closes every endpoint and stops every goroutine.
+// Closing the network closes every endpoint, drops what is undelivered and
+// stops every goroutine.
 //
 // # TCP
 //

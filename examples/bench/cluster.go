@@ -99,7 +99,7 @@ func (c *cluster) close() error {
 		errs = append(errs, t.Close(context.Background()))
 	}
 	if c.net != nil {
-		errs = append(errs, c.net.Close())
+		errs = append(errs, c.net.Close(context.Background()))
 	}
 	return errors.Join(errs...)
 }

@@ -206,10 +206,10 @@ func chanRoundTrip(bud budget) (Sample, error) {
 	a, errA := nw.Endpoint("a")
 	b, errB := nw.Endpoint("b")
 	if err := errors.Join(errA, errB); err != nil {
-		_ = nw.Close()
+		_ = nw.Close(context.Background())
 		return Sample{}, err
 	}
-	return transportRoundTrip(a, b, bud, nw.Close)
+	return transportRoundTrip(a, b, bud, func() error { return nw.Close(context.Background()) })
 }
 
 // transportRoundTrip measures a ping-pong: a sends a REQUEST to b, b

@@ -63,7 +63,7 @@ func demo(out io.Writer, n, count int, seed uint64, balance int64) error {
 	if err != nil {
 		return err
 	}
-	defer net.Close()
+	defer net.Close(context.Background())
 
 	// Each member's signing key; the genesis holds the public halves.
 	keys := make(map[string]ed25519.PublicKey, n)
