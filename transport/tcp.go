@@ -25,9 +25,7 @@ const (
 	DefaultIdleTimeout       = 15 * time.Second
 	DefaultBackoffMin        = 50 * time.Millisecond
 	DefaultBackoffMax        = 5 * time.Second
-	DefaultSendQueue         = 1024
-	DefaultSendQueueBytes    = 16 << 20
-	DefaultReceiveBuffer     = 256
+	DefaultQueueBytes        = 16 << 20
 )
 
 // TCPConfig configures a TCP transport. Zero durations and sizes take the
@@ -92,15 +90,13 @@ type TCPConfig struct {
 	// successful handshake. When the peer dials in (it restarted, or is
 	// reachable again) while our stream to it is down, we dial it at once.
 	BackoffMin, BackoffMax time.Duration
-	// SendQueue bounds the messages queued or unacknowledged per peer, and
-	// SendQueueBytes their encoded size in bytes; Send blocks, up to its
-	// ctx, while either is reached. A message is admitted whenever
-	// nothing is queued for the peer, so one message larger than
-	// SendQueueBytes (but within MaxFrameSize) still goes through.
-	SendQueue      int
-	SendQueueBytes int
-	// ReceiveBuffer is the capacity of the Receive channel.
-	ReceiveBuffer int
+	// QueueBytes bounds, per peer, the encoded size (frames included) of
+	// the messages Send accepted and the peer has not acknowledged: queued,
+	// written, or held while the peer is down. Send refuses a message that
+	// would pass it, and a Data message that would pass half of it, with
+	// an error wrapping lamportmutex.ErrQueueFull. MaxPayload is at most
+	// what fits in half of it.
+	QueueBytes int
 	// Logger receives connection events; nil discards them. Faults (a
 	// broken connection, a refusal, a protocol error) are logged at Warn;
 	// streams coming up, a peer's restart or departure (GOODBYE) and the
@@ -249,10 +245,9 @@ type TCP struct {
 	serverTLS *tls.Config
 	peers     map[string]*peer
 	members   map[string]bool // the peers' ids and ours
-	recv      chan lamportmutex.Message
-	shaking   atomic.Int32 // goroutines running an accepted connection's handshake
-	pending   pendingSet   // accepted connections in their handshake
-	capWarned atomic.Int64 // monoNow of the last Warn about the handshake caps
+	shaking   atomic.Int32    // goroutines running an accepted connection's handshake
+	pending   pendingSet      // accepted connections in their handshake
+	capWarned atomic.Int64    // monoNow of the last Warn about the handshake caps
 
 	ctx    context.Context // cancelled by Close; bounds dials and handshakes
 	cancel context.CancelFunc
@@ -263,10 +258,11 @@ type TCP struct {
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
 
-	closeOnce sync.Once
 	started   atomic.Bool
-	pumped    chan struct{} // closed when the delivery goroutine returns
-	closeErr  error
+	startCh   chan struct{}              // closed by Start, after deliverFn is set
+	deliverFn func(lamportmutex.Message) // set once by Start
+	closing   atomic.Bool                // Close was called
+	closedCh  chan struct{}              // closed when the first Close returns
 }
 
 // peer is everything the transport knows about one remote peer.
@@ -318,13 +314,20 @@ var errGoodbye = errors.New("peer said goodbye")
 // what may be resumed, incarnations and quarantines stay as they are, so
 // the same incarnation reconnecting resumes where it stopped (no message
 // lost or replayed), and a new one comes up with PeerUp first. It only
-// makes the end of the stream no fault, marks the peer Left in Status, and
-// stops the dialer logging that p cannot be reached.
+// makes the end of the stream no fault, marks the peer Left in Status,
+// stops the dialer logging that p cannot be reached, and ends what Flush
+// waits for from inc: a transport that said goodbye is closed, so inc
+// acknowledges nothing more.
 func (t *TCP) peerLeft(p *peer, dir string, inc uint64) {
 	p.mu.Lock()
 	first := !p.left || p.leftInc != inc
 	p.left, p.leftInc = true, inc
 	p.mu.Unlock()
+	p.out.mu.Lock()
+	if p.out.remoteInc == inc {
+		p.out.newEpoch()
+	}
+	p.out.mu.Unlock()
 	level := slog.LevelDebug
 	if first {
 		level = slog.LevelInfo
@@ -347,9 +350,7 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&cfg.BackoffMin, DefaultBackoffMin)
 	setDefault(&cfg.BackoffMax, DefaultBackoffMax)
-	setDefault(&cfg.SendQueue, DefaultSendQueue)
-	setDefault(&cfg.SendQueueBytes, DefaultSendQueueBytes)
-	setDefault(&cfg.ReceiveBuffer, DefaultReceiveBuffer)
+	setDefault(&cfg.QueueBytes, DefaultQueueBytes)
 	setDefault(&cfg.version, protocolVersion)
 	setDefault(&cfg.preambleTimeout, preambleTimeout)
 	if cfg.IdleTimeout <= cfg.HeartbeatInterval {
@@ -358,6 +359,9 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	if cfg.MaxFrameSize < seqFrameSize+1 {
 		return nil, fmt.Errorf("transport: MaxFrameSize %d too small", cfg.MaxFrameSize)
 	}
+	if cfg.QueueBytes < 0 {
+		return nil, fmt.Errorf("transport: QueueBytes %d is negative", cfg.QueueBytes)
+	}
 	if cfg.BackoffMax < cfg.BackoffMin {
 		cfg.BackoffMax = cfg.BackoffMin
 	}
@@ -365,15 +369,16 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 		cfg.Incarnation = max(uint64(time.Now().UnixNano()), 1)
 	}
 	t := &TCP{
-		cfg:     cfg,
-		id:      cfg.ID,
-		inc:     cfg.Incarnation,
-		version: cfg.version,
-		log:     cfg.Logger,
-		peers:   make(map[string]*peer, len(cfg.Peers)),
-		recv:    make(chan lamportmutex.Message, cfg.ReceiveBuffer),
-		conns:   make(map[net.Conn]struct{}),
-		members: map[string]bool{cfg.ID: true},
+		cfg:      cfg,
+		id:       cfg.ID,
+		inc:      cfg.Incarnation,
+		version:  cfg.version,
+		log:      cfg.Logger,
+		peers:    make(map[string]*peer, len(cfg.Peers)),
+		conns:    make(map[net.Conn]struct{}),
+		members:  map[string]bool{cfg.ID: true},
+		startCh:  make(chan struct{}),
+		closedCh: make(chan struct{}),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -387,7 +392,7 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 			return nil, fmt.Errorf("transport: peer %q has address %q", id, addr)
 		}
 		p := &peer{id: id, addr: addr}
-		p.out.init(cfg.SendQueue, cfg.SendQueueBytes)
+		p.out.init(cfg.QueueBytes)
 		t.peers[id] = p
 		t.members[id] = true
 	}
@@ -429,9 +434,9 @@ func (t *TCP) Addr() net.Addr { return t.ln.Addr() }
 // Incarnation returns this run's incarnation, as sent in handshakes.
 func (t *TCP) Incarnation() uint64 { return t.inc }
 
-// MaxPayload returns the largest release payload a message can carry within
-// MaxFrameSize (it implements lamportmutex.PayloadLimiter, so Mutex.Unlock
-// refuses a larger payload while still holding the lock).
+// MaxPayload returns the largest Message.Payload Send accepts: what fits in
+// one frame of MaxFrameSize, and in half of QueueBytes (a Data message may
+// fill at most half the queue).
 func (t *TCP) MaxPayload() int {
 	longest := len(t.id)
 	for id := range t.cfg.Peers {
@@ -441,15 +446,17 @@ func (t *TCP) MaxPayload() int {
 	// header, kind, two strings with their headers, clock, the payload's
 	// binary header and the incarnation, each integer at most 9 bytes.
 	overhead := seqFrameSize + 1 + 9 + 2*(5+longest) + 9 + 5 + 9
-	return max(0, t.cfg.MaxFrameSize-overhead)
+	frame := min(t.cfg.MaxFrameSize, t.cfg.QueueBytes/2-frameLenSize)
+	return max(0, frame-overhead)
 }
 
-// Receive returns the channel of inbound messages; it is closed by Close.
-func (t *TCP) Receive() <-chan lamportmutex.Message { return t.recv }
-
-// Send queues msg for delivery to msg.To. It blocks while that peer's queue
-// is full (SendQueue messages or SendQueueBytes bytes), until ctx ends. It fails with ErrWrongSender, ErrUnsendable,
-// ErrUnknownPeer, ErrFrameTooLarge, ErrClosed or ctx's error.
+// Send queues msg for delivery to msg.To and returns; it never blocks.
+// When our stream to the peer is up and its writer idle, Send writes the
+// message itself (see writeDirect), else the peer's writer goroutine
+// does. It fails with ErrWrongSender, ErrUnsendable, ErrUnknownPeer,
+// ErrFrameTooLarge (a payload above MaxPayload), ErrClosed, or an error
+// wrapping lamportmutex.ErrQueueFull when the message would take what is
+// held for the peer past QueueBytes (a Data message: past half of it).
 func (t *TCP) Send(msg lamportmutex.Message) error {
 	if msg.From != t.id {
 		return fmt.Errorf("%w: From %q, local id %q", ErrWrongSender, msg.From, t.id)
@@ -461,8 +468,11 @@ func (t *TCP) Send(msg lamportmutex.Message) error {
 	if p == nil {
 		return fmt.Errorf("%w %q", ErrUnknownPeer, msg.To)
 	}
-	if t.isDone() {
-		return ErrClosed
+	if t.isDone() || t.closing.Load() {
+		return errClosed
+	}
+	if len(msg.Payload) > t.MaxPayload() {
+		return fmt.Errorf("%w: payload of %d bytes to %q, limit %d", ErrFrameTooLarge, len(msg.Payload), msg.To, t.MaxPayload())
 	}
 	body, err := marshalMessage(msg)
 	if err != nil {
@@ -471,129 +481,146 @@ func (t *TCP) Send(msg lamportmutex.Message) error {
 	if n := seqFrameSize + len(body); n > t.cfg.MaxFrameSize {
 		return fmt.Errorf("%w: message to %q needs %d bytes, limit %d", ErrFrameTooLarge, msg.To, n, t.cfg.MaxFrameSize)
 	}
-	select {
-	case p.out.slots <- struct{}{}:
-	default:
-		return fmt.Errorf("transport: send to %q: %w", msg.To, lamportmutex.ErrQueueFull)
+	s, err := p.out.push(body, msg.Kind == lamportmutex.Data)
+	if err != nil {
+		return fmt.Errorf("transport: send to %q: %w", msg.To, err)
 	}
-	for {
-		if t.isDone() {
-			<-p.out.slots
-			return ErrClosed
-		}
-		s, room := p.out.push(body)
-		if room == nil {
-			if s == nil || !t.writeDirect(p, s) {
-				p.out.wakeWriter()
-			}
-			return nil
-		}
-		<-p.out.slots
-		return fmt.Errorf("transport: send to %q: %w", msg.To, lamportmutex.ErrQueueFull)
+	if s == nil || !t.writeDirect(p, s) {
+		p.out.wakeWriter()
 	}
+	return nil
 }
 
-// Start begins delivery to deliver, on a goroutine of the transport's.
+// Start begins delivery to deliver, which runs on the goroutine reading
+// the peer's stream: one at a time per peer, in stream order. Nothing is
+// delivered before Start.
 func (t *TCP) Start(deliver func(lamportmutex.Message)) error {
-	if t.isDone() {
-		return ErrClosed
+	if deliver == nil {
+		return errors.New("transport: Start with a nil deliver")
+	}
+	if t.isDone() || t.closing.Load() {
+		return errClosed
 	}
 	if !t.started.CompareAndSwap(false, true) {
 		return errors.New("transport: started twice")
 	}
-	t.pumped = make(chan struct{})
-	go func() {
-		defer close(t.pumped)
-		for m := range t.recv {
-			deliver(m)
-		}
-	}()
+	t.deliverFn = deliver
+	close(t.startCh)
 	return nil
 }
 
-// Flush waits until what was sent to connected peers is acknowledged.
-func (t *TCP) Flush(ctx context.Context) error { return t.Drain(ctx) }
+// Flush waits until every message Send accepted before the call has been
+// acknowledged by its peer, or can no longer be: the incarnation of the
+// peer it was queued for ended (the message now waits for the next one),
+// or was quarantined. For a peer that is down it waits until the peer is
+// back, or ctx ends (ctx's error is returned). After Close it returns
+// ErrClosed.
+func (t *TCP) Flush(ctx context.Context) error {
+	if t.isDone() || t.closing.Load() {
+		return errClosed
+	}
+	return t.flush(ctx)
+}
 
-// Drain waits until every message sent to a connected peer has been
-// acknowledged, or ctx ends (its error is returned). A peer that is not
-// connected is not waited for: its messages wait for its next connection.
-// Call it before Close to shut down without losing what was just sent,
-// such as the RELEASE a closing Mutex sends.
-func (t *TCP) Drain(ctx context.Context) error {
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		pending := false
-		for _, p := range t.Status() {
-			pending = pending || (p.Connected && p.Queued > 0)
-		}
-		if !pending {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
+func (t *TCP) flush(ctx context.Context) error {
+	type mark struct {
+		o          *outPeer
+		epoch, seq uint64
+	}
+	marks := make([]mark, 0, len(t.peers))
+	for _, p := range t.peers {
+		p.out.mu.Lock()
+		marks = append(marks, mark{&p.out, p.out.epoch, p.out.nextSeq - 1})
+		p.out.mu.Unlock()
+	}
+	for _, m := range marks {
+		for {
+			changed := m.o.flushed(m.epoch, m.seq)
+			if changed == nil {
+				break
+			}
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-t.done:
+				return errClosed
+			}
 		}
 	}
+	return nil
+}
+
+// errClosed is what Send, Start and Flush return after Close: it is both
+// ErrClosed and lamportmutex.ErrClosed, as the Transport contract asks.
+var errClosed error = closedError{}
+
+type closedError struct{}
+
+func (closedError) Error() string { return ErrClosed.Error() }
+
+func (closedError) Is(target error) bool {
+	return target == ErrClosed || target == lamportmutex.ErrClosed
 }
 
 // goodbyeWait bounds the part of Close that says goodbye: after it, every
 // connection still open is closed.
 const goodbyeWait = time.Second
 
-// Close says goodbye to every peer whose stream is healthy, closes the
-// listener and every connection, stops every goroutine, then closes the
-// Receive channel. Messages still queued are dropped (see Drain). It is
-// safe to call more than once.
+// Close flushes within ctx (see Flush), then says goodbye to every peer
+// whose stream is healthy, closes the listener and every connection, and
+// stops every goroutine; no deliver call runs after it returns (it waits
+// for one under way). It returns ctx's error if the flush did not finish
+// (the transport is closed all the same). A second Close waits for the
+// first and returns nil.
 //
 // Saying goodbye takes a round trip and at most goodbyeWait (1 second):
 // Close stops accepting, dialing and delivering, writes what is queued and
 // a GOODBYE frame on each established connection (after the last ACK, on
 // the peer's stream to us), and waits for the peer to close the
 // connection, so that it logs a departure instead of a broken connection.
+// Messages still unacknowledged then are dropped.
 func (t *TCP) Close(ctx context.Context) error {
-	_ = t.Drain(ctx)
-	err := t.shutdown()
-	if t.started.Load() {
-		<-t.pumped
+	if t.closing.Swap(true) {
+		<-t.closedCh
+		return nil
 	}
-	return err
+	defer close(t.closedCh)
+	ferr := t.flush(ctx)
+	return errors.Join(ferr, t.shutdown())
 }
 
 func (t *TCP) shutdown() error {
-	t.closeOnce.Do(func() {
-		t.cancel() // t.done: Send fails, no dial, accept or delivery; sessions say goodbye
-		if err := t.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			t.closeErr = fmt.Errorf("transport: close listener: %w", err)
-		}
-		t.pending.closeAll()
-		quiet := make(chan struct{})
-		go func() {
-			t.wg.Wait()
-			close(quiet)
-		}()
-		tm := time.NewTimer(goodbyeWait)
-		select {
-		case <-quiet:
-		case <-tm.C:
-		}
-		tm.Stop()
-		t.mu.Lock()
-		t.closed = true
-		conns := make([]net.Conn, 0, len(t.conns))
-		for c := range t.conns {
-			conns = append(conns, c)
-		}
-		t.mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		<-quiet
-		close(t.recv)
-		t.log.Debug("transport closed")
-	})
-	return t.closeErr
+	var closeErr error
+	t.cancel() // t.done: Send fails, no dial, accept or delivery; sessions say goodbye
+	if err := t.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		closeErr = fmt.Errorf("transport: close listener: %w", err)
+	}
+	t.pending.closeAll()
+	quiet := make(chan struct{})
+	go func() {
+		t.wg.Wait()
+		close(quiet)
+	}()
+	tm := time.NewTimer(goodbyeWait)
+	select {
+	case <-quiet:
+	case <-tm.C:
+	}
+	tm.Stop()
+	t.mu.Lock()
+	t.closed = true
+	conns := make([]net.Conn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	<-quiet
+	t.log.Debug("transport closed")
+	return closeErr
 }
 
 // authenticated reports whether handshakes are authenticated (TLS).
@@ -698,19 +725,29 @@ func (t *TCP) event(peer, ev string) {
 	}
 }
 
-// deliver puts m on the Receive channel unless stop or Close comes first.
+// deliver hands m to the function given to Start, on the calling reader
+// goroutine, once Start was called; it returns false without delivering if
+// stop or Close comes first. The caller holds no lock.
 func (t *TCP) deliver(m lamportmutex.Message, stop <-chan struct{}) bool {
 	select {
-	case t.recv <- m:
-		return true
+	case <-t.startCh:
 	case <-stop:
 		return false
 	case <-t.done:
 		return false
 	}
+	select {
+	case <-stop:
+		return false
+	case <-t.done:
+		return false
+	default:
+	}
+	t.deliverFn(m)
+	return true
 }
 
-// backoff returns a delay in [d/2, d).
+// jitter returns a delay in [d/2, d).
 func jitter(d time.Duration) time.Duration {
 	if d <= 1 {
 		return d
@@ -737,7 +774,7 @@ func (t *TCP) sleep(d time.Duration) bool {
 //
 //   - Inbound: the peer's stream to us is closed at once if it is a refused
 //     incarnation; its messages not yet delivered are dropped (one whose
-//     delivery was under way may still reach Receive; the Mutex ignores
+//     delivery was under way may still complete; the Mutex ignores
 //     it). Its handshakes with a refused incarnation are refused; another
 //     incarnation is accepted as a restart and delivers PeerUp first.
 //   - Outbound: our stream to the peer is closed if it reached a refused
@@ -771,6 +808,9 @@ func (t *TCP) Quarantine(peer string, inc uint64, cause error) {
 	var sess *outSession
 	if o.sess != nil && refusedInc(inc, o.remoteInc, auth) {
 		sess = o.sess
+	}
+	if o.remoteInc != 0 && refusedInc(inc, o.remoteInc, auth) {
+		o.newEpoch() // what Flush waits for can no longer be acknowledged
 	}
 	o.mu.Unlock()
 	if sess != nil {

@@ -48,7 +48,7 @@ const (
 type inSession struct {
 	conn   net.Conn     // the TCP connection (below TLS, if any)
 	seen   atomic.Int64 // monoNow when the last frame arrived
-	busy   atomic.Bool  // the reader waits for Receive to take a message
+	busy   atomic.Bool  // the reader is inside deliver
 	stop   chan struct{}
 	once   sync.Once
 	exited chan struct{} // closed when the session's goroutines are done
@@ -72,7 +72,7 @@ func newInSession(conn net.Conn) *inSession {
 
 // live reports whether s is open and heard from within window (a dialer
 // sends at least a PING every HeartbeatInterval), or is not reading because
-// Receive is full.
+// it is inside deliver.
 func (s *inSession) live(window time.Duration) bool {
 	select {
 	case <-s.stop:
@@ -319,6 +319,21 @@ func (t *TCP) serveInbound(raw net.Conn, pc *pending) {
 		t.peerLeft(p, "in", in.inc)
 	case err != nil:
 		t.connError(p.id, "in", remote, err)
+	}
+	t.peerDown(p, in.inc)
+}
+
+// peerDown delivers PeerDown for incarnation inc of p as a session of it
+// ends, on that session's reader goroutine (the next session delivers
+// nothing before it is done: see begin). It is due only if PeerUp for inc
+// was delivered, inc is not quarantined, and the transport is open.
+func (t *TCP) peerDown(p *peer, inc uint64) {
+	ip := &p.in
+	ip.mu.Lock()
+	due := !ip.peerUp && ip.inc == inc && !refusedInc(ip.quarantined, inc, t.authenticated())
+	ip.mu.Unlock()
+	if due {
+		t.deliver(lamportmutex.Message{Kind: lamportmutex.PeerDown, From: p.id, To: t.id, Incarnation: inc}, nil)
 	}
 }
 
