@@ -113,7 +113,7 @@ func (s *inSession) close() {
 // older ones), a duplicate
 // session (another incarnation whose session is live) and, with TLS, an
 // incarnation older than the stored one. Without TLS an older incarnation
-// is a restart like a newer one (see the wire format on TCP). A new
+// is a restart like a newer one (see Incarnations in doc.go). A new
 // session with the same incarnation replaces the old one: that is a
 // reconnect after a dropped connection, which the acceptor may not have
 // noticed yet. resumed reports whether the session continues the state

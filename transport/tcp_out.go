@@ -139,7 +139,7 @@ func (o *outPeer) ackTo(seq uint64) {
 // and whether the stream continues one to the same incarnation. An
 // incarnation older than the one our sequence numbers refer to is refused
 // if authenticated (with TLS), else taken as a restart like a newer one
-// (see the wire format on TCP).
+// (see Incarnations in doc.go).
 func (o *outPeer) resume(peer string, wl welcome, authenticated bool) (next uint64, resumed bool, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
