@@ -460,7 +460,10 @@ func (t *TCP) readStream(p *peer, s *inSession, br *bufio.Reader) error {
 	up, inc := ip.peerUp, ip.inc
 	ip.mu.Unlock()
 	if up {
-		if !t.deliver(lamportmutex.Message{Kind: lamportmutex.PeerUp, From: p.id, To: t.id, Incarnation: inc}, s.stop) {
+		s.busy.Store(true)
+		ok := t.deliver(lamportmutex.Message{Kind: lamportmutex.PeerUp, From: p.id, To: t.id, Incarnation: inc}, s.stop)
+		s.busy.Store(false)
+		if !ok {
 			if s.stopped() {
 				return nil
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -463,4 +464,71 @@ func TestTCPPeerDown(t *testing.T) {
 	if err := a.Load().Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestTCPFlush: Flush waits for what was sent to a peer that is not up yet
+// until it is up and has delivered it, and stops waiting for an
+// incarnation that is quarantined.
+func TestTCPFlush(t *testing.T) {
+	tcpLeakCheck(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // b's address, b not yet running
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	delivered := make(chan lamportmutex.Message, 16)
+	c := newTCPClusterDeliver(t, []string{"a"}, func(cfg *TCPConfig) {
+		cfg.Peers = map[string]string{"a": cfg.Peers["a"], "b": ln.Addr().String()}
+	}, nil)
+	a := c.nodes["a"]
+	tcpSend(t, a, "b", 1, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), tcpPatience)
+	defer cancel()
+	flushed := make(chan error, 1)
+	go func() { flushed <- a.Flush(ctx) }()
+	bcfg := c.config("b", ln, 0)
+	bcfg.Peers = map[string]string{"a": c.addrs["a"], "b": ln.Addr().String()}
+	select {
+	case err := <-flushed:
+		t.Fatalf("Flush returned %v before b was up", err)
+	default:
+	}
+	b, err := NewTCP(bcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeTCP(b)
+	defer releaseOnce.Do(func() { close(release) }) // before b closes: its deliver may wait for it
+	if err := b.Start(func(m lamportmutex.Message) {
+		delivered <- m
+		if m.Kind == lamportmutex.Reply && m.Clock == 2 {
+			<-release // b's application stalls: nothing more is acknowledged
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-flushed; err != nil {
+		t.Fatalf("Flush after b came up: %v", err)
+	}
+	for _, want := range []lamportmutex.Kind{lamportmutex.PeerUp, lamportmutex.Reply} {
+		if m := <-delivered; m.Kind != want {
+			t.Fatalf("b got %v, want %v", m, want)
+		}
+	}
+	tcpSend(t, a, "b", 2, nil)
+	go func() { flushed <- a.Flush(ctx) }()
+	if m := <-delivered; m.Clock != 2 {
+		t.Fatalf("b got %v, want clock 2", m)
+	}
+	select {
+	case err := <-flushed:
+		t.Fatalf("Flush returned %v while b's deliver had not returned", err)
+	default:
+	}
+	a.Quarantine("b", b.Incarnation(), errors.New("test"))
+	if err := <-flushed; err != nil {
+		t.Fatalf("Flush after quarantining b: %v", err)
+	}
+	releaseOnce.Do(func() { close(release) })
 }
