@@ -155,7 +155,10 @@ func (s *outSession) consume(n int) {
 }
 
 // writeDirect is Send's attempt to write what is queued itself, without
-// blocking. It reports whether it left nothing for the writer goroutine.
+// blocking (see the argument above). It reports whether it left nothing for
+// the writer goroutine. On an error it leaves everything to the writer,
+// which meets the error again and closes the session: closing a connection
+// waits for its other users to let go, which Send must not.
 func (t *TCP) writeDirect(p *peer, s *outSession) bool {
 	if s.raw == nil {
 		return false
@@ -173,14 +176,12 @@ func (t *TCP) writeDirect(p *peer, s *outSession) bool {
 	}
 	more := t.fill(p, s)
 	if err := s.wd.refresh(); err != nil {
-		s.fail(err)
-		return true
+		return false // the writer meets the error again and ends the session
 	}
 	n, err := s.raw.try(s.obuf)
 	s.consume(n)
 	if err != nil {
-		s.fail(t.writeErr(p, err))
-		return true
+		return false // likewise: closing the connection is the writer's job
 	}
 	return !more && len(s.obuf) == 0
 }
