@@ -95,7 +95,8 @@ type TCPConfig struct {
 	// written, or held while the peer is down. Send refuses a message that
 	// would pass it, and a Data message that would pass half of it, with
 	// an error wrapping lamportmutex.ErrQueueFull. MaxPayload is at most
-	// what fits in half of it.
+	// what fits in half of it. The default, DefaultQueueBytes (16 MiB),
+	// holds four frames of the default MaxFrameSize.
 	QueueBytes int
 	// Logger receives connection events; nil discards them. Faults (a
 	// broken connection, a refusal, a protocol error) are logged at Warn;
@@ -385,7 +386,12 @@ func (t *TCP) Send(msg lamportmutex.Message) error {
 
 // Start begins delivery to deliver, which runs on the goroutine reading
 // the peer's stream: one at a time per peer, in stream order. Nothing is
-// delivered before Start.
+// delivered before Start. PeerDown is delivered when the peer's stream to
+// us ends after its PeerUp (it broke, was closed, or the peer said
+// goodbye), on that stream's reader, before any call for the next stream;
+// our stream to the peer going down delivers nothing (its messages wait).
+// A deliver that blocks stalls only that peer's stream: its acknowledgements
+// wait, so the peer's queue for us fills up, and Close waits for it.
 func (t *TCP) Start(deliver func(lamportmutex.Message)) error {
 	if deliver == nil {
 		return errors.New("transport: Start with a nil deliver")
