@@ -532,3 +532,59 @@ func TestTCPFlush(t *testing.T) {
 	}
 	releaseOnce.Do(func() { close(release) })
 }
+
+// TestTCPReconnectWaitsForDelivery: when a connection breaks while its
+// reader is inside deliver, the next connection's reader delivers nothing
+// until that call returned and the old stream's PeerDown was delivered.
+func TestTCPReconnectWaitsForDelivery(t *testing.T) {
+	tcpLeakCheck(t)
+	var mu sync.Mutex
+	var got []string
+	var inside atomic.Int32
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	c := newTCPClusterDeliver(t, []string{"a", "b"}, nil, func(id string) func(lamportmutex.Message) {
+		return func(m lamportmutex.Message) {
+			if id != "b" {
+				return
+			}
+			if inside.Add(1) != 1 {
+				t.Errorf("b: deliver calls for a overlap (%v)", m)
+			}
+			defer inside.Add(-1)
+			mu.Lock()
+			got = append(got, fmt.Sprintf("%v@%d", m.Kind, m.Clock))
+			mu.Unlock()
+			if m.Kind == lamportmutex.Request && m.Clock == 1 {
+				close(entered)
+				<-release
+			}
+		}
+	})
+	a, b := c.nodes["a"], c.nodes["b"]
+	for i := uint64(1); i <= 2; i++ {
+		if err := a.Send(lamportmutex.Message{Kind: lamportmutex.Request, From: "a", To: "b", Clock: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-entered
+	b.mu.Lock()
+	for conn := range b.conns {
+		_ = conn.Close()
+	}
+	b.mu.Unlock()
+	// a redials; b's handshake waits for the reader stuck in deliver.
+	tcpEventually(t, func() bool { return b.shaking.Load() > 0 }, "a's next handshake at b")
+	close(release)
+	want := "[PEERUP@0 REQUEST@1 PEERDOWN@0 REQUEST@2]"
+	tcpEventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) >= 4
+	}, "b to get a's second request")
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(got) != want {
+		t.Fatalf("b got %v, want %s", got, want)
+	}
+}
