@@ -470,7 +470,8 @@ const goodbyeWait = time.Second
 // stops every goroutine; no deliver call runs after it returns (it waits
 // for one under way). It returns ctx's error if the flush did not finish
 // (the transport is closed all the same). A second Close waits for the
-// first and returns nil.
+// first and returns nil. Close must not be called from deliver: it waits
+// for every deliver call to return.
 //
 // Saying goodbye takes a round trip and at most goodbyeWait (1 second):
 // Close stops accepting, dialing and delivering, writes what is queued and
