@@ -52,7 +52,8 @@ import "context"
 //
 //   - Send never blocks. It queues msg and returns; the message counts
 //     toward its peer's queue until the peer's transport acknowledges it,
-//     also while the peer is down.
+//     also while the peer is down. Send does not keep msg.Payload: the
+//     caller may reuse it once Send returns.
 //   - The queue per peer is bounded in bytes. Send refuses a message that
 //     would take it past the bound, queueing nothing, with an error that
 //     wraps ErrQueueFull. A message of Kind Data is refused already when it
@@ -64,7 +65,8 @@ import "context"
 //   - Flush waits until every message Send accepted before the call has
 //     been acknowledged by its receiver's Transport, or can no longer be
 //     (its receiver's incarnation ended, or was quarantined). It returns
-//     ctx's error if ctx ends first, and ErrClosed after Close.
+//     ctx's error if ctx ends first (so it does for a receiver that is down
+//     or has refused this peer), and ErrClosed after Close.
 //
 // Quarantine: the Mutex calls it when an incarnation of a peer sent input
 // it or the application refused; after it, nothing more from that
