@@ -588,3 +588,24 @@ func TestTCPReconnectWaitsForDelivery(t *testing.T) {
 		t.Fatalf("b got %v, want %s", got, want)
 	}
 }
+
+// TestTCPSendKeepsNoPayload: the caller may reuse the payload's buffer as
+// soon as Send returns, even while the peer is down.
+func TestTCPSendKeepsNoPayload(t *testing.T) {
+	tcpLeakCheck(t)
+	c := newTCPCluster(t, []string{"a", "b"}, nil)
+	a, b := c.nodes["a"], c.nodes["b"]
+	buf := []byte("first")
+	tcpSend(t, a, "b", 1, buf)
+	copy(buf, "XXXXX")
+	for {
+		m := tcpRecv(t, b)
+		if m.Kind == lamportmutex.PeerUp {
+			continue
+		}
+		if string(m.Payload) != "first" {
+			t.Fatalf("b got payload %q, want %q", m.Payload, "first")
+		}
+		return
+	}
+}
