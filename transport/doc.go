@@ -1,8 +1,9 @@
 // Package transport carries lamportmutex messages between peers. It has two
 // implementations of lamportmutex.Transport, and both keep the whole of that
 // interface's contract: reliable, per-pair FIFO, no duplicates, From
-// checked, PeerUp before any message of a new incarnation, Send bounded by
-// its ctx, Close stopping every goroutine.
+// checked, PeerUp before any message of a new incarnation, deliver called
+// on the transport's goroutines, Send never blocking and bounded, Close
+// stopping every goroutine.
 //
 // Both encode every message with the same codec: a msgpack array
 // [kind, from, to, clock, payload, incarnation]. The encoder and decoder are
@@ -73,12 +74,13 @@
 //
 // The TCP transport, for peers in different processes or machines, lives in
 // the tcp*.go files of this package (with its framing and handshake): one
-// ordered stream per pair of peers, length-prefixed msgpack frames, a
-// handshake naming the sender and the cluster, and sequence numbers and
+// ordered stream per ordered pair of peers, length-prefixed msgpack frames,
+// a handshake naming the sender and the cluster, and sequence numbers and
 // acknowledgements that keep delivery exactly-once and in order across
 // reconnects, and a GOODBYE frame on Close so that a clean exit is logged
-// by the peers as a departure, not a fault. Its own documentation (on the
-// TCP type) describes the wire format.
+// by the peers as a departure, not a fault. The reader of a peer's stream
+// calls deliver itself; Send queues, and writes at once when it can without
+// blocking; what is held per peer is bounded in bytes (TCPConfig.QueueBytes).
 //
 // Trust. Without TLS a peer's id is a claim anyone who can reach the port
 // and knows the cluster can make: use it on loopback or a trusted network.
@@ -93,16 +95,140 @@
 // generic reason only; one session per member is live at a time; at most
 // 32 connections may wait for their hello, and when they do, a new one
 // evicts one of them, so that idle connections cannot keep peers out; and
-// the send queue is bounded in messages and in bytes. Only an authenticated
+// what is held for a peer is bounded in bytes. Only an authenticated
 // (TLS) handshake can make a lower incarnation stale: without TLS an
 // incarnation is a claim like the id, and a member with no live session is
 // accepted with whatever plausible incarnation it presents (see
-// Incarnations in the TCP wire format). Quarantine cuts one incarnation of
-// a peer off in both directions until that peer restarts.
+// Incarnations below). Quarantine cuts one incarnation of a peer off in
+// both directions until that peer restarts.
+//
+// # TCP wire format
+//
+// This is the one description of the protocol, version 3 (protocolVersion).
+// Every ordered pair of peers (A, B) has its own connection, dialed by A: it
+// carries A's messages to B and B's acknowledgements back. There is never
+// more than one live stream per ordered pair.
+//
+// All integers are big-endian. A frame is a uint32 length followed by that
+// many bytes (the body). A receiver refuses a length above its limit
+// (MaxFrameSize, 8 KiB during the handshake) before allocating anything, and
+// a length of zero.
+//
+// Handshake. With TLS, the TLS handshake comes first and everything below
+// travels inside it. The dialer sends the preamble "LLTP" + uint16 version
+// (3), then one frame holding the msgpack array [from, to, cluster,
+// incarnation] (str, str, str, uint). The acceptor answers with its own
+// preamble and one frame holding [from, incarnation, resume, refusal] (str,
+// uint, uint, str), and sends nothing before the dialer's frame is checked.
+//
+// The acceptor accepts the hello only if all of these hold, and only then
+// stores the incarnation: the same version; from is a configured peer and
+// not itself; to is its id; the same cluster; an incarnation that is not 0,
+// not more than maxIncarnationLead (24 hours) ahead of its clock, not
+// quarantined and, with TLS, not older than one already accepted from that
+// id (see Incarnations below); with TLS, a certificate naming exactly one
+// member, from (see TCPConfig.TLS); no live session of that id with another
+// incarnation (see below); and nothing sent after the hello before the
+// welcome. Otherwise it logs the cause with the values and answers with a
+// welcome whose only field set is refusal, one of "protocol version
+// mismatch", "duplicate session exists" or "handshake not accepted" (an
+// unauthenticated dialer learns nothing about the cluster), and closes.
+// Bytes without the magic are closed on without answer.
+//
+// Handshake floods. The first bytes of a connection (the preamble, or with
+// TLS a record header) must arrive within preambleTimeout (1 second), the
+// whole handshake within HandshakeTimeout. At most maxPendingHandshakes (32)
+// accepted connections wait for their hello to arrive and pass its checks:
+// one more evicts (closes) the oldest of them from the remote IP address
+// holding the most, so idle connections cannot keep a peer out. A stream's 64 KiB
+// buffers are allocated only after its handshake.
+//
+// On success the welcome carries the acceptor's id and incarnation, and
+// resume, the last sequence number it delivered from this dialer's
+// incarnation (0 for an incarnation it has not seen). The dialer checks the
+// welcome the same way: from is the peer it dialed, the incarnation is
+// plausible, not quarantined and, with TLS, not older than one seen.
+//
+// Incarnations. With TLS a handshake is authenticated, so an incarnation
+// older than the one stored for that member is refused as stale (only a
+// member's own key can raise what is stored, and only that member is hurt).
+// Without TLS no handshake is authenticated: anyone who knows the cluster
+// can present a member's id with a high incarnation while the member is
+// down. So an incarnation, higher or lower, that differs from the stored one
+// is taken as a restart of that member (PeerUp first, sequence numbers from
+// 1), on either side of the handshake, provided the member has no live
+// session with another incarnation; a forged incarnation thus never locks
+// the real member out. For the same reason a quarantine refuses, without
+// TLS, only the quarantined incarnation itself (the last one quarantined):
+// a forged incarnation, once quarantined, cannot keep out a real one below
+// it. With TLS it refuses that incarnation and older ones.
+//
+// One session per member: a hello from an id whose current session heard
+// from its dialer within two HeartbeatIntervals (a live dialer pings at
+// least that often) is refused as a duplicate if its incarnation differs,
+// and both sides log it, naming the id and both addresses. With the same
+// incarnation the new connection replaces the old one: that is the dialer
+// reconnecting after a connection it saw fail, which the acceptor may not
+// have noticed yet.
+//
+// Stream. The dialer then sends frames whose body starts with a type byte:
+//   - DATA (1): uint64 seq, then the message as a msgpack array
+//     [kind, from, to, clock, payload, incarnation] (uint, str, str, uint,
+//     bin or nil, uint), every integer and length in its shortest form (a
+//     receiver refuses other forms).
+//   - PING (3): nothing else. Sent every HeartbeatInterval while idle, and
+//     after a batch of DATA whenever what the dialer holds for the peer has
+//     reached a quarter of QueueBytes: a PING asks for an ACK at once.
+//   - GOODBYE (4): nothing else; see Goodbye below.
+//
+// The acceptor sends:
+//   - ACK (2): uint64 seq: every message up to seq was delivered (deliver
+//     returned for it). ACKs are
+//     cumulative and coalesced: one goes out after every 64 deliveries, in
+//     answer to a PING, else about 5 ms after the first delivery not yet
+//     acknowledged; and the last one is repeated every HeartbeatInterval.
+//     ACKs only free the dialer's resend queue: no message waits for one.
+//   - GOODBYE (4): nothing else; see Goodbye below.
+//
+// Sequence numbers count from 1 per pair of incarnations (sender's, receiver's).
+// After a reconnect the dialer resends from resume+1; the receiver drops a seq
+// it already delivered and closes on a gap. When the acceptor's incarnation
+// changes, the dialer renumbers what it still holds from 1 (messages for a
+// dead incarnation go to the next one, as the Transport contract allows).
+// When the dialer's incarnation changes, the acceptor resets its state for
+// that peer and delivers PeerUp before the new incarnation's first message;
+// nothing of the old incarnation is delivered after that.
+//
+// Goodbye. Close sends GOODBYE on every established connection that is
+// healthy, as the last frame it writes there: the dialer after everything
+// it still has queued, the acceptor after a last ACK of what it delivered
+// (it delivers nothing more). The sender then reads, and drops, what
+// arrives until the peer closes the connection; Close waits at most
+// goodbyeWait (1 second) for all its connections. A receiver of GOODBYE
+// closes the connection and logs the departure at Info, not as a fault.
+// A GOODBYE is a claim, not authority: it changes no sequence number,
+// incarnation, resume point or quarantine, so the same incarnation
+// reconnecting resumes as after a dropped connection, and a new one is a
+// restart (PeerUp first).
+//
+// Restarts. A peer that dials in, with a handshake we accept, is up: if our
+// stream to it is down, or reaches another incarnation of it (which is
+// gone), we dial it at once instead of finishing the backoff.
+//
+// Anything else (unknown type, wrong length, malformed msgpack, a gap, a
+// forged From or To, an ACK of something never sent, silence past
+// IdleTimeout, a peer not reading for WriteTimeout) closes that connection
+// with a logged error; the dialer reconnects with backoff.
 //
 // # Errors
 //
 // ErrClosed, ErrUnknownPeer, ErrWrongSender and ErrUnsendable are returned
 // (wrapped) by Send and the network's methods; ErrMalformed reports bytes
-// that do not decode to a message.
+// that do not decode to a message. The TCP transport's other sentinels
+// (handshake refusals, ErrProtocol, ErrSlowPeer, ErrIdle, ...) reach only
+// its log records, as the "err" attribute; they are exported so that a log
+// handler can tell them apart with errors.Is, as examples/threeclients does.
+//
+// The codec and the frame and handshake parsers are not public API: they
+// are unexported, and only the wire format above is a contract.
 package transport

@@ -8,7 +8,7 @@ import (
 	"io"
 )
 
-// Frame types of an established stream (see the wire format on TCP).
+// Frame types of an established stream (see the TCP wire format in doc.go).
 const (
 	frameData byte = 1 // type, seq, msgpack message: dialer to acceptor
 	frameAck  byte = 2 // type, cumulative seq: acceptor to dialer

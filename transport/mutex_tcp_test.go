@@ -21,8 +21,10 @@ type mutexPeer struct {
 }
 
 func (p *mutexPeer) close() {
-	_ = p.mu.Close()
-	_ = p.tcp.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = p.mu.Close(ctx)
+	_ = p.tcp.Close(ctx)
 }
 
 func startMutexPeer(t *testing.T, id string, ids []string, addrs map[string]string, ln net.Listener, tweak ...func(*transport.TCPConfig)) *mutexPeer {
@@ -133,8 +135,7 @@ func TestMutexWaiterSurvivesPeerRestart(t *testing.T) {
 	// request could legitimately be granted on c's last (later) message.
 	for _, id := range []string{"a", "b"} {
 		waitUntil(t, func() bool {
-			st, err := peers[id].mu.State(ctx)
-			return err == nil && len(st.Queue) == 0
+			return len(peers[id].mu.State().Queue) == 0
 		})
 	}
 	peers["c"].close()
@@ -146,10 +147,7 @@ func TestMutexWaiterSurvivesPeerRestart(t *testing.T) {
 	}()
 	// a's request is out and waits for c.
 	waitUntil(t, func() bool {
-		st, err := peers["a"].mu.State(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		st := peers["a"].mu.State()
 		return len(st.Missing) == 1 && st.Missing[0] == "c"
 	})
 
@@ -257,13 +255,13 @@ func BenchmarkMutexOverTCP(b *testing.B) {
 					}
 					mus = append(mus, mu)
 				}
+				ctx := context.Background()
 				defer func() {
 					for i := range mus {
-						_ = mus[i].Close()
-						_ = trs[i].Close()
+						_ = mus[i].Close(ctx)
+						_ = trs[i].Close(ctx)
 					}
 				}()
-				ctx := context.Background()
 				lockers := mus[:1]
 				if contended {
 					lockers = mus
@@ -293,9 +291,9 @@ func BenchmarkMutexOverTCP(b *testing.B) {
 	}
 }
 
-// Drain before Close: the RELEASE a closing Mutex sends reaches the peers,
-// whose queues then no longer hold its request.
-func TestMutexOverTCPDrainBeforeClose(t *testing.T) {
+// Closing the Mutex flushes: the RELEASE a closing Mutex sends reaches the
+// peers, whose queues then no longer hold its request.
+func TestMutexOverTCPCloseFlushes(t *testing.T) {
 	ids := []string{"a", "b", "c"}
 	peers, _ := startMutexGroup(t, ids)
 	defer func() {
@@ -313,16 +311,12 @@ func TestMutexOverTCPDrainBeforeClose(t *testing.T) {
 		got <- err
 	}()
 	waitUntil(t, func() bool {
-		st, err := peers["b"].mu.State(ctx)
-		return err == nil && len(st.Queue) == 2
+		return len(peers["b"].mu.State().Queue) == 2
 	})
-	if err := peers["c"].mu.Close(); err != nil { // withdraws c's request
+	if err := peers["c"].mu.Close(ctx); err != nil { // withdraws c's request, and flushes
 		t.Fatal(err)
 	}
-	if err := peers["c"].tcp.Drain(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := peers["c"].tcp.Close(); err != nil {
+	if err := peers["c"].tcp.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-got; !errors.Is(err, lamportmutex.ErrClosed) {
@@ -330,10 +324,7 @@ func TestMutexOverTCPDrainBeforeClose(t *testing.T) {
 	}
 	for _, id := range []string{"a", "b"} {
 		waitUntil(t, func() bool {
-			st, err := peers[id].mu.State(ctx)
-			if err != nil {
-				return false
-			}
+			st := peers[id].mu.State()
 			for _, tok := range st.Queue {
 				if tok.ID == "c" {
 					return false

@@ -25,9 +25,7 @@ const (
 	DefaultIdleTimeout       = 15 * time.Second
 	DefaultBackoffMin        = 50 * time.Millisecond
 	DefaultBackoffMax        = 5 * time.Second
-	DefaultSendQueue         = 1024
-	DefaultSendQueueBytes    = 16 << 20
-	DefaultReceiveBuffer     = 256
+	DefaultQueueBytes        = 16 << 20
 )
 
 // TCPConfig configures a TCP transport. Zero durations and sizes take the
@@ -92,15 +90,14 @@ type TCPConfig struct {
 	// successful handshake. When the peer dials in (it restarted, or is
 	// reachable again) while our stream to it is down, we dial it at once.
 	BackoffMin, BackoffMax time.Duration
-	// SendQueue bounds the messages queued or unacknowledged per peer, and
-	// SendQueueBytes their encoded size in bytes; Send blocks, up to its
-	// ctx, while either is reached. A message is admitted whenever
-	// nothing is queued for the peer, so one message larger than
-	// SendQueueBytes (but within MaxFrameSize) still goes through.
-	SendQueue      int
-	SendQueueBytes int
-	// ReceiveBuffer is the capacity of the Receive channel.
-	ReceiveBuffer int
+	// QueueBytes bounds, per peer, the encoded size (frames included) of
+	// the messages Send accepted and the peer has not acknowledged: queued,
+	// written, or held while the peer is down. Send refuses a message that
+	// would pass it, and a Data message that would pass half of it, with
+	// an error wrapping lamportmutex.ErrQueueFull. MaxPayload is at most
+	// what fits in half of it. The default, DefaultQueueBytes (16 MiB),
+	// holds four frames of the default MaxFrameSize.
+	QueueBytes int
 	// Logger receives connection events; nil discards them. Faults (a
 	// broken connection, a refusal, a protocol error) are logged at Warn;
 	// streams coming up, a peer's restart or departure (GOODBYE) and the
@@ -128,117 +125,9 @@ type TCPConfig struct {
 // connection, dialed by A: it carries A's messages to B and B's
 // acknowledgements back. There is never more than one live stream per pair.
 //
-// # Wire format, version 3
-//
-// All integers are big-endian. A frame is a uint32 length followed by that
-// many bytes (the body). A receiver refuses a length above its limit
-// (MaxFrameSize, 8 KiB during the handshake) before allocating anything, and
-// a length of zero.
-//
-// Handshake. With TLS, the TLS handshake comes first and everything below
-// travels inside it. The dialer sends the preamble "LLTP" + uint16 version
-// (3), then one frame holding the msgpack array [from, to, cluster,
-// incarnation] (str, str, str, uint). The acceptor answers with its own
-// preamble and one frame holding [from, incarnation, resume, refusal] (str,
-// uint, uint, str), and sends nothing before the dialer's frame is checked.
-//
-// The acceptor accepts the hello only if all of these hold, and only then
-// stores the incarnation: the same version; from is a configured peer and
-// not itself; to is its id; the same cluster; an incarnation that is not 0,
-// not more than maxIncarnationLead (24 hours) ahead of its clock, not
-// quarantined and, with TLS, not older than one already accepted from that
-// id (see Incarnations below); with TLS, a certificate naming exactly one
-// member, from (see TCPConfig.TLS); no live session of that id with another
-// incarnation (see below); and nothing sent after the hello before the
-// welcome. Otherwise it logs the cause with the values and answers with a
-// welcome whose only field set is refusal, one of "protocol version
-// mismatch", "duplicate session exists" or "handshake not accepted" (an
-// unauthenticated dialer learns nothing about the cluster), and closes.
-// Bytes without the magic are closed on without answer.
-//
-// Handshake floods. The first bytes of a connection (the preamble, or with
-// TLS a record header) must arrive within preambleTimeout (1 second), the
-// whole handshake within HandshakeTimeout. At most maxPendingHandshakes (32)
-// accepted connections wait for their hello to arrive and pass its checks:
-// one more evicts (closes) the oldest of them from the remote IP address
-// holding the most, so idle connections cannot keep a peer out. A stream's 64 KiB
-// buffers are allocated only after its handshake.
-//
-// On success the welcome carries the acceptor's id and incarnation, and
-// resume, the last sequence number it delivered from this dialer's
-// incarnation (0 for an incarnation it has not seen). The dialer checks the
-// welcome the same way: from is the peer it dialed, the incarnation is
-// plausible, not quarantined and, with TLS, not older than one seen.
-//
-// Incarnations. With TLS a handshake is authenticated, so an incarnation
-// older than the one stored for that member is refused as stale (only a
-// member's own key can raise what is stored, and only that member is hurt).
-// Without TLS no handshake is authenticated: anyone who knows the cluster
-// can present a member's id with a high incarnation while the member is
-// down. So an incarnation, higher or lower, that differs from the stored one
-// is taken as a restart of that member (PeerUp first, sequence numbers from
-// 1), on either side of the handshake, provided the member has no live
-// session with another incarnation; a forged incarnation thus never locks
-// the real member out. For the same reason a quarantine refuses, without
-// TLS, only the quarantined incarnation itself (the last one quarantined):
-// a forged incarnation, once quarantined, cannot keep out a real one below
-// it. With TLS it refuses that incarnation and older ones.
-//
-// One session per member: a hello from an id whose current session heard
-// from its dialer within two HeartbeatIntervals (a live dialer pings at
-// least that often) is refused as a duplicate if its incarnation differs,
-// and both sides log it, naming the id and both addresses. With the same
-// incarnation the new connection replaces the old one: that is the dialer
-// reconnecting after a connection it saw fail, which the acceptor may not
-// have noticed yet.
-//
-// Stream. The dialer then sends frames whose body starts with a type byte:
-//   - DATA (1): uint64 seq, then the message as a msgpack array
-//     [kind, from, to, clock, payload, incarnation] (uint, str, str, uint,
-//     bin or nil, uint), every integer and length in its shortest form (a
-//     receiver refuses other forms).
-//   - PING (3): nothing else. Sent every HeartbeatInterval while idle, and
-//     after a batch of DATA whenever half of SendQueue is written but not
-//     acknowledged: a PING asks for an ACK at once.
-//   - GOODBYE (4): nothing else; see Goodbye below.
-//
-// The acceptor sends:
-//   - ACK (2): uint64 seq: every message up to seq was delivered. ACKs are
-//     cumulative and coalesced: one goes out after every 64 deliveries, in
-//     answer to a PING, else about 5 ms after the first delivery not yet
-//     acknowledged; and the last one is repeated every HeartbeatInterval.
-//     ACKs only free the dialer's resend queue: no message waits for one.
-//   - GOODBYE (4): nothing else; see Goodbye below.
-//
-// Sequence numbers count from 1 per pair of incarnations (sender's, receiver's).
-// After a reconnect the dialer resends from resume+1; the receiver drops a seq
-// it already delivered and closes on a gap. When the acceptor's incarnation
-// changes, the dialer renumbers what it still holds from 1 (messages for a
-// dead incarnation go to the next one, as the Transport contract allows).
-// When the dialer's incarnation changes, the acceptor resets its state for
-// that peer and delivers PeerUp before the new incarnation's first message;
-// nothing of the old incarnation is delivered after that.
-//
-// Goodbye. Close sends GOODBYE on every established connection that is
-// healthy, as the last frame it writes there: the dialer after everything
-// it still has queued, the acceptor after a last ACK of what it delivered
-// (it delivers nothing more). The sender then reads, and drops, what
-// arrives until the peer closes the connection; Close waits at most
-// goodbyeWait (1 second) for all its connections. A receiver of GOODBYE
-// closes the connection and logs the departure at Info, not as a fault.
-// A GOODBYE is a claim, not authority: it changes no sequence number,
-// incarnation, resume point or quarantine, so the same incarnation
-// reconnecting resumes as after a dropped connection, and a new one is a
-// restart (PeerUp first).
-//
-// Restarts. A peer that dials in, with a handshake we accept, is up: if our
-// stream to it is down, or reaches another incarnation of it (which is
-// gone), we dial it at once instead of finishing the backoff.
-//
-// Anything else (unknown type, wrong length, malformed msgpack, a gap, a
-// forged From or To, an ACK of something never sent, silence past
-// IdleTimeout, a peer not reading for WriteTimeout) closes that connection
-// with a logged error; the dialer reconnects with backoff.
+// The wire format, the handshake's checks, incarnations, goodbye and the
+// defences against hostile input are described once, in the package
+// documentation (TCP wire format).
 type TCP struct {
 	cfg       TCPConfig
 	id        string
@@ -249,10 +138,9 @@ type TCP struct {
 	serverTLS *tls.Config
 	peers     map[string]*peer
 	members   map[string]bool // the peers' ids and ours
-	recv      chan lamportmutex.Message
-	shaking   atomic.Int32 // goroutines running an accepted connection's handshake
-	pending   pendingSet   // accepted connections in their handshake
-	capWarned atomic.Int64 // monoNow of the last Warn about the handshake caps
+	shaking   atomic.Int32    // goroutines running an accepted connection's handshake
+	pending   pendingSet      // accepted connections in their handshake
+	capWarned atomic.Int64    // monoNow of the last Warn about the handshake caps
 
 	ctx    context.Context // cancelled by Close; bounds dials and handshakes
 	cancel context.CancelFunc
@@ -263,10 +151,11 @@ type TCP struct {
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
 
-	closeOnce sync.Once
 	started   atomic.Bool
-	pumped    chan struct{} // closed when the delivery goroutine returns
-	closeErr  error
+	startCh   chan struct{}              // closed by Start, after deliverFn is set
+	deliverFn func(lamportmutex.Message) // set once by Start
+	closing   atomic.Bool                // Close was called
+	closedCh  chan struct{}              // closed when the first Close returns
 }
 
 // peer is everything the transport knows about one remote peer.
@@ -318,13 +207,20 @@ var errGoodbye = errors.New("peer said goodbye")
 // what may be resumed, incarnations and quarantines stay as they are, so
 // the same incarnation reconnecting resumes where it stopped (no message
 // lost or replayed), and a new one comes up with PeerUp first. It only
-// makes the end of the stream no fault, marks the peer Left in Status, and
-// stops the dialer logging that p cannot be reached.
+// makes the end of the stream no fault, marks the peer Left in Status,
+// stops the dialer logging that p cannot be reached, and ends what Flush
+// waits for from inc: a transport that said goodbye is closed, so inc
+// acknowledges nothing more.
 func (t *TCP) peerLeft(p *peer, dir string, inc uint64) {
 	p.mu.Lock()
 	first := !p.left || p.leftInc != inc
 	p.left, p.leftInc = true, inc
 	p.mu.Unlock()
+	p.out.mu.Lock()
+	if p.out.remoteInc == inc {
+		p.out.newEpoch()
+	}
+	p.out.mu.Unlock()
 	level := slog.LevelDebug
 	if first {
 		level = slog.LevelInfo
@@ -347,9 +243,7 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	setDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&cfg.BackoffMin, DefaultBackoffMin)
 	setDefault(&cfg.BackoffMax, DefaultBackoffMax)
-	setDefault(&cfg.SendQueue, DefaultSendQueue)
-	setDefault(&cfg.SendQueueBytes, DefaultSendQueueBytes)
-	setDefault(&cfg.ReceiveBuffer, DefaultReceiveBuffer)
+	setDefault(&cfg.QueueBytes, DefaultQueueBytes)
 	setDefault(&cfg.version, protocolVersion)
 	setDefault(&cfg.preambleTimeout, preambleTimeout)
 	if cfg.IdleTimeout <= cfg.HeartbeatInterval {
@@ -358,6 +252,9 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	if cfg.MaxFrameSize < seqFrameSize+1 {
 		return nil, fmt.Errorf("transport: MaxFrameSize %d too small", cfg.MaxFrameSize)
 	}
+	if cfg.QueueBytes < 0 {
+		return nil, fmt.Errorf("transport: QueueBytes %d is negative", cfg.QueueBytes)
+	}
 	if cfg.BackoffMax < cfg.BackoffMin {
 		cfg.BackoffMax = cfg.BackoffMin
 	}
@@ -365,15 +262,16 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 		cfg.Incarnation = max(uint64(time.Now().UnixNano()), 1)
 	}
 	t := &TCP{
-		cfg:     cfg,
-		id:      cfg.ID,
-		inc:     cfg.Incarnation,
-		version: cfg.version,
-		log:     cfg.Logger,
-		peers:   make(map[string]*peer, len(cfg.Peers)),
-		recv:    make(chan lamportmutex.Message, cfg.ReceiveBuffer),
-		conns:   make(map[net.Conn]struct{}),
-		members: map[string]bool{cfg.ID: true},
+		cfg:      cfg,
+		id:       cfg.ID,
+		inc:      cfg.Incarnation,
+		version:  cfg.version,
+		log:      cfg.Logger,
+		peers:    make(map[string]*peer, len(cfg.Peers)),
+		conns:    make(map[net.Conn]struct{}),
+		members:  map[string]bool{cfg.ID: true},
+		startCh:  make(chan struct{}),
+		closedCh: make(chan struct{}),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -387,7 +285,7 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 			return nil, fmt.Errorf("transport: peer %q has address %q", id, addr)
 		}
 		p := &peer{id: id, addr: addr}
-		p.out.init(cfg.SendQueue, cfg.SendQueueBytes)
+		p.out.init(cfg.QueueBytes)
 		t.peers[id] = p
 		t.members[id] = true
 	}
@@ -429,9 +327,9 @@ func (t *TCP) Addr() net.Addr { return t.ln.Addr() }
 // Incarnation returns this run's incarnation, as sent in handshakes.
 func (t *TCP) Incarnation() uint64 { return t.inc }
 
-// MaxPayload returns the largest release payload a message can carry within
-// MaxFrameSize (it implements lamportmutex.PayloadLimiter, so Mutex.Unlock
-// refuses a larger payload while still holding the lock).
+// MaxPayload returns the largest Message.Payload Send accepts: what fits in
+// one frame of MaxFrameSize, and in half of QueueBytes (a Data message may
+// fill at most half the queue).
 func (t *TCP) MaxPayload() int {
 	longest := len(t.id)
 	for id := range t.cfg.Peers {
@@ -441,15 +339,17 @@ func (t *TCP) MaxPayload() int {
 	// header, kind, two strings with their headers, clock, the payload's
 	// binary header and the incarnation, each integer at most 9 bytes.
 	overhead := seqFrameSize + 1 + 9 + 2*(5+longest) + 9 + 5 + 9
-	return max(0, t.cfg.MaxFrameSize-overhead)
+	frame := min(t.cfg.MaxFrameSize, t.cfg.QueueBytes/2-frameLenSize)
+	return max(0, frame-overhead)
 }
 
-// Receive returns the channel of inbound messages; it is closed by Close.
-func (t *TCP) Receive() <-chan lamportmutex.Message { return t.recv }
-
-// Send queues msg for delivery to msg.To. It blocks while that peer's queue
-// is full (SendQueue messages or SendQueueBytes bytes), until ctx ends. It fails with ErrWrongSender, ErrUnsendable,
-// ErrUnknownPeer, ErrFrameTooLarge, ErrClosed or ctx's error.
+// Send queues msg for delivery to msg.To and returns; it never blocks.
+// When our stream to the peer is up and its writer idle, Send writes the
+// message itself (see writeDirect), else the peer's writer goroutine
+// does. It fails with ErrWrongSender, ErrUnsendable, ErrUnknownPeer,
+// ErrFrameTooLarge (a payload above MaxPayload), ErrClosed, or an error
+// wrapping lamportmutex.ErrQueueFull when the message would take what is
+// held for the peer past QueueBytes (a Data message: past half of it).
 func (t *TCP) Send(msg lamportmutex.Message) error {
 	if msg.From != t.id {
 		return fmt.Errorf("%w: From %q, local id %q", ErrWrongSender, msg.From, t.id)
@@ -461,8 +361,11 @@ func (t *TCP) Send(msg lamportmutex.Message) error {
 	if p == nil {
 		return fmt.Errorf("%w %q", ErrUnknownPeer, msg.To)
 	}
-	if t.isDone() {
-		return ErrClosed
+	if t.isDone() || t.closing.Load() {
+		return errClosed
+	}
+	if len(msg.Payload) > t.MaxPayload() {
+		return fmt.Errorf("%w: payload of %d bytes to %q, limit %d", ErrFrameTooLarge, len(msg.Payload), msg.To, t.MaxPayload())
 	}
 	body, err := marshalMessage(msg)
 	if err != nil {
@@ -471,129 +374,152 @@ func (t *TCP) Send(msg lamportmutex.Message) error {
 	if n := seqFrameSize + len(body); n > t.cfg.MaxFrameSize {
 		return fmt.Errorf("%w: message to %q needs %d bytes, limit %d", ErrFrameTooLarge, msg.To, n, t.cfg.MaxFrameSize)
 	}
-	select {
-	case p.out.slots <- struct{}{}:
-	default:
-		return fmt.Errorf("transport: send to %q: %w", msg.To, lamportmutex.ErrQueueFull)
+	s, err := p.out.push(body, msg.Kind == lamportmutex.Data)
+	if err != nil {
+		return fmt.Errorf("transport: send to %q: %w", msg.To, err)
 	}
-	for {
-		if t.isDone() {
-			<-p.out.slots
-			return ErrClosed
-		}
-		s, room := p.out.push(body)
-		if room == nil {
-			if s == nil || !t.writeDirect(p, s) {
-				p.out.wakeWriter()
-			}
-			return nil
-		}
-		<-p.out.slots
-		return fmt.Errorf("transport: send to %q: %w", msg.To, lamportmutex.ErrQueueFull)
+	if s == nil || !t.writeDirect(p, s) {
+		p.out.wakeWriter()
 	}
+	return nil
 }
 
-// Start begins delivery to deliver, on a goroutine of the transport's.
+// Start begins delivery to deliver, which runs on the goroutine reading
+// the peer's stream: one at a time per peer, in stream order. Nothing is
+// delivered before Start. PeerDown is delivered when the peer's stream to
+// us ends after its PeerUp (it broke, was closed, or the peer said
+// goodbye), on that stream's reader, before any call for the next stream;
+// our stream to the peer going down delivers nothing (its messages wait).
+// A deliver that blocks stalls only that peer's stream: its acknowledgements
+// wait, so the peer's queue for us fills up, and Close waits for it.
 func (t *TCP) Start(deliver func(lamportmutex.Message)) error {
-	if t.isDone() {
-		return ErrClosed
+	if deliver == nil {
+		return errors.New("transport: Start with a nil deliver")
+	}
+	if t.isDone() || t.closing.Load() {
+		return errClosed
 	}
 	if !t.started.CompareAndSwap(false, true) {
 		return errors.New("transport: started twice")
 	}
-	t.pumped = make(chan struct{})
-	go func() {
-		defer close(t.pumped)
-		for m := range t.recv {
-			deliver(m)
-		}
-	}()
+	t.deliverFn = deliver
+	close(t.startCh)
 	return nil
 }
 
-// Flush waits until what was sent to connected peers is acknowledged.
-func (t *TCP) Flush(ctx context.Context) error { return t.Drain(ctx) }
+// Flush waits until every message Send accepted before the call has been
+// acknowledged by its peer, or can no longer be: the incarnation of the
+// peer it was queued for ended (the message now waits for the next one),
+// or was quarantined. For a peer that is down it waits until the peer is
+// back, or ctx ends (ctx's error is returned). After Close it returns
+// ErrClosed.
+func (t *TCP) Flush(ctx context.Context) error {
+	if t.isDone() || t.closing.Load() {
+		return errClosed
+	}
+	return t.flush(ctx)
+}
 
-// Drain waits until every message sent to a connected peer has been
-// acknowledged, or ctx ends (its error is returned). A peer that is not
-// connected is not waited for: its messages wait for its next connection.
-// Call it before Close to shut down without losing what was just sent,
-// such as the RELEASE a closing Mutex sends.
-func (t *TCP) Drain(ctx context.Context) error {
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		pending := false
-		for _, p := range t.Status() {
-			pending = pending || (p.Connected && p.Queued > 0)
-		}
-		if !pending {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
+func (t *TCP) flush(ctx context.Context) error {
+	type mark struct {
+		o          *outPeer
+		epoch, seq uint64
+	}
+	marks := make([]mark, 0, len(t.peers))
+	for _, p := range t.peers {
+		p.out.mu.Lock()
+		marks = append(marks, mark{&p.out, p.out.epoch, p.out.nextSeq - 1})
+		p.out.mu.Unlock()
+	}
+	for _, m := range marks {
+		for {
+			changed := m.o.flushed(m.epoch, m.seq)
+			if changed == nil {
+				break
+			}
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-t.done:
+				return errClosed
+			}
 		}
 	}
+	return nil
+}
+
+// errClosed is what Send, Start and Flush return after Close: it is both
+// ErrClosed and lamportmutex.ErrClosed, as the Transport contract asks.
+var errClosed error = closedError{}
+
+type closedError struct{}
+
+func (closedError) Error() string { return ErrClosed.Error() }
+
+func (closedError) Is(target error) bool {
+	return target == ErrClosed || target == lamportmutex.ErrClosed
 }
 
 // goodbyeWait bounds the part of Close that says goodbye: after it, every
 // connection still open is closed.
 const goodbyeWait = time.Second
 
-// Close says goodbye to every peer whose stream is healthy, closes the
-// listener and every connection, stops every goroutine, then closes the
-// Receive channel. Messages still queued are dropped (see Drain). It is
-// safe to call more than once.
+// Close flushes within ctx (see Flush), then says goodbye to every peer
+// whose stream is healthy, closes the listener and every connection, and
+// stops every goroutine; no deliver call runs after it returns (it waits
+// for one under way). It returns ctx's error if the flush did not finish
+// (the transport is closed all the same). A second Close waits for the
+// first and returns nil. Close must not be called from deliver: it waits
+// for every deliver call to return.
 //
 // Saying goodbye takes a round trip and at most goodbyeWait (1 second):
 // Close stops accepting, dialing and delivering, writes what is queued and
 // a GOODBYE frame on each established connection (after the last ACK, on
 // the peer's stream to us), and waits for the peer to close the
 // connection, so that it logs a departure instead of a broken connection.
+// Messages still unacknowledged then are dropped.
 func (t *TCP) Close(ctx context.Context) error {
-	_ = t.Drain(ctx)
-	err := t.shutdown()
-	if t.started.Load() {
-		<-t.pumped
+	if t.closing.Swap(true) {
+		<-t.closedCh
+		return nil
 	}
-	return err
+	defer close(t.closedCh)
+	ferr := t.flush(ctx)
+	return errors.Join(ferr, t.shutdown())
 }
 
 func (t *TCP) shutdown() error {
-	t.closeOnce.Do(func() {
-		t.cancel() // t.done: Send fails, no dial, accept or delivery; sessions say goodbye
-		if err := t.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			t.closeErr = fmt.Errorf("transport: close listener: %w", err)
-		}
-		t.pending.closeAll()
-		quiet := make(chan struct{})
-		go func() {
-			t.wg.Wait()
-			close(quiet)
-		}()
-		tm := time.NewTimer(goodbyeWait)
-		select {
-		case <-quiet:
-		case <-tm.C:
-		}
-		tm.Stop()
-		t.mu.Lock()
-		t.closed = true
-		conns := make([]net.Conn, 0, len(t.conns))
-		for c := range t.conns {
-			conns = append(conns, c)
-		}
-		t.mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		<-quiet
-		close(t.recv)
-		t.log.Debug("transport closed")
-	})
-	return t.closeErr
+	var closeErr error
+	t.cancel() // t.done: Send fails, no dial, accept or delivery; sessions say goodbye
+	if err := t.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		closeErr = fmt.Errorf("transport: close listener: %w", err)
+	}
+	t.pending.closeAll()
+	quiet := make(chan struct{})
+	go func() {
+		t.wg.Wait()
+		close(quiet)
+	}()
+	tm := time.NewTimer(goodbyeWait)
+	select {
+	case <-quiet:
+	case <-tm.C:
+	}
+	tm.Stop()
+	t.mu.Lock()
+	t.closed = true
+	conns := make([]net.Conn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	<-quiet
+	t.log.Debug("transport closed")
+	return closeErr
 }
 
 // authenticated reports whether handshakes are authenticated (TLS).
@@ -698,19 +624,29 @@ func (t *TCP) event(peer, ev string) {
 	}
 }
 
-// deliver puts m on the Receive channel unless stop or Close comes first.
+// deliver hands m to the function given to Start, on the calling reader
+// goroutine, once Start was called; it returns false without delivering if
+// stop or Close comes first. The caller holds no lock.
 func (t *TCP) deliver(m lamportmutex.Message, stop <-chan struct{}) bool {
 	select {
-	case t.recv <- m:
-		return true
+	case <-t.startCh:
 	case <-stop:
 		return false
 	case <-t.done:
 		return false
 	}
+	select {
+	case <-stop:
+		return false
+	case <-t.done:
+		return false
+	default:
+	}
+	t.deliverFn(m)
+	return true
 }
 
-// backoff returns a delay in [d/2, d).
+// jitter returns a delay in [d/2, d).
 func jitter(d time.Duration) time.Duration {
 	if d <= 1 {
 		return d
@@ -733,11 +669,11 @@ func (t *TCP) sleep(d time.Duration) bool {
 // Quarantine implements lamportmutex.Transport: it ends the session with
 // incarnation inc of peer, and refuses that incarnation from then on (with
 // TLS also older ones; without TLS only inc, and a later Quarantine of the
-// same peer replaces it: see Incarnations on TCP), in both directions:
+// same peer replaces it: see Incarnations in doc.go), in both directions:
 //
 //   - Inbound: the peer's stream to us is closed at once if it is a refused
 //     incarnation; its messages not yet delivered are dropped (one whose
-//     delivery was under way may still reach Receive; the Mutex ignores
+//     delivery was under way may still complete; the Mutex ignores
 //     it). Its handshakes with a refused incarnation are refused; another
 //     incarnation is accepted as a restart and delivers PeerUp first.
 //   - Outbound: our stream to the peer is closed if it reached a refused
@@ -771,6 +707,9 @@ func (t *TCP) Quarantine(peer string, inc uint64, cause error) {
 	var sess *outSession
 	if o.sess != nil && refusedInc(inc, o.remoteInc, auth) {
 		sess = o.sess
+	}
+	if o.remoteInc != 0 && refusedInc(inc, o.remoteInc, auth) {
+		o.newEpoch() // what Flush waits for can no longer be acknowledged
 	}
 	o.mu.Unlock()
 	if sess != nil {

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bufio"
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -18,8 +17,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 
 	"github.com/lamportledger/lamportledger/lamportmutex"
 )
@@ -97,7 +94,7 @@ func rawHello(t *testing.T, addr string, cfg *tls.Config, v uint16, h hello) ([]
 // checks that peer accepts it.
 func restartAndCheck(t *testing.T, c *tcpCluster, id, peer string) {
 	t.Helper()
-	if err := c.nodes[id].Close(); err != nil {
+	if err := closeTCP(c.nodes[id]); err != nil {
 		t.Fatal(err)
 	}
 	tr := c.start(id, nil, 0)
@@ -188,7 +185,7 @@ func TestTCPRefusesDuplicateSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dup.Close()
+	defer closeTCP(dup)
 	waitLog(t, c.logs["1"], "refused handshake", "peer=2", "duplicate session", "live session from 127.0.0.1:", "refused 127.0.0.1:")
 	waitLog(t, dupLog, "handshake refused", "duplicate session exists", `\"1\" at `+c.addrs["1"], "claiming our id")
 	for _, l := range []*logBuf{c.logs["1"], dupLog} {
@@ -368,7 +365,7 @@ func TestTCPQuarantine(t *testing.T) {
 	c.waitErr("a", ErrQuarantined, `peer "b" answered with incarnation`)
 	c.waitErr("b", ErrRefused, `refused by "a": "handshake not accepted"`)
 	a.Quarantine("nobody", 1, errors.New("ignored")) // unknown: a no-op
-	if err := b.Close(); err != nil {
+	if err := closeTCP(b); err != nil {
 		t.Fatal(err)
 	}
 	b = c.start("b", nil, 0)
@@ -396,103 +393,86 @@ func TestTCPQuarantine(t *testing.T) {
 	checkAlive(t, c, "a", "b", 2)
 }
 
-// TestChanQuarantine: the in-memory network keeps the same contract.
-func TestChanQuarantine(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	n := newTestNetwork(t, []string{"a", "b"}, ChanOptions{})
-	defer n.Close()
-	ea, eb := endpoint(t, n, "a"), endpoint(t, n, "b")
-	expectPeerUps(t, ea, "b")
-	expectPeerUps(t, eb, "a")
-	ctx := context.Background()
-	send := func(e *ChanEndpoint, to string, clock uint64) {
-		t.Helper()
-		if err := e.Send(ctx, lamportmutex.Message{Kind: lamportmutex.Reply, From: e.ID(), To: to, Clock: clock}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Not yet received by a: 1 may already be on its way to Receive (the
-	// one message Quarantine cannot recall), 2 waits behind it in a's inbox.
-	send(eb, "a", 1)
-	send(eb, "a", 2)
-	ea.Quarantine("b", eb.Incarnation(), errors.New("bad head"))
-	send(eb, "a", 3)  // dropped as on a closed connection
-	send(ea, "b", 10) // held for b's quarantined incarnation; Restart drops it
-	eb2, err := n.Restart("b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	send(eb2, "a", 4)
-	m := recv(t, ea)
-	if m.Kind != lamportmutex.PeerUp && m.Clock == 1 {
-		m = recv(t, ea)
-	}
-	if m.Kind != lamportmutex.PeerUp || m.From != "b" || m.Incarnation != 2 {
-		t.Fatalf("a got %v, want PeerUp of b#2 (after at most the message in flight)", m)
-	}
-	if m := recv(t, ea); m.From != "b" || m.Clock != 4 {
-		t.Fatalf("a got %v, want the new incarnation's message", m)
-	}
-	expectPeerUps(t, eb2, "a")
-	send(ea, "b", 11)
-	if m := recv(t, eb2); m.From != "a" || m.Clock != 11 {
-		t.Fatalf("new b got %v, want a's message sent after the restart", m)
-	}
-}
-
-// TestTCPSendQueueBoundedInBytes: the queue to a peer holds at most
-// SendQueueBytes (beyond one message), however few messages it holds; Send
-// blocks, up to its ctx, until acknowledgements free room.
+// TestTCPSendQueueBoundedInBytes: what is held for a peer (queued, written
+// or kept while it is down, until acknowledged) stays within QueueBytes,
+// and a Data message within half of it; Send refuses with ErrQueueFull,
+// queueing nothing, and never waits.
 func TestTCPSendQueueBoundedInBytes(t *testing.T) {
 	var o outPeer
-	o.init(1024, 1000)
-	push := func(n int) <-chan struct{} {
-		o.slots <- struct{}{} // as Send does
-		_, room := o.push(make([]byte, n))
-		if room != nil {
-			<-o.slots
-		}
-		return room
+	o.init(1000)
+	push := func(n int, data bool) error {
+		_, err := o.push(make([]byte, n), data)
+		return err
 	}
-	if room := push(1500); room != nil {
-		t.Fatal("a message larger than the bound was refused on an empty queue")
+	frame := frameBytes(nil)
+	if err := push(400-frame, false); err != nil {
+		t.Fatal(err)
 	}
-	room := push(10)
-	if room == nil {
-		t.Fatal("the queue took more than its bytes")
+	if err := push(101-frame, true); !errors.Is(err, lamportmutex.ErrQueueFull) {
+		t.Fatalf("a Data message taking the queue to 501 of 1000: %v, want ErrQueueFull", err)
+	}
+	if err := push(100-frame, true); err != nil {
+		t.Fatalf("a Data message taking the queue to half of it: %v", err)
+	}
+	if err := push(500-frame, false); err != nil {
+		t.Fatalf("a message filling the queue: %v", err)
+	}
+	if err := push(1, false); !errors.Is(err, lamportmutex.ErrQueueFull) {
+		t.Fatalf("a message past the bound: %v, want ErrQueueFull", err)
+	}
+	if o.qBytes != 1000 || len(o.q) != 3 || o.nextSeq != 4 {
+		t.Fatalf("refusals queued something: %d bytes, %d messages, next seq %d", o.qBytes, len(o.q), o.nextSeq)
+	}
+	changed := o.flushed(o.epoch, 1)
+	if changed == nil {
+		t.Fatal("nothing acknowledged, yet flushed")
 	}
 	o.mu.Lock()
 	o.ackTo(1)
 	o.mu.Unlock()
 	select {
-	case <-room:
+	case <-changed:
 	default:
 		t.Fatal("an acknowledgement freed room without saying so")
 	}
-	for i := range 2 {
-		if room := push(450); room != nil {
-			t.Fatalf("message %d of 450 bytes refused with %d queued", i, o.qBytes)
-		}
+	if o.flushed(o.epoch, 1) != nil {
+		t.Fatal("seq 1 acknowledged, yet not flushed")
 	}
-	if room := push(101); room == nil {
-		t.Fatalf("the queue took %d+101 bytes, bound 1000", o.qBytes)
+	if err := push(400-frame, false); err != nil {
+		t.Fatalf("the acknowledgement freed no room: %v", err)
 	}
 
 	tcpLeakCheck(t)
-	c := newTCPCluster(t, []string{"a", "b"}, func(cfg *TCPConfig) { cfg.SendQueueBytes = 1000 })
-	if err := c.nodes["b"].Close(); err != nil { // nothing is acknowledged
+	c := newTCPCluster(t, []string{"a", "b"}, func(cfg *TCPConfig) { cfg.QueueBytes = 1000 })
+	if err := closeTCP(c.nodes["b"]); err != nil { // nothing is acknowledged
 		t.Fatal(err)
 	}
 	a := c.nodes["a"]
-	tcpSend(t, a, "b", 1, make([]byte, 600))
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	msg := lamportmutex.Message{Kind: lamportmutex.Reply, From: "a", To: "b", Clock: 2, Payload: make([]byte, 600)}
-	if err := a.Send(ctx, msg); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Send over the byte bound: %v, want it to wait for its ctx", err)
+	max := a.MaxPayload()
+	if max <= 0 || max >= 500 {
+		t.Fatalf("MaxPayload %d with QueueBytes 1000", max)
 	}
-	if st := peerStatus(a, "b"); st.Queued != 1 {
-		t.Fatalf("queued %d, want 1", st.Queued)
+	msg := lamportmutex.Message{Kind: lamportmutex.Reply, From: "a", To: "b", Clock: 1, Payload: make([]byte, max+1)}
+	if err := a.Send(msg); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("Send above MaxPayload: %v, want ErrFrameTooLarge", err)
+	}
+	msg.Payload = make([]byte, max)
+	msg.Kind = lamportmutex.Data
+	if err := a.Send(msg); err != nil {
+		t.Fatalf("a Data message of MaxPayload on an empty queue: %v", err)
+	}
+	if err := a.Send(msg); !errors.Is(err, lamportmutex.ErrQueueFull) {
+		t.Fatalf("a second Data message of MaxPayload: %v, want ErrQueueFull", err)
+	}
+	msg.Kind = lamportmutex.Reply
+	if err := a.Send(msg); err != nil {
+		t.Fatalf("a Reply beside the Data: %v", err)
+	}
+	if err := a.Send(msg); !errors.Is(err, lamportmutex.ErrQueueFull) {
+		t.Fatalf("a third message of MaxPayload: %v, want ErrQueueFull", err)
+	}
+	if st := peerStatus(a, "b"); st.Queued != 2 || st.QueuedBytes > 1000 {
+		t.Fatalf("queued %d messages, %d bytes; want 2, at most 1000", st.Queued, st.QueuedBytes)
 	}
 }
 

@@ -222,8 +222,7 @@ func TestTCPSlowReader(t *testing.T) {
 		cfg.Peers["s"] = ln.Addr().String()
 		cfg.WriteTimeout = 200 * time.Millisecond
 		cfg.MaxFrameSize = 1 << 20
-		cfg.SendQueue = 64
-		cfg.SendQueueBytes = 64 << 20
+		cfg.QueueBytes = 64 << 20
 	})
 	a := c.nodes["a"]
 	for i := range 64 { // 32 MiB: more than the socket buffers hold

@@ -38,7 +38,7 @@ func noWarnings(t *testing.T, c *tcpCluster, id string) {
 	}
 }
 
-// TestTCPGoodbye: a peer that drains and closes says goodbye on both of
+// TestTCPGoodbye: a peer that flushes and closes says goodbye on both of
 // its streams to each peer. They log its departure once, at Info, and
 // nothing at Warn; their Status says it left; and when it comes back as a
 // new incarnation it comes up with PeerUp first and messages flow again.
@@ -64,10 +64,10 @@ func testGoodbye(t *testing.T, mod func(*TCPConfig)) {
 	tcpSend(t, b, "a", 2, []byte("last words"))
 	ctx, cancel := context.WithTimeout(context.Background(), tcpPatience)
 	defer cancel()
-	if err := b.Drain(ctx); err != nil {
+	if err := b.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Close(); err != nil {
+	if err := closeTCP(b); err != nil {
 		t.Fatal(err)
 	}
 	if m := tcpRecvData(t, c.nodes["a"]); m.From != "b" || m.Clock != 2 {
@@ -202,7 +202,7 @@ func TestTCPCloseSaysGoodbyeLast(t *testing.T) {
 	tcpRecvData(t, a)
 	tcpEventually(t, func() bool { return peerStatus(a, "m").MsgsReceived == 1 }, "the delivery to be counted")
 	closed := make(chan error, 1)
-	go func() { closed <- a.Close() }()
+	go func() { closed <- closeTCP(a) }()
 	var acked uint64
 	for {
 		body, err := readFrame(r.br, seqFrameSize, nil)
@@ -270,7 +270,7 @@ func TestTCPRestartedPeerDialedAtOnce(t *testing.T) {
 			if crash {
 				cutAll(b)
 			}
-			if err := b.Close(); err != nil {
+			if err := closeTCP(b); err != nil {
 				t.Fatal(err)
 			}
 			tcpEventually(t, func() bool {
@@ -344,7 +344,7 @@ func TestTCPPeerHangingUp(t *testing.T) {
 			})
 			a := c.nodes["a"]
 			waitLog(t, c.logs["a"], tc.level, "peer=x")
-			a.Close()
+			closeTCP(a)
 			if tc.level == "level=INFO" {
 				noWarnings(t, c, "a")
 				waitLog(t, c.logs["a"], "level=INFO", "cannot reach peer", "peer=x", "without answering")

@@ -81,6 +81,9 @@ type tcpCluster struct {
 	logs  map[string]*logBuf
 	errs  map[string]*errRec
 	mod   func(*TCPConfig)
+	// deliverFor, if set, gives the deliver function of each id; the
+	// default delivers to an inbox (see tcpInbox).
+	deliverFor func(id string) func(lamportmutex.Message)
 }
 
 // errRec records the connection errors a transport reported.
@@ -128,7 +131,14 @@ func (c *tcpCluster) waitErr(id string, target error, subs ...string) error {
 // if not nil, adjusts each config.
 func newTCPCluster(t testing.TB, ids []string, mod func(*TCPConfig)) *tcpCluster {
 	t.Helper()
-	c := &tcpCluster{t: t, addrs: map[string]string{}, nodes: map[string]*TCP{}, logs: map[string]*logBuf{}, errs: map[string]*errRec{}, mod: mod}
+	return newTCPClusterDeliver(t, ids, mod, nil)
+}
+
+// newTCPClusterDeliver is newTCPCluster with id's transport delivering to
+// deliverFor(id) (to an inbox if deliverFor is nil).
+func newTCPClusterDeliver(t testing.TB, ids []string, mod func(*TCPConfig), deliverFor func(id string) func(lamportmutex.Message)) *tcpCluster {
+	t.Helper()
+	c := &tcpCluster{t: t, addrs: map[string]string{}, nodes: map[string]*TCP{}, logs: map[string]*logBuf{}, errs: map[string]*errRec{}, mod: mod, deliverFor: deliverFor}
 	lns := map[string]net.Listener{}
 	for _, id := range ids {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -171,12 +181,20 @@ func (c *tcpCluster) config(id string, ln net.Listener, inc uint64) TCPConfig {
 	return cfg
 }
 
-// start starts id, on ln or else on its address.
+// start starts id, on ln or else on its address, delivering to an inbox
+// (see tcpInbox).
 func (c *tcpCluster) start(id string, ln net.Listener, inc uint64) *TCP {
 	c.t.Helper()
 	tr, err := NewTCP(c.config(id, ln, inc))
 	if err != nil {
 		c.t.Fatal(err)
+	}
+	if c.deliverFor != nil {
+		if err := tr.Start(c.deliverFor(id)); err != nil {
+			c.t.Fatal(err)
+		}
+	} else {
+		startTCPInbox(c.t, tr)
 	}
 	c.nodes[id] = tr
 	return tr
@@ -184,20 +202,99 @@ func (c *tcpCluster) start(id string, ln net.Listener, inc uint64) *TCP {
 
 func (c *tcpCluster) closeAll() {
 	for _, n := range c.nodes {
-		if err := n.Close(); err != nil {
+		if err := closeTCP(n); err != nil {
 			c.t.Error(err)
 		}
 	}
 }
 
-// tcpRecv receives one message from tr.
+// closeFlushWait bounds the flush of a test's Close: a peer that is down
+// keeps its messages unacknowledged, and Close waits for them until its
+// ctx ends. It is no assertion, only how long a cleanup may take.
+const closeFlushWait = 200 * time.Millisecond
+
+// closeTCP closes tr's inbox, so that a reader blocked on a full one
+// returns, then tr, flushing for at most closeFlushWait; a flush cut
+// short is no error here.
+func closeTCP(tr *TCP) error {
+	if in, ok := tcpInboxes.Load(tr); ok {
+		in.(*tcpInbox).close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), closeFlushWait)
+	defer cancel()
+	err := tr.Close(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	return err
+}
+
+// tcpInbox is what a transport of these tests delivers to: a channel,
+// read by tcpRecv. deliver blocks while it is full, as a slow application
+// would, until the inbox is closed. PeerDown, which is informational, is
+// kept apart (see downs), so that tests of the streams see only PeerUp and
+// messages; TestTCPPeerDown checks PeerDown in stream order.
+type tcpInbox struct {
+	ch   chan lamportmutex.Message
+	quit chan struct{}
+	once sync.Once
+
+	mu    sync.Mutex
+	downs []lamportmutex.Message
+}
+
+func (in *tcpInbox) deliver(m lamportmutex.Message) {
+	if m.Kind == lamportmutex.PeerDown {
+		in.mu.Lock()
+		in.downs = append(in.downs, m)
+		in.mu.Unlock()
+		return
+	}
+	select {
+	case in.ch <- m:
+	case <-in.quit:
+	}
+}
+
+func (in *tcpInbox) close() { in.once.Do(func() { close(in.quit) }) }
+
+// tcpInboxes maps each started *TCP to its *tcpInbox.
+var tcpInboxes sync.Map
+
+// tcpInboxSize is the capacity of a test inbox.
+const tcpInboxSize = 4096
+
+// startTCPInbox starts tr delivering to a new inbox of tcpInboxSize.
+func startTCPInbox(t testing.TB, tr *TCP) *tcpInbox {
+	return startTCPInboxSize(t, tr, tcpInboxSize)
+}
+
+func startTCPInboxSize(t testing.TB, tr *TCP, size int) *tcpInbox {
+	t.Helper()
+	in := &tcpInbox{ch: make(chan lamportmutex.Message, size), quit: make(chan struct{})}
+	tcpInboxes.Store(tr, in)
+	t.Cleanup(func() { tcpInboxes.Delete(tr) })
+	if err := tr.Start(in.deliver); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// tcpInboxCh returns the channel tr delivers to.
+func tcpInboxCh(t testing.TB, tr *TCP) <-chan lamportmutex.Message {
+	t.Helper()
+	in, ok := tcpInboxes.Load(tr)
+	if !ok {
+		t.Fatalf("%s has no inbox", tr.ID())
+	}
+	return in.(*tcpInbox).ch
+}
+
+// tcpRecv receives one message from tr's inbox.
 func tcpRecv(t *testing.T, tr *TCP) lamportmutex.Message {
 	t.Helper()
 	select {
-	case m, ok := <-tr.Receive():
-		if !ok {
-			t.Fatalf("%s: Receive closed", tr.ID())
-		}
+	case m := <-tcpInboxCh(t, tr):
 		return m
 	case <-time.After(tcpPatience):
 		t.Fatalf("%s: nothing received", tr.ID())
@@ -208,9 +305,7 @@ func tcpRecv(t *testing.T, tr *TCP) lamportmutex.Message {
 // tcpSend sends a REPLY with clock and payload.
 func tcpSend(t *testing.T, tr *TCP, to string, clock uint64, payload []byte) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), tcpPatience)
-	defer cancel()
-	if err := tr.Send(ctx, lamportmutex.Message{Kind: lamportmutex.Reply, From: tr.ID(), To: to, Clock: clock, Payload: payload}); err != nil {
+	if err := tr.Send(lamportmutex.Message{Kind: lamportmutex.Reply, From: tr.ID(), To: to, Clock: clock, Payload: payload}); err != nil {
 		t.Fatalf("send %s->%s: %v", tr.ID(), to, err)
 	}
 }

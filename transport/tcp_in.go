@@ -48,7 +48,7 @@ const (
 type inSession struct {
 	conn   net.Conn     // the TCP connection (below TLS, if any)
 	seen   atomic.Int64 // monoNow when the last frame arrived
-	busy   atomic.Bool  // the reader waits for Receive to take a message
+	busy   atomic.Bool  // the reader is inside deliver
 	stop   chan struct{}
 	once   sync.Once
 	exited chan struct{} // closed when the session's goroutines are done
@@ -72,7 +72,7 @@ func newInSession(conn net.Conn) *inSession {
 
 // live reports whether s is open and heard from within window (a dialer
 // sends at least a PING every HeartbeatInterval), or is not reading because
-// Receive is full.
+// it is inside deliver.
 func (s *inSession) live(window time.Duration) bool {
 	select {
 	case <-s.stop:
@@ -113,7 +113,7 @@ func (s *inSession) close() {
 // older ones), a duplicate
 // session (another incarnation whose session is live) and, with TLS, an
 // incarnation older than the stored one. Without TLS an older incarnation
-// is a restart like a newer one (see the wire format on TCP). A new
+// is a restart like a newer one (see Incarnations in doc.go). A new
 // session with the same incarnation replaces the old one: that is a
 // reconnect after a dropped connection, which the acceptor may not have
 // noticed yet. resumed reports whether the session continues the state
@@ -320,6 +320,21 @@ func (t *TCP) serveInbound(raw net.Conn, pc *pending) {
 	case err != nil:
 		t.connError(p.id, "in", remote, err)
 	}
+	t.peerDown(p, in.inc)
+}
+
+// peerDown delivers PeerDown for incarnation inc of p as a session of it
+// ends, on that session's reader goroutine (the next session delivers
+// nothing before it is done: see begin). It is due only if PeerUp for inc
+// was delivered, inc is not quarantined, and the transport is open.
+func (t *TCP) peerDown(p *peer, inc uint64) {
+	ip := &p.in
+	ip.mu.Lock()
+	due := !ip.peerUp && ip.inc == inc && !refusedInc(ip.quarantined, inc, t.authenticated())
+	ip.mu.Unlock()
+	if due {
+		t.deliver(lamportmutex.Message{Kind: lamportmutex.PeerDown, From: p.id, To: t.id, Incarnation: inc}, nil)
+	}
 }
 
 // acceptHandshake runs the acceptor's half of the handshake on raw. On
@@ -445,7 +460,10 @@ func (t *TCP) readStream(p *peer, s *inSession, br *bufio.Reader) error {
 	up, inc := ip.peerUp, ip.inc
 	ip.mu.Unlock()
 	if up {
-		if !t.deliver(lamportmutex.Message{Kind: lamportmutex.PeerUp, From: p.id, To: t.id, Incarnation: inc}, s.stop) {
+		s.busy.Store(true)
+		ok := t.deliver(lamportmutex.Message{Kind: lamportmutex.PeerUp, From: p.id, To: t.id, Incarnation: inc}, s.stop)
+		s.busy.Store(false)
+		if !ok {
 			if s.stopped() {
 				return nil
 			}

@@ -147,7 +147,7 @@ func forgeWhileDown(t *testing.T) (*tcpCluster, *TCP, uint64) {
 	c := newTCPCluster(t, []string{"1", "2"}, nil)
 	one := c.nodes["1"]
 	checkAlive(t, c, "1", "2", 1)
-	if err := c.nodes["2"].Close(); err != nil {
+	if err := closeTCP(c.nodes["2"]); err != nil {
 		t.Fatal(err)
 	}
 	tcpEventually(t, func() bool { return !peerStatus(one, "2").Inbound }, "1 to see 2's stream end")

@@ -13,20 +13,23 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
 )
 
 // outPeer is the sending half of a peer: the queue of messages not yet
-// acknowledged, in sequence order.
+// acknowledged, in sequence order. Its mu is held only for short work that
+// never waits (no I/O, no deliver).
 type outPeer struct {
-	slots chan struct{} // one token per queued message; bounds the queue
-	wake  chan struct{} // capacity 1: tells the writer the queue grew
-	kick  chan struct{} // capacity 1: the peer dialed in; dial it at once
+	wake chan struct{} // capacity 1: tells the writer the queue grew
+	kick chan struct{} // capacity 1: the peer dialed in; dial it at once
 
 	mu          sync.Mutex
 	q           []outMsg      // seq contiguous, ascending; acknowledged ones removed
-	qBytes      int           // the bodies' bytes in q
-	maxBytes    int           // bound of qBytes (SendQueueBytes)
-	room        chan struct{} // closed when qBytes drops; nil if nobody waits
+	qBytes      int           // the frames' bytes in q (see frameBytes)
+	maxBytes    int           // bound of qBytes (QueueBytes)
+	epoch       uint64        // grows when what q holds can no longer be acknowledged by remoteInc
+	changed     chan struct{} // closed when q shrinks or epoch grows; nil if nobody waits
 	nextSeq     uint64        // seq of the next message pushed
 	remoteInc   uint64        // incarnation of the peer our seqs refer to
 	quarantined uint64        // refused incarnations (see quarantineMark)
@@ -42,31 +45,65 @@ type outMsg struct {
 	body []byte // msgpack message
 }
 
-func (o *outPeer) init(queue, bytes int) {
-	o.slots = make(chan struct{}, queue)
+func (o *outPeer) init(bytes int) {
 	o.wake = make(chan struct{}, 1)
 	o.kick = make(chan struct{}, 1)
 	o.nextSeq = 1
 	o.maxBytes = bytes
 }
 
-// push appends a message if its bytes fit (or nothing is queued), and
-// returns the established stream, if any; the caller holds a slot. If the
-// message does not fit, push returns a channel that is closed when bytes
-// are freed.
-func (o *outPeer) push(body []byte) (s *outSession, room <-chan struct{}) {
+// frameBytes is what a message of body counts toward QueueBytes: its
+// whole DATA frame.
+func frameBytes(body []byte) int { return frameLenSize + seqFrameSize + len(body) }
+
+// push appends a message and returns the established stream, if any. It
+// refuses (with ErrQueueFull) a message that would take the queue past
+// maxBytes, or past half of it if data (a Data message).
+func (o *outPeer) push(body []byte, data bool) (*outSession, error) {
+	n := frameBytes(body)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if len(o.q) > 0 && o.qBytes+len(body) > o.maxBytes {
-		if o.room == nil {
-			o.room = make(chan struct{})
-		}
-		return nil, o.room
+	limit := o.maxBytes
+	if data {
+		limit /= 2
+	}
+	if o.qBytes+n > limit {
+		return nil, fmt.Errorf("%w: %d bytes held, %d more, limit %d", lamportmutex.ErrQueueFull, o.qBytes, n, limit)
 	}
 	o.q = append(o.q, outMsg{seq: o.nextSeq, body: body})
-	o.qBytes += len(body)
+	o.qBytes += n
 	o.nextSeq++
 	return o.sess, nil
+}
+
+// signal wakes whoever waits in flushed. Caller holds mu.
+func (o *outPeer) signal() {
+	if o.changed != nil {
+		close(o.changed)
+		o.changed = nil
+	}
+}
+
+// newEpoch records that what q holds can no longer be acknowledged by the
+// incarnation it was sent to. Caller holds mu.
+func (o *outPeer) newEpoch() {
+	o.epoch++
+	o.signal()
+}
+
+// flushed returns nil if every message up to seq, pushed in epoch, is
+// acknowledged or can no longer be; otherwise a channel closed at the
+// next change.
+func (o *outPeer) flushed(epoch, seq uint64) <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.epoch != epoch || o.base() > seq {
+		return nil
+	}
+	if o.changed == nil {
+		o.changed = make(chan struct{})
+	}
+	return o.changed
 }
 
 // wakeWriter tells the writer goroutine to look at the queue.
@@ -80,27 +117,21 @@ func (o *outPeer) wakeWriter() {
 // base returns the seq of q[0] (nextSeq if q is empty). Caller holds mu.
 func (o *outPeer) base() uint64 { return o.nextSeq - uint64(len(o.q)) }
 
-// ackTo drops every message up to seq and frees their slots. Caller holds
-// mu and has checked base()-1 <= seq < nextSeq.
+// ackTo drops every message up to seq. Caller holds mu and has checked
+// base()-1 <= seq < nextSeq.
 func (o *outPeer) ackTo(seq uint64) {
 	n := int(seq + 1 - o.base())
 	if n <= 0 {
 		return
 	}
 	for _, m := range o.q[:n] {
-		o.qBytes -= len(m.body)
+		o.qBytes -= frameBytes(m.body)
 	}
-	if o.room != nil {
-		close(o.room)
-		o.room = nil
-	}
+	o.signal()
 	clear(o.q[:n])
 	o.q = o.q[n:]
 	if len(o.q) == 0 {
 		o.q = o.q[:0:0] // let the backing array go
-	}
-	for range n {
-		<-o.slots
 	}
 }
 
@@ -108,7 +139,7 @@ func (o *outPeer) ackTo(seq uint64) {
 // and whether the stream continues one to the same incarnation. An
 // incarnation older than the one our sequence numbers refer to is refused
 // if authenticated (with TLS), else taken as a restart like a newer one
-// (see the wire format on TCP).
+// (see Incarnations in doc.go).
 func (o *outPeer) resume(peer string, wl welcome, authenticated bool) (next uint64, resumed bool, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -124,6 +155,9 @@ func (o *outPeer) resume(peer string, wl welcome, authenticated bool) (next uint
 			o.q[i].seq = uint64(i + 1)
 		}
 		o.nextSeq = uint64(len(o.q) + 1)
+		if o.remoteInc != 0 {
+			o.newEpoch() // the incarnation our messages were for ended
+		}
 		o.remoteInc = wl.Incarnation
 	}
 	if wl.Resume+1 < o.base() || wl.Resume >= o.nextSeq {
@@ -133,9 +167,10 @@ func (o *outPeer) resume(peer string, wl welcome, authenticated bool) (next uint
 	return wl.Resume + 1, resumed, nil
 }
 
-// pending appends to dst up to max messages from seq on, and returns the
-// last acknowledged seq.
-func (o *outPeer) pending(seq uint64, dst []outMsg, max int) ([]outMsg, uint64) {
+// pending appends to dst up to max messages from seq on, and returns
+// whether what is held has reached a quarter of the bound (time to ask for
+// an ACK).
+func (o *outPeer) pending(seq uint64, dst []outMsg, max int) ([]outMsg, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	i := int(seq - o.base())
@@ -145,7 +180,7 @@ func (o *outPeer) pending(seq uint64, dst []outMsg, max int) ([]outMsg, uint64) 
 	for ; i < len(o.q) && len(dst) < max; i++ {
 		dst = append(dst, o.q[i])
 	}
-	return dst, o.base() - 1
+	return dst, o.qBytes >= o.maxBytes/4
 }
 
 // setConnected records s as the established stream, or none if s is nil.

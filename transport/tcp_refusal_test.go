@@ -87,7 +87,7 @@ func TestTCPRefusals(t *testing.T) {
 		c := newTCPCluster(t, ids, func(cfg *TCPConfig) { cfg.TLS = tlsWith(ca, certs[cfg.ID]) })
 		seen := c.nodes["bad"].Incarnation()
 		tcpEventually(t, func() bool { st := peerStatus(c.nodes["a"], "bad"); return st.Inbound && st.Connected }, "a and bad connected")
-		if err := c.nodes["bad"].Close(); err != nil {
+		if err := closeTCP(c.nodes["bad"]); err != nil {
 			t.Fatal(err)
 		}
 		c.start("bad", nil, 1)

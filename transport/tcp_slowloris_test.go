@@ -32,7 +32,7 @@ func TestTCPSlowlorisCannotKeepPeerOut(t *testing.T) {
 			})
 			checkAlive(t, c, "a", "b", 1)
 			a := c.nodes["a"]
-			if err := c.nodes["b"].Close(); err != nil {
+			if err := closeTCP(c.nodes["b"]); err != nil {
 				t.Fatal(err)
 			}
 			var held []net.Conn

@@ -30,11 +30,13 @@ type PeerStatus struct {
 	// and no handshake with it succeeded since. It is the peer's claim,
 	// and means nothing more: a peer that left is down until it returns.
 	Left bool
-	// Queued is the number of messages queued or not yet acknowledged.
-	Queued int
+	// Queued is the number of messages queued or not yet acknowledged,
+	// and QueuedBytes their size as counted against QueueBytes.
+	Queued      int
+	QueuedBytes int
 	// MsgsSent and BytesSent count DATA frames written to the peer,
 	// resends included; MsgsReceived and BytesReceived count messages
-	// delivered from it, each counted just after it is handed to Receive.
+	// delivered from it, each counted just after deliver returned.
 	// Bytes include framing.
 	MsgsSent, BytesSent         uint64
 	MsgsReceived, BytesReceived uint64
@@ -48,7 +50,7 @@ func (t *TCP) Status() []PeerStatus {
 		p.out.mu.Lock()
 		st.Connected, st.Since = p.out.connected, p.out.since
 		st.Reconnects = max(p.out.sessions, 1) - 1
-		st.Queued = len(p.out.q)
+		st.Queued, st.QueuedBytes = len(p.out.q), p.out.qBytes
 		p.out.mu.Unlock()
 		p.in.mu.Lock()
 		st.Inbound, st.InboundSince = p.in.connected, p.in.since

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -87,7 +88,7 @@ func TestTCPExactlyOnceUnderKills(t *testing.T) {
 	if testing.Short() {
 		perPair = 2000
 	}
-	c := newTCPCluster(t, ids, func(cfg *TCPConfig) { cfg.SendQueue = 256 })
+	c := newTCPCluster(t, ids, func(cfg *TCPConfig) { cfg.QueueBytes = 8 << 10 })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*tcpPatience)
 	defer cancel()
 	payload := func(from, to string, seq uint64) []byte {
@@ -107,7 +108,7 @@ func TestTCPExactlyOnceUnderKills(t *testing.T) {
 				tr := c.nodes[from]
 				for i := uint64(1); i <= perPair; i++ {
 					m := lamportmutex.Message{Kind: lamportmutex.Request, From: from, To: to, Clock: i, Payload: payload(from, to, i)}
-					if err := tr.Send(ctx, m); err != nil {
+					if err := sendWait(ctx, tr, m); err != nil {
 						t.Errorf("send %v: %v", m, err)
 						return
 					}
@@ -116,6 +117,7 @@ func TestTCPExactlyOnceUnderKills(t *testing.T) {
 		}
 	}
 	for k, to := range ids {
+		in := tcpInboxCh(t, c.nodes[to])
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -126,7 +128,7 @@ func TestTCPExactlyOnceUnderKills(t *testing.T) {
 			for remaining > 0 {
 				var m lamportmutex.Message
 				select {
-				case m = <-c.nodes[to].Receive():
+				case m = <-in:
 				case <-ctx.Done():
 					t.Errorf("%s: still waiting for %d messages", to, remaining)
 					return
@@ -217,11 +219,8 @@ func TestTCPRestartedPeer(t *testing.T) {
 		}
 	}
 	oldInc := b.Incarnation()
-	if err := b.Close(); err != nil {
+	if err := closeTCP(b); err != nil {
 		t.Fatal(err)
-	}
-	if _, ok := <-b.Receive(); ok {
-		t.Fatal("Receive not closed after Close")
 	}
 	tcpSend(t, a, "b", 100, []byte("while down"))
 	b = c.start("b", nil, oldInc+1) // same address, new incarnation
@@ -263,11 +262,10 @@ func TestTCPSendErrors(t *testing.T) {
 	// only a runs, so messages to b stay queued.
 	c := newTCPCluster(t, []string{"a"}, func(cfg *TCPConfig) {
 		cfg.Peers = map[string]string{"a": "127.0.0.1:1", "b": "127.0.0.1:1"}
-		cfg.SendQueue = 2
+		cfg.QueueBytes = 64 // two small messages
 		cfg.MaxFrameSize = 100
 	})
 	a := c.nodes["a"]
-	ctx := context.Background()
 	msg := func(from, to string, k lamportmutex.Kind, p []byte) lamportmutex.Message {
 		return lamportmutex.Message{Kind: k, From: from, To: to, Clock: 1, Payload: p}
 	}
@@ -279,42 +277,44 @@ func TestTCPSendErrors(t *testing.T) {
 		{msg("a", "zz", lamportmutex.Request, nil), ErrUnknownPeer},
 		{msg("a", "a", lamportmutex.Request, nil), ErrUnknownPeer},
 		{msg("a", "b", lamportmutex.PeerUp, nil), ErrUnsendable},
+		{msg("a", "b", lamportmutex.PeerDown, nil), ErrUnsendable},
 		{msg("a", "b", 0, nil), ErrUnsendable},
-		{msg("a", "b", lamportmutex.Release, make([]byte, 100)), ErrFrameTooLarge},
+		{msg("a", "b", lamportmutex.Release, make([]byte, a.MaxPayload()+1)), ErrFrameTooLarge},
 	} {
-		if err := a.Send(ctx, tc.m); !errors.Is(err, tc.want) {
+		if err := a.Send(tc.m); !errors.Is(err, tc.want) {
 			t.Errorf("Send(%v) = %v, want %v", tc.m, err, tc.want)
 		}
 	}
 	for range 2 {
-		if err := a.Send(ctx, msg("a", "b", lamportmutex.Request, nil)); err != nil {
+		if err := a.Send(msg("a", "b", lamportmutex.Request, nil)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	if err := a.Send(cctx, msg("a", "b", lamportmutex.Request, nil)); !errors.Is(err, context.Canceled) {
-		t.Errorf("Send with a full queue and a cancelled ctx = %v", err)
+	if err := a.Send(msg("a", "b", lamportmutex.Request, nil)); !errors.Is(err, lamportmutex.ErrQueueFull) {
+		t.Errorf("Send with a full queue = %v, want ErrQueueFull", err)
 	}
 	if st := peerStatus(a, "b"); st.Queued != 2 || st.Connected {
 		t.Errorf("status of unreachable b: %+v", st)
 	}
-	blocked := make(chan error)
-	go func() { blocked <- a.Send(ctx, msg("a", "b", lamportmutex.Request, nil)) }()
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
+	cctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := a.Flush(cctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Flush with b down and a cancelled ctx = %v, want context.Canceled", err)
 	}
-	if err := <-blocked; !errors.Is(err, ErrClosed) {
-		t.Errorf("Send blocked across Close = %v, want ErrClosed", err)
+	if err := a.Close(cctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Close with b down and a cancelled ctx = %v, want context.Canceled", err)
 	}
-	if err := a.Send(ctx, msg("a", "b", lamportmutex.Request, nil)); !errors.Is(err, ErrClosed) {
-		t.Errorf("Send after Close = %v", err)
+	if err := a.Send(msg("a", "b", lamportmutex.Request, nil)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Send after Close = %v, want ErrClosed", err)
 	}
-	if err := a.Close(); err != nil {
-		t.Errorf("second Close = %v", err)
+	if err := a.Flush(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Errorf("Flush after Close = %v, want ErrClosed", err)
 	}
-	if _, ok := <-a.Receive(); ok {
-		t.Error("Receive open after Close")
+	if err := a.Start(func(lamportmutex.Message) {}); err == nil {
+		t.Error("Start after Close succeeded")
+	}
+	if err := a.Close(context.Background()); err != nil {
+		t.Errorf("second Close = %v, want nil", err)
 	}
 }
 
@@ -326,22 +326,34 @@ func TestNewTCPRejectsBadConfig(t *testing.T) {
 		{ID: "a", ListenAddr: "256.0.0.1:0"},
 	} {
 		if tr, err := NewTCP(cfg); err == nil {
-			tr.Close()
+			closeTCP(tr)
 			t.Errorf("NewTCP(%+v) succeeded", cfg)
 		}
 	}
 }
 
 // TestTCPCloseUnderLoad closes transports while messages stream both ways
-// and connections are being killed: Close must stop everything.
+// and connections are being killed: Close must stop everything, and no
+// deliver call runs after Close returned.
 func TestTCPCloseUnderLoad(t *testing.T) {
 	tcpLeakCheck(t)
 	ids := []string{"a", "b", "c"}
-	c := newTCPCluster(t, ids, func(cfg *TCPConfig) { cfg.SendQueue = 64; cfg.ReceiveBuffer = 1 })
+	var received atomic.Int64
+	closed := map[string]*atomic.Bool{}
+	for _, id := range ids {
+		closed[id] = &atomic.Bool{}
+	}
+	c := newTCPClusterDeliver(t, ids, func(cfg *TCPConfig) { cfg.QueueBytes = 4 << 10 }, func(id string) func(lamportmutex.Message) {
+		return func(lamportmutex.Message) {
+			if closed[id].Load() {
+				t.Errorf("%s: deliver called after Close returned", id)
+			}
+			received.Add(1)
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
-	var received atomic.Int64
 	for _, from := range ids {
 		for _, to := range ids {
 			if from != to {
@@ -349,27 +361,251 @@ func TestTCPCloseUnderLoad(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					for i := uint64(1); ; i++ {
-						if err := c.nodes[from].Send(ctx, lamportmutex.Message{Kind: lamportmutex.Reply, From: from, To: to, Clock: i}); err != nil {
+						m := lamportmutex.Message{Kind: lamportmutex.Reply, From: from, To: to, Clock: i}
+						if err := sendWait(ctx, c.nodes[from], m); err != nil {
 							return
 						}
 					}
 				}()
 			}
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range c.nodes[from].Receive() {
-				received.Add(1)
-			}
-		}()
 	}
 	tcpEventually(t, func() bool { return received.Load() > 3000 }, "traffic")
 	c.nodes["b"].killConn(rand.New(rand.NewPCG(1, 2)))
 	for _, id := range ids {
-		if err := c.nodes[id].Close(); err != nil {
+		if err := closeTCP(c.nodes[id]); err != nil {
 			t.Error(err)
 		}
+		closed[id].Store(true)
 	}
 	wg.Wait()
+}
+
+// sendWait sends m, waiting with Flush while the peer's queue is full.
+func sendWait(ctx context.Context, tr *TCP, m lamportmutex.Message) error {
+	for {
+		err := tr.Send(m)
+		if !errors.Is(err, lamportmutex.ErrQueueFull) {
+			return err
+		}
+		if err := tr.Flush(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// TestTCPPeerDown: deliver runs one call at a time per peer, in stream
+// order, with no lock held that Send takes (a's deliver sends); a peer
+// that closes is reported down once after its PeerUp, and its next
+// incarnation comes up with PeerUp before its messages.
+func TestTCPPeerDown(t *testing.T) {
+	tcpLeakCheck(t)
+	type rec struct {
+		mu     sync.Mutex
+		got    []lamportmutex.Message
+		inside atomic.Int32
+	}
+	recs := map[string]*rec{"a": {}, "b": {}}
+	var a atomic.Pointer[TCP]
+	c := newTCPClusterDeliver(t, []string{"a", "b"}, nil, func(id string) func(lamportmutex.Message) {
+		r := recs[id]
+		return func(m lamportmutex.Message) {
+			if r.inside.Add(1) != 1 {
+				t.Errorf("%s: deliver calls overlap", id)
+			}
+			defer r.inside.Add(-1)
+			r.mu.Lock()
+			r.got = append(r.got, m)
+			r.mu.Unlock()
+			if id == "a" && m.Kind == lamportmutex.Request {
+				if err := a.Load().Send(lamportmutex.Message{Kind: lamportmutex.Reply, From: "a", To: m.From, Clock: m.Clock}); err != nil {
+					t.Errorf("Send from deliver: %v", err)
+				}
+			}
+		}
+	})
+	a.Store(c.nodes["a"])
+	kinds := func(id, from string) []string {
+		r := recs[id]
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		var out []string
+		for _, m := range r.got {
+			if m.From == from {
+				out = append(out, fmt.Sprintf("%v@%d", m.Kind, m.Clock))
+			}
+		}
+		return out
+	}
+	b := c.nodes["b"]
+	if err := b.Send(lamportmutex.Message{Kind: lamportmutex.Request, From: "b", To: "a", Clock: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tcpEventually(t, func() bool { return len(kinds("b", "a")) == 2 }, "b to get a's PeerUp and reply: %v", kinds("b", "a"))
+	ctx, cancel := context.WithTimeout(context.Background(), tcpPatience)
+	defer cancel()
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"PEERUP@0", "REQUEST@1", "PEERDOWN@0"}
+	tcpEventually(t, func() bool { return len(kinds("a", "b")) >= 3 }, "a to see b go down: %v", kinds("a", "b"))
+	if got := kinds("a", "b"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("a got from b %v, want %v", got, want)
+	}
+	b = c.start("b", nil, b.Incarnation()+1)
+	if err := b.Send(lamportmutex.Message{Kind: lamportmutex.Request, From: "b", To: "a", Clock: 2}); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, "PEERUP@0", "REQUEST@2")
+	tcpEventually(t, func() bool { return len(kinds("a", "b")) >= 5 }, "a to see b's next incarnation: %v", kinds("a", "b"))
+	if got := kinds("a", "b"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("a got from b %v, want %v", got, want)
+	}
+	if err := a.Load().Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTCPFlush: Flush waits for what was sent to a peer that is not up yet
+// until it is up and has delivered it, and stops waiting for an
+// incarnation that is quarantined.
+func TestTCPFlush(t *testing.T) {
+	tcpLeakCheck(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // b's address, b not yet running
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	delivered := make(chan lamportmutex.Message, 16)
+	c := newTCPClusterDeliver(t, []string{"a"}, func(cfg *TCPConfig) {
+		cfg.Peers = map[string]string{"a": cfg.Peers["a"], "b": ln.Addr().String()}
+	}, nil)
+	a := c.nodes["a"]
+	tcpSend(t, a, "b", 1, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), tcpPatience)
+	defer cancel()
+	flushed := make(chan error, 1)
+	go func() { flushed <- a.Flush(ctx) }()
+	bcfg := c.config("b", ln, 0)
+	bcfg.Peers = map[string]string{"a": c.addrs["a"], "b": ln.Addr().String()}
+	select {
+	case err := <-flushed:
+		t.Fatalf("Flush returned %v before b was up", err)
+	default:
+	}
+	b, err := NewTCP(bcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeTCP(b)
+	defer releaseOnce.Do(func() { close(release) }) // before b closes: its deliver may wait for it
+	if err := b.Start(func(m lamportmutex.Message) {
+		delivered <- m
+		if m.Kind == lamportmutex.Reply && m.Clock == 2 {
+			<-release // b's application stalls: nothing more is acknowledged
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-flushed; err != nil {
+		t.Fatalf("Flush after b came up: %v", err)
+	}
+	for _, want := range []lamportmutex.Kind{lamportmutex.PeerUp, lamportmutex.Reply} {
+		if m := <-delivered; m.Kind != want {
+			t.Fatalf("b got %v, want %v", m, want)
+		}
+	}
+	tcpSend(t, a, "b", 2, nil)
+	go func() { flushed <- a.Flush(ctx) }()
+	if m := <-delivered; m.Clock != 2 {
+		t.Fatalf("b got %v, want clock 2", m)
+	}
+	select {
+	case err := <-flushed:
+		t.Fatalf("Flush returned %v while b's deliver had not returned", err)
+	default:
+	}
+	a.Quarantine("b", b.Incarnation(), errors.New("test"))
+	if err := <-flushed; err != nil {
+		t.Fatalf("Flush after quarantining b: %v", err)
+	}
+	releaseOnce.Do(func() { close(release) })
+}
+
+// TestTCPReconnectWaitsForDelivery: when a connection breaks while its
+// reader is inside deliver, the next connection's reader delivers nothing
+// until that call returned and the old stream's PeerDown was delivered.
+func TestTCPReconnectWaitsForDelivery(t *testing.T) {
+	tcpLeakCheck(t)
+	var mu sync.Mutex
+	var got []string
+	var inside atomic.Int32
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	c := newTCPClusterDeliver(t, []string{"a", "b"}, nil, func(id string) func(lamportmutex.Message) {
+		return func(m lamportmutex.Message) {
+			if id != "b" {
+				return
+			}
+			if inside.Add(1) != 1 {
+				t.Errorf("b: deliver calls for a overlap (%v)", m)
+			}
+			defer inside.Add(-1)
+			mu.Lock()
+			got = append(got, fmt.Sprintf("%v@%d", m.Kind, m.Clock))
+			mu.Unlock()
+			if m.Kind == lamportmutex.Request && m.Clock == 1 {
+				close(entered)
+				<-release
+			}
+		}
+	})
+	a, b := c.nodes["a"], c.nodes["b"]
+	for i := uint64(1); i <= 2; i++ {
+		if err := a.Send(lamportmutex.Message{Kind: lamportmutex.Request, From: "a", To: "b", Clock: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-entered
+	b.mu.Lock()
+	for conn := range b.conns {
+		_ = conn.Close()
+	}
+	b.mu.Unlock()
+	// a redials; b's handshake waits for the reader stuck in deliver.
+	tcpEventually(t, func() bool { return b.shaking.Load() > 0 }, "a's next handshake at b")
+	close(release)
+	want := "[PEERUP@0 REQUEST@1 PEERDOWN@0 REQUEST@2]"
+	tcpEventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) >= 4
+	}, "b to get a's second request")
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(got) != want {
+		t.Fatalf("b got %v, want %s", got, want)
+	}
+}
+
+// TestTCPSendKeepsNoPayload: the caller may reuse the payload's buffer as
+// soon as Send returns, even while the peer is down.
+func TestTCPSendKeepsNoPayload(t *testing.T) {
+	tcpLeakCheck(t)
+	c := newTCPCluster(t, []string{"a", "b"}, nil)
+	a, b := c.nodes["a"], c.nodes["b"]
+	buf := []byte("first")
+	tcpSend(t, a, "b", 1, buf)
+	copy(buf, "XXXXX")
+	for {
+		m := tcpRecv(t, b)
+		if m.Kind == lamportmutex.PeerUp {
+			continue
+		}
+		if string(m.Payload) != "first" {
+			t.Fatalf("b got payload %q, want %q", m.Payload, "first")
+		}
+		return
+	}
 }

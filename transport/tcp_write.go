@@ -11,22 +11,35 @@ import (
 
 // The write path of an outbound stream. Frames are encoded into the
 // session's output buffer and written by whoever holds the session's write
-// lock:
+// lock (wmu):
 //
 //   - Send itself, when it finds the lock free (the writer is idle) and the
 //     previous Send to the peer was not within burstGap: it appends what
 //     is queued and makes one non-blocking write attempt, so a message
 //     usually leaves in the caller's goroutine, without waking another.
-//     Send never blocks on the socket: what the kernel does not take at
-//     once, everything when the lock is busy, and every message of a burst
-//     are left to the writer goroutine (a system call per message would
-//     cap a burst's throughput; the writer batches it).
+//     What the kernel does not take at once, everything when the lock is
+//     busy, and every message of a burst are left to the writer goroutine
+//     (a system call per message would cap a burst's throughput; the
+//     writer batches it).
 //   - The writer goroutine (writeStream), which appends everything queued
 //     and writes it with blocking writes bounded by WriteTimeout: batches
 //     form naturally while a write is under way. It also sends PINGs.
 //
+// Why Send's write cannot block: it takes wmu only with TryLock; the
+// queue's lock (outPeer.mu) is held by others only for bookkeeping, never
+// across I/O or deliver; setting the write deadline does not wait; and the
+// write is a single write(2) on the socket, which the Go runtime keeps in
+// non-blocking mode, through syscall.RawConn.Write with a callback that
+// reports done after one attempt, so a full socket buffer returns EAGAIN
+// (taken as "wrote 0") instead of parking. RawConn.Write takes the file
+// descriptor's write lock, which only holders of wmu take on this
+// connection (the ACK reader only reads), so it is free. This holds
+// whatever is in flight unacknowledged, so no bound on the socket buffer
+// is needed.
+//
 // With TLS, or on a platform without non-blocking raw writes, only the
-// writer goroutine writes.
+// writer goroutine writes: tls.Conn.Write may wait for the socket, and its
+// reader may write too (a key update), so no such argument holds.
 
 const (
 	// maxBatch bounds the messages taken from the queue at one look.
@@ -59,7 +72,6 @@ type outSession struct {
 	wmu   sync.Mutex // held while appending to or writing obuf
 	next  uint64     // seq of the next message to append
 	asked uint64     // seq up to which the last PING asked for an ACK
-	half  uint64     // unacknowledged messages that make us ask
 	obuf  []byte     // encoded frames not yet written
 	batch []outMsg
 	bye   bool // GOODBYE was appended: nothing may follow it
@@ -76,7 +88,6 @@ func (t *TCP) newOutSession(tcp, conn net.Conn, next uint64) *outSession {
 		stop:  make(chan struct{}),
 		next:  next,
 		asked: next - 1,
-		half:  uint64(max(t.cfg.SendQueue/2, 1)),
 		batch: make([]outMsg, 0, maxBatch),
 		wd:    writeDeadline{conn: conn, d: t.cfg.WriteTimeout},
 	}
@@ -107,12 +118,12 @@ func (s *outSession) stopped() bool {
 
 // fill appends queued messages to obuf until the queue is drained or obuf
 // holds outBufferSize bytes; it reports whether messages remain. It asks
-// for an ACK (a PING) when half the send queue is written but not
-// acknowledged. The caller holds wmu.
+// for an ACK (a PING) after writing more while what is held for the peer
+// has reached a quarter of QueueBytes. The caller holds wmu.
 func (t *TCP) fill(p *peer, s *outSession) (more bool) {
 	for len(s.obuf) < outBufferSize {
-		var acked uint64
-		s.batch, acked = p.out.pending(s.next, s.batch[:0], maxBatch)
+		var ask bool
+		s.batch, ask = p.out.pending(s.next, s.batch[:0], maxBatch)
 		if len(s.batch) == 0 {
 			return false
 		}
@@ -127,7 +138,7 @@ func (t *TCP) fill(p *peer, s *outSession) (more bool) {
 		clear(s.batch)
 		w := s.next - 1
 		s.written.Store(w)
-		if w-acked >= s.half && w-s.asked >= s.half {
+		if ask && w > s.asked {
 			s.obuf = append(s.obuf, pingFrame...)
 			s.asked = w
 		}
@@ -144,7 +155,10 @@ func (s *outSession) consume(n int) {
 }
 
 // writeDirect is Send's attempt to write what is queued itself, without
-// blocking. It reports whether it left nothing for the writer goroutine.
+// blocking (see the argument above). It reports whether it left nothing for
+// the writer goroutine. On an error it leaves everything to the writer,
+// which meets the error again and closes the session: closing a connection
+// waits for its other users to let go, which Send must not.
 func (t *TCP) writeDirect(p *peer, s *outSession) bool {
 	if s.raw == nil {
 		return false
@@ -162,14 +176,12 @@ func (t *TCP) writeDirect(p *peer, s *outSession) bool {
 	}
 	more := t.fill(p, s)
 	if err := s.wd.refresh(); err != nil {
-		s.fail(err)
-		return true
+		return false // the writer meets the error again and ends the session
 	}
 	n, err := s.raw.try(s.obuf)
 	s.consume(n)
 	if err != nil {
-		s.fail(t.writeErr(p, err))
-		return true
+		return false // likewise: closing the connection is the writer's job
 	}
 	return !more && len(s.obuf) == 0
 }

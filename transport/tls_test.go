@@ -136,7 +136,7 @@ func TestTCPTLSQuarantineRefusesOlder(t *testing.T) {
 	a, b := c.nodes["a"], c.nodes["b"]
 	checkAlive(t, c, "a", "b", 1)
 	inc := b.Incarnation()
-	if err := b.Close(); err != nil {
+	if err := closeTCP(b); err != nil {
 		t.Fatal(err)
 	}
 	tcpEventually(t, func() bool { return !peerStatus(a, "b").Inbound }, "a to see b's stream end")
