@@ -59,8 +59,12 @@ func testRestartPeerUp(s *suite) {
 	}
 	s.waitFor("the messages to the first incarnation", func() bool { return old.hasAll(st) })
 	b := s.restart(old.id)
+	// b sends before it knows its peers are up: they must see its PeerUp
+	// first all the same.
+	early := []*stream{s.newStream(b, a.id, false), s.newStream(b, c.id, false)}
+	s.sendConcurrently(early, 50)
 	s.waitUp(a, b, c)
-	streams := []*stream{s.newStream(a, b.id, false), s.newStream(b, a.id, false), s.newStream(b, c.id, false)}
+	streams := append(early, s.newStream(a, b.id, false))
 	s.sendConcurrently(streams, 50)
 	for _, st := range streams {
 		to := s.node(st.to)

@@ -245,10 +245,11 @@ func testSendFromDeliver(s *suite) {
 // fill sends messages of kind with payloads of size from st until Send
 // refuses one, on a goroutine: Send must return, never block. It returns
 // how many Send accepted, and fails the test unless the refusal wraps
-// ErrQueueFull. It gives up after most bytes.
+// ErrQueueFull. It gives up after most bytes: a transport whose bound
+// per peer is larger fails.
 func (s *suite) fill(st *stream, kind lamportmutex.Kind, size int) int {
 	s.t.Helper()
-	const most = 256 << 20
+	const most = 128 << 20
 	type result struct {
 		n   int
 		err error

@@ -306,6 +306,14 @@ func (l *refLink) nextLocked(ep *refEndpoint) (lamportmutex.Message, int, bool) 
 		return it.msg, -1, true // delivered now and again later
 	}
 	l.queue = l.queue[1:]
+	if n.mode == "forgeFrom" && l.dupTick%30 == 0 {
+		for _, id := range n.ids {
+			if id != it.msg.From && id != it.msg.To {
+				it.msg.From = id // delivered as if a third peer had sent it
+				break
+			}
+		}
+	}
 	return it.msg, it.size, true
 }
 
@@ -354,6 +362,10 @@ func (e *refEndpoint) Send(m lamportmutex.Message) error {
 		limit /= 2
 	}
 	for l.bytes+size > limit {
+		if n.mode == "queueRefused" {
+			l.queue = append(l.queue, refItem{m, size}) // refused, and sent all the same
+			l.kick()
+		}
 		if n.mode != "blockingSend" {
 			return fmt.Errorf("ref: send %v: %w", m, lamportmutex.ErrQueueFull)
 		}

@@ -20,6 +20,17 @@
 // quarantined incarnation), the suite gives the transport a short chance to
 // do it; a slow machine can then miss a violation, but never reports one
 // that did not happen.
+//
+// The queue-bound subtests send up to 128 MiB to a peer that does not
+// read, waiting for ErrQueueFull; a Factory should configure a bound of a
+// few MiB at most.
+//
+// The suite is checked itself: its own tests run it against a small
+// in-memory reference transport, which must pass, and against broken
+// variants of that transport (reordering, duplicating, dropping, a late
+// PeerUp, overlapping deliveries, a Send that blocks, and more), each in a
+// child process of the test binary, where the subtests meant to catch each
+// must fail.
 package transporttest
 
 import (
