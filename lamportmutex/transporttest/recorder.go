@@ -112,6 +112,7 @@ func (s *suite) violated() bool {
 // report fails the test with the violations recorded so far.
 func (s *suite) report() {
 	s.t.Helper()
+	s.checkUps()
 	s.mu.Lock()
 	v := s.violations
 	s.violations = nil
@@ -236,6 +237,7 @@ type peerLog struct {
 
 	mu         sync.Mutex
 	ups        []uint64 // PeerUp incarnations, in order
+	upsChecked int      // how many of ups checkUps has checked
 	downs      int
 	msgs       []lamportmutex.Message // every other message, in order
 	last       map[uint64]uint64      // last seq delivered, by stream id
@@ -345,9 +347,6 @@ func (n *node) record(pl *peerLog, m lamportmutex.Message) {
 		case m.Incarnation < up:
 			s.violate("%s: PeerUp from %s for incarnation %d after %d", n.id, m.From, m.Incarnation, up)
 		}
-		if !s.knownIncarnation(m.From, m.Incarnation) {
-			s.violate("%s: PeerUp from %s names incarnation %d, which no transport of it has", n.id, m.From, m.Incarnation)
-		}
 		pl.ups = append(pl.ups, m.Incarnation)
 		return
 	case lamportmutex.PeerDown:
@@ -400,6 +399,29 @@ func describe(m lamportmutex.Message) string {
 		return m.String()
 	}
 	return fmt.Sprintf("%s->%s %v (stream %d, message %d)", m.From, m.To, m.Kind, m.Clock>>32, seqOf(m.Clock))
+}
+
+// checkUps checks that every PeerUp received since the last check names
+// an incarnation the Factory or Restart made. It runs on the test's
+// goroutine, so a PeerUp that came before Restart returned is checked
+// after.
+func (s *suite) checkUps() {
+	s.mu.Lock()
+	all := s.all
+	s.mu.Unlock()
+	for _, n := range all {
+		for id, pl := range n.peers {
+			pl.mu.Lock()
+			ups := pl.ups[pl.upsChecked:]
+			pl.upsChecked = len(pl.ups)
+			pl.mu.Unlock()
+			for _, inc := range ups {
+				if !s.knownIncarnation(id, inc) {
+					s.violate("%s: PeerUp from %s names incarnation %d, which no transport of it has", n.id, id, inc)
+				}
+			}
+		}
+	}
 }
 
 // knownIncarnation reports whether some transport of id has inc.
