@@ -302,9 +302,18 @@ func testSendNeverBlocks(s *suite) {
 	st := s.newStream(a, b.id, false)
 	s.fill(st, lamportmutex.Release, payloadSize(a))
 	g.open()
+	// The next accepted message takes the refused one's place in the
+	// stream: had the refused one been queued all the same, it now arrives
+	// twice.
+	if err := st.sendN(s.ctx(), 1); err != nil {
+		s.t.Fatal(err)
+	}
 	s.waitFor("every accepted message after the peer reads again", func() bool { return b.hasAll(st) })
 	if err := a.tr.Flush(s.ctx()); err != nil {
 		s.t.Errorf("%s: Flush after everything was delivered: %v", a.id, err)
+	}
+	if got := b.got(st); got != st.accepted() {
+		s.t.Errorf("%s received %d messages; Send accepted %d", b.id, got, st.accepted())
 	}
 	s.report()
 }
