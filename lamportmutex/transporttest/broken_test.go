@@ -48,6 +48,8 @@ var brokenModes = []struct {
 	{"noPeerUpAfterRestart", []string{"RestartPeerUp", "RestartDeadIncarnation"}},
 	{"deadAfterPeerUp", []string{"RestartDeadIncarnation"}},
 	{"peerUpOnReconnect", []string{"CutHeal"}},
+	{"peerDownFirst", []string{"Identity"}},
+	{"peerDownTwice", []string{"CutHeal"}},
 }
 
 // TestBrokenTransportsFail runs the suite against each broken variant of

@@ -69,7 +69,7 @@ func testCloseFlushes(s *suite) {
 	if err := st.sendN(s.ctx(), count); err != nil {
 		s.t.Fatal(err)
 	}
-	if err := a.closeWithin(s.timeout); err != nil {
+	if err := a.closeWithin(s.timeout, s.timeout); err != nil {
 		s.t.Fatalf("%s: Close: %v", a.id, err)
 	}
 	if got := b.got(st); got != count {
@@ -125,7 +125,7 @@ func testAfterClose(s *suite) {
 	a.start()
 	b.start()
 	s.waitUp(a, b)
-	if err := a.closeWithin(s.timeout); err != nil {
+	if err := a.closeWithin(s.timeout, s.timeout); err != nil {
 		s.t.Fatalf("%s: Close: %v", a.id, err)
 	}
 	if err := a.tr.Close(s.ctx()); err != nil {
@@ -140,12 +140,24 @@ func testAfterClose(s *suite) {
 	}
 	a.tr.Quarantine(b.id, b.inc, errors.New("transporttest: after close"))
 	// c was never started.
-	if err := c.closeWithin(s.timeout); err != nil {
+	if err := c.closeWithin(s.timeout, s.timeout); err != nil {
 		s.t.Fatalf("%s: Close before Start: %v", c.id, err)
 	}
 	if err := c.tr.Start(c.deliver); err == nil {
 		s.t.Errorf("%s: Start after Close returned nil", c.id)
 	}
+	s.report()
+}
+
+// testHeldForClosedPeer: what is sent to a peer that closed is held, and
+// counts toward the bound: Send refuses with ErrQueueFull, never blocks.
+func testHeldForClosedPeer(s *suite) {
+	ns := s.startAll()
+	a, b := ns[0], ns[1]
+	if err := b.closeWithin(s.timeout, s.timeout); err != nil {
+		s.t.Fatalf("%s: Close: %v", b.id, err)
+	}
+	s.fill(s.newStream(a, b.id, true), lamportmutex.Release, payloadSize(a))
 	s.report()
 }
 

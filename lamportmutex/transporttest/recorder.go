@@ -19,6 +19,9 @@ import (
 // never a bound on anything the transport must do.
 const chance = 100 * time.Millisecond
 
+// cleanupFlush is how long the Close at the end of a subtest may flush.
+const cleanupFlush = time.Second
+
 // suite is the state of one subtest: its network, the transports it
 // started (nodes) and the violations their deliver calls saw.
 type suite struct {
@@ -83,7 +86,10 @@ func (s *suite) cleanup() {
 		if n.crashed.Load() {
 			continue
 		}
-		if err := n.closeWithin(s.timeout); err != nil {
+		// Some subtests leave messages that can never be acknowledged
+		// (to a peer that closed or quarantined the sender): Close may
+		// end its flush with ctx's error, but must return.
+		if err := n.closeWithin(cleanupFlush, s.timeout); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			s.t.Errorf("%s: Close: %v", n.id, err)
 		}
 	}
@@ -277,22 +283,23 @@ func (n *node) onDeliver(f func(lamportmutex.Message)) {
 	n.hook.Store(&f)
 }
 
-// closeWithin closes n's transport, waiting at most d for Close.
-func (n *node) closeWithin(d time.Duration) error {
+// closeWithin closes n's transport with a ctx that ends after flush, and
+// fails if Close has not returned patience after that.
+func (n *node) closeWithin(flush, patience time.Duration) error {
 	if n.closeReturned.Load() {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	ctx, cancel := context.WithTimeout(context.Background(), flush)
 	defer cancel()
 	done := async(func() error { return n.tr.Close(ctx) })
-	timer := time.NewTimer(d + d/2)
+	timer := time.NewTimer(flush + patience)
 	defer timer.Stop()
 	select {
 	case err := <-done:
 		n.closeReturned.Store(true)
 		return err
 	case <-timer.C:
-		return fmt.Errorf("hung for %v (ctx ended after %v)", d+d/2, d)
+		return fmt.Errorf("hung for %v after its ctx ended", patience)
 	}
 }
 

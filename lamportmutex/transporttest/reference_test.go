@@ -50,7 +50,7 @@ type refLink struct {
 	acked    uint64 // messages acknowledged or dropped
 	downNext bool   // deliver PeerDown before anything else
 	dupTick  int
-	late     bool // latePeerUp: the message just delivered went ahead of a PeerUp
+	late     bool // broken modes: the link has just misbehaved
 }
 
 type refItem struct {
@@ -276,8 +276,13 @@ func (l *refLink) nextLocked(ep *refEndpoint) (lamportmutex.Message, int, bool) 
 		l.dropLocked()
 		return lamportmutex.Message{}, 0, false
 	}
+	if n.mode == "peerDownFirst" && ep.seen[l.from] == 0 && !l.late {
+		l.late = true
+		return lamportmutex.Message{Kind: lamportmutex.PeerDown, From: from, To: to}, -1, true
+	}
 	if l.downNext {
-		l.downNext = false
+		l.downNext = n.mode == "peerDownTwice" && !l.late
+		l.late = l.downNext
 		if ep.seen[l.from] != 0 {
 			return lamportmutex.Message{Kind: lamportmutex.PeerDown, From: from, To: to}, -1, true
 		}

@@ -111,6 +111,7 @@ var cases = []testCase{
 	{"CloseFlushes", testCloseFlushes},
 	{"CloseWaitsForDeliver", testCloseWaitsForDeliver},
 	{"AfterClose", testAfterClose},
+	{"HeldForClosedPeerCountsToBound", testHeldForClosedPeer},
 	{"Quarantine", testQuarantine},
 	{"RestartPeerUp", testRestartPeerUp},
 	{"RestartDeadIncarnation", testRestartDeadIncarnation},
