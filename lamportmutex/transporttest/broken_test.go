@@ -48,6 +48,7 @@ var brokenModes = []struct {
 	{"noPeerUpAfterRestart", []string{"RestartPeerUp", "RestartDeadIncarnation"}},
 	{"deadAfterPeerUp", []string{"RestartDeadIncarnation"}},
 	{"peerUpOnReconnect", []string{"CutHeal"}},
+	{"dropOnCut", []string{"CutMidStream"}},
 	{"peerDownFirst", []string{"Identity"}},
 	{"peerDownTwice", []string{"CutHeal"}},
 }

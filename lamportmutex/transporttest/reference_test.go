@@ -192,6 +192,10 @@ func (n *refNet) setCut(on bool) func(a, b string) error {
 		if on {
 			n.links[i][j].downNext = true
 			n.links[j][i].downNext = true
+			if n.mode == "dropOnCut" {
+				n.links[i][j].queue = nil // lost with the connection, yet counted
+				n.links[j][i].queue = nil
+			}
 		} else if n.mode == "peerUpOnReconnect" {
 			n.eps[i].seen[j] = 0
 			n.eps[j].seen[i] = 0

@@ -117,5 +117,6 @@ var cases = []testCase{
 	{"RestartDeadIncarnation", testRestartDeadIncarnation},
 	{"QuarantineThenRestart", testQuarantineThenRestart},
 	{"CutHeal", testCutHeal},
+	{"CutMidStream", testCutMidStream},
 	{"CutHeldCountsToBound", testCutBound},
 }
