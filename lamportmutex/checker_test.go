@@ -59,7 +59,7 @@ func (k *checker) clone() *checker {
 func (k *checker) check(c *cluster) error {
 	var holders []string
 	for i, m := range c.ms {
-		if m.held && i != k.faulty {
+		if m.Held() && i != k.faulty {
 			holders = append(holders, c.ids[i])
 		}
 	}
@@ -70,7 +70,7 @@ func (k *checker) check(c *cluster) error {
 		return nil
 	}
 	for i, m := range c.ms {
-		if m.held && !k.held[i] && i != k.faulty {
+		if m.Held() && !k.held[i] && i != k.faulty {
 			tok := m.own
 			if k.haveMax && !k.maxTok.Less(tok) {
 				return fmt.Errorf("grant order violated: %s enters with %v after %v was granted", c.ids[i], tok, k.maxTok)
@@ -89,7 +89,7 @@ func (k *checker) check(c *cluster) error {
 				}
 			}
 		}
-		k.held[i] = m.held
+		k.held[i] = m.Held()
 	}
 	return nil
 }
@@ -177,4 +177,4 @@ func firstFailingSeed(cfg simConfig) (uint64, error) {
 // outstanding reports whether m has a request in any state: held back,
 // waiting, held, or withdrawn under Ricart-Agrawala but not yet released.
 // When nothing more can happen, none may be left.
-func outstanding(m *Machine) bool { return m.issued || m.pending }
+func outstanding(m *Machine) bool { return m.state != idle }

@@ -133,7 +133,7 @@ func runReviewSim(seed uint64, cfg reviewSimConfig, logf func(string, ...any)) (
 				return nil
 			}
 		case r < cfg.crashPct+32:
-			if p := pick(func(m *Machine) bool { return m.Requesting() && !m.held }); p >= 0 {
+			if p := pick(func(m *Machine) bool { return m.Requesting() && !m.Held() }); p >= 0 {
 				return c.release(p, nil)
 			}
 		}
@@ -301,7 +301,7 @@ func (x *crashExplorer) moves(s *cxState) (moves []cxMove, other int) {
 	}
 	for p, m := range c.ms {
 		switch {
-		case m.held:
+		case m.Held():
 			moves = append(moves, cxMove{kind: 'l', from: p})
 		case m.Requesting():
 			if s.withdr > 0 {

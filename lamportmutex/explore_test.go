@@ -176,7 +176,7 @@ func (x *explorer) moves(s *xstate) []move {
 	}
 	for p, m := range c.ms {
 		switch {
-		case m.held:
+		case m.Held():
 			out = append(out, move{kind: 'l', from: p})
 		case m.Requesting():
 			if s.withdr > 0 {

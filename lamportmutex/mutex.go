@@ -30,8 +30,10 @@ type Mutex struct {
 	done    chan struct{} // closed once the Mutex stops
 	closed  atomic.Bool   // set, under mu, just before done closes
 
-	// cb makes the application's callbacks run one at a time.
-	cb sync.Mutex
+	// cb makes the application's callbacks run one at a time, and none
+	// after Close: Close sets muted under it.
+	cb    sync.Mutex
+	muted bool
 
 	// Quarantine's requests, which may come while mu is held (from Trace),
 	// and the incarnations they name: cur[peer] is set at each PeerUp the
@@ -358,6 +360,7 @@ func (m *Mutex) Close(ctx context.Context) error {
 	m.shutdown()
 	m.unlockState()
 	m.cb.Lock() // a callback that is running returns; none starts after
+	m.muted = true
 	m.cb.Unlock()
 	if err := m.cfg.Transport.Flush(ctx); err != nil && !errors.Is(err, ErrClosed) {
 		return fmt.Errorf("lamportmutex: close: what was sent is not delivered: %w", err)
@@ -440,7 +443,7 @@ func call2(f func(string, []byte) error, msg Message) error {
 // accepted msg.
 func (m *Mutex) callback(msg Message, f func() error) bool {
 	m.cb.Lock()
-	if m.closed.Load() {
+	if m.muted || m.closed.Load() {
 		m.cb.Unlock()
 		return false
 	}
@@ -704,8 +707,11 @@ func (m *Mutex) shutdown() {
 	m.stop()
 }
 
-// stop fails every waiter and marks the Mutex stopped.
+// stop fails every waiter and marks the Mutex stopped, once.
 func (m *Mutex) stop() {
+	if m.closed.Load() {
+		return
+	}
 	m.closed.Store(true)
 	err := m.stoppedErr()
 	for _, w := range m.waiters {

@@ -110,7 +110,7 @@ func runSim(seed uint64, cfg simConfig, logf func(string, ...any)) (int, error) 
 				return release(p)
 			}
 		case r < 92:
-			if p := pick(func(m *Machine) bool { return m.Requesting() && !m.held }); p >= 0 {
+			if p := pick(func(m *Machine) bool { return m.Requesting() && !m.Held() }); p >= 0 {
 				return c.release(p, nil)
 			}
 		case r < 92+crashPct:
@@ -323,10 +323,14 @@ func TestSimulation(t *testing.T) {
 }
 
 func (cfg simConfig) options() []MachineOption {
+	var opts []MachineOption
 	if cfg.ra {
-		return []MachineOption{WithAlgorithm(RicartAgrawala)}
+		opts = append(opts, WithAlgorithm(RicartAgrawala))
 	}
-	return nil
+	if cfg.wraps {
+		opts = append(opts, unguarded)
+	}
+	return opts
 }
 
 // TestSimulationRicartAgrawala runs the same simulation, crashes included,

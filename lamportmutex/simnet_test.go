@@ -90,12 +90,14 @@ func newCluster(ids []string, broken, track bool, opts ...MachineOption) (*clust
 	if track {
 		c.flight = make(map[uint64]bool)
 	}
+	if broken {
+		c.opts = append(slices.Clone(opts), enterEarly)
+	}
 	for i := range n {
-		m, err := NewMachine(ids[i], ids, 0, opts...)
+		m, err := NewMachine(ids[i], ids, 0, c.opts...)
 		if err != nil {
 			return nil, err
 		}
-		m.skipLatest = broken
 		c.ms[i] = m
 		c.links[i] = make([][]envelope, n)
 		c.last[i] = make([]uint64, n)
@@ -175,7 +177,8 @@ func (c *cluster) send(p int, out []Message) error {
 		}
 		// A request resent to a new incarnation keeps its original stamp,
 		// below the HELLO just before it: not a duplicate.
-		resend := m.Kind == Request && c.ms[p].issued && m.Clock == c.ms[p].own.Clock &&
+		own, stamped := c.ms[p].Own()
+		resend := m.Kind == Request && stamped && m.Clock == own.Clock &&
 			i > 0 && out[i-1].Kind == Hello && out[i-1].To == m.To
 		// Clocks saturated at MaxClock repeat (a faulty peer pushed them
 		// there); wrapped ones go back.
@@ -224,7 +227,7 @@ func (c *cluster) deliver(from, to, i int) error {
 			return err
 		}
 	}
-	was := c.ms[to].held
+	was := c.ms[to].Held()
 	out, err := c.ms[to].Step(e.msg)
 	if errors.Is(err, ErrStale) {
 		c.say("%s ignores it: it came before %s's HELLO", c.ids[to], c.ids[from])
@@ -270,8 +273,7 @@ func (c *cluster) deliver(from, to, i int) error {
 // until a PeerUp of a newer one, and the transport drops what it holds
 // from that incarnation.
 func (c *cluster) quarantine(to, from int, cause error) {
-	j, _ := slices.BinarySearch(c.ms[to].ids, c.ids[from])
-	inc := c.ms[to].peerInc[j]
+	inc, _ := c.ms[to].PeerIncarnation(c.ids[from])
 	c.quar[to][from] = int(inc)
 	c.say("%s quarantines %s#%d: %v", c.ids[to], c.ids[from], inc, cause)
 	l := c.links[from][to]
@@ -297,13 +299,13 @@ func acceptsAnyClock(m *Machine, msg Message) error {
 // was before MaxClock existed: the clock becomes max(clock, msg.Clock)+1,
 // which wraps for msg.Clock = 2^64-1. Only the broken variant uses it.
 func stepWrapping(m *Machine, msg Message) []Message {
-	j, _ := slices.BinarySearch(m.ids, msg.From)
+	j, _ := m.index(msg.From)
 	var out []Message
 	m.clock = max(m.clock, msg.Clock) + 1
-	m.latest[j] = max(m.latest[j], msg.Clock)
+	m.peers[j].latest = max(m.peers[j].latest, msg.Clock)
 	switch msg.Kind {
 	case Hello:
-		m.heard[j] = true
+		m.peers[j].heard = true
 	case Request:
 		m.q.put(Token{Clock: msg.Clock, ID: msg.From})
 		m.clock++
@@ -311,7 +313,7 @@ func stepWrapping(m *Machine, msg Message) []Message {
 	case Release:
 		m.q.remove(msg.From)
 	}
-	if m.pending && m.Synced() {
+	if m.state == pending && m.Synced() {
 		out = append(out, m.issue()...)
 	}
 	return append(out, m.tryEnter()...)
@@ -323,7 +325,7 @@ func (c *cluster) request(p int) error {
 	if err != nil {
 		return fmt.Errorf("request %s: %w", c.ids[p], err)
 	}
-	if len(out) == 0 && !c.ms[p].held {
+	if len(out) == 0 && !c.ms[p].Held() {
 		c.say("%s holds its request back until it has heard from every peer", c.ids[p])
 	}
 	err = c.send(p, out)
@@ -333,7 +335,7 @@ func (c *cluster) request(p int) error {
 
 // sayEntered narrates a grant to p.
 func (c *cluster) sayEntered(p int, was bool) {
-	if m := c.ms[p]; m.held && !was {
+	if m := c.ms[p]; m.Held() && !was {
 		c.say("%s ENTERS with %v", c.ids[p], m.own)
 	}
 }
@@ -364,7 +366,6 @@ func (c *cluster) crash(p int, keep []int, dropIn []bool) error {
 	if err != nil {
 		return err
 	}
-	c.ms[p].skipLatest = c.broken
 	for q := range c.quar[p] {
 		c.quar[p][q] = -1 // the new process has quarantined nobody
 	}
@@ -461,7 +462,7 @@ func (c *cluster) busy() bool {
 // holder returns the peer holding the lock, or -1.
 func (c *cluster) holder() int {
 	for i, m := range c.ms {
-		if m.held {
+		if m.Held() {
 			return i
 		}
 	}
@@ -473,24 +474,24 @@ func machineString(m *Machine) string {
 	s := fmt.Sprintf("%s: clock=%d queue=%v", m.ID(), m.clock, []Token(m.q))
 	s += " latest=["
 	sep := ""
-	for i, id := range m.ids {
+	for i, p := range m.peers {
 		if i == m.self {
 			continue
 		}
 		h := ""
-		if !m.heard[i] {
+		if !p.heard {
 			h = "?"
 		}
-		s += fmt.Sprintf("%s%s:%d%s", sep, id, m.latest[i], h)
+		s += fmt.Sprintf("%s%s:%d%s", sep, p.id, p.latest, h)
 		sep = " "
 	}
 	s += "]"
 	switch {
-	case m.held:
+	case m.Held():
 		s += fmt.Sprintf(" HOLDS %v", m.own)
-	case m.issued:
+	case m.state.stamped():
 		s += fmt.Sprintf(" waits %v", m.own)
-	case m.pending:
+	case m.state == pending:
 		s += " pending (not synced)"
 	}
 	return s

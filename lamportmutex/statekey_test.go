@@ -41,21 +41,16 @@ func (h *stateHasher) key(c *cluster, k *checker, counters ...int) [16]byte {
 		for _, t := range m.q {
 			tok(t)
 		}
-		for j := range m.latest {
-			u(m.latest[j])
-			flag(m.heard[j])
-			u(m.peerInc[j])
-			flag(m.up[j])
+		for _, p := range m.peers {
+			u(p.latest)
+			flag(p.heard)
+			u(p.inc)
+			flag(p.up)
+			flag(p.replied)
+			flag(p.deferred)
 		}
 		tok(m.own)
-		flag(m.issued)
-		flag(m.pending)
-		flag(m.held)
-		flag(m.abandon)
-		for j := range m.replied { // Ricart-Agrawala only
-			flag(m.replied[j])
-			flag(m.deferred[j])
-		}
+		u(uint64(m.state))
 		flag(k.held[i])
 	}
 	for _, row := range c.links {
