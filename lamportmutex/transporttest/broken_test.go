@@ -58,28 +58,49 @@ var brokenModes = []struct {
 // fail. Each variant runs in a child process (this test binary, running
 // TestBrokenVariant), so that its failures are real failures of a real
 // *testing.T, and whatever it leaves blocked dies with the child.
+//
+// A few violations (a delivery after Close, after Quarantine) can only be
+// seen if the transport commits them within the suite's short window, which
+// a loaded machine can miss; so a variant gets up to three runs.
 func TestBrokenTransportsFail(t *testing.T) {
 	if os.Getenv(brokenEnv) != "" {
 		t.Skip("in a child process")
 	}
+	const runs = 3
 	for _, b := range brokenModes {
 		t.Run(b.mode, func(t *testing.T) {
 			t.Parallel()
-			run := "^TestBrokenVariant$/^(" + strings.Join(b.caughtBy, "|") + ")$"
-			cmd := exec.Command(os.Args[0], "-test.run="+run, "-test.v", "-test.count=1", "-test.timeout=2m")
-			cmd.Env = append(os.Environ(), brokenEnv+"="+b.mode)
-			out, err := cmd.CombinedOutput()
-			if err == nil {
-				t.Fatalf("the suite passed a transport broken by %q:\n%s", b.mode, out)
-			}
-			for _, sub := range b.caughtBy {
-				failed := regexp.MustCompile(`--- FAIL: TestBrokenVariant/` + sub + ` `)
-				if !failed.Match(out) {
-					t.Errorf("subtest %s did not fail for %q:\n%s", sub, b.mode, out)
+			var missed []string
+			var out []byte
+			for range runs {
+				missed, out = runBroken(t, b.mode, b.caughtBy)
+				if len(missed) == 0 {
+					return
 				}
 			}
+			t.Errorf("subtests %v did not fail for %q in %d runs; the last:\n%s", missed, b.mode, runs, out)
 		})
 	}
+}
+
+// runBroken runs the subtests named by caughtBy against broken mode in a
+// child process, and returns those that did not fail, with its output.
+func runBroken(t *testing.T, mode string, caughtBy []string) ([]string, []byte) {
+	run := "^TestBrokenVariant$/^(" + strings.Join(caughtBy, "|") + ")$"
+	cmd := exec.Command(os.Args[0], "-test.run="+run, "-test.v", "-test.count=1", "-test.timeout=2m")
+	cmd.Env = append(os.Environ(), brokenEnv+"="+mode)
+	out, err := cmd.CombinedOutput()
+	var missed []string
+	for _, sub := range caughtBy {
+		failed := regexp.MustCompile(`--- FAIL: TestBrokenVariant/` + sub + ` `)
+		if err == nil || !failed.Match(out) {
+			missed = append(missed, sub)
+		}
+	}
+	if len(missed) > 0 {
+		t.Logf("run of %q: %v not caught", mode, missed)
+	}
+	return missed, out
 }
 
 // TestBrokenVariant runs the suite against the broken mode named by the

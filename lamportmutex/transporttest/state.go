@@ -12,7 +12,7 @@ import (
 // chance is how long the suite gives a transport to do something the
 // contract forbids before it concludes that the transport does not. It is
 // never a bound on anything the transport must do.
-const chance = 100 * time.Millisecond
+const chance = 250 * time.Millisecond
 
 // cleanupFlush is how long the Close at the end of a subtest may flush.
 const cleanupFlush = time.Second
