@@ -17,11 +17,11 @@ import (
 // of a ChanNetwork: Restart restarts a peer, Partition and Heal cut a link.
 func TestConformanceChan(t *testing.T) {
 	transporttest.Run(t, func(t *testing.T, ids []string) transporttest.Network {
-		n, err := transport.NewChanNetwork(ids, transport.ChanOptions{})
+		n, err := transport.NewChanNetwork(ids, transport.ChanOptions{QueueBytes: 1 << 20})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = n.Close() })
+		t.Cleanup(func() { _ = n.Close(context.Background()) })
 		trs := make([]lamportmutex.Transport, len(ids))
 		for i, id := range ids {
 			ep, err := n.Endpoint(id)
@@ -122,7 +122,7 @@ func (c *tcpCluster) start(ids ...string) []lamportmutex.Transport {
 func (c *tcpCluster) newTCP(id string, inc uint64) (*transport.TCP, error) {
 	cfg := transport.TCPConfig{
 		ID: id, ListenAddr: c.addrs[id], Peers: c.peers[id], Cluster: "conformance",
-		Incarnation: inc, SendQueueBytes: 1 << 20,
+		Incarnation: inc, QueueBytes: 1 << 20,
 	}
 	if inc == 0 {
 		cfg.Listener = c.lns[id] // a restart listens on the same address again
