@@ -25,7 +25,7 @@ type cluster struct {
 	ms     []*Machine
 	inc    []int                // current incarnation of each peer
 	links  [][][]envelope       // links[from][to], head first
-	broken bool                 // every Machine enters without the latest rule
+	early  bool                 // broken variant: every Machine enters without the entry rule's wait (enterEarly)
 	track  bool                 // keep inflight and session clocks (simulation, golden)
 	nextID uint64               // next envelope id
 	flight map[uint64]bool      // ids sent and neither delivered nor dropped
@@ -39,10 +39,8 @@ type cluster struct {
 	// quar[to][from] is the incarnation of from that to quarantined, or -1.
 	faulty int
 	quar   [][]int
-	// reform, if set, runs between a simulation's random steps and its
-	// quiet phase (the Byzantine simulation restarts the faulty member as
-	// an honest incarnation); reformed is set once it has.
-	reform   func() error
+	// reformed is set once the faulty member has restarted as an honest
+	// incarnation: from then on it refuses nothing.
 	reformed bool
 	// wraps (a broken variant, checker checks only): honest Machines apply
 	// a clock above MaxClock, or more than MaxClockStep ahead, with the
@@ -73,14 +71,13 @@ func peerIDs(n int) []string {
 // newCluster starts n fresh Machines. As at first contact in a real
 // transport, every link carries a PeerUp marker as its first item: no
 // machine can stamp a request before it has heard from every peer.
-func newCluster(ids []string, broken, track bool, opts ...MachineOption) (*cluster, error) {
+func newCluster(ids []string, track bool, opts ...MachineOption) (*cluster, error) {
 	n := len(ids)
 	c := &cluster{
 		ids:    slices.Clone(ids),
 		ms:     make([]*Machine, n),
 		inc:    make([]int, n),
 		links:  make([][][]envelope, n),
-		broken: broken,
 		track:  track,
 		opts:   opts,
 		last:   make([][]uint64, n),
@@ -95,7 +92,6 @@ func newCluster(ids []string, broken, track bool, opts ...MachineOption) (*clust
 		if err != nil {
 			return nil, err
 		}
-		m.skipLatest = broken
 		c.ms[i] = m
 		c.links[i] = make([][]envelope, n)
 		c.last[i] = make([]uint64, n)
@@ -175,7 +171,8 @@ func (c *cluster) send(p int, out []Message) error {
 		}
 		// A request resent to a new incarnation keeps its original stamp,
 		// below the HELLO just before it: not a duplicate.
-		resend := m.Kind == Request && c.ms[p].issued && m.Clock == c.ms[p].own.Clock &&
+		own, issued := c.ms[p].Own()
+		resend := m.Kind == Request && issued && m.Clock == own.Clock &&
 			i > 0 && out[i-1].Kind == Hello && out[i-1].To == m.To
 		// Clocks saturated at MaxClock repeat (a faulty peer pushed them
 		// there); wrapped ones go back.
@@ -224,7 +221,7 @@ func (c *cluster) deliver(from, to, i int) error {
 			return err
 		}
 	}
-	was := c.ms[to].held
+	was := c.ms[to].Held()
 	out, err := c.ms[to].Step(e.msg)
 	if errors.Is(err, ErrStale) {
 		c.say("%s ignores it: it came before %s's HELLO", c.ids[to], c.ids[from])
@@ -248,6 +245,9 @@ func (c *cluster) deliver(from, to, i int) error {
 	}
 	if err != nil {
 		return fmt.Errorf("step %v: %w", e.msg, err)
+	}
+	if c.early {
+		out = append(out, enterEarly(c.ms[to])...)
 	}
 	if err := c.send(to, out); err != nil {
 		return err
@@ -323,7 +323,10 @@ func (c *cluster) request(p int) error {
 	if err != nil {
 		return fmt.Errorf("request %s: %w", c.ids[p], err)
 	}
-	if len(out) == 0 && !c.ms[p].held {
+	if c.early {
+		out = append(out, enterEarly(c.ms[p])...)
+	}
+	if len(out) == 0 && !c.ms[p].Held() {
 		c.say("%s holds its request back until it has heard from every peer", c.ids[p])
 	}
 	err = c.send(p, out)
@@ -333,8 +336,9 @@ func (c *cluster) request(p int) error {
 
 // sayEntered narrates a grant to p.
 func (c *cluster) sayEntered(p int, was bool) {
-	if m := c.ms[p]; m.held && !was {
-		c.say("%s ENTERS with %v", c.ids[p], m.own)
+	if m := c.ms[p]; m.Held() && !was {
+		own, _ := m.Own()
+		c.say("%s ENTERS with %v", c.ids[p], own)
 	}
 }
 
@@ -364,7 +368,6 @@ func (c *cluster) crash(p int, keep []int, dropIn []bool) error {
 	if err != nil {
 		return err
 	}
-	c.ms[p].skipLatest = c.broken
 	for q := range c.quar[p] {
 		c.quar[p][q] = -1 // the new process has quarantined nobody
 	}
@@ -461,7 +464,7 @@ func (c *cluster) busy() bool {
 // holder returns the peer holding the lock, or -1.
 func (c *cluster) holder() int {
 	for i, m := range c.ms {
-		if m.held {
+		if m.Held() {
 			return i
 		}
 	}
