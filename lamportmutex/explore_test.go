@@ -3,6 +3,7 @@ package lamportmutex
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,12 +19,12 @@ import (
 // request outstanding (no deadlock, every request granted).
 //
 // Two reductions keep the count of states down, each sound for what is
-// checked (the arguments are at stateKeyer and ample):
+// checked (the arguments are at stateKeyer and ampleCandidates):
 //   - States equal up to a renaming of peers that keeps every comparison
 //     the rules can still make are one state (symmetry).
-//   - Where one peer's moves are independent of everything the others can
-//     do before it moves, and none of them grants or releases, only that
-//     peer's moves are taken (partial-order reduction).
+//   - Where some peers' moves are independent of everything the others can
+//     do before they move, and none of them grants or releases, only those
+//     peers' moves are taken (partial-order reduction).
 type explorer struct {
 	sc     *scenario
 	reduce bool // symmetry and partial-order reduction
@@ -34,7 +35,8 @@ type explorer struct {
 	terms    int    // terminal states
 	limit    int    // stop with errStateLimit after this many states (0: none)
 	start    *world
-	explored int // transitions taken
+	explored int                        // transitions taken
+	progress func(states, explored int) // if set, called every 2^20 states
 }
 
 var errStateLimit = errors.New("state limit reached")
@@ -103,6 +105,9 @@ func (x *explorer) dfs(w *world) error {
 		if x.limit > 0 && len(x.seen) > x.limit {
 			return errStateLimit
 		}
+		if x.progress != nil && len(x.seen)%(1<<20) == 0 {
+			x.progress(len(x.seen), x.explored)
+		}
 		x.path = append(x.path, s.mv)
 		if err := x.dfs(s.w); err != nil {
 			return err
@@ -136,15 +141,11 @@ func (x *explorer) successors(w *world) (succ []successor, terminal bool, err er
 		return nil
 	}
 	if x.reduce {
-		for p := range n {
-			mvs, ok := ample(w, sc, p)
-			if !ok {
-				continue
-			}
-			if err := take(mvs); err != nil {
+		for _, cand := range ampleCandidates(w, sc) {
+			if err := take(cand.moves); err != nil {
 				return nil, false, err
 			}
-			if invisible(w, succ, p) {
+			if invisible(w, succ, cand.peers) {
 				return succ, false, nil
 			}
 			succ = succ[:0]
@@ -164,65 +165,102 @@ func (x *explorer) successors(w *world) (succ []successor, terminal bool, err er
 	return succ, terminal, take(all)
 }
 
-// ample returns the moves of peer p (the messages it can receive, and what
-// it can do on its own) if they may be taken alone from w, ignoring for now
-// the other peers' moves. Partial-order reduction (the ample sets of
-// Peled; Clarke, Grumberg and Peled, "Model Checking", ch. 10) lets the
-// explorer do that when, from w:
+// candidate is a set of peers whose moves may be taken alone.
+type candidate struct {
+	peers []bool
+	moves []move
+}
+
+// ampleCandidates returns, fewest moves first, the sets of peers whose
+// moves may be taken alone from w, ignoring for now the other peers' moves,
+// if none of those moves turns out visible (see invisible). This is
+// partial-order reduction (the ample sets of Peled; Clarke, Grumberg and
+// Peled, "Model Checking", ch. 10), with a set of peers S closed as
+// stubborn sets are, and is sound when, from w:
 //
-//   - C0: p has a move.
-//   - C1: along every path from w, no move that depends on one of p's moves
-//     happens before one of p's moves. Moves of different peers are
+//   - C0: S has a move.
+//   - C1: along every path from w, no move that depends on a move of S
+//     happens before some move of S. Moves of different peers are
 //     independent: a move of q changes only q's Machine, pops the head of a
 //     link into q and appends to links out of q, and appending to a
-//     non-empty FIFO link commutes with popping its head. Popping the head
-//     of a link into p that is empty now is the one move of p another peer
-//     could enable (by sending to p), so every link into p must be
-//     non-empty: then every delivery p will see before it moves is already
-//     enabled, and in the set. A withdrawal of p depends on the others'
-//     through the shared count of withdrawals, so p may have none enabled.
-//     A crash touches the links of every peer, so no crash may be left.
-//     And the reordering variant lets any queued message overtake, so it
-//     is explored in full.
-//   - C2: none of p's moves is visible: none grants or releases (see
-//     invisible). The checker reads only holders, the tokens of grants, and
-//     at a grant the links into the new holder for RELEASEs with payloads,
-//     which only a release (visible) sends; so an invisible move of p
-//     commutes with the checker's work on every other peer's move too.
-//   - C3: there is no cycle to close: every move either consumes a
-//     budget or delivers a message, and messages are sent only by moves
-//     that consume a budget, so every path is finite.
+//     non-empty FIFO link commutes with popping its head. So what could
+//     break C1 is a move of a member of S that is not enabled now and is
+//     enabled by a peer outside S: a delivery on a link into S that is
+//     empty now. Hence S is closed: a peer with an empty link into a member
+//     is a member. Then every delivery a member will see before S moves is
+//     enabled now, and in the set; its own requests, releases and
+//     withdrawals nobody else enables. A withdrawal depends on the others'
+//     through the shared count of withdrawals, so no member may have one
+//     enabled. A crash touches every peer's links, so none may be left. And
+//     the reordering variant lets any message overtake: it is explored in
+//     full.
+//   - C2: no move of S is visible: none grants or releases (invisible).
+//     The checker reads only holders, the tokens of grants, and, at a
+//     grant, the links into the new holder for RELEASEs with payloads,
+//     which only a release (visible) sends; so an invisible move of S also
+//     commutes with the checker's work on a move outside S.
+//   - C3: there is no cycle to close: every move consumes a budget or
+//     delivers a message, and only moves that consume a budget make
+//     messages, so every path is finite.
 //
 // Under C0 to C3, every violation of a checked invariant and every
 // deadlock that a path from w reaches is reached by a path whose first
-// move is one of p's, with the same sequence of grants and releases: take
-// the first of p's moves on the path and move it to the front (C1 lets it
-// commute with every move before it; C2 keeps the holders and the checker
-// unchanged at each step), or, if the path has none, prefix any of p's
-// moves, which stays enabled throughout by C1 (a deadlock state has none
-// enabled, so every path to one has one of p's moves).
-func ample(w *world, sc *scenario, p int) ([]move, bool) {
-	if w.crashes > 0 || sc.variant == variantReorder || (sc.withdraw && w.canWithdraw(p)) {
-		return nil, false
+// move is one of S's, with the same sequence of grants and releases: move
+// the first of S's moves on the path to the front (C1 lets it commute with
+// every move before it; C2 keeps the holders and the checker's findings
+// unchanged at each step), or, if the path has none, prefix any move of S,
+// which stays enabled throughout by C1 (a deadlock has no move enabled, so
+// every path to one has a move of S).
+func ampleCandidates(w *world, sc *scenario) []candidate {
+	if w.crashes > 0 || sc.variant == variantReorder {
+		return nil
 	}
-	for q := range w.c.ids {
-		if q != p && len(w.c.links[q][p]) == 0 {
-			return nil, false
+	n := len(w.c.ids)
+	var out []candidate
+	for p := range n {
+		in := make([]bool, n)
+		in[p] = true
+		for grew := true; grew; {
+			grew = false
+			for q := range n {
+				for r := range n {
+					if in[q] && !in[r] && r != q && len(w.c.links[r][q]) == 0 {
+						in[r], grew = true, true
+					}
+				}
+			}
 		}
+		var mvs []move
+		size, ok := 0, true
+		for q := range n {
+			if in[q] {
+				size++
+				ok = ok && !(sc.withdraw && w.canWithdraw(q))
+				mvs = append(mvs, w.receiveMoves(q, sc)...)
+				mvs = append(mvs, w.localMoves(q, sc)...)
+			}
+		}
+		if !ok || size == n || len(mvs) == 0 || slices.ContainsFunc(out, func(c candidate) bool { return slices.Equal(c.peers, in) }) {
+			continue
+		}
+		out = append(out, candidate{peers: in, moves: mvs})
 	}
-	mvs := append(w.receiveMoves(p, sc), w.localMoves(p, sc)...)
-	return mvs, len(mvs) > 0
+	slices.SortStableFunc(out, func(a, b candidate) int { return len(a.moves) - len(b.moves) })
+	return out
 }
 
 // invisible reports whether no successor changed which Machine holds the
-// lock (C2 of ample). Only p's Machine changes in any of them; its moves
-// act on it alike whatever the others did meanwhile (its Machine and the
-// heads of its links stay as they are until it moves), so a move invisible
-// at w is invisible wherever the paths in ample's argument take it.
-func invisible(w *world, succ []successor, p int) bool {
+// lock (C2 of ampleCandidates). Only members' Machines change in any of
+// them; a member's move acts on it alike whatever the others did meanwhile
+// (until S moves, its Machine and the heads of the links into it stay as
+// they are), so a move invisible at w is invisible wherever the paths in
+// the argument take it.
+func invisible(w *world, succ []successor, members []bool) bool {
 	for _, s := range succ {
-		if s.w.c.ms[p].Held() != w.c.ms[p].Held() {
-			return false
+		for p, in := range members {
+			if in && s.w.c.ms[p].Held() != w.c.ms[p].Held() {
+				return false
+			}
 		}
 	}
 	return true
@@ -294,6 +332,11 @@ func TestExploreEveryInterleaving(t *testing.T) {
 			}
 			start := time.Now()
 			x := newExplorer(sc)
+			if soak {
+				x.progress = func(states, explored int) {
+					t.Logf("%d states, %d transitions, %v", states, explored, time.Since(start).Round(time.Second))
+				}
+			}
 			if err := x.run(); err != nil {
 				t.Fatalf("after %d states: %v", x.states(), err)
 			}

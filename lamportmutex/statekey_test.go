@@ -49,6 +49,7 @@ type stateKeyer struct {
 	symmetry bool
 	inv      []int
 	active   []bool
+	base     uint64 // subtracted from every clock (see setBase)
 }
 
 func newStateKeyer(n int, symmetry bool) *stateKeyer {
@@ -82,6 +83,7 @@ func newStateKeyer(n int, symmetry bool) *stateKeyer {
 // key returns the key of w's state.
 func (k *stateKeyer) key(w *world) [16]byte {
 	k.markActive(w)
+	k.setBase(w)
 	var best [16]byte
 	first := true
 	for _, perm := range k.perms {
@@ -126,6 +128,52 @@ func (k *stateKeyer) markActive(w *world) {
 	}
 }
 
+// setBase sets the clock subtracted from every clock in the encoding: the
+// least clock in the state, once no crash is left, else 0 (and always 0
+// without the reductions). The rules use
+// clocks only through comparisons, differences (MaxClockStep), max and
+// adding one, which all commute with adding a constant to every clock;
+// latest[j] is encoded only as its comparison with the request's stamp,
+// so its 0 after a PEERUP needs no shifting; and MaxClock is far above any
+// clock the explorer reaches. What does not commute is a restart: a new
+// incarnation starts at clock 0 whatever the others' clocks are, so while
+// a crash is left, clocks are encoded as they are. A PEERUP's clock is
+// never read.
+func (k *stateKeyer) setBase(w *world) {
+	k.base = 0
+	if w.crashes > 0 || !k.symmetry {
+		return
+	}
+	c := w.c
+	lo := uint64(1<<64 - 1)
+	see := func(v uint64) { lo = min(lo, v) }
+	for _, m := range c.ms {
+		see(m.clock)
+		if m.issued {
+			see(m.own.Clock)
+		}
+		for _, t := range m.q {
+			see(t.Clock)
+		}
+	}
+	for _, row := range c.links {
+		for _, l := range row {
+			for _, e := range l {
+				if e.msg.Kind != PeerUp {
+					see(e.msg.Clock)
+				}
+			}
+		}
+	}
+	if w.k.haveMax {
+		see(w.k.maxTok.Clock)
+	}
+	if lo > MaxClock/2 {
+		panic("explorer: clocks near MaxClock")
+	}
+	k.base = lo
+}
+
 // allowed reports whether perm keeps the order among the active peers.
 func (k *stateKeyer) allowed(perm []int) bool {
 	last := -1
@@ -158,18 +206,20 @@ func (k *stateKeyer) encode(w *world, perm []int) []byte {
 		b = append(b, v)
 	}
 	rename := func(id string) int { return perm[c.index(id)] }
+	base := k.base
+	clock := func(v uint64) { u64(v - base) }
 	for _, o := range k.inv {
 		m := c.ms[o]
 		u32(uint64(c.inc[o]))
-		u64(m.clock)
+		clock(m.clock)
 		flags(m.issued, m.pending, m.held, m.abandon, w.k.held[o])
 		u8(w.budget[o] + 1)
 		if m.issued {
-			u64(m.own.Clock)
+			clock(m.own.Clock)
 		}
 		u8(len(m.q))
 		for _, t := range m.q {
-			u64(t.Clock)
+			clock(t.Clock)
 			u8(rename(t.ID))
 		}
 		for _, j := range k.inv {
@@ -194,7 +244,11 @@ func (k *stateKeyer) encode(w *world, perm []int) []byte {
 			u32(uint64(len(l)))
 			for _, e := range l {
 				u8(int(e.msg.Kind))
-				u64(e.msg.Clock)
+				if e.msg.Kind == PeerUp {
+					u64(0)
+				} else {
+					clock(e.msg.Clock)
+				}
 				u32(e.msg.Incarnation)
 				u32(uint64(e.destInc))
 				flags(e.msg.Payload != nil)
@@ -205,7 +259,7 @@ func (k *stateKeyer) encode(w *world, perm []int) []byte {
 	u8(w.crashes + 1)
 	flags(w.k.haveMax)
 	if w.k.haveMax {
-		u64(w.k.maxTok.Clock)
+		clock(w.k.maxTok.Clock)
 		u8(rename(w.k.maxTok.ID))
 	}
 	k.buf = b
