@@ -32,6 +32,7 @@ type cluster struct {
 	last   [][]uint64           // last[from][to]: clock of the last message in the current session
 	logf   func(string, ...any) // optional narration of every event
 	opts   []MachineOption      // for every Machine, restarted ones too
+	shared []bool               // per peer: its Machine is shared with a clone (explorer; see mutable)
 	app    application          // optional: an application on top (sim_chain_test.go)
 
 	// A faulty member (the Byzantine simulation): its index or -1. Honest
@@ -135,23 +136,39 @@ func (c *cluster) index(id string) int {
 	return -1
 }
 
-// clone returns an independent copy (for the explorer; not tracked).
+// clone returns a copy for the explorer (not tracked) that changes
+// independently of c. It shares c's Machines until it changes one (see
+// mutable), and the links' backing arrays, capped so that an append to a
+// link in either copy reallocates; removing a link's head only reslices.
 func (c *cluster) clone() *cluster {
 	d := *c
-	d.ms = make([]*Machine, len(c.ms))
-	for i, m := range c.ms {
-		d.ms[i] = m.Clone()
+	d.ms = slices.Clone(c.ms)
+	d.shared = make([]bool, len(c.ms))
+	for i := range d.shared {
+		d.shared[i] = true
 	}
+	c.shared = slices.Clone(d.shared) // c's own Machines are shared now too
 	d.inc = slices.Clone(c.inc)
 	d.links = make([][][]envelope, len(c.links))
 	for i := range c.links {
 		d.links[i] = make([][]envelope, len(c.links[i]))
 		for j, l := range c.links[i] {
-			d.links[i][j] = slices.Clone(l)
+			d.links[i][j] = l[:len(l):len(l)]
+			c.links[i][j] = d.links[i][j]
 		}
 	}
 	d.track, d.flight, d.logf = false, nil, nil
 	return &d
+}
+
+// mutable makes peer p's Machine c's own, copying it if c shares it with a
+// clone, before c changes it.
+func (c *cluster) mutable(p int) *Machine {
+	if c.shared != nil && c.shared[p] {
+		c.ms[p] = c.ms[p].Clone()
+		c.shared[p] = false
+	}
+	return c.ms[p]
 }
 
 // send queues the messages machine p returned, checking that p sent them
@@ -215,6 +232,7 @@ func (c *cluster) deliver(from, to, i int) error {
 		// The receiver talks to a new incarnation of the sender from now on.
 		c.last[to][from] = 0
 	}
+	c.mutable(to)
 	c.say("%s receives %s", c.ids[to], narrate(e.msg))
 	if c.app != nil && e.msg.Kind == Release && e.msg.Payload != nil && c.ms[to].Accepts(e.msg) == nil {
 		if err := c.app.release(to, from, e.msg.Payload); err != nil {
@@ -319,7 +337,7 @@ func stepWrapping(m *Machine, msg Message) []Message {
 
 // request makes peer p request the lock.
 func (c *cluster) request(p int) error {
-	out, err := c.ms[p].Request()
+	out, err := c.mutable(p).Request()
 	if err != nil {
 		return fmt.Errorf("request %s: %w", c.ids[p], err)
 	}
@@ -345,7 +363,7 @@ func (c *cluster) sayEntered(p int, was bool) {
 // release makes peer p release the lock (payload non-nil) or withdraw its
 // waiting request (payload nil).
 func (c *cluster) release(p int, payload []byte) error {
-	out, err := c.ms[p].Release(payload)
+	out, err := c.mutable(p).Release(payload)
 	if err != nil {
 		return fmt.Errorf("release %s: %w", c.ids[p], err)
 	}
@@ -367,6 +385,9 @@ func (c *cluster) crash(p int, keep []int, dropIn []bool) error {
 	c.ms[p], err = NewMachine(c.ids[p], c.ids, uint64(c.inc[p]), c.opts...)
 	if err != nil {
 		return err
+	}
+	if c.shared != nil {
+		c.shared[p] = false
 	}
 	for q := range c.quar[p] {
 		c.quar[p][q] = -1 // the new process has quarantined nobody
