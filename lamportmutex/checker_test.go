@@ -121,29 +121,7 @@ func (k *checker) crashed(c *cluster, p int) {
 // outstanding reports whether m has a request in any state: held back,
 // waiting, held, or withdrawn under Ricart-Agrawala but not yet released.
 // When nothing more can happen, none may be left.
-func outstanding(m *Machine) bool { return m.issued || m.pending }
-
-// enterEarly is the broken variant variantEnterEarly, applied after every
-// Request and Step: a Machine whose request is issued enters as soon as it
-// heads its own queue (Lamport), or at once (Ricart-Agrawala), without
-// waiting for a later message, or a REPLY, from every peer. It returns what
-// entering sends: a withdrawn Ricart-Agrawala request is released.
-func enterEarly(m *Machine) []Message {
-	if !m.issued || m.held {
-		return nil
-	}
-	if m.algo == RicartAgrawala {
-		if m.abandon {
-			return m.release(nil)
-		}
-		m.held = true
-		return nil
-	}
-	if h, _ := m.q.head(); h == m.own {
-		m.held = true
-	}
-	return nil
-}
+func outstanding(m *Machine) bool { return m.state != idle }
 
 // TestCheckersCatchBrokenVariants runs the walks and explorations of the
 // broken variants in the scenario table: each must fail, with the violation

@@ -483,13 +483,12 @@ func (d *driver) quarantine(peer string, cause error) {
 	if _, ok := d.banned[peer]; ok {
 		return
 	}
-	j, ok := slices.BinarySearch(d.machine.ids, peer)
-	if !ok || j == d.machine.self || !d.machine.up[j] {
+	inc, up := d.machine.PeerIncarnation(peer)
+	if !up {
 		m.stats.update(func(s *Stats) { s.Dropped++ })
 		m.log.Warn("dropped bad input from a peer not yet up", "from", peer, "err", cause)
 		return
 	}
-	inc := d.machine.peerInc[j]
 	d.banned[peer] = inc
 	m.stats.update(func(s *Stats) { s.Quarantined++ })
 	m.log.Warn("refused bad input; peer quarantined", "from", peer, "incarnation", inc, "err", cause)
@@ -508,11 +507,12 @@ func (d *driver) applyQuarantines() {
 	q := m.quar
 	m.quar = map[string]quarRequest{}
 	m.qmu.Unlock()
-	for j, id := range d.machine.ids { // in a fixed order
+	for _, id := range d.machine.Members() { // in a fixed order
 		r, ok := q[id]
+		inc, up := d.machine.PeerIncarnation(id)
 		switch {
 		case !ok:
-		case !d.machine.up[j] || r.inc != d.machine.peerInc[j]:
+		case !up || r.inc != inc:
 			m.log.Debug("dropped a quarantine request for an incarnation that is gone", "peer", id, "incarnation", r.inc, "err", r.cause)
 		default:
 			d.quarantine(id, fmt.Errorf("reported by the application: %w", r.cause))
@@ -672,19 +672,7 @@ func (d *driver) state() State {
 		Queue:   d.machine.Queue(),
 		Held:    d.machine.Held(),
 		Waiting: len(d.waiters),
-	}
-	if own, ok := d.machine.Own(); ok && !s.Held {
-		for i, id := range d.machine.ids {
-			if i != d.machine.self && d.machine.latest[i] <= own.Clock {
-				s.Missing = append(s.Missing, id)
-			}
-		}
-	} else if d.machine.pending {
-		for i, id := range d.machine.ids {
-			if !d.machine.heard[i] {
-				s.Missing = append(s.Missing, id)
-			}
-		}
+		Missing: d.machine.Missing(),
 	}
 	return s
 }

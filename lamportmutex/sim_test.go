@@ -57,11 +57,17 @@ type world struct {
 // newWorld starts the world of a scenario: fresh Machines whose links carry
 // their first-contact PEERUPs, or, if booted, the same after first contact.
 func newWorld(sc *scenario, n int, algo Algorithm, track bool) (*world, error) {
-	c, err := newCluster(peerIDs(n), track, WithAlgorithm(algo))
+	opts := []MachineOption{WithAlgorithm(algo)}
+	switch sc.variant {
+	case variantEnterEarly:
+		opts = append(opts, enterEarly)
+	case variantClockWrap:
+		opts = append(opts, unguarded)
+	}
+	c, err := newCluster(peerIDs(n), track, opts...)
 	if err != nil {
 		return nil, err
 	}
-	c.early = sc.variant == variantEnterEarly
 	c.wraps = sc.variant == variantClockWrap
 	w := &world{c: c, k: newChecker(n), budget: make([]int, n), withdrawals: -1, crashes: -1, entries: make([]int, n)}
 	w.k.strict = sc.strict

@@ -25,7 +25,6 @@ type cluster struct {
 	ms     []*Machine
 	inc    []int                // current incarnation of each peer
 	links  [][][]envelope       // links[from][to], head first
-	early  bool                 // broken variant: every Machine enters without the entry rule's wait (enterEarly)
 	track  bool                 // keep inflight and session clocks (simulation, golden)
 	nextID uint64               // next envelope id
 	flight map[uint64]bool      // ids sent and neither delivered nor dropped
@@ -264,9 +263,6 @@ func (c *cluster) deliver(from, to, i int) error {
 	if err != nil {
 		return fmt.Errorf("step %v: %w", e.msg, err)
 	}
-	if c.early {
-		out = append(out, enterEarly(c.ms[to])...)
-	}
 	if err := c.send(to, out); err != nil {
 		return err
 	}
@@ -288,8 +284,7 @@ func (c *cluster) deliver(from, to, i int) error {
 // until a PeerUp of a newer one, and the transport drops what it holds
 // from that incarnation.
 func (c *cluster) quarantine(to, from int, cause error) {
-	j, _ := slices.BinarySearch(c.ms[to].ids, c.ids[from])
-	inc := c.ms[to].peerInc[j]
+	inc, _ := c.ms[to].PeerIncarnation(c.ids[from])
 	c.quar[to][from] = int(inc)
 	c.say("%s quarantines %s#%d: %v", c.ids[to], c.ids[from], inc, cause)
 	l := c.links[from][to]
@@ -315,13 +310,13 @@ func acceptsAnyClock(m *Machine, msg Message) error {
 // was before MaxClock existed: the clock becomes max(clock, msg.Clock)+1,
 // which wraps for msg.Clock = 2^64-1. Only the broken variant uses it.
 func stepWrapping(m *Machine, msg Message) []Message {
-	j, _ := slices.BinarySearch(m.ids, msg.From)
+	j, _ := m.index(msg.From)
 	var out []Message
 	m.clock = max(m.clock, msg.Clock) + 1
-	m.latest[j] = max(m.latest[j], msg.Clock)
+	m.peers[j].latest = max(m.peers[j].latest, msg.Clock)
 	switch msg.Kind {
 	case Hello:
-		m.heard[j] = true
+		m.peers[j].heard = true
 	case Request:
 		m.q.put(Token{Clock: msg.Clock, ID: msg.From})
 		m.clock++
@@ -329,7 +324,7 @@ func stepWrapping(m *Machine, msg Message) []Message {
 	case Release:
 		m.q.remove(msg.From)
 	}
-	if m.pending && m.Synced() {
+	if m.state == pending && m.Synced() {
 		out = append(out, m.issue()...)
 	}
 	return append(out, m.tryEnter()...)
@@ -340,9 +335,6 @@ func (c *cluster) request(p int) error {
 	out, err := c.mutable(p).Request()
 	if err != nil {
 		return fmt.Errorf("request %s: %w", c.ids[p], err)
-	}
-	if c.early {
-		out = append(out, enterEarly(c.ms[p])...)
 	}
 	if len(out) == 0 && !c.ms[p].Held() {
 		c.say("%s holds its request back until it has heard from every peer", c.ids[p])
@@ -497,24 +489,24 @@ func machineString(m *Machine) string {
 	s := fmt.Sprintf("%s: clock=%d queue=%v", m.ID(), m.clock, []Token(m.q))
 	s += " latest=["
 	sep := ""
-	for i, id := range m.ids {
+	for i, p := range m.peers {
 		if i == m.self {
 			continue
 		}
 		h := ""
-		if !m.heard[i] {
+		if !p.heard {
 			h = "?"
 		}
-		s += fmt.Sprintf("%s%s:%d%s", sep, id, m.latest[i], h)
+		s += fmt.Sprintf("%s%s:%d%s", sep, p.id, p.latest, h)
 		sep = " "
 	}
 	s += "]"
 	switch {
-	case m.held:
+	case m.Held():
 		s += fmt.Sprintf(" HOLDS %v", m.own)
-	case m.issued:
+	case m.state.stamped():
 		s += fmt.Sprintf(" waits %v", m.own)
-	case m.pending:
+	case m.state == pending:
 		s += " pending (not synced)"
 	}
 	return s

@@ -13,14 +13,14 @@ import (
 //   - A payload's bytes are not encoded, only whether there is one: the
 //     explorer's payloads are all alike, and neither the Machine nor the
 //     checker reads them.
-//   - While a Machine has no request issued, its own token, its REPLYs
-//     (Ricart-Agrawala) and its latest clocks from each peer are not
-//     encoded: each is overwritten or read only after the next request is
-//     issued. And while one is issued, of latest[j] only whether it is
-//     later than the request's stamp is: latest[j] only grows, the stamp
-//     is fixed, and the entry rule is the only reader, asking exactly that.
-//     (When the request is issued, latest[j] is at most the clock, which the
-//     stamp passes, so nothing earlier matters either.)
+//   - While a Machine has no request stamped, its own token, the REPLYs
+//     to it (Ricart-Agrawala) and its latest clocks from each peer are not
+//     encoded: each is overwritten, or read, only once the next request is
+//     stamped. And while one is stamped, of latest[j] only whether it is
+//     later than the stamp is: latest[j] only grows, the stamp is fixed,
+//     and rule 5 (answered) is the only reader, asking exactly that. (When
+//     a request is stamped, latest[j] is at most the clock, which the stamp
+//     passes, so nothing earlier matters either.)
 //
 // With symmetry on, the key is the least hash over the renamings of peers
 // that keep every comparison the rules can still make: peers are
@@ -119,8 +119,8 @@ func (k *stateKeyer) markActive(w *world) {
 		for _, t := range m.q {
 			k.active[c.index(t.ID)] = true
 		}
-		for j, d := range m.deferred {
-			k.active[j] = k.active[j] || d
+		for j, p := range m.peers {
+			k.active[j] = k.active[j] || p.deferred
 		}
 	}
 	if w.k.haveMax {
@@ -149,7 +149,7 @@ func (k *stateKeyer) setBase(w *world) {
 	see := func(v uint64) { lo = min(lo, v) }
 	for _, m := range c.ms {
 		see(m.clock)
-		if m.issued {
+		if m.state.stamped() {
 			see(m.own.Clock)
 		}
 		for _, t := range m.q {
@@ -212,9 +212,11 @@ func (k *stateKeyer) encode(w *world, perm []int) []byte {
 		m := c.ms[o]
 		u32(uint64(c.inc[o]))
 		clock(m.clock)
-		flags(m.issued, m.pending, m.held, m.abandon, w.k.held[o])
+		stamped := m.state.stamped()
+		u8(int(m.state))
+		flags(w.k.held[o])
 		u8(w.budget[o] + 1)
-		if m.issued {
+		if stamped {
 			clock(m.own.Clock)
 		}
 		u8(len(m.q))
@@ -226,13 +228,10 @@ func (k *stateKeyer) encode(w *world, perm []int) []byte {
 			if j == o {
 				continue
 			}
-			later := m.issued && m.latest[j] > m.own.Clock
-			var replied, deferred bool
-			if m.replied != nil {
-				replied, deferred = m.issued && m.replied[j], m.deferred[j]
-			}
-			flags(later, m.heard[j], m.up[j], replied, deferred)
-			u32(m.peerInc[j])
+			p := m.peers[j]
+			later := stamped && p.latest > m.own.Clock
+			flags(later, p.heard, p.up, stamped && p.replied, p.deferred)
+			u32(p.inc)
 		}
 	}
 	for _, f := range k.inv {

@@ -199,17 +199,17 @@ func TestMachineRefusesRepeatedRequest(t *testing.T) {
 		before := m.Clone()
 		out, err := m.Step(msg)
 		if !errors.Is(err, ErrViolation) || out != nil {
-			t.Errorf("%v: Step(%v) = %v, %v; want nothing and ErrViolation", m.algo, msg, out, err)
+			t.Errorf("%v: Step(%v) = %v, %v; want nothing and ErrViolation", m.rules, msg, out, err)
 		}
 		if !reflect.DeepEqual(m, before) {
-			t.Errorf("%v: Step(%v) changed the Machine", m.algo, msg)
+			t.Errorf("%v: Step(%v) changed the Machine", m.rules, msg)
 		}
 	}
 	step := func(m *Machine, msg Message) []Message {
 		t.Helper()
 		out, err := m.Step(msg)
 		if err != nil {
-			t.Fatalf("%v: Step(%v): %v", m.algo, msg, err)
+			t.Fatalf("%v: Step(%v): %v", m.rules, msg, err)
 		}
 		return out
 	}

@@ -1,0 +1,43 @@
+package lamportmutex
+
+// The broken variants of the Machine that the checkers must catch. They
+// are rules wrapped around the real ones, installed with a MachineOption
+// after WithAlgorithm.
+
+// enterEarly makes a Machine enter without rule 5, part ii: under
+// Lamport's rules as soon as its request heads its queue, under
+// Ricart-Agrawala's at once, without an answer from every peer.
+func enterEarly(m *Machine) { m.rules = brokenRules{rules: m.rules, enterEarly: true} }
+
+// unguarded drops the Machine's defence against a REQUEST ordered before
+// the one it holds the lock with (such a REQUEST is queued and answered),
+// and the invariant that the defence keeps. Clocks that wrap let an honest
+// peer send one (cluster.wraps).
+func unguarded(m *Machine) { m.rules = brokenRules{rules: m.rules} }
+
+// brokenRules are rules with the defence against a REQUEST ordered before
+// our held one dropped, and the invariant it keeps with it: a variant that
+// lets such a REQUEST in is to be caught by the checkers, not refused by
+// Step or stopped by a panic.
+type brokenRules struct {
+	rules
+	enterEarly bool // enter without an answer from every peer
+}
+
+func (r brokenRules) answered(m *Machine, j int) bool {
+	return r.enterEarly || r.rules.answered(m, j)
+}
+
+func (r brokenRules) refuse(m *Machine, j int, msg Message) error {
+	if msg.Kind == Request && m.state == held && !m.q.has(msg.From) {
+		return nil
+	}
+	return r.rules.refuse(m, j, msg)
+}
+
+func (r brokenRules) invariant(m *Machine) error {
+	if m.state == held && !m.first() {
+		return nil
+	}
+	return r.rules.invariant(m)
+}
