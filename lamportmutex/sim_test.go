@@ -652,28 +652,29 @@ func runWalks(t *testing.T, test string) {
 
 // walkScenario runs sc's seeds (or replays LAMPORT_SEED, or soaks).
 func walkScenario(t *testing.T, sc *scenario) {
+	soak, isSoak := envUint(t, envSoak)
+	steps, replay := sc.steps, ""
+	if isSoak {
+		steps, replay = max(steps, 2000), envSoak+"=1 "
+	}
 	if seed, ok := envUint(t, envSeed); ok {
 		var trace strings.Builder
-		steps, err := runWalk(sc, seed, sc.steps, func(f string, a ...any) { fmt.Fprintf(&trace, f+"\n", a...) })
-		t.Logf("seed %d, %d steps:\n%s", seed, steps, trace.String())
+		n, err := runWalk(sc, seed, steps, func(f string, a ...any) { fmt.Fprintf(&trace, f+"\n", a...) })
+		t.Logf("seed %d, %d steps:\n%s", seed, n, trace.String())
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
 		return
 	}
-	soak, isSoak := envUint(t, envSoak)
 	if sc.soak && !isSoak {
 		t.Skip("a soak: set " + envSoak)
 	}
-	seeds, steps := uint64(sc.seeds), sc.steps
+	seeds := uint64(sc.seeds)
 	if testing.Short() && sc.shortSeeds > 0 {
 		seeds = uint64(sc.shortSeeds)
 	}
 	if raceEnabled && sc.raceSeeds > 0 {
 		seeds = uint64(sc.raceSeeds)
-	}
-	if isSoak {
-		steps = max(steps, 2000)
 	}
 	start := time.Now()
 	total, seed := uint64(0), uint64(1)
@@ -681,7 +682,7 @@ func walkScenario(t *testing.T, sc *scenario) {
 		n, err := runWalk(sc, seed, steps, nil)
 		total += uint64(n)
 		if err != nil {
-			t.Fatalf("seed %d: %v\n\treplay: %s=%d go test ./lamportmutex -run '^%s$/^%s$' -v", seed, err, envSeed, seed, sc.test, sc.name)
+			t.Fatalf("seed %d: %v\n\treplay: %s%s=%d go test ./lamportmutex -run '^%s$/^%s$' -v", seed, err, replay, envSeed, seed, sc.test, sc.name)
 		}
 	}
 	t.Logf("%d seeds, %d steps simulated in %v", seed-1, total, time.Since(start).Round(time.Millisecond))

@@ -449,19 +449,6 @@ func (c *cluster) randomLink(rng *rand.Rand) (from, to int, ok bool) {
 	return l[0], l[1], true
 }
 
-// crashRandomly crashes peer p with a random cut of its links: a random
-// prefix of each outbound link survives, each inbound link is kept or
-// dropped at random (see crash).
-func (c *cluster) crashRandomly(rng *rand.Rand, p int) error {
-	keep := make([]int, len(c.ids))
-	drop := make([]bool, len(c.ids))
-	for q := range c.ids {
-		keep[q] = rng.IntN(len(c.links[p][q]) + 1)
-		drop[q] = rng.IntN(2) == 0
-	}
-	return c.crash(p, keep, drop)
-}
-
 // busy reports whether any message is in flight.
 func (c *cluster) busy() bool {
 	for _, row := range c.links {
