@@ -17,66 +17,61 @@ type Config struct {
 	// be ID. Required. The Mutex does not close it: close the Mutex first,
 	// then the Transport.
 	Transport Transport
+	// The callbacks below are the application's side of the Mutex. The
+	// Mutex calls them one at a time, never two at once, on the
+	// Transport's goroutines and without holding its own lock: a slow
+	// callback delays the delivery of what peers send, never Lock, Unlock
+	// or Send. A callback must not call Lock, TryLock or Close (they may
+	// wait for messages that only its return lets in); Unlock, Send,
+	// Quarantine, State, Stats and Err are fine.
+
 	// OnRelease, if set, is called with the payload of every RELEASE from
-	// another peer that carries one, on the Mutex's goroutine, before that
-	// release takes effect here: the next holder has always handled every
-	// earlier holder's payload that was sent to its current incarnation.
-	// (A release sent to an incarnation of this peer that has since died is
-	// not replayed into the new one; an application that must not miss it
-	// has to catch up from its peers after a restart.) Payloads from one peer
-	// arrive in the order its holders released. An error means the sender
-	// sent bad input: the release is refused (it does not take effect here),
-	// and that incarnation of the sender is quarantined (see
-	// Mutex.Quarantine). OnRelease must not block or call the Mutex's
-	// methods other than Stats and Quarantine: they wait for the goroutine
-	// it runs on.
+	// another peer that carries one, before that release takes effect here:
+	// the next holder has always handled every earlier holder's payload
+	// that was sent to its current incarnation. (A release sent to an
+	// incarnation of this peer that has since died is not replayed into
+	// the new one; an application that must not miss it has to catch up
+	// from its peers after a restart.) Payloads from one peer arrive in the
+	// order its holders released. An error means the sender sent bad
+	// input: the release is refused (it does not take effect here), and
+	// that incarnation of the sender is quarantined (see Mutex.Quarantine).
 	OnRelease func(from string, payload []byte) error
-	// OnMessage, if set, is called with the payload of every message another
-	// peer sent with Send to this incarnation, on the Mutex's goroutine, in
-	// the order of the pair's stream: a message that peer sent after a
-	// RELEASE is handled after that release's OnRelease. Messages sent to an
-	// earlier incarnation of this peer are not delivered. An error means the
+	// OnMessage, if set, is called with the payload of every message
+	// another peer sent with Send to this incarnation, in the order of the
+	// pair's stream: a message that peer sent after a RELEASE is handled
+	// after that release's OnRelease. Messages sent to an earlier
+	// incarnation of this peer are not delivered. An error means the
 	// sender sent bad input: its incarnation is quarantined, as for
-	// OnRelease. The same rules as for OnRelease apply; hand longer work to
-	// a goroutine of your own.
+	// OnRelease.
 	OnMessage func(from string, payload []byte) error
-	// OnPeerUp, if set, is called on the Mutex's goroutine when a new
-	// incarnation of peer comes up: at first contact, after each restart,
-	// and after a quarantine once another incarnation is accepted. By then
-	// the Mutex has forgotten the earlier incarnation's request and greeted
-	// the new one, and it is called before any message of the new
-	// incarnation is handled and before the lock can be granted on what it
-	// says. Messages Sent to the earlier incarnation may have been lost with
-	// it. The same rules as for OnRelease apply.
+	// OnPeerUp, if set, is called when a new incarnation of peer comes up:
+	// at first contact, after each restart, and after a quarantine once
+	// another incarnation is accepted. By then the Mutex has forgotten the
+	// earlier incarnation's request and greeted the new one, and it is
+	// called before any message of the new incarnation is handled and
+	// before the lock can be granted on what it says. Messages Sent to the
+	// earlier incarnation may have been lost with it.
 	OnPeerUp func(peer string)
+	// OnPeerDown, if set, is called when the Transport loses its
+	// connection to peer (PeerDown). It is news only: the peer may come
+	// back as the same incarnation (no OnPeerUp then) or as a new one.
+	OnPeerDown func(peer string)
 	// StartClock, if set, is the least clock this peer starts with, at most
 	// MaxClock. An application that keeps the clocks of its grants (the
 	// ledger's blocks carry them) passes the last one, so that a restarted
 	// peer's requests are stamped after it even when every peer restarted.
 	StartClock uint64
-	// OutboxLimit bounds, per peer, the bytes of messages queued for the
-	// Transport and not yet taken by it (payload bytes plus a fixed
-	// overhead per message); zero means DefaultOutboxLimit. Send refuses a
-	// message past it with ErrPeerBusy. The algorithm's own messages are
-	// never refused: they are a few per entry, and losing one would break
-	// the algorithm.
-	OutboxLimit int
 	// Algorithm selects Lamport's algorithm (the default) or
 	// Ricart-Agrawala; every peer of a group must run the same one.
 	Algorithm Algorithm
-	// Trace, if set, is called on the Mutex's goroutine for every message
-	// sent or received and every other change of the clock (see Event). It
-	// must not block or call the Mutex's methods other than Stats and
-	// Quarantine.
+	// Trace, if set, is called for every message sent or received and
+	// every other change of the clock (see Event), in order, while the
+	// Mutex holds its own lock: it must return at once and must not call
+	// the Mutex's methods other than Stats and Quarantine.
 	Trace func(Event)
 	// Logger receives the Mutex's logs. Nil discards them.
 	Logger *slog.Logger
 }
-
-// DefaultOutboxLimit is the OutboxLimit used when Config leaves it zero:
-// room for several payloads of the largest size transport.TCP carries by
-// default.
-const DefaultOutboxLimit = 16 << 20
 
 // Event is one event at this peer, as reported to Config.Trace in the
 // order they happen. Before and Clock are the Lamport clock just before and
@@ -123,14 +118,14 @@ func (c Config) validate() ([]string, error) {
 	if c.StartClock > MaxClock {
 		return nil, fmt.Errorf("%w: StartClock %d above MaxClock", ErrConfig, c.StartClock)
 	}
-	if c.OutboxLimit < 0 {
-		return nil, fmt.Errorf("%w: negative OutboxLimit", ErrConfig)
-	}
 	if c.Transport == nil {
 		return nil, fmt.Errorf("%w: nil Transport", ErrConfig)
 	}
 	if got := c.Transport.ID(); got != c.ID {
 		return nil, fmt.Errorf("%w: transport id %q, want %q", ErrConfig, got, c.ID)
+	}
+	if c.Transport.Incarnation() == 0 {
+		return nil, fmt.Errorf("%w: transport incarnation 0", ErrConfig)
 	}
 	return ids, nil
 }

@@ -47,6 +47,9 @@ var (
 	// peer would exceed Config.OutboxLimit: the peer, or the link to it,
 	// does not keep up. Nothing is queued; try later.
 	ErrPeerBusy = errors.New("lamportmutex: too much queued for the peer")
+	// ErrQueueFull is wrapped by a Transport's Send when the bytes queued
+	// for a peer would pass the transport's bound (see Transport).
+	ErrQueueFull = errors.New("lamportmutex: transport queue full")
 	// ErrRequested is returned by Machine.Request while a request is
 	// already outstanding.
 	ErrRequested = errors.New("lamportmutex: request already outstanding")

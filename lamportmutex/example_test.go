@@ -38,7 +38,7 @@ func ExampleNew() {
 		if err != nil {
 			panic(err)
 		}
-		defer mu.Close()
+		defer mu.Close(context.Background())
 		mus[id] = mu
 	}
 

@@ -277,7 +277,7 @@ func (m *Machine) issue() []Message {
 }
 
 // Step handles one received message and returns the messages to send: a
-// REQUEST (rule 2), a REPLY, a RELEASE (rule 4), a HELLO, or a PeerUp; and
+// REQUEST (rule 2), a REPLY, a RELEASE (rule 4), a HELLO, a PeerUp; and
 // then, as the message may have satisfied it, the entry rule (rule 5). It
 // refuses, leaving the Machine unchanged: a message not from a peer of this
 // machine (ErrNotMember); one meant for another incarnation of this peer
@@ -312,7 +312,8 @@ func (m *Machine) issue() []Message {
 // between its release and its next request, so a REQUEST we answered at once
 // cannot be told from a repeated one.
 //
-// A Data (the application's) changes nothing and sends nothing.
+// A Data (the application's) or a PeerDown (the Transport's news) changes
+// nothing and sends nothing.
 func (m *Machine) Step(msg Message) ([]Message, error) {
 	j, err := m.accepts(msg)
 	if err != nil {
@@ -323,7 +324,7 @@ func (m *Machine) Step(msg Message) ([]Message, error) {
 	switch msg.Kind {
 	case PeerUp:
 		out = m.peerUp(j, msg.Incarnation)
-	case Data:
+	case Data, PeerDown:
 		return nil, nil
 	case Hello:
 		m.hello(j, msg.Clock)
@@ -466,7 +467,7 @@ func (m *Machine) accepts(msg Message) (int, error) {
 		return j, fmt.Errorf("%w: %w: %v is not addressed to %s", ErrViolation, ErrNotMember, msg, m.ID())
 	case !msg.Kind.Valid():
 		return j, fmt.Errorf("%w: %w: %v", ErrViolation, ErrBadMessage, msg)
-	case msg.Kind == PeerUp:
+	case msg.Kind == PeerUp || msg.Kind == PeerDown:
 		return j, nil
 	case msg.Clock > MaxClock:
 		return j, fmt.Errorf("%w: %v: clock above MaxClock", ErrViolation, msg)
@@ -507,12 +508,13 @@ func (m *Machine) AdvanceClock(c uint64) { m.clock = max(m.clock, min(c, MaxCloc
 
 // receiveClock is the clock right after the receive rule for msg at a peer
 // whose clock is clock: max(clock, msg.Clock)+1, saturating at MaxClock.
-// A Hello takes the larger clock without a tick (see Hello); PeerUp (the
-// Transport's) and Data (the application's) are no part of the algorithm
-// and leave it unchanged. msg.Clock is at most MaxClock (see Accepts).
+// A Hello takes the larger clock without a tick (see Hello); PeerUp and
+// PeerDown (the Transport's) and Data (the application's) are no part of
+// the algorithm and leave it unchanged. msg.Clock is at most MaxClock (see
+// Accepts).
 func receiveClock(clock uint64, msg Message) uint64 {
 	switch msg.Kind {
-	case PeerUp, Data:
+	case PeerUp, PeerDown, Data:
 		return clock
 	case Hello:
 		return max(clock, msg.Clock)

@@ -222,3 +222,41 @@ func TestMachineInvariants(t *testing.T) {
 		}()
 	}
 }
+
+// TestMachineIgnoresPeerDown: a PeerDown is accepted and changes nothing,
+// sends nothing, in every state of our request and whether or not the
+// peer came up: it is the Transport's news, no part of the algorithm.
+func TestMachineIgnoresPeerDown(t *testing.T) {
+	for _, algo := range []Algorithm{Lamport, RicartAgrawala} {
+		fresh, err := NewMachine("1", peerIDs(3), 0, WithAlgorithm(algo))
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle := booted(t, 3, WithAlgorithm(algo))
+		waiting := idle.Clone()
+		if _, err := waiting.Request(); err != nil {
+			t.Fatal(err)
+		}
+		own, _ := waiting.Own()
+		holding := waiting.Clone()
+		mustStep(t, holding, Message{Kind: Reply, From: "2", To: "1", Clock: own.Clock + 1})
+		mustStep(t, holding, Message{Kind: Reply, From: "3", To: "1", Clock: own.Clock + 1})
+		if !holding.Held() {
+			t.Fatalf("%v: not held after every REPLY", algo)
+		}
+		for name, m := range map[string]*Machine{"fresh": fresh, "idle": idle, "waiting": waiting, "holding": holding} {
+			for _, inc := range []uint64{0, 5} {
+				msg := Message{Kind: PeerDown, From: "2", To: "1", Clock: 1<<64 - 1, Incarnation: inc}
+				if err := m.Accepts(msg); err != nil {
+					t.Errorf("%v/%s: Accepts(%v) = %v, want nil", algo, name, msg, err)
+				}
+				before := m.Clone()
+				out, err := m.Step(msg)
+				if out != nil || err != nil || !reflect.DeepEqual(m, before) {
+					t.Errorf("%v/%s: Step(%v) = %v, %v (changed: %t); want nothing, no change",
+						algo, name, msg, out, err, !reflect.DeepEqual(m, before))
+				}
+			}
+		}
+	}
+}

@@ -6,8 +6,8 @@ import "fmt"
 type Kind uint8
 
 // The kinds of message. Request, Reply, Release, Hello and Data travel
-// between peers; PeerUp is never sent: a Transport synthesizes it on its
-// inbound channel.
+// between peers; PeerUp and PeerDown are never sent: a Transport makes them
+// and delivers them with the messages.
 const (
 	// Request asks every peer to queue the sender's request, stamped
 	// (Message.Clock, Message.From).
@@ -41,6 +41,11 @@ const (
 	// is informational); the receiver's Mutex hands its Payload to
 	// Config.OnMessage.
 	Data
+	// PeerDown reports that the Transport lost its connection to
+	// Message.From. It is informational: the algorithm ignores it, and what
+	// is sent to the peer meanwhile is held. The Mutex hands it to
+	// Config.OnPeerDown.
+	PeerDown
 )
 
 // String returns the kind's name as used in logs and test scripts.
@@ -58,13 +63,15 @@ func (k Kind) String() string {
 		return "HELLO"
 	case Data:
 		return "DATA"
+	case PeerDown:
+		return "PEERDOWN"
 	default:
 		return fmt.Sprintf("Kind(%d)", uint8(k))
 	}
 }
 
 // Valid reports whether k is one of the defined kinds.
-func (k Kind) Valid() bool { return k >= Request && k <= Data }
+func (k Kind) Valid() bool { return k >= Request && k <= PeerDown }
 
 // MaxClock is the greatest clock a message may carry. A message from a
 // peer with a larger Clock is a protocol violation (ErrViolation), and a

@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,30 +17,37 @@ import (
 // goroutines of one process may Lock at once; they queue locally in arrival
 // order, and one distributed request is outstanding per peer at a time.
 //
-// One goroutine, started by New and stopped by Close, owns the state machine:
-// it reads the Transport, queues what the Machine says to send, and wakes
-// waiters. One more goroutine per peer hands that peer's messages to the
-// Transport, so a peer that does not read never stalls the Mutex.
+// A Mutex starts no goroutine. Its Machine runs to completion on whichever
+// goroutine has something for it, under one lock: Lock, Unlock and Send on
+// the caller's, a peer's message on the Transport's goroutine that delivers
+// it. The Transport's Send never blocks, so nothing waits while that lock
+// is held; the application's callbacks run outside it (see Config).
 type Mutex struct {
 	cfg     Config
 	log     *slog.Logger
 	members map[string]bool
-	cmds    chan func(*driver)
-	closing chan struct{}
-	done    chan struct{}
-	once    sync.Once
 	stats   statsBox
-	failure error // why the driver stopped, if not Close; set before done closes
-	// failed receives the first message the Transport refused.
-	failed chan error
+	done    chan struct{} // closed once the Mutex stops
+	closed  atomic.Bool   // set, under mu, just before done closes
 
-	// Quarantine's requests, for the driver, and the incarnations they
-	// name. The driver sets cur[peer] at each PeerUp it acts on, before
-	// OnPeerUp; a peer not in cur has not come up.
-	qmu   sync.Mutex
-	quar  map[string]quarRequest // per peer: the first request for its incarnation in cur
-	cur   map[string]uint64
-	qwake chan struct{} // buffered 1: quar grew
+	// cb makes the application's callbacks run one at a time.
+	cb sync.Mutex
+
+	// Quarantine's requests, which may come while mu is held (from Trace),
+	// and the incarnations they name: cur[peer] is set at each PeerUp the
+	// Mutex acts on, before OnPeerUp; a peer not in cur has not come up.
+	qmu      sync.Mutex
+	quar     map[string]quarRequest // per peer: the first request for its incarnation in cur
+	cur      map[string]uint64
+	qpending atomic.Bool // quar is not empty
+
+	mu      sync.Mutex // guards what follows
+	machine *Machine
+	waiters []*waiter         // local Lock and TryLock calls, in arrival order
+	holder  *waiter           // the call that holds the lock, if any
+	banned  map[string]uint64 // per quarantined peer: its incarnation that is current here
+	traced  uint64            // the clock as last reported to Config.Trace
+	failure error             // why the Mutex stopped, if not Close
 }
 
 // quarRequest is one Mutex.Quarantine call: the incarnation current when it
@@ -54,7 +61,7 @@ type quarRequest struct {
 type waiter struct {
 	try    bool
 	start  time.Time
-	result chan lockResult // buffered 1; written once by the driver
+	result chan lockResult // buffered 1; written once, under mu
 }
 
 type lockResult struct {
@@ -62,8 +69,9 @@ type lockResult struct {
 	err error
 }
 
-// New starts a Mutex for cfg.ID. It returns an error wrapping ErrConfig for
-// a bad Config.
+// New starts a Mutex for cfg.ID and starts the Transport's delivery to it.
+// It returns an error wrapping ErrConfig for a bad Config, and the
+// Transport's error if it cannot start.
 func New(cfg Config) (*Mutex, error) {
 	ids, err := cfg.validate()
 	if err != nil {
@@ -81,13 +89,11 @@ func New(cfg Config) (*Mutex, error) {
 		cfg:     cfg,
 		log:     log.With("peer", cfg.ID),
 		members: make(map[string]bool, len(ids)),
-		cmds:    make(chan func(*driver)),
-		closing: make(chan struct{}),
 		done:    make(chan struct{}),
-		failed:  make(chan error, 1),
+		machine: machine,
+		banned:  map[string]uint64{},
 		quar:    map[string]quarRequest{},
 		cur:     map[string]uint64{},
-		qwake:   make(chan struct{}, 1),
 	}
 	for _, id := range ids {
 		m.members[id] = true
@@ -95,24 +101,17 @@ func New(cfg Config) (*Mutex, error) {
 	m.stats.s.Sent = map[Kind]uint64{}
 	m.stats.s.Received = map[Kind]uint64{}
 	machine.AdvanceClock(cfg.StartClock)
-	limit := cfg.OutboxLimit
-	if limit == 0 {
-		limit = DefaultOutboxLimit
+	m.traced = machine.Clock()
+	if err := cfg.Transport.Start(m.deliver); err != nil {
+		return nil, fmt.Errorf("lamportmutex: start the transport: %w", err)
 	}
-	d := &driver{m: m, machine: machine, outboxes: map[string]*outbox{}, banned: map[string]uint64{}, traced: machine.Clock()}
-	for _, id := range ids {
-		if id != cfg.ID {
-			d.outboxes[id] = newOutbox(limit)
-		}
-	}
-	go d.run()
 	return m, nil
 }
 
 // Lock blocks until this peer holds the lock, and returns the granted
-// request's Token, a fencing token. If ctx ends first, Lock withdraws the
-// request (no peer waits on it) and returns ctx's error; a grant that races
-// the cancellation is released at once. After Close it returns ErrClosed.
+// request's Token, a fencing token. If ctx ends first, Lock returns ctx's
+// error; a grant that comes after is released at once, unless another Lock
+// call of this process takes it over. After Close it returns ErrClosed.
 func (m *Mutex) Lock(ctx context.Context) (Token, error) {
 	return m.lock(ctx, false)
 }
@@ -130,77 +129,95 @@ func (m *Mutex) lock(ctx context.Context, try bool) (Token, error) {
 		return Token{}, err
 	}
 	w := &waiter{try: try, start: time.Now(), result: make(chan lockResult, 1)}
-	if err := m.do(ctx, func(d *driver) { d.enqueue(w) }); err != nil {
-		return Token{}, err
+	m.lockState()
+	switch {
+	case m.closed.Load():
+		m.unlockState()
+		return Token{}, m.Err()
+	case try && (m.holder != nil || len(m.waiters) > 0):
+		m.unlockState()
+		return Token{}, ErrLocked
 	}
+	m.waiters = append(m.waiters, w)
+	m.request()
+	m.settle()
+	m.unlockState()
 	select {
 	case r := <-w.result:
 		return r.tok, r.err
 	case <-ctx.Done():
-		// Withdraw; if the grant raced us, the driver releases it. Either
-		// way no peer is left waiting on this call.
-		if err := m.do(context.Background(), func(d *driver) { d.cancel(w) }); err != nil {
-			return Token{}, err
-		}
+		// Withdraw; if the grant raced us, release it. Either way no peer
+		// is left waiting on this call.
+		m.lockState()
+		m.cancel(w)
+		m.settle()
+		m.unlockState()
 		return Token{}, ctx.Err()
-	case <-m.done:
-		return Token{}, m.stopped()
 	}
 }
 
 // Unlock releases the lock, sending a copy of payload (which may be nil)
-// with the RELEASE to every peer; each hands it to its Config.OnRelease before the
-// release takes effect there. Unlock returns once the release is queued for
-// the Transport (the Mutex never waits on a Transport whose queue is full;
-// Close still hands over what is queued). It returns ErrNotHeld if the lock
-// is not held, ErrPayloadTooLarge (still holding) for a payload the
-// Transport cannot carry, and ErrClosed after Close.
+// with the RELEASE to every peer; each hands it to its Config.OnRelease
+// before the release takes effect there. Unlock returns once the release is
+// queued by the Transport; it never waits for the network. It returns
+// ErrNotHeld if the lock is not held, ErrPayloadTooLarge (still holding)
+// for a payload above the Transport's MaxPayload, and ErrClosed after
+// Close.
 func (m *Mutex) Unlock(payload []byte) error {
-	if lim, ok := m.cfg.Transport.(PayloadLimiter); ok && len(payload) > lim.MaxPayload() {
+	if limit := m.cfg.Transport.MaxPayload(); len(payload) > limit {
 		return fmt.Errorf("%w: %d bytes, the transport carries at most %d; the lock is still held",
-			ErrPayloadTooLarge, len(payload), lim.MaxPayload())
+			ErrPayloadTooLarge, len(payload), limit)
 	}
 	payload = bytes.Clone(payload)
-	errc := make(chan error, 1)
-	if err := m.do(context.Background(), func(d *driver) { errc <- d.unlock(payload) }); err != nil {
+	m.lockState()
+	defer m.unlockState()
+	if m.closed.Load() {
+		return m.stoppedErr()
+	}
+	if err := m.unlock(payload); err != nil {
 		return err
 	}
-	return <-errc
+	m.settle()
+	if m.closed.Load() { // the Transport refused the release
+		return m.stoppedErr()
+	}
+	return nil
 }
 
 // Send queues a copy of payload for peer to, as a message of the application
 // (Kind Data) carried on the same per-pair FIFO stream as the algorithm's
 // messages; to's Mutex hands it to its Config.OnMessage. It is addressed to
 // to's current incarnation: it is delivered unless that incarnation ends
-// first (to's next OnPeerUp here says it did). Send returns once the
-// message is queued, without waiting for the Transport. It returns
+// first (to's next OnPeerUp here says it did). Send never waits. It returns
 // ErrNotMember for a peer that is not another member, ErrPeerDown before
-// to's first PeerUp, ErrPayloadTooLarge for a payload the Transport cannot
-// carry, ErrPeerBusy (queueing nothing) when what is queued for to would
-// exceed Config.OutboxLimit, and ErrClosed after Close. Send must not be
-// called from the Mutex's callbacks (OnRelease, OnMessage, OnPeerUp,
-// Trace).
-func (m *Mutex) Send(ctx context.Context, to string, payload []byte) error {
-	if lim, ok := m.cfg.Transport.(PayloadLimiter); ok && len(payload) > lim.MaxPayload() {
+// to's first PeerUp, ErrPayloadTooLarge for a payload above the Transport's
+// MaxPayload, ErrPeerBusy (queueing nothing) when the Transport's queue for
+// to is too full for application data (see Transport), and ErrClosed after
+// Close.
+func (m *Mutex) Send(to string, payload []byte) error {
+	if limit := m.cfg.Transport.MaxPayload(); len(payload) > limit {
 		return fmt.Errorf("%w: %d bytes, the transport carries at most %d",
-			ErrPayloadTooLarge, len(payload), lim.MaxPayload())
+			ErrPayloadTooLarge, len(payload), limit)
 	}
 	payload = bytes.Clone(payload)
-	var err error
-	if derr := m.do(ctx, func(d *driver) {
-		var msg Message
-		if msg, err = d.machine.Data(to, payload); err != nil {
-			return
-		}
-		if !d.outboxes[to].offer(msg) {
-			err = fmt.Errorf("%w: %s", ErrPeerBusy, to)
-			return
-		}
-		d.sent(msg)
-	}); derr != nil {
-		return derr
+	m.lockState()
+	defer m.unlockState()
+	if m.closed.Load() {
+		return m.stoppedErr()
 	}
-	return err
+	msg, err := m.machine.Data(to, payload)
+	if err != nil {
+		return err
+	}
+	if err := m.cfg.Transport.Send(msg); err != nil {
+		if errors.Is(err, ErrQueueFull) {
+			return fmt.Errorf("%w: %s: %w", ErrPeerBusy, to, err)
+		}
+		m.fail(err)
+		return m.stoppedErr()
+	}
+	m.sent(msg)
+	return nil
 }
 
 // State is a snapshot of the algorithm's state at one peer.
@@ -218,11 +235,17 @@ type State struct {
 	Missing []string
 }
 
-// State returns a snapshot of the state machine, or ErrClosed.
-func (m *Mutex) State(ctx context.Context) (State, error) {
-	var s State
-	err := m.do(ctx, func(d *driver) { s = d.state() })
-	return s, err
+// State returns a snapshot of the state machine. It works after Close too.
+func (m *Mutex) State() State {
+	m.lockState()
+	defer m.unlockState()
+	return State{
+		Clock:   m.machine.Clock(),
+		Queue:   m.machine.Queue(),
+		Held:    m.machine.Held(),
+		Waiting: len(m.waiters),
+		Missing: m.machine.Missing(),
+	}
 }
 
 // Quarantine reports that the current incarnation of peer sent bad input
@@ -231,16 +254,11 @@ func (m *Mutex) State(ctx context.Context) (State, error) {
 // as for an error from Config.OnMessage. It calls
 // Transport.Quarantine(peer, incarnation, cause) and ignores everything
 // further from that incarnation until the Transport reports another one
-// (PeerUp). The incarnation is the one current when Quarantine is called:
-// the one whose PeerUp the Mutex acted on last, before it called
-// Config.OnPeerUp for it. If another incarnation of peer comes up before
-// the request takes effect, the request is dropped: the new incarnation
-// did not send the bad input. The request takes effect before the Mutex
-// handles its next message (called from a callback: once the callback
-// returns) and before any Mutex method called after it returns.
-// Quarantine never blocks and may be called from any goroutine, the
-// callbacks included. It is a no-op for this peer, a non-member, a peer
-// that has not come up, and after Close.
+// (PeerUp). The incarnation is the one whose PeerUp the Mutex acted on
+// last, before it called Config.OnPeerUp for it. Quarantine never waits
+// for the network and may be called from any goroutine, the callbacks
+// included. It is a no-op for this peer, a non-member, a peer that has not
+// come up, and after Close.
 func (m *Mutex) Quarantine(peer string, cause error) {
 	if !m.members[peer] || peer == m.cfg.ID {
 		return
@@ -249,24 +267,80 @@ func (m *Mutex) Quarantine(peer string, cause error) {
 	inc, up := m.cur[peer]
 	if r, ok := m.quar[peer]; up && (!ok || r.inc != inc) {
 		m.quar[peer] = quarRequest{inc, cause}
+		m.qpending.Store(true)
 	}
 	m.qmu.Unlock()
-	if !up {
+	if up && m.mu.TryLock() { // else the step that holds mu applies it
+		m.applyQuarantines()
+		m.mu.Unlock()
+	}
+}
+
+// lock takes mu and applies pending Quarantine requests; unlock applies
+// those that came meanwhile and releases mu. Every step of the Mutex runs
+// between the two, so a request takes effect before the next step.
+func (m *Mutex) lockState() {
+	m.mu.Lock()
+	m.applyQuarantines()
+}
+
+func (m *Mutex) unlockState() {
+	m.applyQuarantines()
+	m.mu.Unlock()
+}
+
+// applyQuarantines carries out Quarantine's requests whose incarnation is
+// still current.
+func (m *Mutex) applyQuarantines() {
+	if !m.qpending.Load() {
 		return
 	}
-	select {
-	case m.qwake <- struct{}{}:
-	default:
+	m.qmu.Lock()
+	q := m.quar
+	m.quar = map[string]quarRequest{}
+	m.qpending.Store(false)
+	m.qmu.Unlock()
+	if m.closed.Load() {
+		return
+	}
+	for _, id := range m.machine.Members() { // in a fixed order
+		r, ok := q[id]
+		if !ok {
+			continue
+		}
+		if inc, up := m.machine.PeerIncarnation(id); !up || inc != r.inc {
+			m.log.Debug("dropped a quarantine request for an incarnation that is gone", "peer", id, "incarnation", r.inc, "err", r.cause)
+			continue
+		}
+		m.quarantine(id, fmt.Errorf("reported by the application: %w", r.cause))
 	}
 }
 
 // Stats returns the Mutex's counters. It works after Close too.
 func (m *Mutex) Stats() Stats { return m.stats.snapshot() }
 
+// Done returns a channel that is closed once the Mutex has stopped: after
+// Close, or when the Transport failed (Err says why).
+func (m *Mutex) Done() <-chan struct{} { return m.done }
+
+// Err returns nil while the Mutex runs. Once it has stopped it returns
+// ErrClosed, wrapping the cause (an ErrTransport) if the Mutex stopped by
+// itself.
+func (m *Mutex) Err() error {
+	if !m.closed.Load() {
+		return nil
+	}
+	m.lockState()
+	defer m.unlockState()
+	return m.stoppedErr()
+}
+
 // Close withdraws any outstanding request so that no peer waits on this
-// one, fails every waiting Lock with ErrClosed and stops the Mutex's
-// goroutine. It does not close the Transport. A second Close returns
-// ErrClosed.
+// one, fails every waiting Lock with ErrClosed, and waits until a callback
+// that is running returns. Then it waits, up to ctx, for the Transport to
+// have delivered what the Mutex sent (Transport.Flush), and returns ctx's
+// error if that did not happen in time. It does not close the Transport.
+// A second Close returns nil. Close must not be called from a callback.
 //
 // Close does not release a lock that a caller holds (Unlock was not
 // called): a release without the holder's payload would let the next
@@ -275,442 +349,369 @@ func (m *Mutex) Stats() Stats { return m.stats.snapshot() }
 // incarnation comes up (PeerUp), which the application hears of through
 // Config.OnPeerUp. Unlock before Close. (A grant that no Lock call has
 // returned yet, say because its ctx ended just then, is released.)
-func (m *Mutex) Close() error {
-	err := ErrClosed
-	m.once.Do(func() {
-		close(m.closing)
-		err = nil
-	})
-	<-m.done
-	return err
-}
-
-// do runs f on the driver goroutine and waits for it to finish.
-func (m *Mutex) do(ctx context.Context, f func(*driver)) error {
-	ran := make(chan struct{})
-	g := func(d *driver) { f(d); close(ran) }
-	select {
-	case m.cmds <- g:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-m.done:
-		return m.stopped()
+func (m *Mutex) Close(ctx context.Context) error {
+	m.lockState()
+	if m.closed.Load() {
+		m.unlockState()
+		return nil
 	}
-	<-ran
+	m.shutdown()
+	m.unlockState()
+	m.cb.Lock() // a callback that is running returns; none starts after
+	m.cb.Unlock()
+	if err := m.cfg.Transport.Flush(ctx); err != nil && !errors.Is(err, ErrClosed) {
+		return fmt.Errorf("lamportmutex: close: what was sent is not delivered: %w", err)
+	}
 	return nil
 }
 
-// stopped is the error for calls after the driver stopped: ErrClosed, with
-// the cause if the Mutex stopped by itself.
-func (m *Mutex) stopped() error {
+// deliver is the Transport's entry: it handles one message, on the
+// Transport's goroutine.
+func (m *Mutex) deliver(msg Message) {
+	if !m.members[msg.From] || msg.From == m.cfg.ID {
+		m.stats.update(func(s *Stats) { s.Dropped++ })
+		m.log.Warn("dropped a message from a non-member", "msg", msg.String())
+		return
+	}
+	m.lockState()
+	if !m.admit(msg) {
+		m.unlockState()
+		return
+	}
+	switch {
+	case msg.Kind == Data:
+		m.received(msg, m.machine.Clock())
+		m.unlockState()
+		m.callback(msg, func() error { return call2(m.cfg.OnMessage, msg) })
+		return
+	case msg.Kind == PeerDown:
+		m.received(msg, m.machine.Clock())
+		m.unlockState()
+		m.callback(msg, func() error { return call1(m.cfg.OnPeerDown, msg.From) })
+		return
+	case msg.Kind == Release && msg.Payload != nil && m.cfg.OnRelease != nil:
+		m.unlockState()
+		if !m.callback(msg, func() error { return m.cfg.OnRelease(msg.From, msg.Payload) }) {
+			return
+		}
+		m.lockState()
+		if !m.admit(msg) { // a Quarantine may have come meanwhile
+			m.unlockState()
+			return
+		}
+	}
+	before := m.machine.Clock()
+	out, err := m.machine.Step(msg)
+	if err != nil { // unreachable after admit
+		m.unlockState()
+		panic(fmt.Sprintf("lamportmutex: Step refused %v that Accepts took: %v", msg, err))
+	}
+	m.received(msg, before)
+	m.send(out)
+	if msg.Kind == PeerUp {
+		m.qmu.Lock()
+		m.cur[msg.From] = msg.Incarnation
+		m.qmu.Unlock()
+	}
+	m.settle()
+	m.unlockState()
+	if msg.Kind == PeerUp {
+		m.callback(msg, func() error { return call1(m.cfg.OnPeerUp, msg.From) })
+	}
+}
+
+// call1 and call2 call an optional callback.
+func call1(f func(string), peer string) error {
+	if f != nil {
+		f(peer)
+	}
+	return nil
+}
+
+func call2(f func(string, []byte) error, msg Message) error {
+	if f != nil {
+		return f(msg.From, msg.Payload)
+	}
+	return nil
+}
+
+// callback runs f, the application's handling of msg, outside mu and one
+// at a time. An error quarantines the sender. It reports whether f ran and
+// accepted msg.
+func (m *Mutex) callback(msg Message, f func() error) bool {
+	m.cb.Lock()
+	if m.closed.Load() {
+		m.cb.Unlock()
+		return false
+	}
+	err := f()
+	m.cb.Unlock()
+	if err == nil {
+		return true
+	}
+	m.stats.update(func(s *Stats) { s.HandlerErrors++ })
+	m.lockState()
+	defer m.unlockState()
+	if !m.closed.Load() {
+		m.quarantine(msg.From, fmt.Errorf("the application refused %v: %w", msg, err))
+	}
+	return false
+}
+
+// admit reports whether msg is to be acted on: the Mutex runs, the sender's
+// incarnation is not quarantined, and the Machine accepts it. A protocol
+// violation quarantines the sender.
+func (m *Mutex) admit(msg Message) bool {
+	if m.closed.Load() {
+		return false
+	}
+	if inc, ok := m.banned[msg.From]; ok {
+		if msg.Kind != PeerUp || msg.Incarnation == inc {
+			m.stats.update(func(s *Stats) { s.Dropped++ })
+			m.log.Debug("ignored a message from a quarantined incarnation", "msg", msg.String())
+			return false
+		}
+		// Another incarnation: a restart. Whether it is older than the
+		// quarantined one is the Transport's to judge (see
+		// Transport.Quarantine).
+		delete(m.banned, msg.From)
+	}
+	switch err := m.machine.Accepts(msg); {
+	case err == nil:
+		return true
+	case errors.Is(err, ErrStale): // expected after a restart
+		m.stats.update(func(s *Stats) { s.Stale++ })
+		m.log.Debug("ignored a message meant for an earlier incarnation, or sent before the sender's hello", "msg", msg.String())
+	case errors.Is(err, ErrViolation):
+		m.quarantine(msg.From, err)
+	default: // a non-member, checked before
+		m.stats.update(func(s *Stats) { s.Dropped++ })
+		m.log.Warn("dropped message", "msg", msg.String(), "err", err)
+	}
+	return false
+}
+
+// quarantine refuses the current incarnation of peer: the Transport ends
+// its session, and the Mutex ignores it until another incarnation comes up.
+// Before peer's first PeerUp there is no incarnation to name; the input is
+// dropped.
+func (m *Mutex) quarantine(peer string, cause error) {
+	if _, ok := m.banned[peer]; ok {
+		return
+	}
+	inc, up := m.machine.PeerIncarnation(peer)
+	if !up {
+		m.stats.update(func(s *Stats) { s.Dropped++ })
+		m.log.Warn("dropped bad input from a peer not yet up", "from", peer, "err", cause)
+		return
+	}
+	m.banned[peer] = inc
+	m.stats.update(func(s *Stats) { s.Quarantined++ })
+	m.log.Warn("peer quarantined", "peer", peer, "incarnation", inc, "err", cause)
+	m.cfg.Transport.Quarantine(peer, inc, cause)
+}
+
+// send hands msgs to the Transport, in order. A peer whose queue is full
+// does not read what it is sent: it loses its session, as for bad input.
+// Any other refusal means the Transport failed: a message is lost, so the
+// peers' queues can no longer be trusted, and the Mutex stops.
+func (m *Mutex) send(msgs []Message) {
+	for _, msg := range msgs {
+		if m.closed.Load() && m.failure != nil {
+			return
+		}
+		err := m.cfg.Transport.Send(msg)
+		switch {
+		case err == nil:
+			m.sent(msg)
+		case errors.Is(err, ErrQueueFull):
+			m.stats.update(func(s *Stats) { s.SendErrors++ })
+			m.quarantine(msg.To, fmt.Errorf("it does not read what it is sent: %w", err))
+		default:
+			m.stats.update(func(s *Stats) { s.SendErrors++ })
+			m.fail(fmt.Errorf("send %v: %w", msg, err))
+			return
+		}
+	}
+}
+
+// fail stops the Mutex because the Transport refused a message.
+func (m *Mutex) fail(err error) {
+	if m.closed.Load() {
+		return
+	}
+	m.failure = fmt.Errorf("%w: %w", ErrTransport, err)
+	m.log.Error("the transport refused a message; the mutex stops", "err", err)
+	m.stop()
+}
+
+// stoppedErr is the error for calls after the Mutex stopped: ErrClosed,
+// with the cause if the Mutex stopped by itself.
+func (m *Mutex) stoppedErr() error {
 	if m.failure != nil {
 		return fmt.Errorf("%w: %w", ErrClosed, m.failure)
 	}
 	return ErrClosed
 }
 
-// driver is the state owned by the Mutex's goroutine.
-type driver struct {
-	m       *Mutex
-	machine *Machine
-	waiters []*waiter // local callers, in arrival order
-	holder  *waiter   // the call that holds the lock, if any
-
-	outboxes map[string]*outbox // per peer: messages the Transport has not taken yet
-	banned   map[string]uint64  // per quarantined peer: its incarnation that is current here
-	pumps    sync.WaitGroup
-	stopPump chan struct{}   // closed: pumps exit once their outbox is empty
-	sendCtx  context.Context // cancelled: pumps give up at once
-	traced   uint64          // the clock as last reported to Config.Trace
+// received counts and traces a message acted on; before is the clock
+// before the Machine handled it.
+func (m *Mutex) received(msg Message, before uint64) {
+	m.stats.update(func(s *Stats) { s.Received[msg.Kind]++ })
+	m.trace(Event{Message: msg, Before: before, Clock: receiveClock(before, msg)})
 }
 
-func (d *driver) run() {
-	m := d.m
-	defer close(m.done)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	d.sendCtx, d.stopPump = ctx, make(chan struct{})
-	for _, ob := range d.outboxes {
-		d.pumps.Add(1)
-		go func() {
-			defer d.pumps.Done()
-			ob.pump(d.sendCtx, d.stopPump, d.transmit, d.refused)
-		}()
-	}
-	defer d.stopPumps(cancel)
-	recv := m.cfg.Transport.Receive()
-	for {
-		select {
-		case f := <-m.cmds:
-			d.applyQuarantines() // a Quarantine call before this one's
-			f(d)
-		case msg, ok := <-recv:
-			if !ok {
-				m.failure = errors.New("the transport closed its receive channel")
-				m.log.Error("transport closed; mutex stops")
-				d.shutdown(false)
-				return
-			}
-			d.receive(msg)
-		case <-m.qwake:
-		case err := <-m.failed:
-			// A message is lost: the peers' queues can no longer be trusted.
-			m.failure = fmt.Errorf("%w: %w", ErrTransport, err)
-			m.log.Error("transport refused a message; mutex stops", "err", err)
-			d.shutdown(false)
-			return
-		case <-m.closing:
-			d.shutdown(true)
-			return
-		}
-		d.applyQuarantines()
-		d.grant()
-		d.traceLocal()
-	}
-}
-
-// transmit hands one message to the Transport; it runs on a pump.
-func (d *driver) transmit(ctx context.Context, msg Message) error {
-	return d.m.cfg.Transport.Send(ctx, msg)
-}
-
-// refused reports a message the Transport would not take; it runs on a
-// pump, which then stops.
-func (d *driver) refused(msg Message, err error) {
-	d.m.stats.update(func(s *Stats) { s.SendErrors++ })
-	select {
-	case d.m.failed <- fmt.Errorf("send %v: %w", msg, err):
-	default:
-	}
-}
-
-// stopPumps lets the pumps hand over what is queued, for at most
-// closeSendTimeout, then stops them.
-func (d *driver) stopPumps(cancel context.CancelFunc) {
-	close(d.stopPump)
-	for _, ob := range d.outboxes {
-		ob.poke()
-	}
-	done := make(chan struct{})
-	go func() { d.pumps.Wait(); close(done) }()
-	t := time.NewTimer(closeSendTimeout)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		cancel()
-		<-done
-	}
-}
-
-// receive handles one inbound message: the release payload first, then the
-// state machine. A protocol violation, or an error from the application's
-// handler, quarantines the sender's incarnation; a refused RELEASE does not
-// take effect.
-func (d *driver) receive(msg Message) {
-	m := d.m
-	if !m.members[msg.From] || msg.From == m.cfg.ID {
-		m.stats.update(func(s *Stats) { s.Dropped++ })
-		m.log.Warn("dropped a message from a non-member", "msg", msg.String())
-		return
-	}
-	if inc, ok := d.banned[msg.From]; ok {
-		if msg.Kind != PeerUp || msg.Incarnation == inc {
-			m.stats.update(func(s *Stats) { s.Dropped++ })
-			m.log.Debug("ignored a message from a quarantined incarnation", "msg", msg.String())
-			return
-		}
-		// Another incarnation: a restart. Whether it is older than the
-		// quarantined one is the Transport's to judge (see
-		// Transport.Quarantine).
-		delete(d.banned, msg.From)
-	}
-	switch err := d.machine.Accepts(msg); {
-	case errors.Is(err, ErrStale): // expected after a restart
-		m.stats.update(func(s *Stats) { s.Stale++ })
-		m.log.Debug("ignored a message meant for an earlier incarnation, or sent before the sender's hello", "msg", msg.String())
-		return
-	case errors.Is(err, ErrViolation):
-		d.quarantine(msg.From, err)
-		return
-	case err != nil: // unreachable after the checks above
-		m.stats.update(func(s *Stats) { s.Dropped++ })
-		m.log.Warn("dropped message", "msg", msg.String(), "err", err)
-		return
-	}
-	if msg.Kind == Data {
-		d.received(msg, d.machine.Clock())
-		if m.cfg.OnMessage != nil {
-			if err := m.cfg.OnMessage(msg.From, msg.Payload); err != nil {
-				m.stats.update(func(s *Stats) { s.HandlerErrors++ })
-				d.quarantine(msg.From, fmt.Errorf("message handler refused %v: %w", msg, err))
-			}
-		}
-		return
-	}
-	if msg.Kind == Release && msg.Payload != nil && m.cfg.OnRelease != nil {
-		if err := m.cfg.OnRelease(msg.From, msg.Payload); err != nil {
-			m.stats.update(func(s *Stats) { s.HandlerErrors++ })
-			d.quarantine(msg.From, fmt.Errorf("release handler refused %v: %w", msg, err))
-			return
-		}
-	}
-	before := d.machine.Clock()
-	out, err := d.machine.Step(msg)
-	if err != nil { // unreachable after Accepts
-		m.stats.update(func(s *Stats) { s.Dropped++ })
-		m.log.Warn("dropped message", "msg", msg.String(), "err", err)
-		return
-	}
-	d.received(msg, before)
-	d.send(out)
-	if msg.Kind == PeerUp {
-		m.qmu.Lock()
-		m.cur[msg.From] = msg.Incarnation
-		m.qmu.Unlock()
-		if m.cfg.OnPeerUp != nil {
-			m.cfg.OnPeerUp(msg.From)
-		}
-	}
-}
-
-// quarantine refuses the current incarnation of peer: the Transport ends
-// its session, and the driver ignores it until another incarnation comes
-// up. Before peer's first PeerUp there is no incarnation to name; the
-// input is dropped.
-func (d *driver) quarantine(peer string, cause error) {
-	m := d.m
-	if _, ok := d.banned[peer]; ok {
-		return
-	}
-	inc, up := d.machine.PeerIncarnation(peer)
-	if !up {
-		m.stats.update(func(s *Stats) { s.Dropped++ })
-		m.log.Warn("dropped bad input from a peer not yet up", "from", peer, "err", cause)
-		return
-	}
-	d.banned[peer] = inc
-	m.stats.update(func(s *Stats) { s.Quarantined++ })
-	m.log.Warn("refused bad input; peer quarantined", "from", peer, "incarnation", inc, "err", cause)
-	m.cfg.Transport.Quarantine(peer, inc, cause)
-}
-
-// applyQuarantines carries out Mutex.Quarantine's requests whose
-// incarnation is still current.
-func (d *driver) applyQuarantines() {
-	m := d.m
-	m.qmu.Lock()
-	if len(m.quar) == 0 {
-		m.qmu.Unlock()
-		return
-	}
-	q := m.quar
-	m.quar = map[string]quarRequest{}
-	m.qmu.Unlock()
-	for _, id := range d.machine.Members() { // in a fixed order
-		r, ok := q[id]
-		inc, up := d.machine.PeerIncarnation(id)
-		switch {
-		case !ok:
-		case !up || r.inc != inc:
-			m.log.Debug("dropped a quarantine request for an incarnation that is gone", "peer", id, "incarnation", r.inc, "err", r.cause)
-		default:
-			d.quarantine(id, fmt.Errorf("reported by the application: %w", r.cause))
-		}
-	}
-}
-
-// received counts and traces a message the driver acted on; before is the
-// clock before the Machine handled it.
-func (d *driver) received(msg Message, before uint64) {
-	d.m.stats.update(func(s *Stats) { s.Received[msg.Kind]++ })
-	d.trace(Event{Message: msg, Before: before, Clock: receiveClock(before, msg)})
-}
-
-// send queues msgs for their peers' pumps, in order; it never waits.
-func (d *driver) send(msgs []Message) {
-	for _, msg := range msgs {
-		d.outboxes[msg.To].push(msg)
-		d.sent(msg)
-	}
-}
-
-// withdraw queues the RELEASEs that withdraw a request that was never
-// granted. Where the REQUEST has not left yet, the two cancel out: a peer
-// that never heard of a request need not hear of its end. (Only a
-// withdrawal may: a granted request's REQUEST and RELEASE carry clocks that
-// later requests must be stamped after.)
-func (d *driver) withdraw(msgs []Message) {
-	for _, msg := range msgs {
-		if d.outboxes[msg.To].cancel(msg) {
-			d.m.stats.update(func(s *Stats) { s.Sent[Request]-- }) // it never left
-			continue
-		}
-		d.sent(msg)
-	}
-}
-
-// sent counts and traces a message queued for its peer. The Machine stamps
+// sent counts and traces a message the Transport took. The Machine stamps
 // what one step sends in the order it ticks, so the clock right after a
 // send is the highest stamp so far (a resent REQUEST keeps its old one).
-func (d *driver) sent(msg Message) {
-	d.m.stats.update(func(s *Stats) { s.Sent[msg.Kind]++ })
-	d.trace(Event{Sent: true, Message: msg, Before: d.traced, Clock: max(d.traced, msg.Clock)})
-}
-
-// traceLocal reports a change of the clock that no message carried (see
-// Event); the driver calls it after every step.
-func (d *driver) traceLocal() {
-	if c := d.machine.Clock(); c != d.traced {
-		d.trace(Event{Before: d.traced, Clock: c})
-	}
+func (m *Mutex) sent(msg Message) {
+	m.stats.update(func(s *Stats) { s.Sent[msg.Kind]++ })
+	m.trace(Event{Sent: true, Message: msg, Before: m.traced, Clock: max(m.traced, msg.Clock)})
 }
 
 // trace hands ev to Config.Trace and remembers its clock.
-func (d *driver) trace(ev Event) {
-	d.traced = ev.Clock
-	if t := d.m.cfg.Trace; t != nil {
+func (m *Mutex) trace(ev Event) {
+	m.traced = ev.Clock
+	if t := m.cfg.Trace; t != nil {
 		t(ev)
 	}
 }
 
-// enqueue adds a Lock or TryLock call.
-func (d *driver) enqueue(w *waiter) {
-	if w.try && (d.holder != nil || len(d.waiters) > 0) {
-		w.result <- lockResult{err: ErrLocked}
-		return
+// settle finishes a step: it grants the lock to the first local waiter if
+// the Machine holds it, settles TryLock calls that cannot win, and reports
+// a change of the clock that no message carried (see Event).
+func (m *Mutex) settle() {
+	m.grant()
+	if c := m.machine.Clock(); c != m.traced {
+		m.trace(Event{Before: m.traced, Clock: c})
 	}
-	d.waiters = append(d.waiters, w)
-	d.request()
 }
 
-// request makes sure a distributed request is outstanding while callers wait.
-func (d *driver) request() {
-	if len(d.waiters) == 0 || d.holder != nil || d.machine.Requesting() {
+// request makes sure a distributed request is outstanding while callers
+// wait.
+func (m *Mutex) request() {
+	if len(m.waiters) == 0 || m.holder != nil || m.machine.Requesting() {
 		return
 	}
-	out, err := d.machine.Request()
-	if err != nil {
-		d.m.log.Error("request", "err", err) // unreachable: guarded above
-		return
+	out, err := m.machine.Request()
+	if err != nil { // guarded above
+		panic(fmt.Sprintf("lamportmutex: request while none is outstanding: %v", err))
 	}
-	d.send(out)
+	m.send(out)
 }
 
-// cancel withdraws w: from the local queue, or, if it was granted meanwhile,
-// by releasing the lock.
-func (d *driver) cancel(w *waiter) {
-	if d.holder == w {
-		if err := d.unlock(nil); err != nil {
-			d.m.log.Error("release after cancel", "err", err)
+// cancel gives up w: it leaves the local queue, or, if it was granted
+// meanwhile, releases the lock. The distributed request stays outstanding
+// when no other caller wants it: it is released as soon as it is granted
+// (see grant), and a later Lock takes it over. So however many Lock calls
+// give up while a peer is cut off, what is queued for that peer stays one
+// REQUEST (and at most one RELEASE), and nothing more waits on the peers
+// than a withdrawal would have: no peer can enter while one is cut off.
+func (m *Mutex) cancel(w *waiter) {
+	if m.closed.Load() {
+		return
+	}
+	if m.holder == w {
+		if err := m.unlock(nil); err != nil {
+			panic(fmt.Sprintf("lamportmutex: release a grant whose caller gave up: %v", err))
 		}
 		return
 	}
-	if i := slices.Index(d.waiters, w); i >= 0 {
-		d.waiters = slices.Delete(d.waiters, i, i+1)
-		d.withdrawIfIdle()
+	for i, x := range m.waiters {
+		if x == w {
+			m.waiters = append(m.waiters[:i], m.waiters[i+1:]...)
+			return
+		}
 	}
-}
-
-// withdrawIfIdle withdraws our request when no local caller wants it.
-func (d *driver) withdrawIfIdle() {
-	if len(d.waiters) > 0 || d.holder != nil || !d.machine.Requesting() || d.machine.Held() {
-		return
-	}
-	out, err := d.machine.Release(nil)
-	if err != nil {
-		d.m.log.Error("withdraw", "err", err)
-		return
-	}
-	d.withdraw(out)
 }
 
 // unlock releases the lock held by the process.
-func (d *driver) unlock(payload []byte) error {
-	if d.holder == nil {
+func (m *Mutex) unlock(payload []byte) error {
+	if m.holder == nil {
 		return ErrNotHeld
 	}
-	out, err := d.machine.Release(payload)
+	out, err := m.machine.Release(payload)
 	if err != nil {
 		return fmt.Errorf("unlock: %w", err)
 	}
-	d.holder = nil
-	d.send(out)
-	d.request() // the next local caller, if any, requests afresh
+	m.holder = nil
+	m.send(out)
+	m.request() // the next local caller, if any, requests afresh
 	return nil
 }
 
-// grant hands the lock to the first local waiter once the machine holds it,
-// and settles TryLock calls that cannot win.
-func (d *driver) grant() {
-	if len(d.waiters) == 0 || d.holder != nil {
+// grant hands the lock to the first local waiter once the Machine holds it,
+// or releases it at once if every caller gave up meanwhile, and settles
+// TryLock calls that cannot win.
+func (m *Mutex) grant() {
+	if m.holder != nil || m.closed.Load() {
 		return
 	}
-	w := d.waiters[0]
 	switch {
-	case d.machine.Held():
-		d.waiters = d.waiters[1:]
-		d.holder = w
-		tok, _ := d.machine.Own()
+	case m.machine.Held() && len(m.waiters) == 0:
+		out, err := m.machine.Release(nil)
+		if err != nil {
+			panic(fmt.Sprintf("lamportmutex: release a grant nobody waits for: %v", err))
+		}
+		m.send(out)
+	case len(m.waiters) == 0:
+	case m.machine.Held():
+		w := m.waiters[0]
+		m.waiters = m.waiters[1:]
+		m.holder = w
+		tok, _ := m.machine.Own()
 		wait := time.Since(w.start)
-		d.m.stats.update(func(s *Stats) {
+		m.stats.update(func(s *Stats) {
 			s.Entries++
 			s.WaitTotal += wait
 			s.WaitMax = max(s.WaitMax, wait)
 		})
 		w.result <- lockResult{tok: tok}
-	case w.try && d.machine.Behind():
-		d.waiters = d.waiters[1:]
+	case m.waiters[0].try && m.machine.Behind():
+		w := m.waiters[0]
+		m.waiters = m.waiters[1:]
 		w.result <- lockResult{err: ErrLocked}
-		d.withdrawIfIdle()
+		if len(m.waiters) == 0 {
+			// Behind means every peer has answered: they are reachable, and
+			// the withdrawal lets them go ahead at once.
+			out, err := m.machine.Release(nil)
+			if err != nil {
+				panic(fmt.Sprintf("lamportmutex: withdraw a request that is behind: %v", err))
+			}
+			m.send(out)
+		}
 	}
 }
 
-func (d *driver) state() State {
-	s := State{
-		Clock:   d.machine.Clock(),
-		Queue:   d.machine.Queue(),
-		Held:    d.machine.Held(),
-		Waiting: len(d.waiters),
-		Missing: d.machine.Missing(),
-	}
-	return s
-}
-
-// shutdown tells the peers we no longer want the lock (the pumps hand that
-// over as the driver exits), unless a caller holds it, then fails every
-// waiter.
-func (d *driver) shutdown(tell bool) {
-	if d.holder != nil {
+// shutdown, on Close, tells the peers we no longer want the lock, unless a
+// caller holds it, and stops.
+func (m *Mutex) shutdown() {
+	if m.holder != nil {
 		select {
-		case <-d.holder.result:
+		case <-m.holder.result:
 			// The grant never reached its caller (its ctx ended, or it had
 			// not run yet): nobody holds the lock, so it is released below.
-			d.holder = nil
+			m.holder = nil
 		default:
 		}
 	}
-	if tell && d.holder != nil {
-		d.m.log.Warn("closed while the lock is held: not released; peers wait for this peer's next incarnation")
-		tell = false
+	if m.holder != nil {
+		m.log.Warn("closed while the lock is held: not released; peers wait for this peer's next incarnation")
+	} else {
+		m.send(m.machine.Leave())
 	}
-	if tell {
-		withdrawal := d.machine.Requesting() && !d.machine.Held() && d.m.cfg.Algorithm == Lamport
-		if out := d.machine.Leave(); withdrawal {
-			d.withdraw(out)
-		} else {
-			d.send(out)
-		}
-	}
-	d.traceLocal()
-	err := d.m.stopped()
-	for _, w := range d.waiters {
-		w.result <- lockResult{err: err}
-	}
-	d.waiters = nil
-	d.holder = nil
+	m.settle()
+	m.stop()
 }
 
-// closeSendTimeout bounds how long Close waits for a Transport that does
-// not take the last messages (a peer's queue is full).
-const closeSendTimeout = 5 * time.Second
+// stop fails every waiter and marks the Mutex stopped.
+func (m *Mutex) stop() {
+	m.closed.Store(true)
+	err := m.stoppedErr()
+	for _, w := range m.waiters {
+		w.result <- lockResult{err: err}
+	}
+	m.waiters = nil
+	m.holder = nil
+	close(m.done)
+}

@@ -73,7 +73,7 @@ func newBenchGroup(b *testing.B, n int, algo lamportmutex.Algorithm) *group {
 func reportMsgs(b *testing.B, g *group) {
 	var entries, msgs uint64
 	for _, mu := range g.mus {
-		_ = mu.Close()
+		_ = mu.Close(context.Background())
 		st := mu.Stats()
 		entries += st.Entries
 		for k, v := range st.Sent {

@@ -7,9 +7,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"runtime"
+	"fmt"
 	"slices"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -17,7 +17,7 @@ import (
 // barrier waits until mu's goroutine has handled everything fed before.
 func barrier(t *testing.T, mu *Mutex) State {
 	t.Helper()
-	st, err := mu.State(context.Background())
+	st, err := mu.State(), error(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestQuarantineBadClock(t *testing.T) {
 	ft.syncWith(t, mu, []string{"2"}, 4)
 	ft.syncWith(t, mu, []string{"3"}, 5)
 
-	ft.in <- Message{Kind: Request, From: "3", To: "1", Clock: 1<<64 - 1, Incarnation: 1}
+	ft.feed(Message{Kind: Request, From: "3", To: "1", Clock: 1<<64 - 1, Incarnation: 1})
 	st := barrier(t, mu)
 	wantQuarantines(t, ft, "3#5")
 	if st.Clock > 10 || len(st.Queue) != 0 {
@@ -58,9 +58,9 @@ func TestQuarantineBadClock(t *testing.T) {
 	waitSent(t, ft, "3", Request, 1)
 	req := ft.sentTo("3", Request)[0]
 	dropped := mu.Stats().Dropped
-	ft.in <- Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 1, Incarnation: 1}
-	ft.in <- Message{Kind: Reply, From: "3", To: "1", Clock: req.Clock + 1, Incarnation: 1}
-	ft.in <- Message{Kind: PeerUp, From: "3", To: "1", Incarnation: 5} // the quarantined one again
+	ft.feed(Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 1, Incarnation: 1})
+	ft.feed(Message{Kind: Reply, From: "3", To: "1", Clock: req.Clock + 1, Incarnation: 1})
+	ft.feed(Message{Kind: PeerUp, From: "3", To: "1", Incarnation: 5}) // the quarantined one again
 	st = barrier(t, mu)
 	if st.Held || !slices.Equal(st.Missing, []string{"3"}) {
 		t.Fatalf("the quarantined incarnation's REPLY counted: %+v", st)
@@ -84,7 +84,7 @@ func TestQuarantineNearTopClock(t *testing.T) {
 	mu, ft := newThreePeerMutex(t)
 	ft.syncWith(t, mu, []string{"2", "3"}, 4)
 
-	ft.in <- Message{Kind: Request, From: "3", To: "1", Clock: MaxClock - 50, Incarnation: 1}
+	ft.feed(Message{Kind: Request, From: "3", To: "1", Clock: MaxClock - 50, Incarnation: 1})
 	st := barrier(t, mu)
 	wantQuarantines(t, ft, "3#4")
 	if st.Clock > 10 || len(st.Queue) != 0 {
@@ -98,7 +98,7 @@ func TestQuarantineNearTopClock(t *testing.T) {
 	}()
 	waitSent(t, ft, "2", Request, 1)
 	req := ft.sentTo("2", Request)[0]
-	ft.in <- Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 1, Incarnation: 1}
+	ft.feed(Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 1, Incarnation: 1})
 	newThreeGrants(t, ft, 5, req, locked)
 	if st := barrier(t, mu); !st.Held || st.Clock > 100 {
 		t.Errorf("after the grant: %+v, want held at a low clock", st)
@@ -127,18 +127,18 @@ func TestQuarantineOnReleaseError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer mu.Close()
+	defer mu.Close(context.Background())
 	ft.syncWith(t, mu, []string{"2", "3"}, 2)
 
-	ft.in <- Message{Kind: Request, From: "2", To: "1", Clock: 5, Incarnation: 1}
-	ft.in <- Message{Kind: Release, From: "2", To: "1", Clock: 7, Payload: []byte("bad"), Incarnation: 1}
+	ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 5, Incarnation: 1})
+	ft.feed(Message{Kind: Release, From: "2", To: "1", Clock: 7, Payload: []byte("bad"), Incarnation: 1})
 	st := barrier(t, mu)
 	if !slices.Equal(st.Queue, []Token{{Clock: 5, ID: "2"}}) {
 		t.Errorf("queue %v after a refused RELEASE, want 2's request still in it", st.Queue)
 	}
 	wantQuarantines(t, ft, "2#2")
 
-	ft.in <- Message{Kind: Release, From: "3", To: "1", Clock: 8, Payload: []byte("forged"), Incarnation: 1}
+	ft.feed(Message{Kind: Release, From: "3", To: "1", Clock: 8, Payload: []byte("forged"), Incarnation: 1})
 	barrier(t, mu)
 	wantQuarantines(t, ft, "2#2", "3#2")
 	if !slices.Equal(handled, []string{"2:bad"}) {
@@ -174,10 +174,10 @@ func TestQuarantineOnMessageErrorAndReport(t *testing.T) {
 	}
 	ft.syncWith(t, mu, []string{"2", "3"}, 3)
 
-	ft.in <- Message{Kind: Data, From: "2", To: "1", Payload: []byte("bad"), Incarnation: 1}
-	ft.in <- Message{Kind: Data, From: "2", To: "1", Payload: []byte("more"), Incarnation: 1}
-	ft.in <- Message{Kind: Data, From: "3", To: "1", Payload: []byte("report"), Incarnation: 1}
-	ft.in <- Message{Kind: Data, From: "3", To: "1", Payload: []byte("after"), Incarnation: 1}
+	ft.feed(Message{Kind: Data, From: "2", To: "1", Payload: []byte("bad"), Incarnation: 1})
+	ft.feed(Message{Kind: Data, From: "2", To: "1", Payload: []byte("more"), Incarnation: 1})
+	ft.feed(Message{Kind: Data, From: "3", To: "1", Payload: []byte("report"), Incarnation: 1})
+	ft.feed(Message{Kind: Data, From: "3", To: "1", Payload: []byte("after"), Incarnation: 1})
 	barrier(t, mu)
 	if !slices.Equal(got, []string{"2:bad", "3:report"}) {
 		t.Errorf("OnMessage saw %q, want nothing from a quarantined incarnation", got)
@@ -187,80 +187,51 @@ func TestQuarantineOnMessageErrorAndReport(t *testing.T) {
 	mu.Quarantine("1", errors.New("self"))
 	mu.Quarantine("9", errors.New("stranger"))
 	mu.Quarantine("4", errors.New("not up yet"))
-	ft.in <- Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 4}
+	ft.feed(Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 4})
 	barrier(t, mu)
 	mu.Quarantine("2", errors.New("found late"))
 	barrier(t, mu)
 	wantQuarantines(t, ft, "2#3", "3#3", "2#4")
-	if err := mu.Close(); err != nil {
+	if err := mu.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	mu.Quarantine("3", errors.New("after close"))
 	wantQuarantines(t, ft, "2#3", "3#3", "2#4")
 }
 
-// TestSendOutboxBound: DATA past Config.OutboxLimit bytes queued for a
-// peer that does not take them is refused with ErrPeerBusy and queues
-// nothing; the algorithm's messages still queue; once the peer takes its
-// messages, Send works again. Send and Unlock copy the payload.
-func TestSendOutboxBound(t *testing.T) {
+// Application data that the Transport's queue has no room for is refused
+// with ErrPeerBusy and costs the peer nothing; the algorithm's messages
+// still go, and Send works again once there is room. Send and Unlock copy
+// the payload.
+func TestSendRefusedWhenTheQueueIsFull(t *testing.T) {
 	ft := newFakeTransport("1", 1)
-	stuck := make(chan struct{})
-	taken := make(chan struct{}, 1)
-	ft.send = func(ctx context.Context, msg Message) error {
-		if msg.To != "2" || msg.Kind != Data {
-			return nil
+	var full atomic.Bool
+	ft.send = func(msg Message) error {
+		if full.Load() && msg.Kind == Data {
+			return fmt.Errorf("queue to %s: %w", msg.To, ErrQueueFull)
 		}
-		select {
-		case taken <- struct{}{}:
-		default:
-		}
-		select {
-		case <-stuck:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return nil
 	}
-	const limit = 1000
-	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft, OutboxLimit: limit})
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer mu.Close()
-	var once sync.Once
-	unstick := func() { once.Do(func() { close(stuck) }) }
-	defer unstick()
+	defer mu.Close(context.Background())
 	ft.syncWith(t, mu, []string{"2"}, 1)
-	ctx := context.Background()
-	payload := bytes.Repeat([]byte("p"), 400) // 464 bytes counted with msgOverhead
-	if err := mu.Send(ctx, "2", payload); err != nil {
-		t.Fatal(err)
+	full.Store(true)
+	if err := mu.Send("2", []byte("p")); !errors.Is(err, ErrPeerBusy) {
+		t.Fatalf("Send with the queue full = %v, want ErrPeerBusy", err)
 	}
-	<-taken // the pump holds the first one in Transport.Send
-	for i := range 2 {
-		if err := mu.Send(ctx, "2", payload); err != nil {
-			t.Fatalf("Send %d within the bound: %v", i, err)
-		}
-	}
-	if err := mu.Send(ctx, "2", payload); !errors.Is(err, ErrPeerBusy) {
-		t.Fatalf("Send past %d queued bytes = %v, want ErrPeerBusy", limit, err)
-	}
-	if n := mu.Stats().Sent[Data]; n != 3 {
-		t.Errorf("Stats.Sent[DATA] = %d, want 3 (the refused one is not queued)", n)
+	if n := mu.Stats().Sent[Data]; n != 0 {
+		t.Errorf("Stats.Sent[DATA] = %d, want 0 (the refused one is not queued)", n)
 	}
 	locked := make(chan error, 1)
 	go func() {
-		_, err := mu.Lock(ctx)
+		_, err := mu.Lock(context.Background())
 		locked <- err
 	}()
-	for mu.Stats().Sent[Request] == 0 { // queued behind the DATA, past the bound
-		runtime.Gosched()
-	}
-
-	unstick() // the peer takes its messages again
 	waitSent(t, ft, "2", Request, 1)
-	ft.in <- Message{Kind: Reply, From: "2", To: "1", Clock: ft.sentTo("2", Request)[0].Clock + 1, Incarnation: 1}
+	ft.feed(Message{Kind: Reply, From: "2", To: "1", Clock: ft.sentTo("2", Request)[0].Clock + 1, Incarnation: 1})
 	if err := <-locked; err != nil {
 		t.Fatal(err)
 	}
@@ -269,18 +240,20 @@ func TestSendOutboxBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	copy(update, "XXXXXX")
-	waitSent(t, ft, "2", Release, 1)
 	if got := ft.sentTo("2", Release)[0].Payload; string(got) != "update" {
 		t.Errorf("Unlock's payload changed after Unlock returned: %q", got)
 	}
+	full.Store(false)
 	mine := bytes.Repeat([]byte("m"), 8)
-	if err := mu.Send(ctx, "2", mine); err != nil {
-		t.Fatalf("Send after the outbox drained: %v", err)
+	if err := mu.Send("2", mine); err != nil {
+		t.Fatalf("Send once there is room: %v", err)
 	}
 	copy(mine, "XXXXXXXX") // the caller reuses its buffer
-	waitSent(t, ft, "2", Data, 4)
-	if got := ft.sentTo("2", Data)[3].Payload; string(got) != "mmmmmmmm" {
+	if got := ft.sentTo("2", Data)[0].Payload; string(got) != "mmmmmmmm" {
 		t.Errorf("Send's payload changed after Send returned: %q", got)
+	}
+	if st := mu.Stats(); st.Quarantined != 0 || mu.Err() != nil {
+		t.Errorf("refused data cost the peer its session or stopped the Mutex: %+v %v", st, mu.Err())
 	}
 }
 
@@ -295,7 +268,7 @@ func TestStartClockBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer mu.Close()
+	defer mu.Close(context.Background())
 	if st := barrier(t, mu); st.Clock != MaxClock {
 		t.Errorf("clock %d, want MaxClock", st.Clock)
 	}
@@ -309,7 +282,7 @@ func TestQuarantineRequestFlood(t *testing.T) {
 	ft.syncWith(t, mu, []string{"2", "3"}, 4)
 	base := barrier(t, mu).Clock
 	for i := range uint64(50) {
-		ft.in <- Message{Kind: Request, From: "2", To: "1", Clock: base + 1 + i, Incarnation: 1}
+		ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: base + 1 + i, Incarnation: 1})
 	}
 	barrier(t, mu)
 	wantQuarantines(t, ft, "2#4")
@@ -338,14 +311,14 @@ func TestQuarantineReportOutlivesIncarnation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer mu.Close()
+	defer mu.Close(context.Background())
 	ft.syncWith(t, mu, []string{"2", "3"}, 3)
 
-	ft.in <- Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 4}
+	ft.feed(Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 4})
 	barrier(t, mu)
 	wantQuarantines(t, ft)
-	ft.in <- Message{Kind: Hello, From: "2", To: "1", Clock: 1, Incarnation: 1}
-	ft.in <- Message{Kind: Request, From: "2", To: "1", Clock: 2, Incarnation: 1}
+	ft.feed(Message{Kind: Hello, From: "2", To: "1", Clock: 1, Incarnation: 1})
+	ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 2, Incarnation: 1})
 	if st := barrier(t, mu); len(st.Queue) != 1 || st.Queue[0].ID != "2" {
 		t.Errorf("queue %v, want the new incarnation's request", st.Queue)
 	}
@@ -368,12 +341,12 @@ func TestQuarantineThenLowerIncarnation(t *testing.T) {
 	barrier(t, mu)
 	wantQuarantines(t, ft, "2#9")
 
-	ft.in <- Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 9}
+	ft.feed(Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 9})
 	barrier(t, mu)
 	hellos := len(ft.sentTo("2", Hello))
-	ft.in <- Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 5}
-	ft.in <- Message{Kind: Hello, From: "2", To: "1", Clock: 1, Incarnation: 1}
-	ft.in <- Message{Kind: Request, From: "2", To: "1", Clock: 2, Incarnation: 1}
+	ft.feed(Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 5})
+	ft.feed(Message{Kind: Hello, From: "2", To: "1", Clock: 1, Incarnation: 1})
+	ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 2, Incarnation: 1})
 	if st := barrier(t, mu); len(st.Queue) != 1 || st.Queue[0].ID != "2" {
 		t.Fatalf("queue %v, want the request of incarnation 5 of 2", st.Queue)
 	}
@@ -393,7 +366,7 @@ func newThreePeerMutex(t *testing.T) (*Mutex, *fakeTransport) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { mu.Close() })
+	t.Cleanup(func() { mu.Close(context.Background()) })
 	return mu, ft
 }
 
@@ -401,9 +374,9 @@ func newThreePeerMutex(t *testing.T) (*Mutex, *fakeTransport) {
 // after our request: the Lock waiting on locked must then be granted.
 func newThreeGrants(t *testing.T, ft *fakeTransport, inc uint64, req Message, locked <-chan error) {
 	t.Helper()
-	ft.in <- Message{Kind: PeerUp, From: "3", To: "1", Incarnation: inc}
+	ft.feed(Message{Kind: PeerUp, From: "3", To: "1", Incarnation: inc})
 	waitSent(t, ft, "3", Request, 2) // our request, resent to the new incarnation
-	ft.in <- Message{Kind: Hello, From: "3", To: "1", Clock: req.Clock + 2, Incarnation: 1}
+	ft.feed(Message{Kind: Hello, From: "3", To: "1", Clock: req.Clock + 2, Incarnation: 1})
 	select {
 	case err := <-locked:
 		if err != nil {

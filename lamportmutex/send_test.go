@@ -41,37 +41,37 @@ func newLoggedMutex(t *testing.T, ft *fakeTransport, peers []string) (*Mutex, *c
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = mu.Close() })
+	t.Cleanup(func() { _ = mu.Close(context.Background()) })
 	return mu, log
 }
 
 func TestSendErrors(t *testing.T) {
 	ft := newFakeTransport("1", 1)
-	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: limitedTransport{ft, 4}})
+	ft.max = 4
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	if err := mu.Send(ctx, "2", []byte("x")); !errors.Is(err, ErrPeerDown) {
+	if err := mu.Send("2", []byte("x")); !errors.Is(err, ErrPeerDown) {
 		t.Errorf("Send before the peer's PeerUp = %v, want ErrPeerDown", err)
 	}
 	ft.syncWith(t, mu, []string{"2"}, 5)
 	for _, to := range []string{"1", "9", ""} {
-		if err := mu.Send(ctx, to, nil); !errors.Is(err, ErrNotMember) {
+		if err := mu.Send(to, nil); !errors.Is(err, ErrNotMember) {
 			t.Errorf("Send to %q = %v, want ErrNotMember", to, err)
 		}
 	}
-	if err := mu.Send(ctx, "2", []byte("too long")); !errors.Is(err, ErrPayloadTooLarge) {
+	if err := mu.Send("2", []byte("too long")); !errors.Is(err, ErrPayloadTooLarge) {
 		t.Errorf("Send of 8 bytes over a 4-byte transport = %v, want ErrPayloadTooLarge", err)
 	}
-	if err := mu.Send(ctx, "3", nil); !errors.Is(err, ErrPeerDown) {
+	if err := mu.Send("3", nil); !errors.Is(err, ErrPeerDown) {
 		t.Errorf("Send to a peer that has not come up = %v, want ErrPeerDown", err)
 	}
-	if err := mu.Send(ctx, "2", []byte("ok")); err != nil {
+	if err := mu.Send("2", []byte("ok")); err != nil {
 		t.Fatal(err)
 	}
-	_ = mu.Close()
-	if err := mu.Send(ctx, "2", nil); !errors.Is(err, ErrClosed) {
+	_ = mu.Close(context.Background())
+	if err := mu.Send("2", nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("Send after Close = %v, want ErrClosed", err)
 	}
 	got := ft.sentTo("2", Data)
@@ -90,21 +90,18 @@ func TestSendErrors(t *testing.T) {
 func TestOnMessageAndPeerUp(t *testing.T) {
 	ft := newFakeTransport("1", 7)
 	mu, log := newLoggedMutex(t, ft, []string{"1", "2"})
-	ft.in <- Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 3}
-	ft.in <- Message{Kind: Data, From: "2", To: "1", Payload: []byte("before hello"), Incarnation: 7}
-	ft.in <- Message{Kind: Hello, From: "2", To: "1", Clock: 1, Incarnation: 7}
-	ft.in <- Message{Kind: Data, From: "2", To: "1", Payload: []byte("a"), Incarnation: 7}
-	ft.in <- Message{Kind: Data, From: "2", To: "1", Payload: []byte("for a dead incarnation"), Incarnation: 6}
-	ft.in <- Message{Kind: Request, From: "2", To: "1", Clock: 5, Incarnation: 7}
-	ft.in <- Message{Kind: Release, From: "2", To: "1", Clock: 8, Payload: []byte("r"), Incarnation: 7}
-	ft.in <- Message{Kind: Data, From: "2", To: "1", Payload: []byte("b"), Incarnation: 7}
-	ft.in <- Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 4}
-	ft.in <- Message{Kind: Data, From: "2", To: "1", Payload: []byte("c"), Incarnation: 7} // before the new HELLO
-	ft.in <- Message{Kind: Hello, From: "2", To: "1", Clock: 1, Incarnation: 7}
-	ft.in <- Message{Kind: Data, From: "2", To: "1", Payload: []byte("d"), Incarnation: 7}
-	if _, err := mu.State(context.Background()); err != nil { // barrier
-		t.Fatal(err)
-	}
+	ft.feed(Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 3})
+	ft.feed(Message{Kind: Data, From: "2", To: "1", Payload: []byte("before hello"), Incarnation: 7})
+	ft.feed(Message{Kind: Hello, From: "2", To: "1", Clock: 1, Incarnation: 7})
+	ft.feed(Message{Kind: Data, From: "2", To: "1", Payload: []byte("a"), Incarnation: 7})
+	ft.feed(Message{Kind: Data, From: "2", To: "1", Payload: []byte("for a dead incarnation"), Incarnation: 6})
+	ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 5, Incarnation: 7})
+	ft.feed(Message{Kind: Release, From: "2", To: "1", Clock: 8, Payload: []byte("r"), Incarnation: 7})
+	ft.feed(Message{Kind: Data, From: "2", To: "1", Payload: []byte("b"), Incarnation: 7})
+	ft.feed(Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 4})
+	ft.feed(Message{Kind: Data, From: "2", To: "1", Payload: []byte("c"), Incarnation: 7}) // before the new HELLO
+	ft.feed(Message{Kind: Hello, From: "2", To: "1", Clock: 1, Incarnation: 7})
+	ft.feed(Message{Kind: Data, From: "2", To: "1", Payload: []byte("d"), Incarnation: 7})
 	want := []string{"up 2", "message 2 a", "release 2 r", "message 2 b", "up 2", "message 2 d"}
 	if got := log.get(); !slices.Equal(got, want) {
 		t.Fatalf("callbacks = %q, want %q", got, want)
@@ -119,7 +116,7 @@ func TestOnMessageAndPeerUp(t *testing.T) {
 	if h := ft.sentTo("2", Hello); len(h) != 2 || h[1].Incarnation != 4 {
 		t.Errorf("HELLOs sent = %v, want two, the second to incarnation 4", h)
 	}
-	if err := mu.Send(context.Background(), "2", []byte("x")); err != nil {
+	if err := mu.Send("2", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
 	waitSent(t, ft, "2", Data, 1)
@@ -140,18 +137,18 @@ func TestOnPeerUpBeforeGrant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer mu.Close()
+	defer mu.Close(context.Background())
 	ft.syncWith(t, mu, []string{"2"}, 1)
 	// Peer 2 requests first and is granted; then we request.
-	ft.in <- Message{Kind: Request, From: "2", To: "1", Clock: 2, Incarnation: 1}
+	ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 2, Incarnation: 1})
 	got := make(chan error, 1)
 	go func() { _, err := mu.Lock(context.Background()); got <- err }()
 	waitSent(t, ft, "2", Request, 1)
-	ft.in <- Message{Kind: Reply, From: "2", To: "1", Clock: 9, Incarnation: 1}
+	ft.feed(Message{Kind: Reply, From: "2", To: "1", Clock: 9, Incarnation: 1})
 	// Peer 2 dies holding the lock and comes back: its request is gone, and
 	// we are granted, after OnPeerUp ran.
-	ft.in <- Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 2}
-	ft.in <- Message{Kind: Hello, From: "2", To: "1", Clock: 20, Incarnation: 1}
+	ft.feed(Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 2})
+	ft.feed(Message{Kind: Hello, From: "2", To: "1", Clock: 20, Incarnation: 1})
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}

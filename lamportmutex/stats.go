@@ -9,10 +9,9 @@ import (
 type Stats struct {
 	// Entries is the number of times this peer took the lock.
 	Entries uint64
-	// Sent and Received count messages by kind. Sent counts what the Mutex
-	// queued for the Transport (a request withdrawn before the Transport
-	// took it is taken back, with its withdrawal); Received includes PeerUp
-	// reports from the Transport.
+	// Sent and Received count messages by kind. Sent counts what the
+	// Transport accepted; Received includes the PeerUp and PeerDown reports
+	// of the Transport.
 	Sent, Received map[Kind]uint64
 	// Dropped counts received messages that were not acted on: from a
 	// non-member, from a quarantined incarnation, or bad input from a peer
@@ -21,7 +20,9 @@ type Stats struct {
 	// Stale counts messages ignored because they arrived before their
 	// sender's Hello: meant for an earlier incarnation of this peer.
 	Stale uint64
-	// SendErrors counts messages the Transport refused.
+	// SendErrors counts messages the Transport refused: a peer's queue
+	// was full (the peer is quarantined), or the Transport failed (the
+	// Mutex stops).
 	SendErrors uint64
 	// HandlerErrors counts errors returned by Config.OnRelease and
 	// Config.OnMessage.
@@ -34,8 +35,8 @@ type Stats struct {
 	WaitTotal, WaitMax time.Duration
 }
 
-// statsBox holds a Mutex's counters; the driver goroutine writes, Stats
-// reads.
+// statsBox holds a Mutex's counters behind a lock of their own, so that
+// Stats works from Config.Trace.
 type statsBox struct {
 	mu sync.Mutex
 	s  Stats

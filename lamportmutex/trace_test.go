@@ -82,10 +82,10 @@ func TestTraceLamport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer mu.Close()
+	defer mu.Close(context.Background())
 	ft.syncWith(t, mu, []string{"2", "3"}, 5)
-	ft.in <- Message{Kind: Request, From: "2", To: "1", Clock: 20, Incarnation: 1}
-	ft.in <- Message{Kind: Data, From: "2", To: "1", Clock: 9, Incarnation: 1}
+	ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 20, Incarnation: 1})
+	ft.feed(Message{Kind: Data, From: "2", To: "1", Clock: 9, Incarnation: 1})
 	barrier(t, mu)
 	want := []string{
 		"recv PEERUP from 2: 3->3",
@@ -103,10 +103,10 @@ func TestTraceLamport(t *testing.T) {
 	locked := make(chan error, 1)
 	go func() { _, err := mu.Lock(context.Background()); locked <- err }()
 	waitSent(t, ft, "3", Request, 1)
-	ft.in <- Message{Kind: PeerUp, From: "3", To: "1", Incarnation: 6} // 3 restarted
-	ft.in <- Message{Kind: Hello, From: "3", To: "1", Clock: 1, Incarnation: 1}
-	ft.in <- Message{Kind: Release, From: "2", To: "1", Clock: 24, Incarnation: 1}
-	ft.in <- Message{Kind: Reply, From: "3", To: "1", Clock: 24, Incarnation: 1}
+	ft.feed(Message{Kind: PeerUp, From: "3", To: "1", Incarnation: 6}) // 3 restarted
+	ft.feed(Message{Kind: Hello, From: "3", To: "1", Clock: 1, Incarnation: 1})
+	ft.feed(Message{Kind: Release, From: "2", To: "1", Clock: 24, Incarnation: 1})
+	ft.feed(Message{Kind: Reply, From: "3", To: "1", Clock: 24, Incarnation: 1})
 	if err := <-locked; err != nil {
 		t.Fatal(err)
 	}
@@ -138,12 +138,12 @@ func TestTraceLocalTick(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer mu.Close()
+	defer mu.Close(context.Background())
 	ft.syncWith(t, mu, []string{"2"}, 5)
 	locked := make(chan error, 1)
 	go func() { _, err := mu.Lock(context.Background()); locked <- err }()
 	waitSent(t, ft, "2", Request, 1)
-	ft.in <- Message{Kind: Reply, From: "2", To: "1", Clock: 4, Incarnation: 1}
+	ft.feed(Message{Kind: Reply, From: "2", To: "1", Clock: 4, Incarnation: 1})
 	if err := <-locked; err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func BenchmarkReplicated(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer mu.Close()
+		defer mu.Close(context.Background())
 		if err := n.SetLocker(mu); err != nil {
 			b.Fatal(err)
 		}

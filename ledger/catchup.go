@@ -51,7 +51,7 @@ import (
 // a newer incarnation comes up (PeerUp). Quarantine must not block.
 // *lamportmutex.Mutex satisfies it.
 type Messenger interface {
-	Send(ctx context.Context, to string, payload []byte) error
+	Send(to string, payload []byte) error
 	Quarantine(peer string, cause error)
 }
 
@@ -497,7 +497,7 @@ func (n *Node) answerHead(ctx context.Context, m Messenger, from string, epoch u
 		cut := sealCut(missing, k) // each batch ends at a seal, so the peer can verify it alone
 		payload, err := encodeSync(syncMsg{op: opBlocks, blocks: missing[:cut]})
 		if err == nil {
-			err = m.Send(ctx, from, payload)
+			err = m.Send(from, payload)
 		}
 		if errors.Is(err, lamportmutex.ErrPayloadTooLarge) && k > 1 && sealCut(missing, k/2) < cut {
 			k /= 2 // the transport's frames are smaller than a batch: send fewer blocks
@@ -527,7 +527,7 @@ func (n *Node) answerHead(ctx context.Context, m Messenger, from string, epoch u
 func (n *Node) send(ctx context.Context, m Messenger, to string, msg syncMsg) bool {
 	payload, err := encodeSync(msg)
 	if err == nil {
-		err = m.Send(ctx, to, payload)
+		err = m.Send(to, payload)
 	}
 	if err != nil {
 		n.logSendError(ctx, to, msg.op, err)
@@ -596,7 +596,7 @@ func (n *Node) runRound(ctx context.Context, m Messenger, gen, round uint64) err
 	for _, p := range n.others {
 		// A peer not up yet is asked again when it comes up (the round
 		// restarts), so ErrPeerDown is no failure.
-		if err := m.Send(ctx, p, payload); err != nil && !errors.Is(err, lamportmutex.ErrPeerDown) {
+		if err := m.Send(p, payload); err != nil && !errors.Is(err, lamportmutex.ErrPeerDown) {
 			return fmt.Errorf("ledger: sync round: ask %s: %w", p, err)
 		}
 	}

@@ -43,7 +43,7 @@ func (g *gateLocker) Lock(ctx context.Context) (lamportmutex.Token, error) {
 	return lamportmutex.Token{Clock: g.clock, ID: "1"}, nil
 }
 
-func (g *gateLocker) Send(context.Context, string, []byte) error { return errNoPeers }
+func (g *gateLocker) Send(string, []byte) error { return errNoPeers }
 
 func (g *gateLocker) Quarantine(string, error) {}
 

@@ -174,7 +174,7 @@ func (c *crashCluster) crash(id string, loseData bool) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	_ = old.mu.Close() // it stopped when its endpoint died; nothing more leaves it
+	_ = old.mu.Close(context.Background()) // it stopped when its endpoint died; nothing more leaves it
 	_ = old.node.Close()
 	if loseData {
 		if err := os.Remove(c.path(id)); err != nil {
@@ -189,7 +189,7 @@ func (c *crashCluster) close() {
 	members := c.members
 	c.mu.Unlock()
 	for _, m := range members {
-		_ = m.mu.Close()
+		_ = m.mu.Close(context.Background())
 	}
 	_ = c.net.Close()
 	for _, m := range members {
@@ -247,9 +247,7 @@ func (c *crashCluster) heads() string {
 	var b strings.Builder
 	for _, id := range c.ids {
 		m := c.member(id)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		st, err := m.mu.State(ctx)
-		cancel()
+		st, err := m.mu.State(), m.mu.Err()
 		fmt.Fprintf(&b, "\n  %s at %d %s (err %v), mutex %+v (err %v), stats %+v", id, m.node.Head().Height,
 			m.node.Head().Hash.Short(), m.node.Err(), st, err, m.mu.Stats())
 	}

@@ -37,7 +37,7 @@ func (l memberLock) Quarantine(string, error) {}
 
 // Send is for catch-up after restarts, which this in-process mutex never
 // has.
-func (l memberLock) Send(context.Context, string, []byte) error {
+func (l memberLock) Send(string, []byte) error {
 	return errors.New("no catch-up in this example")
 }
 

@@ -114,7 +114,7 @@ func (l *fakeLocker) Lock(ctx context.Context) (lamportmutex.Token, error) {
 
 // Send is never called: the fake cluster reports no PeerUp, so no node
 // catches up.
-func (l *fakeLocker) Send(context.Context, string, []byte) error { return errNoPeers }
+func (l *fakeLocker) Send(string, []byte) error { return errNoPeers }
 
 // errNoPeers is what test lockers answer to Send.
 var errNoPeers = errors.New("test locker: no catch-up channel")

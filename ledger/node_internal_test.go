@@ -23,7 +23,7 @@ func (l *gateLocker) Lock(ctx context.Context) (lamportmutex.Token, error) {
 
 func (l *gateLocker) Unlock([]byte) error { return nil }
 
-func (l *gateLocker) Send(context.Context, string, []byte) error { return errNoPeers }
+func (l *gateLocker) Send(string, []byte) error { return errNoPeers }
 
 func (l *gateLocker) Quarantine(string, error) {}
 

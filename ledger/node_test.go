@@ -550,7 +550,7 @@ func (l *badLocker) Lock(ctx context.Context) (lamportmutex.Token, error) {
 	return lamportmutex.Token{Clock: 1, ID: "1"}, l.lockErr
 }
 
-func (l *badLocker) Send(context.Context, string, []byte) error { return errNoPeers }
+func (l *badLocker) Send(string, []byte) error { return errNoPeers }
 
 func (l *badLocker) Quarantine(string, error) {}
 

@@ -60,7 +60,7 @@ func TestReplicatedOverRealMutex(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer mu.Close()
+				defer mu.Close(context.Background())
 				if err := node.SetLocker(mu); err != nil {
 					t.Fatal(err)
 				}

@@ -272,9 +272,9 @@ type relayLocker struct {
 	sent chan []byte
 }
 
-func (l *relayLocker) Send(ctx context.Context, to string, payload []byte) error {
+func (l *relayLocker) Send(to string, payload []byte) error {
 	l.sent <- payload
-	return l.gapLocker.Send(ctx, to, payload)
+	return l.gapLocker.Send(to, payload)
 }
 
 // A node sends catch-up batches cut after a seal, even when a sealed run

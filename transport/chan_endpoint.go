@@ -12,12 +12,14 @@ import (
 // ChanEndpoint is one incarnation of a peer on a ChanNetwork. It implements
 // lamportmutex.Transport.
 type ChanEndpoint struct {
-	net    *ChanNetwork
-	id     string
-	idx    int
-	in     *inbox
-	inc    uint64
-	closed atomic.Bool
+	net     *ChanNetwork
+	id      string
+	idx     int
+	in      *inbox
+	inc     uint64
+	closed  atomic.Bool
+	started atomic.Bool
+	pumped  chan struct{} // closed when the delivery goroutine returns
 }
 
 var _ lamportmutex.Transport = (*ChanEndpoint)(nil)
@@ -38,7 +40,39 @@ func (e *ChanEndpoint) Incarnation() uint64 { return e.inc }
 // with ctx's error, without queuing, if ctx is already done. When
 // ChanOptions.QueueLimit is set and the link to msg.To is full, Send waits
 // for room until ctx is done; otherwise it never blocks.
-func (e *ChanEndpoint) Send(ctx context.Context, msg lamportmutex.Message) error {
+func (e *ChanEndpoint) Send(msg lamportmutex.Message) error {
+	return e.send(context.Background(), msg)
+}
+
+// chanMaxPayload is the largest payload a ChanEndpoint carries.
+const chanMaxPayload = 16 << 20
+
+// MaxPayload returns the largest payload Send accepts.
+func (e *ChanEndpoint) MaxPayload() int { return chanMaxPayload }
+
+// Start begins delivery to deliver, on a goroutine of the endpoint's.
+func (e *ChanEndpoint) Start(deliver func(lamportmutex.Message)) error {
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	if !e.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("transport: endpoint %q started twice", e.id)
+	}
+	e.pumped = make(chan struct{})
+	go func() {
+		defer close(e.pumped)
+		for m := range e.in.out {
+			deliver(m)
+		}
+	}()
+	return nil
+}
+
+// Flush returns at once: the in-process links hand messages over in
+// memory.
+func (e *ChanEndpoint) Flush(ctx context.Context) error { return ctx.Err() }
+
+func (e *ChanEndpoint) send(ctx context.Context, msg lamportmutex.Message) error {
 	if e.closed.Load() {
 		return fmt.Errorf("transport: send %v: %w", msg, ErrClosed)
 	}
@@ -49,7 +83,7 @@ func (e *ChanEndpoint) Send(ctx context.Context, msg lamportmutex.Message) error
 	if !ok || to == e.idx {
 		return fmt.Errorf("transport: send %v: %w", msg, ErrUnknownPeer)
 	}
-	if !msg.Kind.Valid() || msg.Kind == lamportmutex.PeerUp {
+	if !msg.Kind.Valid() || msg.Kind == lamportmutex.PeerUp || msg.Kind == lamportmutex.PeerDown {
 		return fmt.Errorf("transport: send %v: %w", msg, ErrUnsendable)
 	}
 	if err := ctx.Err(); err != nil {
@@ -82,8 +116,11 @@ func (e *ChanEndpoint) Receive() <-chan lamportmutex.Message { return e.in.out }
 // Messages this endpoint already sent are still delivered. Messages other
 // peers send to this peer are held until Restart, which drops them. Close
 // is safe to call more than once and always returns nil.
-func (e *ChanEndpoint) Close() error {
+func (e *ChanEndpoint) Close(ctx context.Context) error {
 	e.close()
+	if e.started.Load() {
+		<-e.pumped
+	}
 	return nil
 }
 

@@ -210,7 +210,7 @@ func decodeMessage(b []byte, from, to string) (lamportmutex.Message, error) {
 	if d.i != len(b) {
 		return lamportmutex.Message{}, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(b)-d.i)
 	}
-	if kind > math.MaxUint8 || !m.Kind.Valid() || m.Kind == lamportmutex.PeerUp {
+	if kind > math.MaxUint8 || !m.Kind.Valid() || m.Kind == lamportmutex.PeerUp || m.Kind == lamportmutex.PeerDown {
 		return lamportmutex.Message{}, fmt.Errorf("%w: kind %d", ErrMalformed, kind)
 	}
 	return m, nil

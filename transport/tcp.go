@@ -264,6 +264,8 @@ type TCP struct {
 	wg     sync.WaitGroup
 
 	closeOnce sync.Once
+	started   atomic.Bool
+	pumped    chan struct{} // closed when the delivery goroutine returns
 	closeErr  error
 }
 
@@ -442,19 +444,17 @@ func (t *TCP) MaxPayload() int {
 	return max(0, t.cfg.MaxFrameSize-overhead)
 }
 
-var _ lamportmutex.PayloadLimiter = (*TCP)(nil)
-
 // Receive returns the channel of inbound messages; it is closed by Close.
 func (t *TCP) Receive() <-chan lamportmutex.Message { return t.recv }
 
 // Send queues msg for delivery to msg.To. It blocks while that peer's queue
 // is full (SendQueue messages or SendQueueBytes bytes), until ctx ends. It fails with ErrWrongSender, ErrUnsendable,
 // ErrUnknownPeer, ErrFrameTooLarge, ErrClosed or ctx's error.
-func (t *TCP) Send(ctx context.Context, msg lamportmutex.Message) error {
+func (t *TCP) Send(msg lamportmutex.Message) error {
 	if msg.From != t.id {
 		return fmt.Errorf("%w: From %q, local id %q", ErrWrongSender, msg.From, t.id)
 	}
-	if !msg.Kind.Valid() || msg.Kind == lamportmutex.PeerUp {
+	if !msg.Kind.Valid() || msg.Kind == lamportmutex.PeerUp || msg.Kind == lamportmutex.PeerDown {
 		return fmt.Errorf("%w: %v", ErrUnsendable, msg.Kind)
 	}
 	p := t.peers[msg.To]
@@ -473,10 +473,8 @@ func (t *TCP) Send(ctx context.Context, msg lamportmutex.Message) error {
 	}
 	select {
 	case p.out.slots <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("transport: send to %q: %w", msg.To, ctx.Err())
-	case <-t.done:
-		return ErrClosed
+	default:
+		return fmt.Errorf("transport: send to %q: %w", msg.To, lamportmutex.ErrQueueFull)
 	}
 	for {
 		if t.isDone() {
@@ -490,17 +488,31 @@ func (t *TCP) Send(ctx context.Context, msg lamportmutex.Message) error {
 			}
 			return nil
 		}
-		select {
-		case <-room:
-		case <-ctx.Done():
-			<-p.out.slots
-			return fmt.Errorf("transport: send to %q: %w", msg.To, ctx.Err())
-		case <-t.done:
-			<-p.out.slots
-			return ErrClosed
-		}
+		<-p.out.slots
+		return fmt.Errorf("transport: send to %q: %w", msg.To, lamportmutex.ErrQueueFull)
 	}
 }
+
+// Start begins delivery to deliver, on a goroutine of the transport's.
+func (t *TCP) Start(deliver func(lamportmutex.Message)) error {
+	if t.isDone() {
+		return ErrClosed
+	}
+	if !t.started.CompareAndSwap(false, true) {
+		return errors.New("transport: started twice")
+	}
+	t.pumped = make(chan struct{})
+	go func() {
+		defer close(t.pumped)
+		for m := range t.recv {
+			deliver(m)
+		}
+	}()
+	return nil
+}
+
+// Flush waits until what was sent to connected peers is acknowledged.
+func (t *TCP) Flush(ctx context.Context) error { return t.Drain(ctx) }
 
 // Drain waits until every message sent to a connected peer has been
 // acknowledged, or ctx ends (its error is returned). A peer that is not
@@ -540,7 +552,16 @@ const goodbyeWait = time.Second
 // a GOODBYE frame on each established connection (after the last ACK, on
 // the peer's stream to us), and waits for the peer to close the
 // connection, so that it logs a departure instead of a broken connection.
-func (t *TCP) Close() error {
+func (t *TCP) Close(ctx context.Context) error {
+	_ = t.Drain(ctx)
+	err := t.shutdown()
+	if t.started.Load() {
+		<-t.pumped
+	}
+	return err
+}
+
+func (t *TCP) shutdown() error {
 	t.closeOnce.Do(func() {
 		t.cancel() // t.done: Send fails, no dial, accept or delivery; sessions say goodbye
 		if err := t.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {

@@ -89,12 +89,12 @@ func newCluster(kind string, n int, wire func(i int, cfg lamportmutex.Config) la
 func (c *cluster) close() error {
 	var errs []error
 	for _, mu := range c.mus {
-		if err := mu.Close(); err != nil && !errors.Is(err, lamportmutex.ErrClosed) {
+		if err := mu.Close(context.Background()); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for _, t := range c.tcps {
-		errs = append(errs, t.Close())
+		errs = append(errs, t.Close(context.Background()))
 	}
 	if c.net != nil {
 		errs = append(errs, c.net.Close())
@@ -130,10 +130,10 @@ func (c *cluster) counts(ctx context.Context) (tally, error) {
 	for {
 		quiet := true
 		for _, mu := range c.mus {
-			st, err := mu.State(ctx)
-			if err != nil {
+			if err := ctx.Err(); err != nil {
 				return tally{}, err
 			}
+			st := mu.State()
 			quiet = quiet && len(st.Queue) == 0 && st.Waiting == 0
 		}
 		t := c.tally()
@@ -184,7 +184,7 @@ func newTCPGroup(ids []string) ([]*transport.TCP, error) {
 		t, err := transport.NewTCP(transport.TCPConfig{ID: id, Listener: lns[i], Peers: addrs, Cluster: benchCluster})
 		if err != nil {
 			for _, t := range out {
-				_ = t.Close()
+				_ = t.Close(context.Background())
 			}
 			for _, l := range lns[i:] {
 				_ = l.Close()

@@ -168,7 +168,7 @@ func tcpRoundTrip(bud budget) (Sample, error) {
 		return Sample{}, err
 	}
 	return transportRoundTrip(tcps[0], tcps[1], bud, func() error {
-		return errors.Join(tcps[0].Close(), tcps[1].Close())
+		return errors.Join(tcps[0].Close(context.Background()), tcps[1].Close(context.Background()))
 	})
 }
 
@@ -194,37 +194,40 @@ func chanRoundTrip(bud budget) (Sample, error) {
 func transportRoundTrip(a, b lamportmutex.Transport, bud budget, closeAll func() error) (_ Sample, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), bud.patience())
 	defer cancel()
-	echoed := make(chan struct{})
-	go func() {
-		defer close(echoed)
-		for m := range b.Receive() {
-			if m.Kind != lamportmutex.Request {
-				continue // PeerUp
-			}
-			reply := lamportmutex.Message{Kind: lamportmutex.Reply, From: b.ID(), To: a.ID(), Clock: m.Clock}
-			if b.Send(ctx, reply) != nil {
-				return
+	// b echoes every REQUEST on its delivery goroutine; a's delivery
+	// goroutine hands each REPLY to the waiting round.
+	if err := b.Start(func(m lamportmutex.Message) {
+		if m.Kind == lamportmutex.Request {
+			_ = b.Send(lamportmutex.Message{Kind: lamportmutex.Reply, From: b.ID(), To: a.ID(), Clock: m.Clock})
+		}
+	}); err != nil {
+		return Sample{}, errors.Join(err, closeAll())
+	}
+	replies := make(chan uint64, 1)
+	if err := a.Start(func(m lamportmutex.Message) {
+		if m.Kind == lamportmutex.Reply {
+			select {
+			case replies <- m.Clock:
+			default: // a round that gave up
 			}
 		}
-	}()
+	}); err != nil {
+		return Sample{}, errors.Join(err, closeAll())
+	}
 	defer func() {
 		err = errors.Join(err, closeAll())
 		cancel()
-		<-echoed
 	}()
 	var clock uint64
 	once := func() error {
 		clock++
-		if err := a.Send(ctx, lamportmutex.Message{Kind: lamportmutex.Request, From: a.ID(), To: b.ID(), Clock: clock}); err != nil {
+		if err := a.Send(lamportmutex.Message{Kind: lamportmutex.Request, From: a.ID(), To: b.ID(), Clock: clock}); err != nil {
 			return err
 		}
 		for {
 			select {
-			case m, ok := <-a.Receive():
-				if !ok {
-					return errors.New("transport closed")
-				}
-				if m.Kind == lamportmutex.Reply && m.Clock == clock {
+			case c := <-replies:
+				if c == clock {
 					return nil
 				}
 			case <-ctx.Done():

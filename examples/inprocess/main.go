@@ -90,7 +90,7 @@ func demo(out io.Writer, n, count int, seed uint64, balance int64) error {
 			return err
 		}
 		// The node first: its committer releases the mutex before it stops.
-		defer func() { _ = node.Close(); _ = mu.Close() }()
+		defer func() { _ = node.Close(); _ = mu.Close(context.Background()) }()
 		if err := node.SetLocker(mu); err != nil {
 			return err
 		}

@@ -164,7 +164,7 @@ func startClient(id string, opts options) (_ *client, err error) {
 	cfg.Trace = c.onTrace
 	c.mu, err = lamportmutex.New(cfg)
 	if err != nil {
-		_ = c.tcp.Close()
+		_ = c.tcp.Close(context.Background())
 		_ = c.node.Close()
 		return nil, err
 	}
@@ -261,8 +261,8 @@ func (c *client) needs(ctx context.Context, peer string) string {
 	if c.transfers.Load() == 0 {
 		return ""
 	}
-	st, err := c.mu.State(ctx)
-	if err != nil || (len(st.Missing) > 0 && !slices.Contains(st.Missing, peer)) {
+	st := c.mu.State()
+	if c.mu.Err() != nil || (len(st.Missing) > 0 && !slices.Contains(st.Missing, peer)) {
 		return ""
 	}
 	return " (waiting transfers need it)"
@@ -286,8 +286,8 @@ func (c *client) reportWaiting(done <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		st, err := c.mu.State(c.ctx)
-		if err != nil {
+		st := c.mu.State()
+		if c.mu.Err() != nil {
 			return
 		}
 		if len(st.Missing) > 0 {
@@ -379,14 +379,14 @@ func (c *client) close() {
 	if err := c.node.Close(); err != nil {
 		c.say("closing ledger: %v", err)
 	}
-	_ = c.mu.Close()
+	// Let the peers have what we just sent, for a while.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.mu.Close(ctx)
 	if c.delay != nil {
-		_ = c.delay.Close()
+		_ = c.delay.Close(ctx)
 	}
-	drainCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_ = c.tcp.Drain(drainCtx) // let the peers have what we just sent
-	cancel()
-	_ = c.tcp.Close()
+	_ = c.tcp.Close(ctx)
 }
 
 // quiet stops reporting peers going down and coming back. A process that

@@ -59,8 +59,8 @@ func (c *client) printChain(where string) {
 }
 
 func (c *client) printStatus(ctx context.Context) {
-	st, err := c.mu.State(ctx)
-	if err != nil {
+	st := c.mu.State()
+	if err := c.mu.Err(); err != nil {
 		c.say("error: %v", err)
 		return
 	}
