@@ -92,10 +92,9 @@ type Config struct {
 //     release ahead of the REPLYs Ricart-Agrawala held back, is counted in
 //     the first send after it.
 //   - A local step that moved the clock and sent nothing (Message is the
-//     zero Message): a release or withdrawal with no message to send (under
-//     Ricart-Agrawala with no REPLY held back; a withdrawal whose REQUESTs
-//     had not left yet, see Mutex.Lock), or a request or release in a group
-//     of one.
+//     zero Message): a release or withdrawal with no message to send
+//     (under Ricart-Agrawala with no REPLY held back), or a request or
+//     release in a group of one.
 type Event struct {
 	// Sent is true for a message sent, false for one received or a local
 	// step.

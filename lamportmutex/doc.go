@@ -26,10 +26,12 @@
 //   - Machine is the algorithm as a pure, deterministic state machine: no
 //     goroutines, no clocks, no I/O. Request, Release and Step return the
 //     messages to send. Simulations and model checkers drive it directly.
-//   - Mutex drives one Machine over a Transport, one goroutine per Mutex:
-//     Lock, TryLock, Unlock, Close, State and Stats. Lock returns the
-//     granted Token, a fencing token. Any number of goroutines may call Lock;
-//     they queue locally, with one distributed request per peer at a time.
+//   - Mutex drives one Machine over a Transport: Lock, TryLock, Unlock,
+//     Close, State and Stats. It starts no goroutine: each step runs to
+//     completion on the goroutine that has something for it (the caller's,
+//     or the Transport's delivering a message). Lock returns the granted
+//     Token, a fencing token. Any number of goroutines may call Lock; they
+//     queue locally, with one distributed request per peer at a time.
 //   - Transport carries the messages; its documentation states the whole
 //     contract. Package transport has a TCP and an in-process implementation.
 //   - Send, Config.OnMessage and Config.OnPeerUp are an application channel
@@ -120,8 +122,10 @@
 // Transport.Quarantine ends its session, and the Mutex ignores it until
 // another incarnation comes up. Mutex.Quarantine does the same for bad input
 // the application finds later. What a peer can make a Mutex hold is
-// bounded: its request in the queue, and per peer an outbox of at most
-// Config.OutboxLimit bytes of application messages.
+// bounded: its request in the queue. What is queued for a peer is bounded
+// by the Transport (see Transport): application data past half the bound
+// is refused (ErrPeerBusy), and a peer that lets the algorithm's own
+// messages fill the rest does not read, and is quarantined.
 //
 // # Example
 //

@@ -498,3 +498,32 @@ func TestCloseReleasesAGrantNoCallerReceived(t *testing.T) {
 		t.Fatal("Close kept a lock whose grant no caller received")
 	}
 }
+
+// Close over a Transport that is already closed: the withdrawal is refused,
+// and Close still stops the Mutex once, failing the waiting Lock.
+func TestCloseOverAClosedTransport(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft.syncWith(t, mu, []string{"2"}, 1)
+	locked := make(chan error, 1)
+	go func() {
+		_, err := mu.Lock(context.Background())
+		locked <- err
+	}()
+	waitSent(t, ft, "2", Request, 1)
+	ft.mu.Lock()
+	ft.send = func(Message) error { return ErrClosed }
+	ft.mu.Unlock()
+	if err := mu.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-locked; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Lock = %v, want ErrClosed", err)
+	}
+	if err := mu.Close(context.Background()); err != nil {
+		t.Fatalf("second Close = %v", err)
+	}
+}

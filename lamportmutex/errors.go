@@ -13,7 +13,7 @@ var (
 	// ErrClosed is returned by every method of a closed Mutex.
 	ErrClosed = errors.New("lamportmutex: mutex closed")
 	// ErrPayloadTooLarge is returned by Unlock for a payload larger than the
-	// Transport carries (see PayloadLimiter); the lock stays held.
+	// Transport carries (Transport.MaxPayload); the lock stays held.
 	ErrPayloadTooLarge = errors.New("lamportmutex: payload too large")
 	// ErrTransport is the cause (wrapped with ErrClosed) returned by every
 	// call after the Transport refused a message: a peer would wait forever
@@ -43,9 +43,9 @@ var (
 	// peer sends (see Machine.Step). A Mutex refuses it and quarantines the
 	// sender's incarnation.
 	ErrViolation = errors.New("lamportmutex: protocol violation")
-	// ErrPeerBusy is returned by Mutex.Send when the messages queued for a
-	// peer would exceed Config.OutboxLimit: the peer, or the link to it,
-	// does not keep up. Nothing is queued; try later.
+	// ErrPeerBusy is returned by Mutex.Send when the Transport's queue for
+	// a peer has no room for application data (ErrQueueFull): the peer, or
+	// the link to it, does not keep up. Nothing is queued; try later.
 	ErrPeerBusy = errors.New("lamportmutex: too much queued for the peer")
 	// ErrQueueFull is wrapped by a Transport's Send when the bytes queued
 	// for a peer would pass the transport's bound (see Transport).

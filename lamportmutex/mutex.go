@@ -704,8 +704,11 @@ func (m *Mutex) shutdown() {
 	m.stop()
 }
 
-// stop fails every waiter and marks the Mutex stopped.
+// stop fails every waiter and marks the Mutex stopped, once.
 func (m *Mutex) stop() {
+	if m.closed.Load() {
+		return
+	}
 	m.closed.Store(true)
 	err := m.stoppedErr()
 	for _, w := range m.waiters {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ func TestQuickRun(t *testing.T) {
 	}
 	sections := map[string]int{}
 	lockNs := map[int]bool{}
+	algs := map[string]bool{}
 	for _, m := range rep.Measurements {
 		sections[m.Section]++
 		if len(m.Runs) != rep.Params.Repeats {
@@ -37,7 +39,7 @@ func TestQuickRun(t *testing.T) {
 		if m.Median.Ops <= 0 && m.Key != keyRawOneWay {
 			t.Errorf("%s: no operations measured", m.Key)
 		}
-		if m.Section == secUncontended || m.Section == secContended || m.Section == secSweep {
+		if m.Section == secUncontended || m.Section == secContended || m.Section == secSweep || m.Section == secHandoff {
 			if m.WantMsgs != float64(3*(m.N-1)) {
 				t.Errorf("%s: want_msgs_per_entry %g, want 3(N-1) = %d", m.Key, m.WantMsgs, 3*(m.N-1))
 			}
@@ -47,6 +49,24 @@ func TestQuickRun(t *testing.T) {
 				}
 			}
 			lockNs[m.N] = true
+		}
+		if m.Section == secMessages {
+			want := 3 * (m.N - 1)
+			if m.Algorithm == "ricart-agrawala" {
+				want = 2 * (m.N - 1)
+			}
+			algs[m.Algorithm] = true
+			if m.WantMsgs != float64(want) || !m.MsgsOK() {
+				t.Errorf("%s: want_msgs_per_entry %g (want %d), runs %+v", m.Key, m.WantMsgs, want, m.Runs)
+			}
+		}
+		if m.Section == secCounts {
+			if m.Median.WakeupsPerOp <= 0 {
+				t.Errorf("%s: no wake-ups counted", m.Key)
+			}
+			if runtime.GOOS == "linux" && (m.Median.SegsPerOp <= 0 || m.Median.DataSegsPerOp <= 0) {
+				t.Errorf("%s: no segments counted: %+v", m.Key, m.Median)
+			}
 		}
 		if m.Section == secLedger && (!m.Median.Identical || m.Median.Committed <= 0) {
 			t.Errorf("%s: committed %d, identical chains %v", m.Key, m.Median.Committed, m.Median.Identical)
@@ -59,6 +79,9 @@ func TestQuickRun(t *testing.T) {
 	}
 	if !lockNs[3] || !lockNs[4] {
 		t.Errorf("lock measurements for N=3 and N=4 expected, got %v", lockNs)
+	}
+	if !algs["lamport"] || !algs["ricart-agrawala"] {
+		t.Errorf("messages of both algorithms expected, got %v", algs)
 	}
 	var targets int
 	for _, r := range rep.Ratios {
@@ -77,7 +100,8 @@ func TestQuickRun(t *testing.T) {
 	var tables bytes.Buffer
 	writeReport(&tables, &rep)
 	text := tables.String()
-	for _, h := range []string{"command:", "machine:", headFloor, headUncont, headCont, headMsgs, headLedger, headSweep, headRatios} {
+	for _, h := range []string{"command:", "machine:", headFloor, headUncont, headCont, headHandoff, headCounts, headMsgs,
+		headLedger, headSweep, headMsgsAlgs, headRatios} {
 		if !strings.Contains(text, h) {
 			t.Errorf("table output lacks %q", h)
 		}
@@ -97,6 +121,11 @@ func TestBadFlags(t *testing.T) {
 		{"-transports", "udp"},
 		{"-d", "0"},
 		{"-submitters", "0"},
+		{"-cycles", "0"},
+		{"-msgs-n", "3-"},
+		{"-msgs-n", "5-3"},
+		{"-msgs-n", "1"},
+		{"-msgs-n", "3-9999"},
 		{"extra"},
 	} {
 		var out, errb bytes.Buffer

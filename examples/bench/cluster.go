@@ -24,6 +24,7 @@ const benchCluster = "lamportledger-bench"
 // process.
 type cluster struct {
 	ids  []string
+	alg  lamportmutex.Algorithm
 	mus  []*lamportmutex.Mutex
 	tcps []*transport.TCP
 	net  *transport.ChanNetwork
@@ -75,6 +76,7 @@ func newCluster(kind string, n int, wire func(i int, cfg lamportmutex.Config) la
 		if wire != nil {
 			cfg = wire(i, cfg)
 		}
+		c.alg = cfg.Algorithm
 		mu, err := lamportmutex.New(cfg)
 		if err != nil {
 			_ = c.close()
@@ -120,8 +122,10 @@ func (t tally) String() string {
 // their way, or not even sent, when the last Unlock returns. counts waits
 // until every peer's request queue is empty: a peer has then received
 // every REQUEST and the RELEASE behind it on the same FIFO link, so it has
-// sent its REPLY; and State runs on the Mutex's goroutine after the send
-// was counted.
+// sent its REPLY. It also waits until the counted REPLYs and RELEASEs
+// match the REQUESTs, in case a send is counted after the step that made
+// it. Under Ricart-Agrawala (no payloads here) no RELEASE is sent,
+// and a REPLY is owed for every REQUEST.
 func (c *cluster) counts(ctx context.Context) (tally, error) {
 	// Quiet means every queue is empty and no caller waits, and every
 	// REQUEST has had its REPLY: a peer may enter on a later message from
@@ -137,7 +141,11 @@ func (c *cluster) counts(ctx context.Context) (tally, error) {
 			quiet = quiet && len(st.Queue) == 0 && st.Waiting == 0
 		}
 		t := c.tally()
-		if quiet && t.reply == t.request && t.release == t.request {
+		wantRelease := t.request
+		if c.alg == lamportmutex.RicartAgrawala {
+			wantRelease = 0
+		}
+		if quiet && t.reply == t.request && t.release == wantRelease {
 			return t, nil
 		}
 		select {

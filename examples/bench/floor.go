@@ -108,52 +108,77 @@ func closeConns(cs []net.Conn) {
 	}
 }
 
+// rawFanout is a client connected to k loopback echo servers, with no
+// project code.
+type rawFanout struct {
+	srv      *echoServers
+	conns    []net.Conn
+	msg, buf []byte
+}
+
+// newRawFanout starts k echo servers and connects to each; every
+// connection gives up at deadline.
+func newRawFanout(k int, deadline time.Time) (*rawFanout, error) {
+	srv, err := startEchoServers(k)
+	if err != nil {
+		return nil, err
+	}
+	conns, err := srv.dial()
+	if err != nil {
+		srv.close()
+		return nil, err
+	}
+	f := &rawFanout{srv: srv, conns: conns, msg: make([]byte, rawMsgSize), buf: make([]byte, rawMsgSize)}
+	for _, c := range conns {
+		if err := c.SetDeadline(deadline); err != nil {
+			f.close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// once sends a small message on every connection, then reads every echo
+// back: a ping-pong for k = 1, a fan-out-and-echo for k = N-1.
+func (f *rawFanout) once() error {
+	for _, c := range f.conns {
+		if _, err := c.Write(f.msg); err != nil {
+			return fmt.Errorf("raw round trip: %w", err)
+		}
+	}
+	for _, c := range f.conns {
+		if _, err := io.ReadFull(c, f.buf); err != nil {
+			return fmt.Errorf("raw round trip: %w", err)
+		}
+	}
+	return nil
+}
+
+func (f *rawFanout) close() {
+	closeConns(f.conns)
+	f.srv.close()
+}
+
 // rawRoundTrip measures, with no project code, the time to send a small
 // message on k loopback TCP connections and read every echo back: a
 // ping-pong for k = 1, a fan-out-and-echo for k = N-1.
 func rawRoundTrip(k int, bud budget) (Sample, error) {
-	srv, err := startEchoServers(k)
+	f, err := newRawFanout(k, time.Now().Add(bud.patience()))
 	if err != nil {
 		return Sample{}, err
 	}
-	defer srv.close()
-	conns, err := srv.dial()
-	if err != nil {
-		return Sample{}, err
-	}
-	defer closeConns(conns)
-	deadline := time.Now().Add(bud.patience())
-	for _, c := range conns {
-		if err := c.SetDeadline(deadline); err != nil {
-			return Sample{}, err
-		}
-	}
-	msg := make([]byte, rawMsgSize)
-	buf := make([]byte, rawMsgSize)
-	once := func() error {
-		for _, c := range conns {
-			if _, err := c.Write(msg); err != nil {
-				return err
-			}
-		}
-		for _, c := range conns {
-			if _, err := io.ReadFull(c, buf); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	defer f.close()
 	for m := bud.warmup().start(); m.next(); {
-		if err := once(); err != nil {
-			return Sample{}, fmt.Errorf("raw round trip: %w", err)
+		if err := f.once(); err != nil {
+			return Sample{}, err
 		}
 	}
 	var lat []time.Duration
 	start := time.Now()
 	for m := bud.start(); m.next(); {
 		t0 := time.Now()
-		if err := once(); err != nil {
-			return Sample{}, fmt.Errorf("raw round trip: %w", err)
+		if err := f.once(); err != nil {
+			return Sample{}, err
 		}
 		lat = append(lat, time.Since(t0))
 	}

@@ -6,29 +6,58 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
 )
 
 // wantMsgs is the messages per entry of Lamport's algorithm: a REQUEST, a
 // REPLY and a RELEASE to or from every other peer.
-func wantMsgs(n int) float64 { return float64(3 * (n - 1)) }
+func wantMsgs(n int) float64 { return float64(algMsgs(lamportmutex.Lamport, n)) }
+
+// algMsgs is the messages per entry of alg with no payloads: 3(N-1) for
+// Lamport's algorithm, 2(N-1) for Ricart-Agrawala (no RELEASE).
+func algMsgs(alg lamportmutex.Algorithm, n int) uint64 {
+	if alg == lamportmutex.RicartAgrawala {
+		return uint64(2 * (n - 1))
+	}
+	return uint64(3 * (n - 1))
+}
 
 // msgsSample fills in messages per entry from the counts before and after
-// a window.
+// a window of a group of n peers running Lamport's algorithm.
 func msgsSample(s *Sample, n int, t0, t1 tally) {
+	algMsgsSample(s, lamportmutex.Lamport, n, t0, t1)
+}
+
+// algMsgsSample is msgsSample for a group running alg.
+func algMsgsSample(s *Sample, alg lamportmutex.Algorithm, n int, t0, t1 tally) {
 	entries, sent := t1.entries-t0.entries, t1.sent-t0.sent
 	if entries == 0 {
 		return
 	}
 	s.MsgsPerEntry = float64(sent) / float64(entries)
-	s.MsgsExact = sent == uint64(3*(n-1))*entries
+	s.MsgsExact = sent == algMsgs(alg, n)*entries
 	if !s.MsgsExact {
 		s.MsgsDetail = fmt.Sprintf("before: %v; after: %v", t0, t1)
 	}
 }
 
 // uncontended measures Lock+Unlock at one peer while the others are idle.
-func uncontended(kind string, n int, bud budget) (_ Sample, err error) {
-	c, err := newCluster(kind, n, nil)
+func uncontended(kind string, n int, bud budget) (Sample, error) {
+	return uncontendedAlg(kind, lamportmutex.Lamport, n, bud)
+}
+
+// withAlgorithm sets every peer's Config.Algorithm to alg.
+func withAlgorithm(alg lamportmutex.Algorithm) func(int, lamportmutex.Config) lamportmutex.Config {
+	return func(_ int, cfg lamportmutex.Config) lamportmutex.Config {
+		cfg.Algorithm = alg
+		return cfg
+	}
+}
+
+// uncontendedAlg is uncontended for a group running alg.
+func uncontendedAlg(kind string, alg lamportmutex.Algorithm, n int, bud budget) (_ Sample, err error) {
+	c, err := newCluster(kind, n, withAlgorithm(alg))
 	if err != nil {
 		return Sample{}, err
 	}
@@ -65,7 +94,7 @@ func uncontended(kind string, n int, bud budget) (_ Sample, err error) {
 	if err != nil {
 		return Sample{}, err
 	}
-	msgsSample(&s, n, t0, t1)
+	algMsgsSample(&s, alg, n, t0, t1)
 	return s, nil
 }
 
@@ -76,8 +105,13 @@ type grant struct {
 }
 
 // contended measures every peer looping Lock/Unlock at once.
-func contended(kind string, n int, bud budget) (_ Sample, err error) {
-	c, err := newCluster(kind, n, nil)
+func contended(kind string, n int, bud budget) (Sample, error) {
+	return contendedAlg(kind, lamportmutex.Lamport, n, bud)
+}
+
+// contendedAlg is contended for a group running alg.
+func contendedAlg(kind string, alg lamportmutex.Algorithm, n int, bud budget) (_ Sample, err error) {
+	c, err := newCluster(kind, n, withAlgorithm(alg))
 	if err != nil {
 		return Sample{}, err
 	}
@@ -150,6 +184,6 @@ func contended(kind string, n int, bud budget) (_ Sample, err error) {
 	if k > 0 {
 		s.GrantGap = gaps / time.Duration(k)
 	}
-	msgsSample(&s, n, t0, t1)
+	algMsgsSample(&s, alg, n, t0, t1)
 	return s, nil
 }

@@ -8,8 +8,16 @@
 //   - uncontended: Lock+Unlock latency at one peer of three, over Chan and
 //     TCP, and its ratio to the raw fan-out-and-echo (target <= 1.3x);
 //   - contended: every peer loops Lock/Unlock: lock cycles/s and hand-off
-//     time, and its ratio to the raw one-way latency (target <= 2x);
-//   - messages per entry from Mutex.Stats, which must be 3(N-1);
+//     time;
+//   - handoff: the latency from the holder's Unlock to the grant of a peer
+//     already waiting, and its ratio to the raw one-way latency, timed
+//     the same way (target <= 2x);
+//   - counts: goroutine wake-ups (runtime/trace) and TCP segments per
+//     uncontended Lock+Unlock over TCP and per raw fan-out-and-echo
+//     (target <= 6 wake-ups);
+//   - messages per entry from Mutex.Stats, which must be 3(N-1) for
+//     Lamport's algorithm in every lock measurement, and, in the messages
+//     section, 3(N-1) and 2(N-1) for Ricart-Agrawala, N = 3 to 32;
 //   - ledger: committed transfers/s and transfer latency for three nodes
 //     over TCP loopback with many concurrent submitters, with the file
 //     store's fsync off and on;
@@ -21,6 +29,7 @@
 //
 //	go run ./examples/bench                 # full run, about two minutes
 //	go run ./examples/bench -quick          # smoke run, a few seconds
+//	go run ./examples/bench -core           # the mutex's targets only, about two minutes
 //	go run ./examples/bench -json > out.json
 //	go run ./examples/bench -sections uncontended -transports tcp -cpuprofile lock.prof
 package main
@@ -51,10 +60,13 @@ type Params struct {
 	Sections   []string      `json:"sections"`
 	Transports []string      `json:"transports"`
 	SweepN     []int         `json:"sweep_n"`
+	Cycles     int           `json:"cycles"`
+	MsgsN      []int         `json:"msgs_n"`
 	Submitters int           `json:"submitters"`
 	Dir        string        `json:"dir"`
 	DirFS      string        `json:"dir_fs,omitempty"`
 	Quick      bool          `json:"quick,omitempty"`
+	Core       bool          `json:"core,omitempty"`
 }
 
 // Report is everything a run measured; -json prints it.
@@ -106,7 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, m := range rep.Measurements {
 		if !m.MsgsOK() {
-			fmt.Fprintf(stderr, "bench: %s: %.3f messages per entry, want 3(N-1) = %g\n", m.Label, m.Median.MsgsPerEntry, m.WantMsgs)
+			fmt.Fprintf(stderr, "bench: %s: %.3f messages per entry, want %g\n", m.Label, m.Median.MsgsPerEntry, m.WantMsgs)
 			for i, r := range m.Runs {
 				if r.MsgsDetail != "" {
 					fmt.Fprintf(stderr, "bench:   run %d: %s\n", i+1, r.MsgsDetail)
@@ -136,9 +148,12 @@ func parseFlags(args []string, stderr io.Writer) (p Params, cpuprofile string, a
 	sections := fs.String("sections", strings.Join(allSections, ","), "sections to run, comma-separated: "+strings.Join(allSections, ","))
 	transports := fs.String("transports", overChan+","+overTCP, "transports of the uncontended and contended sections: chan,tcp")
 	ns := fs.String("n", "3,4,8,16,32", "group sizes of the sweep over Chan")
+	msgsN := fs.String("msgs-n", "3-32", "group sizes of the messages section: a list, with ranges such as 3-32")
+	fs.IntVar(&p.Cycles, "cycles", 2000, "lock cycles (and raw round trips) of each count of wake-ups and of segments")
 	fs.IntVar(&p.Submitters, "submitters", 64, "concurrent Transfer callers of the ledger section, spread over its 3 nodes")
 	fs.StringVar(&p.Dir, "dir", "", "folder in which the ledger section makes its temporary stores (default $TMPDIR, or /tmp)")
-	fs.BoolVar(&p.Quick, "quick", false, "smoke run: -d 50ms -r 1 -n 3,4 unless given")
+	fs.BoolVar(&p.Quick, "quick", false, "smoke run: -d 50ms -r 1 -n 3,4 -msgs-n 3,4 -cycles 100 unless given")
+	fs.BoolVar(&p.Core, "core", false, "only the mutex's targets: -sections "+strings.Join(coreSections, ",")+" -transports tcp unless given")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON instead of tables")
 	fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
@@ -159,6 +174,20 @@ func parseFlags(args []string, stderr io.Writer) (p Params, cpuprofile string, a
 		if !set["n"] {
 			*ns = "3,4"
 		}
+		if !set["msgs-n"] {
+			*msgsN = "3,4"
+		}
+		if !set["cycles"] {
+			p.Cycles = 100
+		}
+	}
+	if p.Core {
+		if !set["sections"] {
+			*sections = strings.Join(coreSections, ",")
+		}
+		if !set["transports"] {
+			*transports = overTCP
+		}
 	}
 	if p.Dir == "" {
 		p.Dir = os.TempDir()
@@ -170,12 +199,11 @@ func parseFlags(args []string, stderr io.Writer) (p Params, cpuprofile string, a
 	if p.Transports, err = parseList(*transports, []string{overChan, overTCP}); err != nil {
 		return p, "", false, fmt.Errorf("-transports: %w", err)
 	}
-	for _, f := range strings.Split(*ns, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 2 {
-			return p, "", false, fmt.Errorf("-n: %q is not a group size >= 2", f)
-		}
-		p.SweepN = append(p.SweepN, n)
+	if p.SweepN, err = parseSizes(*ns); err != nil {
+		return p, "", false, fmt.Errorf("-n: %w", err)
+	}
+	if p.MsgsN, err = parseSizes(*msgsN); err != nil {
+		return p, "", false, fmt.Errorf("-msgs-n: %w", err)
 	}
 	switch {
 	case p.Repeats < 1:
@@ -184,8 +212,34 @@ func parseFlags(args []string, stderr io.Writer) (p Params, cpuprofile string, a
 		return p, "", false, fmt.Errorf("need -d > 0 or -iters > 0")
 	case p.Submitters < 1:
 		return p, "", false, fmt.Errorf("-submitters must be >= 1")
+	case p.Cycles < 1:
+		return p, "", false, fmt.Errorf("-cycles must be >= 1")
 	}
 	return p, cpuprofile, asJSON, nil
+}
+
+// maxGroup bounds the group sizes a run accepts.
+const maxGroup = 256
+
+// parseSizes parses a comma-separated list of group sizes, where a-b
+// stands for every size from a to b.
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(f), "-")
+		a, errA := strconv.Atoi(lo)
+		b, errB := a, error(nil)
+		if isRange {
+			b, errB = strconv.Atoi(hi)
+		}
+		if errA != nil || errB != nil || a < 2 || b < a || b > maxGroup {
+			return nil, fmt.Errorf("%q is not a group size (or range of sizes) from 2 to %d", f, maxGroup)
+		}
+		for n := a; n <= b; n++ {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
 
 // parseList splits a comma-separated list, keeping known's order; "all"

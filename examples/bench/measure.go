@@ -13,15 +13,19 @@ const lockN = 3
 
 // Keys of the measurements that ratios refer to.
 const (
-	keyRawRTT    = "floor/raw-rtt"
-	keyRawFanout = "floor/raw-fanout"
-	keyRawOneWay = "floor/raw-oneway"
-	keyTCPRTT    = "floor/tcp-rtt"
-	keyChanRTT   = "floor/chan-rtt"
+	keyRawRTT         = "floor/raw-rtt"
+	keyRawFanout      = "floor/raw-fanout"
+	keyRawOneWay      = "floor/raw-oneway"
+	keyRawOneWayTimed = "floor/raw-oneway-timed"
+	keyRawCounts      = "counts/raw-fanout"
+	keyTCPRTT         = "floor/tcp-rtt"
+	keyChanRTT        = "floor/chan-rtt"
 )
 
 func keyUncontended(kind string, n int) string { return fmt.Sprintf("uncontended/%s/%d", kind, n) }
 func keyContended(kind string, n int) string   { return fmt.Sprintf("contended/%s/%d", kind, n) }
+func keyHandoff(kind string, n int) string     { return fmt.Sprintf("handoff/%s/%d", kind, n) }
+func keyCounts(kind string, n int) string      { return fmt.Sprintf("counts/%s/%d", kind, n) }
 func keySweepLock(n int) string                { return fmt.Sprintf("sweep/uncontended/%d", n) }
 func keySweepCycles(n int) string              { return fmt.Sprintf("sweep/contended/%d", n) }
 func keyLedger(durable bool) string {
@@ -86,16 +90,26 @@ func measure(rep *Report, progress io.Writer) error {
 				Label: fmt.Sprintf("raw fan-out-and-echo to %d servers (N=%d)", lockN-1, lockN)}, fan)
 			rec.add(Measurement{Key: keyRawOneWay, Section: secFloor, Label: "raw one-way estimate (RTT/2)"},
 				Sample{P50: raw.P50 / 2, P99: raw.P99 / 2})
-			tcp, err := tcpRoundTrip(bud)
+			one, err := rawOneWay(bud)
 			if err != nil {
 				return err
 			}
-			rec.add(Measurement{Key: keyTCPRTT, Section: secFloor, Transport: overTCP, Label: "transport.TCP ping-pong RTT"}, tcp)
-			ch, err := chanRoundTrip(bud)
-			if err != nil {
-				return err
+			rec.add(Measurement{Key: keyRawOneWayTimed, Section: secFloor,
+				Label: "raw one-way, timed (Write to the waiting reader's Read)"}, one)
+			if slices.Contains(p.Transports, overTCP) {
+				tcp, err := tcpRoundTrip(bud)
+				if err != nil {
+					return err
+				}
+				rec.add(Measurement{Key: keyTCPRTT, Section: secFloor, Transport: overTCP, Label: "transport.TCP ping-pong RTT"}, tcp)
 			}
-			rec.add(Measurement{Key: keyChanRTT, Section: secFloor, Transport: overChan, Label: "transport.ChanNetwork ping-pong RTT"}, ch)
+			if slices.Contains(p.Transports, overChan) {
+				ch, err := chanRoundTrip(bud)
+				if err != nil {
+					return err
+				}
+				rec.add(Measurement{Key: keyChanRTT, Section: secFloor, Transport: overChan, Label: "transport.ChanNetwork ping-pong RTT"}, ch)
+			}
 		}
 		for _, sec := range []string{secUncontended, secContended} {
 			if !on(sec) {
@@ -113,6 +127,35 @@ func measure(rep *Report, progress io.Writer) error {
 				rec.add(Measurement{Key: key, Section: sec, Transport: kind, N: lockN, WantMsgs: wantMsgs(lockN),
 					Label: fmt.Sprintf("%s N=%d: %s", kind, lockN, what)}, s)
 			}
+		}
+		if on(secHandoff) {
+			for _, kind := range p.Transports {
+				key := keyHandoff(kind, lockN)
+				step(key)
+				s, err := handoff(kind, lockN, bud)
+				if err != nil {
+					return fmt.Errorf("%s: %w", key, err)
+				}
+				rec.add(Measurement{Key: key, Section: secHandoff, Transport: kind, N: lockN, WantMsgs: wantMsgs(lockN),
+					Label: fmt.Sprintf("%s N=%d: Unlock to the waiting peer's grant", kind, lockN)}, s)
+			}
+		}
+		if on(secCounts) {
+			step(keyRawCounts)
+			s, err := rawCounts(lockN, p.Cycles, bud)
+			if err != nil {
+				return fmt.Errorf("%s: %w", keyRawCounts, err)
+			}
+			rec.add(Measurement{Key: keyRawCounts, Section: secCounts, N: lockN,
+				Label: fmt.Sprintf("raw fan-out-and-echo to %d servers", lockN-1)}, s)
+			key := keyCounts(overTCP, lockN)
+			step(key)
+			s, err = mutexCounts(overTCP, lockN, p.Cycles, bud)
+			if err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+			rec.add(Measurement{Key: key, Section: secCounts, Transport: overTCP, N: lockN, WantMsgs: wantMsgs(lockN),
+				Label: fmt.Sprintf("tcp N=%d: Lock+Unlock, others idle", lockN)}, s)
 		}
 		if on(secLedger) {
 			for _, durable := range []bool{false, true} {
@@ -145,6 +188,11 @@ func measure(rep *Report, progress io.Writer) error {
 					Label: fmt.Sprintf("chan N=%d: every peer loops Lock/Unlock", n)}, s)
 			}
 		}
+		if on(secMessages) {
+			if err := measureMessages(rec, p.MsgsN, step); err != nil {
+				return err
+			}
+		}
 	}
 	for _, m := range rep.Measurements {
 		m.summarize()
@@ -170,13 +218,16 @@ func ratios(rep *Report) []Ratio {
 		by[m.Key] = m
 	}
 	var out []Ratio
-	add := func(name string, num, den time.Duration, target float64) {
+	addF := func(name string, num, den, target float64) {
 		if num <= 0 || den <= 0 {
 			return
 		}
-		r := Ratio{Name: name, Value: float64(num) / float64(den), Target: target}
+		r := Ratio{Name: name, Value: num / den, Target: target}
 		r.Met = target > 0 && r.Value <= target
 		out = append(out, r)
+	}
+	add := func(name string, num, den time.Duration, target float64) {
+		addF(name, float64(num), float64(den), target)
 	}
 	get := func(key string) Sample {
 		if m := by[key]; m != nil {
@@ -186,11 +237,15 @@ func ratios(rep *Report) []Ratio {
 	}
 	ut, ct := get(keyUncontended(overTCP, lockN)), get(keyContended(overTCP, lockN))
 	uc, cc := get(keyUncontended(overChan, lockN)), get(keyContended(overChan, lockN))
-	fan, oneway := get(keyRawFanout), get(keyRawOneWay)
+	fan, oneway, timed := get(keyRawFanout), get(keyRawOneWay), get(keyRawOneWayTimed)
 	tcpRTT, chanRTT := get(keyTCPRTT), get(keyChanRTT)
+	ht, rawCounts, mutexCounts := get(keyHandoff(overTCP, lockN)), get(keyRawCounts), get(keyCounts(overTCP, lockN))
 	add("uncontended TCP Lock+Unlock p50 / raw fan-out-and-echo p50", ut.P50, fan.P50, 1.3)
-	add("contended TCP hand-off (window/entries) / raw one-way", ct.Handoff, oneway.P50, 2)
-	add("contended TCP hand-off (grant gap) / raw one-way", ct.GrantGap, oneway.P50, 0)
+	add("TCP hand-off p50 (Unlock to the waiting peer's grant) / raw one-way p50 (timed)", ht.P50, timed.P50, 2)
+	addF("goroutine wake-ups per uncontended TCP cycle / per raw fan-out-and-echo", mutexCounts.WakeupsPerOp, rawCounts.WakeupsPerOp, 0)
+	addF("TCP segments per uncontended TCP cycle / per raw fan-out-and-echo", mutexCounts.SegsPerOp, rawCounts.SegsPerOp, 0)
+	add("contended TCP hand-off (window/entries) / raw one-way (RTT/2)", ct.Handoff, oneway.P50, 0)
+	add("contended TCP hand-off (grant gap) / raw one-way (RTT/2)", ct.GrantGap, oneway.P50, 0)
 	add("uncontended TCP Lock+Unlock p50 / transport.TCP RTT p50", ut.P50, tcpRTT.P50, 0)
 	add("contended TCP hand-off / (transport.TCP RTT p50 / 2)", ct.Handoff, tcpRTT.P50/2, 0)
 	add("transport.TCP RTT p50 / raw RTT p50", tcpRTT.P50, get(keyRawRTT).P50, 0)

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -14,7 +16,10 @@ const (
 	headFloor     = "== Floor: loopback round trips (raw rows use no project code)"
 	headUncont    = "== Uncontended: Lock+Unlock at one peer, the others idle"
 	headCont      = "== Contended: every peer loops Lock/Unlock"
+	headHandoff   = "== Hand-off: from the holder's Unlock to the grant of a peer already waiting (queued, every reply in)"
+	headCounts    = "== Wake-ups and TCP segments per cycle"
 	headMsgs      = "== Messages per entry (Mutex.Stats, all peers; Lamport needs 3(N-1))"
+	headMsgsAlgs  = "== Messages per entry by algorithm, over Chan (exact in every run of every size?)"
 	headLedger    = "== Ledger: committed transfers, 3 nodes over TCP loopback"
 	headSweep     = "== Sweep over Chan"
 	headRatios    = "== Ratios of medians"
@@ -68,9 +73,20 @@ func writeReport(w io.Writer, rep *Report) {
 		}
 		t.flush()
 	}
+	if ms := by[secHandoff]; len(ms) > 0 {
+		fmt.Fprintln(w, headHandoff)
+		t := table(w, "transport", "N", "p50", "p99", "msgs/entry")
+		for _, x := range ms {
+			t.row(x.Transport, strconv.Itoa(x.N), dur(x.Median.P50), dur(x.Median.P99), msgs(x))
+		}
+		t.flush()
+	}
+	if ms := by[secCounts]; len(ms) > 0 {
+		writeCounts(w, p.Cycles, ms)
+	}
 	var lockMs []*Measurement
 	for _, x := range rep.Measurements {
-		if x.WantMsgs > 0 {
+		if x.WantMsgs > 0 && x.Section != secMessages {
 			lockMs = append(lockMs, x)
 		}
 	}
@@ -128,6 +144,9 @@ func writeReport(w io.Writer, rep *Report) {
 		}
 		t.flush()
 	}
+	if ms := by[secMessages]; len(ms) > 0 {
+		writeMessages(w, ms)
+	}
 	if len(rep.Ratios) > 0 {
 		fmt.Fprintln(w, headRatios)
 		t := table(w, "ratio", "value", "target", "")
@@ -144,6 +163,139 @@ func writeReport(w io.Writer, rep *Report) {
 		}
 		t.flush()
 	}
+}
+
+// wakeupsTarget is the most goroutine wake-ups an uncontended cycle of the
+// mutex should cost.
+const wakeupsTarget = 6
+
+// writeCounts prints the counts section.
+func writeCounts(w io.Writer, cycles int, ms []*Measurement) {
+	fmt.Fprintln(w, headCounts)
+	fmt.Fprintf(w, "%d cycles per count, after a warm-up of a fifth of that. %s.\n", cycles, wakeupsMethod)
+	fmt.Fprintf(w, "Segments: %s.\n", segmentsMethod)
+	t := table(w, "what", "wake-ups", "created", "segments", "data segs", "host OutSegs", "msgs/entry", fmt.Sprintf("wake-ups <= %d", wakeupsTarget))
+	for _, x := range ms {
+		m := "-"
+		verdict := ""
+		if x.WantMsgs > 0 {
+			m = msgs(x)
+			verdict = targetMissed
+			if x.Median.WakeupsPerOp <= wakeupsTarget {
+				verdict = targetReached
+			}
+		}
+		t.row(x.Label, count(x.Median.WakeupsPerOp), count(x.Median.CreatedPerOp), count(x.Median.SegsPerOp),
+			count(x.Median.DataSegsPerOp), count(x.Median.HostSegsPerOp), m, verdict)
+	}
+	t.flush()
+	fmt.Fprintln(w, "Wake-ups per cycle by where the woken goroutine waited (its first function outside the standard library, or its start):")
+	t = table(w, "what", "waited in", "wake-ups")
+	for _, x := range ms {
+		for _, site := range bySite(x.Median.WakeupsBy) {
+			t.row(x.Label, site.where, count(site.n))
+		}
+	}
+	t.flush()
+}
+
+// modulePrefix is left out of the function names of the report.
+const modulePrefix = "github.com/lamportledger/lamportledger/"
+
+// siteCount is wake-ups per cycle at one place.
+type siteCount struct {
+	where string
+	n     float64
+}
+
+// bySite returns the places of by, most wake-ups first; places with fewer
+// than 0.05 a cycle are added up as "other".
+func bySite(by map[string]float64) []siteCount {
+	var out []siteCount
+	var other float64
+	for where, n := range by {
+		if n < 0.05 {
+			other += n
+			continue
+		}
+		out = append(out, siteCount{strings.TrimPrefix(where, modulePrefix), n})
+	}
+	slices.SortFunc(out, func(a, b siteCount) int {
+		if c := cmp.Compare(b.n, a.n); c != 0 {
+			return c
+		}
+		return strings.Compare(a.where, b.where)
+	})
+	if other > 0 {
+		out = append(out, siteCount{"other", other})
+	}
+	return out
+}
+
+// writeMessages prints the messages section: one row per algorithm and
+// kind of load, and one per size that missed.
+func writeMessages(w io.Writer, ms []*Measurement) {
+	fmt.Fprintln(w, headMsgsAlgs)
+	type row struct{ alg, how string }
+	var order []row
+	sizes := map[row][]int{}
+	missed := map[row][]string{}
+	want := map[row]string{}
+	for _, x := range ms {
+		how := "uncontended"
+		if strings.HasSuffix(x.Key, "/contended") {
+			how = "contended"
+		}
+		r := row{x.Algorithm, how}
+		if _, ok := sizes[r]; !ok {
+			order = append(order, r)
+			want[r] = "3(N-1)"
+			if x.WantMsgs == float64(2*(x.N-1)) {
+				want[r] = "2(N-1)"
+			}
+		}
+		sizes[r] = append(sizes[r], x.N)
+		if !x.MsgsOK() {
+			missed[r] = append(missed[r], fmt.Sprintf("N=%d: %s", x.N, msgs(x)))
+		}
+	}
+	t := table(w, "algorithm", "load", "want", "sizes", "check")
+	for _, r := range order {
+		check := "ok"
+		if len(missed[r]) > 0 {
+			check = msgsMismatch + " " + strings.Join(missed[r], "; ")
+		}
+		t.row(r.alg, r.how, want[r], sizeList(sizes[r]), check)
+	}
+	t.flush()
+}
+
+// sizeList formats sizes, a run of consecutive ones as a-b.
+func sizeList(ns []int) string {
+	var parts []string
+	for i := 0; i < len(ns); {
+		j := i
+		for j+1 < len(ns) && ns[j+1] == ns[j]+1 {
+			j++
+		}
+		if j > i+1 {
+			parts = append(parts, fmt.Sprintf("%d-%d", ns[i], ns[j]))
+		} else {
+			for k := i; k <= j; k++ {
+				parts = append(parts, strconv.Itoa(ns[k]))
+			}
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ",")
+}
+
+// count formats a per-operation count; zero is "-".
+func count(v float64) string {
+	if v <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", v)
 }
 
 // tab is a table being written.

@@ -11,12 +11,19 @@ const (
 	secFloor       = "floor"
 	secUncontended = "uncontended"
 	secContended   = "contended"
+	secHandoff     = "handoff"
+	secCounts      = "counts"
 	secLedger      = "ledger"
 	secSweep       = "sweep"
+	secMessages    = "messages"
 )
 
 // allSections lists the sections in the order they run and print.
-var allSections = []string{secFloor, secUncontended, secContended, secLedger, secSweep}
+var allSections = []string{secFloor, secUncontended, secContended, secHandoff, secCounts, secLedger, secSweep, secMessages}
+
+// coreSections are the sections of -core: the figures of the mutex's
+// performance targets.
+var coreSections = []string{secFloor, secUncontended, secContended, secHandoff, secCounts, secMessages}
 
 // Sample is one run of one measurement. Fields that do not apply are zero.
 type Sample struct {
@@ -35,8 +42,21 @@ type Sample struct {
 	// GrantGap is the mean time between consecutive grants at different
 	// peers.
 	GrantGap time.Duration `json:"grant_gap_ns,omitempty"`
+	// WakeupsPerOp is goroutine wake-ups (runtime/trace) per operation, and
+	// CreatedPerOp goroutines created per operation.
+	WakeupsPerOp float64 `json:"wakeups_per_op,omitempty"`
+	CreatedPerOp float64 `json:"goroutines_created_per_op,omitempty"`
+	// WakeupsBy splits WakeupsPerOp by where the woken goroutine waited.
+	WakeupsBy map[string]float64 `json:"wakeups_per_op_by_site,omitempty"`
+	// SegsPerOp is TCP segments sent by this process's sockets per
+	// operation, DataSegsPerOp those of them carrying data, and
+	// HostSegsPerOp the machine's Tcp OutSegs per operation.
+	SegsPerOp     float64 `json:"segs_per_op,omitempty"`
+	DataSegsPerOp float64 `json:"data_segs_per_op,omitempty"`
+	HostSegsPerOp float64 `json:"host_out_segs_per_op,omitempty"`
 	// MsgsPerEntry is messages sent (all peers, Mutex.Stats) per lock entry
-	// in the window; MsgsExact reports that it is exactly 3(N-1).
+	// in the window; MsgsExact reports that it is exactly the algorithm's
+	// count (Measurement.WantMsgs).
 	MsgsPerEntry float64 `json:"msgs_per_entry,omitempty"`
 	MsgsExact    bool    `json:"msgs_exact,omitempty"`
 	// MsgsDetail breaks the counts down when MsgsExact is false.
@@ -58,14 +78,17 @@ type Measurement struct {
 	Label     string `json:"label"`
 	Transport string `json:"transport,omitempty"`
 	N         int    `json:"n,omitempty"`
-	// WantMsgs is the messages per entry Lamport's algorithm needs,
-	// 3(N-1), for lock measurements.
+	// Algorithm is the mutex's algorithm, where it is not Lamport's.
+	Algorithm string `json:"algorithm,omitempty"`
+	// WantMsgs is the messages per entry the algorithm needs, for lock
+	// measurements: 3(N-1) for Lamport's, 2(N-1) for Ricart-Agrawala.
 	WantMsgs float64  `json:"want_msgs_per_entry,omitempty"`
 	Median   Sample   `json:"median"`
 	Runs     []Sample `json:"runs"`
 }
 
-// MsgsOK reports whether every run sent exactly 3(N-1) messages per entry.
+// MsgsOK reports whether every run sent exactly WantMsgs messages per
+// entry.
 func (m *Measurement) MsgsOK() bool {
 	if m.WantMsgs == 0 {
 		return true
@@ -116,6 +139,23 @@ func (m *Measurement) summarize() {
 		Committed:      int64(math.Round(med(func(s Sample) float64 { return float64(s.Committed) }))),
 		Identical:      all(func(s Sample) bool { return s.Identical }),
 		BlocksPerEntry: med(func(s Sample) float64 { return s.BlocksPerEntry }),
+		WakeupsPerOp:   med(func(s Sample) float64 { return s.WakeupsPerOp }),
+		CreatedPerOp:   med(func(s Sample) float64 { return s.CreatedPerOp }),
+		SegsPerOp:      med(func(s Sample) float64 { return s.SegsPerOp }),
+		DataSegsPerOp:  med(func(s Sample) float64 { return s.DataSegsPerOp }),
+		HostSegsPerOp:  med(func(s Sample) float64 { return s.HostSegsPerOp }),
+	}
+	sites := map[string]bool{}
+	for _, r := range rs {
+		for where := range r.WakeupsBy {
+			sites[where] = true
+		}
+	}
+	for where := range sites {
+		if m.Median.WakeupsBy == nil {
+			m.Median.WakeupsBy = map[string]float64{}
+		}
+		m.Median.WakeupsBy[where] = med(func(s Sample) float64 { return s.WakeupsBy[where] })
 	}
 }
 
