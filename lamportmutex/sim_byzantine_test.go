@@ -3,18 +3,18 @@ package lamportmutex
 import "math/rand/v2"
 
 // injectByzantine returns a move in which the faulty member sends one
-// arbitrary message to an honest member: any kind, valid or not (but not PeerUp, which only a
-// transport makes), clocks from 0 to 2^64-1 with the edges around MaxClock,
-// the right or a forged incarnation, payloads where none belongs,
-// releases without requests, and now and then another member's id as the
-// recipient.
+// arbitrary message to an honest member: any kind, valid or not (but not
+// PeerUp or PeerDown, which only a transport makes), clocks from 0 to
+// 2^64-1 with the edges around MaxClock, the right or a forged incarnation,
+// payloads where none belongs, releases without requests, and now and then
+// another member's id as the recipient.
 func injectByzantine(c *cluster, rng *rand.Rand) move {
 	b := c.faulty
 	q := rng.IntN(len(c.ids) - 1)
 	if q >= b {
 		q++
 	}
-	kinds := []Kind{Request, Reply, Release, Hello, Data, 0, Data + 1, 255}
+	kinds := []Kind{Request, Reply, Release, Hello, Data, 0, PeerDown + 1, 255}
 	msg := Message{Kind: kinds[rng.IntN(len(kinds))], From: c.ids[b], To: c.ids[q]}
 	switch r := rng.IntN(400); {
 	case r < 80:

@@ -181,7 +181,7 @@ func (w *world) describe(mv move) string {
 // incarnation of its receiver that has ended, so a transport may drop it.
 func (w *world) droppable(from, to int) bool {
 	l := w.c.links[from][to]
-	return len(l) > 0 && l[0].msg.Kind != PeerUp && l[0].msg.Incarnation != uint64(w.c.inc[to])
+	return len(l) > 0 && l[0].msg.Kind != PeerUp && l[0].msg.Kind != PeerDown && l[0].msg.Incarnation != uint64(w.c.inc[to])
 }
 
 // canRequest, canWithdraw: whether peer p may make that move now.
@@ -416,6 +416,7 @@ func newWalk(sc *scenario, seed uint64, logf func(string, ...any)) (*walk, error
 	}
 	w.named = true
 	w.c.logf = logf
+	w.c.peerDowns = true
 	wk := &walk{world: w, sc: sc, rng: rng, n: n, faulty: -1}
 	if len(sc.crashPct) > 0 {
 		wk.crashPct = sc.crashPct[rng.IntN(len(sc.crashPct))]

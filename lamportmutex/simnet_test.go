@@ -32,7 +32,11 @@ type cluster struct {
 	logf   func(string, ...any) // optional narration of every event
 	opts   []MachineOption      // for every Machine, restarted ones too
 	shared []bool               // per peer: its Machine is shared with a clone (explorer; see mutable)
-	app    application          // optional: an application on top (sim_chain_test.go)
+	// peerDowns: a crash puts a PEERDOWN of the dead incarnation before the
+	// PEERUP of the new one on each link out of it (the walk; the Machine
+	// ignores PEERDOWN, so the explorer leaves it out).
+	peerDowns bool
+	app       application // optional: an application on top (sim_chain_test.go)
 
 	// A faulty member (the Byzantine simulation): its index or -1. Honest
 	// receivers quarantine it on a protocol violation as a Mutex does:
@@ -182,7 +186,7 @@ func (c *cluster) send(p int, out []Message) error {
 			return fmt.Errorf("peer %s sent a message as %q: %v", c.ids[p], m.From, m)
 		case q < 0 || q == p:
 			return fmt.Errorf("peer %s sent a message to a non-peer: %v", c.ids[p], m)
-		case m.Kind == PeerUp || !m.Kind.Valid():
+		case m.Kind == PeerUp || m.Kind == PeerDown || !m.Kind.Valid():
 			return fmt.Errorf("peer %s sent a message of kind %v", c.ids[p], m.Kind)
 		}
 		// A request resent to a new incarnation keeps its original stamp,
@@ -373,6 +377,7 @@ func (c *cluster) release(p int, payload []byte) error {
 //     them); either way the new p first receives PeerUp(q).
 func (c *cluster) crash(p int, keep []int, dropIn []bool) error {
 	var err error
+	down := Message{Kind: PeerDown, From: c.ids[p], Incarnation: uint64(c.inc[p])}
 	c.inc[p]++
 	c.ms[p], err = NewMachine(c.ids[p], c.ids, uint64(c.inc[p]), c.opts...)
 	if err != nil {
@@ -398,7 +403,12 @@ func (c *cluster) crash(p int, keep []int, dropIn []bool) error {
 		if len(out) > k {
 			c.say("  lost on %s->%s: %d messages", c.ids[p], c.ids[q], len(out)-k)
 		}
-		c.links[p][q] = append(out[:k:k], c.envelope(c.peerUp(p, q), q))
+		out = out[:k:k]
+		if c.peerDowns {
+			down.To = c.ids[q]
+			out = append(out, c.envelope(down, q))
+		}
+		c.links[p][q] = append(out, c.envelope(c.peerUp(p, q), q))
 
 		in := c.links[q][p]
 		if dropIn[q] {
