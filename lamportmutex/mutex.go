@@ -30,8 +30,10 @@ type Mutex struct {
 	done    chan struct{} // closed once the Mutex stops
 	closed  atomic.Bool   // set, under mu, just before done closes
 
-	// cb makes the application's callbacks run one at a time.
-	cb sync.Mutex
+	// cb makes the application's callbacks run one at a time, and none
+	// after Close: Close sets muted under it.
+	cb    sync.Mutex
+	muted bool
 
 	// Quarantine's requests, which may come while mu is held (from Trace),
 	// and the incarnations they name: cur[peer] is set at each PeerUp the
@@ -270,23 +272,30 @@ func (m *Mutex) Quarantine(peer string, cause error) {
 		m.qpending.Store(true)
 	}
 	m.qmu.Unlock()
-	if up && m.mu.TryLock() { // else the step that holds mu applies it
-		m.applyQuarantines()
-		m.mu.Unlock()
+	if up && m.mu.TryLock() { // else the holder of mu applies it (unlockState)
+		m.unlockState()
 	}
 }
 
-// lock takes mu and applies pending Quarantine requests; unlock applies
-// those that came meanwhile and releases mu. Every step of the Mutex runs
-// between the two, so a request takes effect before the next step.
+// lockState takes mu and applies pending Quarantine requests; unlockState
+// applies those that came meanwhile and releases mu. Every step of the
+// Mutex runs between the two, so a request takes effect before the next
+// step. A request made while mu is held is left to its holder: after
+// releasing mu, unlockState looks again, and applies one that came just
+// then unless mu has another holder, who will.
 func (m *Mutex) lockState() {
 	m.mu.Lock()
 	m.applyQuarantines()
 }
 
 func (m *Mutex) unlockState() {
-	m.applyQuarantines()
-	m.mu.Unlock()
+	for {
+		m.applyQuarantines()
+		m.mu.Unlock()
+		if !m.qpending.Load() || !m.mu.TryLock() {
+			return
+		}
+	}
 }
 
 // applyQuarantines carries out Quarantine's requests whose incarnation is
@@ -340,7 +349,9 @@ func (m *Mutex) Err() error {
 // that is running returns. Then it waits, up to ctx, for the Transport to
 // have delivered what the Mutex sent (Transport.Flush), and returns ctx's
 // error if that did not happen in time. It does not close the Transport.
-// A second Close returns nil. Close must not be called from a callback.
+// A second Close, or a Close after the Mutex stopped by itself, returns
+// nil once a callback that is running returns. Close must not be called
+// from a callback.
 //
 // Close does not release a lock that a caller holds (Unlock was not
 // called): a release without the holder's payload would let the next
@@ -351,14 +362,17 @@ func (m *Mutex) Err() error {
 // returned yet, say because its ctx ended just then, is released.)
 func (m *Mutex) Close(ctx context.Context) error {
 	m.lockState()
-	if m.closed.Load() {
-		m.unlockState()
-		return nil
+	stopped := m.closed.Load() // by another Close, or by itself
+	if !stopped {
+		m.shutdown()
 	}
-	m.shutdown()
 	m.unlockState()
 	m.cb.Lock() // a callback that is running returns; none starts after
+	m.muted = true
 	m.cb.Unlock()
+	if stopped {
+		return nil
+	}
 	if err := m.cfg.Transport.Flush(ctx); err != nil && !errors.Is(err, ErrClosed) {
 		return fmt.Errorf("lamportmutex: close: what was sent is not delivered: %w", err)
 	}
@@ -436,11 +450,20 @@ func call2(f func(string, []byte) error, msg Message) error {
 }
 
 // callback runs f, the application's handling of msg, outside mu and one
-// at a time. An error quarantines the sender. It reports whether f ran and
-// accepted msg.
+// at a time, unless the Mutex stopped or (but for a PeerUp) msg's sender
+// was quarantined before msg's turn came. An error quarantines the sender.
+// It reports whether f ran and accepted msg.
 func (m *Mutex) callback(msg Message, f func() error) bool {
 	m.cb.Lock()
-	if m.closed.Load() {
+	// An earlier callback may have closed the Mutex or quarantined the
+	// sender while msg waited for its turn. (A PeerUp is still reported:
+	// the application learns of the restart even if it already refused
+	// the new incarnation.)
+	m.lockState()
+	_, banned := m.banned[msg.From]
+	gone := m.muted || m.closed.Load() || (banned && msg.Kind != PeerUp)
+	m.unlockState()
+	if gone {
 		m.cb.Unlock()
 		return false
 	}
@@ -690,7 +713,9 @@ func (m *Mutex) shutdown() {
 		select {
 		case <-m.holder.result:
 			// The grant never reached its caller (its ctx ended, or it had
-			// not run yet): nobody holds the lock, so it is released below.
+			// not run yet): nobody holds the lock, so it is released below,
+			// and a caller still waiting gets ErrClosed in its place.
+			m.holder.result <- lockResult{err: ErrClosed}
 			m.holder = nil
 		default:
 		}

@@ -27,6 +27,7 @@ type cliArgs struct {
 	verbose   bool
 	batch     int
 	algorithm string
+	http      string
 	client    string // "" runs every client in this process
 
 	balanceSet, dataSet bool // given on the command line
@@ -61,6 +62,7 @@ func newFlagSet(a *cliArgs) *flag.FlagSet {
 	fs.BoolVar(&a.verbose, "v", false, "log every connection event to stderr (refusals and broken connections are always logged)")
 	fs.IntVar(&a.batch, "batch", ledger.DefaultMaxBatch, fmt.Sprintf("most transfers committed in one entry of the mutex, 1 to %d; 1 takes the mutex once per transfer, as in the course", ledger.MaxBatch))
 	fs.StringVar(&a.algorithm, "algorithm", "lamport", "mutual exclusion algorithm: lamport or ricart-agrawala (every client must use the same)")
+	fs.StringVar(&a.http, "http", "", "serve a live page of the clients (space-time diagram, queues, chains, a command form), /metrics and /debug/pprof on this address, e.g. 127.0.0.1:8080")
 	return fs
 }
 

@@ -40,6 +40,8 @@ type options struct {
 	// by listenAll before any client starts. startClient hands a client's
 	// to its transport, or closes it if it fails before.
 	listeners map[string]net.Listener
+	// live is the -http page's hub; nil without -http.
+	live *liveHub
 	// local holds the ids of this process's clients.
 	local  map[string]bool
 	out    *printer
@@ -163,12 +165,15 @@ func startClient(id string, opts options) (_ *client, err error) {
 	c.clock.Store(cfg.StartClock)
 	cfg.Trace = c.onTrace
 	c.mu, err = lamportmutex.New(cfg)
+	if err == nil && opts.live != nil {
+		opts.live.attach(c)
+	}
 	if err != nil {
 		_ = c.tcp.Close(context.Background())
 		_ = c.node.Close()
 		return nil, err
 	}
-	if err := c.node.SetLocker(c.mu); err != nil {
+	if err := c.node.SetLocker(c.locker()); err != nil {
 		c.close()
 		return nil, err
 	}
@@ -319,6 +324,9 @@ func (c *client) disconnected(ids []string) string {
 }
 
 func (c *client) onEvent(ev ledger.Event) {
+	if c.opts.live != nil {
+		c.opts.live.ledgerEvent(c.id, ev)
+	}
 	switch ev.Kind {
 	case ledger.EventBlockInserted:
 		if !ev.Local && !(c.sibling(ev.Block.Transfer.From) && !ev.Fetched) { // a sibling's transfer line says where its block is
@@ -347,6 +355,9 @@ func (c *client) onEvent(ev ledger.Event) {
 // -trace, prints the event. It runs on the mutex's goroutine: it never
 // waits.
 func (c *client) onTrace(ev lamportmutex.Event) {
+	if c.opts.live != nil {
+		c.opts.live.trace(c.id, ev)
+	}
 	c.clock.Store(ev.Clock)
 	if ev.Message.Kind == lamportmutex.PeerUp {
 		select {

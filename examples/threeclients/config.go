@@ -387,6 +387,11 @@ func resolve(a cliArgs) (options, []string, error) {
 	if err := checkExposure(opts.peers, a.tlsDir != "", a.insecure); err != nil {
 		return options{}, nil, err
 	}
+	if a.http != "" {
+		if err := checkHTTPAddr(a.http, a.insecure); err != nil {
+			return options{}, nil, err
+		}
+	}
 	if a.client == "" {
 		return opts, opts.members, nil
 	}

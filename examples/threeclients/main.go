@@ -25,6 +25,11 @@
 //
 // Each certificate's key also signs the blocks its client appends.
 //
+// With -http 127.0.0.1:8080 the process also serves a live page of its
+// clients (a space-time diagram of their messages, their queues, chains and
+// balances, and a command line), Prometheus metrics at /metrics and Go's
+// profiles at /debug/pprof/.
+//
 // Type help for the commands. See the README for flags and a sample session.
 package main
 
@@ -69,6 +74,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if editor != nil {
 		defer editor.Close() // after the printers below have written everything
 	}
+	var live *liveHub
+	if a.http != "" {
+		live = newLiveHub()
+		stdout = io.MultiWriter(stdout, live) // the page shows the output too
+	}
 	out, errOut := newPrinter(stdout), newPrinter(stderr)
 	defer errOut.close()
 	defer out.close()
@@ -82,6 +92,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return fail("%v", err)
 	}
 	opts.out = out
+	opts.live = live
 	level := slog.LevelWarn
 	if a.verbose {
 		level = slog.LevelInfo
@@ -101,6 +112,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if a.insecure {
 		errOut.raw("threeclients: -insecure: TLS is off; peers are not authenticated and the network sees every message (blocks are still signed with the keys in " + opts.ids.dir + ")\n")
+	}
+
+	if live != nil {
+		srv, err := startLiveServer(a.http, live, opts.members, ids)
+		if err != nil {
+			for _, ln := range opts.listeners {
+				_ = ln.Close()
+			}
+			return fail("%v", err)
+		}
+		defer srv.close()
+		out.raw("live page at " + srv.URL() + " (also /metrics and /debug/pprof/)\n")
 	}
 
 	opts.local = map[string]bool{}
@@ -138,6 +161,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		plain := make(chan inputLine)
 		go readLines(stdin, maxLine, plain) // ends with the process; a blocked read cannot be interrupted
 		lines = plain
+	}
+	if live != nil {
+		mergeCtx, stopMerge := context.WithCancel(ctx)
+		defer stopMerge()
+		lines = live.mergeLines(mergeCtx, lines)
 	}
 	newSession(ctx, opts, ids, clients).run(lines, isTerminal(stdin) && editor == nil) // the editor draws its own prompt
 	return 0
