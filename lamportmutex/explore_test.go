@@ -3,108 +3,269 @@ package lamportmutex
 import (
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
-// explorer visits every state reachable from n freshly started Machines
-// (every link carrying its first-contact PeerUp) in which each peer makes up
-// to budget requests, and up to withdrawals of them are withdrawn while
-// waiting. States are deduplicated by a canonical encoding of every
-// Machine's fields, every link's queue, the budgets and the checker's
-// memory. Every state is checked; a state with no move left must have no
+// explorer visits every state reachable in a world of a scenario: fresh
+// Machines (every link carrying its first-contact PEERUP, or after first
+// contact if booted), each peer making up to sc.entries requests, up to
+// sc.withdrawals withdrawn while waiting, up to sc.crashes crashes in every
+// way the Transport contract allows (statekey_test.go), and the transport
+// dropping any message addressed to a dead incarnation. Every state is
+// checked; a state where nothing but a crash can happen must have no
 // request outstanding (no deadlock, every request granted).
+//
+// Two reductions keep the count of states down, each sound for what is
+// checked (the arguments are at stateKeyer and ampleCandidates):
+//   - States equal up to a renaming of peers that keeps every comparison
+//     the rules can still make are one state (symmetry).
+//   - Where some peers' moves are independent of everything the others can
+//     do before they move, and none of them grants or releases, only those
+//     peers' moves are taken (partial-order reduction).
 type explorer struct {
-	n           int
-	budget      int  // requests per peer
-	withdrawals int  // withdrawals in all
-	broken      bool // fault: Machines ignore the latest rule
-	reorder     bool // fault: links deliver any queued message
-	limit       int  // stop with errStateLimit after this many states (0: none)
-	booted      bool // start after first contact: every PeerUp and its REPLY delivered, in a fixed order
-	ra          bool // the Machines run Ricart-Agrawala
+	sc     *scenario
+	reduce bool // symmetry and partial-order reduction
 
-	seen  map[[16]byte]struct{} // 128-bit hashes of canonical state encodings
-	path  []move                // moves from the initial state to the current one
-	terms int                   // terminal states
-	hash  *stateHasher
+	seen     map[[16]byte]struct{} // 128-bit keys of the states visited
+	keys     *stateKeyer
+	path     []move // moves from the initial state to the current one
+	terms    int    // terminal states
+	limit    int    // stop with errStateLimit after this many states (0: none)
+	start    *world
+	explored int                        // transitions taken
+	reduced  int                        // states expanded by an ample set
+	progress func(states, explored int) // if set, called every 2^20 states
 }
 
 var errStateLimit = errors.New("state limit reached")
 
-// xstate is one global state.
-type xstate struct {
-	c       *cluster
-	k       *checker
-	budget  []int
-	withdr  int
-	entries int
-}
+func newExplorer(sc *scenario) *explorer { return &explorer{sc: sc, reduce: true} }
 
-// move is one transition.
-type move struct {
-	kind     byte // 'd' deliver, 'r' request, 'l' release, 'w' withdraw
-	from, to int  // deliver: link; others: from is the peer
-	i        int  // deliver: position in the link
+func (x *explorer) states() int { return len(x.seen) }
+
+func (x *explorer) newStart() (*world, error) {
+	w, err := newWorld(x.sc, x.sc.peers[0], x.sc.algos[0], false)
+	if err != nil {
+		return nil, err
+	}
+	for p := range w.budget {
+		w.budget[p] = x.sc.entries
+	}
+	w.withdrawals, w.crashes = x.sc.withdrawals, x.sc.crashes
+	if !x.sc.withdraw {
+		w.withdrawals = 0
+	}
+	return w, nil
 }
 
 func (x *explorer) run() error {
-	c, err := newCluster(peerIDs(x.n), x.broken, false, simConfig{ra: x.ra}.options()...)
+	w, err := x.newStart()
 	if err != nil {
 		return err
 	}
-	if x.booted {
-		if err := boot(c); err != nil {
-			return err
-		}
-	}
-	s := &xstate{c: c, k: newChecker(x.n), budget: make([]int, x.n), withdr: x.withdrawals}
-	for i := range s.budget {
-		s.budget[i] = x.budget
-	}
+	x.start = w.clone()
 	x.seen = make(map[[16]byte]struct{})
-	x.hash = newStateHasher()
-	return x.dfs(s)
+	x.keys = newStateKeyer(len(w.c.ids), x.reduce)
+	if err := w.k.check(w.c); err != nil {
+		return x.fail(err, w)
+	}
+	x.seen[x.keys.key(w)] = struct{}{}
+	return x.dfs(w)
 }
 
-func (x *explorer) dfs(s *xstate) error {
-	key := x.key(s)
-	if _, ok := x.seen[key]; ok {
-		return nil
+// successor is a move and the world after it.
+type successor struct {
+	mv move
+	w  *world
+}
+
+// dfs explores every state reachable from w, which has been checked and
+// recorded as seen.
+func (x *explorer) dfs(w *world) error {
+	succ, terminal, err := x.successors(w)
+	if err != nil {
+		return err
 	}
-	x.seen[key] = struct{}{}
-	if x.limit > 0 && len(x.seen) > x.limit {
-		return errStateLimit
-	}
-	moves := x.moves(s)
-	if len(moves) == 0 {
+	if terminal {
 		x.terms++
-		for _, m := range s.c.ms {
+		for _, m := range w.c.ms {
 			if outstanding(m) {
-				return x.fail(fmt.Errorf("deadlock: no move left but %s", machineString(m)), s)
+				return x.fail(fmt.Errorf("deadlock: nothing but a crash can happen, but %s", machineString(m)), w)
 			}
 		}
-		return nil
 	}
-	for _, mv := range moves {
-		t := &xstate{c: s.c.clone(), k: s.k.clone(), budget: append([]int(nil), s.budget...), withdr: s.withdr, entries: s.entries}
-		x.path = append(x.path, mv)
-		err := t.apply(mv)
-		if err == nil {
-			err = t.k.check(t.c)
+	for _, s := range succ {
+		key := x.keys.key(s.w)
+		if _, ok := x.seen[key]; ok {
+			continue
 		}
-		if err != nil {
-			return x.fail(err, t)
+		x.seen[key] = struct{}{}
+		if x.limit > 0 && len(x.seen) > x.limit {
+			return errStateLimit
 		}
-		if err := x.dfs(t); err != nil {
+		if x.progress != nil && len(x.seen)%(1<<20) == 0 {
+			x.progress(len(x.seen), x.explored)
+		}
+		x.path = append(x.path, s.mv)
+		if err := x.dfs(s.w); err != nil {
 			return err
 		}
 		x.path = x.path[:len(x.path)-1]
 	}
 	return nil
+}
+
+// successors returns the moves to take from w and the worlds after them,
+// each checked; terminal reports that no move other than a crash is
+// enabled.
+func (x *explorer) successors(w *world) (succ []successor, terminal bool, err error) {
+	sc := x.sc
+	n := len(w.c.ids)
+	take := func(mvs []move) error {
+		for _, mv := range mvs {
+			t := w.clone()
+			x.explored++
+			x.path = append(x.path, mv)
+			err := t.apply(mv)
+			if err == nil {
+				err = t.k.check(t.c)
+			}
+			x.path = x.path[:len(x.path)-1]
+			if err != nil {
+				return x.failAfter(err, mv, t)
+			}
+			succ = append(succ, successor{mv, t})
+		}
+		return nil
+	}
+	if x.reduce {
+		for _, cand := range ampleCandidates(w, sc) {
+			if err := take(cand.moves); err != nil {
+				return nil, false, err
+			}
+			if invisible(w, succ, cand.peers) {
+				x.reduced++
+				return succ, false, nil
+			}
+			succ = succ[:0]
+		}
+	}
+	var all []move
+	for p := range n {
+		all = append(all, w.receiveMoves(p, sc)...)
+		all = append(all, w.localMoves(p, sc)...)
+	}
+	terminal = len(all) == 0
+	if w.crashes > 0 {
+		for p := range n {
+			all = append(all, w.crashMoves(p)...)
+		}
+	}
+	return succ, terminal, take(all)
+}
+
+// candidate is a set of peers whose moves may be taken alone.
+type candidate struct {
+	peers []bool
+	moves []move
+}
+
+// ampleCandidates returns, fewest moves first, the sets of peers whose
+// moves may be taken alone from w, ignoring for now the other peers' moves,
+// if none of those moves turns out visible (see invisible). This is
+// partial-order reduction (the ample sets of Peled; Clarke, Grumberg and
+// Peled, "Model Checking", ch. 10), with a set of peers S closed as
+// stubborn sets are, and is sound when, from w:
+//
+//   - C0: S has a move.
+//   - C1: along every path from w, no move that depends on a move of S
+//     happens before some move of S. Moves of different peers are
+//     independent: a move of q changes only q's Machine, pops the head of a
+//     link into q and appends to links out of q, and appending to a
+//     non-empty FIFO link commutes with popping its head. So what could
+//     break C1 is a move of a member of S that is not enabled now and is
+//     enabled by a peer outside S: a delivery on a link into S that is
+//     empty now. Hence S is closed: a peer with an empty link into a member
+//     is a member. Then every delivery a member will see before S moves is
+//     enabled now, and in the set; its own requests, releases and
+//     withdrawals nobody else enables. A withdrawal depends on the others'
+//     through the shared count of withdrawals, so no member may have one
+//     enabled. A crash touches every peer's links, so none may be left. And
+//     the reordering variant lets any message overtake: it is explored in
+//     full.
+//   - C2: no move of S is visible: none grants or releases (invisible).
+//     The checker reads only holders, the tokens of grants, and, at a
+//     grant, the links into the new holder for RELEASEs with payloads,
+//     which only a release (visible) sends; so an invisible move of S also
+//     commutes with the checker's work on a move outside S.
+//   - C3: there is no cycle to close: every move consumes a budget or
+//     delivers a message, and only moves that consume a budget make
+//     messages, so every path is finite.
+//
+// Under C0 to C3, every violation of a checked invariant and every
+// deadlock that a path from w reaches is reached by a path whose first
+// move is one of S's, with the same sequence of grants and releases: move
+// the first of S's moves on the path to the front (C1 lets it commute with
+// every move before it; C2 keeps the holders and the checker's findings
+// unchanged at each step), or, if the path has none, prefix any move of S,
+// which stays enabled throughout by C1 (a deadlock has no move enabled, so
+// every path to one has a move of S).
+func ampleCandidates(w *world, sc *scenario) []candidate {
+	if w.crashes > 0 || sc.variant == variantReorder {
+		return nil
+	}
+	n := len(w.c.ids)
+	var out []candidate
+	for p := range n {
+		in := make([]bool, n)
+		in[p] = true
+		for grew := true; grew; {
+			grew = false
+			for q := range n {
+				for r := range n {
+					if in[q] && !in[r] && r != q && len(w.c.links[r][q]) == 0 {
+						in[r], grew = true, true
+					}
+				}
+			}
+		}
+		var mvs []move
+		size, ok := 0, true
+		for q := range n {
+			if in[q] {
+				size++
+				ok = ok && !(sc.withdraw && w.canWithdraw(q))
+				mvs = append(mvs, w.receiveMoves(q, sc)...)
+				mvs = append(mvs, w.localMoves(q, sc)...)
+			}
+		}
+		if !ok || size == n || len(mvs) == 0 || slices.ContainsFunc(out, func(c candidate) bool { return slices.Equal(c.peers, in) }) {
+			continue
+		}
+		out = append(out, candidate{peers: in, moves: mvs})
+	}
+	slices.SortStableFunc(out, func(a, b candidate) int { return len(a.moves) - len(b.moves) })
+	return out
+}
+
+// invisible reports whether no successor changed which Machine holds the
+// lock (C2 of ampleCandidates). Only members' Machines change in any of
+// them; a member's move acts on it alike whatever the others did meanwhile
+// (until S moves, its Machine and the heads of the links into it stay as
+// they are), so a move invisible at w is invisible wherever the paths in
+// the argument take it.
+func invisible(w *world, succ []successor, members []bool) bool {
+	for _, s := range succ {
+		for p, in := range members {
+			if in && s.w.c.ms[p].Held() != w.c.ms[p].Held() {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // exploreError carries the trace to a violation.
@@ -120,157 +281,100 @@ func (e *exploreError) Error() string {
 
 func (e *exploreError) Unwrap() error { return e.err }
 
-func (x *explorer) fail(err error, s *xstate) error {
+// failAfter reports err found after taking mv from the current path.
+func (x *explorer) failAfter(err error, mv move, w *world) error {
+	x.path = append(x.path, mv)
+	return x.fail(err, w)
+}
+
+// fail reports err in world w, reached by the current path.
+func (x *explorer) fail(err error, w *world) error {
 	var b strings.Builder
-	for _, m := range s.c.ms {
+	for _, m := range w.c.ms {
 		b.WriteString("  " + machineString(m) + "\n")
 	}
-	for f := range s.c.ids {
-		for t := range s.c.ids {
-			if len(s.c.links[f][t]) > 0 {
-				b.WriteString("  " + s.c.linkString(f, t) + "\n")
+	for f := range w.c.ids {
+		for t := range w.c.ids {
+			if len(w.c.links[f][t]) > 0 {
+				b.WriteString("  " + w.c.linkString(f, t) + "\n")
 			}
 		}
 	}
-	return &exploreError{err: err, trace: x.describePath(), state: b.String()}
-}
-
-// describePath replays the current path from the initial state to name
-// every move.
-func (x *explorer) describePath() []string {
-	c, err := newCluster(peerIDs(x.n), x.broken, false, simConfig{ra: x.ra}.options()...)
-	if err != nil {
-		return []string{err.Error()}
+	// Replay the path from the start to name every move.
+	r := x.start.clone()
+	var trace []string
+	if x.sc.booted {
+		trace = append(trace, "(booted: first contact over)")
 	}
-	if x.booted {
-		if err := boot(c); err != nil {
-			return []string{err.Error()}
-		}
-	}
-	s := &xstate{c: c, k: newChecker(x.n), budget: make([]int, x.n)}
-	out := []string{"(booted: every PeerUp and its REPLY delivered)"}
 	for _, mv := range x.path {
-		out = append(out, s.describe(mv))
-		_ = s.apply(mv)
+		trace = append(trace, r.describe(mv))
+		_ = r.apply(mv)
 	}
-	return out
+	return &exploreError{err: err, trace: trace, state: b.String()}
 }
 
-func (x *explorer) moves(s *xstate) []move {
-	var out []move
-	c := s.c
-	for f := range c.ids {
-		for t := range c.ids {
-			l := len(c.links[f][t])
-			if l == 0 {
-				continue
-			}
-			last := 0
-			if x.reorder {
-				last = l - 1
-			}
-			for i := 0; i <= last; i++ {
-				out = append(out, move{kind: 'd', from: f, to: t, i: i})
-			}
+// TestExploreEveryInterleaving explores every interleaving of the small
+// groups in the scenario table: never two holders, grants in token order,
+// payloads handled before the next entry, and no deadlock, in every state.
+// The scenarios marked slow skip themselves under -short or -race, and
+// the soak ones run only with LAMPORT_SOAK set (any value).
+func TestExploreEveryInterleaving(t *testing.T) {
+	_, soak := envUint(t, envSoak)
+	for i := range scenarios {
+		sc := &scenarios[i]
+		if !sc.explore || sc.variant != variantNone {
+			continue
 		}
-	}
-	for p, m := range c.ms {
-		switch {
-		case m.Held():
-			out = append(out, move{kind: 'l', from: p})
-		case m.Requesting():
-			if s.withdr > 0 {
-				out = append(out, move{kind: 'w', from: p})
-			}
-		case s.budget[p] > 0:
-			out = append(out, move{kind: 'r', from: p})
-		}
-	}
-	return out
-}
-
-func (s *xstate) describe(mv move) string {
-	c := s.c
-	switch mv.kind {
-	case 'd':
-		e := c.links[mv.from][mv.to][mv.i]
-		if mv.i > 0 {
-			return fmt.Sprintf("deliver %v (position %d: out of order)", e.msg, mv.i)
-		}
-		return fmt.Sprintf("deliver %v", e.msg)
-	case 'r':
-		return "request " + c.ids[mv.from]
-	case 'l':
-		return "release " + c.ids[mv.from]
-	default:
-		return "withdraw " + c.ids[mv.from]
-	}
-}
-
-func (s *xstate) apply(mv move) error {
-	switch mv.kind {
-	case 'd':
-		return s.c.deliver(mv.from, mv.to, mv.i)
-	case 'r':
-		s.budget[mv.from]--
-		return s.c.request(mv.from)
-	case 'l':
-		s.entries++
-		return s.c.release(mv.from, fmt.Appendf(nil, "e%d", s.entries))
-	default:
-		s.withdr--
-		return s.c.release(mv.from, nil)
-	}
-}
-
-func (x *explorer) key(s *xstate) [16]byte {
-	return x.hash.key(s.c, s.k, append(slices.Clone(s.budget), s.withdr, s.entries)...)
-}
-
-// TestExplore explores every interleaving of small configurations. Two
-// peers start from first contact (every link carrying its PeerUp), so
-// requests race the handshake; three peers start once first contact is
-// over. The three-peer runs are skipped with -short and, under -race,
-// unless LAMPORT_EXPLORE_BIG=1; LAMPORT_EXPLORE_BIG=1 also adds the largest.
-func TestExplore(t *testing.T) {
-	type config struct {
-		n, budget, withdrawals int
-		booted                 bool
-		heavy, big             bool
-		ra                     bool
-	}
-	configs := []config{
-		{n: 2, budget: 1},
-		{n: 2, budget: 2},
-		{n: 2, budget: 3},
-		{n: 2, budget: 2, withdrawals: 1},
-		{n: 3, budget: 1, booted: true, heavy: true},
-		{n: 3, budget: 1, withdrawals: 1, booted: true, big: true},
-		{n: 3, budget: 2, booted: true, big: true},
-		{n: 2, budget: 2, ra: true},
-		{n: 2, budget: 3, ra: true},
-		{n: 2, budget: 2, withdrawals: 1, ra: true},
-		{n: 3, budget: 1, booted: true, heavy: true, ra: true},
-	}
-	big := os.Getenv("LAMPORT_EXPLORE_BIG") != ""
-	for _, cf := range configs {
-		name := fmt.Sprintf("peers=%d/entries=%d/withdrawals=%d/booted=%v", cf.n, cf.budget, cf.withdrawals, cf.booted)
-		if cf.ra {
-			name = "ricart-agrawala/" + name
-		}
-		t.Run(name, func(t *testing.T) {
+		t.Run(sc.name, func(t *testing.T) {
 			switch {
-			case cf.big && !big:
-				t.Skip("large: set LAMPORT_EXPLORE_BIG=1")
-			case cf.heavy && !big && (testing.Short() || raceEnabled):
-				t.Skip("slow under -short or -race: set LAMPORT_EXPLORE_BIG=1")
+			case sc.soak && !soak:
+				t.Skip("large: set " + envSoak)
+			case sc.slow && !soak && (testing.Short() || raceEnabled):
+				t.Skip("slow under -short or -race: set " + envSoak)
 			}
 			start := time.Now()
-			x := &explorer{n: cf.n, budget: cf.budget, withdrawals: cf.withdrawals, booted: cf.booted, ra: cf.ra}
-			if err := x.run(); err != nil {
-				t.Fatalf("after %d states: %v", len(x.seen), err)
+			x := newExplorer(sc)
+			if soak {
+				x.progress = func(states, explored int) {
+					t.Logf("%d states, %d transitions, %v", states, explored, time.Since(start).Round(time.Second))
+				}
 			}
-			t.Logf("%s: %d distinct states, %d terminal, in %v", name, len(x.seen), x.terms, time.Since(start).Round(time.Millisecond))
+			if err := x.run(); err != nil {
+				t.Fatalf("after %d states: %v", x.states(), err)
+			}
+			t.Logf("%s: %d distinct states, %d terminal, %d transitions, %d states expanded by an ample set, in %v",
+				sc.name, x.states(), x.terms, x.explored, x.reduced, time.Since(start).Round(time.Millisecond))
 		})
 	}
+}
+
+// TestExploreReductionsKeepVerdicts explores small groups with and without
+// the reductions: the reduced runs visit fewer states and both pass, and
+// both catch the broken entry rule.
+func TestExploreReductionsKeepVerdicts(t *testing.T) {
+	for _, name := range []string{"lamport/peers=2/entries=2/withdrawals=1", "ricart-agrawala/peers=2/entries=2", "lamport/peers=2/entries=1/crashes=1", "explore/enter-early", "explore/enter-early/ricart-agrawala"} {
+		t.Run(name, func(t *testing.T) {
+			sc := scenarioNamed(t, name)
+			full, reduced := newExplorer(sc), newExplorer(sc)
+			full.reduce = false
+			errFull, errReduced := full.run(), reduced.run()
+			if (errFull == nil) != (errReduced == nil) {
+				t.Fatalf("full: %v\nreduced: %v", errFull, errReduced)
+			}
+			if errFull == nil && reduced.states() > full.states() {
+				t.Errorf("reduced %d states > full %d", reduced.states(), full.states())
+			}
+			t.Logf("full %d states, reduced %d", full.states(), reduced.states())
+		})
+	}
+}
+
+func scenarioNamed(t *testing.T, name string) *scenario {
+	for i := range scenarios {
+		if scenarios[i].name == name && scenarios[i].explore {
+			return &scenarios[i]
+		}
+	}
+	t.Fatalf("no scenario %q", name)
+	return nil
 }

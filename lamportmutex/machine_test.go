@@ -93,7 +93,7 @@ func TestMachinePeerIncarnation(t *testing.T) {
 // that changes nothing; one ordered after it is queued behind it. While we
 // only wait, an earlier REQUEST is queued ahead of ours.
 func TestMachineRefusesEarlierRequestWhileHeld(t *testing.T) {
-	c, err := newCluster(peerIDs(3), false, true)
+	c, err := newCluster(peerIDs(3), true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,8 +24,6 @@ package lamportmutex
 
 import (
 	"fmt"
-	"math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -337,151 +335,9 @@ func parseBlocks(s string) ([]chainBlock, error) {
 	return out, nil
 }
 
-// runChainSim runs one seed of the simulation with the chain on top and
-// returns the steps taken and the blocks committed.
-func runChainSim(seed uint64, cfg simConfig, logf func(string, ...any)) (int, int, error) {
-	rng := rand.New(rand.NewPCG(seed, seed^0x51ed2701))
-	c, err := newCluster(peerIDs(cfg.n), false, true, cfg.options()...)
-	if err != nil {
-		return 0, 0, err
-	}
-	c.logf = logf
-	app := newChainApp(c)
-	app.noSync = cfg.noSync
-	k := newChecker(cfg.n)
-	deliver := func() (bool, error) {
-		f, t, ok := c.randomLink(rng)
-		if !ok {
-			return false, nil
-		}
-		return true, c.deliver(f, t, 0)
-	}
-	// release: the holder appends once it is synced; until then the
-	// network moves on.
-	release := func(p int) error {
-		ok, err := app.ready(p)
-		if err != nil || ok {
-			if err == nil {
-				err = app.commit(p)
-			}
-			return err
-		}
-		if moved, err := deliver(); err != nil || moved {
-			return err
-		}
-		return fmt.Errorf("holder %s waits for its sync round, and nothing is in flight", c.ids[p])
-	}
-	crashPct := 2 + rng.IntN(6)
-	step := func() error {
-		r := rng.IntN(100)
-		switch {
-		case r < 55:
-		case r < 72:
-			for _, p := range rng.Perm(cfg.n) {
-				if !c.ms[p].Requesting() {
-					return c.request(p)
-				}
-			}
-		case r < 90:
-			if p := c.holder(); p >= 0 {
-				return release(p)
-			}
-		case r < 90+crashPct:
-			p := rng.IntN(cfg.n)
-			if c.holder() >= 0 && rng.IntN(2) == 0 {
-				p = c.holder() // the holder, before or after its release went out in part
-			}
-			if err := c.crashRandomly(rng, p); err != nil {
-				return err
-			}
-			k.crashed(c, p)
-			return nil
-		}
-		if ok, err := deliver(); ok || err != nil {
-			return err
-		}
-		for _, p := range rng.Perm(cfg.n) {
-			if !c.ms[p].Requesting() {
-				return c.request(p)
-			}
-		}
-		if p := c.holder(); p >= 0 {
-			return release(p)
-		}
-		return fmt.Errorf("deadlock: every peer requests, none holds, no message in flight")
-	}
-	checked := func() error {
-		if err := step(); err != nil {
-			return err
-		}
-		return app.check()
-	}
-	n, err := simulate(c, k, cfg.steps, 100_000, checked, release, deliver)
-	if err == nil {
-		err = app.check()
-	}
-	if err == nil {
-		err = app.converged()
-	}
-	return n, len(app.committed), err
-}
-
-// TestSimulationChains runs the simulation with the replicated chain on
-// top, crashes in every seed (some of the holder, some between the
-// deliveries of its release), Ricart-Agrawala on every other seed. No two
+// TestReplicatedChainsNeverFork walks groups of 2 to 5 peers with the
+// replicated chain on top, crashes in every seed (some of the holder, some
+// between the deliveries of its release), under both algorithms. No two
 // peers may ever hold different blocks at one height; at the end every
 // chain is the same and holds every block a holder released.
-// LAMPORT_CHAIN_SEEDS sets the number of seeds; LAMPORT_CHAIN_SEED replays
-// one with a narrated trace.
-func TestSimulationChains(t *testing.T) {
-	cfgFor := func(seed uint64) simConfig {
-		return simConfig{n: 2 + int(seed%4), steps: 300, crashes: true, ra: seed%2 == 1}
-	}
-	if s := os.Getenv("LAMPORT_CHAIN_SEED"); s != "" {
-		seed, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := runChainSim(seed, cfgFor(seed), t.Logf); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	seeds := uint64(2000)
-	if testing.Short() {
-		seeds = 200
-	}
-	if s := os.Getenv("LAMPORT_CHAIN_SEEDS"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seeds = n
-	}
-	steps, blocks := 0, 0
-	for seed := range seeds {
-		n, b, err := runChainSim(seed, cfgFor(seed), nil)
-		if err != nil {
-			t.Fatalf("seed %d (%+v): %v\n\treplay: LAMPORT_CHAIN_SEED=%d go test ./lamportmutex -run TestSimulationChains -v",
-				seed, cfgFor(seed), err, seed)
-		}
-		steps, blocks = steps+n, blocks+b
-	}
-	t.Logf("%d seeds, %d steps, %d blocks: no fork, every chain converged with every released block", seeds, steps, blocks)
-}
-
-// The checks can fail: with holders that append without a sync round, the
-// simulation reports a fork or a lost block on some seeds.
-func TestSimulationChainsCatchesNoSync(t *testing.T) {
-	failures := 0
-	for seed := range uint64(300) {
-		cfg := simConfig{n: 2 + int(seed%4), steps: 300, crashes: true, ra: seed%2 == 1, noSync: true}
-		if _, _, err := runChainSim(seed, cfg, nil); err != nil {
-			failures++
-		}
-	}
-	if failures == 0 {
-		t.Fatal("no seed failed although holders skip the sync round")
-	}
-	t.Logf("%d of 300 seeds caught holders that skip the sync round", failures)
-}
+func TestReplicatedChainsNeverFork(t *testing.T) { runWalks(t, "TestReplicatedChainsNeverFork") }

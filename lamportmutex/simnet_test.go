@@ -25,24 +25,26 @@ type cluster struct {
 	ms     []*Machine
 	inc    []int                // current incarnation of each peer
 	links  [][][]envelope       // links[from][to], head first
-	broken bool                 // every Machine enters without the latest rule
 	track  bool                 // keep inflight and session clocks (simulation, golden)
 	nextID uint64               // next envelope id
 	flight map[uint64]bool      // ids sent and neither delivered nor dropped
 	last   [][]uint64           // last[from][to]: clock of the last message in the current session
 	logf   func(string, ...any) // optional narration of every event
 	opts   []MachineOption      // for every Machine, restarted ones too
-	app    application          // optional: an application on top (sim_chain_test.go)
+	shared []bool               // per peer: its Machine is shared with a clone (explorer; see mutable)
+	// peerDowns: a crash puts a PEERDOWN of the dead incarnation before the
+	// PEERUP of the new one on each link out of it (the walk; the Machine
+	// ignores PEERDOWN, so the explorer leaves it out).
+	peerDowns bool
+	app       application // optional: an application on top (sim_chain_test.go)
 
 	// A faulty member (the Byzantine simulation): its index or -1. Honest
 	// receivers quarantine it on a protocol violation as a Mutex does:
 	// quar[to][from] is the incarnation of from that to quarantined, or -1.
 	faulty int
 	quar   [][]int
-	// reform, if set, runs between a simulation's random steps and its
-	// quiet phase (the Byzantine simulation restarts the faulty member as
-	// an honest incarnation); reformed is set once it has.
-	reform   func() error
+	// reformed is set once the faulty member has restarted as an honest
+	// incarnation: from then on it refuses nothing.
 	reformed bool
 	// wraps (a broken variant, checker checks only): honest Machines apply
 	// a clock above MaxClock, or more than MaxClockStep ahead, with the
@@ -73,14 +75,13 @@ func peerIDs(n int) []string {
 // newCluster starts n fresh Machines. As at first contact in a real
 // transport, every link carries a PeerUp marker as its first item: no
 // machine can stamp a request before it has heard from every peer.
-func newCluster(ids []string, broken, track bool, opts ...MachineOption) (*cluster, error) {
+func newCluster(ids []string, track bool, opts ...MachineOption) (*cluster, error) {
 	n := len(ids)
 	c := &cluster{
 		ids:    slices.Clone(ids),
 		ms:     make([]*Machine, n),
 		inc:    make([]int, n),
 		links:  make([][][]envelope, n),
-		broken: broken,
 		track:  track,
 		opts:   opts,
 		last:   make([][]uint64, n),
@@ -90,11 +91,8 @@ func newCluster(ids []string, broken, track bool, opts ...MachineOption) (*clust
 	if track {
 		c.flight = make(map[uint64]bool)
 	}
-	if broken {
-		c.opts = append(slices.Clone(opts), enterEarly)
-	}
 	for i := range n {
-		m, err := NewMachine(ids[i], ids, 0, c.opts...)
+		m, err := NewMachine(ids[i], ids, 0, opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -141,23 +139,39 @@ func (c *cluster) index(id string) int {
 	return -1
 }
 
-// clone returns an independent copy (for the explorer; not tracked).
+// clone returns a copy for the explorer (not tracked) that changes
+// independently of c. It shares c's Machines until it changes one (see
+// mutable), and the links' backing arrays, capped so that an append to a
+// link in either copy reallocates; removing a link's head only reslices.
 func (c *cluster) clone() *cluster {
 	d := *c
-	d.ms = make([]*Machine, len(c.ms))
-	for i, m := range c.ms {
-		d.ms[i] = m.Clone()
+	d.ms = slices.Clone(c.ms)
+	d.shared = make([]bool, len(c.ms))
+	for i := range d.shared {
+		d.shared[i] = true
 	}
+	c.shared = slices.Clone(d.shared) // c's own Machines are shared now too
 	d.inc = slices.Clone(c.inc)
 	d.links = make([][][]envelope, len(c.links))
 	for i := range c.links {
 		d.links[i] = make([][]envelope, len(c.links[i]))
 		for j, l := range c.links[i] {
-			d.links[i][j] = slices.Clone(l)
+			d.links[i][j] = l[:len(l):len(l)]
+			c.links[i][j] = d.links[i][j]
 		}
 	}
 	d.track, d.flight, d.logf = false, nil, nil
 	return &d
+}
+
+// mutable makes peer p's Machine c's own, copying it if c shares it with a
+// clone, before c changes it.
+func (c *cluster) mutable(p int) *Machine {
+	if c.shared != nil && c.shared[p] {
+		c.ms[p] = c.ms[p].Clone()
+		c.shared[p] = false
+	}
+	return c.ms[p]
 }
 
 // send queues the messages machine p returned, checking that p sent them
@@ -172,13 +186,13 @@ func (c *cluster) send(p int, out []Message) error {
 			return fmt.Errorf("peer %s sent a message as %q: %v", c.ids[p], m.From, m)
 		case q < 0 || q == p:
 			return fmt.Errorf("peer %s sent a message to a non-peer: %v", c.ids[p], m)
-		case m.Kind == PeerUp || !m.Kind.Valid():
+		case m.Kind == PeerUp || m.Kind == PeerDown || !m.Kind.Valid():
 			return fmt.Errorf("peer %s sent a message of kind %v", c.ids[p], m.Kind)
 		}
 		// A request resent to a new incarnation keeps its original stamp,
 		// below the HELLO just before it: not a duplicate.
-		own, stamped := c.ms[p].Own()
-		resend := m.Kind == Request && stamped && m.Clock == own.Clock &&
+		own, issued := c.ms[p].Own()
+		resend := m.Kind == Request && issued && m.Clock == own.Clock &&
 			i > 0 && out[i-1].Kind == Hello && out[i-1].To == m.To
 		// Clocks saturated at MaxClock repeat (a faulty peer pushed them
 		// there); wrapped ones go back.
@@ -221,6 +235,7 @@ func (c *cluster) deliver(from, to, i int) error {
 		// The receiver talks to a new incarnation of the sender from now on.
 		c.last[to][from] = 0
 	}
+	c.mutable(to)
 	c.say("%s receives %s", c.ids[to], narrate(e.msg))
 	if c.app != nil && e.msg.Kind == Release && e.msg.Payload != nil && c.ms[to].Accepts(e.msg) == nil {
 		if err := c.app.release(to, from, e.msg.Payload); err != nil {
@@ -321,7 +336,7 @@ func stepWrapping(m *Machine, msg Message) []Message {
 
 // request makes peer p request the lock.
 func (c *cluster) request(p int) error {
-	out, err := c.ms[p].Request()
+	out, err := c.mutable(p).Request()
 	if err != nil {
 		return fmt.Errorf("request %s: %w", c.ids[p], err)
 	}
@@ -336,14 +351,15 @@ func (c *cluster) request(p int) error {
 // sayEntered narrates a grant to p.
 func (c *cluster) sayEntered(p int, was bool) {
 	if m := c.ms[p]; m.Held() && !was {
-		c.say("%s ENTERS with %v", c.ids[p], m.own)
+		own, _ := m.Own()
+		c.say("%s ENTERS with %v", c.ids[p], own)
 	}
 }
 
 // release makes peer p release the lock (payload non-nil) or withdraw its
 // waiting request (payload nil).
 func (c *cluster) release(p int, payload []byte) error {
-	out, err := c.ms[p].Release(payload)
+	out, err := c.mutable(p).Release(payload)
 	if err != nil {
 		return fmt.Errorf("release %s: %w", c.ids[p], err)
 	}
@@ -361,10 +377,14 @@ func (c *cluster) release(p int, payload []byte) error {
 //     them); either way the new p first receives PeerUp(q).
 func (c *cluster) crash(p int, keep []int, dropIn []bool) error {
 	var err error
+	down := Message{Kind: PeerDown, From: c.ids[p], Incarnation: uint64(c.inc[p])}
 	c.inc[p]++
 	c.ms[p], err = NewMachine(c.ids[p], c.ids, uint64(c.inc[p]), c.opts...)
 	if err != nil {
 		return err
+	}
+	if c.shared != nil {
+		c.shared[p] = false
 	}
 	for q := range c.quar[p] {
 		c.quar[p][q] = -1 // the new process has quarantined nobody
@@ -383,7 +403,12 @@ func (c *cluster) crash(p int, keep []int, dropIn []bool) error {
 		if len(out) > k {
 			c.say("  lost on %s->%s: %d messages", c.ids[p], c.ids[q], len(out)-k)
 		}
-		c.links[p][q] = append(out[:k:k], c.envelope(c.peerUp(p, q), q))
+		out = out[:k:k]
+		if c.peerDowns {
+			down.To = c.ids[q]
+			out = append(out, c.envelope(down, q))
+		}
+		c.links[p][q] = append(out, c.envelope(c.peerUp(p, q), q))
 
 		in := c.links[q][p]
 		if dropIn[q] {
@@ -432,19 +457,6 @@ func (c *cluster) randomLink(rng *rand.Rand) (from, to int, ok bool) {
 	}
 	l := links[rng.IntN(len(links))]
 	return l[0], l[1], true
-}
-
-// crashRandomly crashes peer p with a random cut of its links: a random
-// prefix of each outbound link survives, each inbound link is kept or
-// dropped at random (see crash).
-func (c *cluster) crashRandomly(rng *rand.Rand, p int) error {
-	keep := make([]int, len(c.ids))
-	drop := make([]bool, len(c.ids))
-	for q := range c.ids {
-		keep[q] = rng.IntN(len(c.links[p][q]) + 1)
-		drop[q] = rng.IntN(2) == 0
-	}
-	return c.crash(p, keep, drop)
 }
 
 // busy reports whether any message is in flight.

@@ -12,7 +12,7 @@ import (
 // contact, so that it acts on every message addressed to it.
 func booted(t *testing.T, n int, opts ...MachineOption) *Machine {
 	t.Helper()
-	c, err := newCluster(peerIDs(n), false, true, opts...)
+	c, err := newCluster(peerIDs(n), true, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
