@@ -127,6 +127,9 @@ func startClient(id string, opts options) (_ *client, err error) {
 	if err != nil {
 		return nil, storeHint(err, id, where, opts.dataDir)
 	}
+	if opts.live != nil {
+		store = timedStore{Store: store, observe: opts.live.metrics.storeSync.WithLabelValues(id)}
+	}
 	c.node, err = ledger.NewNode(ledger.Config{
 		ID: id, Members: opts.members, Keys: opts.ids.keys, Signer: opts.ids.priv[id], InitialBalance: opts.balance, Store: store,
 		MaxBatch: opts.maxBatch, Logger: opts.logger, OnEvent: c.onEvent,

@@ -400,6 +400,11 @@ func checkMetrics(t *testing.T, base string) {
 			t.Errorf("/metrics: %s%v = %v, want %v", c.name, c.match, got, c.want)
 		}
 	}
+	// Every client stores the three blocks; how many appends that takes
+	// depends on how they batch, at least one per client.
+	if got := sum("ledger_store_append_seconds", nil); got < 3 {
+		t.Errorf("/metrics: ledger_store_append_seconds counts %v appends, want at least 3", got)
+	}
 	for _, path := range []string{"debug/pprof/", "api/trace"} {
 		r, err := http.Get(base + path)
 		if err != nil {

@@ -27,6 +27,7 @@ type liveMetrics struct {
 	transfers  *prometheus.CounterVec
 	catchUp    *prometheus.CounterVec
 	peerEvents *prometheus.CounterVec
+	storeSync  *prometheus.HistogramVec
 	hub        *liveHub
 }
 
@@ -63,7 +64,12 @@ func newLiveMetrics(h *liveHub) *liveMetrics {
 		Name: "lamport_peer_events_total",
 		Help: "Peer notifications the mutex got from the transport: event up (a new incarnation) or down (the connection was lost).",
 	}, []string{"client", "peer", "event"})
-	m.reg.MustRegister(m.lockWait, m.lockHold, m.batch, m.transfers, m.catchUp, m.peerEvents,
+	m.storeSync = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "ledger_store_append_seconds",
+		Help:    "Time of one append to the client's store: the write and the fsync that makes a batch of blocks durable (in memory with -memory).",
+		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 13), // 1µs .. 17s
+	}, []string{"client"})
+	m.reg.MustRegister(m.lockWait, m.lockHold, m.batch, m.transfers, m.catchUp, m.peerEvents, m.storeSync,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		liveCollector{m})
 	return m
@@ -222,4 +228,19 @@ func (c liveCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descFeed, float64(lost), "lost")
 	counter(descFeed, float64(resyncs), "resyncs")
 	gauge(descBrowsers, float64(browsers))
+}
+
+// timedStore is a client's ledger.Store with each Append timed for
+// ledger_store_append_seconds: for the file store, the write and fsync of
+// one batch of blocks.
+type timedStore struct {
+	ledger.Store
+	observe prometheus.Observer
+}
+
+func (s timedStore) Append(blocks ...ledger.Block) error {
+	start := time.Now()
+	err := s.Store.Append(blocks...)
+	s.observe.Observe(time.Since(start).Seconds())
+	return err
 }
