@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -81,12 +80,7 @@ func mutexCounts(kind string, n, k int, bud budget) (_ Sample, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), bud.patience())
 	defer cancel()
 	mu := c.mus[0]
-	cycle := func() error {
-		if _, err := mu.Lock(ctx); err != nil {
-			return fmt.Errorf("lock: %w", err)
-		}
-		return mu.Unlock(nil)
-	}
+	cycle := func() error { return lockCycle(ctx, mu) }
 	for range max(k/5, 1) {
 		if err := cycle(); err != nil {
 			return Sample{}, err

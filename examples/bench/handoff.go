@@ -49,16 +49,10 @@ func handoff(kind string, n int, bud budget) (_ Sample, err error) {
 	if _, err := holder.Lock(ctx); err != nil {
 		return Sample{}, fmt.Errorf("lock: %w", err)
 	}
-	var lat []time.Duration
-	start := time.Now()
-	for m := bud.start(); m.next(); {
-		d, err := once()
-		if err != nil {
-			return Sample{}, err
-		}
-		lat = append(lat, d)
+	s, err := timeEach(bud, once)
+	if err != nil {
+		return Sample{}, err
 	}
-	s := latencySample(lat, time.Since(start))
 	if err := holder.Unlock(nil); err != nil {
 		return Sample{}, fmt.Errorf("unlock: %w", err)
 	}

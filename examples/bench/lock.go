@@ -65,12 +65,7 @@ func uncontendedAlg(kind string, alg lamportmutex.Algorithm, n int, bud budget) 
 	ctx, cancel := context.WithTimeout(context.Background(), bud.patience())
 	defer cancel()
 	mu := c.mus[0]
-	cycle := func() error {
-		if _, err := mu.Lock(ctx); err != nil {
-			return fmt.Errorf("lock: %w", err)
-		}
-		return mu.Unlock(nil)
-	}
+	cycle := func() error { return lockCycle(ctx, mu) }
 	for m := bud.warmup().start(); m.next(); {
 		if err := cycle(); err != nil {
 			return Sample{}, err
@@ -186,4 +181,12 @@ func contendedAlg(kind string, alg lamportmutex.Algorithm, n int, bud budget) (_
 	}
 	algMsgsSample(&s, alg, n, t0, t1)
 	return s, nil
+}
+
+// lockCycle takes mu's lock and releases it with no payload.
+func lockCycle(ctx context.Context, mu *lamportmutex.Mutex) error {
+	if _, err := mu.Lock(ctx); err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	return mu.Unlock(nil)
 }

@@ -67,6 +67,12 @@ func rawOneWay(bud budget) (_ Sample, err error) {
 			return Sample{}, err
 		}
 	}
+	return timeEach(bud, once)
+}
+
+// timeEach runs once for the budget's measured window and returns the
+// latencies it reports as a Sample.
+func timeEach(bud budget, once func() (time.Duration, error)) (Sample, error) {
 	var lat []time.Duration
 	start := time.Now()
 	for m := bud.start(); m.next(); {
