@@ -17,45 +17,11 @@ type Config struct {
 	// be ID. Required. The Mutex does not close it: close the Mutex first,
 	// then the Transport.
 	Transport Transport
-	// The callbacks below are the application's side of the Mutex. The
-	// Mutex calls them one at a time, never two at once, on the
-	// Transport's goroutines and without holding its own lock: a slow
-	// callback delays the delivery of what peers send, never Lock, Unlock
-	// or Send. A callback must not call Lock, TryLock or Close (they may
-	// wait for messages that only its return lets in); Unlock, Send,
-	// Quarantine, State, Stats and Err are fine.
-
-	// OnRelease, if set, is called with the payload of every RELEASE from
-	// another peer that carries one, before that release takes effect here:
-	// the next holder has always handled every earlier holder's payload
-	// that was sent to its current incarnation. (A release sent to an
-	// incarnation of this peer that has since died is not replayed into
-	// the new one; an application that must not miss it has to catch up
-	// from its peers after a restart.) Payloads from one peer arrive in the
-	// order its holders released. An error means the sender sent bad
-	// input: the release is refused (it does not take effect here), and
-	// that incarnation of the sender is quarantined (see Mutex.Quarantine).
-	OnRelease func(from string, payload []byte) error
-	// OnMessage, if set, is called with the payload of every message
-	// another peer sent with Send to this incarnation, in the order of the
-	// pair's stream: a message that peer sent after a RELEASE is handled
-	// after that release's OnRelease. Messages sent to an earlier
-	// incarnation of this peer are not delivered. An error means the
-	// sender sent bad input: its incarnation is quarantined, as for
-	// OnRelease.
-	OnMessage func(from string, payload []byte) error
-	// OnPeerUp, if set, is called when a new incarnation of peer comes up:
-	// at first contact, after each restart, and after a quarantine once
-	// another incarnation is accepted. By then the Mutex has forgotten the
-	// earlier incarnation's request and greeted the new one, and it is
-	// called before any message of the new incarnation is handled and
-	// before the lock can be granted on what it says. Messages Sent to the
-	// earlier incarnation may have been lost with it.
-	OnPeerUp func(peer string)
-	// OnPeerDown, if set, is called when the Transport loses its
-	// connection to peer (PeerDown). It is news only: the peer may come
-	// back as the same incarnation (no OnPeerUp then) or as a new one.
-	OnPeerDown func(peer string)
+	// Handler is the application's side of the Mutex: it handles the
+	// payloads of peers' releases and messages, and hears of peers coming
+	// up and going down (see Handler). Nil means no application: payloads
+	// are accepted and dropped.
+	Handler Handler
 	// StartClock, if set, is the least clock this peer starts with, at most
 	// MaxClock. An application that keeps the clocks of its grants (the
 	// ledger's blocks carry them) passes the last one, so that a restarted

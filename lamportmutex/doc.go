@@ -34,11 +34,13 @@
 //     queue locally, with one distributed request per peer at a time.
 //   - Transport carries the messages; its documentation states the whole
 //     contract. Package transport has a TCP and an in-process implementation.
-//   - Send, Config.OnMessage and Config.OnPeerUp are an application channel
-//     beside the algorithm: messages of the application's own (DATA) on
-//     the same per-pair FIFO streams, addressed to incarnations like the
-//     rest, and word of every peer that came up. The ledger catches up on
-//     missed blocks with them.
+//   - Handler is the application's side of a Mutex, one interface given
+//     in Config: it handles the payloads of other peers' releases before
+//     they take effect, and hears of peers coming up and going down.
+//     Send and Handler.HandleMessage are an application channel beside the
+//     algorithm: messages of the application's own (DATA) on the same
+//     per-pair FIFO streams, addressed to incarnations like the rest. The
+//     ledger catches up on missed blocks with them.
 //
 // # Guarantees
 //
@@ -49,7 +51,7 @@
 //     successive grants strictly increase.
 //   - Liveness: every request is granted once the peers before it release.
 //   - Update before release: a payload given to Unlock reaches every peer,
-//     and its Config.OnRelease runs, before that peer treats the release as
+//     and its Handler.HandleRelease runs, before that peer treats the release as
 //     done; so the next holder has handled every earlier holder's payload.
 //     (A peer that is not entering may handle payloads of different holders
 //     in an order other than the grants'; each holder's own arrive in order.)
@@ -68,7 +70,7 @@
 // comes back as a new incarnation, a restarted process, is reported by its
 // Transport with a PeerUp message. The others then drop its old request (a
 // holder that died has released; whatever it held is the application's to
-// recover, and Config.OnPeerUp tells it when, before any grant that the
+// recover, and Handler.HandlePeerUp tells it when, before any grant that the
 // restart allows) and resend their own outstanding requests to it, after a HELLO
 // carrying their clock. Every message names the incarnation of its receiver
 // that its sender addresses, and a Machine ignores messages meant for an
@@ -116,7 +118,7 @@
 // the receiver's, a message of unknown kind or addressed to another
 // member, a payload with no request behind it, a request while the
 // sender's previous one is outstanding), or
-// an error from Config.OnRelease or Config.OnMessage, is refused (a
+// an error from Handler.HandleRelease or Handler.HandleMessage, is refused (a
 // refused RELEASE does not take effect) and logged in one line naming the
 // sender, and that incarnation of the sender is quarantined:
 // Transport.Quarantine ends its session, and the Mutex ignores it until

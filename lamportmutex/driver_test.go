@@ -113,7 +113,7 @@ func (f *fakeTransport) syncWith(t *testing.T, mu *Mutex, peers []string, peerIn
 }
 
 // TestReviewStaleReleasePayloadHandled: the driver hands a RELEASE's
-// payload to OnRelease before the Machine has judged the message; a RELEASE
+// payload to HandleRelease before the Machine has judged the message; a RELEASE
 // addressed to an earlier incarnation of this peer (the Transport contract
 // allows delivering it to the new one, and transport.TCP does: on a new
 // remote incarnation it renumbers and resends every unacknowledged frame)
@@ -126,7 +126,7 @@ func TestReviewStaleReleasePayloadHandled(t *testing.T) {
 	ft := newFakeTransport("1", 7) // this process is incarnation 7
 	var handled []string
 	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft,
-		OnRelease: func(from string, p []byte) error { handled = append(handled, string(p)); return nil }})
+		Handler: funcHandler{release: func(from string, p []byte) error { handled = append(handled, string(p)); return nil }}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestReviewStaleReleasePayloadHandled(t *testing.T) {
 		t.Fatalf("Stats.Stale = %d, want 1 (the Machine should ignore the RELEASE)", st.Stale)
 	}
 	if len(handled) != 0 {
-		t.Errorf("OnRelease handled %q from a RELEASE that the Machine ignored as stale (meant for a dead incarnation)", handled)
+		t.Errorf("HandleRelease handled %q from a RELEASE that the Machine ignored as stale (meant for a dead incarnation)", handled)
 	}
 }
 

@@ -37,7 +37,7 @@ var (
 	ErrStale = errors.New("lamportmutex: message before the sender's hello")
 	// ErrPeerDown is returned by Mutex.Send and Machine.Data for a peer
 	// that has not come up (no PeerUp for it yet): it would ignore the
-	// message. Config.OnPeerUp says when it comes.
+	// message. Handler.HandlePeerUp says when it comes.
 	ErrPeerDown = errors.New("lamportmutex: peer not up")
 	// ErrViolation is returned by Machine.Step for a message no honest
 	// peer sends (see Machine.Step). A Mutex refuses it and quarantines the

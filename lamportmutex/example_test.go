@@ -8,6 +8,18 @@ import (
 	"github.com/lamportledger/lamportledger/transport"
 )
 
+// printer is an application of the Mutex: it prints the payloads that
+// holders release. It embeds NopHandler for the methods it does not need.
+type printer struct {
+	lamportmutex.NopHandler
+	id string
+}
+
+func (p printer) HandleRelease(from string, payload []byte) error {
+	fmt.Printf("%s learns from %s: %s\n", p.id, from, payload)
+	return nil
+}
+
 // Three peers share one lock over an in-process network. Each peer would
 // normally live in its own process, with a TCP transport.
 func ExampleNew() {
@@ -24,17 +36,11 @@ func ExampleNew() {
 		if err != nil {
 			panic(err)
 		}
-		mu, err := lamportmutex.New(lamportmutex.Config{
-			ID:        id,
-			Peers:     peers,
-			Transport: ep,
-			OnRelease: func(from string, payload []byte) error {
-				if id == "carol" {
-					fmt.Printf("carol learns from %s: %s\n", from, payload)
-				}
-				return nil
-			},
-		})
+		cfg := lamportmutex.Config{ID: id, Peers: peers, Transport: ep}
+		if id == "carol" { // the others need no application: a nil Handler
+			cfg.Handler = printer{id: id}
+		}
+		mu, err := lamportmutex.New(cfg)
 		if err != nil {
 			panic(err)
 		}

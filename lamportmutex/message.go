@@ -39,12 +39,12 @@ const (
 	// algorithm's own, on the same per-pair FIFO stream: a Data message sent
 	// after a RELEASE arrives after it. The algorithm ignores it (its Clock
 	// is informational); the receiver's Mutex hands its Payload to
-	// Config.OnMessage.
+	// Handler.HandleMessage.
 	Data
 	// PeerDown reports that the Transport lost its connection to
 	// Message.From. It is informational: the algorithm ignores it, and what
 	// is sent to the peer meanwhile is held. The Mutex hands it to
-	// Config.OnPeerDown.
+	// Handler.HandlePeerDown.
 	PeerDown
 )
 

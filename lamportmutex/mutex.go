@@ -21,7 +21,7 @@ import (
 // goroutine has something for it, under one lock: Lock, Unlock and Send on
 // the caller's, a peer's message on the Transport's goroutine that delivers
 // it. The Transport's Send never blocks, so nothing waits while that lock
-// is held; the application's callbacks run outside it (see Config).
+// is held; the application's Handler runs outside it (see Handler).
 type Mutex struct {
 	cfg     Config
 	log     *slog.Logger
@@ -30,14 +30,14 @@ type Mutex struct {
 	done    chan struct{} // closed once the Mutex stops
 	closed  atomic.Bool   // set, under mu, just before done closes
 
-	// cb makes the application's callbacks run one at a time, and none
-	// after Close: Close sets muted under it.
+	// cb makes the Handler's methods run one at a time, and none after
+	// Close: Close sets muted under it.
 	cb    sync.Mutex
 	muted bool
 
 	// Quarantine's requests, which may come while mu is held (from Trace),
 	// and the incarnations they name: cur[peer] is set at each PeerUp the
-	// Mutex acts on, before OnPeerUp; a peer not in cur has not come up.
+	// Mutex acts on, before HandlePeerUp; a peer not in cur has not come up.
 	qmu      sync.Mutex
 	quar     map[string]quarRequest // per peer: the first request for its incarnation in cur
 	cur      map[string]uint64
@@ -72,8 +72,8 @@ type lockResult struct {
 }
 
 // New starts a Mutex for cfg.ID and starts the Transport's delivery to it.
-// Delivery begins before New returns, so the callbacks in cfg may run
-// before the caller has the *Mutex: a callback that needs it must wait for
+// Delivery begins before New returns, so cfg.Handler's methods may run
+// before the caller has the *Mutex: a method that needs it must wait for
 // it (the ledger's queue their work). New returns an error wrapping
 // ErrConfig for a bad Config, and the Transport's error if it cannot
 // start.
@@ -164,7 +164,7 @@ func (m *Mutex) lock(ctx context.Context, try bool) (Token, error) {
 }
 
 // Unlock releases the lock, sending a copy of payload (which may be nil)
-// with the RELEASE to every peer; each hands it to its Config.OnRelease
+// with the RELEASE to every peer; each hands it to its Handler's HandleRelease
 // before the release takes effect there. Unlock returns once the release is
 // queued by the Transport; it never waits for the network. It returns
 // ErrNotHeld if the lock is not held, ErrPayloadTooLarge (still holding)
@@ -193,9 +193,9 @@ func (m *Mutex) Unlock(payload []byte) error {
 
 // Send queues a copy of payload for peer to, as a message of the application
 // (Kind Data) carried on the same per-pair FIFO stream as the algorithm's
-// messages; to's Mutex hands it to its Config.OnMessage. It is addressed to
+// messages; to's Mutex hands it to its Handler's HandleMessage. It is addressed to
 // to's current incarnation: it is delivered unless that incarnation ends
-// first (to's next OnPeerUp here says it did). Send never waits. It returns
+// first (to's next HandlePeerUp here says it did). Send never waits. It returns
 // ErrNotMember for a peer that is not another member, ErrPeerDown before
 // to's first PeerUp, ErrPayloadTooLarge for a payload above the Transport's
 // MaxPayload, ErrPeerBusy (queueing nothing) when the Transport's queue for
@@ -256,15 +256,15 @@ func (m *Mutex) State() State {
 }
 
 // Quarantine reports that the current incarnation of peer sent bad input
-// that the application found outside the Mutex's callbacks (for example
+// that the application found outside the Handler's methods (for example
 // while checking what it fetched): the Mutex quarantines that incarnation,
-// as for an error from Config.OnMessage. It calls
+// as for an error from Handler.HandleMessage. It calls
 // Transport.Quarantine(peer, incarnation, cause) and ignores everything
 // further from that incarnation until the Transport reports another one
 // (PeerUp). The incarnation is the one whose PeerUp the Mutex acted on
-// last, before it called Config.OnPeerUp for it. Quarantine never waits
-// for the network and may be called from any goroutine, the callbacks
-// included. It is a no-op for this peer, a non-member, a peer that has not
+// last, before it called Handler.HandlePeerUp for it. Quarantine never waits
+// for the network and may be called from any goroutine, the Handler's
+// methods included. It is a no-op for this peer, a non-member, a peer that has not
 // come up, and after Close.
 func (m *Mutex) Quarantine(peer string, cause error) {
 	if !m.members[peer] || peer == m.cfg.ID {
@@ -350,20 +350,20 @@ func (m *Mutex) Err() error {
 }
 
 // Close withdraws any outstanding request so that no peer waits on this
-// one, fails every waiting Lock with ErrClosed, and waits until a callback
-// that is running returns. Then it waits, up to ctx, for the Transport to
+// one, fails every waiting Lock with ErrClosed, and waits until a Handler
+// method that is running returns. Then it waits, up to ctx, for the Transport to
 // have delivered what the Mutex sent (Transport.Flush), and returns ctx's
 // error if that did not happen in time. It does not close the Transport.
 // A second Close, or a Close after the Mutex stopped by itself, returns
-// nil once a callback that is running returns. Close must not be called
-// from a callback.
+// nil once a Handler method that is running returns. Close must not be
+// called from a Handler method.
 //
 // Close does not release a lock that a caller holds (Unlock was not
 // called): a release without the holder's payload would let the next
 // holder go ahead without the holder's update. The peers then treat this
 // peer as crashed: its request stays first in their queues until its next
 // incarnation comes up (PeerUp), which the application hears of through
-// Config.OnPeerUp. Unlock before Close. (A grant that no Lock call has
+// Handler.HandlePeerUp. Unlock before Close. (A grant that no Lock call has
 // returned yet, say because its ctx ended just then, is released.)
 func (m *Mutex) Close(ctx context.Context) error {
 	m.lockState()
@@ -372,7 +372,7 @@ func (m *Mutex) Close(ctx context.Context) error {
 		m.shutdown()
 	}
 	m.unlockState()
-	m.cb.Lock() // a callback that is running returns; none starts after
+	m.cb.Lock() // a Handler method that is running returns; none starts after
 	m.muted = true
 	m.cb.Unlock()
 	if stopped {
@@ -401,16 +401,20 @@ func (m *Mutex) deliver(msg Message) {
 	case msg.Kind == Data:
 		m.received(msg, m.machine.Clock())
 		m.unlockState()
-		m.callback(msg, func() error { return call2(m.cfg.OnMessage, msg) })
+		if h := m.cfg.Handler; h != nil {
+			m.callback(msg, func() error { return h.HandleMessage(msg.From, msg.Payload) })
+		}
 		return
 	case msg.Kind == PeerDown:
 		m.received(msg, m.machine.Clock())
 		m.unlockState()
-		m.callback(msg, func() error { return call1(m.cfg.OnPeerDown, msg.From) })
+		if h := m.cfg.Handler; h != nil {
+			m.callback(msg, func() error { h.HandlePeerDown(msg.From); return nil })
+		}
 		return
-	case msg.Kind == Release && msg.Payload != nil && m.cfg.OnRelease != nil:
+	case msg.Kind == Release && msg.Payload != nil && m.cfg.Handler != nil:
 		m.unlockState()
-		if !m.callback(msg, func() error { return m.cfg.OnRelease(msg.From, msg.Payload) }) {
+		if !m.callback(msg, func() error { return m.cfg.Handler.HandleRelease(msg.From, msg.Payload) }) {
 			return
 		}
 		m.lockState()
@@ -434,33 +438,18 @@ func (m *Mutex) deliver(msg Message) {
 	}
 	m.settle()
 	m.unlockState()
-	if msg.Kind == PeerUp {
-		m.callback(msg, func() error { return call1(m.cfg.OnPeerUp, msg.From) })
+	if h := m.cfg.Handler; h != nil && msg.Kind == PeerUp {
+		m.callback(msg, func() error { h.HandlePeerUp(msg.From); return nil })
 	}
 }
 
-// call1 and call2 call an optional callback.
-func call1(f func(string), peer string) error {
-	if f != nil {
-		f(peer)
-	}
-	return nil
-}
-
-func call2(f func(string, []byte) error, msg Message) error {
-	if f != nil {
-		return f(msg.From, msg.Payload)
-	}
-	return nil
-}
-
-// callback runs f, the application's handling of msg, outside mu and one
+// callback runs f, the Handler's handling of msg, outside mu and one
 // at a time, unless the Mutex stopped or (but for a PeerUp) msg's sender
 // was quarantined before msg's turn came. An error quarantines the sender.
 // It reports whether f ran and accepted msg.
 func (m *Mutex) callback(msg Message, f func() error) bool {
 	m.cb.Lock()
-	// An earlier callback may have closed the Mutex or quarantined the
+	// An earlier Handler method may have closed the Mutex or quarantined the
 	// sender while msg waited for its turn. (A PeerUp is still reported:
 	// the application learns of the restart even if it already refused
 	// the new incarnation.)

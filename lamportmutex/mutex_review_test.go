@@ -83,7 +83,7 @@ func TestCloseBeforeLockReadsItsGrant(t *testing.T) {
 // for its turn; that callback then quarantines 3 (the docs allow Quarantine
 // from a callback). Quarantine's promise, that the Mutex ignores everything
 // further from that incarnation, covers the waiting message: its callback
-// must not run, as a RELEASE's OnRelease would not.
+// must not run, as a RELEASE's HandleRelease would not.
 func TestQuarantineFromACallbackStopsAWaitingMessage(t *testing.T) {
 	for _, kind := range []Kind{Data, Release} {
 		t.Run(kind.String(), func(t *testing.T) {
@@ -102,7 +102,7 @@ func TestQuarantineFromACallbackStopsAWaitingMessage(t *testing.T) {
 				return nil
 			}
 			mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft,
-				OnMessage: handle, OnRelease: handle})
+				Handler: funcHandler{message: handle, release: handle}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,7 +164,7 @@ func TestCloseWaitsForARunningCallback(t *testing.T) {
 	var calls atomic.Int32
 	var unlockErr, sendErr error
 	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft,
-		OnMessage: func(from string, p []byte) error {
+		Handler: funcHandler{message: func(from string, p []byte) error {
 			if calls.Add(1) > 1 {
 				return nil
 			}
@@ -175,7 +175,7 @@ func TestCloseWaitsForARunningCallback(t *testing.T) {
 			_ = mu.State()
 			returned.Store(true)
 			return nil
-		}})
+		}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,22 +332,24 @@ func hammer(t *testing.T, alg Algorithm, forge bool) int64 {
 			tr = forgingEP{n.eps[id]}
 		}
 		mu, err := New(Config{ID: id, Peers: ids, Transport: tr, Algorithm: alg,
-			OnRelease: func(from string, p []byte) error {
-				// One sender's payloads come in the order it released.
-				v := decodeSeq(p)
-				k := id + "<" + from
-				if last := lastFrom[k].Load(); v <= last {
-					errorf("peer %s: release %d from %s after its %d", id, v, from, last)
-				}
-				lastFrom[k].Store(v)
-				seen[id].Store(max(seen[id].Load(), v))
-				_ = mu.State()
-				return nil
-			},
-			OnMessage: func(from string, p []byte) error {
-				_ = mu.Send(from, nil) // may be ErrPeerBusy; never blocks
-				_ = mu.Stats()
-				return nil
+			Handler: funcHandler{
+				release: func(from string, p []byte) error {
+					// One sender's payloads come in the order it released.
+					v := decodeSeq(p)
+					k := id + "<" + from
+					if last := lastFrom[k].Load(); v <= last {
+						errorf("peer %s: release %d from %s after its %d", id, v, from, last)
+					}
+					lastFrom[k].Store(v)
+					seen[id].Store(max(seen[id].Load(), v))
+					_ = mu.State()
+					return nil
+				},
+				message: func(from string, p []byte) error {
+					_ = mu.Send(from, nil) // may be ErrPeerBusy; never blocks
+					_ = mu.Stats()
+					return nil
+				},
 			},
 		})
 		if err != nil {
@@ -615,9 +617,11 @@ func TestChaosAtOneMutex(t *testing.T) {
 		return nil
 	}
 	mu, err := New(Config{ID: "1", Peers: peers, Transport: ft,
-		OnMessage: onData, OnRelease: onData,
-		OnPeerUp:   func(string) { late("OnPeerUp") },
-		OnPeerDown: func(string) { late("OnPeerDown") },
+		Handler: funcHandler{
+			message: onData, release: onData,
+			up:   func(string) { late("HandlePeerUp") },
+			down: func(string) { late("HandlePeerDown") },
+		},
 		Trace: func(ev Event) {
 			if traces.Add(1)%17 == 0 {
 				mu.Quarantine(ev.Message.From, errors.New("trace saw something"))
@@ -727,7 +731,7 @@ func (s *slowFlush) Flush(ctx context.Context) error {
 func TestCloseFlushesOutsideTheLock(t *testing.T) {
 	sf := &slowFlush{fakeTransport: newFakeTransport("1", 1), entered: make(chan struct{})}
 	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: sf,
-		OnMessage: func(string, []byte) error { t.Error("a message reached OnMessage during Close"); return nil }})
+		Handler: funcHandler{message: func(string, []byte) error { t.Error("a message reached HandleMessage during Close"); return nil }}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -770,12 +774,12 @@ func TestCloseAfterAStopWaitsForARunningCallback(t *testing.T) {
 			inCallback, proceed := make(chan struct{}), make(chan struct{})
 			var returned atomic.Bool
 			mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft,
-				OnMessage: func(string, []byte) error {
+				Handler: funcHandler{message: func(string, []byte) error {
 					close(inCallback)
 					<-proceed
 					returned.Store(true)
 					return nil
-				}})
+				}}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -853,7 +857,7 @@ func TestQuarantineFromTrace(t *testing.T) {
 	var mu *Mutex
 	var released []string
 	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft,
-		OnRelease: func(from string, p []byte) error { released = append(released, from+":"+string(p)); return nil },
+		Handler: funcHandler{release: func(from string, p []byte) error { released = append(released, from+":"+string(p)); return nil }},
 		Trace: func(ev Event) {
 			if !ev.Sent && ev.Message.Kind == Request && ev.Message.From == "2" {
 				_ = mu.Stats()
@@ -873,12 +877,12 @@ func TestQuarantineFromTrace(t *testing.T) {
 	ft.feed(Message{Kind: Request, From: "3", To: "1", Clock: 12, Incarnation: 1})
 	ft.feed(Message{Kind: Release, From: "3", To: "1", Clock: 13, Payload: []byte("y"), Incarnation: 1})
 	if !slices.Equal(released, []string{"3:y"}) {
-		t.Fatalf("OnRelease saw %q, want only 3's", released)
+		t.Fatalf("HandleRelease saw %q, want only 3's", released)
 	}
 }
 
 // A callback may call Unlock, Send, State and Quarantine: with the lock
-// held, OnMessage releases it (its payload goes with the RELEASE), sends,
+// held, HandleMessage releases it (its payload goes with the RELEASE), sends,
 // reads the state and quarantines another peer.
 func TestCallbackCallsTheMutex(t *testing.T) {
 	ft := newFakeTransport("1", 1)
@@ -888,13 +892,13 @@ func TestCallbackCallsTheMutex(t *testing.T) {
 		st           State
 	}
 	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft,
-		OnMessage: func(from string, p []byte) error {
+		Handler: funcHandler{message: func(from string, p []byte) error {
 			inCb.unlock = mu.Unlock([]byte("from the callback"))
 			inCb.send = mu.Send(from, []byte("done"))
 			inCb.st = mu.State()
 			mu.Quarantine("3", errors.New("2 says 3 lies"))
 			return nil
-		}})
+		}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -922,12 +926,12 @@ func TestCallbackCallsTheMutex(t *testing.T) {
 	}
 }
 
-// OnRelease runs before the release takes effect, under both algorithms:
+// HandleRelease runs before the release takes effect, under both algorithms:
 // while it runs the releasing peer's request still stands (Lamport: in the
 // queue) and the local Lock waiting behind it is not granted; it is
-// granted once OnRelease returned and the release (and, under
+// granted once HandleRelease returned and the release (and, under
 // Ricart-Agrawala, the REPLY behind it) was handled.
-func TestOnReleaseRunsBeforeTheReleaseTakesEffect(t *testing.T) {
+func TestHandleReleaseRunsBeforeTheReleaseTakesEffect(t *testing.T) {
 	for _, alg := range []Algorithm{Lamport, RicartAgrawala} {
 		t.Run(alg.String(), func(t *testing.T) {
 			ft := newFakeTransport("1", 1)
@@ -935,11 +939,11 @@ func TestOnReleaseRunsBeforeTheReleaseTakesEffect(t *testing.T) {
 			var during State
 			var handled atomic.Bool
 			mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft, Algorithm: alg,
-				OnRelease: func(from string, p []byte) error {
+				Handler: funcHandler{release: func(from string, p []byte) error {
 					during = mu.State()
 					handled.Store(true)
 					return nil
-				}})
+				}}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -962,16 +966,16 @@ func TestOnReleaseRunsBeforeTheReleaseTakesEffect(t *testing.T) {
 			}
 			ft.feed(Message{Kind: Release, From: "2", To: "1", Clock: req.Clock + 2, Payload: []byte("block"), Incarnation: 1})
 			if !handled.Load() {
-				t.Fatal("OnRelease not called")
+				t.Fatal("HandleRelease not called")
 			}
 			if during.Held || (alg == Lamport && (len(during.Queue) != 2 || during.Queue[0].ID != "2")) {
-				t.Fatalf("in OnRelease the release had taken effect: %+v", during)
+				t.Fatalf("in HandleRelease the release had taken effect: %+v", during)
 			}
 			if alg == RicartAgrawala { // the held-back REPLY follows the RELEASE
 				ft.feed(Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 3, Incarnation: 1})
 			}
 			if !<-locked {
-				t.Fatal("granted before OnRelease ran")
+				t.Fatal("granted before HandleRelease ran")
 			}
 			if err := mu.Unlock(nil); err != nil {
 				t.Fatal(err)
@@ -1032,7 +1036,7 @@ func TestTryLockWithdrawsAtOnce(t *testing.T) {
 
 // A restart of 3 comes while 2's callback runs, and that callback
 // quarantines 3 (now naming the new incarnation): the application still
-// hears OnPeerUp for it, so it forgets the earlier incarnation, and the
+// hears HandlePeerUp for it, so it forgets the earlier incarnation, and the
 // Transport quarantines the new one.
 func TestQuarantineFromACallbackStillReportsAWaitingPeerUp(t *testing.T) {
 	ft := newFakeTransport("1", 1)
@@ -1040,13 +1044,15 @@ func TestQuarantineFromACallbackStillReportsAWaitingPeerUp(t *testing.T) {
 	inCallback, proceed := make(chan struct{}), make(chan struct{})
 	var ups []string
 	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft,
-		OnMessage: func(from string, p []byte) error {
-			close(inCallback)
-			<-proceed
-			mu.Quarantine("3", errors.New("2 showed that 3 lies"))
-			return nil
-		},
-		OnPeerUp: func(p string) { ups = append(ups, p) }})
+		Handler: funcHandler{
+			message: func(from string, p []byte) error {
+				close(inCallback)
+				<-proceed
+				mu.Quarantine("3", errors.New("2 showed that 3 lies"))
+				return nil
+			},
+			up: func(p string) { ups = append(ups, p) },
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1068,7 +1074,7 @@ func TestQuarantineFromACallbackStillReportsAWaitingPeerUp(t *testing.T) {
 	<-done2
 	<-done3
 	if !slices.Equal(ups, []string{"3"}) {
-		t.Errorf("OnPeerUp calls %v, want [3]", ups)
+		t.Errorf("HandlePeerUp calls %v, want [3]", ups)
 	}
 	if got := ft.quarantines(); !slices.Equal(got, []string{"3#2"}) {
 		t.Errorf("quarantined %v, want [3#2]", got)

@@ -56,8 +56,7 @@ func newGroupTB(t testing.TB, n int, algo lamportmutex.Algorithm, onRelease ...f
 		}
 		cfg := lamportmutex.Config{ID: id, Peers: g.ids, Transport: ep, Algorithm: algo}
 		if len(onRelease) > 0 && onRelease[0] != nil {
-			self, f := id, onRelease[0]
-			cfg.OnRelease = func(from string, p []byte) error { return f(self, from, p) }
+			cfg.Handler = releaseHandler{self: id, f: onRelease[0]}
 		}
 		mu, err := lamportmutex.New(cfg)
 		if err != nil {
@@ -67,6 +66,17 @@ func newGroupTB(t testing.TB, n int, algo lamportmutex.Algorithm, onRelease ...f
 	}
 	t.Cleanup(g.close)
 	return g
+}
+
+// releaseHandler hands the release payloads that peer self receives to f.
+type releaseHandler struct {
+	lamportmutex.NopHandler
+	self string
+	f    func(self, from string, payload []byte) error
+}
+
+func (h releaseHandler) HandleRelease(from string, payload []byte) error {
+	return h.f(h.self, from, payload)
 }
 
 func (g *group) close() {

@@ -109,21 +109,21 @@ func TestQuarantineNearTopClock(t *testing.T) {
 	wantQuarantines(t, ft, "3#4")
 }
 
-// TestQuarantineOnReleaseError: a RELEASE whose payload OnRelease refuses
+// TestQuarantineOnReleaseError: a RELEASE whose payload HandleRelease refuses
 // does not take effect (the sender's request stays queued) and quarantines
 // the sender; a RELEASE with a payload from a peer with no request queued
-// never reaches OnRelease and quarantines it too.
+// never reaches HandleRelease and quarantines it too.
 func TestQuarantineOnReleaseError(t *testing.T) {
 	ft := newFakeTransport("1", 1)
 	var handled []string
 	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3"}, Transport: ft,
-		OnRelease: func(from string, p []byte) error {
+		Handler: funcHandler{release: func(from string, p []byte) error {
 			handled = append(handled, from+":"+string(p))
 			if string(p) == "bad" {
 				return errors.New("bad block")
 			}
 			return nil
-		}})
+		}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,14 +142,14 @@ func TestQuarantineOnReleaseError(t *testing.T) {
 	barrier(t, mu)
 	wantQuarantines(t, ft, "2#2", "3#2")
 	if !slices.Equal(handled, []string{"2:bad"}) {
-		t.Errorf("OnRelease saw %q, want only 2's payload (3 had no request)", handled)
+		t.Errorf("HandleRelease saw %q, want only 2's payload (3 had no request)", handled)
 	}
 	if s := mu.Stats(); s.Quarantined != 2 || s.HandlerErrors != 1 {
 		t.Errorf("Stats: Quarantined %d, HandlerErrors %d; want 2, 1", s.Quarantined, s.HandlerErrors)
 	}
 }
 
-// TestQuarantineOnMessageErrorAndReport: an error from OnMessage
+// TestQuarantineOnMessageErrorAndReport: an error from HandleMessage
 // quarantines the sender, whose later messages are not delivered;
 // Mutex.Quarantine, also from inside a callback, quarantines the current
 // incarnation; it is a no-op for ourselves, a non-member, a peer not yet
@@ -159,7 +159,7 @@ func TestQuarantineOnMessageErrorAndReport(t *testing.T) {
 	var mu *Mutex
 	var got []string
 	mu, err := New(Config{ID: "1", Peers: []string{"1", "2", "3", "4"}, Transport: ft,
-		OnMessage: func(from string, p []byte) error {
+		Handler: funcHandler{message: func(from string, p []byte) error {
 			got = append(got, from+":"+string(p))
 			switch string(p) {
 			case "bad":
@@ -168,7 +168,7 @@ func TestQuarantineOnMessageErrorAndReport(t *testing.T) {
 				mu.Quarantine(from, errors.New("found late"))
 			}
 			return nil
-		}})
+		}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestQuarantineOnMessageErrorAndReport(t *testing.T) {
 	ft.feed(Message{Kind: Data, From: "3", To: "1", Payload: []byte("after"), Incarnation: 1})
 	barrier(t, mu)
 	if !slices.Equal(got, []string{"2:bad", "3:report"}) {
-		t.Errorf("OnMessage saw %q, want nothing from a quarantined incarnation", got)
+		t.Errorf("HandleMessage saw %q, want nothing from a quarantined incarnation", got)
 	}
 	wantQuarantines(t, ft, "2#3", "3#3")
 

@@ -1,7 +1,7 @@
 package lamportmutex
 
-// Tests of application messages (Mutex.Send, Config.OnMessage) and of
-// Config.OnPeerUp, against a Transport the test drives.
+// Tests of application messages (Mutex.Send, Handler.HandleMessage) and of
+// Handler.HandlePeerUp, against a Transport the test drives.
 
 import (
 	"context"
@@ -34,9 +34,12 @@ func newLoggedMutex(t *testing.T, ft *fakeTransport, peers []string) (*Mutex, *c
 	t.Helper()
 	log := &callLog{}
 	mu, err := New(Config{ID: ft.id, Peers: peers, Transport: ft,
-		OnRelease: func(from string, p []byte) error { log.add("release " + from + " " + string(p)); return nil },
-		OnMessage: func(from string, p []byte) error { log.add("message " + from + " " + string(p)); return nil },
-		OnPeerUp:  func(peer string) { log.add("up " + peer) },
+		Handler: funcHandler{
+			release: func(from string, p []byte) error { log.add("release " + from + " " + string(p)); return nil },
+			message: func(from string, p []byte) error { log.add("message " + from + " " + string(p)); return nil },
+			up:      func(peer string) { log.add("up " + peer) },
+			down:    func(peer string) { log.add("down " + peer) },
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -83,11 +86,11 @@ func TestSendErrors(t *testing.T) {
 	}
 }
 
-// OnPeerUp comes at first contact and at each restart, before any message
+// HandlePeerUp comes at first contact and at each restart, before any message
 // of the new incarnation; DATA for another incarnation of this peer, or sent
 // before the sender's HELLO, is not handed over; the rest is, in order and
 // in line with RELEASE payloads.
-func TestOnMessageAndPeerUp(t *testing.T) {
+func TestHandleMessageAndPeerUp(t *testing.T) {
 	ft := newFakeTransport("1", 7)
 	mu, log := newLoggedMutex(t, ft, []string{"1", "2"})
 	ft.feed(Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 3})
@@ -110,7 +113,7 @@ func TestOnMessageAndPeerUp(t *testing.T) {
 	if st.Stale != 3 || st.Received[Data] != 3 || st.Received[PeerUp] != 2 {
 		t.Errorf("Stats: Stale %d, Received DATA %d, PEERUP %d; want 3, 3, 2", st.Stale, st.Received[Data], st.Received[PeerUp])
 	}
-	// Our HELLO to the new incarnation is queued before OnPeerUp runs, so
+	// Our HELLO to the new incarnation is queued before HandlePeerUp runs, so
 	// a DATA sent from there would follow it.
 	waitSent(t, ft, "2", Hello, 2) // the pump hands messages over asynchronously
 	if h := ft.sentTo("2", Hello); len(h) != 2 || h[1].Incarnation != 4 {
@@ -127,13 +130,13 @@ func TestOnMessageAndPeerUp(t *testing.T) {
 
 // A peer's restart is reported before a grant that the restart made
 // possible: the application learns of it before it acts under the lock.
-func TestOnPeerUpBeforeGrant(t *testing.T) {
+func TestHandlePeerUpBeforeGrant(t *testing.T) {
 	ft := newFakeTransport("1", 1)
 	var mu *Mutex
-	var entries []uint64 // Stats.Entries at each OnPeerUp
+	var entries []uint64 // Stats.Entries at each HandlePeerUp
 	var err error
 	mu, err = New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft,
-		OnPeerUp: func(string) { entries = append(entries, mu.Stats().Entries) }})
+		Handler: funcHandler{up: func(string) { entries = append(entries, mu.Stats().Entries) }}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,14 +149,14 @@ func TestOnPeerUpBeforeGrant(t *testing.T) {
 	waitSent(t, ft, "2", Request, 1)
 	ft.feed(Message{Kind: Reply, From: "2", To: "1", Clock: 9, Incarnation: 1})
 	// Peer 2 dies holding the lock and comes back: its request is gone, and
-	// we are granted, after OnPeerUp ran.
+	// we are granted, after HandlePeerUp ran.
 	ft.feed(Message{Kind: PeerUp, From: "2", To: "1", Incarnation: 2})
 	ft.feed(Message{Kind: Hello, From: "2", To: "1", Clock: 20, Incarnation: 1})
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(entries, []uint64{0, 0}) {
-		t.Fatalf("Stats.Entries at each OnPeerUp = %v, want [0 0]: the grant came first", entries)
+		t.Fatalf("Stats.Entries at each HandlePeerUp = %v, want [0 0]: the grant came first", entries)
 	}
 }
 

@@ -55,8 +55,8 @@ type cluster struct {
 
 // application is what runs on top of the Machines in a simulation, as an
 // application runs on a Mutex: it handles release payloads before the
-// release takes effect (OnRelease), and PeerUp and DATA after the Machine
-// (OnPeerUp, OnMessage), and it may answer with DATA messages.
+// release takes effect (HandleRelease), and PeerUp and DATA after the Machine
+// (HandlePeerUp, HandleMessage), and it may answer with DATA messages.
 type application interface {
 	release(to, from int, payload []byte) error
 	receive(to, from int, msg Message) ([]Message, error)

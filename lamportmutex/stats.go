@@ -24,8 +24,8 @@ type Stats struct {
 	// was full (the peer is quarantined), or the Transport failed (the
 	// Mutex stops).
 	SendErrors uint64
-	// HandlerErrors counts errors returned by Config.OnRelease and
-	// Config.OnMessage.
+	// HandlerErrors counts errors returned by Handler.HandleRelease and
+	// Handler.HandleMessage.
 	HandlerErrors uint64
 	// Quarantined counts peer incarnations quarantined: for a protocol
 	// violation, an error from a handler, or Mutex.Quarantine.

@@ -138,8 +138,8 @@ func newCatchup(self string, members []string) catchup {
 	}
 }
 
-// HandleMessage handles a catch-up message from peer from: pass it as the
-// mutex's OnMessage handler (Node.MutexConfig does). It only queues the
+// HandleMessage handles a catch-up message from peer from: the mutex's
+// Handler passes it on (Node.MutexConfig sets it). It only queues the
 // message for the node's catch-up goroutine, so it never blocks. A message
 // from a quarantined incarnation is dropped. Beyond the inbox's bounds
 // (MaxInboxMessages, MaxInboxBytes), a blocks message is dropped and the
@@ -176,8 +176,8 @@ func (n *Node) HandleMessage(from string, payload []byte) error {
 // errInboxFull: a peer sent more catch-up messages than the inbox holds.
 var errInboxFull = errors.New("catch-up inbox full")
 
-// HandlePeerUp notes that a new incarnation of peer came up: pass it as
-// the mutex's OnPeerUp handler (Node.MutexConfig does). The node tells the
+// HandlePeerUp notes that a new incarnation of peer came up: the mutex's
+// Handler passes it on (Node.MutexConfig sets it). The node tells the
 // peer its head, and syncs with every peer before it next builds a block.
 // A quarantined peer's new incarnation is heard again.
 func (n *Node) HandlePeerUp(peer string) {

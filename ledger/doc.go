@@ -66,9 +66,9 @@
 //	err = node.SetLocker(mu) // Transfer returns ErrNoLocker before this
 //	res, err := node.Transfer(ctx, "2", 3)
 //
-// MutexConfig sets the mutex's OnRelease (HandleRelease), OnMessage
-// (HandleMessage) and OnPeerUp (HandlePeerUp), and its StartClock from
-// the head block. Shut down in the reverse order: close the node first
+// MutexConfig makes the node the mutex's Handler (its releases, catch-up
+// messages and peers' restarts reach HandleRelease, HandleMessage and
+// HandlePeerUp), and sets its StartClock from the head block. Shut down in the reverse order: close the node first
 // (its committer finishes the batch in hand and releases with its blocks,
 // releases a grant it no longer needs, and fails what is still queued with
 // ErrClosed; its store closes), then the mutex, then the transport. A

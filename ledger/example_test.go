@@ -13,7 +13,7 @@ import (
 
 // inProcessMutex stands in for lamportmutex in one process: a plain mutex
 // whose Unlock hands the payload to every other node before the next Lock,
-// as the real mutex's OnRelease does. (It ignores Lock's ctx.)
+// as the real mutex's Handler does. (It ignores Lock's ctx.)
 type inProcessMutex struct {
 	mu    sync.Mutex
 	clock uint64
@@ -70,8 +70,9 @@ func ExampleNode_Transfer() {
 		}
 		defer node.Close()
 		m.nodes[id] = node
-		// With lamportmutex: mu, err := lamportmutex.New(lamportmutex.Config{...,
-		// OnRelease: node.HandleRelease}), then node.SetLocker(mu).
+		// With lamportmutex: mu, err :=
+		// lamportmutex.New(node.MutexConfig(lamportmutex.Config{...})), then
+		// node.SetLocker(mu).
 		if err := node.SetLocker(memberLock{m: m, id: id}); err != nil {
 			fmt.Println(err)
 			return

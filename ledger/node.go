@@ -204,18 +204,33 @@ func slicesIndex(s []string, v string) (int, bool) {
 	return -1, false
 }
 
-// MutexConfig returns cfg with the node's handlers set, for
-// lamportmutex.New: OnRelease (HandleRelease), OnMessage (HandleMessage)
-// and OnPeerUp (HandlePeerUp); and StartClock raised to the head block's
+// MutexConfig returns cfg for lamportmutex.New with the node as its
+// Handler (releases go to HandleRelease, messages to HandleMessage, peers
+// coming up to HandlePeerUp), and StartClock raised to the head block's
 // clock, so that requests after a restart are stamped after every grant
 // in the chain.
 func (n *Node) MutexConfig(cfg lamportmutex.Config) lamportmutex.Config {
-	cfg.OnRelease = n.HandleRelease
-	cfg.OnMessage = n.HandleMessage
-	cfg.OnPeerUp = n.HandlePeerUp
+	cfg.Handler = mutexHandler{n}
 	cfg.StartClock = max(cfg.StartClock, n.Head().Clock)
 	return cfg
 }
+
+// mutexHandler is the node's side of its mutex.
+type mutexHandler struct{ n *Node }
+
+func (h mutexHandler) HandleRelease(from string, payload []byte) error {
+	return h.n.HandleRelease(from, payload)
+}
+
+func (h mutexHandler) HandleMessage(from string, payload []byte) error {
+	return h.n.HandleMessage(from, payload)
+}
+
+func (h mutexHandler) HandlePeerUp(peer string) { h.n.HandlePeerUp(peer) }
+
+// HandlePeerDown does nothing: a peer that is down only stalls the mutex,
+// and the node hears of its restart through HandlePeerUp.
+func (mutexHandler) HandlePeerDown(string) {}
 
 // SetLocker gives the node its mutex. It is separate from NewNode because
 // the mutex needs the node's handlers at construction (see MutexConfig).

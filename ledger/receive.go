@@ -23,8 +23,8 @@ type received struct {
 	fetched bool
 }
 
-// HandleRelease handles the payload of a peer's release: pass it as the
-// mutex's OnRelease handler (Node.MutexConfig does). An empty payload (a
+// HandleRelease handles the payload of a peer's release: the mutex's
+// Handler passes it on (Node.MutexConfig sets it). An empty payload (a
 // release with no transfer) is nothing to do. Otherwise the payload is a
 // batch of blocks whose sender is the releasing peer, sealed once, at its
 // last block, with that peer's key (see Block.Sig); each must extend this
