@@ -193,14 +193,14 @@ func (m *Mutex) Unlock(payload []byte) error {
 
 // Send queues a copy of payload for peer to, as a message of the application
 // (Kind Data) carried on the same per-pair FIFO stream as the algorithm's
-// messages; to's Mutex hands it to its Handler's HandleMessage. It is addressed to
-// to's current incarnation: it is delivered unless that incarnation ends
-// first (to's next HandlePeerUp here says it did). Send never waits. It returns
-// ErrNotMember for a peer that is not another member, ErrPeerDown before
-// to's first PeerUp, ErrPayloadTooLarge for a payload above the Transport's
-// MaxPayload, ErrPeerBusy (queueing nothing) when the Transport's queue for
-// to is too full for application data (see Transport), and ErrClosed after
-// Close.
+// messages; to's Mutex hands it to its Handler's HandleMessage. It is
+// addressed to to's current incarnation: it is delivered unless that
+// incarnation ends first (to's next HandlePeerUp here says it did). Send
+// never waits. It returns ErrNotMember for a peer that is not another
+// member, ErrPeerDown before to's first PeerUp, ErrPayloadTooLarge for a
+// payload above the Transport's MaxPayload, ErrPeerBusy (queueing nothing)
+// when the Transport's queue for to is too full for application data (see
+// Transport), and ErrClosed after Close.
 func (m *Mutex) Send(to string, payload []byte) error {
 	if limit := m.cfg.Transport.MaxPayload(); len(payload) > limit {
 		return fmt.Errorf("%w: %d bytes, the transport carries at most %d",
@@ -262,10 +262,10 @@ func (m *Mutex) State() State {
 // Transport.Quarantine(peer, incarnation, cause) and ignores everything
 // further from that incarnation until the Transport reports another one
 // (PeerUp). The incarnation is the one whose PeerUp the Mutex acted on
-// last, before it called Handler.HandlePeerUp for it. Quarantine never waits
-// for the network and may be called from any goroutine, the Handler's
-// methods included. It is a no-op for this peer, a non-member, a peer that has not
-// come up, and after Close.
+// last, before it called Handler.HandlePeerUp for it. Quarantine never
+// waits for the network and may be called from any goroutine, the
+// Handler's methods included. It is a no-op for this peer, a non-member, a
+// peer that has not come up, and after Close.
 func (m *Mutex) Quarantine(peer string, cause error) {
 	if !m.members[peer] || peer == m.cfg.ID {
 		return
@@ -351,12 +351,12 @@ func (m *Mutex) Err() error {
 
 // Close withdraws any outstanding request so that no peer waits on this
 // one, fails every waiting Lock with ErrClosed, and waits until a Handler
-// method that is running returns. Then it waits, up to ctx, for the Transport to
-// have delivered what the Mutex sent (Transport.Flush), and returns ctx's
-// error if that did not happen in time. It does not close the Transport.
-// A second Close, or a Close after the Mutex stopped by itself, returns
-// nil once a Handler method that is running returns. Close must not be
-// called from a Handler method.
+// method that is running returns. Then it waits, up to ctx, for the
+// Transport to have delivered what the Mutex sent (Transport.Flush), and
+// returns ctx's error if that did not happen in time. It does not close
+// the Transport. A second Close, or a Close after the Mutex stopped by
+// itself, returns nil once a Handler method that is running returns. Close
+// must not be called from a Handler method.
 //
 // Close does not release a lock that a caller holds (Unlock was not
 // called): a release without the holder's payload would let the next
