@@ -29,16 +29,17 @@
 //     next holder first syncs with every peer, so a dead holder's block is
 //     neither lost nor forked.
 //   - examples/threeclients: the three-client command line program over TCP;
-//     examples/inprocess: three clients over channels in one process.
+//     examples/inprocess and examples/tcp: three clients in one process,
+//     over channels and over TCP loopback.
 //
 // Dependencies point one way: ledger and transport use lamportmutex;
 // ledger never imports transport; nothing imports the examples.
 //
 // Wiring one client (see the ledger package for the full example):
 //
+//	genesis, _ := ledger.NewGenesis(ids, 10, pubKeys)
 //	tr, _ := transport.NewTCP(transport.TCPConfig{ID: "1", ListenAddr: ":7001", Peers: addrs})
-//	node, _ := ledger.NewNode(ledger.Config{ID: "1", Members: ids, Keys: pubKeys, Signer: key1, Store: store})
-//	mu, _ := lamportmutex.New(node.MutexConfig(lamportmutex.Config{ID: "1", Peers: ids, Transport: tr}))
-//	node.SetLocker(mu)
+//	node, _ := ledger.NewNode(ledger.Config{ID: "1", Genesis: genesis, Signer: key1, Store: store}, tr)
+//	defer node.Close(ctx)
 //	res, err := node.Transfer(ctx, "2", 5)
 package lamportledger

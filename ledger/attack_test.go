@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -77,10 +78,16 @@ func (l *spyLocker) Quarantine(peer string, _ error) {
 
 // headMsg encodes a catch-up head (op 1) or answer (op 2): see syncmsg.go.
 func headMsg(op byte, round, height uint64, hash ledger.Hash) []byte {
-	b := []byte{'S', 1, op}
+	return headMsgOf(ledger.GenesisForTest(memberIDs(3), 0).Hash, op, round, height, hash)
+}
+
+// headMsgOf is headMsg for the ledger of genesis g.
+func headMsgOf(g ledger.Hash, op byte, round, height uint64, hash ledger.Hash) []byte {
+	b := []byte{'S', 2, op}
 	b = binary.BigEndian.AppendUint64(b, round)
 	b = binary.BigEndian.AppendUint64(b, height)
-	return append(b, hash[:]...)
+	b = append(b, hash[:]...)
+	return append(b, g[:]...)
 }
 
 // newVictim returns node "1" of members 1..3 over a spyLocker, and the
@@ -91,7 +98,7 @@ func newVictim(t *testing.T) (*ledger.Node, *spyLocker, func() []ledger.Event) {
 		mu     sync.Mutex
 		events []ledger.Event
 	)
-	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3), Keys: testPub, Signer: ledger.TestKey("1"), OnEvent: func(e ledger.Event) {
+	n, err := ledger.NewUnwired(ledger.Config{ID: "1", Genesis: ledger.GenesisForTest(memberIDs(3), 0), Signer: ledger.TestKey("1"), OnEvent: func(e ledger.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		events = append(events, e)
@@ -103,9 +110,9 @@ func newVictim(t *testing.T) (*ledger.Node, *spyLocker, func() []ledger.Event) {
 	if err := n.SetLocker(l); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = n.Close() })
+	t.Cleanup(func() { _ = n.Close(context.Background()) })
 	return n, l, func() []ledger.Event {
-		_ = n.Close()
+		_ = n.Close(context.Background())
 		mu.Lock()
 		defer mu.Unlock()
 		return events
@@ -170,7 +177,7 @@ func TestHeadAtMaxHeightSendsNothing(t *testing.T) {
 		if len(msg) > 2 && msg[2] == 3 {
 			t.Fatalf("blocks sent for a head at height 2^64-1: %d bytes", len(msg))
 		}
-		if len(msg) == 51 && msg[2] == 2 {
+		if len(msg) == 83 && msg[2] == 2 {
 			break // the answer to round 7, sent after the blocks it would send
 		}
 	}
@@ -200,7 +207,7 @@ func TestAttackCatchUpFloodBounded(t *testing.T) {
 	const flood = 50_000 // 200 MB offered
 	for range flood {
 		junk := make([]byte, size) // a transport hands over a buffer per message
-		copy(junk, []byte{'S', 1, 3})
+		copy(junk, []byte{'S', 2, 3})
 		if err := n.HandleMessage("2", junk); err != nil {
 			t.Fatalf("a blocks message over the bound: %v, want it dropped", err)
 		}
@@ -258,13 +265,13 @@ func TestAttackFarFutureBlocksBounded(t *testing.T) {
 		}
 		return payload
 	}
-	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3), Keys: testPub, Signer: ledger.TestKey("1"), InitialBalance: 1_000_000})
+	n, err := ledger.NewUnwired(ledger.Config{ID: "1", Genesis: ledger.GenesisForTest(memberIDs(3), 1_000_000), Signer: ledger.TestKey("1")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := newSpyLocker()
 	_ = n.SetLocker(l)
-	defer n.Close()
+	defer n.Close(context.Background())
 	// lastSeal is the highest sealed height within the window.
 	lastSeal := uint64(1)
 	for lo := total; lo >= 2; lo -= 7 { // newest first: the worst order
@@ -315,7 +322,7 @@ func TestAttackFalseAnswerWaitsForNextIncarnation(t *testing.T) {
 	g := n.Genesis()
 	answer := func(peer string, hash ledger.Hash) {
 		for msg := range l.sent { // skip the announcements
-			if len(msg) == 51 && msg[2] == 1 && binary.BigEndian.Uint64(msg[3:]) != 0 {
+			if len(msg) == 83 && msg[2] == 1 && binary.BigEndian.Uint64(msg[3:]) != 0 {
 				if err := n.HandleMessage(peer, headMsg(2, binary.BigEndian.Uint64(msg[3:]), 0, hash)); err != nil {
 					t.Fatal(err)
 				}
@@ -336,7 +343,7 @@ func TestAttackFalseAnswerWaitsForNextIncarnation(t *testing.T) {
 	for range 2 {       // the questions of the new round to 2 and 3
 		var msg []byte
 		for msg = range l.sent {
-			if len(msg) == 51 && msg[2] == 1 && binary.BigEndian.Uint64(msg[3:]) != 0 {
+			if len(msg) == 83 && msg[2] == 1 && binary.BigEndian.Uint64(msg[3:]) != 0 {
 				break
 			}
 		}
@@ -367,7 +374,7 @@ func TestSlowSubscriberDoesNotStallNode(t *testing.T) {
 	)
 	var nodes []*ledger.Node
 	for _, id := range members {
-		cfg := ledger.Config{ID: id, Members: members, Keys: testPub, Signer: ledger.TestKey(id), InitialBalance: 1_000_000}
+		cfg := ledger.Config{ID: id, Genesis: ledger.GenesisForTest(members, 1_000_000), Signer: ledger.TestKey(id)}
 		if id == "2" {
 			cfg.OnEvent = func(e ledger.Event) {
 				mu.Lock()
@@ -382,7 +389,7 @@ func TestSlowSubscriberDoesNotStallNode(t *testing.T) {
 				}
 			}
 		}
-		n, err := ledger.NewNode(cfg)
+		n, err := ledger.NewUnwired(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -407,7 +414,7 @@ func TestSlowSubscriberDoesNotStallNode(t *testing.T) {
 	}
 	close(unblock)
 	for _, n := range nodes {
-		if err := n.Close(); err != nil {
+		if err := n.Close(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -429,7 +436,7 @@ func TestStalledSubscriberDoesNotHangClose(t *testing.T) {
 	defer close(release) // the subscriber stays stalled until the test ends
 	stalled := make(chan struct{})
 	var once sync.Once
-	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(2), Keys: testPub, Signer: ledger.TestKey("1"),
+	n, err := ledger.NewUnwired(ledger.Config{ID: "1", Genesis: ledger.GenesisForTest(memberIDs(2), 0), Signer: ledger.TestKey("1"),
 		OnEvent: func(ledger.Event) {
 			once.Do(func() { close(stalled) })
 			<-release
@@ -445,12 +452,15 @@ func TestStalledSubscriberDoesNotHangClose(t *testing.T) {
 		}
 	}
 	<-stalled
-	if err := n.Close(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := n.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Each transfer emits two events; the stalled call has one of them.
-	if got := n.EventsDropped(); got != 2*transfers-1 {
-		t.Fatalf("%d events dropped, want %d", got, 2*transfers-1)
+	// Each transfer emits four events (the grant, its block, the release,
+	// the commit); the stalled call has one of them.
+	if got := n.EventsDropped(); got != 4*transfers-1 {
+		t.Fatalf("%d events dropped, want %d", got, 4*transfers-1)
 	}
 }
 
@@ -591,7 +601,7 @@ func TestAttackFalseHeadOverRealMutex(t *testing.T) {
 	c.transfers(t, "2", "1", 2)
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
-	if err := c.member("2").mu.Send("1", headMsg(1, 0, 0, ledger.Hash{1})); err != nil {
+	if err := c.member("2").mu.Send("1", headMsgOf(c.genesis.Hash, 1, 0, 0, ledger.Hash{1})); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "node 1 refusing peer 2", func() bool {

@@ -26,12 +26,11 @@ func BenchmarkReplicated(b *testing.B) {
 	defer net.Close(context.Background())
 	ns := make([]*ledger.Node, nodes)
 	for i, id := range ids {
-		n, err := ledger.NewNode(ledger.Config{ID: id, Members: ids, Keys: testPub, Signer: ledger.TestKey(id),
-			InitialBalance: 1 << 40})
+		n, err := ledger.NewUnwired(ledger.Config{ID: id, Genesis: ledger.GenesisForTest(ids, 1<<40), Signer: ledger.TestKey(id)})
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer n.Close()
+		defer n.Close(context.Background())
 		ep, err := net.Endpoint(id)
 		if err != nil {
 			b.Fatal(err)

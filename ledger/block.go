@@ -116,6 +116,15 @@ func NewGenesis(members []string, balance int64, keys map[string]ed25519.PublicK
 	return NewGenesisAccounts(accts)
 }
 
+// memberIDs returns the ids of a genesis block's accounts, sorted.
+func (b Block) memberIDs() []string {
+	ids := make([]string, len(b.Accounts))
+	for i, a := range b.Accounts {
+		ids[i] = a.ID
+	}
+	return ids
+}
+
 // NewGenesisAccounts returns the genesis block holding accts (in any order;
 // they are sorted by ID).
 func NewGenesisAccounts(accts []Account) (Block, error) {

@@ -49,14 +49,14 @@ func (l *byzLocker) Quarantine(peer string, _ error) {
 }
 
 func (l *byzLocker) Send(to string, p []byte) error {
-	if len(p) != 51 || p[0] != 'S' {
+	if len(p) != 83 || p[0] != 'S' {
 		return nil
 	}
 	round := binary.BigEndian.Uint64(p[3:])
 	switch {
 	case p[2] == 1 && round != 0: // a sync round's question: the peer answers
 		head := l.n.Head()
-		_ = l.n.HandleMessage(to, headMsg(2, round, head.Height, head.Hash))
+		_ = l.n.HandleMessage(to, headMsgOf(l.n.Genesis().Hash, 2, round, head.Height, head.Hash))
 	case p[2] == 2 && to == "3":
 		l.barrier <- round
 	}
@@ -142,16 +142,15 @@ func byzantineRun(t *testing.T, data []byte) {
 		const balance = 100
 		members := memberIDs(3)
 		var refused3 atomic.Bool
-		n, err := ledger.NewNode(ledger.Config{ID: "1", Members: members, Keys: testPub, Signer: ledger.TestKey("1"),
-			InitialBalance: balance, OnEvent: func(e ledger.Event) {
-				if e.Kind == ledger.EventPeerRefused && e.From == "3" {
-					refused3.Store(true)
-				}
-			}})
+		n, err := ledger.NewUnwired(ledger.Config{ID: "1", Genesis: ledger.GenesisForTest(members, balance), Signer: ledger.TestKey("1"), OnEvent: func(e ledger.Event) {
+			if e.Kind == ledger.EventPeerRefused && e.From == "3" {
+				refused3.Store(true)
+			}
+		}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer n.Close()
+		defer n.Close(context.Background())
 		byzKey := ledger.TestKey("2") // the only key the faulty member has
 		var hmu sync.Mutex
 		honest := map[ledger.Hash]bool{} // blocks node 1 made
@@ -163,7 +162,7 @@ func byzantineRun(t *testing.T, data []byte) {
 		settle := func() { // waits until node 1 handled every catch-up message so far
 			barrierRound++
 			g := n.Genesis()
-			_ = n.HandleMessage("3", headMsg(1, barrierRound, 0, g.Hash))
+			_ = n.HandleMessage("3", headMsgOf(g.Hash, 1, barrierRound, 0, g.Hash))
 			for r := range l.barrier {
 				if r == barrierRound {
 					return
@@ -298,10 +297,10 @@ func byzantineRun(t *testing.T, data []byte) {
 				} else if r.byte()%2 == 0 {
 					copy(hash[:], r.bytes(32))
 				}
-				_ = n.HandleMessage("2", headMsg(op, r.extreme(0), h, hash))
+				_ = n.HandleMessage("2", headMsgOf(n.Genesis().Hash, op, r.extreme(0), h, hash))
 			case 5:
 				if p, err := ledger.EncodeBatch(batch()); err == nil {
-					_ = n.HandleMessage("2", append([]byte{'S', 1, 3}, p...))
+					_ = n.HandleMessage("2", append([]byte{'S', 2, 3}, p...))
 				}
 			case 6:
 				settle()
@@ -314,7 +313,7 @@ func byzantineRun(t *testing.T, data []byte) {
 				}
 				if b.Height > 0 {
 					p, _ := ledger.EncodeBatch([]ledger.Block{b})
-					_ = n.HandleMessage("2", append([]byte{'S', 1, 3}, p...))
+					_ = n.HandleMessage("2", append([]byte{'S', 2, 3}, p...))
 				}
 			case 8: // "3" relays a block "2" sealed, valid where it stands
 				settle()

@@ -43,18 +43,6 @@ import (
 // persisted it, at the holder's new incarnation. Messages travel FIFO per
 // pair, so a peer's blocks arrive before its answer.
 
-// Messenger is the application channel of the mutex: Send carries a
-// payload to one peer's current incarnation, FIFO with the mutex's own
-// messages, to that peer's Node.HandleMessage. Quarantine reports bad input
-// from peer found after its handler returned: it ends the session with the
-// peer's current incarnation and ignores everything further from it until
-// a newer incarnation comes up (PeerUp). Quarantine must not block.
-// *lamportmutex.Mutex satisfies it.
-type Messenger interface {
-	Send(to string, payload []byte) error
-	Quarantine(peer string, cause error)
-}
-
 // Bounds of the catch-up inbox, per peer: messages queued for the catch-up
 // goroutine and not yet handled. A peer whose blocks messages would go
 // beyond either bound has them dropped; the node asks for the blocks again
@@ -91,7 +79,7 @@ type catchup struct {
 	// Per peer, keyed by member ids only (the mutex delivers from peers
 	// only, and HandleMessage and HandlePeerUp check): the incarnations
 	// seen (a count of PeerUps), the one barred (plus one; 0 for none),
-	// the inbox's share, and a Messenger.Quarantine to make.
+	// the inbox's share, and a the mutex's Quarantine to make.
 	epoch       map[string]uint64
 	barred      map[string]uint64
 	inCount     map[string]int
@@ -103,7 +91,7 @@ type catchup struct {
 	syncDone chan struct{} // closed when the sync goroutine exits; nil before it starts
 }
 
-// quarantine is a Messenger.Quarantine for the sync goroutine to make, if
+// quarantine is a the mutex's Quarantine for the sync goroutine to make, if
 // the peer's incarnation is still epoch.
 type quarantine struct {
 	epoch uint64
@@ -138,14 +126,14 @@ func newCatchup(self string, members []string) catchup {
 	}
 }
 
-// HandleMessage handles a catch-up message from peer from: the mutex's
-// Handler passes it on (Node.MutexConfig sets it). It only queues the
+// handleMessage handles a catch-up message from peer from, the mutex's
+// HandleMessage. It only queues the
 // message for the node's catch-up goroutine, so it never blocks. A message
 // from a quarantined incarnation is dropped. Beyond the inbox's bounds
 // (MaxInboxMessages, MaxInboxBytes), a blocks message is dropped and the
 // blocks fetched again later; any other message is refused: the error
 // returned (a *PeerError) makes the mutex quarantine the peer.
-func (n *Node) HandleMessage(from string, payload []byte) error {
+func (n *Node) handleMessage(from string, payload []byte) error {
 	if !n.members[from] || from == n.id {
 		return nil
 	}
@@ -176,14 +164,15 @@ func (n *Node) HandleMessage(from string, payload []byte) error {
 // errInboxFull: a peer sent more catch-up messages than the inbox holds.
 var errInboxFull = errors.New("catch-up inbox full")
 
-// HandlePeerUp notes that a new incarnation of peer came up: the mutex's
-// Handler passes it on (Node.MutexConfig sets it). The node tells the
+// handlePeerUp notes that a new incarnation of peer came up, the mutex's
+// HandlePeerUp. The node tells the
 // peer its head, and syncs with every peer before it next builds a block.
 // A quarantined peer's new incarnation is heard again.
-func (n *Node) HandlePeerUp(peer string) {
+func (n *Node) handlePeerUp(peer string) {
 	if !n.members[peer] || peer == n.id {
 		return
 	}
+	n.emit(Event{Kind: EventPeerUp, From: peer})
 	n.smu.Lock()
 	n.epoch[peer]++
 	n.smu.Unlock()
@@ -217,7 +206,7 @@ func (n *Node) currentEpoch(peer string) uint64 {
 
 // bar drops what is queued and what comes from incarnation epoch of peer,
 // and with report set has the sync goroutine make the
-// Messenger.Quarantine for it. An incarnation already superseded is
+// the mutex's Quarantine for it. An incarnation already superseded is
 // left alone: it is gone, and the new one has done nothing wrong.
 func (n *Node) bar(peer string, epoch uint64, cause error, report bool) {
 	n.smu.Lock()
@@ -282,7 +271,7 @@ func (n *Node) wakeRound() {
 
 // startSync starts the goroutine that handles catch-up messages; Close
 // stops it.
-func (n *Node) startSync(m Messenger) {
+func (n *Node) startSync(m locker) {
 	n.smu.Lock()
 	n.syncDone = make(chan struct{})
 	n.smu.Unlock()
@@ -300,7 +289,7 @@ func (n *Node) stopSyncLoop() {
 	}
 }
 
-func (n *Node) syncLoop(m Messenger) {
+func (n *Node) syncLoop(m locker) {
 	defer close(n.syncDone)
 	ctx := n.life // ends when Close begins: sends give up at once
 	for {
@@ -362,9 +351,9 @@ func (n *Node) syncLoop(m Messenger) {
 	}
 }
 
-// quarantineDue makes the Messenger.Quarantine calls that refusals asked
+// quarantineDue makes the the mutex's Quarantine calls that refusals asked
 // for, for the incarnations still current.
-func (n *Node) quarantineDue(m Messenger) {
+func (n *Node) quarantineDue(m locker) {
 	n.smu.Lock()
 	if len(n.quarantines) == 0 {
 		n.smu.Unlock()
@@ -386,26 +375,31 @@ func (n *Node) quarantineDue(m Messenger) {
 // announce tells every peer our head, not only one that came up: a peer
 // that has a block we lack (a dead holder's, say) sends it. With opFetch,
 // peers send every block after the head, also those they sent before.
-func (n *Node) announce(ctx context.Context, m Messenger, op syncOp) {
+func (n *Node) announce(ctx context.Context, m locker, op syncOp) {
 	head := n.Head()
 	for _, p := range n.others {
-		n.send(ctx, m, p, syncMsg{op: op, height: head.Height, hash: head.Hash})
+		n.send(ctx, m, p, syncMsg{op: op, genesis: n.genesisHash(), height: head.Height, hash: head.Hash})
 	}
 }
 
 // fetch asks every peer again for the blocks after the head, after this
 // node dropped some.
-func (n *Node) fetch(ctx context.Context, m Messenger) {
+func (n *Node) fetch(ctx context.Context, m locker) {
 	n.log.Debug("ledger: asking the peers again for blocks after the head", "head", n.Head().Height)
 	n.announce(ctx, m, opFetch)
 }
 
 // handleInbound handles one catch-up message. Bad input is refused and its
 // sender quarantined.
-func (n *Node) handleInbound(ctx context.Context, m Messenger, in inbound) {
+func (n *Node) handleInbound(ctx context.Context, m locker, in inbound) {
 	msg, err := decodeSync(in.payload)
 	if err != nil {
 		_ = n.refuse(in.from, in.epoch, "catch-up message", err, true)
+		return
+	}
+	if msg.op != opBlocks && msg.genesis != n.genesisHash() {
+		_ = n.refuse(in.from, in.epoch, "catch-up message", fmt.Errorf("%w: the peer runs the ledger of genesis %s, this node %s",
+			ErrGenesisMismatch, msg.genesis.Short(), n.genesisHash().Short()), true)
 		return
 	}
 	switch msg.op {
@@ -473,7 +467,7 @@ func (n *Node) takeAnswer(from string, epoch uint64, msg syncMsg) {
 // quarantined, and nothing is sent. An announcement (round 0) has the
 // blocks sent since the peer's last PeerUp skipped; a round or an opFetch
 // has every block after the head sent.
-func (n *Node) answerHead(ctx context.Context, m Messenger, from string, epoch uint64, q syncMsg) {
+func (n *Node) answerHead(ctx context.Context, m locker, from string, epoch uint64, q syncMsg) {
 	if err := n.checkClaim(q.height, q.hash); err != nil {
 		_ = n.refuse(from, epoch, q.op.String(), err, true)
 		return
@@ -518,13 +512,13 @@ func (n *Node) answerHead(ctx context.Context, m Messenger, from string, epoch u
 		missing = missing[cut:]
 	}
 	if q.op == opHead && q.round != 0 {
-		n.send(ctx, m, from, syncMsg{op: opAnswer, round: q.round, height: head.Height, hash: head.Hash})
+		n.send(ctx, m, from, syncMsg{op: opAnswer, genesis: n.genesisHash(), round: q.round, height: head.Height, hash: head.Hash})
 	}
 }
 
 // send sends a catch-up message, logging why it could not. A peer that
 // restarts meanwhile announces itself again, so nothing is retried here.
-func (n *Node) send(ctx context.Context, m Messenger, to string, msg syncMsg) bool {
+func (n *Node) send(ctx context.Context, m locker, to string, msg syncMsg) bool {
 	payload, err := encodeSync(msg)
 	if err == nil {
 		err = m.Send(to, payload)
@@ -553,7 +547,7 @@ func (n *Node) logSendError(ctx context.Context, to string, op syncOp, err error
 // not send (and asks for them again). A peer whose answer is not in this
 // node's chain is refused and quarantined, and the round waits for its
 // next incarnation, as for a restart.
-func (n *Node) syncRound(ctx context.Context, m Messenger) error {
+func (n *Node) syncRound(ctx context.Context, m locker) error {
 	for {
 		gen := n.upGen.Load()
 		if gen == n.synced {
@@ -586,9 +580,9 @@ func (n *Node) syncRound(ctx context.Context, m Messenger) error {
 // errPeerCameUp ends a round that a PeerUp made stale.
 var errPeerCameUp = errors.New("a peer came up during the sync round")
 
-func (n *Node) runRound(ctx context.Context, m Messenger, gen, round uint64) error {
+func (n *Node) runRound(ctx context.Context, m locker, gen, round uint64) error {
 	head := n.Head()
-	q := syncMsg{op: opHead, round: round, height: head.Height, hash: head.Hash}
+	q := syncMsg{op: opHead, genesis: n.genesisHash(), round: round, height: head.Height, hash: head.Hash}
 	payload, err := encodeSync(q)
 	if err != nil {
 		return err
@@ -665,3 +659,6 @@ func (n *Node) checkAnswers(answers map[string]syncMsg) (refused []string, err e
 	}
 	return refused, errors.Join(errs...)
 }
+
+// genesisHash names this node's ledger in its catch-up messages.
+func (n *Node) genesisHash() Hash { return n.genesis }

@@ -252,7 +252,7 @@ func catchUpBlocks(t *testing.T, blocks []ledger.Block) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append([]byte{'S', 1, 3}, batch...)
+	return append([]byte{'S', 2, 3}, batch...)
 }
 
 // A node far behind gets releases it must hold until a gap fills, beyond
@@ -264,7 +264,7 @@ func TestCatchUpFillsGapBeyondPending(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	ids := []string{"1", "2"}
 	newNode := func(id string, l *gapLocker, onEvent func(ledger.Event)) *ledger.Node {
-		n, err := ledger.NewNode(ledger.Config{ID: id, Keys: testPub, Signer: ledger.TestKey(id), Members: ids, InitialBalance: crashBalance, OnEvent: onEvent})
+		n, err := ledger.NewUnwired(ledger.Config{ID: id, Signer: ledger.TestKey(id), Genesis: ledger.GenesisForTest(ids, crashBalance), OnEvent: onEvent})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -274,7 +274,7 @@ func TestCatchUpFillsGapBeyondPending(t *testing.T) {
 		return n
 	}
 	prod := newNode("2", newGapLocker("2"), nil) // makes the chain
-	defer prod.Close()
+	defer prod.Close(context.Background())
 	const total = 100 + ledger.MaxPending + 500
 	for range total {
 		if _, err := prod.Transfer(context.Background(), "1", 1); err != nil {
@@ -290,7 +290,7 @@ func TestCatchUpFillsGapBeyondPending(t *testing.T) {
 			inserted <- ev.Block.Height
 		}
 	})
-	defer lag.Close()
+	defer lag.Close(context.Background())
 	for lo := 101; lo <= total; lo++ { // releases of 101.., one sealed block each, as prod made them
 		payload, err := ledger.EncodeBatch(chain[lo : lo+1])
 		if err != nil {
@@ -389,7 +389,7 @@ func TestCatchUpSendsEachBlockOncePerPeer(t *testing.T) {
 	var counting atomic.Bool
 	var delivered atomic.Int64
 	c := newCrashClusterOpts(t, 3, transport.ChanOptions{Seed: 1, OnDeliver: func(m lamportmutex.Message) {
-		// Catch-up blocks for node 3: a DATA message 'S', 1, 3, batch.
+		// Catch-up blocks for node 3: a DATA message 'S', 2, 3, batch.
 		if !counting.Load() || m.Kind != lamportmutex.Data || m.To != "3" || len(m.Payload) < 3 || m.Payload[2] != 3 {
 			return
 		}
@@ -507,7 +507,7 @@ func TestShutdownReleasesTheMutex(t *testing.T) {
 	mus := map[string]*lamportmutex.Mutex{}
 	pl := &pausingLocker{granted: make(chan struct{}, 1), resume: make(chan struct{})}
 	for _, id := range ids {
-		n, err := ledger.NewNode(ledger.Config{ID: id, Keys: testPub, Signer: ledger.TestKey(id), Members: ids})
+		n, err := ledger.NewUnwired(ledger.Config{ID: id, Signer: ledger.TestKey(id), Genesis: ledger.GenesisForTest(ids, 0)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -529,7 +529,7 @@ func TestShutdownReleasesTheMutex(t *testing.T) {
 		}
 		nodes[id], mus[id] = n, mu
 	}
-	defer func() { _ = nodes["2"].Close(); _ = mus["2"].Close(context.Background()) }()
+	defer func() { _ = nodes["2"].Close(context.Background()); _ = mus["2"].Close(context.Background()) }()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -544,7 +544,7 @@ func TestShutdownReleasesTheMutex(t *testing.T) {
 	}
 	before := mus["1"].Stats().Sent[lamportmutex.Release]
 	closed := make(chan error, 1)
-	go func() { closed <- nodes["1"].Close() }() // waits for the committer
+	go func() { closed <- nodes["1"].Close(context.Background()) }() // waits for the committer
 	close(pl.resume)
 	if err := <-closed; err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/lamportledger/lamportledger/lamportmutex"
 )
@@ -46,7 +47,7 @@ func newBatcher(maxBatch int) batcher {
 
 // startCommitter starts the goroutine that commits queued transfers under
 // l. Close stops it.
-func (n *Node) startCommitter(l Locker) {
+func (n *Node) startCommitter(l locker) {
 	n.qmu.Lock()
 	n.stopped = make(chan struct{})
 	n.qmu.Unlock()
@@ -113,7 +114,7 @@ func (n *Node) run(ctx context.Context, t Transfer) (Result, error) {
 
 // commitLoop is the committer: while transfers are queued, it takes the
 // mutex and commits a batch.
-func (n *Node) commitLoop(l Locker) {
+func (n *Node) commitLoop(l locker) {
 	defer close(n.stopped)
 	defer n.failQueued(ErrClosed)
 	for {
@@ -132,13 +133,17 @@ func (n *Node) commitLoop(l Locker) {
 			n.cancelLock = cancel
 			n.qmu.Unlock()
 
+			asked := time.Now()
 			tok, err := l.Lock(ctx)
+			granted := time.Now()
 			if err == nil {
+				n.emit(Event{Kind: EventLockGranted, Clock: tok.Clock, Elapsed: granted.Sub(asked)})
 				// After a restart anywhere, first get every block a peer has.
 				if err = n.syncRound(ctx, l); err != nil {
 					if uerr := l.Unlock(nil); uerr != nil {
 						n.log.Error("ledger: release mutex after a failed sync round", "err", uerr)
 					}
+					n.emit(Event{Kind: EventLockReleased, Clock: tok.Clock, Elapsed: time.Since(granted)})
 				}
 			}
 
@@ -164,8 +169,9 @@ func (n *Node) commitLoop(l Locker) {
 				if uerr := l.Unlock(nil); uerr != nil {
 					n.log.Error("ledger: release unused mutex", "err", uerr)
 				}
+				n.emit(Event{Kind: EventLockReleased, Clock: tok.Clock, Elapsed: time.Since(granted)})
 			default:
-				n.commitBatch(l, batch, tok)
+				n.commitBatch(l, batch, tok, granted)
 			}
 		}
 	}
@@ -197,6 +203,13 @@ func (n *Node) failQueued(err error) {
 func finish(batch []*request, res Result, err error) {
 	for _, r := range batch {
 		r.res, r.err = res, err
+	}
+	complete(batch)
+}
+
+// complete tells the batch's callers that their outcomes are final.
+func complete(batch []*request) {
+	for _, r := range batch {
 		close(r.done)
 	}
 }
@@ -206,7 +219,7 @@ func finish(batch []*request, res Result, err error) {
 // pay is refused, the others go ahead), persists them with one store
 // append, inserts them, and releases the mutex with all of them as the
 // payload. The mutex is released on every path.
-func (n *Node) commitBatch(l Locker, batch []*request, tok lamportmutex.Token) {
+func (n *Node) commitBatch(l locker, batch []*request, tok lamportmutex.Token, granted time.Time) {
 	n.writeMu.Lock()
 	n.mu.RLock()
 	err := n.usable()
@@ -254,12 +267,13 @@ func (n *Node) commitBatch(l Locker, batch []*request, tok lamportmutex.Token) {
 		if uerr := l.Unlock(nil); uerr != nil {
 			err = errors.Join(err, fmt.Errorf("ledger: release mutex: %w", uerr))
 		}
+		n.emit(Event{Kind: EventLockReleased, Clock: tok.Clock, Elapsed: time.Since(granted)})
 		finish(batch, Result{}, err)
 		return
 	}
 	committed := blocks
 	if len(blocks) > 0 {
-		if perr := n.store.Append(blocks...); perr != nil {
+		if perr := n.persist(blocks); perr != nil {
 			perr = fmt.Errorf("ledger: persist blocks %d-%d: %w", blocks[0].Height, blocks[len(blocks)-1].Height, perr)
 			for _, r := range made {
 				r.res, r.err = Result{}, perr
@@ -307,7 +321,35 @@ func (n *Node) commitBatch(l Locker, batch []*request, tok lamportmutex.Token) {
 			r.err = errors.Join(r.err, uerr)
 		}
 	}
-	for _, r := range batch {
-		close(r.done)
+	n.emit(Event{Kind: EventLockReleased, Clock: tok.Clock, Blocks: len(committed), Elapsed: time.Since(granted)})
+	if len(committed) == 0 {
+		complete(batch)
+		return
 	}
+	// Success is reported once this node's disk has the blocks.
+	n.whenDurable(committed[len(committed)-1].Height, func(err error) {
+		if err != nil {
+			for _, r := range made {
+				if r.err == nil {
+					r.res, r.err = Result{}, fmt.Errorf("ledger: transfer %s: %w", r.t.ID, err)
+				}
+			}
+		}
+		complete(batch)
+	})
+}
+
+// persist writes blocks to the store; under SyncBeforeRelease it also
+// syncs them. n.writeMu must be held.
+func (n *Node) persist(blocks []Block) error {
+	if err := n.store.Append(blocks...); err != nil {
+		return err
+	}
+	if n.durability == SyncBeforeRelease {
+		if err := n.store.Sync(); err != nil {
+			return err
+		}
+	}
+	n.wrote(blocks[len(blocks)-1].Height)
+	return nil
 }

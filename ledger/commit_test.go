@@ -74,7 +74,7 @@ func newGatedNode(t *testing.T, maxBatch int) (*ledger.Node, *gateLocker, *count
 	g, _ := ledger.NewGenesis(members, 1000, testPub)
 	ms, _ := ledger.NewMemStore(g)
 	st := &countingStore{Store: ms}
-	n, err := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: members, InitialBalance: 1000, Store: st, MaxBatch: maxBatch})
+	n, err := ledger.NewUnwired(ledger.Config{ID: "1", Signer: ledger.TestKey("1"), Genesis: ledger.GenesisForTest(members, 1000), Store: st, MaxBatch: maxBatch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestGroupCommit(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("maxBatch=%d", tc.maxBatch), func(t *testing.T) {
 			n, gl, st := newGatedNode(t, tc.maxBatch)
-			defer n.Close()
+			defer n.Close(context.Background())
 			results := make(chan error, tc.transfers)
 			go func() {
 				_, err := n.Transfer(context.Background(), "2", 1)
@@ -199,7 +199,7 @@ func TestGroupCommitCancel(t *testing.T) {
 	if b, _ := n.Balance("1"); b != 988 {
 		t.Fatalf("balance %d, want 988", b)
 	}
-	if err := n.Close(); err != nil {
+	if err := n.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -215,7 +215,7 @@ func TestGroupCommitClose(t *testing.T) {
 		errc <- err
 	}()
 	<-gl.waiting
-	if err := n.Close(); err != nil {
+	if err := n.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-errc; !errors.Is(err, ledger.ErrClosed) {
@@ -231,7 +231,7 @@ func TestGroupCommitClose(t *testing.T) {
 func TestGroupCommitRefusesWithinBatch(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	n, gl, _ := newGatedNode(t, 0)
-	defer n.Close()
+	defer n.Close(context.Background())
 	first := make(chan error, 1)
 	go func() {
 		_, err := n.Transfer(context.Background(), "2", 600)

@@ -97,7 +97,7 @@ func (c *crashCluster) start(id string, ep lamportmutex.Transport) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	node, err := ledger.NewNode(ledger.Config{ID: id, Keys: testPub, Signer: ledger.TestKey(id), Members: c.ids, InitialBalance: crashBalance, Store: st, MaxBatch: c.maxBatch,
+	node, err := ledger.NewUnwired(ledger.Config{ID: id, Signer: ledger.TestKey(id), Genesis: ledger.GenesisForTest(c.ids, crashBalance), Store: st, MaxBatch: c.maxBatch,
 		OnEvent: func(ev ledger.Event) { c.event(id, ev) }})
 	if err != nil {
 		c.t.Fatal(err)
@@ -175,7 +175,7 @@ func (c *crashCluster) crash(id string, loseData bool) {
 		c.t.Fatal(err)
 	}
 	_ = old.mu.Close(context.Background()) // it stopped when its endpoint died; nothing more leaves it
-	_ = old.node.Close()
+	_ = old.node.Close(context.Background())
 	if loseData {
 		if err := os.Remove(c.path(id)); err != nil {
 			c.t.Fatal(err)
@@ -193,7 +193,7 @@ func (c *crashCluster) close() {
 	}
 	_ = c.net.Close(context.Background())
 	for _, m := range members {
-		_ = m.node.Close()
+		_ = m.node.Close(context.Background())
 	}
 }
 

@@ -26,55 +26,77 @@
 //
 // # Storage
 //
-// A Store persists blocks. OpenFileStore keeps an append-only log of
-// length-prefixed, CRC32C-checksummed records and fsyncs each append before
-// it returns (FileOptions.NoSync turns that off for benchmarks, unsafely).
-// Opening replays and verifies the log, seals included: a torn last record,
-// or blocks at the end whose seal is missing (the rest of a torn batch), are
-// cut off with a warning; any other damage, such as a seal that does not
-// verify, is a *CorruptError naming the file, offset and height. NewMemStore keeps blocks in memory.
+// A Store persists blocks. It is append-only: Append writes blocks after
+// the head, Sync makes what was written durable, and what survives a crash
+// or a power loss is always a prefix of what was appended. OpenFileStore
+// keeps a log of length-prefixed, CRC32C-checksummed records
+// (FileOptions.NoSync turns syncing off for benchmarks, unsafely); a torn
+// last record, or blocks at the end whose seal is missing (the rest of a
+// torn batch), are cut off with a warning; any other damage, such as a
+// seal that does not verify, is a *CorruptError naming the file, offset and
+// height. NewMemStore keeps blocks in memory.
+//
+// # Durability
+//
+// A Transfer reports success only once this node's own store has synced
+// its block. Config.Durability says when that sync happens:
+//
+//   - SyncAfterRelease (the default): the holder writes its batch, releases
+//     the mutex with it, and syncs in the background, one sync for every
+//     batch written meanwhile; a peer writes a received batch before the
+//     release takes effect there, and syncs it in the background too. The
+//     mutex is never held across a sync, so the next holder does not wait
+//     for anyone's disk.
+//   - SyncBeforeRelease: the holder syncs before it releases, and every
+//     peer syncs a received batch before the release takes effect there.
+//
+// Why every success survives SIGKILL and power loss of its client, with
+// SyncAfterRelease too: success is reported only after this client's sync
+// covers the block, and the store is append-only, so that sync covers
+// every block below it as well. After a power loss the client's file holds
+// a prefix of its chain that includes every block whose success it
+// reported. Blocks written after the last sync may be lost with the power;
+// none of them was reported as a success here, and the client fetches
+// them back from its peers (catch-up) if any peer has them. SIGKILL alone
+// loses nothing written: the operating system holds it. A Transfer that
+// succeeded elsewhere is safe the same way on its own client's disk.
 //
 // # Replication
 //
-// A Node is one client. Transfer takes the distributed mutex (a Locker,
-// satisfied by *lamportmutex.Mutex), checks the local balance, persists and
-// inserts the new block, and releases the mutex with the encoded block as
-// payload. Every peer's HandleRelease verifies, persists and inserts it
-// before the release takes effect there, so the next holder has every
-// earlier block. (A bystander may get releases from different peers out of
-// order; a block ahead of a gap is held until the gap fills.) Balance reads
-// the local table without the mutex.
+// A Node is one client: NewNode builds it on a transport to its peers and
+// starts its mutex (a lamportmutex.Mutex whose members are the genesis's),
+// and Close stops it all, in order:
+//
+//	// keys: every member's Ed25519 public key; key1: member 1's private key.
+//	genesis, _ := ledger.NewGenesis(members, ledger.DefaultInitialBalance, keys)
+//	st, err := ledger.OpenFileStore("ledger-1.log", genesis, ledger.FileOptions{})
+//	node, err := ledger.NewNode(ledger.Config{ID: "1", Genesis: genesis, Signer: key1, Store: st}, tr)
+//	defer node.Close(ctx)
+//	res, err := node.Transfer(ctx, "2", 3)
+//
+// Transfer takes the distributed mutex, checks the local balance, writes
+// and inserts the new block, and releases the mutex with the encoded block
+// as payload. Every peer verifies, writes and inserts it before the release
+// takes effect there, so the next holder has every earlier block. (A
+// bystander may get releases from different peers out of order; a block
+// ahead of a gap is held until the gap fills.) Balance reads the local
+// table without the mutex.
 //
 // Group commit: one committer goroutine per node takes the mutex for the
 // transfers its callers submit. Those that queue while it waits for the
 // mutex share the next entry: their blocks are built in submission order
 // (one that the balance cannot pay at its turn is refused, the rest go
-// ahead), persisted with one store append (one fsync), and sent together
-// with the one release (EncodeBatch). Config.MaxBatch bounds a batch; 1 is
-// the textbook's one entry per transfer. A transfer whose ctx ends before
-// its entry is withdrawn and never applied.
+// ahead), written with one store append, and sent together with the one
+// release. Config.MaxBatch bounds a batch; 1 is the textbook's one entry
+// per transfer. A transfer whose ctx ends before its entry is withdrawn and
+// never applied.
 //
-// The mutex needs the node's handlers when it is built, and the node needs
-// the mutex to transfer, so a node is wired in three steps, leaving no
-// moment in which a message could arrive with no handler:
-//
-//	// keys: every member's Ed25519 public key; key1: member 1's private key.
-//	genesis, _ := ledger.NewGenesis(members, ledger.DefaultInitialBalance, keys)
-//	st, err := ledger.OpenFileStore("ledger-1.log", genesis, ledger.FileOptions{Logger: log})
-//	node, err := ledger.NewNode(ledger.Config{ID: "1", Members: members, Keys: keys, Signer: key1, Store: st, Logger: log})
-//	mu, err := lamportmutex.New(node.MutexConfig(lamportmutex.Config{ID: "1", Peers: members, Transport: tr}))
-//	err = node.SetLocker(mu) // Transfer returns ErrNoLocker before this
-//	res, err := node.Transfer(ctx, "2", 3)
-//
-// MutexConfig makes the node the mutex's Handler (its releases, catch-up
-// messages and peers' restarts reach HandleRelease, HandleMessage and
-// HandlePeerUp), and sets its StartClock from the head block. Shut down in the reverse order: close the node first
-// (its committer finishes the batch in hand and releases with its blocks,
-// releases a grant it no longer needs, and fails what is still queued with
-// ErrClosed; its store closes), then the mutex, then the transport. A
-// mutex closed while the node holds it does not release the lock without
-// the node's block: the peers then wait for this client's restart and
-// fetch the block, as after a crash.
+// Close finishes the batch in hand and releases the mutex with its blocks,
+// fails what is still queued with ErrClosed, syncs what was written, closes
+// the mutex (waiting, up to its ctx, for the transport to deliver what was
+// sent), then the transport and the store. A node that dies while it holds
+// the mutex does not release it without its block: the peers then wait for
+// this client's restart and fetch the block, as after a crash.
 //
 // # Faulty peers
 //
@@ -84,8 +106,7 @@
 // is not in the chain, more catch-up messages than the inbox holds) is
 // refused: one log line names the peer and the cause, EventPeerRefused
 // reports it, and that incarnation of the peer is quarantined (the mutex
-// ends its session and ignores it until it restarts; Messenger.Quarantine
-// for what the catch-up goroutine finds). The node keeps serving reads,
+// ends its session and ignores it until it restarts). The node keeps serving reads,
 // and commits again once the peer's next incarnation behaves; a sync round
 // waiting on a quarantined peer waits for that restart. The node stops
 // (ErrDiverged, Node.Err, EventFailed) only for its own storage failure,
@@ -112,7 +133,7 @@
 // MaxPending above the head, the maps to the members. Events reach
 // Config.OnEvent through a queue of EventQueueSize on the node's own
 // goroutine, so a slow subscriber loses events (EventDropped) instead of
-// stalling the mutex, and Close waits at most a second for it.
+// stalling the mutex, and Close waits for it only as long as its ctx allows.
 //
 // # Catch-up
 //
@@ -121,7 +142,7 @@
 // to its dead incarnation, and a holder that dies while its release is on
 // the way leaves some peers with its block and some without. Both are
 // announced by the mutex's PeerUp, and the node repairs them over the
-// mutex's application channel (Locker.Send, HandleMessage), FIFO with the
+// mutex's application channel (its Send), FIFO with the
 // releases:
 //
 //   - On every PeerUp, a node tells every peer its head. A peer with more
@@ -145,8 +166,10 @@
 // Two chains that hold different blocks at one height are never merged:
 // see Faulty peers for when that is a peer's fault and when it stops the
 // node. Two clients of
-// different ledgers do not get that far: their genesis hashes differ, and
-// the TCP transport refuses the connection (TCPConfig.Cluster).
+// different ledgers do not get that far: every head they exchange names
+// the sender's genesis, and a peer that names another is refused
+// (ErrGenesisMismatch) and quarantined, whatever the transport. (The TCP
+// transport can refuse it even earlier, given TCPConfig.Cluster.)
 //
 // # Failures
 //
@@ -174,8 +197,8 @@
 // What is not survived: a holder that dies before its block reaches any
 // disk or any peer (FileOptions.NoSync or a MemStore, then a machine
 // crash) loses that block, although its Transfer may have returned
-// success; with fsync on (the default) Transfer returns only after the
-// block is on disk. Losing the disk of every client that has a block loses
+// success; with a FileStore that syncs (the default) Transfer returns only
+// after the block is on disk. Losing the disk of every client that has a block loses
 // the block. If a holder loses its block that way after its release
 // reached only peers that were behind (holding the block ahead of a gap),
 // the next holder may put another block at that height; those peers keep

@@ -39,8 +39,6 @@ var (
 	// ErrBadKey: Config.Signer is missing, malformed, or not the private
 	// key of the public key that Config.Keys gives the node's own id.
 	ErrBadKey = errors.New("signing key does not match the member's public key")
-	// ErrNoLocker: Transfer was called before SetLocker.
-	ErrNoLocker = errors.New("ledger node has no locker: call SetLocker first")
 	// ErrClosed: the Node or Store is closed.
 	ErrClosed = errors.New("ledger closed")
 )

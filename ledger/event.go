@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -37,6 +38,18 @@ const (
 	// the node keeps running. The replicas disagree at that height, and
 	// stall rather than stop. Err is a *ConflictError with both blocks.
 	EventDisagreement
+	// EventPeerUp: a new incarnation of peer From came up (at first
+	// contact, or after a restart).
+	EventPeerUp
+	// EventPeerDown: the transport lost its connection to peer From. It is
+	// news only: the peer may come back as the same incarnation.
+	EventPeerDown
+	// EventLockGranted: this node was granted the mutex for a batch, under
+	// Clock, Elapsed after it asked.
+	EventLockGranted
+	// EventLockReleased: this node released the mutex it took under Clock,
+	// with Blocks blocks, Elapsed after the grant.
+	EventLockReleased
 )
 
 // String returns the kind's name.
@@ -56,6 +69,14 @@ func (k EventKind) String() string {
 		return "dropped"
 	case EventDisagreement:
 		return "disagreement"
+	case EventPeerUp:
+		return "peer-up"
+	case EventPeerDown:
+		return "peer-down"
+	case EventLockGranted:
+		return "lock-granted"
+	case EventLockReleased:
+		return "lock-released"
 	}
 	return "unknown"
 }
@@ -71,7 +92,10 @@ type Event struct {
 	Transfer  Transfer
 	Duplicate bool
 	Err       error
-	Dropped   uint64 // EventDropped: how many events were lost
+	Dropped   uint64        // EventDropped: how many events were lost
+	Clock     uint64        // EventLockGranted, EventLockReleased: the grant's clock
+	Blocks    int           // EventLockReleased: the blocks the release carried
+	Elapsed   time.Duration // EventLockGranted: the wait for the mutex; EventLockReleased: the time it was held
 }
 
 // EventQueueSize bounds the events waiting for Config.OnEvent. When the
@@ -163,16 +187,12 @@ func (n *Node) deliver(wake, done chan struct{}) {
 	}
 }
 
-// eventCloseWait bounds how long Close waits for Config.OnEvent to take
-// the events still queued.
-const eventCloseWait = time.Second
-
 // stopEvents delivers the events already queued, then stops the delivery
 // goroutine and waits for it; later events are dropped. If the goroutine
-// has not finished within eventCloseWait, the events still queued are
-// dropped and counted, and stopEvents returns without waiting for the call
-// in progress; the goroutine exits when that call returns.
-func (n *Node) stopEvents() {
+// has not finished when ctx ends, the events still queued are dropped and
+// counted, and stopEvents returns without waiting for the call in
+// progress; the goroutine exits when that call returns.
+func (n *Node) stopEvents(ctx context.Context) {
 	n.emu.Lock()
 	n.evClosing = true
 	running, wake, done := n.evRunning, n.evWake, n.evDone
@@ -184,12 +204,10 @@ func (n *Node) stopEvents() {
 	case wake <- struct{}{}:
 	default:
 	}
-	t := time.NewTimer(eventCloseWait)
-	defer t.Stop()
 	select {
 	case <-done:
 		return
-	case <-t.C:
+	case <-ctx.Done():
 	}
 	n.emu.Lock()
 	defer n.emu.Unlock()

@@ -3,96 +3,59 @@ package ledger_test
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
-	"sync"
+	"net"
 
-	"github.com/lamportledger/lamportledger/lamportmutex"
 	"github.com/lamportledger/lamportledger/ledger"
+	"github.com/lamportledger/lamportledger/transport"
 )
 
-// inProcessMutex stands in for lamportmutex in one process: a plain mutex
-// whose Unlock hands the payload to every other node before the next Lock,
-// as the real mutex's Handler does. (It ignores Lock's ctx.)
-type inProcessMutex struct {
-	mu    sync.Mutex
-	clock uint64
-	nodes map[string]*ledger.Node
-}
-
-type memberLock struct {
-	m  *inProcessMutex
-	id string
-}
-
-func (l memberLock) Lock(context.Context) (lamportmutex.Token, error) {
-	l.m.mu.Lock()
-	l.m.clock++
-	return lamportmutex.Token{Clock: l.m.clock, ID: l.id}, nil
-}
-
-// Quarantine is for peers' bad input, which this in-process mutex never
-// has.
-func (l memberLock) Quarantine(string, error) {}
-
-// Send is for catch-up after restarts, which this in-process mutex never
-// has.
-func (l memberLock) Send(string, []byte) error {
-	return errors.New("no catch-up in this example")
-}
-
-func (l memberLock) Unlock(payload []byte) error {
-	defer l.m.mu.Unlock()
-	for id, n := range l.m.nodes {
-		if id != l.id {
-			if err := n.HandleRelease(l.id, payload); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func ExampleNode_Transfer() {
+// Two clients of one ledger, each embedded as a Node on its own TCP port
+// (here both in this process, on loopback). Each member has an Ed25519 key
+// pair; the genesis holds the public keys and the initial balances.
+func ExampleNewNode() {
+	ctx := context.Background()
 	members := []string{"1", "2"}
-	// Every member has an Ed25519 key pair; the genesis holds the public keys.
-	keys := make(map[string]ed25519.PublicKey)
-	signers := make(map[string]ed25519.PrivateKey)
+	keys, signers := map[string]ed25519.PublicKey{}, map[string]ed25519.PrivateKey{}
+	listeners, addrs := map[string]net.Listener{}, map[string]string{}
 	for _, id := range members {
 		keys[id], signers[id], _ = ed25519.GenerateKey(nil)
+		listeners[id], _ = net.Listen("tcp", "127.0.0.1:0")
+		addrs[id] = listeners[id].Addr().String()
 	}
-	m := &inProcessMutex{nodes: make(map[string]*ledger.Node)}
+	genesis, _ := ledger.NewGenesis(members, 10, keys)
+
+	nodes := map[string]*ledger.Node{}
 	for _, id := range members {
-		node, err := ledger.NewNode(ledger.Config{ID: id, Members: members, Keys: keys, Signer: signers[id]})
+		tr, err := transport.NewTCP(transport.TCPConfig{ID: id, Listener: listeners[id], Peers: addrs})
 		if err != nil {
 			fmt.Println(err)
 			return
 		}
-		defer node.Close()
-		m.nodes[id] = node
-		// With lamportmutex: mu, err :=
-		// lamportmutex.New(node.MutexConfig(lamportmutex.Config{...})), then
-		// node.SetLocker(mu).
-		if err := node.SetLocker(memberLock{m: m, id: id}); err != nil {
+		// The node builds its mutex on tr, and owns tr from here on.
+		node, err := ledger.NewNode(ledger.Config{ID: id, Genesis: genesis, Signer: signers[id]}, tr)
+		if err != nil {
 			fmt.Println(err)
 			return
 		}
+		defer node.Close(ctx) // releases, syncs, and closes the mutex, tr and the store
+		nodes[id] = node
 	}
-	ctx := context.Background()
 
-	res, err := m.nodes["1"].Transfer(ctx, "2", 3)
+	res, err := nodes["1"].Transfer(ctx, "2", 3) // Lock, check, insert, Unlock(block)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	fmt.Println("before:", res.Before, "after:", res.After)
-	b, _ := m.nodes["2"].Balance("1")
+	_ = nodes["2"].WaitHeight(ctx, res.Block.Height) // the block rides on the release
+	b, _ := nodes["2"].Balance("1")                  // local, no lock
 	fmt.Println("node 2 sees client 1 with", b)
 
 	id, _ := ledger.ParseTransferID("0123456789abcdef0123456789abcdef")
-	_, err = m.nodes["1"].TransferWithID(ctx, id, "2", 8)
+	_, err = nodes["1"].TransferWithID(ctx, id, "2", 8)
 	fmt.Println(err)
-	fmt.Println("heads agree:", m.nodes["1"].Head().Hash == m.nodes["2"].Head().Hash)
+	fmt.Println("heads agree:", nodes["1"].Head().Hash == nodes["2"].Head().Hash)
 	// Output:
 	// before: map[1:10 2:10] after: map[1:7 2:13]
 	// node 2 sees client 1 with 7

@@ -201,11 +201,11 @@ func newTestCluster(t testing.TB, n int, mkStore func(id string, g ledger.Block)
 	}
 	nodes := make([]*ledger.Node, n)
 	for i, id := range members {
-		cfg := ledger.Config{ID: id, Keys: testPub, Signer: ledger.TestKey(id), Members: members}
+		cfg := ledger.Config{ID: id, Signer: ledger.TestKey(id), Genesis: ledger.GenesisForTest(members, 0)}
 		if mkStore != nil {
 			cfg.Store = mkStore(id, g)
 		}
-		node, err := ledger.NewNode(cfg)
+		node, err := ledger.NewUnwired(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -216,7 +216,7 @@ func newTestCluster(t testing.TB, n int, mkStore func(id string, g ledger.Block)
 		c.nodes[id] = node
 		c.mu.Unlock()
 		nodes[i] = node
-		t.Cleanup(func() { _ = node.Close() })
+		t.Cleanup(func() { _ = node.Close(context.Background()) })
 	}
 	return c, nodes
 }

@@ -12,62 +12,83 @@ import (
 	"github.com/lamportledger/lamportledger/lamportmutex"
 )
 
-// Locker is the distributed mutex a Node takes around each transfer, with
-// its application channel for catch-up. *lamportmutex.Mutex satisfies it.
-// Unlock's payload must be delivered to every other member's
-// Node.HandleRelease before the release takes effect there, payloads from
-// one peer must arrive in order, and Send's payload must reach the peer's
-// Node.HandleMessage in order with them. The peer's restarts must be
-// reported to Node.HandlePeerUp before a grant that they allow.
-type Locker interface {
-	Messenger
-	// Lock blocks until this node holds the mutex or ctx is done. The
-	// token's Clock is stored in the block made under it.
+// locker is the distributed mutex as a Node uses it: *lamportmutex.Mutex,
+// which NewNode builds. Unlock's payload reaches every other member's
+// handleRelease before the release takes effect there, payloads from one
+// peer arrive in order, Send's payload reaches the peer's handleMessage in
+// order with them, and a peer's restart reaches handlePeerUp before a
+// grant that it allows. Quarantine must not block.
+type locker interface {
 	Lock(ctx context.Context) (lamportmutex.Token, error)
-	// Unlock releases the mutex, carrying payload (possibly nil) to peers.
 	Unlock(payload []byte) error
+	Send(to string, payload []byte) error
+	Quarantine(peer string, cause error)
 }
 
 // Config configures NewNode.
 type Config struct {
-	// ID is this client's id; it must be one of Members.
+	// ID is this client's id; it must be a member of Genesis.
 	ID string
-	// Members are the ids of all clients of the ledger, this one included.
-	Members []string
-	// Keys holds every member's Ed25519 public key, under which the
-	// member's blocks are sealed. The keys are part of the genesis, so the
-	// ledger's hash binds them: every replica must be given the same.
-	Keys map[string]ed25519.PublicKey
+	// Genesis is the ledger's block 0 (NewGenesis): its members, their
+	// initial balances and their public keys. Its hash names the ledger;
+	// every replica must be given the same, and a peer that runs another
+	// ledger is refused. Required.
+	Genesis Block
 	// Signer is this client's Ed25519 private key; its public key must be
-	// Keys[ID]. The node seals each batch it commits with it.
+	// the one Genesis gives ID. The node seals each batch it commits with it.
 	Signer ed25519.PrivateKey
-	// InitialBalance is every member's balance in the genesis block;
-	// 0 means DefaultInitialBalance.
-	InitialBalance int64
-	// Store holds the blocks. It must have been opened for the same
-	// genesis (see NewGenesis). Nil means a new MemStore. The Node owns it
-	// and closes it on Close.
+	// Store holds the blocks; it must have been opened for Genesis. Nil
+	// means a new MemStore. The Node owns it from NewNode on, and closes it.
 	Store Store
-	// Logger receives the node's logs; nil discards them.
-	Logger *slog.Logger
+	// Durability says when a block reaches the disk: SyncAfterRelease
+	// (the default) or SyncBeforeRelease.
+	Durability Durability
 	// MaxBatch bounds the transfers committed in one mutex entry (group
 	// commit: transfers submitted while the node waits for the mutex share
 	// its next entry, one block each, sent with the one release and synced
 	// to the store once). 1 takes the mutex once per transfer, as in the
 	// textbook; 0 means DefaultMaxBatch; at most MaxBatch.
 	MaxBatch int
+	// Algorithm is the mutex's algorithm (lamportmutex.Lamport, the
+	// default, or lamportmutex.RicartAgrawala); every member must run the
+	// same one.
+	Algorithm lamportmutex.Algorithm
+	// Trace, if set, is the mutex's trace hook (lamportmutex.Config.Trace):
+	// it sees every message, under the mutex's lock, and must return at once.
+	Trace func(lamportmutex.Event)
+	// Logger receives the node's and its mutex's logs; nil discards them.
+	Logger *slog.Logger
 	// OnEvent, if set, is called for every Event, one call at a time and in
 	// the order they happened, on a goroutine of the Node's own: events
 	// wait in a queue of EventQueueSize, so neither the mutex nor a
 	// Transfer caller ever waits for OnEvent. A subscriber that falls that
 	// far behind loses events, and is told how many (EventDropped). It may
-	// call any method of the Node but Close. Close waits for the events
-	// still queued for up to a second (eventCloseWait); then it drops
-	// the rest, counted in EventsDropped, and returns without waiting for
-	// a call in progress, so a stalled subscriber cannot hang Close. No
-	// call starts after Close returns.
+	// call any method of the Node but Close. Close waits, up to its ctx,
+	// for the events still queued; then it drops the rest, counted in
+	// EventsDropped, and returns without waiting for a call in progress, so
+	// a stalled subscriber cannot hang Close. No call starts after Close
+	// returns.
 	OnEvent func(Event)
 }
+
+// Durability says when a node's blocks reach its disk. Either way a
+// Transfer reports success only once this node's own store has synced its
+// block, so every success survives the loss of its client's power; and
+// the store is append-only, so what survives is a prefix of the chain.
+type Durability int
+
+const (
+	// SyncAfterRelease writes a batch's blocks, releases the mutex with
+	// them, and syncs in the background, one sync for every batch written
+	// meanwhile; received blocks are written and synced the same way. The
+	// mutex is never held across a sync.
+	SyncAfterRelease Durability = iota
+	// SyncBeforeRelease syncs each batch before the mutex is released with
+	// it, and each received batch before its release takes effect: no
+	// peer sees a block that is not on its maker's disk, at the cost of a
+	// sync or two inside every critical section.
+	SyncBeforeRelease
+)
 
 // Result is the outcome of a committed transfer.
 type Result struct {
@@ -80,21 +101,26 @@ type Result struct {
 	Duplicate bool
 }
 
-// Node is one client of the replicated ledger. See the package doc for
-// how it is wired to its mutex. Its methods are safe for concurrent use.
+// Node is one client of the replicated ledger: its chain, its store, and
+// the mutex it takes around each transfer. Its methods are safe for
+// concurrent use.
 type Node struct {
-	id      string
-	signer  ed25519.PrivateKey // seals the batches this node commits
-	keys    keyring            // every member's public key, from the genesis
-	members map[string]bool
-	store   Store
-	log     *slog.Logger
+	id         string
+	signer     ed25519.PrivateKey // seals the batches this node commits
+	keys       keyring            // every member's public key, from the genesis
+	genesis    Hash               // names the ledger
+	members    map[string]bool
+	store      Store
+	durability Durability
+	log        *slog.Logger
+	mutex      *lamportmutex.Mutex    // nil for a node that tests wire to a fake locker
+	transport  lamportmutex.Transport // closed by Close; nil with mutex
 
 	writeMu sync.Mutex // serialises changes to the chain (persist, then insert)
 
 	mu       sync.RWMutex // guards the fields below
 	chain    *Chain
-	locker   Locker
+	locker   locker
 	failed   error // set once: the node has stopped taking transfers
 	closed   bool
 	rejected map[TransferID]rejection // IDs whose transfer was refused for lack of funds
@@ -109,6 +135,7 @@ type Node struct {
 	warned   map[string]uint64
 
 	batcher // group commit: the queue of submitted transfers and its committer
+	syncer  // syncing the store in the background (SyncAfterRelease)
 	catchup // fetching missed blocks from peers
 	events  // delivering events to Config.OnEvent
 
@@ -120,41 +147,58 @@ type rejection struct {
 	err error
 }
 
-// NewNode returns the node for cfg.ID, loading and verifying the blocks in
-// cfg.Store. It fails with ErrGenesisMismatch if the store holds another
-// ledger. Call SetLocker before Transfer.
-func NewNode(cfg Config) (*Node, error) {
-	balance := cfg.InitialBalance
-	if balance == 0 {
-		balance = DefaultInitialBalance
+// NewNode starts the node for cfg.ID, which takes part in the ledger
+// through tr, the transport to its peers. It loads and verifies the blocks
+// in cfg.Store, builds the node's mutex on tr (a lamportmutex.Mutex whose
+// peers are the genesis's members), and starts taking transfers. It fails
+// with ErrGenesisMismatch if the store holds another ledger.
+//
+// The Node owns tr and cfg.Store from the call on: Close closes them, and
+// so does NewNode when it fails.
+func NewNode(cfg Config, tr lamportmutex.Transport) (_ *Node, err error) {
+	if tr == nil {
+		if cfg.Store != nil {
+			_ = cfg.Store.Close()
+		}
+		return nil, errors.New("ledger: nil transport")
 	}
-	genesis, err := NewGenesis(cfg.Members, balance, cfg.Keys)
+	n, err := newNode(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("ledger: %w", err)
+		return nil, errors.Join(err, tr.Close(context.Background()))
 	}
-	if _, ok := slicesIndex(cfg.Members, cfg.ID); !ok {
+	mu, err := lamportmutex.New(lamportmutex.Config{
+		ID: n.id, Peers: n.chain.Genesis().memberIDs(), Transport: tr, Handler: mutexHandler{n},
+		// Requests after a restart are stamped after every grant in the chain.
+		StartClock: n.Head().Clock,
+		Algorithm:  cfg.Algorithm, Trace: cfg.Trace, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("ledger: %w", err), tr.Close(context.Background()), n.closeStore())
+	}
+	n.mutex, n.transport = mu, tr
+	n.start(mu)
+	return n, nil
+}
+
+// newNode returns the node for cfg.ID, with its chain loaded from
+// cfg.Store, and not started (see start). On error it closes cfg.Store.
+func newNode(cfg Config) (_ *Node, err error) {
+	st := cfg.Store
+	defer func() {
+		if err != nil && st != nil {
+			_ = st.Close()
+		}
+	}()
+	genesis := cfg.Genesis
+	if _, err := NewChain(genesis); err != nil {
+		return nil, fmt.Errorf("ledger: Config.Genesis: %w", err)
+	}
+	keys := genesisKeys(genesis)
+	if !slices.Contains(genesis.memberIDs(), cfg.ID) {
 		return nil, fmt.Errorf("ledger: %w: own id %q is not among the members", ErrUnknownClient, cfg.ID)
 	}
-	if err := checkSigner(cfg.Signer, cfg.Keys[cfg.ID]); err != nil {
+	if err := checkSigner(cfg.Signer, keys[cfg.ID]); err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
-	}
-	st := cfg.Store
-	if st == nil {
-		if st, err = NewMemStore(genesis); err != nil {
-			return nil, err
-		}
-	}
-	blocks, err := st.Blocks()
-	if err != nil {
-		return nil, fmt.Errorf("ledger: load store: %w", err)
-	}
-	if len(blocks) == 0 || blocks[0].Hash != genesis.Hash {
-		return nil, fmt.Errorf("ledger: %w: store does not hold the genesis %s of members %v with balance %d",
-			ErrGenesisMismatch, genesis.Hash.Short(), genesis.Accounts, balance)
-	}
-	chain, err := NewChainFrom(blocks)
-	if err != nil {
-		return nil, fmt.Errorf("ledger: verify store: %w", err)
 	}
 	switch {
 	case cfg.MaxBatch == 0:
@@ -162,23 +206,63 @@ func NewNode(cfg Config) (*Node, error) {
 	case cfg.MaxBatch < 0 || cfg.MaxBatch > MaxBatch:
 		return nil, fmt.Errorf("ledger: MaxBatch %d is not between 1 and %d", cfg.MaxBatch, MaxBatch)
 	}
+	if cfg.Durability != SyncAfterRelease && cfg.Durability != SyncBeforeRelease {
+		return nil, fmt.Errorf("ledger: unknown Durability %d", cfg.Durability)
+	}
+	if st == nil {
+		if st, err = NewMemStore(genesis); err != nil {
+			return nil, err
+		}
+	}
+	chain, err := loadChain(st, genesis)
+	if err != nil {
+		return nil, err
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	members := make(map[string]bool, len(cfg.Members))
-	for _, id := range cfg.Members {
+	members := make(map[string]bool)
+	for _, id := range genesis.memberIDs() {
 		members[id] = true
 	}
 	return &Node{
-		id: cfg.ID, signer: slices.Clone(cfg.Signer), keys: chain.keys, members: members, store: st, log: log.With("node", cfg.ID), events: events{onEvent: cfg.OnEvent},
+		id: cfg.ID, signer: slices.Clone(cfg.Signer), keys: chain.keys, genesis: genesis.Hash, members: members, store: st,
+		durability: cfg.Durability, log: log.With("node", cfg.ID), events: events{onEvent: cfg.OnEvent},
 		chain: chain, rejected: make(map[TransferID]rejection), inflight: make(map[TransferID]chan struct{}),
 		grown:   make(chan struct{}),
 		pending: make(map[uint64]received),
 		warned:  make(map[string]uint64),
 		batcher: newBatcher(cfg.MaxBatch),
-		catchup: newCatchup(cfg.ID, cfg.Members),
+		syncer:  newSyncer(),
+		catchup: newCatchup(cfg.ID, genesis.memberIDs()),
 	}, nil
+}
+
+// loadChain reads the blocks of st and verifies them from genesis.
+func loadChain(st Store, genesis Block) (*Chain, error) {
+	blocks, err := st.Blocks()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: load store: %w", err)
+	}
+	if len(blocks) == 0 || blocks[0].Hash != genesis.Hash {
+		return nil, fmt.Errorf("ledger: %w: the store does not hold the genesis %s", ErrGenesisMismatch, genesis.Hash.Short())
+	}
+	chain, err := NewChainFrom(blocks)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: verify store: %w", err)
+	}
+	return chain, nil
+}
+
+// start gives the node its mutex and starts its goroutines.
+func (n *Node) start(l locker) {
+	n.mu.Lock()
+	n.locker = l
+	n.mu.Unlock()
+	n.startSyncer()
+	n.startSync(l)
+	n.startCommitter(l)
 }
 
 // checkSigner checks that key is a well-formed private key of pub.
@@ -195,59 +279,23 @@ func checkSigner(key ed25519.PrivateKey, pub ed25519.PublicKey) error {
 	return nil
 }
 
-func slicesIndex(s []string, v string) (int, bool) {
-	for i, x := range s {
-		if x == v {
-			return i, true
-		}
-	}
-	return -1, false
-}
-
-// MutexConfig returns cfg for lamportmutex.New with the node as its
-// Handler (releases go to HandleRelease, messages to HandleMessage, peers
-// coming up to HandlePeerUp), and StartClock raised to the head block's
-// clock, so that requests after a restart are stamped after every grant
-// in the chain.
-func (n *Node) MutexConfig(cfg lamportmutex.Config) lamportmutex.Config {
-	cfg.Handler = mutexHandler{n}
-	cfg.StartClock = max(cfg.StartClock, n.Head().Clock)
-	return cfg
-}
-
-// mutexHandler is the node's side of its mutex.
+// mutexHandler is the node's side of its mutex (lamportmutex.Handler).
 type mutexHandler struct{ n *Node }
 
 func (h mutexHandler) HandleRelease(from string, payload []byte) error {
-	return h.n.HandleRelease(from, payload)
+	return h.n.handleRelease(from, payload)
 }
 
 func (h mutexHandler) HandleMessage(from string, payload []byte) error {
-	return h.n.HandleMessage(from, payload)
+	return h.n.handleMessage(from, payload)
 }
 
-func (h mutexHandler) HandlePeerUp(peer string) { h.n.HandlePeerUp(peer) }
+func (h mutexHandler) HandlePeerUp(peer string) { h.n.handlePeerUp(peer) }
 
-// HandlePeerDown does nothing: a peer that is down only stalls the mutex,
-// and the node hears of its restart through HandlePeerUp.
-func (mutexHandler) HandlePeerDown(string) {}
-
-// SetLocker gives the node its mutex. It is separate from NewNode because
-// the mutex needs the node's handlers at construction (see MutexConfig).
-// It may be called once.
-func (n *Node) SetLocker(l Locker) error {
-	if l == nil {
-		return errors.New("ledger: SetLocker: nil locker")
+func (h mutexHandler) HandlePeerDown(peer string) {
+	if h.n.members[peer] && peer != h.n.id {
+		h.n.emit(Event{Kind: EventPeerDown, From: peer})
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.locker != nil {
-		return errors.New("ledger: SetLocker: locker already set")
-	}
-	n.locker = l
-	n.startSync(l)
-	n.startCommitter(l)
-	return nil
 }
 
 // ID returns the node's client id.
@@ -338,8 +386,6 @@ func (n *Node) usable() error {
 		return ErrClosed
 	case n.failed != nil:
 		return fmt.Errorf("%w: %w", ErrDiverged, n.failed)
-	case n.locker == nil:
-		return ErrNoLocker
 	}
 	return nil
 }

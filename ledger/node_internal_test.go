@@ -30,13 +30,17 @@ func (l *gateLocker) Quarantine(string, error) {}
 // Concurrent calls with one ID, all provably in flight together, take the
 // mutex once and apply the transfer once.
 func TestSubmitSameIDInFlight(t *testing.T) {
-	n, err := NewNode(Config{ID: "1", Keys: testPubKeys("1", "2"), Signer: testKey("1"), Members: []string{"1", "2"}})
+	g, err := NewGenesis([]string{"1", "2"}, DefaultInitialBalance, testPubKeys("1", "2"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer n.Close()
+	n, err := newNode(Config{ID: "1", Genesis: g, Signer: testKey("1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(context.Background())
 	l := &gateLocker{entered: make(chan struct{}, 100), gate: make(chan struct{})}
-	_ = n.SetLocker(l)
+	n.start(l)
 	const others = 15
 	waiting := make(chan struct{}, others)
 	n.testHookWait = func() { waiting <- struct{}{} }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/lamportledger/lamportledger/lamportmutex"
 	"github.com/lamportledger/lamportledger/ledger"
+	"github.com/lamportledger/lamportledger/transport"
+	"go.uber.org/goleak"
 )
 
 func TestNodeTransfer(t *testing.T) {
@@ -85,42 +87,67 @@ func TestNodeBadInput(t *testing.T) {
 	}
 }
 
-func TestNodeNoLocker(t *testing.T) {
-	n, err := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: memberIDs(2)})
+// TestNodeClose checks one Close for everything the node owns: the
+// second returns nil, and a transfer after it ErrClosed.
+func TestNodeClose(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	g := ledger.GenesisForTest(memberIDs(2), 0)
+	net, err := transport.NewChanNetwork(memberIDs(2), transport.ChanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Transfer(context.Background(), "2", 1); !errors.Is(err, ledger.ErrNoLocker) {
-		t.Fatalf("err = %v", err)
-	}
-	if err := n.SetLocker(nil); err == nil {
-		t.Fatal("SetLocker(nil) succeeded")
-	}
-	if err := n.SetLocker(&fakeLocker{c: newCluster(), id: "1"}); err != nil {
+	defer net.Close(context.Background())
+	ep, _ := net.Endpoint("1")
+	n, err := ledger.NewNode(ledger.Config{ID: "1", Genesis: g, Signer: ledger.TestKey("1")}, ep)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.SetLocker(&fakeLocker{c: newCluster(), id: "1"}); err == nil {
-		t.Fatal("second SetLocker succeeded")
-	}
-	if err := n.Close(); err != nil {
+	if err := n.Close(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	if err := n.Close(context.Background()); err != nil {
+		t.Fatalf("second Close: %v", err)
 	}
 	if _, err := n.Transfer(context.Background(), "2", 1); !errors.Is(err, ledger.ErrClosed) {
 		t.Fatalf("after Close: err = %v", err)
 	}
+	if err := ep.Send(lamportmutex.Message{Kind: lamportmutex.Data, From: "1", To: "2"}); err == nil {
+		t.Fatal("the node's transport still sends after Close")
+	}
 }
 
+// TestNewNodeErrors checks NewNode's refusals, and that it closes the
+// transport and the store it was given when it fails.
 func TestNewNodeErrors(t *testing.T) {
-	if _, err := ledger.NewNode(ledger.Config{ID: "9", Keys: testPub, Signer: ledger.TestKey("9"), Members: memberIDs(2)}); !errors.Is(err, ledger.ErrUnknownClient) {
-		t.Errorf("own id not a member: %v", err)
-	}
-	if _, err := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: []string{"1", "1"}}); !errors.Is(err, ledger.ErrBadGenesis) {
-		t.Errorf("duplicate members: %v", err)
-	}
+	defer goleak.VerifyNone(t)
+	g := ledger.GenesisForTest(memberIDs(2), 0)
 	other, _ := ledger.NewGenesis(memberIDs(2), 5, testPub)
-	st, _ := ledger.NewMemStore(other)
-	if _, err := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: memberIDs(2), Store: st}); !errors.Is(err, ledger.ErrGenesisMismatch) {
-		t.Errorf("store of another ledger: %v", err)
+	otherStore, _ := ledger.NewMemStore(other)
+	for _, tc := range []struct {
+		name string
+		cfg  ledger.Config
+		want error
+	}{
+		{"own id not a member", ledger.Config{ID: "9", Genesis: g, Signer: ledger.TestKey("9")}, ledger.ErrUnknownClient},
+		{"no genesis", ledger.Config{ID: "1", Signer: ledger.TestKey("1")}, ledger.ErrBadGenesis},
+		{"another member's key", ledger.Config{ID: "1", Genesis: g, Signer: ledger.TestKey("2")}, ledger.ErrBadKey},
+		{"store of another ledger", ledger.Config{ID: "1", Genesis: g, Signer: ledger.TestKey("1"), Store: otherStore}, ledger.ErrGenesisMismatch},
+	} {
+		net, err := transport.NewChanNetwork(memberIDs(2), transport.ChanOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ep, _ := net.Endpoint("1")
+		if _, err := ledger.NewNode(tc.cfg, ep); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+		if err := ep.Start(func(lamportmutex.Message) {}); err == nil {
+			t.Errorf("%s: the transport is still open after NewNode failed", tc.name)
+		}
+		_ = net.Close(context.Background())
+	}
+	if err := otherStore.Append(); !errors.Is(err, ledger.ErrClosed) {
+		t.Errorf("the store is still open after NewNode failed: %v", err)
 	}
 }
 
@@ -266,18 +293,18 @@ func TestNodesConcurrentRandom(t *testing.T) {
 				}
 			}
 			// The durable replica reopens to the same head.
-			if err := nodes[0].Close(); err != nil {
+			if err := nodes[0].Close(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 			st, err := ledger.OpenFileStore(filepath.Join(dir, "1.log"), nodes[0].Genesis(), ledger.FileOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			re, err := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: memberIDs(n), Store: st})
+			re, err := ledger.NewUnwired(ledger.Config{ID: "1", Signer: ledger.TestKey("1"), Genesis: ledger.GenesisForTest(memberIDs(n), 0), Store: st})
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer re.Close()
+			defer re.Close(context.Background())
 			if re.Head().Hash != head.Hash {
 				t.Fatal("reopened node has another head")
 			}
@@ -320,7 +347,7 @@ func TestNodeRefusesBadRelease(t *testing.T) {
 				mu     sync.Mutex
 				events []ledger.Event
 			)
-			n, err := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: memberIDs(3), OnEvent: func(e ledger.Event) {
+			n, err := ledger.NewUnwired(ledger.Config{ID: "1", Signer: ledger.TestKey("1"), Genesis: ledger.GenesisForTest(memberIDs(3), 0), OnEvent: func(e ledger.Event) {
 				mu.Lock()
 				defer mu.Unlock()
 				events = append(events, e)
@@ -328,7 +355,7 @@ func TestNodeRefusesBadRelease(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer n.Close()
+			defer n.Close(context.Background())
 			if err := n.SetLocker(&fakeLocker{c: newCluster(), id: "1"}); err != nil {
 				t.Fatal(err)
 			}
@@ -359,7 +386,7 @@ func TestNodeRefusesBadRelease(t *testing.T) {
 			if err := n.HandleRelease(tc.from, encode(next)); err != nil || n.Head().Hash != next.Hash {
 				t.Fatalf("good block from the next incarnation: %v", err)
 			}
-			if err := n.Close(); err != nil {
+			if err := n.Close(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 			mu.Lock()
@@ -395,11 +422,11 @@ func TestNodeReceiveOutOfOrder(t *testing.T) {
 		payloads = append(payloads, p)
 	}
 	newNode := func() *ledger.Node {
-		n, err := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: memberIDs(3)})
+		n, err := ledger.NewUnwired(ledger.Config{ID: "1", Signer: ledger.TestKey("1"), Genesis: ledger.GenesisForTest(memberIDs(3), 0)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = n.Close() })
+		t.Cleanup(func() { _ = n.Close(context.Background()) })
 		return n
 	}
 
@@ -479,8 +506,8 @@ func TestNodeDropsHeldBlocksAtGrant(t *testing.T) {
 	_ = chain.Append(b1)
 	b2, _ := nextSealed(chain, ledger.Transfer{ID: ledger.NewTransferID(), From: "3", To: "1", Amount: 1}, 2)
 	p2, _ := ledger.EncodeBatch([]ledger.Block{b2})
-	n, _ := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: memberIDs(3)})
-	defer n.Close()
+	n, _ := ledger.NewUnwired(ledger.Config{ID: "1", Signer: ledger.TestKey("1"), Genesis: ledger.GenesisForTest(memberIDs(3), 0)})
+	defer n.Close(context.Background())
 	l := &badLocker{}
 	_ = n.SetLocker(l)
 	if err := n.HandleRelease("3", p2); err != nil {
@@ -496,8 +523,8 @@ func TestNodeDropsHeldBlocksAtGrant(t *testing.T) {
 }
 
 func TestNodeEmptyReleaseIsNoop(t *testing.T) {
-	n, _ := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: memberIDs(2)})
-	defer n.Close()
+	n, _ := ledger.NewUnwired(ledger.Config{ID: "1", Signer: ledger.TestKey("1"), Genesis: ledger.GenesisForTest(memberIDs(2), 0)})
+	defer n.Close(context.Background())
 	if err := n.HandleRelease("2", nil); err != nil || n.Err() != nil {
 		t.Fatalf("empty payload: %v, %v", err, n.Err())
 	}
@@ -560,8 +587,8 @@ func (l *badLocker) Unlock(p []byte) error {
 }
 
 func TestNodeLockerErrors(t *testing.T) {
-	n, _ := ledger.NewNode(ledger.Config{ID: "1", Keys: testPub, Signer: ledger.TestKey("1"), Members: memberIDs(2)})
-	defer n.Close()
+	n, _ := ledger.NewUnwired(ledger.Config{ID: "1", Signer: ledger.TestKey("1"), Genesis: ledger.GenesisForTest(memberIDs(2), 0)})
+	defer n.Close(context.Background())
 	l := &badLocker{lockErr: context.Canceled}
 	_ = n.SetLocker(l)
 	id := ledger.NewTransferID()
@@ -591,7 +618,7 @@ func TestNodeEvents(t *testing.T) {
 	members := memberIDs(2)
 	var nodes []*ledger.Node
 	for _, id := range members {
-		n, err := ledger.NewNode(ledger.Config{ID: id, Keys: testPub, Signer: ledger.TestKey(id), Members: members, OnEvent: func(e ledger.Event) {
+		n, err := ledger.NewUnwired(ledger.Config{ID: id, Signer: ledger.TestKey(id), Genesis: ledger.GenesisForTest(members, 0), OnEvent: func(e ledger.Event) {
 			mu.Lock()
 			defer mu.Unlock()
 			events[id] = append(events[id], fmt.Sprintf("%s:%s", e.Kind, e.From))
@@ -599,7 +626,7 @@ func TestNodeEvents(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer n.Close()
+		defer n.Close(context.Background())
 		_ = n.SetLocker(&fakeLocker{c: c, id: id})
 		c.nodes[id] = n
 		nodes = append(nodes, n)
@@ -611,7 +638,7 @@ func TestNodeEvents(t *testing.T) {
 		t.Fatal("overdraft succeeded")
 	}
 	for _, n := range nodes {
-		if err := n.Close(); err != nil { // delivers what is queued
+		if err := n.Close(context.Background()); err != nil { // delivers what is queued
 			t.Fatal(err)
 		}
 	}
@@ -644,7 +671,7 @@ func TestNodeWaitHeight(t *testing.T) {
 		t.Fatalf("WaitHeight after cancel = %v", err)
 	}
 	go func() { done <- nodes[0].WaitHeight(context.Background(), 5) }()
-	if err := nodes[0].Close(); err != nil {
+	if err := nodes[0].Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; !errors.Is(err, ledger.ErrClosed) {

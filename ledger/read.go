@@ -2,7 +2,10 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"github.com/lamportledger/lamportledger/lamportmutex"
 )
 
 // Balance returns client id's balance in the local table, at once and
@@ -87,36 +90,82 @@ func (n *Node) Verify() error {
 	return n.chain.Verify()
 }
 
-// Err returns why the node stopped taking transfers, or nil while it works.
+// Err returns why the node stopped taking transfers, or nil while it
+// works: its own storage failed, a fork was proven (both wrap
+// ErrDiverged), or its mutex stopped because the transport failed.
 func (n *Node) Err() error {
 	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.failed
+	failed, closed := n.failed, n.closed
+	n.mu.RUnlock()
+	switch {
+	case failed != nil:
+		return failed
+	case !closed && n.mutex != nil:
+		return n.mutex.Err()
+	}
+	return nil
 }
 
-// Close stops the node and closes its store: the committer finishes the
-// batch it holds the mutex for (and releases the mutex), transfers still
-// queued fail with ErrClosed, the goroutines SetLocker started stop, and
-// the events already queued are delivered to Config.OnEvent before Close
-// returns, unless the subscriber takes longer than eventCloseWait for them
-// (see Config.OnEvent).
-// Close the node before its mutex, so that the mutex is released. Later
-// Transfers return ErrClosed; later release payloads are ignored.
-func (n *Node) Close() error {
+// LockState returns a snapshot of the node's mutex: its clock, its queue,
+// and the peers a waiting request still needs to hear from.
+func (n *Node) LockState() lamportmutex.State {
+	if n.mutex == nil {
+		return lamportmutex.State{}
+	}
+	return n.mutex.State()
+}
+
+// LockStats returns the counters of the node's mutex.
+func (n *Node) LockStats() lamportmutex.Stats {
+	if n.mutex == nil {
+		return lamportmutex.Stats{}
+	}
+	return n.mutex.Stats()
+}
+
+// Close stops the node, in order: its committer finishes the batch it
+// holds the mutex for and releases the mutex with its blocks, transfers
+// still queued fail with ErrClosed; what was written is synced, and the
+// transfers that waited for it complete; the catch-up goroutine stops; the
+// mutex closes, waiting up to ctx for the transport to deliver what it
+// sent; then the transport and the store close. The events already queued
+// are delivered to Config.OnEvent while ctx allows. Later Transfers return
+// ErrClosed; a second Close returns nil.
+func (n *Node) Close(ctx context.Context) error {
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
-		return ErrClosed
+		return nil
 	}
 	n.closed = true
 	close(n.grown) // wake WaitHeight callers; nothing appends after Close
 	n.grown = make(chan struct{})
 	n.mu.Unlock()
 	n.stopCommitter()
+	n.stopSyncer()
 	n.stopSyncLoop()
+	var errs []error
+	if n.mutex != nil {
+		if err := n.mutex.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("ledger: close: %w", err))
+		}
+	}
+	if n.transport != nil {
+		if err := n.transport.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("ledger: close the transport: %w", err))
+		}
+	}
+	errs = append(errs, n.closeStore())
+	n.stopEvents(ctx)
+	return errors.Join(errs...)
+}
+
+// closeStore closes the store once no handler can write to it.
+func (n *Node) closeStore() error {
 	n.writeMu.Lock()
-	err := n.store.Close()
-	n.writeMu.Unlock()
-	n.stopEvents()
-	return err
+	defer n.writeMu.Unlock()
+	if err := n.store.Close(); err != nil {
+		return fmt.Errorf("ledger: close the store: %w", err)
+	}
+	return nil
 }

@@ -23,8 +23,8 @@ type received struct {
 	fetched bool
 }
 
-// HandleRelease handles the payload of a peer's release: the mutex's
-// Handler passes it on (Node.MutexConfig sets it). An empty payload (a
+// handleRelease handles the payload of a peer's release, the mutex's
+// HandleRelease. An empty payload (a
 // release with no transfer) is nothing to do. Otherwise the payload is a
 // batch of blocks whose sender is the releasing peer, sealed once, at its
 // last block, with that peer's key (see Block.Sig); each must extend this
@@ -51,7 +51,7 @@ type received struct {
 // again, without a log line). The node keeps running: reads work, and it commits again once
 // the peer restarts and behaves. A bad block held ahead of a gap is found
 // only when the gap fills; its sender is then quarantined through
-// Messenger.Quarantine.
+// the mutex's Quarantine.
 //
 // The node stops (Err, EventFailed, ErrDiverged) only for its own storage
 // failure, or for a fork proven by two valid blocks at one height that
@@ -63,7 +63,7 @@ type received struct {
 // After Close, or once the node has stopped, a payload is ignored (nil is
 // returned: the fault is not the peer's); the next incarnation fetches the
 // block from its peers.
-func (n *Node) HandleRelease(from string, payload []byte) error {
+func (n *Node) handleRelease(from string, payload []byte) error {
 	if len(payload) == 0 {
 		return nil
 	}
@@ -310,7 +310,7 @@ func (n *Node) insert(caller string, epoch uint64, fetched bool, run []received)
 	k := d.sealed() // the valid, sealed prefix is inserted even if a later block fails
 	ok, rest := run[:k], run[k:]
 	if len(ok) > 0 {
-		if err := n.store.Append(d.blocks[:k]...); err != nil {
+		if err := n.persist(d.blocks[:k]); err != nil {
 			return n.fail(fmt.Errorf("persist blocks %d-%d: %w", ok[0].blk.Height, ok[len(ok)-1].blk.Height, err))
 		}
 		n.mu.Lock()
@@ -381,7 +381,7 @@ func (n *Node) dropPending() {
 // line and emits EventPeerRefused, and has the catch-up goroutine drop
 // what is still queued from that incarnation. With quarantine set, which is for
 // input found off the mutex's handler for peer's own message, the
-// catch-up goroutine also calls Messenger.Quarantine; otherwise the mutex
+// catch-up goroutine also calls the mutex's Quarantine; otherwise the mutex
 // quarantines the peer when the handler returns the error. It returns the
 // *PeerError.
 func (n *Node) refuse(peer string, epoch uint64, what string, cause error, quarantine bool) error {

@@ -47,11 +47,11 @@ func TestReplicatedOverRealMutex(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				node, err := ledger.NewNode(ledger.Config{ID: id, Keys: testPub, Signer: ledger.TestKey(id), Members: ids, Store: st})
+				node, err := ledger.NewUnwired(ledger.Config{ID: id, Signer: ledger.TestKey(id), Genesis: ledger.GenesisForTest(ids, 0), Store: st})
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer node.Close()
+				defer node.Close(context.Background())
 				ep, err := net.Endpoint(id)
 				if err != nil {
 					t.Fatal(err)

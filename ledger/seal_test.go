@@ -87,11 +87,11 @@ func TestNewNodeChecksSigner(t *testing.T) {
 		"none": nil, "short": ledger.TestKey("1")[:40], "another member's": ledger.TestKey("2"),
 		"outsider": outsiderKey, "mixed halves": badHalves,
 	} {
-		if _, err := ledger.NewNode(ledger.Config{ID: "1", Members: ids, Keys: testPub, Signer: key}); !errors.Is(err, ledger.ErrBadKey) {
+		if _, err := ledger.NewUnwired(ledger.Config{ID: "1", Genesis: ledger.GenesisForTest(ids, 0), Signer: key}); !errors.Is(err, ledger.ErrBadKey) {
 			t.Errorf("%s: err = %v, want ErrBadKey", name, err)
 		}
 	}
-	if _, err := ledger.NewNode(ledger.Config{ID: "1", Members: ids, Signer: ledger.TestKey("1")}); !errors.Is(err, ledger.ErrBadGenesis) {
+	if _, err := ledger.NewUnwired(ledger.Config{ID: "1", Genesis: ledger.GenesisForTest(ids, 0), Signer: ledger.TestKey("1")}); !errors.Is(err, ledger.ErrBadGenesis) {
 		t.Errorf("no keys: err = %v, want ErrBadGenesis", err)
 	}
 }
@@ -167,11 +167,11 @@ func TestChainAppendChecksSeals(t *testing.T) {
 // that nothing goes in.
 func rejectsRelease(t *testing.T, from string, blocks []ledger.Block, want error) {
 	t.Helper()
-	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3), Keys: testPub, Signer: ledger.TestKey("1")})
+	n, err := ledger.NewUnwired(ledger.Config{ID: "1", Genesis: ledger.GenesisForTest(memberIDs(3), 0), Signer: ledger.TestKey("1")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer n.Close()
+	defer n.Close(context.Background())
 	if err := n.SetLocker(&fakeLocker{c: newCluster(), id: "1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -217,8 +217,8 @@ func TestReleaseRefusesForgedOrUnsealed(t *testing.T) {
 		t.Run(name, func(t *testing.T) { rejectsRelease(t, tc.from, tc.blocks, tc.want) })
 	}
 	// The honest variant goes in whole.
-	n, _ := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3), Keys: testPub, Signer: ledger.TestKey("1")})
-	defer n.Close()
+	n, _ := ledger.NewUnwired(ledger.Config{ID: "1", Genesis: ledger.GenesisForTest(memberIDs(3), 0), Signer: ledger.TestKey("1")})
+	defer n.Close(context.Background())
 	_ = n.SetLocker(&fakeLocker{c: newCluster(), id: "1"})
 	p, _ := ledger.EncodeBatch(makeRun(g, "2", "1", 3, 1, ledger.TestKey("2")))
 	if err := n.HandleRelease("2", p); err != nil {
@@ -242,11 +242,11 @@ func TestCatchUpRefusesForged(t *testing.T) {
 	unsealed := slices.Clone(genuine)
 	unsealed[1].Sig = nil // the run of 2 ends without its seal before 3's block
 
-	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: memberIDs(3), Keys: testPub, Signer: ledger.TestKey("1")})
+	n, err := ledger.NewUnwired(ledger.Config{ID: "1", Genesis: ledger.GenesisForTest(memberIDs(3), 0), Signer: ledger.TestKey("1")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer n.Close()
+	defer n.Close(context.Background())
 	if err := n.SetLocker(newGapLocker("1")); err != nil {
 		t.Fatal(err)
 	}
@@ -292,26 +292,27 @@ func TestCatchUpBatchesEndAtSeals(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := &relayLocker{gapLocker: newGapLocker("1"), sent: make(chan []byte, 16)}
-	src, err := ledger.NewNode(ledger.Config{ID: "1", Members: ids, Keys: testPub, Signer: ledger.TestKey("1"), Store: st, MaxBatch: 2})
+	src, err := ledger.NewUnwired(ledger.Config{ID: "1", Genesis: ledger.GenesisForTest(ids, 0), Signer: ledger.TestKey("1"), Store: st, MaxBatch: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer src.Close()
+	defer src.Close(context.Background())
 	if err := src.SetLocker(l); err != nil {
 		t.Fatal(err)
 	}
-	dst, err := ledger.NewNode(ledger.Config{ID: "2", Members: ids, Keys: testPub, Signer: ledger.TestKey("2")})
+	dst, err := ledger.NewUnwired(ledger.Config{ID: "2", Genesis: ledger.GenesisForTest(ids, 0), Signer: ledger.TestKey("2")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dst.Close()
+	defer dst.Close(context.Background())
 	if err := dst.SetLocker(newGapLocker("2")); err != nil {
 		t.Fatal(err)
 	}
-	// dst's announcement of its head: magic 'S', version 1, op 1 (head),
-	// round 0 (no answer wanted), height 0, the genesis hash.
-	head := append([]byte{'S', 1, 1}, make([]byte, 16)...)
-	src.HandleMessage("2", append(head, g.Hash[:]...))
+	// dst's announcement of its head: magic 'S', version 2, op 1 (head),
+	// round 0 (no answer wanted), height 0, the genesis hash as the head
+	// and as the ledger's name.
+	head := append([]byte{'S', 2, 1}, make([]byte, 16)...)
+	src.HandleMessage("2", append(append(head, g.Hash[:]...), g.Hash[:]...))
 	var sizes []int
 	for _, want := range []int{5, 1, 3} {
 		p := <-l.sent
@@ -512,7 +513,7 @@ func TestPendingRunCutByTrimWaitsForItsSeal(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background()) // ends the waits if the node fails
 	defer cancel()
-	n, err := ledger.NewNode(ledger.Config{ID: "1", Members: ids, Keys: testPub, Signer: ledger.TestKey("1"), InitialBalance: balance,
+	n, err := ledger.NewUnwired(ledger.Config{ID: "1", Genesis: ledger.GenesisForTest(ids, balance), Signer: ledger.TestKey("1"),
 		OnEvent: func(ev ledger.Event) {
 			if ev.Kind == ledger.EventFailed {
 				cancel()
@@ -521,7 +522,7 @@ func TestPendingRunCutByTrimWaitsForItsSeal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer n.Close()
+	defer n.Close(context.Background())
 	if err := n.SetLocker(newGapLocker("1")); err != nil {
 		t.Fatal(err)
 	}

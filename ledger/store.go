@@ -19,6 +19,8 @@ type Store interface {
 	// (the file store: written and fsynced once for the lot, unless
 	// NoSync); when it returns an error, none may be taken as stored.
 	Append(blocks ...Block) error
+	// Sync makes every block appended before it durable.
+	Sync() error
 	// Close releases the store. Later calls return ErrClosed.
 	Close() error
 }
@@ -76,6 +78,9 @@ func appendDoubling(blocks, add []Block) []Block {
 	}
 	return append(blocks, add...)
 }
+
+// Sync implements Store: a MemStore has nothing to sync.
+func (s *MemStore) Sync() error { return nil }
 
 // Close implements Store.
 func (s *MemStore) Close() error {

@@ -9,7 +9,7 @@ import (
 type syncOp uint8
 
 // The catch-up messages, carried by the mutex's application channel
-// (Locker.Send, Node.HandleMessage).
+// (the mutex's Send and HandleMessage).
 const (
 	// opHead tells a peer our head. The peer sends us the blocks we lack
 	// (opBlocks) if it has more; with a Round, it then answers (opAnswer).
@@ -41,23 +41,24 @@ func (op syncOp) String() string {
 // syncMsg is one catch-up message. All integers are big-endian.
 //
 //	magic    uint8  ('S')
-//	version  uint8  (1)
+//	version  uint8  (2)
 //	op       uint8
-//	opHead, opAnswer, opFetch: round uint64, height uint64, hash [32]byte
+//	opHead, opAnswer, opFetch: round uint64, height uint64, hash [32]byte, genesis [32]byte
 //	opBlocks:         a batch (see EncodeBatch)
 type syncMsg struct {
-	op     syncOp
-	round  uint64 // opHead: 0 for an announcement that wants no answer
-	height uint64
-	hash   Hash
-	blocks []Block // opBlocks
+	op      syncOp
+	genesis Hash   // opHead, opAnswer, opFetch: the sender's ledger, which must be ours
+	round   uint64 // opHead: 0 for an announcement that wants no answer
+	height  uint64
+	hash    Hash
+	blocks  []Block // opBlocks
 }
 
 const (
 	syncMagic   = 'S'
-	syncVersion = 1
+	syncVersion = 2
 	syncHeader  = 3
-	syncHeadLen = syncHeader + 8 + 8 + len(Hash{})
+	syncHeadLen = syncHeader + len(Hash{}) + 8 + 8 + len(Hash{})
 )
 
 // encodeSync encodes m.
@@ -67,7 +68,8 @@ func encodeSync(m syncMsg) ([]byte, error) {
 	case opHead, opAnswer, opFetch:
 		buf = binary.BigEndian.AppendUint64(buf, m.round)
 		buf = binary.BigEndian.AppendUint64(buf, m.height)
-		return append(buf, m.hash[:]...), nil
+		buf = append(buf, m.hash[:]...)
+		return append(buf, m.genesis[:]...), nil
 	case opBlocks:
 		batch, err := EncodeBatch(m.blocks)
 		if err != nil {
@@ -94,6 +96,7 @@ func decodeSync(data []byte) (syncMsg, error) {
 		d := decoder{buf: data[syncHeader:]}
 		m.round, m.height = d.uint64(), d.uint64()
 		d.bytes(m.hash[:])
+		d.bytes(m.genesis[:])
 		return m, nil
 	case opBlocks:
 		blocks, err := DecodeBatch(data[syncHeader:])

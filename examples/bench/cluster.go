@@ -21,13 +21,22 @@ const (
 const benchCluster = "lamportledger-bench"
 
 // cluster is one Mutex per peer over one kind of transport, all in this
-// process.
+// process: built by newCluster, or by ledger nodes on the cluster's
+// transports (views then reads their mutexes).
 type cluster struct {
-	ids  []string
-	alg  lamportmutex.Algorithm
-	mus  []*lamportmutex.Mutex
-	tcps []*transport.TCP
-	net  *transport.ChanNetwork
+	ids   []string
+	alg   lamportmutex.Algorithm
+	trs   []lamportmutex.Transport
+	mus   []*lamportmutex.Mutex
+	views []peerView
+	tcps  []*transport.TCP
+	net   *transport.ChanNetwork
+}
+
+// peerView is what counts reads of one peer's mutex.
+type peerView interface {
+	State() lamportmutex.State
+	Stats() lamportmutex.Stats
 }
 
 // peerIDs returns n ids that sort in their numeric order.
@@ -39,11 +48,10 @@ func peerIDs(n int) []string {
 	return ids
 }
 
-// newCluster starts n peers over kind (overChan or overTCP). wire, if set,
-// completes each peer's Config (e.g. a ledger node's handlers).
-func newCluster(kind string, n int, wire func(i int, cfg lamportmutex.Config) lamportmutex.Config) (*cluster, error) {
-	c := &cluster{ids: peerIDs(n)}
-	trs := make([]lamportmutex.Transport, n)
+// newTransports starts n peers' transports over kind (overChan or
+// overTCP), with no mutex yet.
+func newTransports(kind string, n int) (*cluster, error) {
+	c := &cluster{ids: peerIDs(n), trs: make([]lamportmutex.Transport, n)}
 	switch kind {
 	case overChan:
 		nw, err := transport.NewChanNetwork(c.ids, transport.ChanOptions{})
@@ -57,7 +65,7 @@ func newCluster(kind string, n int, wire func(i int, cfg lamportmutex.Config) la
 				_ = c.close()
 				return nil, err
 			}
-			trs[i] = ep
+			c.trs[i] = ep
 		}
 	case overTCP:
 		tcps, err := newTCPGroup(c.ids)
@@ -66,13 +74,23 @@ func newCluster(kind string, n int, wire func(i int, cfg lamportmutex.Config) la
 		}
 		c.tcps = tcps
 		for i, t := range tcps {
-			trs[i] = t
+			c.trs[i] = t
 		}
 	default:
 		return nil, fmt.Errorf("unknown transport %q", kind)
 	}
+	return c, nil
+}
+
+// newCluster starts n peers over kind (overChan or overTCP). wire, if set,
+// completes each peer's Config.
+func newCluster(kind string, n int, wire func(i int, cfg lamportmutex.Config) lamportmutex.Config) (*cluster, error) {
+	c, err := newTransports(kind, n)
+	if err != nil {
+		return nil, err
+	}
 	for i, id := range c.ids {
-		cfg := lamportmutex.Config{ID: id, Peers: c.ids, Transport: trs[i]}
+		cfg := lamportmutex.Config{ID: id, Peers: c.ids, Transport: c.trs[i]}
 		if wire != nil {
 			cfg = wire(i, cfg)
 		}
@@ -83,6 +101,7 @@ func newCluster(kind string, n int, wire func(i int, cfg lamportmutex.Config) la
 			return nil, err
 		}
 		c.mus = append(c.mus, mu)
+		c.views = append(c.views, mu)
 	}
 	return c, nil
 }
@@ -133,11 +152,11 @@ func (c *cluster) counts(ctx context.Context) (tally, error) {
 	// still be owed after the last Lock returned.
 	for {
 		quiet := true
-		for _, mu := range c.mus {
+		for _, v := range c.views {
 			if err := ctx.Err(); err != nil {
 				return tally{}, err
 			}
-			st := mu.State()
+			st := v.State()
 			quiet = quiet && len(st.Queue) == 0 && st.Waiting == 0
 		}
 		t := c.tally()
@@ -159,8 +178,8 @@ func (c *cluster) counts(ctx context.Context) (tally, error) {
 // tally adds up every peer's counters.
 func (c *cluster) tally() tally {
 	var t tally
-	for _, mu := range c.mus {
-		s := mu.Stats()
+	for _, v := range c.views {
+		s := v.Stats()
 		t.entries += s.Entries
 		t.request += s.Sent[lamportmutex.Request]
 		t.reply += s.Sent[lamportmutex.Reply]

@@ -41,37 +41,33 @@ func ledgerBench(dir string, durable bool, submitters int, bud budget) (_ Sample
 	if err != nil {
 		return Sample{}, err
 	}
-	var nodes []*ledger.Node
-	defer func() {
-		for _, n := range nodes {
-			err = errors.Join(err, n.Close())
-		}
-	}()
-	for _, id := range ids {
-		st, err := ledger.OpenFileStore(filepath.Join(tmp, id+".log"), genesis, ledger.FileOptions{NoSync: !durable})
-		if err != nil {
-			return Sample{}, err
-		}
-		n, err := ledger.NewNode(ledger.Config{ID: id, Members: ids, Keys: keys, Signer: signers[id],
-			InitialBalance: ledgerBalance, Store: st})
-		if err != nil {
-			_ = st.Close()
-			return Sample{}, err
-		}
-		nodes = append(nodes, n)
-	}
-	c, err := newCluster(overTCP, ledgerNodes, func(i int, cfg lamportmutex.Config) lamportmutex.Config {
-		return nodes[i].MutexConfig(cfg)
-	})
+	c, err := newTransports(overTCP, ledgerNodes)
 	if err != nil {
 		return Sample{}, err
 	}
-	// Mutexes and transports close before the nodes (deferred above).
-	defer func() { err = errors.Join(err, c.close()) }()
-	for i, n := range nodes {
-		if err := n.SetLocker(c.mus[i]); err != nil {
-			return Sample{}, err
+	// The nodes own the transports from NewNode on, and close them.
+	var nodes []*ledger.Node
+	defer func() {
+		for _, n := range nodes {
+			err = errors.Join(err, n.Close(context.Background()))
 		}
+	}()
+	for i, id := range ids {
+		st, err := ledger.OpenFileStore(filepath.Join(tmp, id+".log"), genesis, ledger.FileOptions{NoSync: !durable})
+		if err == nil {
+			var n *ledger.Node
+			if n, err = ledger.NewNode(ledger.Config{ID: id, Genesis: genesis, Signer: signers[id], Store: st}, c.trs[i]); err == nil {
+				nodes = append(nodes, n)
+				c.views = append(c.views, nodeView{n})
+				continue
+			}
+		} else {
+			_ = c.trs[i].Close(context.Background())
+		}
+		for _, t := range c.trs[i+1:] {
+			_ = t.Close(context.Background())
+		}
+		return Sample{}, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), bud.patience())
 	defer cancel()
@@ -195,3 +191,9 @@ func newKeys(ids []string) (map[string]ed25519.PublicKey, map[string]ed25519.Pri
 	}
 	return pubs, privs, nil
 }
+
+// nodeView reads a ledger node's mutex for cluster.counts.
+type nodeView struct{ n *ledger.Node }
+
+func (v nodeView) State() lamportmutex.State { return v.n.LockState() }
+func (v nodeView) Stats() lamportmutex.Stats { return v.n.LockStats() }

@@ -48,7 +48,8 @@ type options struct {
 	logger *slog.Logger
 }
 
-// client is one member of the ledger: its store, node, transport and mutex.
+// client is one member of the ledger: its node, which owns its store, mutex
+// and transport.
 type client struct {
 	id    string
 	opts  options
@@ -56,7 +57,6 @@ type client struct {
 	node  *ledger.Node
 	tcp   *transport.TCP
 	delay *delayTransport // nil without -delay
-	mu    *lamportmutex.Mutex
 	// ctx ends when the client abandons what it was given (stop).
 	ctx  context.Context
 	stop context.CancelFunc
@@ -128,22 +128,8 @@ func startClient(id string, opts options) (_ *client, err error) {
 		return nil, storeHint(err, id, where, opts.dataDir)
 	}
 	if opts.live != nil {
-		store = timedStore{Store: store, observe: opts.live.metrics.storeSync.WithLabelValues(id)}
+		store = timedStore{Store: store, append: opts.live.metrics.storeAppend.WithLabelValues(id), sync: opts.live.metrics.storeSync.WithLabelValues(id)}
 	}
-	c.node, err = ledger.NewNode(ledger.Config{
-		ID: id, Members: opts.members, Keys: opts.ids.keys, Signer: opts.ids.priv[id], InitialBalance: opts.balance, Store: store,
-		MaxBatch: opts.maxBatch, Logger: opts.logger, OnEvent: c.onEvent,
-	})
-	if err != nil {
-		_ = store.Close()
-		return nil, err
-	}
-	c.txids = newTransferIDs(id, c.node.Blocks())
-	head := c.node.Head()
-	c.clock.Store(head.Clock) // the mutex starts there (see MutexConfig)
-	c.say("ledger %s (%d clients, %d each) in %s: %d blocks after genesis recovered, head #%d %s",
-		genesis.Hash.Short(), len(opts.members), opts.balance, where, head.Height, head.Height, head.Hash.Short())
-
 	tcfg := transport.TCPConfig{
 		ID: id, ListenAddr: opts.peers[id], Listener: opts.listeners[id], Peers: opts.peers,
 		Cluster: clusterName(genesis.Hash, opts.algorithm), Logger: opts.logger,
@@ -153,7 +139,7 @@ func startClient(id string, opts options) (_ *client, err error) {
 	}
 	c.tcp, err = transport.NewTCP(tcfg)
 	if err != nil {
-		_ = c.node.Close()
+		_ = store.Close()
 		return nil, fmt.Errorf("listen on %s: %w", opts.peers[id], err)
 	}
 	var tr lamportmutex.Transport = c.tcp
@@ -161,24 +147,22 @@ func startClient(id string, opts options) (_ *client, err error) {
 		c.delay = newDelayTransport(c.tcp, opts.delay)
 		tr = c.delay
 	}
-	// The node's handlers: blocks with releases, catch-up messages and
-	// restarts; and StartClock, so that requests after a restart are stamped
-	// after every block this client has and block clocks keep increasing.
-	cfg := c.node.MutexConfig(lamportmutex.Config{ID: id, Peers: opts.members, Transport: tr, Algorithm: opts.algorithm, Logger: opts.logger})
-	c.clock.Store(cfg.StartClock)
-	cfg.Trace = c.onTrace
-	c.mu, err = lamportmutex.New(cfg)
-	if err == nil && opts.live != nil {
-		opts.live.attach(c)
-	}
+	// The node owns the transport, its mutex and the store from here on.
+	c.node, err = ledger.NewNode(ledger.Config{
+		ID: id, Genesis: genesis, Signer: opts.ids.priv[id], Store: store, MaxBatch: opts.maxBatch,
+		Algorithm: opts.algorithm, Trace: c.onTrace, Logger: opts.logger, OnEvent: c.onEvent,
+	}, tr)
 	if err != nil {
 		_ = c.tcp.Close(context.Background())
-		_ = c.node.Close()
 		return nil, err
 	}
-	if err := c.node.SetLocker(c.locker()); err != nil {
-		c.close()
-		return nil, err
+	c.txids = newTransferIDs(id, c.node.Blocks())
+	head := c.node.Head()
+	c.clock.Store(max(c.clock.Load(), head.Clock)) // the mutex starts there
+	c.say("ledger %s (%d clients, %d each) in %s: %d blocks after genesis recovered, head #%d %s",
+		genesis.Hash.Short(), len(opts.members), opts.balance, where, head.Height, head.Height, head.Hash.Short())
+	if opts.live != nil {
+		opts.live.attach(c)
 	}
 	c.ctx, c.stop = context.WithCancel(context.Background())
 	auth := "mutual TLS with the certificates in " + opts.ids.dir
@@ -269,8 +253,8 @@ func (c *client) needs(ctx context.Context, peer string) string {
 	if c.transfers.Load() == 0 {
 		return ""
 	}
-	st := c.mu.State()
-	if c.mu.Err() != nil || (len(st.Missing) > 0 && !slices.Contains(st.Missing, peer)) {
+	st := c.node.LockState()
+	if c.node.Err() != nil || (len(st.Missing) > 0 && !slices.Contains(st.Missing, peer)) {
 		return ""
 	}
 	return " (waiting transfers need it)"
@@ -294,8 +278,8 @@ func (c *client) reportWaiting(done <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		st := c.mu.State()
-		if c.mu.Err() != nil {
+		st := c.node.LockState()
+		if c.node.Err() != nil {
 			return
 		}
 		if len(st.Missing) > 0 {
@@ -388,19 +372,14 @@ func (c *client) close() {
 		c.quiet()
 		c.stop()
 	}
-	// The node first: its committer releases the mutex (with its blocks, if
-	// it was committing) before the mutex stops.
-	if err := c.node.Close(); err != nil {
-		c.say("closing ledger: %v", err)
-	}
-	// Let the peers have what we just sent, for a while.
+	// The node releases the mutex (with its blocks, if it was committing),
+	// then lets the peers have what it sent, for a while.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = c.mu.Close(ctx)
-	if c.delay != nil {
-		_ = c.delay.Close(ctx)
+	if err := c.node.Close(ctx); err != nil {
+		c.say("closing ledger: %v", err)
 	}
-	_ = c.tcp.Close(ctx)
+	_ = c.tcp.Close(ctx) // under a -delay wrapper, which does not close it
 }
 
 // quiet stops reporting peers going down and coming back. A process that

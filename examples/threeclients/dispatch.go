@@ -394,7 +394,7 @@ func (s *session) quietNet(ids []string) (string, bool) {
 	var sb strings.Builder
 	for _, id := range ids {
 		c := s.clients[id]
-		st := c.mu.Stats()
+		st := c.node.LockStats()
 		for _, n := range st.Sent {
 			sent += n
 			fmt.Fprintf(&sb, "%d ", n)

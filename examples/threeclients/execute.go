@@ -59,8 +59,8 @@ func (c *client) printChain(where string) {
 }
 
 func (c *client) printStatus(ctx context.Context) {
-	st := c.mu.State()
-	if err := c.mu.Err(); err != nil {
+	st := c.node.LockState()
+	if err := c.node.Err(); err != nil {
 		c.say("error: %v", err)
 		return
 	}

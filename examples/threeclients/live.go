@@ -206,6 +206,12 @@ func (h *liveHub) trace(id string, ev lamportmutex.Event) {
 // ledgerEvent is called on client id's ledger event goroutine.
 func (h *liveHub) ledgerEvent(id string, ev ledger.Event) {
 	h.metrics.ledgerEvent(id, ev)
+	switch ev.Kind { // a critical section, shown as a band
+	case ledger.EventLockGranted:
+		h.note(liveEvent{Type: "enter", Client: id, Clock: ev.Clock})
+	case ledger.EventLockReleased:
+		h.note(liveEvent{Type: "exit", Client: id, Blocks: ev.Blocks})
+	}
 	h.pmu.Lock()
 	h.dirty = true
 	switch ev.Kind {
@@ -394,13 +400,4 @@ func (r *liveRing) all() []liveEvent {
 	out := make([]liveEvent, 0, len(r.buf))
 	out = append(out, r.buf[r.next:]...)
 	return append(out, r.buf[:r.next]...)
-}
-
-// locker is the Locker client c's ledger node takes the mutex through:
-// with -http, timed and shown on the page.
-func (c *client) locker() ledger.Locker {
-	if c.opts.live == nil {
-		return c.mu
-	}
-	return &liveLocker{Mutex: c.mu, id: c.id, hub: c.opts.live}
 }

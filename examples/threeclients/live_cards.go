@@ -37,7 +37,7 @@ func (h *liveHub) pollCards() {
 // readCard reads client c's state: the mutex's, the ledger's and the
 // transport's.
 func (h *liveHub) readCard(c *client) (liveCard, bool) {
-	if c.mu.Err() != nil { // closed: the last card, marked
+	if c.node.Err() != nil { // closed: the last card, marked
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		if old := h.cards[c.id]; old != nil {
@@ -48,7 +48,7 @@ func (h *liveHub) readCard(c *client) (liveCard, bool) {
 		}
 		return liveCard{}, false
 	}
-	st := c.mu.State()
+	st := c.node.LockState()
 	card := liveCard{Clock: st.Clock, Held: st.Held, Waiting: st.Waiting, Missing: st.Missing,
 		Queue: make([]liveToken, 0, len(st.Queue)), Balances: c.node.Balances(), Peers: map[string]string{}}
 	if card.Missing == nil {

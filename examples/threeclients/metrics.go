@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
-	"encoding/binary"
 	"errors"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,15 +17,16 @@ import (
 // the rest are counted here from the hooks the library offers (the mutex's
 // Trace, the ledger's events, and the Locker the ledger node is given).
 type liveMetrics struct {
-	reg        *prometheus.Registry
-	lockWait   *prometheus.HistogramVec
-	lockHold   *prometheus.HistogramVec
-	batch      *prometheus.HistogramVec
-	transfers  *prometheus.CounterVec
-	catchUp    *prometheus.CounterVec
-	peerEvents *prometheus.CounterVec
-	storeSync  *prometheus.HistogramVec
-	hub        *liveHub
+	reg         *prometheus.Registry
+	lockWait    *prometheus.HistogramVec
+	lockHold    *prometheus.HistogramVec
+	batch       *prometheus.HistogramVec
+	transfers   *prometheus.CounterVec
+	catchUp     *prometheus.CounterVec
+	peerEvents  *prometheus.CounterVec
+	storeAppend *prometheus.HistogramVec
+	storeSync   *prometheus.HistogramVec
+	hub         *liveHub
 }
 
 // liveTimeBuckets span a lock taken at once on loopback (tens of µs) to
@@ -64,12 +62,17 @@ func newLiveMetrics(h *liveHub) *liveMetrics {
 		Name: "lamport_peer_events_total",
 		Help: "Peer notifications the mutex got from the transport: event up (a new incarnation) or down (the connection was lost).",
 	}, []string{"client", "peer", "event"})
-	m.storeSync = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	m.storeAppend = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "ledger_store_append_seconds",
-		Help:    "Time of one append to the client's store: the write and the fsync that makes a batch of blocks durable (in memory with -memory).",
+		Help:    "Time of one append to the client's store: the write of a batch of blocks (in memory with -memory).",
 		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 13), // 1µs .. 17s
 	}, []string{"client"})
-	m.reg.MustRegister(m.lockWait, m.lockHold, m.batch, m.transfers, m.catchUp, m.peerEvents, m.storeSync,
+	m.storeSync = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "ledger_store_sync_seconds",
+		Help:    "Time of one sync of the client's store: the fsync that makes every batch written before it durable.",
+		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 13), // 1µs .. 17s
+	}, []string{"client"})
+	m.reg.MustRegister(m.lockWait, m.lockHold, m.batch, m.transfers, m.catchUp, m.peerEvents, m.storeAppend, m.storeSync,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		liveCollector{m})
 	return m
@@ -104,52 +107,12 @@ func (m *liveMetrics) ledgerEvent(id string, ev ledger.Event) {
 		if ev.Fetched {
 			m.catchUp.WithLabelValues(id).Inc()
 		}
+	case ledger.EventLockGranted:
+		m.lockWait.WithLabelValues(id).Observe(ev.Elapsed.Seconds())
+	case ledger.EventLockReleased:
+		m.lockHold.WithLabelValues(id).Observe(ev.Elapsed.Seconds())
+		m.batch.WithLabelValues(id).Observe(float64(ev.Blocks))
 	}
-}
-
-// liveLocker is the Locker a client's ledger node gets with -http: the
-// client's mutex, with the grant and the release timed for the metrics and
-// shown on the page as a critical section.
-type liveLocker struct {
-	*lamportmutex.Mutex
-	id       string
-	hub      *liveHub
-	lockedAt atomic.Int64 // Unix nanoseconds of the last grant
-}
-
-func (l *liveLocker) Lock(ctx context.Context) (lamportmutex.Token, error) {
-	start := time.Now()
-	tok, err := l.Mutex.Lock(ctx)
-	if err != nil {
-		return tok, err
-	}
-	now := time.Now()
-	l.lockedAt.Store(now.UnixNano())
-	l.hub.metrics.lockWait.WithLabelValues(l.id).Observe(now.Sub(start).Seconds())
-	l.hub.note(liveEvent{Type: "enter", Client: l.id, Clock: tok.Clock})
-	return tok, nil
-}
-
-func (l *liveLocker) Unlock(payload []byte) error {
-	n := batchLen(payload)
-	held := time.Since(time.Unix(0, l.lockedAt.Load()))
-	err := l.Mutex.Unlock(payload)
-	if err == nil {
-		l.hub.metrics.lockHold.WithLabelValues(l.id).Observe(held.Seconds())
-		l.hub.metrics.batch.WithLabelValues(l.id).Observe(float64(n))
-		l.hub.note(liveEvent{Type: "exit", Client: l.id, Blocks: n})
-	}
-	return err
-}
-
-// batchLen is the count of blocks a release payload carries, read from the
-// header that ledger.EncodeBatch documents ('B', version 1, count uint32
-// big-endian), without decoding the blocks: it runs while the lock is held.
-func batchLen(p []byte) int {
-	if len(p) < 6 || p[0] != 'B' || p[1] != 1 {
-		return 0
-	}
-	return int(binary.BigEndian.Uint32(p[2:6]))
 }
 
 // liveCollector reads, when scraped, what the library counts itself.
@@ -199,7 +162,7 @@ func (c liveCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	for _, cl := range clients {
-		st := cl.mu.Stats()
+		st := cl.node.LockStats()
 		counter(descEntries, float64(st.Entries), cl.id)
 		for k, v := range st.Sent {
 			counter(descSent, float64(v), cl.id, k.String())
@@ -231,16 +194,22 @@ func (c liveCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // timedStore is a client's ledger.Store with each Append timed for
-// ledger_store_append_seconds: for the file store, the write and fsync of
-// one batch of blocks.
+// ledger_store_append_seconds, and each Sync for ledger_store_sync_seconds.
 type timedStore struct {
 	ledger.Store
-	observe prometheus.Observer
+	append, sync prometheus.Observer
 }
 
 func (s timedStore) Append(blocks ...ledger.Block) error {
 	start := time.Now()
 	err := s.Store.Append(blocks...)
-	s.observe.Observe(time.Since(start).Seconds())
+	s.append.Observe(time.Since(start).Seconds())
+	return err
+}
+
+func (s timedStore) Sync() error {
+	start := time.Now()
+	err := s.Store.Sync()
+	s.sync.Observe(time.Since(start).Seconds())
 	return err
 }

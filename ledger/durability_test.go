@@ -1,0 +1,191 @@
+package ledger_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/lamportledger/lamportledger/ledger"
+	"github.com/lamportledger/lamportledger/transport"
+)
+
+// gatedStore is a MemStore whose Sync waits until the test opens its gate,
+// or fails once the test sets fail.
+type gatedStore struct {
+	*ledger.MemStore
+	gate    chan struct{} // Sync waits for a receive; closed: Sync goes ahead
+	syncing chan struct{} // gets a value each time a Sync starts waiting
+
+	mu   sync.Mutex
+	fail error
+}
+
+func newGatedStore(t *testing.T, g ledger.Block) *gatedStore {
+	st, err := ledger.NewMemStore(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &gatedStore{MemStore: st, gate: make(chan struct{}), syncing: make(chan struct{}, 64)}
+}
+
+func (s *gatedStore) Sync() error {
+	select {
+	case s.syncing <- struct{}{}:
+	default:
+	}
+	<-s.gate
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return s.fail
+	}
+	return s.MemStore.Sync()
+}
+
+// startPair starts nodes "1" and "2" of one ledger over a channel network,
+// node 1 on st1 and node 2 on a MemStore, with durability d. stop closes
+// the nodes and the network.
+func startPair(t *testing.T, st1 ledger.Store, g ledger.Block, d ledger.Durability) (n1, n2 *ledger.Node, stop func()) {
+	t.Helper()
+	ids := memberIDs(2)
+	net, err := transport.NewChanNetwork(ids, transport.ChanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodes []*ledger.Node
+	for _, id := range ids {
+		ep, err := net.Endpoint(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := ledger.Config{ID: id, Genesis: g, Signer: ledger.TestKey(id), Durability: d}
+		if id == "1" {
+			cfg.Store = st1
+		}
+		n, err := ledger.NewNode(cfg, ep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes[0], nodes[1], func() {
+		closeNodes(t, nodes...)
+		_ = net.Close(context.Background())
+	}
+}
+
+type outcome struct {
+	res ledger.Result
+	err error
+}
+
+// TestSuccessWaitsForTheSyncNotTheMutex checks SyncAfterRelease: a
+// transfer reports success only once its node's store has synced, and
+// the node does not hold the mutex while it waits, so a peer commits
+// meanwhile.
+func TestSuccessWaitsForTheSyncNotTheMutex(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	g := ledger.GenesisForTest(memberIDs(2), 0)
+	st := newGatedStore(t, g)
+	n1, n2, stop := startPair(t, st, g, ledger.SyncAfterRelease)
+	defer stop()
+	ctx := context.Background()
+
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := n1.Transfer(ctx, "2", 3)
+		done <- outcome{res, err}
+	}()
+	<-st.syncing // node 1 wrote, released, and now syncs
+	if err := n1.WaitHeight(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	// Node 2 takes the mutex and commits on top of node 1's block while
+	// node 1's sync still waits.
+	res2, err := n2.Transfer(ctx, "1", 1)
+	if err != nil {
+		t.Fatalf("node 2 could not commit while node 1 synced: %v", err)
+	}
+	if res2.Block.Height != 2 {
+		t.Fatalf("node 2's block at height %d, want 2", res2.Block.Height)
+	}
+	select {
+	case o := <-done:
+		t.Fatalf("node 1's transfer returned before its store synced: %+v", o)
+	default:
+	}
+	close(st.gate)
+	if o := <-done; o.err != nil || o.res.Block.Height != 1 {
+		t.Fatalf("node 1's transfer: %+v", o)
+	}
+}
+
+// TestSyncBeforeReleaseHoldsTheMutex checks the strict mode: the holder
+// syncs before it releases, so a peer cannot commit while the sync waits.
+// The broken variant of the test above: if the mode did not hold the
+// mutex, node 2 would commit here.
+func TestSyncBeforeReleaseHoldsTheMutex(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	g := ledger.GenesisForTest(memberIDs(2), 0)
+	st := newGatedStore(t, g)
+	n1, n2, stop := startPair(t, st, g, ledger.SyncBeforeRelease)
+	defer stop()
+	ctx := context.Background()
+
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := n1.Transfer(ctx, "2", 3)
+		done <- outcome{res, err}
+	}()
+	<-st.syncing // node 1 holds the mutex and syncs
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := n2.Transfer(short, "1", 1); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("node 2's transfer while node 1 held the mutex to sync: %v, want a deadline", err)
+	}
+	if h := n2.Head().Height; h != 0 {
+		t.Fatalf("node 2 has height %d before node 1 released", h)
+	}
+	close(st.gate)
+	if o := <-done; o.err != nil {
+		t.Fatal(o.err)
+	}
+	if _, err := n2.Transfer(ctx, "1", 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFailedSyncStopsTheNode checks that a transfer whose sync failed is
+// not reported as a success, and that the node stops.
+func TestFailedSyncStopsTheNode(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	g := ledger.GenesisForTest(memberIDs(2), 0)
+	st := newGatedStore(t, g)
+	st.fail = errors.New("disk on fire")
+	close(st.gate)
+	n1, _, stop := startPair(t, st, g, ledger.SyncAfterRelease)
+	defer stop()
+	ctx := context.Background()
+	if _, err := n1.Transfer(ctx, "2", 3); !errors.Is(err, ledger.ErrDiverged) {
+		t.Fatalf("transfer whose sync failed: %v, want ErrDiverged", err)
+	}
+	if err := n1.Err(); !errors.Is(err, st.fail) {
+		t.Fatalf("Err after a failed sync: %v", err)
+	}
+	if _, err := n1.Transfer(ctx, "2", 1); !errors.Is(err, ledger.ErrDiverged) {
+		t.Fatalf("transfer after the node stopped: %v, want ErrDiverged", err)
+	}
+}
+
+func closeNodes(t *testing.T, nodes ...*ledger.Node) {
+	t.Helper()
+	for _, n := range nodes {
+		if err := n.Close(context.Background()); err != nil && !errors.Is(err, ledger.ErrDiverged) {
+			t.Errorf("close node %s: %v", n.ID(), err)
+		}
+	}
+}
