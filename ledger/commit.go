@@ -259,7 +259,7 @@ func (n *Node) commitBatch(l Locker, batch []*request, tok lamportmutex.Token) {
 	}
 	committed := blocks
 	if len(blocks) > 0 {
-		if perr := n.store.Append(blocks...); perr != nil {
+		if perr := appendSync(n.store, blocks); perr != nil {
 			perr = fmt.Errorf("ledger: persist blocks %d-%d: %w", blocks[0].Height, blocks[len(blocks)-1].Height, perr)
 			for _, r := range made {
 				r.res, r.err = Result{}, perr

@@ -144,13 +144,32 @@ func NewNode(cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
-	blocks, err := st.Blocks()
+	if st.Genesis().Hash != genesis.Hash {
+		return nil, fmt.Errorf("ledger: %w: store does not hold the genesis %s of members %v with balance %d",
+			ErrGenesisMismatch, genesis.Hash.Short(), genesis.Accounts, balance)
+	}
+	cp, blocks, err := st.Load()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: load store: %w", err)
+	}
+	if cp != nil {
+		return nil, fmt.Errorf("ledger: store has a checkpoint at height %d, which this node cannot start from", cp.Height)
 	}
 	if len(blocks) == 0 || blocks[0].Hash != genesis.Hash {
 		return nil, fmt.Errorf("ledger: %w: store does not hold the genesis %s of members %v with balance %d",
 			ErrGenesisMismatch, genesis.Hash.Short(), genesis.Accounts, balance)
+	}
+	if sealed := lastSealed(blocks); sealed < len(blocks)-1 {
+		// Appends write a batch with its seal last: blocks without their
+		// seal are the rest of a write that a crash tore.
+		if cfg.Logger != nil {
+			cfg.Logger.Warn("ledger: cutting off the unsealed blocks at the end of the store",
+				"height", blocks[sealed+1].Height, "blocks", len(blocks)-1-sealed)
+		}
+		if err := st.Truncate(blocks[sealed].Height); err != nil {
+			return nil, fmt.Errorf("ledger: cut the unsealed tail of the store: %w", err)
+		}
+		blocks = blocks[:sealed+1]
 	}
 	chain, err := NewChainFrom(blocks)
 	if err != nil {
@@ -357,4 +376,15 @@ func (n *Node) outcome(t Transfer) (Result, error, bool) {
 		return Result{}, r.err, true
 	}
 	return Result{}, nil, false
+}
+
+// lastSealed returns the index of the last sealed block of blocks, the
+// genesis (index 0) counting as sealed.
+func lastSealed(blocks []Block) int {
+	for i := len(blocks) - 1; i > 0; i-- {
+		if blocks[i].Sealed() {
+			return i
+		}
+	}
+	return 0
 }

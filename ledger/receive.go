@@ -310,7 +310,7 @@ func (n *Node) insert(caller string, epoch uint64, fetched bool, run []received)
 	k := d.sealed() // the valid, sealed prefix is inserted even if a later block fails
 	ok, rest := run[:k], run[k:]
 	if len(ok) > 0 {
-		if err := n.store.Append(d.blocks[:k]...); err != nil {
+		if err := appendSync(n.store, d.blocks[:k]); err != nil {
 			return n.fail(fmt.Errorf("persist blocks %d-%d: %w", ok[0].blk.Height, ok[len(ok)-1].blk.Height, err))
 		}
 		n.mu.Lock()
