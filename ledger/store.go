@@ -53,9 +53,10 @@ type Store interface {
 	// most MaxReadBlocks of them, whether or not they are durable yet.
 	// Heights below the checkpoint's are readable too.
 	Read(from, to uint64) ([]Block, error)
-	// Truncate drops every block above height h, durably, before it
-	// returns: it is for a tail that a crash left without its seal, or
-	// that was never synced. h must not be below the checkpoint's height.
+	// Truncate drops every block above height h and makes the blocks up
+	// to h durable, before it returns: it is for a tail that a crash left
+	// without its seal, or that was never synced. h must not be below the
+	// checkpoint's height.
 	Truncate(h uint64) error
 	// SaveCheckpoint durably replaces the checkpoint with data for height
 	// h, which must be durable already (at most the height of the last
@@ -158,7 +159,7 @@ func (s *MemStore) Truncate(h uint64) error {
 	}
 	clear(s.blocks[h+1:])
 	s.blocks = s.blocks[:h+1]
-	s.synced = min(s.synced, h)
+	s.synced = h
 	return nil
 }
 
