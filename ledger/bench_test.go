@@ -56,6 +56,9 @@ func benchmarkAppend(b *testing.B, noSync bool) {
 		if err := s.Append(blk); err != nil {
 			b.Fatal(err)
 		}
+		if err := s.Sync(); err != nil {
+			b.Fatal(err)
+		}
 		from, to = to, from
 	}
 }

@@ -72,14 +72,16 @@ const indexStride = 256
 // genesis names. A new file gets the genesis as its first record.
 //
 // An existing file is read from its checkpoint on, or whole if it has
-// none (or a damaged one, with a warning): record framing and checksums,
-// the block encodings, heights, and Prev links, but not hashes or seals
-// (the node's part). An incomplete last record (a write torn by a crash)
-// is cut off with a warning; any other damage is a *CorruptError naming
-// the file, the offset and the block height, and the store does not open.
-// What was read is then fsynced, since a process that crashed may have
-// left it written but not durable. A file made for another genesis (other
-// members or balances) is an error wrapping ErrGenesisMismatch. A file
+// none (or a damaged one, with a warning): the records' framing and
+// checksums, the genesis, and the last block, which Append extends. An
+// incomplete last record (a write torn by a crash) is cut off with a
+// warning; any other damage is a *CorruptError naming the file, the offset
+// and the block height, and the store does not open. (Load and Read check
+// the blocks they decode: heights and Prev links; hashes and seals are the
+// node's part.) What was read is then fsynced, since a process that
+// crashed may have left it written but not durable. A file made for
+// another genesis (other members or balances) is an error wrapping
+// ErrGenesisMismatch. A file
 // another FileStore has open, in this process or another, is an error
 // wrapping ErrStoreInUse (on Unix; elsewhere it is not detected).
 //
@@ -134,16 +136,17 @@ func (s *FileStore) open() error {
 	}
 	s.cp = s.openCheckpoint(size)
 	off, height := int64(len(fileMagic)), uint64(0)
-	var prev *Block
 	if s.cp != nil {
 		off, height = s.cp.next, s.cp.height+1
-		prev = &Block{Height: s.cp.height, Hash: s.cp.hash}
-		s.head = *prev
+		s.head = Block{Height: s.cp.height, Hash: s.cp.hash} // enough for Append's check
 	}
+	first := height
 	s.idxLow = int((height + indexStride - 1) / indexStride)
 	s.idx = make([]int64, s.idxLow)
-	sr := io.NewSectionReader(s.f, off, size-off)
-	rr := newRecordReader(sr, off, size)
+	rr := newRecordReader(io.NewSectionReader(s.f, off, size-off), off, size)
+	rr.reuse = true
+	var last []byte // the last record's payload
+	lastOff := off
 	for ; ; height++ {
 		at := rr.off
 		payload, err := rr.next()
@@ -160,17 +163,28 @@ func (s *FileStore) open() error {
 		if err != nil {
 			return &CorruptError{Path: s.path, Offset: at, Height: height, Err: err}
 		}
-		b, err := s.decodeAt(payload, at, height, prev)
-		if err != nil {
-			return err
+		if height == 0 {
+			if s.head, err = s.decodeAt(payload, at, 0, nil); err != nil {
+				return err
+			}
 		}
 		if height%indexStride == 0 {
 			s.idx = append(s.idx, at)
 		}
-		s.head, prev = b, &s.head
+		last, lastOff = append(last[:0], payload...), at
 	}
-	if prev == nil { // the genesis record itself was torn: it never counted
+	switch {
+	case height == 0: // the genesis record itself was torn: it never counted
 		return s.initialise()
+	case height > max(first, 1): // the head is a block after the genesis or checkpoint: decode it
+		b, err := DecodeBlock(last)
+		if err == nil && b.Height != height-1 {
+			err = fmt.Errorf("%w: the record of block %d holds block %d", ErrBadHeight, height-1, b.Height)
+		}
+		if err != nil {
+			return &CorruptError{Path: s.path, Offset: lastOff, Height: height - 1, Err: err}
+		}
+		s.head = b
 	}
 	s.end = rr.off
 	s.synced = s.head.Height
@@ -184,9 +198,10 @@ func (s *FileStore) open() error {
 }
 
 // decodeAt decodes the payload of the record at offset off, which should
-// hold the block at height, after prev (nil for the genesis).
+// hold the block at height: at 0 the FileStore's genesis, else a block
+// that extends prev (if it is not nil).
 func (s *FileStore) decodeAt(payload []byte, off int64, height uint64, prev *Block) (Block, error) {
-	if prev == nil {
+	if height == 0 {
 		enc, _ := s.genesis.MarshalBinary()
 		if bytes.Equal(payload, enc) {
 			return s.genesis, nil
@@ -198,10 +213,13 @@ func (s *FileStore) decodeAt(payload []byte, off int64, height uint64, prev *Blo
 		return Block{}, &CorruptError{Path: s.path, Offset: off, Height: 0, Err: errors.New("the first record is not the genesis")}
 	}
 	b, err := DecodeBlock(payload)
-	if err != nil {
-		return Block{}, &CorruptError{Path: s.path, Offset: off, Height: height, Err: err}
+	if err == nil && b.Height != height {
+		err = fmt.Errorf("%w: the record of block %d holds block %d", ErrBadHeight, height, b.Height)
 	}
-	if err := checkLink(*prev, b); err != nil {
+	if err == nil && prev != nil {
+		err = checkLink(*prev, b)
+	}
+	if err != nil {
 		return Block{}, &CorruptError{Path: s.path, Offset: off, Height: height, Err: err}
 	}
 	return b, nil
@@ -319,12 +337,16 @@ func (s *FileStore) Load() (*Checkpoint, []Block, error) {
 		cp = &Checkpoint{Height: s.cp.height, Data: bytes.Clone(s.cp.data)}
 		off, from = s.cp.next, s.cp.height+1
 	}
+	var prev *Block
+	if s.cp != nil {
+		prev = &Block{Height: s.cp.height, Hash: s.cp.hash}
+	}
 	to, end := s.head.Height, s.end
 	s.mu.Unlock()
 	if from > to {
 		return cp, nil, nil
 	}
-	blocks, err := s.readRecords(off, end, from, from, to)
+	blocks, err := s.readRecords(off, end, from, from, to, prev)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -29,7 +29,7 @@ func (s *FileStore) Read(from, to uint64) ([]Block, error) {
 		if err != nil {
 			return nil, err
 		}
-		blocks, err := s.readRecords(off, end, base, from, to)
+		blocks, err := s.readRecords(off, end, base, from, to, nil)
 		s.mu.Lock()
 		again := s.epoch != epoch
 		s.mu.Unlock()
@@ -127,9 +127,11 @@ func (s *FileStore) scanTo(off, end int64, base, h uint64) (start, next int64, p
 
 // readRecords reads the records from offset off, which holds the block at
 // height base, and returns the blocks at heights from..to, checking their
-// heights and links. end bounds the log.
-func (s *FileStore) readRecords(off, end int64, base, from, to uint64) ([]Block, error) {
+// heights and links (the first's to prev, unless it is nil). end bounds
+// the log.
+func (s *FileStore) readRecords(off, end int64, base, from, to uint64, prev *Block) ([]Block, error) {
 	rr := newRecordReader(io.NewSectionReader(s.f, off, end-off), off, end)
+	rr.reuse = true
 	blocks := make([]Block, 0, to-from+1)
 	for height := base; height <= to; height++ {
 		at := rr.off
@@ -143,17 +145,12 @@ func (s *FileStore) readRecords(off, end int64, base, from, to uint64) ([]Block,
 		if height < from {
 			continue
 		}
-		b, err := DecodeBlock(payload)
-		if err == nil && b.Height != height {
-			err = fmt.Errorf("%w: record holds block %d", ErrBadHeight, b.Height)
-		}
-		if err == nil && len(blocks) > 0 {
-			err = checkLink(blocks[len(blocks)-1], b)
-		}
+		b, err := s.decodeAt(payload, at, height, prev)
 		if err != nil {
-			return nil, &CorruptError{Path: s.path, Offset: at, Height: height, Err: err}
+			return nil, err
 		}
 		blocks = append(blocks, b)
+		prev = &blocks[len(blocks)-1]
 	}
 	return blocks, nil
 }
