@@ -25,14 +25,17 @@ func (s *FileStore) Read(from, to uint64) ([]Block, error) {
 		if err != nil {
 			return nil, err
 		}
+		var blocks []Block
 		off, base, end, err := s.indexed(from)
-		if err != nil {
-			return nil, err
+		if err == nil {
+			blocks, err = s.readRecords(off, end, base, from, to, nil)
 		}
-		blocks, err := s.readRecords(off, end, base, from, to, nil)
 		s.mu.Lock()
-		again := s.epoch != epoch
+		again, closed := s.epoch != epoch, errors.Is(s.err, ErrClosed)
 		s.mu.Unlock()
+		if closed {
+			return nil, ErrClosed
+		}
 		if !again {
 			return blocks, err
 		}
@@ -55,8 +58,11 @@ func (s *FileStore) indexed(h uint64) (off int64, base uint64, end int64, err er
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.err != nil {
-		return 0, 0, 0, s.err
+	if errors.Is(s.err, ErrClosed) {
+		return 0, 0, 0, ErrClosed
+	}
+	if h > s.head.Height { // a Truncate ran
+		return 0, 0, 0, fmt.Errorf("ledger store: block %d is beyond the head %d", h, s.head.Height)
 	}
 	return s.idx[k], uint64(k) * indexStride, s.end, nil
 }
