@@ -88,7 +88,9 @@ const indexStride = 256
 // A missing folder is created with mode 0700, and the file with mode 0600;
 // an existing file readable by others is made 0600. On Unix the file is
 // opened without following a symbolic link: a symlink at path, dangling or
-// not, is refused with an error wrapping ErrSymlink.
+// not, is refused with an error wrapping ErrSymlink. The checkpoint file
+// is written with mode 0600; a symlink at its path is not followed either
+// (opening ignores it, SaveCheckpoint replaces the link itself).
 func OpenFileStore(path string, genesis Block, opts FileOptions) (*FileStore, error) {
 	if _, err := NewChain(genesis); err != nil {
 		return nil, fmt.Errorf("ledger store %s: %w", path, err)
