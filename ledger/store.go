@@ -69,7 +69,8 @@ type Store interface {
 }
 
 // MemStore is a Store in memory, for tests and examples. It keeps every
-// block, and forgets everything when the process ends; Sync does nothing.
+// block, and forgets everything when the process ends: its Sync only
+// records what SaveCheckpoint may cover.
 type MemStore struct {
 	genesis Block
 
