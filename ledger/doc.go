@@ -26,15 +26,25 @@
 //
 // # Storage
 //
-// A Store persists blocks. It is append-only: Append writes blocks after
-// the head, Sync makes what was written durable, and what survives a crash
-// or a power loss is always a prefix of what was appended. OpenFileStore
-// keeps a log of length-prefixed, CRC32C-checksummed records
-// (FileOptions.NoSync turns syncing off for benchmarks, unsafely); a torn
-// last record, or blocks at the end whose seal is missing (the rest of a
-// torn batch), are cut off with a warning; any other damage, such as a
-// seal that does not verify, is a *CorruptError naming the file, offset and
-// height. NewMemStore keeps blocks in memory.
+// A Store persists blocks, append-only, and one checkpoint. Writing is
+// split from durability: Append writes, Sync makes what was appended
+// durable. Since what a crash leaves is always a prefix of what was
+// appended, holding at least what the last Sync covered, a node may
+// write, release the mutex, and fsync later, as long as it reports
+// success only after a Sync that covers the block.
+//
+// OpenFileStore keeps an append-only log of length-prefixed,
+// CRC32C-checksummed records, and a checkpoint file beside it that
+// records the log offset after the checkpoint's block, so that Load reads
+// only what follows it (FileOptions.NoSync makes Sync do nothing, for
+// benchmarks, unsafely). Opening checks the framing of the log from the
+// checkpoint on: a torn last record is cut off with a warning; any other
+// damage is a *CorruptError naming the file, offset and height. A damaged
+// checkpoint file is ignored with a warning, and the whole log read. The
+// store keeps no blocks in memory: Read reads old ones from the log.
+// Hashes and seals are the node's to verify; it truncates blocks at the
+// end that no seal covers (the rest of a torn batch). NewMemStore keeps
+// blocks in memory.
 //
 // # Durability
 //

@@ -101,7 +101,7 @@ func (e *BlockError) Unwrap() error { return e.Err }
 func (e *BlockError) Is(target error) bool { return target == ErrInvalidBlock }
 
 // CorruptError reports damage in a store file that is not a torn last
-// record: the store refuses to open.
+// record: the store refuses to open, or to read the damaged record.
 type CorruptError struct {
 	Path   string // the file
 	Offset int64  // byte offset of the damaged record
@@ -111,7 +111,7 @@ type CorruptError struct {
 
 // Error names the file, offset and height of the damage.
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("ledger store %s: damaged record at offset %d (block %d): %v; refusing to open",
+	return fmt.Sprintf("ledger store %s: damaged record at offset %d (block %d): %v",
 		e.Path, e.Offset, e.Height, e.Err)
 }
 

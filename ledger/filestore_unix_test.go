@@ -3,9 +3,12 @@
 package ledger_test
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/lamportledger/lamportledger/ledger"
@@ -75,5 +78,52 @@ func TestFileStoreRefusesSymlink(t *testing.T) {
 				t.Fatal("the dangling link's target was created")
 			}
 		})
+	}
+}
+
+// A symbolic link at the checkpoint file's path is not followed: opening
+// ignores it, with a warning, and SaveCheckpoint replaces the link itself,
+// leaving its target alone.
+func TestFileStoreCheckpointSymlink(t *testing.T) {
+	g, _ := ledger.NewGenesis(memberIDs(3), 10, testPub)
+	blocks := storeBlocks(g, 5)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ledger.log")
+	target := filepath.Join(dir, "elsewhere")
+	if err := os.WriteFile(target, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ledger.OpenFileStore(path, g, ledger.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	if err := os.Symlink(target, path+".checkpoint"); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	s, err = ledger.OpenFileStore(path, g, ledger.FileOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !strings.Contains(logs.String(), "ignoring the checkpoint") {
+		t.Fatalf("no warning about the linked checkpoint: %q", logs.String())
+	}
+	if err := s.Append(blocks[1:]...); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveCheckpoint(4, []byte("state")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "precious" {
+		t.Fatalf("the link's target was written: %q", b)
+	}
+	info, err := os.Lstat(path + ".checkpoint")
+	if err != nil || !info.Mode().IsRegular() || info.Mode().Perm() != 0o600 {
+		t.Fatalf("checkpoint file: %v, %v", info, err)
 	}
 }

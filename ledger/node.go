@@ -214,13 +214,13 @@ func newNode(cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 	}
-	chain, err := loadChain(st, genesis)
-	if err != nil {
-		return nil, err
-	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	chain, err := loadChain(st, genesis, log)
+	if err != nil {
+		return nil, err
 	}
 	members := make(map[string]bool)
 	for _, id := range genesis.memberIDs() {
@@ -239,20 +239,48 @@ func newNode(cfg Config) (_ *Node, err error) {
 	}, nil
 }
 
-// loadChain reads the blocks of st and verifies them from genesis.
-func loadChain(st Store, genesis Block) (*Chain, error) {
-	blocks, err := st.Blocks()
+// loadChain reads the blocks of st and verifies them from genesis. Blocks
+// at the end that no seal covers are the rest of a batch whose write a
+// crash tore: they are cut off, with a warning.
+func loadChain(st Store, genesis Block, log *slog.Logger) (*Chain, error) {
+	if st.Genesis().Hash != genesis.Hash {
+		return nil, fmt.Errorf("ledger: %w: the store holds the ledger of genesis %s, not %s",
+			ErrGenesisMismatch, st.Genesis().Hash.Short(), genesis.Hash.Short())
+	}
+	cp, blocks, err := st.Load()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: load store: %w", err)
 	}
+	if cp != nil {
+		return nil, fmt.Errorf("ledger: store has a checkpoint at height %d, which this node cannot start from", cp.Height)
+	}
 	if len(blocks) == 0 || blocks[0].Hash != genesis.Hash {
-		return nil, fmt.Errorf("ledger: %w: the store does not hold the genesis %s", ErrGenesisMismatch, genesis.Hash.Short())
+		return nil, fmt.Errorf("ledger: %w: the store does not start with the genesis %s", ErrGenesisMismatch, genesis.Hash.Short())
+	}
+	if sealed := lastSealed(blocks); sealed < len(blocks)-1 {
+		log.Warn("ledger: cutting off the unsealed blocks at the end of the store",
+			"height", blocks[sealed+1].Height, "blocks", len(blocks)-1-sealed)
+		if err := st.Truncate(blocks[sealed].Height); err != nil {
+			return nil, fmt.Errorf("ledger: cut the unsealed tail of the store: %w", err)
+		}
+		blocks = blocks[:sealed+1]
 	}
 	chain, err := NewChainFrom(blocks)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: verify store: %w", err)
 	}
 	return chain, nil
+}
+
+// lastSealed returns the index of the last sealed block of blocks, the
+// genesis (index 0) counting as sealed.
+func lastSealed(blocks []Block) int {
+	for i := len(blocks) - 1; i > 0; i-- {
+		if blocks[i].Sealed() {
+			return i
+		}
+	}
+	return 0
 }
 
 // start gives the node its mutex and starts its goroutines.

@@ -61,6 +61,8 @@ type recordReader struct {
 	off    int64 // offset of the next record
 	size   int64 // file size
 	header [recordHeaderSize]byte
+	reuse  bool   // next's payloads share buf, valid until the next call
+	buf    []byte // with reuse
 }
 
 func newRecordReader(r io.Reader, off, size int64) *recordReader {
@@ -95,7 +97,15 @@ func (rr *recordReader) next() ([]byte, error) {
 	if int64(n)+recordOverhead > left {
 		return nil, errTorn
 	}
-	buf := make([]byte, int(n)+recordTrailer)
+	var buf []byte
+	if rr.reuse {
+		if cap(rr.buf) < int(n)+recordTrailer {
+			rr.buf = make([]byte, int(n)+recordTrailer)
+		}
+		buf = rr.buf[:int(n)+recordTrailer]
+	} else {
+		buf = make([]byte, int(n)+recordTrailer)
+	}
 	if _, err := io.ReadFull(rr.r, buf); err != nil {
 		return nil, fmt.Errorf("read: %w", err)
 	}

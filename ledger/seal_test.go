@@ -334,16 +334,17 @@ func TestCatchUpBatchesEndAtSeals(t *testing.T) {
 	}
 }
 
-// The file store refuses a file in which someone without the keys edited
-// a transfer and recomputed every hash after it; with the seals also
-// stripped, the edited blocks are never loaded.
+// A node refuses a file in which someone without the keys edited a
+// transfer and recomputed every hash after it (the store, which checks
+// only links, opens it); with the seals also stripped, the edited blocks
+// are never loaded.
 func TestFileStoreDetectsRehashedEdit(t *testing.T) {
 	ids := memberIDs(3)
 	g, _ := ledger.NewGenesis(ids, ledger.DefaultInitialBalance, testPub)
 	blocks := makeRun(g, "2", "1", 2, 1, ledger.TestKey("2"))
 	blocks = append(blocks, makeRun(blocks[1], "3", "1", 2, 2, ledger.TestKey("3"))...)
 	blocks = append(blocks, makeRun(blocks[3], "1", "2", 2, 3, ledger.TestKey("1"))...)
-	write := func(t *testing.T, blocks []ledger.Block) string {
+	open := func(t *testing.T, blocks []ledger.Block) (*ledger.Node, error) {
 		path := filepath.Join(t.TempDir(), "edited.log")
 		s, err := ledger.OpenFileStore(path, g, ledger.FileOptions{})
 		if err != nil {
@@ -355,28 +356,38 @@ func TestFileStoreDetectsRehashedEdit(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
-		return path
+		if s, err = ledger.OpenFileStore(path, g, ledger.FileOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		n, err := ledger.NewUnwired(ledger.Config{ID: "1", Genesis: ledger.GenesisForTest(ids, 0), Signer: ledger.TestKey("1"), Store: s})
+		if err != nil {
+			_ = s.Close()
+		}
+		return n, err
 	}
 	for edit := range blocks {
 		edited := slices.Clone(blocks)
 		edited[edit].Transfer.Amount = 7
 		rehashFrom(edited, edit)
-		_, err := ledger.OpenFileStore(write(t, edited), g, ledger.FileOptions{})
-		var ce *ledger.CorruptError
-		if !errors.As(err, &ce) || !errors.Is(err, ledger.ErrBadSignature) {
-			t.Fatalf("edit of block %d: err = %v, want a CorruptError for a bad seal", edit+1, err)
+		n, err := open(t, edited)
+		var be *ledger.BlockError
+		if !errors.As(err, &be) || !errors.Is(err, ledger.ErrBadSignature) {
+			if n != nil {
+				_ = n.Close(context.Background())
+			}
+			t.Fatalf("edit of block %d: err = %v, want a BlockError for a bad seal", edit+1, err)
 		}
-		if want := uint64(edit + 1 + (edit+1)%2); ce.Height != want { // the seal of the edited run
-			t.Fatalf("edit of block %d: reported at height %d, want %d", edit+1, ce.Height, want)
+		if want := uint64(edit + 1 + (edit+1)%2); be.Height != want { // the seal of the edited run
+			t.Fatalf("edit of block %d: reported at height %d, want %d", edit+1, be.Height, want)
 		}
 
 		for i := edit; i < len(edited); i++ {
 			edited[i].Sig = nil
 		}
-		s, err := ledger.OpenFileStore(write(t, edited), g, ledger.FileOptions{})
+		n, err = open(t, edited)
 		if err == nil {
-			got, _ := s.Blocks()
-			_ = s.Close()
+			got := n.Blocks()
+			_ = n.Close(context.Background())
 			if len(got) > edit+1 {
 				t.Fatalf("edit of block %d, seals stripped: the edited block was loaded", edit+1)
 			}
@@ -387,8 +398,8 @@ func TestFileStoreDetectsRehashedEdit(t *testing.T) {
 }
 
 // A crash that tears a batch's write leaves its first blocks without
-// their seal: opening cuts them, as a torn record, and appends go on from
-// the last seal.
+// their seal: the store loads them, and the node opened on it cuts them,
+// so that appends go on from the last seal.
 func TestFileStoreCutsUnsealedTail(t *testing.T) {
 	ids := memberIDs(2)
 	g, _ := ledger.NewGenesis(ids, ledger.DefaultInitialBalance, testPub)
@@ -437,9 +448,21 @@ func TestFileStoreCutsUnsealedTail(t *testing.T) {
 		if err != nil {
 			t.Fatalf("cut at %d: %v", cut, err)
 		}
-		got, _ := s.Blocks()
+		n, err := ledger.NewUnwired(ledger.Config{ID: "1", Genesis: ledger.GenesisForTest(ids, 0), Signer: ledger.TestKey("1"), Store: s})
+		if err != nil {
+			t.Fatalf("cut at %d: %v", cut, err)
+		}
+		got := n.Blocks()
+		_ = n.Close(context.Background())
 		if len(got) != 3 || got[2].Hash != first[1].Hash {
 			t.Fatalf("cut at %d: %d blocks, want the genesis and the first batch", cut, len(got))
+		}
+		if size := fileSize(t, path); size != sealedEnd {
+			t.Fatalf("cut at %d: the file has %d bytes, want %d", cut, size, sealedEnd)
+		}
+		s, err = ledger.OpenFileStore(path, g, ledger.FileOptions{})
+		if err != nil {
+			t.Fatalf("cut at %d, reopened: %v", cut, err)
 		}
 		if err := s.Append(torn...); err != nil { // the file ends at the last seal
 			t.Fatalf("cut at %d: append after the cut: %v", cut, err)
@@ -449,7 +472,7 @@ func TestFileStoreCutsUnsealedTail(t *testing.T) {
 		if err != nil {
 			t.Fatalf("cut at %d, appended again: %v", cut, err)
 		}
-		if got, _ := s.Blocks(); len(got) != 6 {
+		if got, _ := loadAll(t, s); len(got) != 6 {
 			t.Fatalf("cut at %d, appended again: %d blocks", cut, len(got))
 		}
 		_ = s.Close()
