@@ -247,4 +247,3 @@ func checkCheckpoint(h, synced uint64, data []byte) error {
 	}
 	return nil
 }
-
