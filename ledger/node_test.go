@@ -645,7 +645,7 @@ func TestNodeEvents(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	for id, want := range map[string]string{
-		"1": "block-inserted:1 transfer-committed: transfer-rejected:",
+		"1": "lock-granted: block-inserted:1 lock-released: transfer-committed: lock-granted: lock-released: transfer-rejected:",
 		"2": "block-inserted:1",
 	} {
 		if got := strings.Join(events[id], " "); got != want {

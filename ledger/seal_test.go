@@ -91,7 +91,7 @@ func TestNewNodeChecksSigner(t *testing.T) {
 			t.Errorf("%s: err = %v, want ErrBadKey", name, err)
 		}
 	}
-	if _, err := ledger.NewUnwired(ledger.Config{ID: "1", Genesis: ledger.GenesisForTest(ids, 0), Signer: ledger.TestKey("1")}); !errors.Is(err, ledger.ErrBadGenesis) {
+	if _, err := ledger.NewGenesis(ids, 10, nil); !errors.Is(err, ledger.ErrBadGenesis) {
 		t.Errorf("no keys: err = %v, want ErrBadGenesis", err)
 	}
 }
