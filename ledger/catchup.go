@@ -432,7 +432,7 @@ func (n *Node) handleInbound(ctx context.Context, m Messenger, in inbound) {
 // head cannot be checked yet.
 func (n *Node) checkClaim(height uint64, hash Hash) error {
 	n.mu.RLock()
-	own, ok := n.chain.Block(height)
+	own, ok := n.block(height)
 	n.mu.RUnlock()
 	if ok && own.Hash != hash {
 		return fmt.Errorf("%w: block %s at height %d, where this node has %s", errFalseHead, hash.Short(), height, own.Hash.Short())
@@ -486,9 +486,7 @@ func (n *Node) answerHead(ctx context.Context, m Messenger, from string, epoch u
 		if q.op == opHead && q.round == 0 {
 			start = max(start, n.sentTo[from]+1)
 		}
-		if start <= head.Height {
-			missing = n.chain.blocks[start:] // immutable once appended; copied by encoding
-		}
+		missing = n.blocksFrom(start)
 	}
 	n.mu.RUnlock()
 	k := n.maxBatch

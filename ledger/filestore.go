@@ -101,6 +101,7 @@ func (s *FileStore) load(genesis Block, log *slog.Logger) error {
 	}
 	rr := newRecordReader(s.f, int64(len(fileMagic)), size)
 	var chain *Chain
+	var blocks []Block // every block verified so far, genesis first
 	var run []Block    // blocks read since the last seal
 	var runOff []int64 // their offsets
 	for {
@@ -123,11 +124,12 @@ func (s *FileStore) load(genesis Block, log *slog.Logger) error {
 		if err != nil {
 			return &CorruptError{Path: s.path, Offset: off, Height: height, Err: err}
 		}
-		b, err := DecodeBlock(payload)
+		b, err := decodeBlock(payload)
 		if err != nil {
 			return &CorruptError{Path: s.path, Offset: off, Height: height, Err: err}
 		}
 		if chain == nil {
+			blocks = append(blocks, b)
 			if chain, err = NewChain(b); err != nil {
 				return &CorruptError{Path: s.path, Offset: 0, Height: 0, Err: err}
 			}
@@ -148,6 +150,7 @@ func (s *FileStore) load(genesis Block, log *slog.Logger) error {
 			}
 			return &CorruptError{Path: s.path, Offset: runOff[i], Height: uint64(chain.Len()) + i, Err: err}
 		}
+		blocks = append(blocks, run...)
 		run, runOff = run[:0], runOff[:0]
 	}
 	if len(run) > 0 {
@@ -164,7 +167,7 @@ func (s *FileStore) load(genesis Block, log *slog.Logger) error {
 		return s.initialise(genesis)
 	}
 	s.end = rr.off
-	s.blocks = chain.Blocks()
+	s.blocks = blocks
 	return nil
 }
 

@@ -152,7 +152,7 @@ func NewNode(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("ledger: %w: store does not hold the genesis %s of members %v with balance %d",
 			ErrGenesisMismatch, genesis.Hash.Short(), genesis.Accounts, balance)
 	}
-	chain, err := NewChainFrom(blocks)
+	chain, err := newChainFrom(blocks)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: verify store: %w", err)
 	}
@@ -331,7 +331,7 @@ func (n *Node) usable() error {
 
 // checkInput validates t without looking at funds. n.mu must be held.
 func (n *Node) checkInput(t Transfer) error {
-	if err := t.validate(n.chain.balances); err != nil {
+	if _, _, err := n.chain.validate(t); err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
 	if t.From != n.id {
@@ -344,7 +344,7 @@ func (n *Node) checkInput(t Transfer) error {
 // be held.
 func (n *Node) outcome(t Transfer) (Result, error, bool) {
 	if h, ok := n.chain.TransferHeight(t.ID); ok {
-		b, _ := n.chain.Block(h)
+		b, _ := n.block(h)
 		if b.Transfer != t {
 			return Result{}, fmt.Errorf("ledger: %w: %s", ErrTransferIDConflict, b.Transfer), true
 		}

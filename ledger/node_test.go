@@ -451,7 +451,7 @@ func TestNodeReceiveOutOfOrder(t *testing.T) {
 	if err := n.HandleRelease("2", p2); err != nil || n.Err() != nil {
 		t.Fatalf("second block for height 2: %v, node error %v", err, n.Err())
 	}
-	if err := n.HandleRelease("2", payloads[0]); err != nil || n.Head().Hash != chain.Blocks()[2].Hash {
+	if err := n.HandleRelease("2", payloads[0]); err != nil || n.Head().Hash != ledger.ChainBlocks(chain)[2].Hash {
 		t.Fatalf("gap filled: %v, head %v", err, n.Head())
 	}
 

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 )
@@ -24,11 +25,52 @@ func (n *Node) Balances() Balances {
 	return n.chain.Balances()
 }
 
-// Blocks returns a snapshot of the local chain, genesis first.
+// Blocks returns a snapshot of the local chain, genesis first, read from
+// the store.
 func (n *Node) Blocks() []Block {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.chain.Blocks()
+	n.writeMu.Lock()
+	defer n.writeMu.Unlock()
+	blocks, err := n.store.Blocks()
+	if err != nil {
+		return []Block{n.Genesis()}
+	}
+	return blocks
+}
+
+// block returns the block at height h of the local chain: from the
+// chain's recent window, or else from the store. n.mu must be held.
+func (n *Node) block(h uint64) (Block, bool) {
+	if b, ok := n.chain.Block(h); ok || h > n.chain.Head().Height {
+		return b, ok
+	}
+	blocks, err := n.store.Blocks()
+	if err != nil || h >= uint64(len(blocks)) {
+		return Block{}, false
+	}
+	return blocks[h], true
+}
+
+// blocksFrom returns the blocks of the local chain from height start to
+// the head: from the chain's recent window, or else from the store. n.mu
+// must be held.
+func (n *Node) blocksFrom(start uint64) []Block {
+	head := n.chain.Head().Height
+	if start > head {
+		return nil
+	}
+	if _, ok := n.chain.Block(start); ok {
+		out := make([]Block, 0, head-start+1)
+		for h := start; h <= head; h++ {
+			b, _ := n.chain.Block(h)
+			out = append(out, b)
+		}
+		return out
+	}
+	blocks, err := n.store.Blocks()
+	if err != nil || uint64(len(blocks)) <= head {
+		return nil
+	}
+	return blocks[start : head+1]
 }
 
 // Head returns the newest block of the local chain.
@@ -80,11 +122,30 @@ func (n *Node) Genesis() Block {
 	return n.chain.Genesis()
 }
 
-// Verify re-checks the local chain from genesis; see Chain.Verify.
+// Verify re-checks the local chain from genesis, as the store holds it,
+// and checks that it implies the state the node holds (head, balances,
+// transfer-ID windows). The error is a *BlockError for the first bad
+// height.
 func (n *Node) Verify() error {
+	n.writeMu.Lock()
+	blocks, err := n.store.Blocks()
 	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.chain.Verify()
+	state := n.chain
+	fresh := state.appendState(nil)
+	n.mu.RUnlock()
+	n.writeMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("ledger: read store: %w", err)
+	}
+	c, err := newChainFrom(blocks)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(c.appendState(nil), fresh) {
+		return fmt.Errorf("ledger: the chain's state differs from the store's: head %d %s, store's head %d %s",
+			state.Head().Height, state.Head().Hash.Short(), c.Head().Height, c.Head().Hash.Short())
+	}
+	return nil
 }
 
 // Err returns why the node stopped taking transfers, or nil while it works.

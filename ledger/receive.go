@@ -186,11 +186,11 @@ func (n *Node) accept(from string, epoch uint64, blocks []Block, fetched bool) e
 		if blk.Height > head {
 			break
 		}
-		own, _ := n.chain.Block(blk.Height)
+		own, _ := n.block(blk.Height)
 		if own.Hash == blk.Hash {
 			continue // caught up already
 		}
-		parent, _ := n.chain.Block(blk.Height - 1)
+		parent, _ := n.block(blk.Height - 1)
 		maker := blk.Transfer.From
 		switch {
 		case maker != own.Transfer.From:
