@@ -245,7 +245,8 @@ func (n *Node) Transfer(ctx context.Context, to string, amount int64) (Result, e
 }
 
 // TransferWithID is Transfer with a caller-chosen ID, for retries: a
-// repeated ID gets the first outcome and is never applied twice.
+// repeated ID gets the first outcome and is never applied twice, while
+// this client has committed fewer than IDWindow transfers since.
 func (n *Node) TransferWithID(ctx context.Context, id TransferID, to string, amount int64) (Result, error) {
 	return n.Submit(ctx, Transfer{ID: id, From: n.id, To: to, Amount: amount})
 }
