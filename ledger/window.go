@@ -1,5 +1,7 @@
 package ledger
 
+import "hash/maphash"
+
 // blockWindow is how many of the most recent blocks a Chain holds in
 // memory; Chain.Block reports a miss for older heights, which a node then
 // reads from its Store. A power of two, and a multiple of chunkLen.
@@ -80,19 +82,18 @@ type idEntry struct {
 }
 
 // idWindows holds every member's last IDWindow transfer IDs: per member,
-// a ring indexed by seq % IDWindow, and one index over all of them. IDs in
+// a ring indexed by seq % IDWindow, and one index over all of them (an idTable). IDs in
 // the windows are unique (a block whose ID is in one is refused), so the
 // index names exactly one entry per ID. Memory: at most members ×
 // IDWindow entries, none with pointers.
 type idWindows struct {
 	rings [][]TransferID // per member; grows to IDWindow, then wraps
 	next  []uint64       // per member: the seq of its next transfer
-	index map[TransferID]idEntry
+	index idTable
 }
 
 func newIDWindows(members int) idWindows {
-	return idWindows{rings: make([][]TransferID, members), next: make([]uint64, members),
-		index: make(map[TransferID]idEntry)}
+	return idWindows{rings: make([][]TransferID, members), next: make([]uint64, members), index: newIDTable()}
 }
 
 // live reports whether e is still in its member's window when that member's
@@ -101,8 +102,7 @@ func (e idEntry) live(next uint64) bool { return e.seq+IDWindow >= next }
 
 // lookup returns the entry of id if it is in a window.
 func (w *idWindows) lookup(id TransferID) (idEntry, bool) {
-	e, ok := w.index[id]
-	return e, ok
+	return w.index.get(id)
 }
 
 // add records id as member m's next transfer, in the block at height,
@@ -113,14 +113,14 @@ func (w *idWindows) add(m uint32, id TransferID, height uint64) {
 	ring := w.rings[m]
 	if seq >= IDWindow {
 		old := ring[seq%IDWindow]
-		if e, ok := w.index[old]; ok && e.member == m && e.seq == seq-IDWindow {
-			delete(w.index, old)
+		if e, ok := w.index.get(old); ok && e.member == m && e.seq == seq-IDWindow {
+			w.index.del(old)
 		}
 		ring[seq%IDWindow] = id
 	} else {
 		w.rings[m] = append(ring, id)
 	}
-	w.index[id] = idEntry{height: height, seq: seq, member: m}
+	w.index.put(id, idEntry{height: height, seq: seq, member: m})
 	w.next[m] = seq + 1
 }
 
@@ -130,6 +130,91 @@ func (w *idWindows) window(m uint32, fn func(id TransferID, height uint64)) {
 	next := w.next[m]
 	for seq := next - min(next, IDWindow); seq < next; seq++ {
 		id := w.rings[m][seq%IDWindow]
-		fn(id, w.index[id].height)
+		e, _ := w.index.get(id)
+		fn(id, e.height)
 	}
+}
+
+// idTable maps transfer IDs to their entries: an open-addressing hash
+// table with linear probing, whose deletions shift later entries back
+// instead of leaving tombstones, so that its size follows the number of
+// IDs it holds (at most members × IDWindow), however many pass through
+// it. Its slots hold no pointers. The hash is seeded per table, so IDs
+// that a peer chooses cannot be made to collide.
+type idTable struct {
+	seed  maphash.Seed
+	slots []idSlot // a power of two, at least twice n
+	n     int
+}
+
+type idSlot struct {
+	id   TransferID
+	e    idEntry
+	used bool
+}
+
+func newIDTable() idTable { return idTable{seed: maphash.MakeSeed(), slots: make([]idSlot, 64)} }
+
+// find returns the slot of id, or the empty slot where it would go.
+func (t *idTable) find(id TransferID) (int, bool) {
+	mask := len(t.slots) - 1
+	for i := t.home(id, mask); ; i = (i + 1) & mask {
+		switch s := &t.slots[i]; {
+		case !s.used:
+			return i, false
+		case s.id == id:
+			return i, true
+		}
+	}
+}
+
+func (t *idTable) home(id TransferID, mask int) int {
+	return int(maphash.Bytes(t.seed, id[:])) & mask
+}
+
+func (t *idTable) get(id TransferID) (idEntry, bool) {
+	i, ok := t.find(id)
+	return t.slots[i].e, ok
+}
+
+// put sets the entry of id.
+func (t *idTable) put(id TransferID, e idEntry) {
+	if 2*(t.n+1) > len(t.slots) {
+		old := t.slots
+		t.slots, t.n = make([]idSlot, 2*len(old)), 0
+		for _, s := range old {
+			if s.used {
+				t.put(s.id, s.e)
+			}
+		}
+	}
+	i, ok := t.find(id)
+	if !ok {
+		t.n++
+	}
+	t.slots[i] = idSlot{id: id, e: e, used: true}
+}
+
+// del removes id, if present, and moves back the entries after it that
+// probing would no longer reach.
+func (t *idTable) del(id TransferID) {
+	i, ok := t.find(id)
+	if !ok {
+		return
+	}
+	mask := len(t.slots) - 1
+	for j := i; ; {
+		j = (j + 1) & mask
+		if !t.slots[j].used {
+			break
+		}
+		k := t.home(t.slots[j].id, mask)
+		if i <= j && i < k && k <= j || i > j && (i < k || k <= j) {
+			continue // still reachable from its home
+		}
+		t.slots[i] = t.slots[j]
+		i = j
+	}
+	t.slots[i] = idSlot{}
+	t.n--
 }

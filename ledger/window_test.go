@@ -198,8 +198,8 @@ func TestTransferIDWindowMatchesModel(t *testing.T) {
 			}
 		}
 	}
-	if len(c.ids.index) != 2*IDWindow {
-		t.Fatalf("the ID index holds %d entries, want %d", len(c.ids.index), 2*IDWindow)
+	if c.ids.index.n != 2*IDWindow {
+		t.Fatalf("the ID index holds %d entries, want %d", c.ids.index.n, 2*IDWindow)
 	}
 	if refused < 100 || reused < 100 {
 		t.Fatalf("the walk refused %d and reused %d ids: too few to show the rule", refused, reused)
@@ -338,5 +338,39 @@ func TestOverlongRunRefused(t *testing.T) {
 	d.seal(testKey("1"))
 	if err := c.Append(d.blocks...); err != nil {
 		t.Fatalf("a run of exactly MaxBatch blocks: %v", err)
+	}
+}
+
+// idTable agrees with a Go map under random puts and deletes of a small
+// key space, at every load up to its growth point and across its end
+// (clusters wrap around in small tables).
+func TestIDTableMatchesMap(t *testing.T) {
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 15))
+		tab := newIDTable()
+		model := map[TransferID]idEntry{}
+		keys := 20 + rng.IntN(200)
+		for step := range 5000 {
+			id := TransferID{byte(rng.IntN(keys)), byte(seed)}
+			if rng.IntN(3) == 0 {
+				tab.del(id)
+				delete(model, id)
+			} else {
+				e := idEntry{height: uint64(step), seq: rng.Uint64(), member: rng.Uint32()}
+				tab.put(id, e)
+				model[id] = e
+			}
+			if tab.n != len(model) || 2*tab.n > len(tab.slots) {
+				t.Fatalf("seed %d step %d: %d entries in %d slots, model has %d", seed, step, tab.n, len(tab.slots), len(model))
+			}
+			for k := range keys {
+				id := TransferID{byte(k), byte(seed)}
+				got, ok := tab.get(id)
+				want, wok := model[id]
+				if ok != wok || got != want {
+					t.Fatalf("seed %d step %d: get(%d) = %v %v, want %v %v", seed, step, k, got, ok, want, wok)
+				}
+			}
+		}
 	}
 }
