@@ -315,3 +315,49 @@ func FuzzCheckpoint(f *testing.F) {
 		}
 	})
 }
+
+// A restart's path: a chain restored from a checkpoint, extended by the
+// stream of blocks after it, is the chain built from genesis; a damaged
+// block in the stream is reported at its height, and the chain keeps the
+// sealed runs before it.
+func TestCheckpointThenExtendStream(t *testing.T) {
+	members := []string{"1", "2", "3"}
+	g := richGenesis(t, members...)
+	full, _ := NewChain(g)
+	m := runMaker{rng: rand.New(rand.NewPCG(16, 17)), members: members, maxRun: 30}
+	blocks := append([]Block{g}, m.grow(t, full, 1500)...)
+	lastSeal := func(below uint64) uint64 { // the highest sealed height below below
+		for h := below - 1; ; h-- {
+			if blocks[h].Sealed() {
+				return h
+			}
+		}
+	}
+	from := lastSeal(700)
+	mid, err := newChainFrom(blocks[:from+1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := mid.checkpoint(nodeKey)
+	c, err := chainFromCheckpoint(g, nodePub(), cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.extend(blockSeq(blocks[from+1:])); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.sameState(full); err != nil {
+		t.Fatal(err)
+	}
+	bad := append([]Block(nil), blocks...)
+	at := uint64(1200)
+	bad[at].Transfer.Amount++
+	c, _ = chainFromCheckpoint(g, nodePub(), cp)
+	var be *BlockError
+	if err := c.extend(blockSeq(bad[from+1:])); !errors.As(err, &be) || be.Height != at {
+		t.Fatalf("block %d changed: err = %v", at, err)
+	}
+	if h := c.Head().Height; h != lastSeal(at) || c.Head().Hash != blocks[h].Hash {
+		t.Fatalf("after the error the chain's head is %d, want the last seal before %d, %d", h, at, lastSeal(at))
+	}
+}

@@ -1,7 +1,9 @@
 package ledger
 
 import (
+	"crypto/ed25519"
 	"fmt"
+	"iter"
 	"math/rand/v2"
 	"runtime"
 	"strings"
@@ -73,4 +75,69 @@ func fakeChain(tb testing.TB, n int) *Chain {
 		}
 	}
 	return c
+}
+
+// BenchmarkVerifyChainStream verifies chains of n sealed blocks, generated
+// as they are read, and reports the largest heap seen while verifying:
+// verification holds the chain's bounded state, not the blocks.
+func BenchmarkVerifyChainStream(b *testing.B) {
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("blocks=%d", n), func(b *testing.B) {
+			for range b.N {
+				base := liveHeap()
+				var peak uint64
+				c, err := verifyChain(sealedBlocks(b, n, func() {
+					var ms runtime.MemStats
+					runtime.ReadMemStats(&ms)
+					peak = max(peak, ms.HeapAlloc)
+				}))
+				if err != nil || c.Len() != n+1 {
+					b.Fatalf("verify: %v", err)
+				}
+				b.ReportMetric(float64(peak-min(peak, base))/(1<<20), "peak-heap-MB")
+			}
+		})
+	}
+}
+
+// sealedBlocks yields a valid chain of n transfer blocks after its
+// genesis, in sealed runs of up to 64 blocks, calling sample every 10,000
+// blocks.
+func sealedBlocks(tb testing.TB, n int, sample func()) iter.Seq2[Block, error] {
+	members := []string{"1", "2", "3"}
+	g, err := NewGenesis(members, 1<<40, testPubKeys(members...))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keys := []ed25519.PrivateKey{testKey("1"), testKey("2"), testKey("3")}
+	return func(yield func(Block, error) bool) {
+		if !yield(g, nil) {
+			return
+		}
+		rng := rand.New(rand.NewPCG(2, 2))
+		head := g
+		for head.Height < uint64(n) {
+			from := rng.IntN(3)
+			k := min(1+rng.IntN(64), n-int(head.Height))
+			for i := range k {
+				var id TransferID
+				for j := range id {
+					id[j] = byte(rng.Uint32())
+				}
+				t := Transfer{ID: id, From: members[from], To: members[(from+1)%3], Amount: 1}
+				blk := Block{Height: head.Height + 1, Prev: head.Hash, Clock: head.Height, Transfer: t}
+				blk.Hash = blk.ComputeHash()
+				if i == k-1 {
+					blk = blk.Seal(keys[from])
+				}
+				if blk.Height%10_000 == 0 {
+					sample()
+				}
+				if !yield(blk, nil) {
+					return
+				}
+				head = blk
+			}
+		}
+	}
 }
