@@ -19,7 +19,7 @@ import (
 //	magic    [4]byte ("LLCP")
 //	version  uint8   (1)
 //	genesis  [32]byte (the genesis hash)
-//	headLen  uint32, head [headLen]byte (the head's block encoding)
+//	headLen  uint32, head [headLen]byte (the head's block encoding; the genesis hash if the head is the genesis)
 //	members  uint32  (as many as the genesis has)
 //	members × balance int64, in genesis order
 //	members × (count uint32 (at most IDWindow), count × (id [16]byte, height uint64)), oldest first

@@ -130,8 +130,7 @@ func (n *Node) Verify() error {
 	n.writeMu.Lock()
 	blocks, err := n.store.Blocks()
 	n.mu.RLock()
-	state := n.chain
-	fresh := state.appendState(nil)
+	state, head := n.chain.appendState(nil), n.chain.Head()
 	n.mu.RUnlock()
 	n.writeMu.Unlock()
 	if err != nil {
@@ -141,9 +140,9 @@ func (n *Node) Verify() error {
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(c.appendState(nil), fresh) {
+	if !bytes.Equal(c.appendState(nil), state) {
 		return fmt.Errorf("ledger: the chain's state differs from the store's: head %d %s, store's head %d %s",
-			state.Head().Height, state.Head().Hash.Short(), c.Head().Height, c.Head().Hash.Short())
+			head.Height, head.Hash.Short(), c.Head().Height, c.Head().Hash.Short())
 	}
 	return nil
 }

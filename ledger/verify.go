@@ -1,10 +1,8 @@
 package ledger
 
 import (
-	"bytes"
 	"fmt"
 	"iter"
-	"slices"
 )
 
 // verifyChain verifies the chain that blocks yields, genesis first, from
@@ -109,22 +107,4 @@ func newChainFrom(blocks []Block) (*Chain, error) {
 			}
 		}
 	})
-}
-
-// sameState reports, as an error, how o differs from c in what the chain
-// implies: the genesis, the head, the balances and the transfer-ID
-// windows. The blocks each holds in memory do not count.
-func (c *Chain) sameState(o *Chain) error {
-	switch {
-	case c.genesis.Hash != o.genesis.Hash:
-		return fmt.Errorf("ledger: genesis %s, other chain has %s", c.genesis.Hash.Short(), o.genesis.Hash.Short())
-	case c.head.Hash != o.head.Hash || c.head.Height != o.head.Height:
-		return fmt.Errorf("ledger: head %d %s, other chain has %d %s", c.head.Height, c.head.Hash.Short(),
-			o.head.Height, o.head.Hash.Short())
-	case !slices.Equal(c.bal, o.bal):
-		return fmt.Errorf("ledger: balances %v, other chain has %v", c.Balances(), o.Balances())
-	case !bytes.Equal(c.appendState(nil), o.appendState(nil)):
-		return fmt.Errorf("ledger: transfer-ID windows differ from the other chain's")
-	}
-	return nil
 }

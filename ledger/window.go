@@ -82,9 +82,9 @@ type idEntry struct {
 }
 
 // idWindows holds every member's last IDWindow transfer IDs: per member,
-// a ring indexed by seq % IDWindow, and one index over all of them (an idTable). IDs in
-// the windows are unique (a block whose ID is in one is refused), so the
-// index names exactly one entry per ID. Memory: at most members ×
+// a ring indexed by seq % IDWindow, and one idTable over all of them. IDs
+// in the windows are unique (a block whose ID is in one is refused), so
+// the index names exactly one entry per ID. Memory: at most members ×
 // IDWindow entries, none with pointers.
 type idWindows struct {
 	rings [][]TransferID // per member; grows to IDWindow, then wraps

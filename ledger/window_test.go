@@ -374,3 +374,44 @@ func TestIDTableMatchesMap(t *testing.T) {
 		}
 	}
 }
+
+// Node.Verify re-derives the state from the store's blocks and reports a
+// node whose state no longer follows from them.
+func TestNodeVerifyComparesState(t *testing.T) {
+	members := []string{"1", "2"}
+	g := richGenesis(t, members...)
+	st, err := NewMemStore(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mustChain(t, g)
+	m := runMaker{rng: rand.New(rand.NewPCG(18, 19)), members: members, maxRun: 5}
+	if err := st.Append(m.grow(t, c, 30)...); err != nil {
+		t.Fatal(err)
+	}
+	n, err := NewNode(Config{ID: "1", Keys: testPubKeys(members...), Signer: testKey("1"), Members: members,
+		InitialBalance: 1 << 40, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	n.chain.bal[0]++
+	n.chain.bal[1]--
+	n.mu.Unlock()
+	if err := n.Verify(); err == nil {
+		t.Fatal("a balance table that the blocks do not imply passed Verify")
+	}
+}
+
+func mustChain(t testing.TB, g Block) *Chain {
+	t.Helper()
+	c, err := NewChain(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
