@@ -250,7 +250,7 @@ func TestAttackFarFutureBlocksBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	blocks := chain.Blocks()
+	blocks := ledger.ChainBlocks(chain)
 	// release is blocks[lo:hi] as "2" releases them: one run, sealed once,
 	// at its end (a seal does not change a block's hash).
 	release := func(lo, hi int) []byte {

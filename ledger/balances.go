@@ -8,7 +8,7 @@ import (
 )
 
 // Balances is the key-value table of the ledger: client id to balance. It
-// is derived from a chain (Chain.Balances, Fold); its keys are the members.
+// is derived from a chain (Chain.Balances); its keys are the members.
 // Applying transfers through Apply never makes a balance negative.
 type Balances map[string]int64
 
@@ -54,23 +54,4 @@ func (b Balances) Apply(t Transfer) error {
 	b[t.From] -= t.Amount
 	b[t.To] += t.Amount
 	return nil
-}
-
-// Fold computes the balance table of a chain of blocks from scratch:
-// the genesis accounts, then every transfer in order. It checks funds and
-// membership but not hashes; use VerifyBlocks for the full check.
-func Fold(blocks []Block) (Balances, error) {
-	if len(blocks) == 0 {
-		return nil, &BlockError{Height: 0, Err: fmt.Errorf("%w: empty chain", ErrBadGenesis)}
-	}
-	b, err := genesisBalances(blocks[0])
-	if err != nil {
-		return nil, &BlockError{Height: 0, Err: err}
-	}
-	for i, blk := range blocks[1:] {
-		if err := b.Apply(blk.Transfer); err != nil {
-			return nil, &BlockError{Height: uint64(i + 1), Err: err}
-		}
-	}
-	return b, nil
 }

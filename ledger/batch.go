@@ -70,7 +70,7 @@ func DecodeBatch(data []byte) ([]Block, error) {
 		if d.err != nil {
 			return nil, d.err
 		}
-		b, err := DecodeBlock(raw)
+		b, err := decodeBlock(raw)
 		if err != nil {
 			return nil, fmt.Errorf("batch block %d: %w", i, err)
 		}

@@ -113,7 +113,7 @@ func NewGenesis(members []string, balance int64, keys map[string]ed25519.PublicK
 	for i, m := range members {
 		accts[i] = Account{ID: m, Balance: balance, PublicKey: keys[m]}
 	}
-	return NewGenesisAccounts(accts)
+	return newGenesisAccounts(accts)
 }
 
 // memberIDs returns the ids of a genesis block's accounts, sorted.
@@ -125,9 +125,9 @@ func (b Block) memberIDs() []string {
 	return ids
 }
 
-// NewGenesisAccounts returns the genesis block holding accts (in any order;
+// newGenesisAccounts returns the genesis block holding accts (in any order;
 // they are sorted by ID).
-func NewGenesisAccounts(accts []Account) (Block, error) {
+func newGenesisAccounts(accts []Account) (Block, error) {
 	a := slices.Clone(accts)
 	slices.SortFunc(a, func(x, y Account) int { return strings.Compare(x.ID, y.ID) })
 	for i := range a {

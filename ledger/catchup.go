@@ -425,9 +425,11 @@ func (n *Node) handleInbound(ctx context.Context, m locker, in inbound) {
 // height: false if this node has another block there. A claim beyond the
 // head cannot be checked yet.
 func (n *Node) checkClaim(height uint64, hash Hash) error {
-	n.mu.RLock()
-	own, ok := n.chain.Block(height)
-	n.mu.RUnlock()
+	own, ok, err := n.block(height)
+	if err != nil {
+		_ = n.fail(err) // this node's own storage failed; the claim is no fault
+		return nil
+	}
 	if ok && own.Hash != hash {
 		return fmt.Errorf("%w: block %s at height %d, where this node has %s", errFalseHead, hash.Short(), height, own.Hash.Short())
 	}
@@ -472,44 +474,54 @@ func (n *Node) answerHead(ctx context.Context, m locker, from string, epoch uint
 		_ = n.refuse(from, epoch, q.op.String(), err, true)
 		return
 	}
-	n.mu.RLock()
-	head := n.chain.Head()
-	var missing []Block
+	head := n.Head()
+	start := head.Height + 1
 	if q.height < head.Height { // q.height+1 cannot wrap
-		start := q.height + 1
+		start = q.height + 1
 		if q.op == opHead && q.round == 0 {
 			start = max(start, n.sentTo[from]+1)
 		}
-		if start <= head.Height {
-			missing = n.chain.blocks[start:] // immutable once appended; copied by encoding
-		}
 	}
-	n.mu.RUnlock()
-	k := n.maxBatch
-	for len(missing) > 0 {
-		k = min(k, len(missing))
-		cut := sealCut(missing, k) // each batch ends at a seal, so the peer can verify it alone
-		payload, err := encodeSync(syncMsg{op: opBlocks, blocks: missing[:cut]})
-		if err == nil {
-			err = m.Send(from, payload)
-		}
-		if errors.Is(err, lamportmutex.ErrPayloadTooLarge) && k > 1 && sealCut(missing, k/2) < cut {
-			k /= 2 // the transport's frames are smaller than a batch: send fewer blocks
-			continue
-		}
-		if errors.Is(err, lamportmutex.ErrPayloadTooLarge) {
-			// Not even one sealed run fits: say so, and answer anyway, so
-			// that an asking holder fails its round at once instead of waiting.
-			n.log.Error("ledger: a sealed run of blocks is larger than the transport carries", "to", from,
-				"height", missing[0].Height, "err", err)
-			break
-		}
+chunks:
+	for start <= head.Height {
+		// A chunk read from the window or the store, cut after its last
+		// seal: a sealed run is at most MaxBatch <= MaxReadBlocks blocks,
+		// and start is always where a run begins.
+		missing, err := n.readBlocks(start, min(head.Height, start+MaxReadBlocks-1))
 		if err != nil {
-			n.logSendError(ctx, from, opBlocks, err)
+			_ = n.fail(err)
 			return
 		}
-		n.sentTo[from] = max(n.sentTo[from], missing[cut-1].Height)
-		missing = missing[cut:]
+		if cut := sealCut(missing, len(missing)); cut > 0 {
+			missing = missing[:cut]
+		}
+		start = missing[len(missing)-1].Height + 1
+		k := n.maxBatch
+		for len(missing) > 0 {
+			k = min(k, len(missing))
+			cut := sealCut(missing, k) // each batch ends at a seal, so the peer can verify it alone
+			payload, err := encodeSync(syncMsg{op: opBlocks, blocks: missing[:cut]})
+			if err == nil {
+				err = m.Send(from, payload)
+			}
+			if errors.Is(err, lamportmutex.ErrPayloadTooLarge) && k > 1 && sealCut(missing, k/2) < cut {
+				k /= 2 // the transport's frames are smaller than a batch: send fewer blocks
+				continue
+			}
+			if errors.Is(err, lamportmutex.ErrPayloadTooLarge) {
+				// Not even one sealed run fits: say so, and answer anyway, so
+				// that an asking holder fails its round at once instead of waiting.
+				n.log.Error("ledger: a sealed run of blocks is larger than the transport carries", "to", from,
+					"height", missing[0].Height, "err", err)
+				break chunks
+			}
+			if err != nil {
+				n.logSendError(ctx, from, opBlocks, err)
+				return
+			}
+			n.sentTo[from] = max(n.sentTo[from], missing[cut-1].Height)
+			missing = missing[cut:]
+		}
 	}
 	if q.op == opHead && q.round != 0 {
 		n.send(ctx, m, from, syncMsg{op: opAnswer, genesis: n.genesisHash(), round: q.round, height: head.Height, hash: head.Hash})

@@ -3,19 +3,29 @@ package ledger
 import (
 	"crypto/ed25519"
 	"fmt"
-	"slices"
+	"math"
 )
 
 // Chain is a verified sequence of blocks starting at a genesis, with the
 // balance table it implies. Append admits only sealed blocks that extend
 // the head correctly, so a Chain is always valid, and every block in it is
-// covered by a seal of its sender. A Chain is not safe for concurrent use;
-// Node guards its own.
+// covered by a seal of its sender.
+//
+// A Chain's memory is bounded by its configuration, not by its history:
+// it holds the genesis, the head, the balances, the most recent blocks (a
+// window of 4096; Block reports older heights as missing) and every
+// member's last IDWindow transfer IDs. A Chain is not safe for concurrent
+// use; Node guards its own.
 type Chain struct {
-	blocks   []Block
-	balances Balances
-	ids      map[TransferID]uint64 // transfer ID -> height
-	keys     keyring
+	genesis Block
+	head    Block
+	members []string          // the genesis accounts' ids, in order
+	index   map[string]uint32 // member id -> index into members
+	keys    keyring
+	total   int64   // the sum of all balances, fixed by the genesis
+	bal     []int64 // by member index
+	ids     idWindows
+	recent  blockRing
 }
 
 // NewChain returns a chain holding only genesis, after checking it.
@@ -27,71 +37,85 @@ func NewChain(genesis Block) (*Chain, error) {
 	if err != nil {
 		return nil, &BlockError{Height: 0, Err: err}
 	}
-	return &Chain{blocks: []Block{genesis}, balances: b, ids: make(map[TransferID]uint64), keys: genesisKeys(genesis)}, nil
-}
-
-// NewChainFrom builds a chain from blocks, genesis first, verifying each;
-// the error is a *BlockError for the first bad block.
-func NewChainFrom(blocks []Block) (*Chain, error) {
-	if len(blocks) == 0 {
-		return nil, &BlockError{Height: 0, Err: fmt.Errorf("%w: empty chain", ErrBadGenesis)}
-	}
-	c, err := NewChain(blocks[0])
-	if err != nil {
-		return nil, err
-	}
-	if len(blocks) > 1 {
-		if err := c.Append(blocks[1:]...); err != nil {
-			return nil, err
-		}
+	c := &Chain{genesis: genesis, head: genesis, keys: genesisKeys(genesis),
+		members: make([]string, len(genesis.Accounts)), index: make(map[string]uint32, len(genesis.Accounts)),
+		bal: make([]int64, len(genesis.Accounts)), ids: newIDWindows(len(genesis.Accounts))}
+	for i, a := range genesis.Accounts {
+		c.members[i], c.index[a.ID], c.bal[i] = a.ID, uint32(i), b[a.ID]
+		c.total += a.Balance // genesisBalances checked that it does not overflow
 	}
 	return c, nil
 }
 
-// VerifyBlocks verifies blocks from genesis (hashes, links, seals,
-// transfers, funds) and returns the resulting balance table. The error is a
-// *BlockError naming the first bad height.
-func VerifyBlocks(blocks []Block) (Balances, error) {
-	c, err := NewChainFrom(blocks)
-	if err != nil {
-		return nil, err
-	}
-	return c.balances, nil
-}
-
 // Genesis returns block 0.
-func (c *Chain) Genesis() Block { return c.blocks[0] }
+func (c *Chain) Genesis() Block { return c.genesis }
 
 // Head returns the newest block.
-func (c *Chain) Head() Block { return c.blocks[len(c.blocks)-1] }
+func (c *Chain) Head() Block { return c.head }
 
 // Len returns the number of blocks, genesis included.
-func (c *Chain) Len() int { return len(c.blocks) }
+func (c *Chain) Len() int { return int(c.head.Height) + 1 }
 
-// Block returns the block at height h.
+// Block returns the block at height h, if the chain holds it in memory:
+// the genesis, the head, and the blocks of the recent window.
 func (c *Chain) Block(h uint64) (Block, bool) {
-	if h >= uint64(len(c.blocks)) {
+	switch {
+	case h == 0:
+		return c.genesis, true
+	case h == c.head.Height:
+		return c.head, true
+	}
+	s, ok := c.recent.get(h)
+	if !ok {
 		return Block{}, false
 	}
-	return c.blocks[h], true
+	return c.expand(h, s), true
 }
 
-// Blocks returns a copy of the blocks, genesis first.
-func (c *Chain) Blocks() []Block { return slices.Clone(c.blocks) }
+// expand returns the block that s holds at height h.
+func (c *Chain) expand(h uint64, s *slot) Block {
+	b := Block{Height: h, Prev: s.prev, Clock: s.clock, Hash: s.hash,
+		Transfer: Transfer{ID: s.id, From: c.members[s.from], To: c.members[s.to], Amount: s.amount}}
+	if s.sealed {
+		b.Sig = append([]byte(nil), s.sig[:]...)
+	}
+	return b
+}
+
+// slot returns b held compactly; b's parties must be members.
+func (c *Chain) slot(b Block) slot {
+	s := slot{prev: b.Prev, hash: b.Hash, clock: b.Clock, id: b.Transfer.ID, amount: b.Transfer.Amount,
+		from: c.index[b.Transfer.From], to: c.index[b.Transfer.To], sealed: b.Sealed()}
+	copy(s.sig[:], b.Sig)
+	return s
+}
 
 // Balances returns a copy of the balance table at the head.
-func (c *Chain) Balances() Balances { return c.balances.Clone() }
+func (c *Chain) Balances() Balances { return c.table(c.bal) }
+
+// table returns bal, by member index, as a Balances.
+func (c *Chain) table(bal []int64) Balances {
+	b := make(Balances, len(bal))
+	for i, v := range bal {
+		b[c.members[i]] = v
+	}
+	return b
+}
 
 // Balance returns id's balance at the head, and whether id is a member.
 func (c *Chain) Balance(id string) (int64, bool) {
-	v, ok := c.balances[id]
-	return v, ok
+	i, ok := c.index[id]
+	if !ok {
+		return 0, false
+	}
+	return c.bal[i], true
 }
 
-// TransferHeight returns the height of the block holding transfer id.
+// TransferHeight returns the height of the block holding transfer id, if
+// id is in its sender's window of the last IDWindow transfers.
 func (c *Chain) TransferHeight(id TransferID) (uint64, bool) {
-	h, ok := c.ids[id]
-	return h, ok
+	e, ok := c.ids.lookup(id)
+	return e.height, ok
 }
 
 // Next builds the block that would append t at the head under the mutex
@@ -109,20 +133,25 @@ func (c *Chain) Next(t Transfer, clock uint64) (Block, error) {
 }
 
 // Check reports whether b would extend the chain: its height, Prev, Hash,
-// Clock at most 1<<63 (lamportmutex.MaxClock), a transfer ID not yet in the chain, and the
-// transfer's validity and funds. It does not check seals; Append does.
-// The error is a *BlockError.
+// Clock at most 1<<63 (lamportmutex.MaxClock), a transfer ID not in any
+// member's window of its last IDWindow transfer IDs, and the transfer's
+// validity and funds. It does not check seals; Append does. The error is
+// a *BlockError.
 //
 // Clock is bounded but not ordered: a peer that restarts may be granted
 // the mutex with a token clock below the head's.
 func (c *Chain) Check(b Block) error {
-	return checkNext(c.Head(), c.balances, c.TransferHeight, b)
+	_, _, err := c.checkNext(c.head, c.bal, c.seen, b)
+	return err
 }
 
-// checkNext is Check against any head, table and transfer-ID index.
-func checkNext(head Block, bal Balances, seen func(TransferID) (uint64, bool), b Block) error {
+// seen reports the height of a transfer ID in the chain's windows.
+func (c *Chain) seen(id TransferID) (uint64, bool) { return c.TransferHeight(id) }
+
+// checkNext is Check against any head, balances (by member index) and
+// transfer-ID lookup. It returns the indexes of the transfer's parties.
+func (c *Chain) checkNext(head Block, bal []int64, seen func(TransferID) (uint64, bool), b Block) (from, to uint32, err error) {
 	want := head.Height + 1
-	var err error
 	switch {
 	case b.Height != want:
 		err = fmt.Errorf("%w: got %d", ErrBadHeight, b.Height)
@@ -140,13 +169,61 @@ func checkNext(head Block, bal Balances, seen func(TransferID) (uint64, bool), b
 		if h, dup := seen(b.Transfer.ID); dup {
 			err = fmt.Errorf("%w: %s at height %d", ErrDuplicateTransfer, b.Transfer.ID, h)
 		} else {
-			err = bal.Check(b.Transfer)
+			from, to, err = c.checkFunds(bal, b.Transfer)
 		}
 	}
 	if err != nil {
-		return &BlockError{Height: want, Err: err}
+		return 0, 0, &BlockError{Height: want, Err: err}
 	}
-	return nil
+	return from, to, nil
+}
+
+// validate checks t without looking at funds: both parties are members,
+// they differ, and the amount is positive. It returns their indexes.
+func (c *Chain) validate(t Transfer) (from, to uint32, err error) {
+	from, okFrom := c.index[t.From]
+	to, okTo := c.index[t.To]
+	switch {
+	case !okFrom:
+		return 0, 0, fmt.Errorf("%w: sender %q", ErrUnknownClient, t.From)
+	case !okTo:
+		return 0, 0, fmt.Errorf("%w: receiver %q", ErrUnknownClient, t.To)
+	case t.From == t.To:
+		return 0, 0, fmt.Errorf("%w: %q", ErrSelfTransfer, t.From)
+	case t.Amount <= 0:
+		return 0, 0, fmt.Errorf("%w: %d", ErrInvalidAmount, t.Amount)
+	}
+	return from, to, nil
+}
+
+// checkFunds is validate, and checks that the sender can pay t from bal
+// and that the receiver's balance does not overflow: the rules of
+// Balances.Check, by member index.
+func (c *Chain) checkFunds(bal []int64, t Transfer) (from, to uint32, err error) {
+	if from, to, err = c.validate(t); err != nil {
+		return 0, 0, err
+	}
+	if have := bal[from]; have < t.Amount {
+		return 0, 0, fmt.Errorf("%w: %s has %d, needs %d", ErrInsufficientFunds, t.From, have, t.Amount)
+	}
+	if bal[to] > math.MaxInt64-t.Amount {
+		return 0, 0, fmt.Errorf("%w: balance of %s would overflow", ErrInvalidAmount, t.To)
+	}
+	return from, to, nil
+}
+
+// push adds b, checked against the head and covered by a seal, at the
+// head: the balances, its sender's ID window, the recent window.
+func (c *Chain) push(b Block) {
+	if b.Height != c.head.Height+1 {
+		panic(fmt.Sprintf("ledger: block %d pushed onto head %d", b.Height, c.head.Height))
+	}
+	s := c.slot(b)
+	c.bal[s.from] -= b.Transfer.Amount
+	c.bal[s.to] += b.Transfer.Amount
+	c.ids.add(s.from, b.Transfer.ID, b.Height)
+	c.recent.push(b.Height, s)
+	c.head = b
 }
 
 // draft extends a Chain in scratch space: blocks checked against the chain
@@ -157,19 +234,23 @@ func checkNext(head Block, bal Balances, seen func(TransferID) (uint64, bool), b
 // presence of Sig only: every sealed block given to add must have passed
 // keyring.verifySeals (or been sealed by this node, see seal).
 type draft struct {
-	c        *Chain
-	base     uint64 // the chain's length when drafting began
-	head     Block
-	balances Balances
-	ids      map[TransferID]uint64
-	blocks   []Block
-	open     int // trailing blocks not yet covered by a seal
+	c      *Chain
+	base   uint64 // the chain's head height when drafting began
+	head   Block
+	bal    []int64  // by member index
+	seqs   []uint64 // by member index: the seq of its next transfer
+	ids    map[TransferID]idEntry
+	blocks []Block
+	open   int // trailing blocks not yet covered by a seal
 }
 
 func (c *Chain) draft() *draft {
-	return &draft{c: c, base: uint64(len(c.blocks)), head: c.Head(), balances: c.balances.Clone(),
-		ids: map[TransferID]uint64{}}
+	return &draft{c: c, base: c.head.Height, head: c.head, bal: append([]int64(nil), c.bal...),
+		seqs: append([]uint64(nil), c.ids.next...)}
 }
+
+// table returns the draft's balances.
+func (d *draft) table() Balances { return d.c.table(d.bal) }
 
 // sealed returns how many of the draft's blocks, from the first, are
 // covered by a seal: the prefix that may be appended.
@@ -194,32 +275,46 @@ func (d *draft) seal(key ed25519.PrivateKey) Block {
 	return b
 }
 
-// seen reports the height of a transfer ID in the chain or the draft.
+// seen reports the height of a transfer ID in the ID windows as the
+// draft's blocks leave them: its own IDs, and the chain's that its
+// senders' later transfers have not pushed out.
 func (d *draft) seen(id TransferID) (uint64, bool) {
-	if h, ok := d.ids[id]; ok {
-		return h, true
+	if e, ok := d.ids[id]; ok && e.live(d.seqs[e.member]) {
+		return e.height, true
 	}
-	return d.c.TransferHeight(id)
+	if e, ok := d.c.ids.lookup(id); ok && e.live(d.seqs[e.member]) {
+		return e.height, true
+	}
+	return 0, false
 }
 
 // add checks b against the draft's head and applies it. An unsealed
-// block after open blocks of another sender is refused (ErrUnsealed).
+// block after open blocks of another sender is refused (ErrUnsealed), and
+// so is an unsealed block after MaxBatch open ones: every path by which
+// blocks arrive carries at most MaxBatch blocks per seal.
 func (d *draft) add(b Block) error {
-	if err := checkNext(d.head, d.balances, d.seen, b); err != nil {
+	from, to, err := d.c.checkNext(d.head, d.bal, d.seen, b)
+	switch {
+	case err != nil:
 		return err
-	}
-	if d.open > 0 && b.Transfer.From != d.head.Transfer.From {
+	case d.open > 0 && b.Transfer.From != d.head.Transfer.From:
 		return d.unsealed()
+	case d.open >= MaxBatch && !b.Sealed():
+		return &BlockError{Height: b.Height, Err: fmt.Errorf("%w: more than %d blocks of %q without a seal",
+			ErrUnsealed, MaxBatch, b.Transfer.From)}
 	}
 	if b.Sealed() {
 		d.open = 0
 	} else {
 		d.open++
 	}
-	if err := d.balances.Apply(b.Transfer); err != nil { // cannot fail after the check
-		return &BlockError{Height: b.Height, Err: err}
+	d.bal[from] -= b.Transfer.Amount
+	d.bal[to] += b.Transfer.Amount
+	if d.ids == nil {
+		d.ids = make(map[TransferID]idEntry)
 	}
-	d.ids[b.Transfer.ID] = b.Height
+	d.ids[b.Transfer.ID] = idEntry{height: b.Height, seq: d.seqs[from], member: from}
+	d.seqs[from]++
 	d.head = b
 	d.blocks = append(d.blocks, b)
 	return nil
@@ -238,8 +333,9 @@ func (d *draft) next(t Transfer, clock uint64) (Block, error) {
 // Append checks blocks, in order, and adds them at the head: each must
 // pass Check against the one before it, and together they must be sealed
 // (every block covered by a seal of its sender that verifies under the
-// genesis key; see Block). Either all are appended or, with an error (a
-// *BlockError for the first bad height), none.
+// genesis key, at most MaxBatch blocks per seal; see Block). Either all
+// are appended or, with an error (a *BlockError for the first bad
+// height), none.
 func (c *Chain) Append(blocks ...Block) error {
 	d := c.draft()
 	for _, b := range blocks {
@@ -257,44 +353,13 @@ func (c *Chain) Append(blocks ...Block) error {
 // grown since: they were checked by d.add, and are covered by seals if k
 // is at most d.sealed(). d is spent: it must not be used afterwards.
 func (c *Chain) apply(d *draft, k int) error {
-	if d.c != c || d.base != uint64(len(c.blocks)) || k > d.sealed() {
-		return fmt.Errorf("ledger: apply %d blocks of a draft of %d blocks (%d sealed) from length %d to a chain of length %d",
-			k, len(d.blocks), d.sealed(), d.base, len(c.blocks))
+	if d.c != c || d.base != c.head.Height || k > d.sealed() {
+		return fmt.Errorf("ledger: apply %d blocks of a draft of %d blocks (%d sealed) from head %d to a chain at head %d",
+			k, len(d.blocks), d.sealed(), d.base, c.head.Height)
 	}
-	add := d.blocks[:k]
-	bal := d.balances
-	if k < len(d.blocks) {
-		bal = c.balances.Clone()
-		for _, b := range add {
-			if err := bal.Apply(b.Transfer); err != nil { // cannot fail after d.add
-				return &BlockError{Height: b.Height, Err: err}
-			}
-		}
+	for _, b := range d.blocks[:k] {
+		c.push(b)
 	}
-	c.balances, d.balances = bal, nil
-	for _, b := range add {
-		c.ids[b.Transfer.ID] = b.Height
-	}
-	c.blocks = appendDoubling(c.blocks, add)
-	return nil
-}
-
-// Verify re-checks the whole chain from genesis, independently of the
-// state built up by Append, and reports the first bad height as a
-// *BlockError. It also checks that the balance table equals the fold of
-// the transfers.
-func (c *Chain) Verify() error {
-	fresh, err := NewChainFrom(c.blocks)
-	if err != nil {
-		return err
-	}
-	if len(fresh.balances) != len(c.balances) {
-		return fmt.Errorf("ledger: balance table has %d members, chain has %d", len(c.balances), len(fresh.balances))
-	}
-	for id, v := range fresh.balances {
-		if c.balances[id] != v {
-			return fmt.Errorf("ledger: balance of %s is %d, chain says %d", id, c.balances[id], v)
-		}
-	}
+	d.c = nil
 	return nil
 }

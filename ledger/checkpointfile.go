@@ -22,11 +22,11 @@ import (
 // decode, or that does not match the log (another genesis, offsets past
 // its end, another block there), is ignored: the log is read whole.
 const (
-	checkpointMagic  = "LLCHKPT\x01"
+	checkpointFileMagic  = "LLCHKPT\x01"
 	checkpointSuffix = ".checkpoint"
 	checkpointFixed  = 32 + 8 + 8 + 8 + 32
 	// maxCheckpointFile bounds the checkpoint file read at open.
-	maxCheckpointFile = len(checkpointMagic) + recordOverhead + checkpointFixed + MaxCheckpointSize
+	maxCheckpointFile = len(checkpointFileMagic) + recordOverhead + checkpointFixed + MaxCheckpointSize
 )
 
 // fileCheckpoint is a decoded checkpoint file.
@@ -48,7 +48,7 @@ func encodeCheckpointFile(cp fileCheckpoint) []byte {
 	p = binary.BigEndian.AppendUint64(p, uint64(cp.next))
 	p = append(p, cp.hash[:]...)
 	p = append(p, cp.data...)
-	return appendRecord([]byte(checkpointMagic), p)
+	return appendRecord([]byte(checkpointFileMagic), p)
 }
 
 // decodeCheckpointFile decodes the bytes of a checkpoint file. It checks
@@ -59,10 +59,10 @@ func decodeCheckpointFile(b []byte) (fileCheckpoint, error) {
 	if len(b) > maxCheckpointFile {
 		return cp, fmt.Errorf("%d bytes, more than %d", len(b), maxCheckpointFile)
 	}
-	if !bytes.HasPrefix(b, []byte(checkpointMagic)) {
+	if !bytes.HasPrefix(b, []byte(checkpointFileMagic)) {
 		return cp, errors.New("bad header")
 	}
-	b = b[len(checkpointMagic):]
+	b = b[len(checkpointFileMagic):]
 	if len(b) < recordOverhead+checkpointFixed {
 		return cp, errors.New("too short")
 	}

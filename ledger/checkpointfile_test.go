@@ -12,7 +12,7 @@ import (
 func checkpointSeeds() [][]byte {
 	good := encodeCheckpointFile(fileCheckpoint{genesis: Hash{1}, height: 7, start: 100, next: 180, hash: Hash{2}, data: []byte("state")})
 	empty := encodeCheckpointFile(fileCheckpoint{height: 0, start: 8, next: 20})
-	return [][]byte{good, empty, good[:len(good)-1], append(bytes.Clone(good), 0), nil, []byte(checkpointMagic)}
+	return [][]byte{good, empty, good[:len(good)-1], append(bytes.Clone(good), 0), nil, []byte(checkpointFileMagic)}
 }
 
 // FuzzDecodeCheckpointFile: the checkpoint file decoder never panics,
@@ -60,11 +60,13 @@ func TestCheckpointMismatchIgnored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	blocks := []Block{g}
 	for i := range 10 {
 		b, err := nextSealed(c, Transfer{ID: TransferID{byte(i + 1)}, From: "1", To: "2", Amount: 1}, uint64(i+1))
 		if err != nil {
 			t.Fatal(err)
 		}
+		blocks = append(blocks, b)
 		if err := c.Append(b); err != nil {
 			t.Fatal(err)
 		}
@@ -81,7 +83,6 @@ func TestCheckpointMismatchIgnored(t *testing.T) {
 	good := *s.cp
 	_ = s.Close()
 	size := fileSizeOf(t, path)
-	blocks := c.Blocks()
 	for name, cp := range map[string]fileCheckpoint{
 		"another ledger":   with(good, func(cp *fileCheckpoint) { cp.genesis[0] ^= 1 }),
 		"another height":   with(good, func(cp *fileCheckpoint) { cp.height = 5 }),

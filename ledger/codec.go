@@ -32,7 +32,7 @@ const (
 	minAccount    = minStringSize + 1 + 8 + ed25519.PublicKeySize
 )
 
-// MaxBlockSize bounds an encoded block; DecodeBlock rejects longer input.
+// MaxBlockSize bounds an encoded block; decoding rejects longer input.
 const MaxBlockSize = 1 << 20
 
 // appendBody appends the hashed part of b's encoding to dst.
@@ -88,9 +88,12 @@ func (b Block) AppendBinary(dst []byte) ([]byte, error) {
 // store record; see AppendBinary for its errors.
 func (b Block) MarshalBinary() ([]byte, error) { return b.AppendBinary(make([]byte, 0, 192)) }
 
-// UnmarshalBinary decodes data into b; see DecodeBlock.
+// UnmarshalBinary decodes data, one encoded block, into b. It checks the
+// structure only (the version, every length, no trailing bytes), not the
+// hash or the links: a Chain does that. It never panics. Errors wrap
+// ErrMalformedBlock.
 func (b *Block) UnmarshalBinary(data []byte) error {
-	d, err := DecodeBlock(data)
+	d, err := decodeBlock(data)
 	if err != nil {
 		return err
 	}
@@ -98,11 +101,11 @@ func (b *Block) UnmarshalBinary(data []byte) error {
 	return nil
 }
 
-// DecodeBlock decodes one encoded block. It checks the structure only (the
+// decodeBlock decodes one encoded block. It checks the structure only (the
 // version, every length, no trailing bytes), not the hash or the links: a
 // Chain does that. It never panics, and it bounds every length by the
 // remaining input before allocating. Errors wrap ErrMalformedBlock.
-func DecodeBlock(data []byte) (Block, error) {
+func decodeBlock(data []byte) (Block, error) {
 	if len(data) > MaxBlockSize {
 		return Block{}, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformedBlock, len(data), MaxBlockSize)
 	}

@@ -236,7 +236,7 @@ func (n *Node) commitBatch(l locker, batch []*request, tok lamportmutex.Token, g
 				r.res, r.err = res, rerr
 				continue
 			}
-			before := d.balances.Clone()
+			before := d.table()
 			blk, berr := d.next(r.t, tok.Clock)
 			var be *BlockError
 			if errors.As(berr, &be) {
@@ -250,7 +250,7 @@ func (n *Node) commitBatch(l locker, batch []*request, tok lamportmutex.Token, g
 				}
 				continue
 			}
-			r.res = Result{Transfer: r.t, Block: blk, Before: before, After: d.balances.Clone()}
+			r.res = Result{Transfer: r.t, Block: blk, Before: before, After: d.table()}
 			blocks = append(blocks, blk)
 			made = append(made, r)
 		}

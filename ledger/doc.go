@@ -19,10 +19,22 @@
 // such a seal of its own sender; unsealed or forged blocks are refused on
 // every path (a release, catch-up, the node's own file), so a member cannot
 // forge another's transfer. A Chain admits only sealed blocks that extend
-// its head correctly;
-// Chain.Verify and VerifyBlocks re-check everything from genesis and report
-// the first bad height as a *BlockError. Balances is the key-value table
-// derived from the chain; no balance ever goes negative.
+// its head correctly, at most MaxBatch of them under one seal; Node.Verify
+// re-checks everything from genesis, streaming the blocks from the store,
+// and reports the first bad height as a *BlockError. Balances is the
+// key-value table derived from the chain; no balance ever goes negative.
+//
+// A transfer ID must not be among the last IDWindow transfer IDs of any
+// member; so a retried TransferWithID is recognised while its sender has
+// committed fewer than IDWindow transfers since. This is a rule of the
+// chain, the same on every replica.
+//
+// Memory is bounded by configuration, not by history: a Chain holds the
+// genesis, the head, the balances by member index, a window of the most
+// recent blocks in fixed-size, pointer-free chunks, and members × IDWindow
+// transfer IDs. Older blocks are read from the Store when asked for. A
+// checkpoint of that state (genesis hash, head, balances, ID windows),
+// signed by the node's key, lets a restart verify only the blocks after it.
 //
 // # Storage
 //

@@ -65,7 +65,8 @@ var (
 	ErrUnsealed = errors.New("block not covered by a seal of its sender")
 	// ErrBadClock: a block's Clock exceeds 1<<63 (lamportmutex.MaxClock).
 	ErrBadClock = errors.New("block clock out of range")
-	// ErrDuplicateTransfer: a transfer ID appears in two blocks.
+	// ErrDuplicateTransfer: a block's transfer ID is among the last
+	// IDWindow transfer IDs of a member (see IDWindow).
 	ErrDuplicateTransfer = errors.New("transfer id already in the chain")
 	// ErrMalformedBlock: bytes that do not decode as a block.
 	ErrMalformedBlock = errors.New("malformed block encoding")

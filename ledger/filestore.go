@@ -179,7 +179,7 @@ func (s *FileStore) open() error {
 	case height == 0: // the genesis record itself was torn: it never counted
 		return s.initialise()
 	case height > max(first, 1): // the head is a block after the genesis or checkpoint: decode it
-		b, err := DecodeBlock(last)
+		b, err := decodeBlock(last)
 		if err == nil && b.Height != height-1 {
 			err = fmt.Errorf("%w: the record of block %d holds block %d", ErrBadHeight, height-1, b.Height)
 		}
@@ -208,13 +208,13 @@ func (s *FileStore) decodeAt(payload []byte, off int64, height uint64, prev *Blo
 		if bytes.Equal(payload, enc) {
 			return s.genesis, nil
 		}
-		if b, err := DecodeBlock(payload); err == nil && b.IsGenesis() && b.Hash != s.genesis.Hash {
+		if b, err := decodeBlock(payload); err == nil && b.IsGenesis() && b.Hash != s.genesis.Hash {
 			return Block{}, fmt.Errorf("ledger store %s: %w: file has genesis %s, expected %s",
 				s.path, ErrGenesisMismatch, b.Hash.Short(), s.genesis.Hash.Short())
 		}
 		return Block{}, &CorruptError{Path: s.path, Offset: off, Height: 0, Err: errors.New("the first record is not the genesis")}
 	}
-	b, err := DecodeBlock(payload)
+	b, err := decodeBlock(payload)
 	if err == nil && b.Height != height {
 		err = fmt.Errorf("%w: the record of block %d holds block %d", ErrBadHeight, height, b.Height)
 	}
@@ -258,7 +258,7 @@ func (s *FileStore) matchCheckpoint(cp *fileCheckpoint, size int64) error {
 	if rr.off != cp.next {
 		return fmt.Errorf("checkpoint's record at offset %d ends at %d, not %d", cp.start, rr.off, cp.next)
 	}
-	b, err := DecodeBlock(payload)
+	b, err := decodeBlock(payload)
 	if err != nil {
 		return fmt.Errorf("checkpoint's record at offset %d: %w", cp.start, err)
 	}
@@ -449,7 +449,7 @@ func (s *FileStore) Truncate(h uint64) error {
 	if err != nil {
 		return err
 	}
-	b, err := DecodeBlock(payload)
+	b, err := decodeBlock(payload)
 	if err != nil || b.Height != h {
 		return &CorruptError{Path: s.path, Offset: start, Height: h, Err: fmt.Errorf("record does not hold block %d: %v", h, err)}
 	}
@@ -513,7 +513,7 @@ func (s *FileStore) SaveCheckpoint(h uint64, data []byte) error {
 	if err != nil {
 		return err
 	}
-	b, err := DecodeBlock(payload)
+	b, err := decodeBlock(payload)
 	if err != nil || b.Height != h {
 		return &CorruptError{Path: s.path, Offset: start, Height: h, Err: fmt.Errorf("record does not hold block %d: %v", h, err)}
 	}

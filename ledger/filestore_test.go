@@ -19,7 +19,7 @@ import (
 func fixture(t testing.TB, n int) (path string, g ledger.Block, data []byte, offs []int64, blocks []ledger.Block) {
 	t.Helper()
 	c := buildChain(t, n)
-	blocks = c.Blocks()
+	blocks = ledger.ChainBlocks(c)
 	g = blocks[0]
 	path = filepath.Join(t.TempDir(), "ledger.log")
 	s, err := ledger.OpenFileStore(path, g, ledger.FileOptions{})

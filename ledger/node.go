@@ -265,7 +265,7 @@ func loadChain(st Store, genesis Block, log *slog.Logger) (*Chain, error) {
 		}
 		blocks = blocks[:sealed+1]
 	}
-	chain, err := NewChainFrom(blocks)
+	chain, err := newChainFrom(blocks)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: verify store: %w", err)
 	}
@@ -336,7 +336,8 @@ func (n *Node) Transfer(ctx context.Context, to string, amount int64) (Result, e
 }
 
 // TransferWithID is Transfer with a caller-chosen ID, for retries: a
-// repeated ID gets the first outcome and is never applied twice.
+// repeated ID gets the first outcome and is never applied twice, while
+// this client has committed fewer than IDWindow transfers since.
 func (n *Node) TransferWithID(ctx context.Context, id TransferID, to string, amount int64) (Result, error) {
 	return n.Submit(ctx, Transfer{ID: id, From: n.id, To: to, Amount: amount})
 }
@@ -420,7 +421,7 @@ func (n *Node) usable() error {
 
 // checkInput validates t without looking at funds. n.mu must be held.
 func (n *Node) checkInput(t Transfer) error {
-	if err := t.validate(n.chain.balances); err != nil {
+	if _, _, err := n.chain.validate(t); err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
 	if t.From != n.id {
@@ -433,7 +434,10 @@ func (n *Node) checkInput(t Transfer) error {
 // be held.
 func (n *Node) outcome(t Transfer) (Result, error, bool) {
 	if h, ok := n.chain.TransferHeight(t.ID); ok {
-		b, _ := n.chain.Block(h)
+		b, _, err := n.blockLocked(h)
+		if err != nil {
+			return Result{}, fmt.Errorf("ledger: transfer %s: %w", t.ID, err), true
+		}
 		if b.Transfer != t {
 			return Result{}, fmt.Errorf("ledger: %w: %s", ErrTransferIDConflict, b.Transfer), true
 		}

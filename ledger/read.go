@@ -1,9 +1,11 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 
 	"github.com/lamportledger/lamportledger/lamportmutex"
 )
@@ -27,11 +29,86 @@ func (n *Node) Balances() Balances {
 	return n.chain.Balances()
 }
 
-// Blocks returns a snapshot of the local chain, genesis first.
+// Blocks returns the local chain, genesis first. Blocks older than the
+// chain's recent window are read from the store; a store that fails to
+// read ends the list early. For a long chain, prefer BlocksFrom.
 func (n *Node) Blocks() []Block {
+	var out []Block
+	for b, err := range n.BlocksFrom(0) {
+		if err != nil {
+			break
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// BlocksFrom yields the blocks of the local chain from height from up to
+// the head as it was when the iteration began, reading older ones from
+// the store a few thousand at a time; it holds no lock while it yields.
+func (n *Node) BlocksFrom(from uint64) iter.Seq2[Block, error] {
+	return func(yield func(Block, error) bool) {
+		n.mu.RLock()
+		head := n.chain.Head().Height
+		n.mu.RUnlock()
+		for h := from; h <= head; {
+			to := min(head, h+MaxReadBlocks-1)
+			blocks, err := n.readBlocks(h, to)
+			if err != nil {
+				yield(Block{}, err)
+				return
+			}
+			for _, b := range blocks {
+				if !yield(b, nil) {
+					return
+				}
+			}
+			h = to + 1
+		}
+	}
+}
+
+// readBlocks returns the blocks at heights from..to (at most MaxReadBlocks,
+// all at most the head): from the chain's recent window if it holds them
+// all, else from the store.
+func (n *Node) readBlocks(from, to uint64) ([]Block, error) {
+	n.mu.RLock()
+	if _, ok := n.chain.Block(from); ok {
+		out := make([]Block, 0, to-from+1)
+		for h := from; h <= to; h++ {
+			b, _ := n.chain.Block(h)
+			out = append(out, b)
+		}
+		n.mu.RUnlock()
+		return out, nil
+	}
+	n.mu.RUnlock()
+	blocks, err := n.store.Read(from, to)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read blocks %d-%d from the store: %w", from, to, err)
+	}
+	return blocks, nil
+}
+
+// block returns the block at height h of the local chain, and false if h
+// is above the head: from the chain's recent window, or else from the
+// store. An error is the store's.
+func (n *Node) block(h uint64) (Block, bool, error) {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	return n.chain.Blocks()
+	return n.blockLocked(h)
+}
+
+// blockLocked is block with n.mu held.
+func (n *Node) blockLocked(h uint64) (Block, bool, error) {
+	if b, ok := n.chain.Block(h); ok || h > n.chain.Head().Height {
+		return b, ok, nil
+	}
+	blocks, err := n.store.Read(h, h)
+	if err != nil {
+		return Block{}, false, fmt.Errorf("ledger: read block %d from the store: %w", h, err)
+	}
+	return blocks[0], true, nil
 }
 
 // Head returns the newest block of the local chain.
@@ -83,11 +160,38 @@ func (n *Node) Genesis() Block {
 	return n.chain.Genesis()
 }
 
-// Verify re-checks the local chain from genesis; see Chain.Verify.
+// Verify re-checks the local chain from genesis, as the store holds it,
+// reading it a few thousand blocks at a time, and checks that it implies
+// the state the node holds (head, balances, transfer-ID windows). The
+// error is a *BlockError for the first bad height.
 func (n *Node) Verify() error {
+	n.writeMu.Lock() // the chain and the store hold the same blocks
+	defer n.writeMu.Unlock()
 	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.chain.Verify()
+	state, head := n.chain.appendState(nil), n.chain.Head()
+	n.mu.RUnlock()
+	c, err := verifyChain(func(yield func(Block, error) bool) {
+		for h := uint64(0); h <= head.Height; h += MaxReadBlocks {
+			blocks, err := n.store.Read(h, min(head.Height, h+MaxReadBlocks-1))
+			if err != nil {
+				yield(Block{}, fmt.Errorf("ledger: read store: %w", err))
+				return
+			}
+			for _, b := range blocks {
+				if !yield(b, nil) {
+					return
+				}
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(c.appendState(nil), state) {
+		return fmt.Errorf("ledger: the chain's state differs from the store's: head %d %s, store's head %d %s",
+			head.Height, head.Hash.Short(), c.Head().Height, c.Head().Hash.Short())
+	}
+	return nil
 }
 
 // Err returns why the node stopped taking transfers, or nil while it

@@ -180,17 +180,20 @@ func (n *Node) checkBatch(blocks []Block) error {
 func (n *Node) accept(from string, epoch uint64, blocks []Block, fetched bool) error {
 	n.mu.RLock()
 	head := n.chain.Head().Height
-	var conflict error
+	var conflict, storeErr error
 	var disagree *ConflictError
 	for _, blk := range blocks {
 		if blk.Height > head {
 			break
 		}
-		own, _ := n.chain.Block(blk.Height)
+		own, _, oerr := n.blockLocked(blk.Height)
+		parent, _, perr := n.blockLocked(blk.Height - 1)
+		if storeErr = errors.Join(oerr, perr); storeErr != nil {
+			break
+		}
 		if own.Hash == blk.Hash {
 			continue // caught up already
 		}
-		parent, _ := n.chain.Block(blk.Height - 1)
 		maker := blk.Transfer.From
 		switch {
 		case maker != own.Transfer.From:
@@ -211,6 +214,8 @@ func (n *Node) accept(from string, epoch uint64, blocks []Block, fetched bool) e
 	n.mu.RUnlock()
 	var ce *ConflictError
 	switch {
+	case storeErr != nil:
+		return n.fail(storeErr)
 	case disagree != nil:
 		n.disagree(from, epoch, disagree)
 		return nil

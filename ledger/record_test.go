@@ -52,7 +52,7 @@ func TestRecordBlockRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("record %d: %v", i, err)
 		}
-		if _, err := DecodeBlock(p); err != nil {
+		if _, err := decodeBlock(p); err != nil {
 			t.Fatalf("record %d: %v", i, err)
 		}
 	}

@@ -25,7 +25,7 @@ func syncTestBlocks(t testing.TB) []Block {
 			t.Fatal(err)
 		}
 	}
-	return c.Blocks()[1:]
+	return chainBlocks(c)[1:]
 }
 
 func TestSyncMessageRoundTrip(t *testing.T) {

@@ -1,0 +1,220 @@
+package ledger
+
+import "hash/maphash"
+
+// blockWindow is how many of the most recent blocks a Chain holds in
+// memory; Chain.Block reports a miss for older heights, which a node then
+// reads from its Store. A power of two, and a multiple of chunkLen.
+const blockWindow = 4096
+
+// chunkLen is how many slots one chunk of the block window holds. Chunks
+// are allocated as the chain first grows into them, so a short chain
+// costs little.
+const chunkLen = 256
+
+// slot is one block of the window, held compactly: member indexes for the
+// parties, the seal in a fixed array. It holds no pointers, so the garbage
+// collector does not scan the window.
+type slot struct {
+	prev, hash Hash
+	clock      uint64
+	id         TransferID
+	amount     int64
+	from, to   uint32 // indexes into the genesis accounts
+	sealed     bool
+	sig        [SigSize]byte
+}
+
+// blockRing holds the blocks at heights first..last, at most blockWindow
+// of them, each at index height % blockWindow. first is 0 while it is
+// empty (the genesis is never held in the ring).
+type blockRing struct {
+	chunks      [blockWindow / chunkLen]*[chunkLen]slot
+	first, last uint64
+}
+
+// push stores the block at height h, which must be last+1 unless the ring
+// is empty, and drops the oldest block when the window is full.
+func (r *blockRing) push(h uint64, s slot) {
+	if r.first != 0 && h != r.last+1 || h == 0 {
+		panic("ledger: block window pushed out of order")
+	}
+	i := h % blockWindow
+	c := &r.chunks[i/chunkLen]
+	if *c == nil {
+		*c = new([chunkLen]slot)
+	}
+	(*c)[i%chunkLen] = s
+	if r.first == 0 {
+		r.first = h
+	}
+	r.last = h
+	if r.last-r.first >= blockWindow {
+		r.first = r.last - blockWindow + 1
+	}
+}
+
+// get returns the slot of height h, if the ring holds it.
+func (r *blockRing) get(h uint64) (*slot, bool) {
+	if r.first == 0 || h < r.first || h > r.last {
+		return nil, false
+	}
+	i := h % blockWindow
+	return &r.chunks[i/chunkLen][i%chunkLen], true
+}
+
+// IDWindow bounds the memory of transfer IDs: a block is refused
+// (ErrDuplicateTransfer) if its transfer ID is among the last IDWindow
+// transfer IDs of any member, that is, of the last IDWindow blocks that
+// member sent. So a transfer retried with the same ID (TransferWithID) is
+// recognised, and answered with its first outcome, while its sender has
+// committed fewer than IDWindow transfers since; an ID older than that may
+// be used again. The rule is part of a chain's validity, derived from the
+// chain alone, and the same on every replica.
+const IDWindow = 4096
+
+// idEntry locates a transfer ID: the height of its block, its sender (a
+// member index) and its place in the sender's sequence of transfers.
+type idEntry struct {
+	height uint64
+	seq    uint64
+	member uint32
+}
+
+// idWindows holds every member's last IDWindow transfer IDs: per member,
+// a ring indexed by seq % IDWindow, and one idTable over all of them. IDs
+// in the windows are unique (a block whose ID is in one is refused), so
+// the index names exactly one entry per ID. Memory: at most members ×
+// IDWindow entries, none with pointers.
+type idWindows struct {
+	rings [][]TransferID // per member; grows to IDWindow, then wraps
+	next  []uint64       // per member: the seq of its next transfer
+	index idTable
+}
+
+func newIDWindows(members int) idWindows {
+	return idWindows{rings: make([][]TransferID, members), next: make([]uint64, members), index: newIDTable()}
+}
+
+// live reports whether e is still in its member's window when that member's
+// next transfer has sequence number next.
+func (e idEntry) live(next uint64) bool { return e.seq+IDWindow >= next }
+
+// lookup returns the entry of id if it is in a window.
+func (w *idWindows) lookup(id TransferID) (idEntry, bool) {
+	return w.index.get(id)
+}
+
+// add records id as member m's next transfer, in the block at height,
+// dropping m's oldest ID once its window is full. id must not be in any
+// window.
+func (w *idWindows) add(m uint32, id TransferID, height uint64) {
+	seq := w.next[m]
+	ring := w.rings[m]
+	if seq >= IDWindow {
+		old := ring[seq%IDWindow]
+		if e, ok := w.index.get(old); ok && e.member == m && e.seq == seq-IDWindow {
+			w.index.del(old)
+		}
+		ring[seq%IDWindow] = id
+	} else {
+		w.rings[m] = append(ring, id)
+	}
+	w.index.put(id, idEntry{height: height, seq: seq, member: m})
+	w.next[m] = seq + 1
+}
+
+// window calls fn for each ID in member m's window, oldest first, with the
+// height of its block.
+func (w *idWindows) window(m uint32, fn func(id TransferID, height uint64)) {
+	next := w.next[m]
+	for seq := next - min(next, IDWindow); seq < next; seq++ {
+		id := w.rings[m][seq%IDWindow]
+		e, _ := w.index.get(id)
+		fn(id, e.height)
+	}
+}
+
+// idTable maps transfer IDs to their entries: an open-addressing hash
+// table with linear probing, whose deletions shift later entries back
+// instead of leaving tombstones, so that its size follows the number of
+// IDs it holds (at most members × IDWindow), however many pass through
+// it. Its slots hold no pointers. The hash is seeded per table, so IDs
+// that a peer chooses cannot be made to collide.
+type idTable struct {
+	seed  maphash.Seed
+	slots []idSlot // a power of two, at least twice n
+	n     int
+}
+
+type idSlot struct {
+	id   TransferID
+	e    idEntry
+	used bool
+}
+
+func newIDTable() idTable { return idTable{seed: maphash.MakeSeed(), slots: make([]idSlot, 64)} }
+
+// find returns the slot of id, or the empty slot where it would go.
+func (t *idTable) find(id TransferID) (int, bool) {
+	mask := len(t.slots) - 1
+	for i := t.home(id, mask); ; i = (i + 1) & mask {
+		switch s := &t.slots[i]; {
+		case !s.used:
+			return i, false
+		case s.id == id:
+			return i, true
+		}
+	}
+}
+
+func (t *idTable) home(id TransferID, mask int) int {
+	return int(maphash.Bytes(t.seed, id[:])) & mask
+}
+
+func (t *idTable) get(id TransferID) (idEntry, bool) {
+	i, ok := t.find(id)
+	return t.slots[i].e, ok
+}
+
+// put sets the entry of id.
+func (t *idTable) put(id TransferID, e idEntry) {
+	if 2*(t.n+1) > len(t.slots) {
+		old := t.slots
+		t.slots, t.n = make([]idSlot, 2*len(old)), 0
+		for _, s := range old {
+			if s.used {
+				t.put(s.id, s.e)
+			}
+		}
+	}
+	i, ok := t.find(id)
+	if !ok {
+		t.n++
+	}
+	t.slots[i] = idSlot{id: id, e: e, used: true}
+}
+
+// del removes id, if present, and moves back the entries after it that
+// probing would no longer reach.
+func (t *idTable) del(id TransferID) {
+	i, ok := t.find(id)
+	if !ok {
+		return
+	}
+	mask := len(t.slots) - 1
+	for j := i; ; {
+		j = (j + 1) & mask
+		if !t.slots[j].used {
+			break
+		}
+		k := t.home(t.slots[j].id, mask)
+		if i <= j && i < k && k <= j || i > j && (i < k || k <= j) {
+			continue // still reachable from its home
+		}
+		t.slots[i] = t.slots[j]
+		i = j
+	}
+	t.slots[i] = idSlot{}
+	t.n--
+}
