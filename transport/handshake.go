@@ -62,6 +62,9 @@ const (
 	refusalVersion   = "protocol version mismatch"
 	refusalDuplicate = "duplicate session exists"
 	refusalDenied    = "handshake not accepted"
+	// refusalReversed answers a kick: a hello, checked in full, from the
+	// higher id of a pair, which never dials (see runKicks).
+	refusalReversed = "reversed: the lower id dials"
 )
 
 // refusalFor returns the refusal sent to a dialer for err.

@@ -305,7 +305,11 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	t.done = t.ctx.Done()
 	t.spawn(t.acceptLoop)
 	for _, p := range t.peers {
-		t.spawn(func() { t.runOutbound(p) })
+		if p.id > t.id {
+			t.spawn(func() { t.runOutbound(p) })
+		} else {
+			t.spawn(func() { t.runKicks(p) })
+		}
 	}
 	t.log.Debug("transport started", "addr", t.ln.Addr().String(), "incarnation", t.inc)
 	return t, nil
@@ -693,18 +697,18 @@ func (t *TCP) Quarantine(peer string, inc uint64, cause error) {
 	ip := &p.in
 	ip.mu.Lock()
 	ip.quarantined = quarantineMark(ip.quarantined, inc, auth)
-	var cur *inSession
+	var cur *session
 	if ip.cur != nil && refusedInc(inc, ip.inc, auth) {
 		cur = ip.cur
 	}
 	ip.mu.Unlock()
 	if cur != nil {
-		cur.close()
+		cur.fail(fmt.Errorf("%w: %q incarnation %d: %w", ErrQuarantined, peer, inc, cause))
 	}
 	o := &p.out
 	o.mu.Lock()
 	o.quarantined = quarantineMark(o.quarantined, inc, auth)
-	var sess *outSession
+	var sess *session
 	if o.sess != nil && refusedInc(inc, o.remoteInc, auth) {
 		sess = o.sess
 	}

@@ -126,11 +126,11 @@ func TestTCPGoodbyeIsOnlyAClaim(t *testing.T) {
 	tcpLeakCheck(t)
 	c := newTCPCluster(t, []string{"a"}, func(cfg *TCPConfig) {
 		cfg.Peers = maps.Clone(cfg.Peers)
-		cfg.Peers["m"] = "127.0.0.1:1" // m exists only as the raw dialer below
+		cfg.Peers["M"] = "127.0.0.1:1" // M exists only as the raw dialer below
 	})
 	a := c.nodes["a"]
 	msg := func(clock uint64) []byte {
-		return mustMarshal(t, lamportmutex.Message{Kind: lamportmutex.Request, From: "m", To: "a", Clock: clock})
+		return mustMarshal(t, lamportmutex.Message{Kind: lamportmutex.Request, From: "M", To: "a", Clock: clock})
 	}
 	bye := func(r *rawPeer) {
 		t.Helper()
@@ -140,13 +140,13 @@ func TestTCPGoodbyeIsOnlyAClaim(t *testing.T) {
 		}
 		r.waitClosed(t) // a closes a stream that said goodbye
 	}
-	h := hello{From: "m", To: "a", Cluster: "test-cluster", Incarnation: 5}
+	h := hello{From: "M", To: "a", Cluster: "test-cluster", Incarnation: 5}
 	r := rawDial(t, c.addrs["a"])
 	r.handshake(t, h)
 	r.data(t, 1, msg(1))
 	r.data(t, 2, msg(2))
 	bye(r)
-	if m := tcpRecv(t, a); m.Kind != lamportmutex.PeerUp || m.From != "m" || m.Incarnation != 5 {
+	if m := tcpRecv(t, a); m.Kind != lamportmutex.PeerUp || m.From != "M" || m.Incarnation != 5 {
 		t.Fatalf("got %v, want PeerUp from m", m)
 	}
 	for want := uint64(1); want <= 2; want++ {
@@ -154,14 +154,14 @@ func TestTCPGoodbyeIsOnlyAClaim(t *testing.T) {
 			t.Fatalf("got %v, want clock %d", m, want)
 		}
 	}
-	waitLog(t, c.logs["a"], "level=INFO", "peer left", "peer=m", "dir=in", "incarnation=5")
-	tcpEventually(t, func() bool { return peerStatus(a, "m").Left }, "m marked as left")
+	waitLog(t, c.logs["a"], "level=INFO", "peer left", "peer=M", "dir=in", "incarnation=5")
+	tcpEventually(t, func() bool { return peerStatus(a, "M").Left }, "m marked as left")
 
 	r = rawDial(t, c.addrs["a"])
 	if wl := r.handshake(t, h); wl.Resume != 2 {
 		t.Fatalf("after a goodbye the same incarnation resumes after %d, want 2", wl.Resume)
 	}
-	tcpEventually(t, func() bool { return !peerStatus(a, "m").Left }, "m no longer marked as left after a handshake")
+	tcpEventually(t, func() bool { return !peerStatus(a, "M").Left }, "m no longer marked as left after a handshake")
 	r.data(t, 1, msg(1)) // replays: dropped
 	r.data(t, 2, msg(2))
 	r.data(t, 3, msg(3))
@@ -192,15 +192,15 @@ func TestTCPCloseSaysGoodbyeLast(t *testing.T) {
 	tcpLeakCheck(t)
 	c := newTCPCluster(t, []string{"a"}, func(cfg *TCPConfig) {
 		cfg.Peers = maps.Clone(cfg.Peers)
-		cfg.Peers["m"] = "127.0.0.1:1"
+		cfg.Peers["M"] = "127.0.0.1:1"
 	})
 	a := c.nodes["a"]
 	r := rawDial(t, c.addrs["a"])
-	r.handshake(t, hello{From: "m", To: "a", Cluster: "test-cluster", Incarnation: 1})
-	r.data(t, 1, mustMarshal(t, lamportmutex.Message{Kind: lamportmutex.Request, From: "m", To: "a", Clock: 1}))
+	r.handshake(t, hello{From: "M", To: "a", Cluster: "test-cluster", Incarnation: 1})
+	r.data(t, 1, mustMarshal(t, lamportmutex.Message{Kind: lamportmutex.Request, From: "M", To: "a", Clock: 1}))
 	tcpRecv(t, a) // PeerUp
 	tcpRecvData(t, a)
-	tcpEventually(t, func() bool { return peerStatus(a, "m").MsgsReceived == 1 }, "the delivery to be counted")
+	tcpEventually(t, func() bool { return peerStatus(a, "M").MsgsReceived == 1 }, "the delivery to be counted")
 	closed := make(chan error, 1)
 	go func() { closed <- closeTCP(a) }()
 	var acked uint64
@@ -209,7 +209,7 @@ func TestTCPCloseSaysGoodbyeLast(t *testing.T) {
 		if err != nil {
 			t.Fatalf("reading a's frames: %v", err)
 		}
-		typ, seq, err := parseAcceptorFrame(body)
+		typ, seq, _, err := parseStreamFrame(body)
 		if err != nil {
 			t.Fatal(err)
 		}
