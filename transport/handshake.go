@@ -13,8 +13,8 @@ import (
 
 // protocolVersion is the version of the wire format this package speaks.
 // Version 2 added the DATA kind (application messages), version 3 the
-// GOODBYE frame.
-const protocolVersion uint16 = 3
+// GOODBYE frame, version 4 one connection per pair (RESUME, kicks).
+const protocolVersion uint16 = 4
 
 // magic opens both halves of the handshake.
 var magic = [4]byte{'L', 'L', 'T', 'P'}

@@ -350,6 +350,7 @@ func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 	if err := writeWelcome(bw, t.version, welcome{From: t.id, Incarnation: t.inc, Resume: in.resume}); err != nil {
 		return abandon(fmt.Errorf("sending welcome: %w", err))
 	}
+	t.noteIncarnation(in.p, h.Incarnation)
 	// The dialer's RESUME is read byte-exact from conn: br holds nothing
 	// (checked above), and the stream's reader starts after it.
 	delivered, err := readResume(conn)
@@ -368,24 +369,23 @@ func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 		return abandon(fmt.Errorf("resuming: %w", err))
 	}
 	in.resumed = in.resumed && resumed
-	t.noteIncarnation(in.p, h.Incarnation)
 	return in, true
 }
 
 // kicked answers a kick from p (a hello from the higher id, checked in
 // full): unless p has a live session with another incarnation, which would
 // make this a duplicate, our dialer is told that p is up (see
-// peerDialedIn). The answer is refusalReversed, or a generic refusal.
+// peerKicked). The answer is refusalReversed, or a generic refusal.
 func (t *TCP) kicked(p *peer, inc uint64, remote net.Addr, bw *bufio.Writer) {
 	p.in.mu.Lock()
 	err := t.admissible(p, inc, remote)
 	p.in.mu.Unlock()
 	if err != nil {
-		t.connError(p.id, "in", remote, fmt.Errorf("refused kick: %w", err))
+		t.connError(p.id, "in", remote, fmt.Errorf("refused handshake (a kick): %w", err))
 		_ = writeWelcome(bw, t.version, welcome{Refusal: refusalFor(err)})
 		return
 	}
 	t.log.Debug("transport: kicked: peer asks us to dial", "peer", printable(p.id), "incarnation", inc)
-	t.peerDialedIn(p, inc)
+	t.peerKicked(p, inc)
 	_ = writeWelcome(bw, t.version, welcome{From: t.id, Incarnation: t.inc, Refusal: refusalReversed})
 }

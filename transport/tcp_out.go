@@ -22,8 +22,8 @@ import (
 // never waits (no I/O, no deliver).
 type outPeer struct {
 	wake chan struct{} // capacity 1: tells the writer the queue grew
-	// kick, capacity 1: the peer dialed in, so dial it at once; for a peer
-	// that dials us, our stream to it ended, so ask it to dial at once.
+	// kick, capacity 1: the peer kicked, so dial it at once; for a peer
+	// that dials us, the connection ended, so ask it to dial at once.
 	kick chan struct{}
 
 	mu          sync.Mutex
@@ -206,7 +206,7 @@ func (o *outPeer) setConnected(s *session, authenticated bool) error {
 
 // runOutbound keeps a stream to p open until Close, for a peer whose id
 // is above ours (the lower id dials). Between attempts it waits with
-// backoff, but dials at once when p dials in (see peerDialedIn).
+// backoff, but dials at once when p kicks (see peerKicked).
 func (t *TCP) runOutbound(p *peer) {
 	delay := t.cfg.BackoffMin
 	failing := false // a dial failed since the last stream, or p left: log no more failures
@@ -246,39 +246,54 @@ func (t *TCP) runOutbound(p *peer) {
 		}
 		if kicked {
 			delay = t.cfg.BackoffMin
-			t.log.Debug("transport: peer dialed in, dialing it at once", "peer", printable(p.id))
+			t.log.Debug("transport: peer kicked, dialing it at once", "peer", printable(p.id))
 		}
 	}
 }
 
 // runKicks, for a peer whose id is below ours (it dials us), asks the peer
-// to dial at once whenever we have no stream with it: at start, and when
-// a stream ends. A kick is a hello from us: the peer checks it as any
-// hello, answers refusalReversed, and dials us at once if its stream to us
-// is down or reaches another incarnation of us (see peerDialedIn). Without
-// kicks, a peer in backoff would find our restart only at its next attempt.
-// Kicks are repeated with backoff until a stream is up.
+// to dial at once when we have no stream with it: at start (we may have
+// restarted, and a peer in backoff would find us only at its next attempt),
+// and then, while no stream is up, with backoff as a dialer would. A kick
+// is a hello from us: the peer checks it as any hello, answers
+// refusalReversed, and dials us at once if its connection to us is down or
+// reaches another incarnation of us (see peerKicked).
 func (t *TCP) runKicks(p *peer) {
+	var wait time.Duration // the first kick goes at once
 	delay := t.cfg.BackoffMin
-	for !t.isDone() {
+	failing := false // a kick failed to reach p since the last stream: log no more
+	for {
+		if wait > 0 && !t.sleep(jitter(wait)) {
+			return
+		}
+		if t.isDone() {
+			return
+		}
 		if p.out.isConnected() {
-			delay = t.cfg.BackoffMin
 			select {
 			case <-p.out.kick: // the stream ended
 			case <-t.done:
 				return
 			}
+			wait, delay, failing = t.cfg.BackoffMin, t.cfg.BackoffMin, false
 			continue
 		}
-		if err := t.kickOnce(p); err != nil && !t.isDone() {
+		switch err := t.kickOnce(p); {
+		case err == nil || t.isDone():
+		case errors.Is(err, errDial):
 			if t.cfg.onConnError != nil {
 				t.cfg.onConnError(p.id, err)
 			}
-			t.log.Debug("transport: cannot ask peer to dial us", "peer", printable(p.id), "err", err)
+			level := slog.LevelDebug
+			if !failing {
+				level = slog.LevelInfo // a peer that is down: report the first failure only
+			}
+			t.log.Log(context.Background(), level, "transport: cannot reach peer, retrying", "peer", printable(p.id), "err", err)
+			failing = true
+		default:
+			t.connError(p.id, "kick", nil, err)
 		}
-		if open, _ := t.pause(p, jitter(delay)); !open {
-			return
-		}
+		wait = delay
 		delay = min(delay*2, t.cfg.BackoffMax)
 	}
 }
@@ -296,14 +311,23 @@ func (t *TCP) kickOnce(p *peer) error {
 	bw := bufio.NewWriterSize(conn, handshakeBuffer)
 	h := hello{From: t.id, To: p.id, Cluster: t.cfg.Cluster, Incarnation: t.inc}
 	if err := writeHello(bw, t.version, h); err != nil {
+		if hungUp(err) {
+			err = fmt.Errorf("%w %q at %s: it closed the connection before our hello: %w", errDial, p.id, p.addr, err)
+		}
 		return fmt.Errorf("sending a kick to %q: %w", p.id, err)
 	}
-	wl, err := readWelcome(bufio.NewReaderSize(conn, handshakeBuffer), t.version, p.id)
-	if wl.Refusal == refusalReversed {
+	cr := &countingReader{r: conn}
+	wl, err := readWelcome(bufio.NewReaderSize(cr, handshakeBuffer), t.version, p.id)
+	switch {
+	case wl.Refusal == refusalReversed:
 		return nil
-	}
-	if err == nil {
-		err = fmt.Errorf("%w: %q accepted a hello from the higher id", ErrProtocol, p.id)
+	case err != nil && cr.n == 0 && hungUp(err):
+		return fmt.Errorf("%w %q at %s: it closed the connection without answering: %w", errDial, p.id, p.addr, err)
+	case errors.Is(err, ErrDuplicateSession):
+		return fmt.Errorf("%w: %q at %s already has a live session from another process claiming our id %q (this one is %s)",
+			err, p.id, raw.RemoteAddr(), t.id, raw.LocalAddr())
+	case err == nil:
+		return fmt.Errorf("%w: %q accepted a hello from the higher id", ErrProtocol, p.id)
 	}
 	return err
 }
@@ -338,14 +362,14 @@ func (o *outPeer) kickNow() {
 	}
 }
 
-// peerDialedIn is told that p, whose id is above ours, sent a hello with
-// incarnation inc that passed every check (a kick): p is up. If our stream
-// to p is down, the dialer is woken to dial at once instead of finishing
-// its backoff (up to BackoffMax). If it is up but reaches another
+// peerKicked is told that p, whose id is above ours, sent a hello with
+// incarnation inc that passed every check (a kick): p is up. If our
+// connection to p is down, the dialer is woken to dial at once instead of
+// finishing its backoff (up to BackoffMax). If it is up but reaches another
 // incarnation, that one is gone (a process keeps its incarnation), so the
-// stream is closed and redialed at once. Each call costs at most one dial,
-// and only a peer that passed the handshake makes it.
-func (t *TCP) peerDialedIn(p *peer, inc uint64) {
+// connection is closed and redialed at once. Each call costs at most one
+// dial, and only a peer that passed the handshake makes it.
+func (t *TCP) peerKicked(p *peer, inc uint64) {
 	o := &p.out
 	o.mu.Lock()
 	var stale *session
@@ -355,7 +379,7 @@ func (t *TCP) peerDialedIn(p *peer, inc uint64) {
 	up := o.sess != nil
 	o.mu.Unlock()
 	if stale != nil {
-		stale.fail(fmt.Errorf("%w: %q dialed in as incarnation %d, our stream reaches %d", errPeerRestarted, p.id, inc, stale.remoteInc))
+		stale.fail(fmt.Errorf("%w: %q kicked as incarnation %d, our connection reaches %d", errPeerRestarted, p.id, inc, stale.remoteInc))
 	}
 	if !up || stale != nil {
 		o.kickNow()
