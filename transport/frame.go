@@ -81,26 +81,6 @@ func writeFrame(w *bufio.Writer, body []byte) error {
 	return err
 }
 
-// writeSeqFrame writes a frame of type typ holding seq, followed by msg
-// (which is empty for an ACK).
-func writeSeqFrame(w *bufio.Writer, typ byte, seq uint64, msg []byte) error {
-	var hdr [frameLenSize + seqFrameSize]byte
-	binary.BigEndian.PutUint32(hdr[:], uint32(seqFrameSize+len(msg)))
-	hdr[frameLenSize] = typ
-	binary.BigEndian.PutUint64(hdr[frameLenSize+1:], seq)
-	if _, err := w.Write(hdr[:]); err != nil {
-		return err
-	}
-	_, err := w.Write(msg)
-	return err
-}
-
-// writePing writes a PING frame.
-func writePing(w *bufio.Writer) error {
-	_, err := w.Write([]byte{0, 0, 0, 1, framePing})
-	return err
-}
-
 // parseStreamFrame parses the body of a frame of an established stream:
 // DATA (returning its seq and message), ACK (returning its seq), PING or
 // GOODBYE, each in its exact size.

@@ -155,3 +155,23 @@ func TestParseStreamFrames(t *testing.T) {
 		}
 	}
 }
+
+// writeSeqFrame writes a frame of type typ holding seq, followed by msg
+// (which is empty for an ACK).
+func writeSeqFrame(w *bufio.Writer, typ byte, seq uint64, msg []byte) error {
+	var hdr [frameLenSize + seqFrameSize]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(seqFrameSize+len(msg)))
+	hdr[frameLenSize] = typ
+	binary.BigEndian.PutUint64(hdr[frameLenSize+1:], seq)
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(msg)
+	return err
+}
+
+// writePing writes a PING frame.
+func writePing(w *bufio.Writer) error {
+	_, err := w.Write([]byte{0, 0, 0, 1, framePing})
+	return err
+}

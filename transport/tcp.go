@@ -353,7 +353,9 @@ func (t *TCP) MaxPayload() int {
 // When the connection to the peer is up and its writer idle, Send writes
 // the message itself, with everything else queued for the peer and an ACK
 // in front (see writeDirect), else the connection's writer goroutine
-// does. It fails with ErrWrongSender, ErrUnsendable, ErrUnknownPeer,
+// does. A Send made while the connection's reader is inside deliver (a
+// REPLY sent by the deliver of a REQUEST) is written by that reader as
+// soon as deliver returns, with the ACK of what it delivered, in one write. It fails with ErrWrongSender, ErrUnsendable, ErrUnknownPeer,
 // ErrFrameTooLarge (a payload above MaxPayload), ErrClosed, or an error
 // wrapping lamportmutex.ErrQueueFull when the message would take what is
 // held for the peer past QueueBytes (a Data message: past half of it).
@@ -385,7 +387,11 @@ func (t *TCP) Send(msg lamportmutex.Message) error {
 	if err != nil {
 		return fmt.Errorf("transport: send to %q: %w", msg.To, err)
 	}
-	if s == nil || !t.writeDirect(p, s) {
+	switch {
+	case s == nil:
+		p.out.wakeWriter()
+	case s.deferToReader():
+	case !t.writeDirect(p, s):
 		p.out.wakeWriter()
 	}
 	return nil

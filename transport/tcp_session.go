@@ -74,7 +74,7 @@ func (t *TCP) readStream(p *peer, s *session, br *bufio.Reader) error {
 	if up {
 		s.busy.Store(true)
 		ok := t.deliver(lamportmutex.Message{Kind: lamportmutex.PeerUp, From: p.id, To: t.id, Incarnation: inc}, s.stop)
-		s.busy.Store(false)
+		t.afterDeliver(p, s)
 		if !ok {
 			if s.stopped() {
 				return nil
@@ -131,18 +131,22 @@ func (t *TCP) readStream(p *peer, s *session, br *bufio.Reader) error {
 		}
 		s.busy.Store(true)
 		ok := t.deliver(m, s.stop)
-		s.busy.Store(false)
+		if ok {
+			last = seq
+			ip.last.Store(seq) // before afterDeliver, whose write acknowledges it
+			ip.msgs.Add(1)
+			ip.byts.Add(uint64(frameLenSize + len(body)))
+		}
+		wrote := t.afterDeliver(p, s)
 		if !ok {
 			if s.stopped() {
 				return nil
 			}
 			continue // we are leaving (see Close); the peer keeps m
 		}
-		last = seq
-		ip.last.Store(seq)
-		ip.msgs.Add(1)
-		ip.byts.Add(uint64(frameLenSize + len(body)))
 		switch {
+		case wrote:
+			asked = seq // the write carried the ACK, or left it to the writer
 		case seq-asked >= ackEvery:
 			s.askAck()
 			asked = seq

@@ -86,6 +86,14 @@ type session struct {
 	// without a pending ACK.
 	ackTimer *time.Timer
 	armed    atomic.Bool
+	// deferred: a Send found the reader inside deliver and left its message
+	// to the reader, which writes once deliver returns (see Send).
+	// deferTimer, armed by such a Send (deferArmed false to true) and
+	// stopped by the reader's write, has the writer write instead if
+	// deliver takes longer than deferWait.
+	deferred   atomic.Bool
+	deferTimer *time.Timer
+	deferArmed atomic.Bool
 
 	// The writing half.
 	wmu   sync.Mutex // held while appending to or writing obuf
@@ -107,16 +115,22 @@ type session struct {
 func (t *TCP) newSession(tcp, conn net.Conn, inc uint64) *session {
 	tm := time.NewTimer(time.Hour)
 	tm.Stop()
+	dt := time.NewTimer(time.Hour)
+	dt.Stop()
 	s := &session{
-		tcp:       tcp,
-		conn:      conn,
-		remoteInc: inc,
-		stop:      make(chan struct{}),
-		exited:    make(chan struct{}),
-		ackNow:    make(chan struct{}, 1),
-		ackTimer:  tm,
-		batch:     make([]outMsg, 0, maxBatch),
-		wd:        writeDeadline{conn: conn, d: t.cfg.WriteTimeout},
+		deferTimer: dt,
+		tcp:        tcp,
+		conn:       conn,
+		remoteInc:  inc,
+		stop:       make(chan struct{}),
+		exited:     make(chan struct{}),
+		ackNow:     make(chan struct{}, 1),
+		ackTimer:   tm,
+		batch:      make([]outMsg, 0, maxBatch),
+		wd:         writeDeadline{conn: conn, d: t.cfg.WriteTimeout},
+	}
+	if t.cfg.TLS == nil {
+		s.raw = newRawWriter(tcp)
 	}
 	s.seen.Store(monoNow())
 	return s
@@ -216,6 +230,76 @@ func (s *session) consume(n int) {
 	}
 }
 
+// deferWait bounds how long a message that Send left to the reader (see
+// Send) waits for deliver to return before the writer writes it.
+const deferWait = 200 * time.Microsecond
+
+// deferToReader is Send's choice when s's reader is inside deliver: the
+// message most likely comes from that deliver (a REPLY to the REQUEST being
+// delivered), so the reader writes it once deliver returns, with the ACK
+// of that REQUEST in front, in one write. It reports whether it left the
+// message to the reader. Its pair is afterDeliver.
+func (s *session) deferToReader() bool {
+	if !s.busy.Load() {
+		return false
+	}
+	s.deferred.Store(true)
+	if !s.busy.Load() {
+		return false // the reader left deliver meanwhile; it may not have seen deferred
+	}
+	if s.deferArmed.CompareAndSwap(false, true) {
+		s.deferTimer.Reset(deferWait)
+	}
+	return true
+}
+
+// afterDeliver is the reader's half of deferToReader, called once deliver
+// returned and what it delivered is recorded: it writes what Sends left to
+// it, and reports whether it did (then what was delivered is acknowledged
+// too, or left to the writer).
+func (t *TCP) afterDeliver(p *peer, s *session) bool {
+	s.busy.Store(false)
+	if !s.deferred.Swap(false) {
+		return false
+	}
+	if s.deferArmed.CompareAndSwap(true, false) {
+		s.deferTimer.Stop()
+	}
+	if !t.writeNow(p, s) {
+		p.out.wakeWriter()
+	}
+	return true
+}
+
+// writeNow makes one non-blocking attempt to write what is queued, with an
+// ACK in front, if the write lock is free; it reports whether it left
+// nothing for the writer goroutine. See writeDirect.
+func (t *TCP) writeNow(p *peer, s *session) bool {
+	if s.raw == nil || !s.wmu.TryLock() {
+		return false
+	}
+	defer s.wmu.Unlock()
+	return t.tryWrite(p, s)
+}
+
+// tryWrite is the body of writeDirect and writeNow. The caller holds wmu.
+func (t *TCP) tryWrite(p *peer, s *session) bool {
+	if s.stopped() || s.bye {
+		return false
+	}
+	t.appendAck(p, s, false)
+	more := t.fill(p, s)
+	if err := s.wd.refresh(); err != nil {
+		return false // the writer meets the error again and ends the session
+	}
+	n, err := s.raw.try(s.obuf)
+	s.consume(n)
+	if err != nil {
+		return false // likewise: closing the connection is the writer's job
+	}
+	return !more && len(s.obuf) == 0
+}
+
 // writeDirect is Send's attempt to write what is queued itself, without
 // blocking (see the argument above). It reports whether it left nothing for
 // the writer goroutine. On an error it leaves everything to the writer,
@@ -233,20 +317,7 @@ func (t *TCP) writeDirect(p *peer, s *session) bool {
 		s.lastSend.Store(monoNow()) // a burst's gaps count from this write's end
 		s.wmu.Unlock()
 	}()
-	if s.stopped() || s.bye {
-		return false
-	}
-	t.appendAck(p, s, false)
-	more := t.fill(p, s)
-	if err := s.wd.refresh(); err != nil {
-		return false // the writer meets the error again and ends the session
-	}
-	n, err := s.raw.try(s.obuf)
-	s.consume(n)
-	if err != nil {
-		return false // likewise: closing the connection is the writer's job
-	}
-	return !more && len(s.obuf) == 0
+	return t.tryWrite(p, s)
 }
 
 // flushOut writes everything queued, after an ACK if one is news to the
@@ -280,6 +351,7 @@ func (t *TCP) writeStream(p *peer, s *session) {
 	beat := time.NewTicker(t.cfg.HeartbeatInterval)
 	defer beat.Stop()
 	defer s.ackTimer.Stop()
+	defer s.deferTimer.Stop()
 	force := false
 	for {
 		s.wmu.Lock()
@@ -297,6 +369,8 @@ func (t *TCP) writeStream(p *peer, s *session) {
 		case <-s.ackNow:
 		case <-s.ackTimer.C:
 			s.armed.Store(false) // before loading what to acknowledge: see session
+		case <-s.deferTimer.C:
+			s.deferArmed.Store(false)
 		case <-beat.C:
 			force = true
 		case <-s.stop:
