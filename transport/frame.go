@@ -26,8 +26,8 @@ const (
 const (
 	// frameLenSize is the size of the big-endian length prefix of a frame.
 	frameLenSize = 4
-	// seqFrameSize is the body size of an ACK frame and the header size of a
-	// DATA frame: a type byte and a big-endian uint64.
+	// seqFrameSize is the body size of an ACK or RESUME frame and the header
+	// size of a DATA frame: a type byte and a big-endian uint64.
 	seqFrameSize = 1 + 8
 	// maxHandshakeFrame bounds the hello and welcome frames.
 	maxHandshakeFrame = 8 << 10

@@ -404,8 +404,10 @@ func (t *TCP) Send(msg lamportmutex.Message) error {
 // peer said goodbye), on that connection's reader, before any call for the
 // next connection; what we sent the peer and it did not acknowledge waits
 // for the next connection.
-// A deliver that blocks stalls only that peer's stream: its acknowledgements
-// wait, so the peer's queue for us fills up, and Close waits for it.
+// A deliver that blocks stalls only the connection with that peer, whose
+// reader it holds: our acknowledgements of the peer's messages wait, and
+// so does the reading of its acknowledgements of ours (what we send it is
+// still written), so both queues of the pair fill up; Close waits for it.
 func (t *TCP) Start(deliver func(lamportmutex.Message)) error {
 	if deliver == nil {
 		return errors.New("transport: Start with a nil deliver")
