@@ -612,8 +612,8 @@ func (t *TCP) connError(peer, dir string, remote net.Addr, err error) {
 	}
 	level := slog.LevelWarn
 	switch {
-	case t.isDone(), errors.Is(err, ErrQuarantined), errors.Is(err, errEvicted), errors.Is(err, errPeerRestarted):
-		level = slog.LevelDebug // our Close; or Quarantine, the eviction or the restart logged the cause
+	case t.isDone(), errors.Is(err, ErrQuarantined), errors.Is(err, errEvicted), errors.Is(err, errPeerRestarted), errors.Is(err, errReplaced):
+		level = slog.LevelDebug // our Close; or Quarantine, the eviction, the restart or the dialer logged the cause
 	case errors.Is(err, errNothingSent), errors.Is(err, errDialerHungUp):
 		level = slog.LevelDebug // a port scan, or a peer that gave up dialing: no fault
 	}
