@@ -150,11 +150,18 @@ func (c *cluster) clone() *cluster {
 	for i := range d.shared {
 		d.shared[i] = true
 	}
-	c.shared = slices.Clone(d.shared) // c's own Machines are shared now too
+	if c.shared == nil {
+		c.shared = make([]bool, len(c.ms))
+	}
+	for i := range c.shared {
+		c.shared[i] = true // c's own Machines are shared now too
+	}
 	d.inc = slices.Clone(c.inc)
-	d.links = make([][][]envelope, len(c.links))
+	n := len(c.links)
+	d.links = make([][][]envelope, n)
+	rows := make([][]envelope, n*n)
 	for i := range c.links {
-		d.links[i] = make([][]envelope, len(c.links[i]))
+		d.links[i] = rows[i*n : (i+1)*n : (i+1)*n]
 		for j, l := range c.links[i] {
 			d.links[i][j] = l[:len(l):len(l)]
 			c.links[i][j] = d.links[i][j]
@@ -202,7 +209,9 @@ func (c *cluster) send(p int, out []Message) error {
 			}
 			c.last[p][q] = m.Clock
 		}
-		c.say("%s sends %s", c.ids[p], narrate(m))
+		if c.logf != nil {
+			c.say("%s sends %s", c.ids[p], narrate(m))
+		}
 		c.links[p][q] = append(c.links[p][q], c.envelope(m, q))
 	}
 	return nil
@@ -236,7 +245,9 @@ func (c *cluster) deliver(from, to, i int) error {
 		c.last[to][from] = 0
 	}
 	c.mutable(to)
-	c.say("%s receives %s", c.ids[to], narrate(e.msg))
+	if c.logf != nil {
+		c.say("%s receives %s", c.ids[to], narrate(e.msg))
+	}
 	if c.app != nil && e.msg.Kind == Release && e.msg.Payload != nil && c.ms[to].Accepts(e.msg) == nil {
 		if err := c.app.release(to, from, e.msg.Payload); err != nil {
 			return err
