@@ -3,8 +3,11 @@ package lamportmutex
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -25,24 +28,37 @@ import (
 //   - Where some peers' moves are independent of everything the others can
 //     do before they move, and none of them grants or releases, only those
 //     peers' moves are taken (partial-order reduction).
+//
+// Several workers may explore at once (workers): each takes states from
+// its own stack, depth first, and hands the bottom half of it to the
+// others when one runs dry (explorePool). Without symmetry the states
+// visited are the same whatever the order, as the ample set taken at a
+// state depends on the state alone. With it, they may differ by a few: of
+// two states equal up to a renaming, the one met first stands for both,
+// and the ample sets of the two need not be renamings of each other (the
+// candidates are tried in peer order). Either is sound: the argument at
+// ampleCandidates holds at whichever state is expanded, and what is
+// reachable from one is, renamed, reachable from the other.
 type explorer struct {
-	sc     *scenario
-	reduce bool // symmetry and partial-order reduction
+	sc       *scenario
+	reduce   bool             // partial-order reduction
+	symmetry bool             // symmetry reduction, clocks keyed relative to the least
+	workers  int              // goroutines exploring at once (0 means 1)
+	limit    int              // stop with errStateLimit after this many states (0: none)
+	progress func(states int) // if set, called every 2^20 states
 
-	seen     *visitedSet // the states visited
-	keys     *stateKeyer
-	path     []move // moves from the initial state to the current one
-	terms    int    // terminal states
-	limit    int    // stop with errStateLimit after this many states (0: none)
-	start    *world
-	explored int                        // transitions taken
-	reduced  int                        // states expanded by an ample set
-	progress func(states, explored int) // if set, called every 2^20 states
+	seen *visitedSet // the states visited
+	pool explorePool
+
+	// Totals, once run returns.
+	terms    int // terminal states
+	explored int // transitions taken
+	reduced  int // states expanded by an ample set
 }
 
 var errStateLimit = errors.New("state limit reached")
 
-func newExplorer(sc *scenario) *explorer { return &explorer{sc: sc, reduce: true} }
+func newExplorer(sc *scenario) *explorer { return &explorer{sc: sc, reduce: true, symmetry: true} }
 
 func (x *explorer) states() int { return x.seen.len() }
 
@@ -61,19 +77,94 @@ func (x *explorer) newStart() (*world, error) {
 	return w, nil
 }
 
+// run explores every state and returns the first violation found, or
+// errStateLimit.
 func (x *explorer) run() error {
 	w, err := x.newStart()
 	if err != nil {
 		return err
 	}
-	x.start = w.clone()
 	x.seen = newVisitedSet()
-	x.keys = newStateKeyer(len(w.c.ids), x.reduce)
+	keys := newStateKeyer(len(w.c.ids), x.symmetry)
 	if err := w.k.check(w.c); err != nil {
-		return x.fail(err, w)
+		return x.fail(err, w, nil)
 	}
-	x.seen.add(x.keys.hashes(w))
-	return x.dfs(w)
+	x.seen.add(keys.hashes(w))
+	workers := make([]*exploreWorker, max(1, x.workers))
+	x.pool.init(len(workers))
+	var wg sync.WaitGroup
+	for i := range workers {
+		wk := &exploreWorker{x: x, keys: keys.fork()}
+		if i == 0 {
+			wk.stack = []frame{{w: w}}
+		}
+		workers[i] = wk
+		wg.Go(wk.run)
+	}
+	wg.Wait()
+	for _, wk := range workers {
+		x.terms += wk.terms
+		x.explored += wk.explored
+		x.reduced += wk.reduced
+	}
+	return x.pool.err
+}
+
+// frame is a state to expand: its world, checked and recorded as seen,
+// and the moves that reached it.
+type frame struct {
+	w    *world
+	path *pathNode
+}
+
+// pathNode is the last move of a path from the start, and the path
+// before it (nil at the start).
+type pathNode struct {
+	mv   move
+	prev *pathNode
+}
+
+// moves returns the path's moves, first first.
+func (p *pathNode) moves() []move {
+	var mvs []move
+	for ; p != nil; p = p.prev {
+		mvs = append(mvs, p.mv)
+	}
+	slices.Reverse(mvs)
+	return mvs
+}
+
+// exploreWorker explores depth first from the frames on its stack.
+type exploreWorker struct {
+	x     *explorer
+	keys  *stateKeyer
+	stack []frame
+
+	terms, explored, reduced int
+}
+
+// run expands frames until the exploration ends or fails.
+func (wk *exploreWorker) run() {
+	x := wk.x
+	for !x.pool.stopped() {
+		if len(wk.stack) == 0 {
+			if wk.stack = x.pool.take(); wk.stack == nil {
+				return
+			}
+		}
+		f := wk.stack[len(wk.stack)-1]
+		wk.stack[len(wk.stack)-1] = frame{}
+		wk.stack = wk.stack[:len(wk.stack)-1]
+		if err := wk.expand(f); err != nil {
+			x.pool.fail(err)
+			return
+		}
+		if x.pool.hungry() && len(wk.stack) > 1 {
+			half := len(wk.stack) / 2
+			x.pool.give(slices.Clone(wk.stack[:half]))
+			wk.stack = slices.Delete(wk.stack, 0, half)
+		}
+	}
 }
 
 // successor is a move and the world after it.
@@ -82,52 +173,50 @@ type successor struct {
 	w  *world
 }
 
-// dfs explores every state reachable from w, which has been checked and
-// recorded as seen.
-func (x *explorer) dfs(w *world) error {
-	succ, terminal, err := x.successors(w)
+// expand checks the frame's state for deadlock and pushes the successors
+// not seen before, the first move's on top.
+func (wk *exploreWorker) expand(f frame) error {
+	x, w := wk.x, f.w
+	succ, terminal, err := wk.successors(f)
 	if err != nil {
 		return err
 	}
 	if terminal {
-		x.terms++
+		wk.terms++
 		for _, m := range w.c.ms {
 			if outstanding(m) {
-				return x.fail(fmt.Errorf("deadlock: nothing but a crash can happen, but %s", machineString(m)), w)
+				return x.fail(fmt.Errorf("deadlock: nothing but a crash can happen, but %s", machineString(m)), w, f.path)
 			}
 		}
 	}
-	for _, s := range succ {
-		if !x.seen.add(x.keys.hashes(s.w)) {
+	for i := len(succ) - 1; i >= 0; i-- {
+		s := succ[i]
+		states := x.seen.add(wk.keys.hashes(s.w))
+		if states == 0 {
 			continue
 		}
-		states := x.seen.len()
 		if x.limit > 0 && states > x.limit {
 			return errStateLimit
 		}
 		if x.progress != nil && states%(1<<20) == 0 {
-			x.progress(states, x.explored)
+			x.progress(states)
 		}
-		x.path = append(x.path, s.mv)
-		if err := x.dfs(s.w); err != nil {
-			return err
-		}
-		x.path = x.path[:len(x.path)-1]
+		wk.stack = append(wk.stack, frame{w: s.w, path: &pathNode{mv: s.mv, prev: f.path}})
 	}
 	return nil
 }
 
-// successors returns the moves to take from w and the worlds after them,
-// each checked; terminal reports that no move other than a crash is
-// enabled.
-func (x *explorer) successors(w *world) (succ []successor, terminal bool, err error) {
+// successors returns the moves to take from the frame's state and the
+// worlds after them, each checked; terminal reports that no move other
+// than a crash is enabled.
+func (wk *exploreWorker) successors(f frame) (succ []successor, terminal bool, err error) {
+	x, w := wk.x, f.w
 	sc := x.sc
 	n := len(w.c.ids)
 	take := func(mvs []move) error {
 		for _, mv := range mvs {
 			t := w.clone()
-			x.explored++
-			x.path = append(x.path, mv)
+			wk.explored++
 			err := t.apply(mv)
 			if err == nil {
 				err = t.k.check(t.c)
@@ -135,9 +224,8 @@ func (x *explorer) successors(w *world) (succ []successor, terminal bool, err er
 			if err == nil {
 				err = checkSilence(w, mv, t)
 			}
-			x.path = x.path[:len(x.path)-1]
 			if err != nil {
-				return x.failAfter(err, mv, t)
+				return x.fail(err, t, &pathNode{mv: mv, prev: f.path})
 			}
 			succ = append(succ, successor{mv, t})
 		}
@@ -149,7 +237,7 @@ func (x *explorer) successors(w *world) (succ []successor, terminal bool, err er
 				return nil, false, err
 			}
 			if invisible(w, succ, cand.peers) {
-				x.reduced++
+				wk.reduced++
 				return succ, false, nil
 			}
 			succ = succ[:0]
@@ -333,14 +421,9 @@ func (e *exploreError) Error() string {
 
 func (e *exploreError) Unwrap() error { return e.err }
 
-// failAfter reports err found after taking mv from the current path.
-func (x *explorer) failAfter(err error, mv move, w *world) error {
-	x.path = append(x.path, mv)
-	return x.fail(err, w)
-}
-
-// fail reports err in world w, reached by the current path.
-func (x *explorer) fail(err error, w *world) error {
+// fail reports err in world w, reached by path. Workers may call it at
+// once: it replays the path from its own copy of the start.
+func (x *explorer) fail(err error, w *world, path *pathNode) error {
 	var b strings.Builder
 	for _, m := range w.c.ms {
 		b.WriteString("  " + machineString(m) + "\n")
@@ -353,12 +436,15 @@ func (x *explorer) fail(err error, w *world) error {
 		}
 	}
 	// Replay the path from the start to name every move.
-	r := x.start.clone()
+	r, rerr := x.newStart()
+	if rerr != nil {
+		return fmt.Errorf("%w (and replaying its trace: %v)", err, rerr)
+	}
 	var trace []string
 	if x.sc.booted {
 		trace = append(trace, "(booted: first contact over)")
 	}
-	for _, mv := range x.path {
+	for _, mv := range path.moves() {
 		trace = append(trace, r.describe(mv))
 		_ = r.apply(mv)
 	}
@@ -369,7 +455,8 @@ func (x *explorer) fail(err error, w *world) error {
 // groups in the scenario table: never two holders, grants in token order,
 // payloads handled before the next entry, and no deadlock, in every state.
 // The scenarios marked slow skip themselves under -short or -race, and
-// the soak ones run only with LAMPORT_SOAK set (any value).
+// the soak ones run only with LAMPORT_SOAK set (any value); those explore
+// with a worker per CPU.
 func TestExploreEveryInterleaving(t *testing.T) {
 	_, soak := envUint(t, envSoak)
 	for i := range scenarios {
@@ -387,17 +474,56 @@ func TestExploreEveryInterleaving(t *testing.T) {
 			start := time.Now()
 			x := newExplorer(sc)
 			if soak {
-				x.progress = func(states, explored int) {
-					t.Logf("%d states, %d transitions, %v", states, explored, time.Since(start).Round(time.Second))
+				x.workers = runtime.GOMAXPROCS(0)
+				x.progress = func(states int) {
+					t.Logf("%d states, %v", states, time.Since(start).Round(time.Second))
 				}
+				// The visited set is most of the live heap, and holds no
+				// pointers: collecting more often costs little, and keeps
+				// the peak near the set's size rather than twice it.
+				defer debug.SetGCPercent(debug.SetGCPercent(20))
 			}
 			if err := x.run(); err != nil {
 				t.Fatalf("after %d states: %v", x.states(), err)
 			}
-			t.Logf("%s: %d distinct states, %d terminal, %d transitions, %d states expanded by an ample set, in %v; "+
-				"visited set %d MiB, chance that a hash collision left a state unexplored < %.1g",
+			t.Logf("%s: %d distinct states, %d terminal, %d transitions, %d states expanded by an ample set, in %v "+
+				"(%d workers); visited set %d MiB, chance that a hash collision left a state unexplored < %.1g",
 				sc.name, x.states(), x.terms, x.explored, x.reduced, time.Since(start).Round(time.Millisecond),
-				x.seen.bytes()>>20, omissionBound(x.states()))
+				max(1, x.workers), x.seen.bytes()>>20, omissionBound(x.states()))
+		})
+	}
+}
+
+// TestExploreWorkersAgree explores with one worker and with several (more
+// than there are CPUs, so that they hand frames to each other often),
+// with partial-order reduction and without symmetry: the counts of states,
+// terminal states, transitions and ample sets are the same, as each state
+// is expanded once whatever the order; and a broken variant is caught
+// either way.
+func TestExploreWorkersAgree(t *testing.T) {
+	names := []string{"lamport/peers=2/entries=3", "lamport/peers=2/entries=2/withdrawals=1", "lamport/peers=2/entries=2/crashes=1", "explore/enter-early"}
+	if !testing.Short() && !raceEnabled {
+		names = append(names, "ricart-agrawala/peers=3/entries=1")
+	}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			sc := scenarioNamed(t, name)
+			one, many := newExplorer(sc), newExplorer(sc)
+			one.symmetry, many.symmetry = false, false
+			many.workers = 5
+			errOne, errMany := one.run(), many.run()
+			if (errOne == nil) != (errMany == nil) || (sc.variant != variantNone) != (errOne != nil) {
+				t.Fatalf("one worker: %v\nfive: %v", errOne, errMany)
+			}
+			if errOne != nil {
+				return
+			}
+			a := [4]int{one.states(), one.terms, one.explored, one.reduced}
+			b := [4]int{many.states(), many.terms, many.explored, many.reduced}
+			if a != b {
+				t.Fatalf("states, terminal, transitions, ample sets: one worker %v, five %v", a, b)
+			}
+			t.Logf("%d states", a[0])
 		})
 	}
 }
@@ -406,11 +532,11 @@ func TestExploreEveryInterleaving(t *testing.T) {
 // the reductions: the reduced runs visit fewer states and both pass, and
 // both catch the broken entry rule.
 func TestExploreReductionsKeepVerdicts(t *testing.T) {
-	for _, name := range []string{"lamport/peers=2/entries=2/withdrawals=1", "ricart-agrawala/peers=2/entries=2", "lamport/peers=2/entries=1/crashes=1", "explore/enter-early", "explore/enter-early/ricart-agrawala"} {
+	for _, name := range []string{"lamport/peers=2/entries=2/withdrawals=1", "ricart-agrawala/peers=2/entries=2", "lamport/peers=2/entries=1/crashes=1", "explore/enter-early", "explore/enter-early/ricart-agrawala", "explore/enter-early/peers=3"} {
 		t.Run(name, func(t *testing.T) {
 			sc := scenarioNamed(t, name)
 			full, reduced := newExplorer(sc), newExplorer(sc)
-			full.reduce = false
+			full.reduce, full.symmetry = false, false
 			errFull, errReduced := full.run(), reduced.run()
 			if (errFull == nil) != (errReduced == nil) {
 				t.Fatalf("full: %v\nreduced: %v", errFull, errReduced)

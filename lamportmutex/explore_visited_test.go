@@ -45,8 +45,9 @@ func newVisitedSet() *visitedSet {
 	return &visitedSet{shards: make([]visitedShard, 1<<visitedShardBits)}
 }
 
-// add inserts the state named by h1 and h2 and reports whether it was new.
-func (s *visitedSet) add(h1, h2 uint64) bool {
+// add inserts the state named by h1 and h2. It returns the number of
+// states in the set after adding it, or 0 if it was there already.
+func (s *visitedSet) add(h1, h2 uint64) int {
 	if h1 == 0 {
 		h1 = 1
 	}
@@ -54,10 +55,10 @@ func (s *visitedSet) add(h1, h2 uint64) bool {
 	sh.mu.Lock()
 	added := sh.add(h1)
 	sh.mu.Unlock()
-	if added {
-		s.n.Add(1)
+	if !added {
+		return 0
 	}
-	return added
+	return int(s.n.Add(1))
 }
 
 // len returns the number of states in the set.
@@ -151,7 +152,7 @@ func TestVisitedSetAgreesWithAMap(t *testing.T) {
 			h[0] = 1 // stored as 1: the same state for the set
 		}
 		isNew := !want[[2]uint64{h[0], h[1] >> (64 - visitedShardBits)}]
-		if got := s.add(h[0], h[1]); got != isNew {
+		if got := s.add(h[0], h[1]) != 0; got != isNew {
 			t.Fatalf("add #%d %x: got new=%v, want %v", i, h, got, isNew)
 		}
 		want[[2]uint64{h[0], h[1] >> (64 - visitedShardBits)}] = true
@@ -160,7 +161,7 @@ func TestVisitedSetAgreesWithAMap(t *testing.T) {
 	if s.len() != len(want) {
 		t.Fatalf("len %d, want %d", s.len(), len(want))
 	}
-	if got := s.add(0, 0); got != !want[[2]uint64{1, 0}] {
+	if got := s.add(0, 0) != 0; got != !want[[2]uint64{1, 0}] {
 		t.Fatalf("add(0, 0) = %v, after (1, 0) was added: %v", got, want[[2]uint64{1, 0}])
 	}
 }

@@ -391,6 +391,7 @@ var scenarios = []scenario{
 		steps: 300, seeds: 300, variant: variantNoSync, want: ""},
 	{name: "explore/enter-early", explore: true, peers: []int{2}, algos: lamport, entries: 1, variant: variantEnterEarly, want: "violated"},
 	{name: "explore/enter-early/ricart-agrawala", explore: true, peers: []int{2}, algos: ricart, entries: 1, variant: variantEnterEarly, want: "violated"},
+	{name: "explore/enter-early/peers=3", explore: true, peers: []int{3}, algos: lamport, booted: true, entries: 1, variant: variantEnterEarly, want: "violated"},
 	{name: "explore/enter-early/crashes=1", explore: true, peers: []int{2}, algos: lamport, dropOld: true, entries: 1, crashes: 1, variant: variantEnterEarly, want: "violated"},
 	{name: "explore/reorder", explore: true, peers: []int{2}, algos: lamport, entries: 1, variant: variantReorder, want: ""},
 	{name: "explore/chatty", explore: true, peers: []int{3}, algos: lamport, booted: true, entries: 1, variant: variantChatty, want: "silent"},

@@ -143,6 +143,8 @@ func (c *cluster) index(id string) int {
 // independently of c. It shares c's Machines until it changes one (see
 // mutable), and the links' backing arrays, capped so that an append to a
 // link in either copy reallocates; removing a link's head only reslices.
+// It shares quar and last, which an untracked cluster with no faulty
+// member leaves as they are, so clones may move on different goroutines.
 func (c *cluster) clone() *cluster {
 	d := *c
 	d.ms = slices.Clone(c.ms)
@@ -240,7 +242,7 @@ func (c *cluster) deliver(from, to, i int) error {
 		}
 		c.quar[to][from] = -1
 	}
-	if e.msg.Kind == PeerUp {
+	if e.msg.Kind == PeerUp && c.track {
 		// The receiver talks to a new incarnation of the sender from now on.
 		c.last[to][from] = 0
 	}
@@ -397,8 +399,12 @@ func (c *cluster) crash(p int, keep []int, dropIn []bool) error {
 	if c.shared != nil {
 		c.shared[p] = false
 	}
-	for q := range c.quar[p] {
-		c.quar[p][q] = -1 // the new process has quarantined nobody
+	for q, inc := range c.quar[p] {
+		// The new process has quarantined nobody. (The explorer's clones
+		// share quar, where nothing is ever set: write only a change.)
+		if inc != -1 {
+			c.quar[p][q] = -1
+		}
 	}
 	c.say("%s crashes and restarts (incarnation %d)", c.ids[p], c.inc[p])
 	if c.app != nil {
@@ -439,7 +445,9 @@ func (c *cluster) crash(p int, keep []int, dropIn []bool) error {
 			in = in[cut:]
 		}
 		c.links[q][p] = append([]envelope{c.envelope(c.peerUp(q, p), p)}, in...)
-		c.last[p][q] = 0
+		if c.track {
+			c.last[p][q] = 0
+		}
 	}
 	return nil
 }

@@ -82,6 +82,13 @@ func newStateKeyer(n int, symmetry bool) *stateKeyer {
 	return k
 }
 
+// fork returns a keyer that hashes as k does, with buffers of its own,
+// for another goroutine.
+func (k *stateKeyer) fork() *stateKeyer {
+	n := len(k.inv)
+	return &stateKeyer{h1: k.h1, h2: k.h2, perms: k.perms, symmetry: k.symmetry, inv: make([]int, n), active: make([]bool, n)}
+}
+
 // hashes returns two independently seeded 64-bit hashes of the key of w's
 // state: its least encoding, byte-wise, over the allowed renamings.
 func (k *stateKeyer) hashes(w *world) (h1, h2 uint64) {
