@@ -213,8 +213,16 @@ func (wk *exploreWorker) successors(f frame) (succ []successor, terminal bool, e
 	x, w := wk.x, f.w
 	sc := x.sc
 	n := len(w.c.ids)
+	var made []successor // every move taken from w so far, for the candidates refused
 	take := func(mvs []move) error {
+	next:
 		for _, mv := range mvs {
+			for _, s := range made {
+				if s.mv.kind != mvCrash && s.mv.kind == mv.kind && s.mv.from == mv.from && s.mv.to == mv.to && s.mv.i == mv.i {
+					succ = append(succ, s)
+					continue next
+				}
+			}
 			t := w.clone()
 			wk.explored++
 			err := t.apply(mv)
@@ -228,6 +236,7 @@ func (wk *exploreWorker) successors(f frame) (succ []successor, terminal bool, e
 				return x.fail(err, t, &pathNode{mv: mv, prev: f.path})
 			}
 			succ = append(succ, successor{mv, t})
+			made = append(made, successor{mv, t})
 		}
 		return nil
 	}
@@ -333,7 +342,9 @@ func ampleCandidates(w *world, sc *scenario) []candidate {
 		ok := true
 		for q := range n {
 			if in&(1<<q) != 0 {
-				ok = ok && !(sc.withdraw && w.canWithdraw(q))
+				// A holder's release is visible: invisible would refuse
+				// the set, so it is not worth trying.
+				ok = ok && !(sc.withdraw && w.canWithdraw(q)) && !w.c.ms[q].Held()
 				mvs = w.appendReceiveMoves(mvs, q, sc)
 				mvs = w.appendLocalMoves(mvs, q, sc)
 			}
