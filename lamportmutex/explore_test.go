@@ -491,13 +491,15 @@ func TestExploreEveryInterleaving(t *testing.T) {
 			x := newExplorer(sc)
 			if soak {
 				x.workers = runtime.GOMAXPROCS(0)
+				defer debug.SetGCPercent(debug.SetGCPercent(100))
 				x.progress = func(states int) {
 					t.Logf("%d states, %v", states, time.Since(start).Round(time.Second))
+					// The visited set is most of the live heap, and holds
+					// no pointers: once it is large, collect when the heap
+					// has grown by a quarter GiB rather than by as much
+					// again, so that the peak stays near the set's size.
+					debug.SetGCPercent(max(10, min(100, 100*(1<<28)/max(1, x.seen.bytes()))))
 				}
-				// The visited set is most of the live heap, and holds no
-				// pointers: collecting more often costs little, and keeps
-				// the peak near the set's size rather than twice it.
-				defer debug.SetGCPercent(debug.SetGCPercent(20))
 			}
 			if err := x.run(); err != nil {
 				t.Fatalf("after %d states: %v", x.states(), err)
