@@ -29,7 +29,7 @@ import (
 //     do before they move, and none of them grants or releases, only those
 //     peers' moves are taken (partial-order reduction).
 //
-// A state visited is remembered by 80 bits of hash in 8 bytes
+// A state visited is remembered by 80 bits of hash in a slot of 8 bytes
 // (visitedSet), so that a few hundred million fit in a few GB; the chance
 // that two states share those bits, and one goes unexplored, is reported
 // with the counts.

@@ -13,13 +13,13 @@ import (
 // shard of the visited set that holds its first hash.
 const visitedShardBits = 16
 
-// visitedSet is the explorer's set of visited states, 8 bytes a state: a
-// state is named by two 64-bit hashes of its key (stateKeyer.hashes); the
+// visitedSet is the explorer's set of visited states, in slots of 8 bytes
+// filled between 53% and 80% (so 10 to 15 bytes a state): a state is named by two 64-bit hashes of its key (stateKeyer.hashes); the
 // top visitedShardBits bits of the second pick one of 2^visitedShardBits
 // open-addressing tables of uint64, which holds the first. Two states are
 // taken as one when they agree in those 64+16 = 80 bits, so among n
 // distinct states the chance that any one is taken for another, and left
-// unexplored, is at most n(n-1)/2 / 2^80 (about 10^-7 for 10^9 states;
+// unexplored, is at most n(n-1)/2 / 2^80 (below 10^-6 for 10^9 states;
 // see omissionBound). The tables grow one at a time, so growing costs one
 // table's worth of memory, not the whole set's.
 //
