@@ -41,3 +41,21 @@ func (r brokenRules) invariant(m *Machine) error {
 	}
 	return r.rules.invariant(m)
 }
+
+// chatty makes a Machine answer a REQUEST with a REPLY to every peer, not
+// only to the requester: harmless to the invariants, but it breaks what the
+// explorer's partial-order reduction assumes of an idle Machine with no
+// requests left (world.silentToward), which the explorer must notice.
+func chatty(m *Machine) { m.rules = chattyRules{m.rules} }
+
+type chattyRules struct{ rules }
+
+func (r chattyRules) onRequest(m *Machine, j int, t Token) []Message {
+	out := r.rules.onRequest(m, j, t)
+	for q := range m.peers {
+		if q != j && q != m.self {
+			out = append(out, m.reply(q))
+		}
+	}
+	return out
+}

@@ -63,6 +63,8 @@ func newWorld(sc *scenario, n int, algo Algorithm, track bool) (*world, error) {
 		opts = append(opts, enterEarly)
 	case variantClockWrap:
 		opts = append(opts, unguarded)
+	case variantChatty:
+		opts = append(opts, chatty)
 	}
 	c, err := newCluster(peerIDs(n), track, opts...)
 	if err != nil {
@@ -191,28 +193,27 @@ func (w *world) canWithdraw(p int) bool {
 	return m.Requesting() && !m.Held() && w.withdrawals != 0
 }
 
-// localMoves returns the moves peer p can make on its own: release,
+// appendLocalMoves appends the moves peer p can make on its own: release,
 // withdraw or request.
-func (w *world) localMoves(p int, sc *scenario) []move {
+func (w *world) appendLocalMoves(out []move, p int, sc *scenario) []move {
 	m := w.c.ms[p]
 	switch {
 	case m.Held():
-		return []move{{kind: mvRelease, from: p}}
+		return append(out, move{kind: mvRelease, from: p})
 	case m.Requesting():
 		if sc.withdraw && w.canWithdraw(p) {
-			return []move{{kind: mvWithdraw, from: p}}
+			return append(out, move{kind: mvWithdraw, from: p})
 		}
 	case w.canRequest(p):
-		return []move{{kind: mvRequest, from: p}}
+		return append(out, move{kind: mvRequest, from: p})
 	}
-	return nil
+	return out
 }
 
-// receiveMoves returns every move that hands peer p a message or drops
-// one addressed to it: the head of each link into p (any position, for the
-// reordering variant).
-func (w *world) receiveMoves(p int, sc *scenario) []move {
-	var out []move
+// appendReceiveMoves appends every move that hands peer p a message or
+// drops one addressed to it: the head of each link into p (any position,
+// for the reordering variant).
+func (w *world) appendReceiveMoves(out []move, p int, sc *scenario) []move {
 	for f := range w.c.ids {
 		l := len(w.c.links[f][p])
 		if l == 0 {
@@ -283,10 +284,11 @@ const (
 	variantReorder            // links deliver any queued message, not only the head
 	variantClockWrap          // honest Machines apply any clock with max(clock, c)+1, which wraps
 	variantNoSync             // chain holders append without a sync round
+	variantChatty             // idle Machines answer a REQUEST to every peer (breaks what the explorer's reduction assumes)
 )
 
 func (v variant) String() string {
-	return [...]string{"none", "enter-early", "reorder", "clock-wrap", "no-sync"}[v]
+	return [...]string{"none", "enter-early", "reorder", "clock-wrap", "no-sync", "chatty"}[v]
 }
 
 // scenario is one row of the table: a kind of seeded walk or of exhaustive
@@ -389,8 +391,10 @@ var scenarios = []scenario{
 		steps: 300, seeds: 300, variant: variantNoSync, want: ""},
 	{name: "explore/enter-early", explore: true, peers: []int{2}, algos: lamport, entries: 1, variant: variantEnterEarly, want: "violated"},
 	{name: "explore/enter-early/ricart-agrawala", explore: true, peers: []int{2}, algos: ricart, entries: 1, variant: variantEnterEarly, want: "violated"},
+	{name: "explore/enter-early/peers=3", explore: true, peers: []int{3}, algos: lamport, booted: true, entries: 1, variant: variantEnterEarly, want: "violated"},
 	{name: "explore/enter-early/crashes=1", explore: true, peers: []int{2}, algos: lamport, dropOld: true, entries: 1, crashes: 1, variant: variantEnterEarly, want: "violated"},
 	{name: "explore/reorder", explore: true, peers: []int{2}, algos: lamport, entries: 1, variant: variantReorder, want: ""},
+	{name: "explore/chatty", explore: true, peers: []int{3}, algos: lamport, booted: true, entries: 1, variant: variantChatty, want: "silent"},
 }
 
 // walk is one seeded random walk through a world.

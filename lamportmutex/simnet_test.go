@@ -143,6 +143,8 @@ func (c *cluster) index(id string) int {
 // independently of c. It shares c's Machines until it changes one (see
 // mutable), and the links' backing arrays, capped so that an append to a
 // link in either copy reallocates; removing a link's head only reslices.
+// It shares quar and last, which an untracked cluster with no faulty
+// member leaves as they are, so clones may move on different goroutines.
 func (c *cluster) clone() *cluster {
 	d := *c
 	d.ms = slices.Clone(c.ms)
@@ -150,11 +152,18 @@ func (c *cluster) clone() *cluster {
 	for i := range d.shared {
 		d.shared[i] = true
 	}
-	c.shared = slices.Clone(d.shared) // c's own Machines are shared now too
+	if c.shared == nil {
+		c.shared = make([]bool, len(c.ms))
+	}
+	for i := range c.shared {
+		c.shared[i] = true // c's own Machines are shared now too
+	}
 	d.inc = slices.Clone(c.inc)
-	d.links = make([][][]envelope, len(c.links))
+	n := len(c.links)
+	d.links = make([][][]envelope, n)
+	rows := make([][]envelope, n*n)
 	for i := range c.links {
-		d.links[i] = make([][]envelope, len(c.links[i]))
+		d.links[i] = rows[i*n : (i+1)*n : (i+1)*n]
 		for j, l := range c.links[i] {
 			d.links[i][j] = l[:len(l):len(l)]
 			c.links[i][j] = d.links[i][j]
@@ -202,7 +211,9 @@ func (c *cluster) send(p int, out []Message) error {
 			}
 			c.last[p][q] = m.Clock
 		}
-		c.say("%s sends %s", c.ids[p], narrate(m))
+		if c.logf != nil {
+			c.say("%s sends %s", c.ids[p], narrate(m))
+		}
 		c.links[p][q] = append(c.links[p][q], c.envelope(m, q))
 	}
 	return nil
@@ -231,12 +242,14 @@ func (c *cluster) deliver(from, to, i int) error {
 		}
 		c.quar[to][from] = -1
 	}
-	if e.msg.Kind == PeerUp {
+	if e.msg.Kind == PeerUp && c.track {
 		// The receiver talks to a new incarnation of the sender from now on.
 		c.last[to][from] = 0
 	}
 	c.mutable(to)
-	c.say("%s receives %s", c.ids[to], narrate(e.msg))
+	if c.logf != nil {
+		c.say("%s receives %s", c.ids[to], narrate(e.msg))
+	}
 	if c.app != nil && e.msg.Kind == Release && e.msg.Payload != nil && c.ms[to].Accepts(e.msg) == nil {
 		if err := c.app.release(to, from, e.msg.Payload); err != nil {
 			return err
@@ -386,8 +399,12 @@ func (c *cluster) crash(p int, keep []int, dropIn []bool) error {
 	if c.shared != nil {
 		c.shared[p] = false
 	}
-	for q := range c.quar[p] {
-		c.quar[p][q] = -1 // the new process has quarantined nobody
+	for q, inc := range c.quar[p] {
+		// The new process has quarantined nobody. (The explorer's clones
+		// share quar, where nothing is ever set: write only a change.)
+		if inc != -1 {
+			c.quar[p][q] = -1
+		}
 	}
 	c.say("%s crashes and restarts (incarnation %d)", c.ids[p], c.inc[p])
 	if c.app != nil {
@@ -428,7 +445,9 @@ func (c *cluster) crash(p int, keep []int, dropIn []bool) error {
 			in = in[cut:]
 		}
 		c.links[q][p] = append([]envelope{c.envelope(c.peerUp(q, p), p)}, in...)
-		c.last[p][q] = 0
+		if c.track {
+			c.last[p][q] = 0
+		}
 	}
 	return nil
 }

@@ -1,14 +1,15 @@
 package lamportmutex
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/maphash"
 )
 
-// stateKeyer names an explorer's state by a 128-bit hash of a fixed-size
-// binary encoding (two independently seeded maphashes: a collision among
-// 10^9 states has probability below 10^-20). The encoding holds what the
-// future of the state depends on, and nothing else:
+// stateKeyer names an explorer's state by a binary encoding, which it
+// hashes for the visited set (visitedSet says how likely two states are
+// taken for one). The encoding holds what the future of the state depends
+// on, and nothing else:
 //
 //   - A payload's bytes are not encoded, only whether there is one: the
 //     explorer's payloads are all alike, and neither the Machine nor the
@@ -22,7 +23,7 @@ import (
 //     a request is stamped, latest[j] is at most the clock, which the stamp
 //     passes, so nothing earlier matters either.)
 //
-// With symmetry on, the key is the least hash over the renamings of peers
+// With symmetry on, the key is the least encoding over the renamings of peers
 // that keep every comparison the rules can still make: peers are
 // interchangeable, except that the rules break ties between requests of
 // equal clocks by id, so a renaming that swaps the order of two peers whose
@@ -40,10 +41,11 @@ import (
 // peers, which matters only for the REPLYs Ricart-Agrawala releases in id
 // order, to peers that are active), and every check is invariant under
 // renaming. The allowed renamings of a renamed state are those of the state
-// composed with the renaming, so the least hash over them is the same for
-// both: the key names the class.
+// composed with the renaming, so the least encoding over them is the same
+// for both: the key names the class.
 type stateKeyer struct {
-	buf      []byte
+	buf      []byte // the encoding being made
+	best     []byte // the least encoding so far
 	h1, h2   maphash.Seed
 	perms    [][]int // every permutation of the peers: perm[old] = new
 	symmetry bool
@@ -80,11 +82,18 @@ func newStateKeyer(n int, symmetry bool) *stateKeyer {
 	return k
 }
 
-// key returns the key of w's state.
-func (k *stateKeyer) key(w *world) [16]byte {
+// fork returns a keyer that hashes as k does, with buffers of its own,
+// for another goroutine.
+func (k *stateKeyer) fork() *stateKeyer {
+	n := len(k.inv)
+	return &stateKeyer{h1: k.h1, h2: k.h2, perms: k.perms, symmetry: k.symmetry, inv: make([]int, n), active: make([]bool, n)}
+}
+
+// hashes returns two independently seeded 64-bit hashes of the key of w's
+// state: its least encoding, byte-wise, over the allowed renamings.
+func (k *stateKeyer) hashes(w *world) (h1, h2 uint64) {
 	k.markActive(w)
 	k.setBase(w)
-	var best [16]byte
 	first := true
 	for _, perm := range k.perms {
 		if !k.allowed(perm) {
@@ -93,15 +102,13 @@ func (k *stateKeyer) key(w *world) [16]byte {
 		for old, nw := range perm {
 			k.inv[nw] = old
 		}
-		b := k.encode(w, perm)
-		var key [16]byte
-		binary.BigEndian.PutUint64(key[:8], maphash.Bytes(k.h1, b))
-		binary.BigEndian.PutUint64(key[8:], maphash.Bytes(k.h2, b))
-		if first || string(key[:]) < string(best[:]) {
-			best, first = key, false
+		k.buf = k.encode(k.buf[:0], w, perm)
+		if first || bytes.Compare(k.buf, k.best) < 0 {
+			k.buf, k.best = k.best, k.buf
+			first = false
 		}
 	}
-	return best
+	return maphash.Bytes(k.h1, k.best), maphash.Bytes(k.h2, k.best)
 }
 
 // markActive marks the peers whose ids the rules may still compare.
@@ -188,50 +195,37 @@ func (k *stateKeyer) allowed(perm []int) bool {
 	return true
 }
 
-// encode writes w's state with peer old renamed perm[old], peers in their
-// new order (k.inv[new] = old).
-func (k *stateKeyer) encode(w *world, perm []int) []byte {
+// encode appends to b w's state with peer old renamed perm[old], peers in
+// their new order (k.inv[new] = old). Every field has a fixed width or a
+// length before it, so no two states share an encoding.
+func (k *stateKeyer) encode(b []byte, w *world, perm []int) []byte {
 	c := w.c
-	b := k.buf[:0]
-	u8 := func(v int) { b = append(b, byte(v)) }
-	u32 := func(v uint64) { b = binary.LittleEndian.AppendUint32(b, uint32(v)) }
-	u64 := func(v uint64) { b = binary.LittleEndian.AppendUint64(b, v) }
-	flags := func(fs ...bool) {
-		var v byte
-		for i, f := range fs {
-			if f {
-				v |= 1 << i
-			}
-		}
-		b = append(b, v)
-	}
-	rename := func(id string) int { return perm[c.index(id)] }
-	base := k.base
-	clock := func(v uint64) { u64(v - base) }
+	e := stateEncoder{b: b, base: k.base}
+	rename := func(id string) byte { return byte(perm[c.index(id)]) }
 	for _, o := range k.inv {
 		m := c.ms[o]
-		u32(uint64(c.inc[o]))
-		clock(m.clock)
+		e.u32(uint64(c.inc[o]))
+		e.clock(m.clock)
 		stamped := m.state.stamped()
-		u8(int(m.state))
-		flags(w.k.held[o])
-		u8(w.budget[o] + 1)
+		e.u8(byte(m.state))
+		e.flags(w.k.held[o], false, false, false, false)
+		e.u8(byte(w.budget[o] + 1))
 		if stamped {
-			clock(m.own.Clock)
+			e.clock(m.own.Clock)
 		}
-		u8(len(m.q))
+		e.u8(byte(len(m.q)))
 		for _, t := range m.q {
-			clock(t.Clock)
-			u8(rename(t.ID))
+			e.clock(t.Clock)
+			e.u8(rename(t.ID))
 		}
 		for _, j := range k.inv {
 			if j == o {
 				continue
 			}
-			p := m.peers[j]
+			p := &m.peers[j]
 			later := stamped && p.latest > m.own.Clock
-			flags(later, p.heard, p.up, stamped && p.replied, p.deferred)
-			u32(p.inc)
+			e.flags(later, p.heard, p.up, stamped && p.replied, p.deferred)
+			e.u32(p.inc)
 		}
 	}
 	for _, f := range k.inv {
@@ -240,27 +234,47 @@ func (k *stateKeyer) encode(w *world, perm []int) []byte {
 				continue
 			}
 			l := c.links[f][t]
-			u32(uint64(len(l)))
-			for _, e := range l {
-				u8(int(e.msg.Kind))
-				if e.msg.Kind == PeerUp {
-					u64(0)
+			e.u32(uint64(len(l)))
+			for i := range l {
+				msg := &l[i].msg
+				e.u8(byte(msg.Kind))
+				if msg.Kind == PeerUp {
+					e.u64(0)
 				} else {
-					clock(e.msg.Clock)
+					e.clock(msg.Clock)
 				}
-				u32(e.msg.Incarnation)
-				u32(uint64(e.destInc))
-				flags(e.msg.Payload != nil)
+				e.u32(msg.Incarnation)
+				e.u32(uint64(l[i].destInc))
+				e.flags(msg.Payload != nil, false, false, false, false)
 			}
 		}
 	}
-	u8(w.withdrawals + 1)
-	u8(w.crashes + 1)
-	flags(w.k.haveMax)
+	e.u8(byte(w.withdrawals + 1))
+	e.u8(byte(w.crashes + 1))
+	e.flags(w.k.haveMax, false, false, false, false)
 	if w.k.haveMax {
-		clock(w.k.maxTok.Clock)
-		u8(rename(w.k.maxTok.ID))
+		e.clock(w.k.maxTok.Clock)
+		e.u8(rename(w.k.maxTok.ID))
 	}
-	k.buf = b
-	return b
+	return e.b
+}
+
+// stateEncoder appends fixed-width fields, clocks relative to base.
+type stateEncoder struct {
+	b    []byte
+	base uint64
+}
+
+func (e *stateEncoder) u8(v byte)      { e.b = append(e.b, v) }
+func (e *stateEncoder) u32(v uint64)   { e.b = binary.LittleEndian.AppendUint32(e.b, uint32(v)) }
+func (e *stateEncoder) u64(v uint64)   { e.b = binary.LittleEndian.AppendUint64(e.b, v) }
+func (e *stateEncoder) clock(v uint64) { e.u64(v - e.base) }
+func (e *stateEncoder) flags(f0, f1, f2, f3, f4 bool) {
+	var v byte
+	for i, f := range [...]bool{f0, f1, f2, f3, f4} {
+		if f {
+			v |= 1 << i
+		}
+	}
+	e.b = append(e.b, v)
 }
