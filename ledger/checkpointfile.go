@@ -22,9 +22,9 @@ import (
 // decode, or that does not match the log (another genesis, offsets past
 // its end, another block there), is ignored: the log is read whole.
 const (
-	checkpointFileMagic  = "LLCHKPT\x01"
-	checkpointSuffix = ".checkpoint"
-	checkpointFixed  = 32 + 8 + 8 + 8 + 32
+	checkpointFileMagic = "LLCHKPT\x01"
+	checkpointSuffix    = ".checkpoint"
+	checkpointFixed     = 32 + 8 + 8 + 8 + 32
 	// maxCheckpointFile bounds the checkpoint file read at open.
 	maxCheckpointFile = len(checkpointFileMagic) + recordOverhead + checkpointFixed + MaxCheckpointSize
 )

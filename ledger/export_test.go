@@ -77,6 +77,7 @@ func (n *Node) MutexConfig(cfg lamportmutex.Config) lamportmutex.Config {
 	cfg.StartClock = max(cfg.StartClock, n.Head().Clock)
 	return cfg
 }
+
 // Names the tests use that the package does not export.
 var (
 	NewChainFrom       = newChainFrom
