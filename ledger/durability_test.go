@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -187,5 +188,64 @@ func closeNodes(t *testing.T, nodes ...*ledger.Node) {
 		if err := n.Close(context.Background()); err != nil && !errors.Is(err, ledger.ErrDiverged) {
 			t.Errorf("close node %s: %v", n.ID(), err)
 		}
+	}
+}
+
+// TestRestartFromCheckpoint checks that Close saves a checkpoint, that a
+// node restarted on the store starts from it with the state it had, and
+// that a checkpoint that does not verify is passed over for a
+// verification from genesis, reaching the same state.
+func TestRestartFromCheckpoint(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	g := ledger.GenesisForTest(memberIDs(2), 1000)
+	st := newLossyStore(g)
+	n1, n2, stop := startPair(t, st, g, ledger.SyncAfterRelease)
+	ctx := context.Background()
+	for i := range 30 {
+		from, to := n1, "2"
+		if i%3 == 2 {
+			from, to = n2, "1"
+		}
+		if _, err := from.Transfer(ctx, to, int64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n1.WaitHeight(ctx, 30); err != nil {
+		t.Fatal(err)
+	}
+	head, balances := n1.Head(), n1.Balances()
+	stop()
+
+	restart := func(st *lossyStore) *ledger.Node {
+		t.Helper()
+		n, err := ledger.NewUnwired(ledger.Config{ID: "1", Genesis: g, Signer: ledger.TestKey("1"), Store: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Head().Hash != head.Hash || !maps.Equal(n.Balances(), balances) {
+			t.Fatalf("restarted at %d %s with %v, want %d %s with %v", n.Head().Height, n.Head().Hash.Short(), n.Balances(),
+				head.Height, head.Hash.Short(), balances)
+		}
+		if err := n.Verify(); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	st = st.restart()
+	if cp, tail, err := st.Load(); err != nil || cp == nil || cp.Height != head.Height || len(tail) != 0 {
+		t.Fatalf("after Close the store holds checkpoint %+v and %d blocks after it (%v), want one at %d and none", cp, len(tail), err, head.Height)
+	}
+	n := restart(st)
+	if err := n.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	st = st.restart()
+	if err := st.SaveCheckpoint(head.Height, []byte("not a checkpoint")); err != nil {
+		t.Fatal(err)
+	}
+	n = restart(st)
+	if err := n.Close(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"slices"
 	"sync"
@@ -218,7 +219,7 @@ func newNode(cfg Config) (_ *Node, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	chain, err := loadChain(st, genesis, log)
+	chain, checkpoint, err := loadChain(st, genesis, keys[cfg.ID], log)
 	if err != nil {
 		return nil, err
 	}
@@ -234,49 +235,120 @@ func newNode(cfg Config) (_ *Node, err error) {
 		pending: make(map[uint64]received),
 		warned:  make(map[string]uint64),
 		batcher: newBatcher(cfg.MaxBatch),
-		syncer:  newSyncer(),
+		syncer:  syncer{checkpoint: checkpoint, durKick: make(chan struct{}, 1), durStop: make(chan struct{})},
 		catchup: newCatchup(cfg.ID, genesis.memberIDs()),
 	}, nil
 }
 
-// loadChain reads the blocks of st and verifies them from genesis. Blocks
-// at the end that no seal covers are the rest of a batch whose write a
-// crash tore: they are cut off, with a warning.
-func loadChain(st Store, genesis Block, log *slog.Logger) (*Chain, error) {
+// loadChain restores the chain that st holds. With a checkpoint, signed
+// with this node's key pub, it verifies only the blocks after it; without
+// one, or with one that does not verify, it verifies every block from
+// genesis, reading the store a few thousand blocks at a time. Blocks at
+// the end that no seal covers are the rest of a batch whose write a crash
+// tore: they are cut off, with a warning.
+func loadChain(st Store, genesis Block, pub ed25519.PublicKey, log *slog.Logger) (_ *Chain, checkpoint uint64, err error) {
 	if st.Genesis().Hash != genesis.Hash {
-		return nil, fmt.Errorf("ledger: %w: the store holds the ledger of genesis %s, not %s",
+		return nil, 0, fmt.Errorf("ledger: %w: the store holds the ledger of genesis %s, not %s",
 			ErrGenesisMismatch, st.Genesis().Hash.Short(), genesis.Hash.Short())
 	}
-	cp, blocks, err := st.Load()
+	cp, tail, err := st.Load()
 	if err != nil {
-		return nil, fmt.Errorf("ledger: load store: %w", err)
+		return nil, 0, fmt.Errorf("ledger: load store: %w", err)
 	}
-	if cp != nil {
-		return nil, fmt.Errorf("ledger: store has a checkpoint at height %d, which this node cannot start from", cp.Height)
-	}
-	if len(blocks) == 0 || blocks[0].Hash != genesis.Hash {
-		return nil, fmt.Errorf("ledger: %w: the store does not start with the genesis %s", ErrGenesisMismatch, genesis.Hash.Short())
-	}
-	if sealed := lastSealed(blocks); sealed < len(blocks)-1 {
-		log.Warn("ledger: cutting off the unsealed blocks at the end of the store",
-			"height", blocks[sealed+1].Height, "blocks", len(blocks)-1-sealed)
-		if err := st.Truncate(blocks[sealed].Height); err != nil {
-			return nil, fmt.Errorf("ledger: cut the unsealed tail of the store: %w", err)
+	var chain *Chain
+	base := uint64(0) // the height the tail follows
+	switch {
+	case cp != nil:
+		base = cp.Height
+		checkpoint = cp.Height
+		if chain, err = checkpointChain(st, genesis, pub, cp); err != nil {
+			checkpoint = 0
+			log.Warn("ledger: the checkpoint is not usable; verifying the chain from genesis", "height", cp.Height, "err", err)
+			if chain, err = verifyStored(st, cp.Height); err != nil {
+				return nil, 0, err
+			}
 		}
-		blocks = blocks[:sealed+1]
+	case len(tail) == 0 || tail[0].Hash != genesis.Hash:
+		return nil, 0, fmt.Errorf("ledger: %w: the store does not start with the genesis %s", ErrGenesisMismatch, genesis.Hash.Short())
+	default:
+		tail = tail[1:]
+		if chain, err = NewChain(genesis); err != nil {
+			return nil, 0, err
+		}
 	}
-	chain, err := newChainFrom(blocks)
+	if k := sealedPrefix(tail); k < len(tail) {
+		log.Warn("ledger: cutting off the unsealed blocks at the end of the store",
+			"height", tail[k].Height, "blocks", len(tail)-k)
+		if err := st.Truncate(base + uint64(k)); err != nil {
+			return nil, 0, fmt.Errorf("ledger: cut the unsealed tail of the store: %w", err)
+		}
+		tail = tail[:k]
+	}
+	if err := chain.extend(blockSeq(tail)); err != nil {
+		return nil, 0, fmt.Errorf("ledger: verify store: %w", err)
+	}
+	return chain, checkpoint, nil
+}
+
+// checkpointChain returns the chain that cp describes, checked against
+// the block the store holds at its height.
+func checkpointChain(st Store, genesis Block, pub ed25519.PublicKey, cp *Checkpoint) (*Chain, error) {
+	chain, err := chainFromCheckpoint(genesis, pub, cp.Data)
 	if err != nil {
-		return nil, fmt.Errorf("ledger: verify store: %w", err)
+		return nil, err
+	}
+	if chain.Head().Height != cp.Height {
+		return nil, fmt.Errorf("%w: its head is at %d, the store's checkpoint at %d", errBadCheckpoint, chain.Head().Height, cp.Height)
+	}
+	at, err := st.Read(cp.Height, cp.Height)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read the checkpoint's block: %w", err)
+	}
+	if at[0].Hash != chain.Head().Hash {
+		return nil, fmt.Errorf("%w: its head %s is not the store's block %s", errBadCheckpoint, chain.Head().Hash.Short(), at[0].Hash.Short())
 	}
 	return chain, nil
 }
 
-// lastSealed returns the index of the last sealed block of blocks, the
-// genesis (index 0) counting as sealed.
-func lastSealed(blocks []Block) int {
-	for i := len(blocks) - 1; i > 0; i-- {
-		if blocks[i].Sealed() {
+// verifyStored verifies the blocks st holds from genesis up to height to,
+// reading them a few thousand at a time, and returns their chain.
+func verifyStored(st Store, to uint64) (*Chain, error) {
+	c, err := verifyChain(func(yield func(Block, error) bool) {
+		for h := uint64(0); h <= to; h += MaxReadBlocks {
+			blocks, err := st.Read(h, min(to, h+MaxReadBlocks-1))
+			if err != nil {
+				yield(Block{}, fmt.Errorf("ledger: read store: %w", err))
+				return
+			}
+			for _, b := range blocks {
+				if !yield(b, nil) {
+					return
+				}
+			}
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: verify store: %w", err)
+	}
+	return c, nil
+}
+
+// blockSeq yields blocks, in order.
+func blockSeq(blocks []Block) iter.Seq2[Block, error] {
+	return func(yield func(Block, error) bool) {
+		for _, b := range blocks {
+			if !yield(b, nil) {
+				return
+			}
+		}
+	}
+}
+
+// sealedPrefix returns how many of blocks, up to and including the last
+// sealed one, a seal covers.
+func sealedPrefix(blocks []Block) int {
+	for i := len(blocks); i > 0; i-- {
+		if blocks[i-1].Sealed() {
 			return i
 		}
 	}

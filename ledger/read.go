@@ -73,16 +73,19 @@ func (n *Node) BlocksFrom(from uint64) iter.Seq2[Block, error] {
 // all, else from the store.
 func (n *Node) readBlocks(from, to uint64) ([]Block, error) {
 	n.mu.RLock()
-	if _, ok := n.chain.Block(from); ok {
-		out := make([]Block, 0, to-from+1)
-		for h := from; h <= to; h++ {
-			b, _ := n.chain.Block(h)
-			out = append(out, b)
+	out := make([]Block, 0, to-from+1)
+	for h := from; h <= to; h++ {
+		b, ok := n.chain.Block(h)
+		if !ok {
+			out = nil
+			break
 		}
-		n.mu.RUnlock()
-		return out, nil
+		out = append(out, b)
 	}
 	n.mu.RUnlock()
+	if out != nil {
+		return out, nil
+	}
 	blocks, err := n.store.Read(from, to)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read blocks %d-%d from the store: %w", from, to, err)
@@ -170,20 +173,7 @@ func (n *Node) Verify() error {
 	n.mu.RLock()
 	state, head := n.chain.appendState(nil), n.chain.Head()
 	n.mu.RUnlock()
-	c, err := verifyChain(func(yield func(Block, error) bool) {
-		for h := uint64(0); h <= head.Height; h += MaxReadBlocks {
-			blocks, err := n.store.Read(h, min(head.Height, h+MaxReadBlocks-1))
-			if err != nil {
-				yield(Block{}, fmt.Errorf("ledger: read store: %w", err))
-				return
-			}
-			for _, b := range blocks {
-				if !yield(b, nil) {
-					return
-				}
-			}
-		}
-	})
+	c, err := verifyStored(n.store, head.Height)
 	if err != nil {
 		return err
 	}

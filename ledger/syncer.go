@@ -16,24 +16,26 @@ import (
 // prefix of the chain, and a Transfer that reported success has its block,
 // and every block before it, on this client's disk.
 type syncer struct {
-	symu    sync.Mutex
-	written uint64 // the highest height appended to the store
-	durable uint64 // the highest height a Sync covered
-	waits   []syncWait
-	durErr  error         // the first failed Sync; the node has stopped
-	durKick chan struct{} // buffered 1: something was written or awaits a sync
-	durStop chan struct{}
-	durDone chan struct{} // closed when the goroutine exits; nil before it starts
+	symu       sync.Mutex
+	checkpoint uint64 // the height of the newest checkpoint saved
+	written    uint64 // the highest height appended to the store
+	durable    uint64 // the highest height a Sync covered
+	waits      []syncWait
+	durErr     error         // the first failed Sync; the node has stopped
+	durKick    chan struct{} // buffered 1: something was written or awaits a sync
+	durStop    chan struct{}
+	durDone    chan struct{} // closed when the goroutine exits; nil before it starts
 }
+
+// CheckpointInterval is how many blocks a node lets pass between the
+// checkpoints it saves (and it saves one at Close): a restart verifies at
+// most about this many blocks after the newest checkpoint.
+const CheckpointInterval = 4096
 
 // syncWait is a completion to run once the store is durable up to height.
 type syncWait struct {
 	height uint64
 	done   func(error)
-}
-
-func newSyncer() syncer {
-	return syncer{durKick: make(chan struct{}, 1), durStop: make(chan struct{})}
 }
 
 // startSyncer starts the sync goroutine; stopSyncer stops it.
@@ -47,15 +49,17 @@ func (n *Node) startSyncer() {
 }
 
 // wrote notes that the store holds blocks up to height h, and has them
-// synced in the background under SyncAfterRelease.
+// synced in the background under SyncAfterRelease, and a checkpoint saved
+// when one is due.
 func (n *Node) wrote(h uint64) {
 	n.symu.Lock()
 	n.written = max(n.written, h)
 	if n.durability == SyncBeforeRelease {
 		n.durable = n.written // the writer synced
 	}
+	due := n.written >= n.checkpoint+CheckpointInterval
 	n.symu.Unlock()
-	if n.durability == SyncAfterRelease {
+	if n.durability == SyncAfterRelease || due {
 		n.kickSyncer()
 	}
 }
@@ -93,7 +97,7 @@ func (n *Node) durableLoop() {
 	for {
 		select {
 		case <-n.durStop:
-			n.syncOnce() // what was written before Close is synced, and its waiters told
+			n.syncOnce(true) // what was written before Close is synced, its waiters told, and a checkpoint saved
 			n.symu.Lock()
 			waits := n.waits
 			n.waits = nil
@@ -103,21 +107,44 @@ func (n *Node) durableLoop() {
 			}
 			return
 		case <-n.durKick:
-			n.syncOnce()
+			n.syncOnce(false)
 		}
 	}
 }
 
-// syncOnce syncs the store if something written is not durable yet, and
-// runs the completions the sync covers.
-func (n *Node) syncOnce() {
+// syncOnce syncs the store if something written is not durable yet, runs
+// the completions the sync covers, and saves a checkpoint if one is due
+// (with closing, if the chain grew since the last one at all).
+func (n *Node) syncOnce(closing bool) {
 	n.symu.Lock()
 	target, pending := n.written, n.written > n.durable && n.durErr == nil
+	lastCP, failed := n.checkpoint, n.durErr != nil
 	n.symu.Unlock()
+	// The checkpoint's state is taken before the sync: every block it
+	// covers was appended before it was inserted, so the sync covers it.
+	var cp []byte
+	var cpHeight uint64
+	if !failed {
+		n.mu.RLock()
+		if h := n.chain.Head().Height; h >= lastCP+CheckpointInterval || closing && h > lastCP {
+			cp, cpHeight = n.chain.checkpoint(n.signer), h
+		}
+		n.mu.RUnlock()
+	}
 	var err error
-	if pending {
+	if pending || cp != nil {
 		if err = n.store.Sync(); err != nil {
 			err = n.fail(fmt.Errorf("sync the store up to height %d: %w", target, err))
+		}
+	}
+	if err == nil && cp != nil {
+		if cerr := n.store.SaveCheckpoint(cpHeight, cp); cerr != nil {
+			// A checkpoint only speeds a restart up: the node goes on.
+			n.log.Warn("ledger: checkpoint not saved", "height", cpHeight, "err", cerr)
+		} else {
+			n.symu.Lock()
+			n.checkpoint = cpHeight
+			n.symu.Unlock()
 		}
 	}
 	n.symu.Lock()

@@ -100,11 +100,5 @@ func (e *extender) finish() error { return e.d.unsealed() }
 // newChainFrom builds a chain from blocks, genesis first, verifying each;
 // the error is a *BlockError for the first bad block.
 func newChainFrom(blocks []Block) (*Chain, error) {
-	return verifyChain(func(yield func(Block, error) bool) {
-		for _, b := range blocks {
-			if !yield(b, nil) {
-				return
-			}
-		}
-	})
+	return verifyChain(blockSeq(blocks))
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"iter"
 	"math/rand/v2"
 	"testing"
 )
@@ -253,17 +252,6 @@ func TestTransferIDWindowEdge(t *testing.T) {
 	}
 	if err := send("2", first); err != nil {
 		t.Fatalf("an id out of every window is refused: %v", err)
-	}
-}
-
-// blockSeq yields blocks, as a store would.
-func blockSeq(blocks []Block) iter.Seq2[Block, error] {
-	return func(yield func(Block, error) bool) {
-		for _, b := range blocks {
-			if !yield(b, nil) {
-				return
-			}
-		}
 	}
 }
 
