@@ -101,9 +101,13 @@ func (h *liveHub) chainTail(c *client, head uint64) []liveBlock {
 		h.behindAt[c.id] = head + 1
 	}
 	if !ok {
-		blocks := c.node.Blocks()
 		tail = nil
-		for _, b := range blocks[max(0, len(blocks)-liveChainShown):] {
+		from := c.node.Head().Height
+		from -= min(from, liveChainShown-1)
+		for b, err := range c.node.BlocksFrom(from) {
+			if err != nil {
+				break
+			}
 			tail = append(tail, toLiveBlock(b))
 		}
 		h.pmu.Lock()
