@@ -83,6 +83,16 @@
 // loses nothing written: the operating system holds it. A Transfer that
 // succeeded elsewhere is safe the same way on its own client's disk.
 //
+// # Checkpoints
+//
+// A node saves a checkpoint (its head, balances and ID windows, signed
+// with its own key) every CheckpointInterval blocks, after a sync that
+// covers them, and at Close. A restart verifies the checkpoint and only
+// the blocks after it; one that does not verify, or does not match the
+// store's block at its height, is passed over with a warning, and the
+// chain is verified from genesis. Node.Verify re-checks everything from
+// genesis on demand.
+//
 // # Replication
 //
 // A Node is one client: NewNode builds it on a transport to its peers and
@@ -204,7 +214,8 @@
 //     on the rest. Every transfer whose Transfer call returned success is
 //     in every replica's chain once the client is back. A transfer in
 //     flight when it died was either committed or not; retried with the
-//     same TransferWithID after the restart, it is applied once.
+//     same TransferWithID after the restart, it is applied once (while its
+//     sender has made fewer than IDWindow transfers since).
 //   - A client whose ledger file is lost: it restarts from genesis and
 //     fetches every block from its peers. Its own blocks survive if they
 //     reached a peer; a release reaches every live peer unless the client
