@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/lamportledger/lamportledger/lamportmutex"
@@ -22,131 +20,85 @@ const ledgerNodes = 3
 // transfer of 1 is ever refused.
 const ledgerBalance = 1 << 40
 
-// ledgerBench measures committed transfers per second with submitters
-// goroutines spread over three nodes over TCP loopback, each node with a
-// FileStore in a new folder under dir, fsynced after every append if durable.
-func ledgerBench(dir string, durable bool, submitters int, bud budget) (_ Sample, err error) {
-	tmp, err := os.MkdirTemp(dir, "lamportledger-bench-*")
-	if err != nil {
-		return Sample{}, err
-	}
-	defer func() { err = errors.Join(err, os.RemoveAll(tmp)) }()
+// ledgerGroup is the ledger under test: ledgerNodes nodes over TCP
+// loopback, each with a FileStore in dir. Everything that knows how a
+// ledger is built and wired is in startLedger and openLedgerNode; the
+// measurements use only the methods below.
+type ledgerGroup struct {
+	dir     string
+	durable bool
+	ids     []string
+	keys    map[string]ed25519.PublicKey
+	signers map[string]ed25519.PrivateKey
+	genesis ledger.Block
+	nodes   []*ledger.Node
+	c       *cluster
+}
 
-	ids := peerIDs(ledgerNodes)
-	keys, signers, err := newKeys(ids)
-	if err != nil {
-		return Sample{}, err
+// startLedger starts a ledger of ledgerNodes nodes with new stores in dir,
+// fsynced after every append if durable.
+func startLedger(dir string, durable bool) (_ *ledgerGroup, err error) {
+	g := &ledgerGroup{dir: dir, durable: durable, ids: peerIDs(ledgerNodes)}
+	if g.keys, g.signers, err = newKeys(g.ids); err != nil {
+		return nil, err
 	}
-	genesis, err := ledger.NewGenesis(ids, ledgerBalance, keys)
-	if err != nil {
-		return Sample{}, err
+	if g.genesis, err = ledger.NewGenesis(g.ids, ledgerBalance, g.keys); err != nil {
+		return nil, err
 	}
-	var nodes []*ledger.Node
 	defer func() {
-		for _, n := range nodes {
-			err = errors.Join(err, n.Close())
+		if err != nil {
+			err = errors.Join(err, g.close())
 		}
 	}()
-	for _, id := range ids {
-		st, err := ledger.OpenFileStore(filepath.Join(tmp, id+".log"), genesis, ledger.FileOptions{NoSync: !durable})
+	for _, id := range g.ids {
+		n, err := g.openNode(id)
 		if err != nil {
-			return Sample{}, err
+			return nil, err
 		}
-		n, err := ledger.NewNode(ledger.Config{ID: id, Members: ids, Keys: keys, Signer: signers[id],
-			InitialBalance: ledgerBalance, Store: st})
-		if err != nil {
-			_ = st.Close()
-			return Sample{}, err
-		}
-		nodes = append(nodes, n)
+		g.nodes = append(g.nodes, n)
 	}
-	c, err := newCluster(overTCP, ledgerNodes, func(i int, cfg lamportmutex.Config) lamportmutex.Config {
-		return nodes[i].MutexConfig(cfg)
+	g.c, err = newCluster(overTCP, ledgerNodes, func(i int, cfg lamportmutex.Config) lamportmutex.Config {
+		return g.nodes[i].MutexConfig(cfg)
 	})
 	if err != nil {
-		return Sample{}, err
+		return nil, err
 	}
-	// Mutexes and transports close before the nodes (deferred above).
-	defer func() { err = errors.Join(err, c.close()) }()
-	for i, n := range nodes {
-		if err := n.SetLocker(c.mus[i]); err != nil {
-			return Sample{}, err
+	for i, n := range g.nodes {
+		if err := n.SetLocker(g.c.mus[i]); err != nil {
+			return nil, err
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), bud.patience())
-	defer cancel()
+	return g, nil
+}
 
-	phase := func(m *meter) ([]time.Duration, error) {
-		var wg sync.WaitGroup
-		lats := make([][]time.Duration, submitters)
-		errs := make([]error, submitters)
-		for k := range submitters {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				i := k % ledgerNodes
-				to := ids[(i+1+k/ledgerNodes%(ledgerNodes-1))%ledgerNodes]
-				for m.next() {
-					t0 := time.Now()
-					if _, err := nodes[i].Transfer(ctx, to, 1); err != nil {
-						errs[k] = fmt.Errorf("submitter %d at %s: %w", k, ids[i], err)
-						return
-					}
-					lats[k] = append(lats[k], time.Since(t0))
-				}
-			}()
-		}
-		wg.Wait()
-		return slices.Concat(lats...), errors.Join(errs...)
-	}
-	if _, err := phase(bud.warmup().start()); err != nil {
-		return Sample{}, err
-	}
-	h0, err := converge(ctx, nodes)
+// openNode opens id's store and returns its node, not yet wired to a
+// mutex: the whole of a restart but joining the group.
+func (g *ledgerGroup) openNode(id string) (*ledger.Node, error) {
+	st, err := ledger.OpenFileStore(filepath.Join(g.dir, id+".log"), g.genesis, ledger.FileOptions{NoSync: !g.durable})
 	if err != nil {
-		return Sample{}, err
+		return nil, err
 	}
-	t0, err := c.counts(ctx)
+	n, err := ledger.NewNode(ledger.Config{ID: id, Members: g.ids, Keys: g.keys, Signer: g.signers[id],
+		InitialBalance: ledgerBalance, Store: st})
 	if err != nil {
-		return Sample{}, err
+		return nil, errors.Join(err, st.Close())
 	}
-	start := time.Now()
-	lat, err := phase(bud.start())
-	if err != nil {
-		return Sample{}, err
-	}
-	window := time.Since(start)
-	h1, err := converge(ctx, nodes)
-	if err != nil {
-		return Sample{}, err
-	}
-	t1, err := c.counts(ctx)
-	if err != nil {
-		return Sample{}, err
-	}
-	s := latencySample(lat, window)
-	s.Committed = int64(h1 - h0)
-	s.Rate = float64(s.Committed) / window.Seconds()
-	if e := t1.entries - t0.entries; e > 0 {
-		s.BlocksPerEntry = float64(s.Committed) / float64(e)
-	}
-	if s.Committed != s.Ops {
-		return s, fmt.Errorf("ledger: %d transfers returned success but %d blocks were added", s.Ops, s.Committed)
-	}
-	if err := identical(nodes); err != nil {
-		return s, err
-	}
-	s.Identical = true
-	return s, nil
+	return n, nil
+}
+
+// transfer commits a transfer of 1 from node i to node j.
+func (g *ledgerGroup) transfer(ctx context.Context, i, j int) error {
+	_, err := g.nodes[i].Transfer(ctx, g.ids[j], 1)
+	return err
 }
 
 // converge waits until every replica has the same height and returns it,
 // the height of the slowest replica. The last holder's block reaches the
 // others with its release, just after its Transfer returned.
-func converge(ctx context.Context, nodes []*ledger.Node) (uint64, error) {
+func (g *ledgerGroup) converge(ctx context.Context) (uint64, error) {
 	for {
-		lo, hi := nodes[0].Head().Height, nodes[0].Head().Height
-		for _, n := range nodes[1:] {
+		lo, hi := g.nodes[0].Head().Height, g.nodes[0].Head().Height
+		for _, n := range g.nodes[1:] {
 			h := n.Head().Height
 			lo, hi = min(lo, h), max(hi, h)
 		}
@@ -163,23 +115,133 @@ func converge(ctx context.Context, nodes []*ledger.Node) (uint64, error) {
 
 // identical verifies every replica's chain and checks that all are the
 // same, block by block.
-func identical(nodes []*ledger.Node) error {
-	ref := nodes[0].Blocks()
-	for _, n := range nodes {
+func (g *ledgerGroup) identical() error {
+	ref := g.nodes[0].Blocks()
+	for _, n := range g.nodes {
 		if err := n.Verify(); err != nil {
 			return fmt.Errorf("ledger: %s: %w", n.ID(), err)
 		}
 		bs := n.Blocks()
 		if len(bs) != len(ref) {
-			return fmt.Errorf("ledger: %s has %d blocks, %s has %d", n.ID(), len(bs), nodes[0].ID(), len(ref))
+			return fmt.Errorf("ledger: %s has %d blocks, %s has %d", n.ID(), len(bs), g.nodes[0].ID(), len(ref))
 		}
 		for i := range bs {
 			if bs[i].Hash != ref[i].Hash {
-				return fmt.Errorf("ledger: %s and %s differ at height %d", n.ID(), nodes[0].ID(), i)
+				return fmt.Errorf("ledger: %s and %s differ at height %d", n.ID(), g.nodes[0].ID(), i)
 			}
 		}
 	}
 	return nil
+}
+
+// entries returns the mutex entries of every node so far, once the group
+// is quiet (see cluster.counts).
+func (g *ledgerGroup) entries(ctx context.Context) (uint64, error) {
+	t, err := g.c.counts(ctx)
+	return t.entries, err
+}
+
+// close stops the mutexes and transports, then the nodes, which closes
+// their stores. It may be called again.
+func (g *ledgerGroup) close() error {
+	var errs []error
+	if g.c != nil {
+		errs = append(errs, g.c.close())
+		g.c = nil
+	}
+	for _, n := range g.nodes {
+		errs = append(errs, n.Close())
+	}
+	g.nodes = nil
+	return errors.Join(errs...)
+}
+
+// restart opens the store of the group's first member again, after
+// close, and returns how long it took until the node was ready and the
+// bytes allocated meanwhile.
+func (g *ledgerGroup) restart() (time.Duration, uint64, error) {
+	a0 := totalAlloc()
+	t0 := time.Now()
+	n, err := g.openNode(g.ids[0])
+	took := time.Since(t0)
+	alloc := totalAlloc() - a0
+	if err != nil {
+		return 0, 0, fmt.Errorf("ledger: restart %s: %w", g.ids[0], err)
+	}
+	return took, alloc, n.Close()
+}
+
+// ledgerBench measures committed transfers per second with submitters
+// goroutines spread over three nodes over TCP loopback, each node with a
+// FileStore in a new folder under dir, fsynced after every append if durable.
+func ledgerBench(dir string, durable bool, submitters int, bud budget) (_ Sample, err error) {
+	tmp, err := os.MkdirTemp(dir, "lamportledger-bench-*")
+	if err != nil {
+		return Sample{}, err
+	}
+	defer func() { err = errors.Join(err, os.RemoveAll(tmp)) }()
+	g, err := startLedger(tmp, durable)
+	if err != nil {
+		return Sample{}, err
+	}
+	defer func() { err = errors.Join(err, g.close()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), bud.patience())
+	defer cancel()
+
+	op := ledgerOp(g)
+	if _, err := submit(ctx, submitters, bud.warmup().start(), op); err != nil {
+		return Sample{}, err
+	}
+	h0, err := g.converge(ctx)
+	if err != nil {
+		return Sample{}, err
+	}
+	e0, err := g.entries(ctx)
+	if err != nil {
+		return Sample{}, err
+	}
+	start := time.Now()
+	lat, err := submit(ctx, submitters, bud.start(), op)
+	if err != nil {
+		return Sample{}, err
+	}
+	window := time.Since(start)
+	h1, err := g.converge(ctx)
+	if err != nil {
+		return Sample{}, err
+	}
+	e1, err := g.entries(ctx)
+	if err != nil {
+		return Sample{}, err
+	}
+	s := latencySample(lat, window)
+	s.Committed = int64(h1 - h0)
+	s.Rate = float64(s.Committed) / window.Seconds()
+	if e := e1 - e0; e > 0 {
+		s.BlocksPerEntry = float64(s.Committed) / float64(e)
+	}
+	if s.Committed != s.Ops {
+		return s, fmt.Errorf("ledger: %d transfers returned success but %d blocks were added", s.Ops, s.Committed)
+	}
+	if err := g.identical(); err != nil {
+		return s, err
+	}
+	s.Identical = true
+	return s, nil
+}
+
+// ledgerOp returns the operation of submitter k: a transfer of 1 from node
+// k mod ledgerNodes to one of the others, alternating between them across
+// submitters.
+func ledgerOp(g *ledgerGroup) func(context.Context, int) error {
+	return func(ctx context.Context, k int) error {
+		i := k % ledgerNodes
+		j := (i + 1 + k/ledgerNodes%(ledgerNodes-1)) % ledgerNodes
+		if err := g.transfer(ctx, i, j); err != nil {
+			return fmt.Errorf("submitter %d at %s: %w", k, g.ids[i], err)
+		}
+		return nil
+	}
 }
 
 // newKeys makes a fresh Ed25519 key pair for each of ids.
