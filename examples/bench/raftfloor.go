@@ -190,7 +190,7 @@ func (g *raftGroup) close() error {
 // with submitters goroutines calling Apply on the leader, n transfers after
 // a warm-up of warm.
 func raftBench(dir string, durable bool, submitters int, n, warm int64) (_ Sample, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), budget{n: n}.patience())
+	ctx, cancel := context.WithTimeout(context.Background(), versusPatience(n))
 	defer cancel()
 	g, err := startRaft(ctx, dir, durable)
 	if err != nil {

@@ -28,6 +28,11 @@ const (
 // section: 1%, and at least one per submitter.
 func versusWarmup(n int64, submitters int) int64 { return max(n/100, int64(submitters)) }
 
+// versusPatience bounds how long a run of n transfers of the versus
+// section may take before it is abandoned as hung: as long as n at a
+// thousand a second, and a minute more.
+func versusPatience(n int64) time.Duration { return time.Minute + time.Duration(n)*time.Millisecond }
+
 // keyVersus names a measurement of the versus section: of the ledger or
 // of raft, with fsync off or on, timed over n transfers.
 func keyVersus(system, fsync string, n int64) string {
@@ -56,7 +61,7 @@ func ledgerVersus(dir string, durable bool, submitters int, n, warm int64) (_ Sa
 		return Sample{}, err
 	}
 	defer func() { err = errors.Join(err, os.RemoveAll(tmp)) }()
-	ctx, cancel := context.WithTimeout(context.Background(), budget{n: n}.patience())
+	ctx, cancel := context.WithTimeout(context.Background(), versusPatience(n))
 	defer cancel()
 
 	heap0 := liveHeap()
