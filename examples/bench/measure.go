@@ -223,6 +223,7 @@ func measureVersus(rec *recorder, p Params, step func(string)) error {
 				label = "ledger, FileStore fsync on every append"
 			}
 			rec.add(Measurement{Key: key, Section: secVersus, Transport: overTCP, N: ledgerNodes, Transfers: n, Fsync: fsync, Label: label}, s)
+			step(fmt.Sprintf("%s: %.0f committed/s, heap/node %s, restart %s (%s allocated)", key, s.Rate, mib(s.HeapPerNode), dur(s.Restart), mib(int64(s.RestartAlloc))))
 			key = keyVersus(sysRaft, fsync, n)
 			step(key)
 			s, err = raftVersus(p.Dir, durable, p.Submitters, n, warm)
@@ -234,6 +235,7 @@ func measureVersus(rec *recorder, p Params, step func(string)) error {
 				label = "hashicorp/raft, raft-boltdb"
 			}
 			rec.add(Measurement{Key: key, Section: secVersus, Transport: overTCP, N: ledgerNodes, Transfers: n, Fsync: fsync, Label: label}, s)
+			step(fmt.Sprintf("%s: %.0f committed/s, %d applies retried at a new leader", key, s.Rate, s.Retried))
 		}
 	}
 	return nil

@@ -81,6 +81,9 @@ type Sample struct {
 	// be ready, after the run; RestartAlloc the bytes it allocated doing so.
 	Restart      time.Duration `json:"restart_ns,omitempty"`
 	RestartAlloc uint64        `json:"restart_alloc_bytes,omitempty"`
+	// Retried is the raft floor's applies sent again to a new leader after
+	// their node lost the lead, warm-up included.
+	Retried int64 `json:"retried,omitempty"`
 }
 
 // Measurement is one thing measured, with every repeat and their median.
@@ -156,6 +159,7 @@ func (m *Measurement) summarize() {
 		Identical:      all(func(s Sample) bool { return s.Identical }),
 		HeapPerNode:    int64(math.Round(med(func(s Sample) float64 { return float64(s.HeapPerNode) }))),
 		Restart:        dur(func(s Sample) time.Duration { return s.Restart }),
+		Retried:        int64(math.Round(med(func(s Sample) float64 { return float64(s.Retried) }))),
 		RestartAlloc:   uint64(math.Round(med(func(s Sample) float64 { return float64(s.RestartAlloc) }))),
 		BlocksPerEntry: med(func(s Sample) float64 { return s.BlocksPerEntry }),
 		WakeupsPerOp:   med(func(s Sample) float64 { return s.WakeupsPerOp }),
