@@ -182,11 +182,12 @@ func writeVersus(w io.Writer, p Params, ms []*Measurement) {
 	fmt.Fprintln(w, "fsync off is raft's InmemStore, fsync on raft-boltdb (an fsync per batch of entries stored).")
 	fmt.Fprintln(w, "heap/node: growth of HeapInuse after a full GC, from before the ledger started to after the transfers, / 3 nodes")
 	fmt.Fprintln(w, "(all in this process). restart: one node, after the group closed, from opening its FileStore to NewNode returning.")
+	fmt.Fprintln(w, "raft retries: applies sent again to a new leader after their node lost the lead (median of the runs).")
 	by := map[string]*Measurement{}
 	for _, x := range ms {
 		by[x.Key] = x
 	}
-	t := table(w, "fsync", "transfers", "ledger/s", "raft/s", "ledger/raft", "target", "heap/node", "<= 64 MiB", "restart", "restart alloc", "<= 0.5s", "chains")
+	t := table(w, "fsync", "transfers", "ledger/s", "raft/s", "ledger/raft", "target", "heap/node", "<= 64 MiB", "restart", "restart alloc", "<= 0.5s", "chains", "raft retries")
 	for _, fsync := range p.Fsync {
 		target := versusNoSyncTarget
 		if fsync == fsyncOn {
@@ -209,7 +210,8 @@ func writeVersus(w io.Writer, p Params, ms []*Measurement) {
 			t.row(fsync, strconv.FormatInt(n, 10), rate(l.Median.Rate), rate(r.Median.Rate), ratio,
 				fmt.Sprintf(">= %.0fx %s", target, ratioOK),
 				mib(l.Median.HeapPerNode), verdict(l.Median.HeapPerNode <= versusHeapTarget),
-				dur(l.Median.Restart), mib(int64(l.Median.RestartAlloc)), verdict(l.Median.Restart <= versusRestartTarget), chains)
+				dur(l.Median.Restart), mib(int64(l.Median.RestartAlloc)), verdict(l.Median.Restart <= versusRestartTarget), chains,
+				strconv.FormatInt(r.Median.Retried, 10))
 		}
 	}
 	t.flush()
