@@ -18,7 +18,7 @@ import (
 func TestQuickRun(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	var out, errb bytes.Buffer
-	if code := run([]string{"-quick", "-d", "20ms", "-submitters", "12", "-dir", t.TempDir(), "-json"}, &out, &errb); code != 0 {
+	if code := run([]string{"-quick", "-sections", "all", "-d", "20ms", "-submitters", "12", "-dir", t.TempDir(), "-json"}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s\nstdout:\n%s", code, errb.String(), out.String())
 	}
 	var rep Report
@@ -29,6 +29,7 @@ func TestQuickRun(t *testing.T) {
 		t.Errorf("machine or command missing: %+v %q", rep.Machine, rep.Command)
 	}
 	sections := map[string]int{}
+	versus := map[string]bool{}
 	lockNs := map[int]bool{}
 	algs := map[string]bool{}
 	for _, m := range rep.Measurements {
@@ -68,8 +69,20 @@ func TestQuickRun(t *testing.T) {
 				t.Errorf("%s: no segments counted: %+v", m.Key, m.Median)
 			}
 		}
-		if m.Section == secLedger && (!m.Median.Identical || m.Median.Committed <= 0) {
+		if (m.Section == secLedger || m.Section == secVersus) && (!m.Median.Identical || m.Median.Committed <= 0) {
 			t.Errorf("%s: committed %d, identical chains %v", m.Key, m.Median.Committed, m.Median.Identical)
+		}
+		if m.Section == secVersus {
+			versus[m.Key] = true
+			if m.Median.Committed != m.Transfers {
+				t.Errorf("%s: committed %d in the window, want %d", m.Key, m.Median.Committed, m.Transfers)
+			}
+			isLedger := strings.HasPrefix(m.Key, "versus/"+sysLedger+"/")
+			// The heap per node may be 0 this early: the heap can shrink.
+			if isLedger != (m.Median.Restart > 0 && m.Median.RestartAlloc > 0) || (!isLedger && m.Median.HeapPerNode != 0) {
+				t.Errorf("%s: heap per node %d, restart %v (%d bytes): want a restart for the ledger, and neither for raft",
+					m.Key, m.Median.HeapPerNode, m.Median.Restart, m.Median.RestartAlloc)
+			}
 		}
 	}
 	for _, s := range allSections {
@@ -83,17 +96,27 @@ func TestQuickRun(t *testing.T) {
 	if !algs["lamport"] || !algs["ricart-agrawala"] {
 		t.Errorf("messages of both algorithms expected, got %v", algs)
 	}
-	var targets int
+	for _, sys := range []string{sysLedger, sysRaft} {
+		for _, fsync := range []string{fsyncOff, fsyncOn} {
+			if k := keyVersus(sys, fsync, 300); !versus[k] {
+				t.Errorf("versus measurement %s missing", k)
+			}
+		}
+	}
+	var targets, atLeast int
 	for _, r := range rep.Ratios {
 		if r.Target > 0 {
 			targets++
+		}
+		if r.AtLeast {
+			atLeast++
 		}
 		if r.Value <= 0 {
 			t.Errorf("ratio %q = %g", r.Name, r.Value)
 		}
 	}
-	if targets != 2 {
-		t.Errorf("%d ratios with a target, want 2: %+v", targets, rep.Ratios)
+	if targets != 4 || atLeast != 2 {
+		t.Errorf("%d ratios with a target (%d at least), want 4 (2 ledger/raft): %+v", targets, atLeast, rep.Ratios)
 	}
 
 	// The same report as tables.
@@ -101,7 +124,7 @@ func TestQuickRun(t *testing.T) {
 	writeReport(&tables, &rep)
 	text := tables.String()
 	for _, h := range []string{"command:", "machine:", headFloor, headUncont, headCont, headHandoff, headCounts, headMsgs,
-		headLedger, headSweep, headMsgsAlgs, headRatios} {
+		headLedger, headSweep, headMsgsAlgs, headVersus, headRatios} {
 		if !strings.Contains(text, h) {
 			t.Errorf("table output lacks %q", h)
 		}
@@ -126,6 +149,10 @@ func TestBadFlags(t *testing.T) {
 		{"-msgs-n", "5-3"},
 		{"-msgs-n", "1"},
 		{"-msgs-n", "3-9999"},
+		{"-transfers", "0"},
+		{"-transfers", "10x"},
+		{"-transfers", "200M"},
+		{"-fsync", "maybe"},
 		{"extra"},
 	} {
 		var out, errb bytes.Buffer

@@ -7,12 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/lamportledger/lamportledger/lamportmutex"
 	"github.com/lamportledger/lamportledger/ledger"
+	"github.com/lamportledger/lamportledger/transport"
 )
 
 // ledgerNodes is the number of replicas of the ledger measurement.
@@ -22,127 +21,85 @@ const ledgerNodes = 3
 // transfer of 1 is ever refused.
 const ledgerBalance = 1 << 40
 
-// ledgerBench measures committed transfers per second with submitters
-// goroutines spread over three nodes over TCP loopback, each node with a
-// FileStore in a new folder under dir, fsynced after every append if durable.
-func ledgerBench(dir string, durable bool, submitters int, bud budget) (_ Sample, err error) {
-	tmp, err := os.MkdirTemp(dir, "lamportledger-bench-*")
-	if err != nil {
-		return Sample{}, err
-	}
-	defer func() { err = errors.Join(err, os.RemoveAll(tmp)) }()
+// ledgerGroup is the ledger under test: ledgerNodes nodes over TCP
+// loopback, each with a FileStore in dir. Everything that knows how a
+// ledger is built and wired is in startLedger and openLedgerNode; the
+// measurements use only the methods below.
+type ledgerGroup struct {
+	dir     string
+	durable bool
+	ids     []string
+	keys    map[string]ed25519.PublicKey
+	signers map[string]ed25519.PrivateKey
+	genesis ledger.Block
+	nodes   []*ledger.Node
+	c       *cluster
+}
 
-	ids := peerIDs(ledgerNodes)
-	keys, signers, err := newKeys(ids)
-	if err != nil {
-		return Sample{}, err
+// startLedger starts a ledger of ledgerNodes nodes with new stores in dir,
+// fsynced after every append if durable.
+func startLedger(dir string, durable bool) (_ *ledgerGroup, err error) {
+	g := &ledgerGroup{dir: dir, durable: durable, ids: peerIDs(ledgerNodes)}
+	if g.keys, g.signers, err = newKeys(g.ids); err != nil {
+		return nil, err
 	}
-	genesis, err := ledger.NewGenesis(ids, ledgerBalance, keys)
-	if err != nil {
-		return Sample{}, err
+	if g.genesis, err = ledger.NewGenesis(g.ids, ledgerBalance, g.keys); err != nil {
+		return nil, err
 	}
-	c, err := newTransports(overTCP, ledgerNodes)
-	if err != nil {
-		return Sample{}, err
+	if g.c, err = newTransports(overTCP, ledgerNodes); err != nil {
+		return nil, err
 	}
-	// The nodes own the transports from NewNode on, and close them.
-	var nodes []*ledger.Node
 	defer func() {
-		for _, n := range nodes {
-			err = errors.Join(err, n.Close(context.Background()))
+		if err != nil {
+			err = errors.Join(err, g.close())
 		}
 	}()
-	for i, id := range ids {
-		st, err := ledger.OpenFileStore(filepath.Join(tmp, id+".log"), genesis, ledger.FileOptions{NoSync: !durable})
-		if err == nil {
-			var n *ledger.Node
-			if n, err = ledger.NewNode(ledger.Config{ID: id, Genesis: genesis, Signer: signers[id], Store: st}, c.trs[i]); err == nil {
-				nodes = append(nodes, n)
-				c.views = append(c.views, nodeView{n})
-				continue
+	for i, id := range g.ids {
+		n, err := g.openNode(id, g.c.trs[i])
+		if err != nil {
+			for _, t := range g.c.trs[i+1:] { // the nodes own the ones before
+				_ = t.Close(context.Background())
 			}
-		} else {
-			_ = c.trs[i].Close(context.Background())
+			g.c.tcps = nil
+			return nil, err
 		}
-		for _, t := range c.trs[i+1:] {
-			_ = t.Close(context.Background())
-		}
-		return Sample{}, err
+		g.nodes = append(g.nodes, n)
+		g.c.views = append(g.c.views, nodeView{n})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), bud.patience())
-	defer cancel()
-
-	phase := func(m *meter) ([]time.Duration, error) {
-		var wg sync.WaitGroup
-		lats := make([][]time.Duration, submitters)
-		errs := make([]error, submitters)
-		for k := range submitters {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				i := k % ledgerNodes
-				to := ids[(i+1+k/ledgerNodes%(ledgerNodes-1))%ledgerNodes]
-				for m.next() {
-					t0 := time.Now()
-					if _, err := nodes[i].Transfer(ctx, to, 1); err != nil {
-						errs[k] = fmt.Errorf("submitter %d at %s: %w", k, ids[i], err)
-						return
-					}
-					lats[k] = append(lats[k], time.Since(t0))
-				}
-			}()
-		}
-		wg.Wait()
-		return slices.Concat(lats...), errors.Join(errs...)
-	}
-	if _, err := phase(bud.warmup().start()); err != nil {
-		return Sample{}, err
-	}
-	h0, err := converge(ctx, nodes)
-	if err != nil {
-		return Sample{}, err
-	}
-	t0, err := c.counts(ctx)
-	if err != nil {
-		return Sample{}, err
-	}
-	start := time.Now()
-	lat, err := phase(bud.start())
-	if err != nil {
-		return Sample{}, err
-	}
-	window := time.Since(start)
-	h1, err := converge(ctx, nodes)
-	if err != nil {
-		return Sample{}, err
-	}
-	t1, err := c.counts(ctx)
-	if err != nil {
-		return Sample{}, err
-	}
-	s := latencySample(lat, window)
-	s.Committed = int64(h1 - h0)
-	s.Rate = float64(s.Committed) / window.Seconds()
-	if e := t1.entries - t0.entries; e > 0 {
-		s.BlocksPerEntry = float64(s.Committed) / float64(e)
-	}
-	if s.Committed != s.Ops {
-		return s, fmt.Errorf("ledger: %d transfers returned success but %d blocks were added", s.Ops, s.Committed)
-	}
-	if err := identical(nodes); err != nil {
-		return s, err
-	}
-	s.Identical = true
-	return s, nil
+	g.c.tcps = nil // the nodes own the transports now, and close them
+	return g, nil
 }
+
+// openNode opens id's store and starts its node on tr: the whole of a
+// restart.
+func (g *ledgerGroup) openNode(id string, tr lamportmutex.Transport) (*ledger.Node, error) {
+	st, err := ledger.OpenFileStore(filepath.Join(g.dir, id+".log"), g.genesis, ledger.FileOptions{NoSync: !g.durable})
+	if err != nil {
+		_ = tr.Close(context.Background())
+		return nil, err
+	}
+	return ledger.NewNode(ledger.Config{ID: id, Genesis: g.genesis, Signer: g.signers[id], Store: st}, tr)
+}
+
+// transfer commits a transfer of 1 from node i to node j.
+func (g *ledgerGroup) transfer(ctx context.Context, i, j int) error {
+	_, err := g.nodes[i].Transfer(ctx, g.ids[j], 1)
+	return err
+}
+
+// nodeView reads a ledger node's mutex for cluster.counts.
+type nodeView struct{ n *ledger.Node }
+
+func (v nodeView) State() lamportmutex.State { return v.n.LockState() }
+func (v nodeView) Stats() lamportmutex.Stats { return v.n.LockStats() }
 
 // converge waits until every replica has the same height and returns it,
 // the height of the slowest replica. The last holder's block reaches the
 // others with its release, just after its Transfer returned.
-func converge(ctx context.Context, nodes []*ledger.Node) (uint64, error) {
+func (g *ledgerGroup) converge(ctx context.Context) (uint64, error) {
 	for {
-		lo, hi := nodes[0].Head().Height, nodes[0].Head().Height
-		for _, n := range nodes[1:] {
+		lo, hi := g.nodes[0].Head().Height, g.nodes[0].Head().Height
+		for _, n := range g.nodes[1:] {
 			h := n.Head().Height
 			lo, hi = min(lo, h), max(hi, h)
 		}
@@ -159,23 +116,145 @@ func converge(ctx context.Context, nodes []*ledger.Node) (uint64, error) {
 
 // identical verifies every replica's chain and checks that all are the
 // same, block by block.
-func identical(nodes []*ledger.Node) error {
-	ref := nodes[0].Blocks()
-	for _, n := range nodes {
+func (g *ledgerGroup) identical() error {
+	ref := g.nodes[0].Blocks()
+	for _, n := range g.nodes {
 		if err := n.Verify(); err != nil {
 			return fmt.Errorf("ledger: %s: %w", n.ID(), err)
 		}
 		bs := n.Blocks()
 		if len(bs) != len(ref) {
-			return fmt.Errorf("ledger: %s has %d blocks, %s has %d", n.ID(), len(bs), nodes[0].ID(), len(ref))
+			return fmt.Errorf("ledger: %s has %d blocks, %s has %d", n.ID(), len(bs), g.nodes[0].ID(), len(ref))
 		}
 		for i := range bs {
 			if bs[i].Hash != ref[i].Hash {
-				return fmt.Errorf("ledger: %s and %s differ at height %d", n.ID(), nodes[0].ID(), i)
+				return fmt.Errorf("ledger: %s and %s differ at height %d", n.ID(), g.nodes[0].ID(), i)
 			}
 		}
 	}
 	return nil
+}
+
+// entries returns the mutex entries of every node so far, once the group
+// is quiet (see cluster.counts).
+func (g *ledgerGroup) entries(ctx context.Context) (uint64, error) {
+	t, err := g.c.counts(ctx)
+	return t.entries, err
+}
+
+// close closes the nodes, which close their mutexes, transports and
+// stores. It may be called again.
+func (g *ledgerGroup) close() error {
+	var errs []error
+	for _, n := range g.nodes {
+		errs = append(errs, n.Close(context.Background()))
+	}
+	g.nodes = nil
+	return errors.Join(errs...)
+}
+
+// restart opens the store of the group's first member again, after
+// close, and returns how long it took until the node was ready and the
+// bytes allocated meanwhile.
+func (g *ledgerGroup) restart() (time.Duration, uint64, error) {
+	// The node starts on a transport of its own, with no peer up: the
+	// restart is measured up to a node ready to join its group.
+	net, err := transport.NewChanNetwork(g.ids, transport.ChanOptions{})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer net.Close(context.Background())
+	ep, err := net.Endpoint(g.ids[0])
+	if err != nil {
+		return 0, 0, err
+	}
+	a0 := totalAlloc()
+	t0 := time.Now()
+	n, err := g.openNode(g.ids[0], ep)
+	took := time.Since(t0)
+	alloc := totalAlloc() - a0
+	if err != nil {
+		return 0, 0, fmt.Errorf("ledger: restart %s: %w", g.ids[0], err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := n.Close(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return 0, 0, err // what it sent its peers, which are down, is not delivered
+	}
+	return took, alloc, nil
+}
+
+// ledgerBench measures committed transfers per second with submitters
+// goroutines spread over three nodes over TCP loopback, each node with a
+// FileStore in a new folder under dir, fsynced after every append if durable.
+func ledgerBench(dir string, durable bool, submitters int, bud budget) (_ Sample, err error) {
+	tmp, err := os.MkdirTemp(dir, "lamportledger-bench-*")
+	if err != nil {
+		return Sample{}, err
+	}
+	defer func() { err = errors.Join(err, os.RemoveAll(tmp)) }()
+	g, err := startLedger(tmp, durable)
+	if err != nil {
+		return Sample{}, err
+	}
+	defer func() { err = errors.Join(err, g.close()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), bud.patience())
+	defer cancel()
+
+	op := ledgerOp(g)
+	if _, err := submit(ctx, submitters, bud.warmup().start(), op); err != nil {
+		return Sample{}, err
+	}
+	h0, err := g.converge(ctx)
+	if err != nil {
+		return Sample{}, err
+	}
+	e0, err := g.entries(ctx)
+	if err != nil {
+		return Sample{}, err
+	}
+	start := time.Now()
+	lat, err := submit(ctx, submitters, bud.start(), op)
+	if err != nil {
+		return Sample{}, err
+	}
+	window := time.Since(start)
+	h1, err := g.converge(ctx)
+	if err != nil {
+		return Sample{}, err
+	}
+	e1, err := g.entries(ctx)
+	if err != nil {
+		return Sample{}, err
+	}
+	s := latencySample(lat, window)
+	s.Committed = int64(h1 - h0)
+	s.Rate = float64(s.Committed) / window.Seconds()
+	if e := e1 - e0; e > 0 {
+		s.BlocksPerEntry = float64(s.Committed) / float64(e)
+	}
+	if s.Committed != s.Ops {
+		return s, fmt.Errorf("ledger: %d transfers returned success but %d blocks were added", s.Ops, s.Committed)
+	}
+	if err := g.identical(); err != nil {
+		return s, err
+	}
+	s.Identical = true
+	return s, nil
+}
+
+// ledgerOp returns the operation of submitter k: a transfer of 1 from node
+// k mod ledgerNodes to one of the others, alternating between them across
+// submitters.
+func ledgerOp(g *ledgerGroup) func(context.Context, int) error {
+	return func(ctx context.Context, k int) error {
+		i := k % ledgerNodes
+		j := (i + 1 + k/ledgerNodes%(ledgerNodes-1)) % ledgerNodes
+		if err := g.transfer(ctx, i, j); err != nil {
+			return fmt.Errorf("submitter %d at %s: %w", k, g.ids[i], err)
+		}
+		return nil
+	}
 }
 
 // newKeys makes a fresh Ed25519 key pair for each of ids.
@@ -191,9 +270,3 @@ func newKeys(ids []string) (map[string]ed25519.PublicKey, map[string]ed25519.Pri
 	}
 	return pubs, privs, nil
 }
-
-// nodeView reads a ledger node's mutex for cluster.counts.
-type nodeView struct{ n *ledger.Node }
-
-func (v nodeView) State() lamportmutex.State { return v.n.LockState() }
-func (v nodeView) Stats() lamportmutex.Stats { return v.n.LockStats() }

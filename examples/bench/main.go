@@ -22,7 +22,12 @@
 //     over TCP loopback with many concurrent submitters, with the file
 //     store's fsync off and on;
 //   - sweep: lock latency, cycles/s and messages per entry over Chan for
-//     several group sizes.
+//     several group sizes;
+//   - versus (only when asked for): the ledger beside hashicorp/raft, both
+//     three nodes over TCP loopback with the same submitters, fsync off
+//     (raft with its InmemStore) and on (raft-boltdb), over a curve of
+//     transfer counts: committed transfers/s and their ratio, and the
+//     ledger's heap per node and the restart of a node on its store.
 //
 // Every measurement is repeated (-r) and the median is reported. Run it
 // from the module root:
@@ -30,6 +35,7 @@
 //	go run ./examples/bench                 # full run, about two minutes
 //	go run ./examples/bench -quick          # smoke run, a few seconds
 //	go run ./examples/bench -core           # the mutex's targets only, about two minutes
+//	go run ./examples/bench -sections versus -fsync off -transfers 10k,100k,1M
 //	go run ./examples/bench -json > out.json
 //	go run ./examples/bench -sections uncontended -transports tcp -cpuprofile lock.prof
 package main
@@ -63,6 +69,8 @@ type Params struct {
 	Cycles     int           `json:"cycles"`
 	MsgsN      []int         `json:"msgs_n"`
 	Submitters int           `json:"submitters"`
+	Transfers  []int64       `json:"transfers,omitempty"`
+	Fsync      []string      `json:"fsync,omitempty"`
 	Dir        string        `json:"dir"`
 	DirFS      string        `json:"dir_fs,omitempty"`
 	Quick      bool          `json:"quick,omitempty"`
@@ -145,12 +153,14 @@ func parseFlags(args []string, stderr io.Writer) (p Params, cpuprofile string, a
 	fs.DurationVar(&p.Duration, "d", time.Second, "timed length of each measurement, each repeat (a fifth more is warm-up)")
 	fs.Int64Var(&p.Iters, "iters", 0, "if > 0, operations per measurement instead of -d (lock cycles shared by all peers; transfers shared by all submitters)")
 	fs.IntVar(&p.Repeats, "r", 3, "repeats of every measurement; the median is reported")
-	sections := fs.String("sections", strings.Join(allSections, ","), "sections to run, comma-separated: "+strings.Join(allSections, ","))
+	sections := fs.String("sections", strings.Join(defaultSections, ","), "sections to run, comma-separated, or all: "+strings.Join(allSections, ","))
 	transports := fs.String("transports", overChan+","+overTCP, "transports of the uncontended and contended sections: chan,tcp")
 	ns := fs.String("n", "3,4,8,16,32", "group sizes of the sweep over Chan")
 	msgsN := fs.String("msgs-n", "3-32", "group sizes of the messages section: a list, with ranges such as 3-32")
 	fs.IntVar(&p.Cycles, "cycles", 2000, "lock cycles (and raw round trips) of each count of wake-ups and of segments")
 	fs.IntVar(&p.Submitters, "submitters", 64, "concurrent Transfer callers of the ledger section, spread over its 3 nodes")
+	transfers := fs.String("transfers", "10k,100k,1M", "transfers timed at each point of the versus section's curve (suffixes k and M)")
+	fsync := fs.String("fsync", fsyncOff+","+fsyncOn, "stores of the versus section: off (ledger FileStore NoSync vs raft InmemStore), on (FileStore vs raft-boltdb)")
 	fs.StringVar(&p.Dir, "dir", "", "folder in which the ledger section makes its temporary stores (default $TMPDIR, or /tmp)")
 	fs.BoolVar(&p.Quick, "quick", false, "smoke run: -d 50ms -r 1 -n 3,4 -msgs-n 3,4 -cycles 100 unless given")
 	fs.BoolVar(&p.Core, "core", false, "only the mutex's targets: -sections "+strings.Join(coreSections, ",")+" -transports tcp unless given")
@@ -180,6 +190,9 @@ func parseFlags(args []string, stderr io.Writer) (p Params, cpuprofile string, a
 		if !set["cycles"] {
 			p.Cycles = 100
 		}
+		if !set["transfers"] {
+			*transfers = "300"
+		}
 	}
 	if p.Core {
 		if !set["sections"] {
@@ -198,6 +211,12 @@ func parseFlags(args []string, stderr io.Writer) (p Params, cpuprofile string, a
 	}
 	if p.Transports, err = parseList(*transports, []string{overChan, overTCP}); err != nil {
 		return p, "", false, fmt.Errorf("-transports: %w", err)
+	}
+	if p.Transfers, err = parseCounts(*transfers); err != nil {
+		return p, "", false, fmt.Errorf("-transfers: %w", err)
+	}
+	if p.Fsync, err = parseList(*fsync, []string{fsyncOff, fsyncOn}); err != nil {
+		return p, "", false, fmt.Errorf("-fsync: %w", err)
 	}
 	if p.SweepN, err = parseSizes(*ns); err != nil {
 		return p, "", false, fmt.Errorf("-n: %w", err)

@@ -193,9 +193,50 @@ func measure(rep *Report, progress io.Writer) error {
 				return err
 			}
 		}
+		if on(secVersus) {
+			if err := measureVersus(rec, p, step); err != nil {
+				return err
+			}
+		}
 	}
 	for _, m := range rep.Measurements {
 		m.summarize()
+	}
+	return nil
+}
+
+// measureVersus runs one repeat of the versus section: at each count of
+// transfers and each fsync setting, the ledger, then raft beside it.
+func measureVersus(rec *recorder, p Params, step func(string)) error {
+	for _, n := range p.Transfers {
+		warm := versusWarmup(n, p.Submitters)
+		for _, fsync := range p.Fsync {
+			durable := fsync == fsyncOn
+			key := keyVersus(sysLedger, fsync, n)
+			step(key)
+			s, err := ledgerVersus(p.Dir, durable, p.Submitters, n, warm)
+			if err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+			label := "ledger, FileStore fsync off (NoSync)"
+			if durable {
+				label = "ledger, FileStore fsync on every append"
+			}
+			rec.add(Measurement{Key: key, Section: secVersus, Transport: overTCP, N: ledgerNodes, Transfers: n, Fsync: fsync, Label: label}, s)
+			step(fmt.Sprintf("%s: %.0f committed/s, heap/node %s, restart %s (%s allocated)", key, s.Rate, mib(s.HeapPerNode), dur(s.Restart), mib(int64(s.RestartAlloc))))
+			key = keyVersus(sysRaft, fsync, n)
+			step(key)
+			s, err = raftVersus(p.Dir, durable, p.Submitters, n, warm)
+			if err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+			label = "hashicorp/raft, InmemStore"
+			if durable {
+				label = "hashicorp/raft, raft-boltdb"
+			}
+			rec.add(Measurement{Key: key, Section: secVersus, Transport: overTCP, N: ledgerNodes, Transfers: n, Fsync: fsync, Label: label}, s)
+			step(fmt.Sprintf("%s: %.0f committed/s, %d applies retried at a new leader", key, s.Rate, s.Retried))
+		}
 	}
 	return nil
 }
@@ -204,10 +245,11 @@ func measure(rep *Report, progress io.Writer) error {
 type Ratio struct {
 	Name  string  `json:"name"`
 	Value float64 `json:"value"`
-	// Target is the most the ratio should be; 0 means the ratio is for
-	// information only.
-	Target float64 `json:"target,omitempty"`
-	Met    bool    `json:"met,omitempty"`
+	// Target is the most the ratio should be, or the least if AtLeast; 0
+	// means the ratio is for information only.
+	Target  float64 `json:"target,omitempty"`
+	AtLeast bool    `json:"at_least,omitempty"`
+	Met     bool    `json:"met,omitempty"`
 }
 
 // ratios computes the ratios of medians that the design's targets name,
@@ -251,5 +293,20 @@ func ratios(rep *Report) []Ratio {
 	add("transport.TCP RTT p50 / raw RTT p50", tcpRTT.P50, get(keyRawRTT).P50, 0)
 	add("uncontended Chan Lock+Unlock p50 / transport.Chan RTT p50", uc.P50, chanRTT.P50, 0)
 	add("contended Chan hand-off / (transport.Chan RTT p50 / 2)", cc.Handoff, chanRTT.P50/2, 0)
+	for _, fsync := range rep.Params.Fsync {
+		target, floor := versusNoSyncTarget, "raft InmemStore"
+		if fsync == fsyncOn {
+			target, floor = versusSyncTarget, "raft-boltdb"
+		}
+		for _, n := range rep.Params.Transfers {
+			l, r := get(keyVersus(sysLedger, fsync, n)), get(keyVersus(sysRaft, fsync, n))
+			if l.Rate <= 0 || r.Rate <= 0 {
+				continue
+			}
+			v := l.Rate / r.Rate
+			out = append(out, Ratio{Name: fmt.Sprintf("ledger committed/s / %s committed/s, fsync %s, %d transfers", floor, fsync, n),
+				Value: v, Target: target, AtLeast: true, Met: v >= target})
+		}
+	}
 	return out
 }

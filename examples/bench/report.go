@@ -22,6 +22,7 @@ const (
 	headMsgsAlgs  = "== Messages per entry by algorithm, over Chan (exact in every run of every size?)"
 	headLedger    = "== Ledger: committed transfers, 3 nodes over TCP loopback"
 	headSweep     = "== Sweep over Chan"
+	headVersus    = "== Ledger beside hashicorp/raft: 3 nodes over TCP loopback, in the same run"
 	headRatios    = "== Ratios of medians"
 	msgsMismatch  = "MISMATCH"
 	targetMissed  = "MISSED"
@@ -147,6 +148,9 @@ func writeReport(w io.Writer, rep *Report) {
 	if ms := by[secMessages]; len(ms) > 0 {
 		writeMessages(w, ms)
 	}
+	if ms := by[secVersus]; len(ms) > 0 {
+		writeVersus(w, p, ms)
+	}
 	if len(rep.Ratios) > 0 {
 		fmt.Fprintln(w, headRatios)
 		t := table(w, "ratio", "value", "target", "")
@@ -154,6 +158,9 @@ func writeReport(w io.Writer, rep *Report) {
 			target, verdict := "-", ""
 			if r.Target > 0 {
 				target = fmt.Sprintf("<= %.1fx", r.Target)
+				if r.AtLeast {
+					target = fmt.Sprintf(">= %.1fx", r.Target)
+				}
 				verdict = targetMissed
 				if r.Met {
 					verdict = targetReached
@@ -164,6 +171,62 @@ func writeReport(w io.Writer, rep *Report) {
 		t.flush()
 	}
 }
+
+// writeVersus prints the versus section: per fsync setting and count of
+// transfers, the ledger's rate beside raft's, and the ledger's heap per
+// node and restart.
+func writeVersus(w io.Writer, p Params, ms []*Measurement) {
+	fmt.Fprintln(w, headVersus)
+	fmt.Fprintf(w, "%d submitters: the ledger's spread over its nodes, raft's all calling Apply on the leader. Each point times that many\n", p.Submitters)
+	fmt.Fprintln(w, "transfers after a warm-up of 1% (at least one per submitter). Raft: DefaultConfig, logging off, snapshots off;")
+	fmt.Fprintln(w, "fsync off is raft's InmemStore, fsync on raft-boltdb (an fsync per batch of entries stored).")
+	fmt.Fprintln(w, "heap/node: growth of HeapInuse after a full GC, from before the ledger started to after the transfers, / 3 nodes")
+	fmt.Fprintln(w, "(all in this process). restart: one node, after the group closed, from opening its FileStore to NewNode returning.")
+	fmt.Fprintln(w, "raft retries: applies sent again to a new leader after their node lost the lead (median of the runs).")
+	by := map[string]*Measurement{}
+	for _, x := range ms {
+		by[x.Key] = x
+	}
+	t := table(w, "fsync", "transfers", "ledger/s", "raft/s", "ledger/raft", "target", "heap/node", "<= 64 MiB", "restart", "restart alloc", "<= 0.5s", "chains", "raft retries")
+	for _, fsync := range p.Fsync {
+		target := versusNoSyncTarget
+		if fsync == fsyncOn {
+			target = versusSyncTarget
+		}
+		for _, n := range p.Transfers {
+			l, r := by[keyVersus(sysLedger, fsync, n)], by[keyVersus(sysRaft, fsync, n)]
+			if l == nil || r == nil {
+				continue
+			}
+			ratio, ratioOK := "-", ""
+			if l.Median.Rate > 0 && r.Median.Rate > 0 {
+				v := l.Median.Rate / r.Median.Rate
+				ratio, ratioOK = fmt.Sprintf("%.2fx", v), verdict(v >= target)
+			}
+			chains := "identical"
+			if !l.Median.Identical || !r.Median.Identical {
+				chains = "DIFFER"
+			}
+			t.row(fsync, strconv.FormatInt(n, 10), rate(l.Median.Rate), rate(r.Median.Rate), ratio,
+				fmt.Sprintf(">= %.0fx %s", target, ratioOK),
+				mib(l.Median.HeapPerNode), verdict(l.Median.HeapPerNode <= versusHeapTarget),
+				dur(l.Median.Restart), mib(int64(l.Median.RestartAlloc)), verdict(l.Median.Restart <= versusRestartTarget), chains,
+				strconv.FormatInt(r.Median.Retried, 10))
+		}
+	}
+	t.flush()
+}
+
+// verdict is targetReached if ok, else targetMissed.
+func verdict(ok bool) string {
+	if ok {
+		return targetReached
+	}
+	return targetMissed
+}
+
+// mib formats bytes in MiB.
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 // wakeupsTarget is the most goroutine wake-ups an uncontended cycle of the
 // mutex should cost.

@@ -15,11 +15,16 @@ const (
 	secCounts      = "counts"
 	secLedger      = "ledger"
 	secSweep       = "sweep"
+	secVersus      = "versus"
 	secMessages    = "messages"
 )
 
 // allSections lists the sections in the order they run and print.
-var allSections = []string{secFloor, secUncontended, secContended, secHandoff, secCounts, secLedger, secSweep, secMessages}
+var allSections = []string{secFloor, secUncontended, secContended, secHandoff, secCounts, secLedger, secSweep, secMessages, secVersus}
+
+// defaultSections are the sections run unless -sections says otherwise:
+// all but versus, whose curve up to a million transfers takes long.
+var defaultSections = allSections[:len(allSections)-1]
 
 // coreSections are the sections of -core: the figures of the mutex's
 // performance targets.
@@ -69,6 +74,16 @@ type Sample struct {
 	// BlocksPerEntry is committed blocks per mutex entry (the ledger's
 	// group commit puts several in one entry).
 	BlocksPerEntry float64 `json:"blocks_per_entry,omitempty"`
+	// HeapPerNode is the heap in use that the run added, per ledger node
+	// (see ledgerVersus).
+	HeapPerNode int64 `json:"heap_per_node_bytes,omitempty"`
+	// Restart is the time a ledger node took to open its store again and
+	// be ready, after the run; RestartAlloc the bytes it allocated doing so.
+	Restart      time.Duration `json:"restart_ns,omitempty"`
+	RestartAlloc uint64        `json:"restart_alloc_bytes,omitempty"`
+	// Retried is the raft floor's applies sent again to a new leader after
+	// their node lost the lead, warm-up included.
+	Retried int64 `json:"retried,omitempty"`
 }
 
 // Measurement is one thing measured, with every repeat and their median.
@@ -78,6 +93,10 @@ type Measurement struct {
 	Label     string `json:"label"`
 	Transport string `json:"transport,omitempty"`
 	N         int    `json:"n,omitempty"`
+	// Transfers is the count of transfers timed, in the versus section.
+	Transfers int64 `json:"transfers,omitempty"`
+	// Fsync is "on" or "off", in the versus section.
+	Fsync string `json:"fsync,omitempty"`
 	// Algorithm is the mutex's algorithm, where it is not Lamport's.
 	Algorithm string `json:"algorithm,omitempty"`
 	// WantMsgs is the messages per entry the algorithm needs, for lock
@@ -138,6 +157,10 @@ func (m *Measurement) summarize() {
 		MsgsExact:      all(func(s Sample) bool { return s.MsgsExact }),
 		Committed:      int64(math.Round(med(func(s Sample) float64 { return float64(s.Committed) }))),
 		Identical:      all(func(s Sample) bool { return s.Identical }),
+		HeapPerNode:    int64(math.Round(med(func(s Sample) float64 { return float64(s.HeapPerNode) }))),
+		Restart:        dur(func(s Sample) time.Duration { return s.Restart }),
+		Retried:        int64(math.Round(med(func(s Sample) float64 { return float64(s.Retried) }))),
+		RestartAlloc:   uint64(math.Round(med(func(s Sample) float64 { return float64(s.RestartAlloc) }))),
 		BlocksPerEntry: med(func(s Sample) float64 { return s.BlocksPerEntry }),
 		WakeupsPerOp:   med(func(s Sample) float64 { return s.WakeupsPerOp }),
 		CreatedPerOp:   med(func(s Sample) float64 { return s.CreatedPerOp }),
