@@ -441,17 +441,9 @@ func (s *FileStore) Truncate(h uint64) error {
 		return err
 	}
 	// Only Truncate changes the records up to h, and cpMu keeps others out.
-	off, base, end, err := s.indexed(h)
+	_, next, b, err := s.recordOf(h)
 	if err != nil {
 		return err
-	}
-	start, next, payload, err := s.scanTo(off, end, base, h)
-	if err != nil {
-		return err
-	}
-	b, err := decodeBlock(payload)
-	if err != nil || b.Height != h {
-		return &CorruptError{Path: s.path, Offset: start, Height: h, Err: fmt.Errorf("record does not hold block %d: %v", h, err)}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -505,17 +497,9 @@ func (s *FileStore) SaveCheckpoint(h uint64, data []byte) error {
 	}
 	s.mu.Unlock()
 	// Truncate waits for cpMu, so the records up to h stay as they are.
-	off, base, end, err := s.indexed(h)
+	start, next, b, err := s.recordOf(h)
 	if err != nil {
 		return err
-	}
-	start, next, payload, err := s.scanTo(off, end, base, h)
-	if err != nil {
-		return err
-	}
-	b, err := decodeBlock(payload)
-	if err != nil || b.Height != h {
-		return &CorruptError{Path: s.path, Offset: start, Height: h, Err: fmt.Errorf("record does not hold block %d: %v", h, err)}
 	}
 	cp := fileCheckpoint{genesis: s.genesis.Hash, height: h, start: start, next: next, hash: b.Hash, data: bytes.Clone(data)}
 	if err := writeCheckpointFile(s.cpPath, cp, s.noSync); err != nil {
@@ -573,4 +557,22 @@ func openStoreFile(path string) (*os.File, error) {
 		return nil, fmt.Errorf("ledger store %s: %w", path, err)
 	}
 	return f, nil
+}
+
+// recordOf finds the record of block h: its offset, the offset after it,
+// and the block.
+func (s *FileStore) recordOf(h uint64) (start, next int64, b Block, err error) {
+	off, base, end, err := s.indexed(h)
+	if err != nil {
+		return 0, 0, Block{}, err
+	}
+	start, next, payload, err := s.scanTo(off, end, base, h)
+	if err != nil {
+		return 0, 0, Block{}, err
+	}
+	b, err = decodeBlock(payload)
+	if err != nil || b.Height != h {
+		return 0, 0, Block{}, &CorruptError{Path: s.path, Offset: start, Height: h, Err: fmt.Errorf("record does not hold block %d: %v", h, err)}
+	}
+	return start, next, b, nil
 }
