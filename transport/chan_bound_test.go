@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -206,16 +207,23 @@ func TestChanCloseFlushes(t *testing.T) {
 	if err := a.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]bool{}
-	for range 3 {
-		got[s["b"].recv(t).String()] = true
+	// Links to one receiver deliver in any order: b gets a's PEERUP,
+	// REQUEST and PEERDOWN, in that order, and c's PEERUP among them.
+	var got []string
+	for range 4 {
+		got = append(got, s["b"].recv(t).String())
 	}
-	for _, w := range []string{"a->b PEERUP#1", "c->b PEERUP#1", "a->b REQUEST@1"} {
-		if !got[w] {
+	at := func(w string) int {
+		i := slices.Index(got, w)
+		if i < 0 {
 			t.Fatalf("b got %v, want %s among them", got, w)
 		}
+		return i
 	}
-	s["b"].expectDown(t, "a") // after what a sent
+	at("c->b PEERUP#1")
+	if up, req, down := at("a->b PEERUP#1"), at("a->b REQUEST@1"), at("a->b PEERDOWN@0"); !(up < req && req < down) {
+		t.Fatalf("b got %v: a's PEERUP, REQUEST and PEERDOWN out of order", got)
+	}
 
 	if err := n.Partition("b", "c"); err != nil {
 		t.Fatal(err)
