@@ -458,7 +458,13 @@ func (n *Node) submit(ctx context.Context, t Transfer) (Result, error) {
 		}
 		if res, err, done := n.outcome(t); done {
 			n.mu.Unlock()
-			return res, err
+			if err != nil {
+				return Result{}, err
+			}
+			if err := n.awaitDurable(ctx, res.Block.Height); err != nil {
+				return Result{}, fmt.Errorf("ledger: transfer %s: %w", t.ID, err)
+			}
+			return res, nil
 		}
 		wait, busy := n.inflight[t.ID]
 		if !busy {
