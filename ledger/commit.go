@@ -322,14 +322,21 @@ func (n *Node) commitBatch(l locker, batch []*request, tok lamportmutex.Token, g
 		}
 	}
 	n.emit(Event{Kind: EventLockReleased, Clock: tok.Clock, Blocks: len(committed), Elapsed: time.Since(granted)})
-	if len(committed) == 0 {
+	// Success, new or Duplicate, is reported once this node's disk has
+	// the blocks.
+	var durable uint64
+	for _, r := range batch {
+		if r.err == nil {
+			durable = max(durable, r.res.Block.Height)
+		}
+	}
+	if durable == 0 {
 		complete(batch)
 		return
 	}
-	// Success is reported once this node's disk has the blocks.
-	n.whenDurable(committed[len(committed)-1].Height, func(err error) {
+	n.whenDurable(durable, func(err error) {
 		if err != nil {
-			for _, r := range made {
+			for _, r := range batch {
 				if r.err == nil {
 					r.res, r.err = Result{}, fmt.Errorf("ledger: transfer %s: %w", r.t.ID, err)
 				}

@@ -249,3 +249,85 @@ func TestRestartFromCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A retried transfer that this node learns from a peer (its own block,
+// lost here, kept there) is a success only once this node's store has
+// synced the block: a Duplicate answer waits for the sync like a new
+// commit does. Node 1's store lacks the block and its Sync is shut; node
+// 2 has the block, and node 1 fetches it when a later block needs it.
+func TestDuplicateWaitsForTheSync(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	g := ledger.GenesisForTest(memberIDs(2), 0)
+	chain, err := ledger.NewChain(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := ledger.Transfer{ID: ledger.NewTransferID(), From: "1", To: "2", Amount: 3}
+	blk, err := nextSealed(chain, tr, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st2, err := ledger.NewMemStore(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st2.Append(blk); err != nil {
+		t.Fatal(err)
+	}
+	if err := st2.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	st1 := newGatedStore(t, g)
+	net, err := transport.NewChanNetwork(memberIDs(2), transport.ChanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodes []*ledger.Node
+	for id, st := range map[string]ledger.Store{"1": st1, "2": st2} {
+		ep, err := net.Endpoint(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := ledger.NewNode(ledger.Config{ID: id, Genesis: g, Signer: ledger.TestKey(id), Store: st}, ep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, n)
+	}
+	defer func() {
+		closeNodes(t, nodes...)
+		_ = net.Close(context.Background())
+	}()
+	n1 := nodes[0]
+	if n1.ID() != "1" {
+		n1 = nodes[1]
+	}
+	n2 := nodes[0]
+	if n2 == n1 {
+		n2 = nodes[1]
+	}
+	ctx := context.Background()
+	// Node 2's next block reaches node 1 ahead of a gap, which node 1
+	// fills by fetching the block it lost: written there, not synced.
+	if _, err := n2.Transfer(ctx, "1", 1); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, hangGuard)
+	defer wcancel()
+	if err := n1.WaitHeight(wctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	res, err := n1.TransferWithID(gone, tr.ID, tr.To, tr.Amount)
+	close(st1.gate) // before any Fatal: Close syncs
+	if err == nil {
+		t.Fatalf("duplicate reported as a success before node 1 synced its block: %+v", res)
+	} else if !errors.Is(err, context.Canceled) {
+		t.Fatalf("duplicate before the sync, with its ctx cancelled: %v, want context.Canceled", err)
+	}
+	res, err = n1.TransferWithID(ctx, tr.ID, tr.To, tr.Amount)
+	if err != nil || !res.Duplicate || res.Block.Hash != blk.Hash {
+		t.Fatalf("duplicate after the sync: %+v, %v", res, err)
+	}
+}

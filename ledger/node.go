@@ -426,9 +426,10 @@ func (n *Node) TransferWithID(ctx context.Context, id TransferID, to string, amo
 // the balance. The mutex is released on every path.
 //
 // A transfer ID already committed gets the original block with
-// Result.Duplicate set; one already refused for lack of funds gets the
-// same error again (refusals are remembered in memory only). Concurrent
-// calls with one ID wait for the first.
+// Result.Duplicate set, once this node's store has synced that block (a
+// block fetched from a peer may not be yet); one already refused for lack
+// of funds gets the same error again (refusals are remembered in memory
+// only). Concurrent calls with one ID wait for the first.
 func (n *Node) Submit(ctx context.Context, t Transfer) (Result, error) {
 	if t.ID.IsZero() {
 		t.ID = NewTransferID()
@@ -458,7 +459,13 @@ func (n *Node) submit(ctx context.Context, t Transfer) (Result, error) {
 		}
 		if res, err, done := n.outcome(t); done {
 			n.mu.Unlock()
-			return res, err
+			if err != nil {
+				return Result{}, err
+			}
+			if err := n.awaitDurable(ctx, res.Block.Height); err != nil {
+				return Result{}, fmt.Errorf("ledger: transfer %s: %w", t.ID, err)
+			}
+			return res, nil
 		}
 		wait, busy := n.inflight[t.ID]
 		if !busy {

@@ -38,7 +38,10 @@ type Store interface {
 	// from the genesis on. Records are checked as far as the store can
 	// without keys (framing, checksums, heights, Prev links); hashes and
 	// seals are not: the node verifies them and calls Truncate to drop a
-	// tail no seal covers.
+	// tail no seal covers. Every block it returns is durable: the node
+	// answers for them without a Sync (a store that may hold blocks
+	// written but not synced, as after a crash of the process, syncs them
+	// first).
 	Load() (*Checkpoint, []Block, error)
 	// Append writes blocks after the last stored one; the first must
 	// extend it and each the one before it (height and Prev). It does not

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"context"
 	"fmt"
 	"sync"
 )
@@ -22,6 +23,7 @@ type syncer struct {
 	durable    uint64 // the highest height a Sync covered
 	waits      []syncWait
 	durErr     error         // the first failed Sync; the node has stopped
+	durClosed  bool          // the goroutine has stopped: nothing more becomes durable
 	durKick    chan struct{} // buffered 1: something was written or awaits a sync
 	durStop    chan struct{}
 	durDone    chan struct{} // closed when the goroutine exits; nil before it starts
@@ -64,6 +66,24 @@ func (n *Node) wrote(h uint64) {
 	}
 }
 
+// awaitDurable waits until the store's sync covers height h, ctx ends, or
+// the node closes (ErrClosed).
+func (n *Node) awaitDurable(ctx context.Context, h uint64) error {
+	res := make(chan error, 1)
+	n.whenDurable(h, func(err error) { res <- err })
+	select {
+	case err := <-res:
+		return err
+	default:
+	}
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // whenDurable runs done once the store's sync covers height h: at once if
 // it does already, else on the sync goroutine. done gets the sync's error
 // if it failed, or ErrClosed if the node closed first. done must not block.
@@ -78,6 +98,10 @@ func (n *Node) whenDurable(h uint64, done func(error)) {
 	case h <= n.durable:
 		n.symu.Unlock()
 		done(nil)
+		return
+	case n.durClosed:
+		n.symu.Unlock()
+		done(ErrClosed)
 		return
 	}
 	n.waits = append(n.waits, syncWait{height: h, done: done})
@@ -100,7 +124,7 @@ func (n *Node) durableLoop() {
 			n.syncOnce(true) // what was written before Close is synced, its waiters told, and a checkpoint saved
 			n.symu.Lock()
 			waits := n.waits
-			n.waits = nil
+			n.waits, n.durClosed = nil, true
 			n.symu.Unlock()
 			for _, w := range waits {
 				w.done(ErrClosed)
