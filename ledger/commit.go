@@ -283,7 +283,7 @@ func (n *Node) commitBatch(l locker, batch []*request, tok lamportmutex.Token, g
 	}
 	n.mu.Lock()
 	for _, r := range refused {
-		n.rejected[r.t.ID] = rejection{t: r.t, err: r.err}
+		n.reject(r.t, r.err)
 	}
 	var aerr error
 	if len(committed) > 0 {
@@ -359,4 +359,21 @@ func (n *Node) persist(blocks []Block) error {
 	}
 	n.wrote(blocks[len(blocks)-1].Height)
 	return nil
+}
+
+// reject remembers that t was refused with err, for a retry of its ID: the
+// newest IDWindow refusals are kept, the oldest forgotten first. n.mu must
+// be held.
+func (n *Node) reject(t Transfer, err error) {
+	if _, ok := n.rejected[t.ID]; ok {
+		return
+	}
+	if len(n.refusals) < IDWindow {
+		n.refusals = append(n.refusals, t.ID)
+	} else { // a ring: refusals[nextRefusal] is the oldest
+		delete(n.rejected, n.refusals[n.nextRefusal])
+		n.refusals[n.nextRefusal] = t.ID
+		n.nextRefusal = (n.nextRefusal + 1) % IDWindow
+	}
+	n.rejected[t.ID] = rejection{t: t, err: err}
 }

@@ -331,3 +331,51 @@ func TestDuplicateWaitsForTheSync(t *testing.T) {
 		t.Fatalf("duplicate after the sync: %+v, %v", res, err)
 	}
 }
+
+// failingCheckpoints is a MemStore whose SaveCheckpoint always fails, and
+// counts its calls.
+type failingCheckpoints struct {
+	*ledger.MemStore
+	mu    sync.Mutex
+	tries int
+}
+
+func (s *failingCheckpoints) SaveCheckpoint(uint64, []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tries++
+	return errors.New("no room for a checkpoint")
+}
+
+// TestFailedCheckpointWaitsAnInterval checks that a checkpoint the store
+// refuses is tried again only an interval later, not at every sync, and
+// that the node goes on committing.
+func TestFailedCheckpointWaitsAnInterval(t *testing.T) {
+	var st *failingCheckpoints
+	_, nodes := newTestCluster(t, 2, func(id string, g ledger.Block) ledger.Store {
+		ms, err := ledger.NewMemStore(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id != "1" {
+			return ms
+		}
+		st = &failingCheckpoints{MemStore: ms}
+		return st
+	})
+	const blocks = ledger.CheckpointInterval + 200
+	for i := range blocks { // back and forth, so that nobody runs dry
+		from, to := nodes[i%2], nodes[(i+1)%2].ID()
+		if _, err := from.Transfer(context.Background(), to, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nodes[0].Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.tries == 0 || st.tries > 2 { // the one due at the interval, and Close's
+		t.Fatalf("%d checkpoints tried for %d blocks, want 1 or 2", st.tries, blocks)
+	}
+}

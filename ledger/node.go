@@ -119,14 +119,16 @@ type Node struct {
 
 	writeMu sync.Mutex // serialises changes to the chain (persist, then insert)
 
-	mu       sync.RWMutex // guards the fields below
-	chain    *Chain
-	locker   locker
-	failed   error // set once: the node has stopped taking transfers
-	closed   bool
-	rejected map[TransferID]rejection // IDs whose transfer was refused for lack of funds
-	inflight map[TransferID]chan struct{}
-	grown    chan struct{} // closed and replaced whenever the chain grows
+	mu          sync.RWMutex // guards the fields below
+	chain       *Chain
+	locker      locker
+	failed      error // set once: the node has stopped taking transfers
+	closed      bool
+	rejected    map[TransferID]rejection // IDs whose transfer was refused for lack of funds: the newest IDWindow
+	refusals    []TransferID             // the keys of rejected, a ring once full
+	nextRefusal int                      // the oldest in refusals once it is full
+	inflight    map[TransferID]chan struct{}
+	grown       chan struct{} // closed and replaced whenever the chain grows
 
 	pending map[uint64]received // blocks that arrived ahead of a gap, within MaxPending of the head; guarded by writeMu
 	// headFrom is the peer whose block is the head, "" for a block this
@@ -428,8 +430,9 @@ func (n *Node) TransferWithID(ctx context.Context, id TransferID, to string, amo
 // A transfer ID already committed gets the original block with
 // Result.Duplicate set, once this node's store has synced that block (a
 // block fetched from a peer may not be yet); one already refused for lack
-// of funds gets the same error again (refusals are remembered in memory
-// only). Concurrent calls with one ID wait for the first.
+// of funds gets the same error again (the node remembers its newest
+// IDWindow refusals, in memory only). Concurrent calls with one ID wait
+// for the first.
 func (n *Node) Submit(ctx context.Context, t Transfer) (Result, error) {
 	if t.ID.IsZero() {
 		t.ID = NewTransferID()

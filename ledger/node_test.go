@@ -683,3 +683,32 @@ func TestNodeWaitHeight(t *testing.T) {
 		t.Fatalf("WaitHeight after Close = %v", err)
 	}
 }
+
+// TestNodeRefusalsBounded checks that a node remembers its newest
+// IDWindow refusals and no more: a refused ID is refused again from
+// memory while it is among them, and judged afresh once it is not.
+func TestNodeRefusalsBounded(t *testing.T) {
+	_, nodes := newTestCluster(t, 2, nil)
+	ctx := context.Background()
+	first := ledger.NewTransferID()
+	if _, err := nodes[0].TransferWithID(ctx, first, "2", 11); !errors.Is(err, ledger.ErrInsufficientFunds) {
+		t.Fatal(err)
+	}
+	for range ledger.IDWindow - 1 {
+		if _, err := nodes[0].Transfer(ctx, "2", 11); !errors.Is(err, ledger.ErrInsufficientFunds) {
+			t.Fatal(err)
+		}
+	}
+	if _, err := nodes[1].Transfer(ctx, "1", 5); err != nil { // now 1 could pay 11
+		t.Fatal(err)
+	}
+	if _, err := nodes[0].TransferWithID(ctx, first, "2", 11); !errors.Is(err, ledger.ErrInsufficientFunds) {
+		t.Fatalf("a refusal among the newest IDWindow was not remembered: %v", err)
+	}
+	if _, err := nodes[0].Transfer(ctx, "2", 100); !errors.Is(err, ledger.ErrInsufficientFunds) { // pushes first out
+		t.Fatal(err)
+	}
+	if _, err := nodes[0].TransferWithID(ctx, first, "2", 11); err != nil {
+		t.Fatalf("a refusal older than the newest IDWindow was still remembered: %v", err)
+	}
+}

@@ -18,7 +18,7 @@ import (
 // and every block before it, on this client's disk.
 type syncer struct {
 	symu       sync.Mutex
-	checkpoint uint64 // the height of the newest checkpoint saved
+	checkpoint uint64 // the height of the newest checkpoint saved or tried
 	written    uint64 // the highest height appended to the store
 	durable    uint64 // the highest height a Sync covered
 	waits      []syncWait
@@ -163,13 +163,13 @@ func (n *Node) syncOnce(closing bool) {
 	}
 	if err == nil && cp != nil {
 		if cerr := n.store.SaveCheckpoint(cpHeight, cp); cerr != nil {
-			// A checkpoint only speeds a restart up: the node goes on.
+			// A checkpoint only speeds a restart up: the node goes on, and
+			// tries again an interval later.
 			n.log.Warn("ledger: checkpoint not saved", "height", cpHeight, "err", cerr)
-		} else {
-			n.symu.Lock()
-			n.checkpoint = cpHeight
-			n.symu.Unlock()
 		}
+		n.symu.Lock()
+		n.checkpoint = cpHeight
+		n.symu.Unlock()
 	}
 	n.symu.Lock()
 	var due []syncWait
