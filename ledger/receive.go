@@ -29,8 +29,8 @@ type received struct {
 // batch of blocks whose sender is the releasing peer, sealed once, at its
 // last block, with that peer's key (see Block.Sig); each must extend this
 // node's chain: its height, previous hash and hash must match, its sender
-// must be the releasing peer and able to pay. They are persisted, then
-// inserted. A block this node already has (catch-up can bring it first) is
+// must be the releasing peer and able to pay. They are written to the
+// store (and synced, under SyncBeforeRelease), then inserted. A block this node already has (catch-up can bring it first) is
 // skipped.
 //
 // Releases from different peers may arrive in any order (the transport
