@@ -228,7 +228,14 @@ func (t *TCP) runOutbound(p *peer) {
 		case established:
 			t.connError(p.id, "out", nil, err)
 		case errors.Is(err, errDial):
-			t.unreachable(p.id, err, failing)
+			if t.cfg.onConnError != nil {
+				t.cfg.onConnError(p.id, err)
+			}
+			level := slog.LevelDebug
+			if !failing {
+				level = slog.LevelInfo // a peer that is down: report the first failure only
+			}
+			t.log.Log(context.Background(), level, "transport: cannot reach peer, retrying", "peer", printable(p.id), "err", err)
 			failing = true
 		default:
 			t.connError(p.id, "dial", nil, err)
@@ -274,7 +281,14 @@ func (t *TCP) runKicks(p *peer) {
 		switch err := t.kickOnce(p); {
 		case err == nil || t.isDone():
 		case errors.Is(err, errDial):
-			t.unreachable(p.id, err, failing)
+			if t.cfg.onConnError != nil {
+				t.cfg.onConnError(p.id, err)
+			}
+			level := slog.LevelDebug
+			if !failing {
+				level = slog.LevelInfo // a peer that is down: report the first failure only
+			}
+			t.log.Log(context.Background(), level, "transport: cannot reach peer, retrying", "peer", printable(p.id), "err", err)
 			failing = true
 		default:
 			t.connError(p.id, "kick", nil, err)
@@ -554,18 +568,4 @@ func (dl *deadline) refresh() error {
 	}
 	dl.last = now
 	return dl.conn.SetReadDeadline(now.Add(dl.d))
-}
-
-// unreachable reports a failed dial to peer: at Info the first time in a
-// row (failing false), then at Debug, since a peer that is down fails every
-// retry.
-func (t *TCP) unreachable(peer string, err error, failing bool) {
-	if t.cfg.onConnError != nil {
-		t.cfg.onConnError(peer, err)
-	}
-	level := slog.LevelDebug
-	if !failing {
-		level = slog.LevelInfo
-	}
-	t.log.Log(context.Background(), level, "transport: cannot reach peer, retrying", "peer", printable(peer), "err", err)
 }
