@@ -98,11 +98,12 @@ func TestTracedWindowCountsWakeups(t *testing.T) {
 	}
 	// The partner waits in its closure, the caller in the test. A
 	// goroutine that was already waiting when the trace started has no
-	// stack for that wait, so one wake-up each may go unplaced.
+	// stack for that wait, so a wake-up at each end of the window may go
+	// unplaced, or be placed at the other goroutine's site.
 	partner, caller := tc.by["github.com/lamportledger/lamportledger/examples/bench.TestTracedWindowCountsWakeups.func1"],
 		tc.by["github.com/lamportledger/lamportledger/examples/bench.TestTracedWindowCountsWakeups.func3"]
-	if partner < k-1 || caller < k-1 {
-		t.Errorf("wake-ups by site %v: want at least %d for the partner and for the caller", tc.by, k-1)
+	if partner < k-2 || caller < k-2 {
+		t.Errorf("wake-ups by site %v: want at least %d for the partner and for the caller", tc.by, k-2)
 	}
 	idle, err := tracedWindow(k, func() error { return nil })
 	if err != nil {

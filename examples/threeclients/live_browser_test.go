@@ -132,10 +132,25 @@ func TestLivePageInBrowser(t *testing.T) {
 	// Three transfers at once: two typed on stdin, one in the page's form.
 	p.send("1 transfer 2 3")
 	p.send("2 transfer 3 2")
-	run("type a transfer as client 3",
-		chromedp.SetValue(chromedp.CSS(`#cmd-client`), "3"),
-		chromedp.SendKeys(chromedp.CSS(`#cmd-line`), "transfer 1 4"),
-		chromedp.Click(chromedp.CSS(`#command button`)))
+	// The form clears its line once the server took the command, and
+	// shows the server's refusal otherwise (say, the client list was not
+	// filled in yet when the test chose client 3): then it tries again.
+	for attempt := 1; ; attempt++ {
+		var outcome string
+		run("type a transfer as client 3",
+			chromedp.SetValue(chromedp.CSS(`#cmd-client`), "3"),
+			chromedp.SetValue(chromedp.CSS(`#cmd-line`), "transfer 1 4"),
+			chromedp.Click(chromedp.CSS(`#command button`)),
+			waitJS(`(() => { const e = document.getElementById('cmd-error').textContent;
+				return e !== '' ? 'refused: ' + e : document.getElementById('cmd-line').value === '' ? 'taken' : null; })()`, &outcome))
+		if outcome == "taken" {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("the page's command form: %s", outcome)
+		}
+		t.Logf("the page's command form, attempt %d: %s", attempt, outcome)
+	}
 
 	// While they contend, some queue holds two requests or more.
 	var queues [][]queueItem
