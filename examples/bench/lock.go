@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lamportledger/lamportledger/lamportmutex"
+	"golang.org/x/sync/errgroup"
 )
 
 // wantMsgs is the messages per entry of Lamport's algorithm: a REQUEST, a
@@ -119,16 +120,12 @@ func contendedAlg(kind string, alg lamportmutex.Algorithm, n int, bud budget) (_
 		log   []grant
 	)
 	phase := func(m *meter, record bool) error {
-		var wg sync.WaitGroup
-		errs := make([]error, n)
+		g, ctx := errgroup.WithContext(ctx)
 		for i, mu := range c.mus {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			g.Go(func() error {
 				for m.next() {
 					if _, err := mu.Lock(ctx); err != nil {
-						errs[i] = fmt.Errorf("peer %d: lock: %w", i, err)
-						return
+						return fmt.Errorf("peer %d: lock: %w", i, err)
 					}
 					if record {
 						at := time.Now()
@@ -137,14 +134,13 @@ func contendedAlg(kind string, alg lamportmutex.Algorithm, n int, bud budget) (_
 						logMu.Unlock()
 					}
 					if err := mu.Unlock(nil); err != nil {
-						errs[i] = fmt.Errorf("peer %d: unlock: %w", i, err)
-						return
+						return fmt.Errorf("peer %d: unlock: %w", i, err)
 					}
 				}
-			}()
+				return nil
+			})
 		}
-		wg.Wait()
-		return errors.Join(errs...)
+		return g.Wait()
 	}
 	if err := phase(bud.warmup().start(), false); err != nil {
 		return Sample{}, err

@@ -2,37 +2,34 @@ package main
 
 import (
 	"context"
-	"errors"
 	"runtime"
 	"slices"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // submit runs submitters goroutines, each calling op(ctx, k) with its
 // number k for as long as m hands out operations, and returns the latency
-// of every successful call. The first error stops that submitter; the
-// others run on until m is spent.
+// of every successful call. The first error ends the run: it cancels the
+// ctx the other submitters' calls get, and is returned.
 func submit(ctx context.Context, submitters int, m *meter, op func(ctx context.Context, k int) error) ([]time.Duration, error) {
-	var wg sync.WaitGroup
+	g, ctx := errgroup.WithContext(ctx)
 	lats := make([][]time.Duration, submitters)
-	errs := make([]error, submitters)
 	for k := range submitters {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for m.next() {
+		g.Go(func() error {
+			for ctx.Err() == nil && m.next() {
 				t0 := time.Now()
 				if err := op(ctx, k); err != nil {
-					errs[k] = err
-					return
+					return err
 				}
 				lats[k] = append(lats[k], time.Since(t0))
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	return slices.Concat(lats...), errors.Join(errs...)
+	err := g.Wait()
+	return slices.Concat(lats...), err
 }
 
 // liveHeap returns the bytes of heap in use after a full collection: the
