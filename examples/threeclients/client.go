@@ -156,8 +156,13 @@ func startClient(id string, opts options) (_ *client, err error) {
 		_ = c.tcp.Close(context.Background())
 		return nil, err
 	}
-	c.txids = newTransferIDs(id, c.node.Blocks())
 	head := c.node.Head()
+	c.txids = newTransferIDs(id)
+	if err := c.txids.skipPast(c.node.BlocksFrom(recentFrom(head.Height, len(opts.members)))); err != nil {
+		_ = c.node.Close(context.Background())
+		_ = c.tcp.Close(context.Background()) // under a -delay wrapper, which does not close it
+		return nil, fmt.Errorf("read the newest blocks: %w", err)
+	}
 	c.clock.Store(max(c.clock.Load(), head.Clock)) // the mutex starts there
 	c.say("ledger %s (%d clients, %d each) in %s: %d blocks after genesis recovered, head #%d %s",
 		genesis.Hash.Short(), len(opts.members), opts.balance, where, head.Height, head.Height, head.Hash.Short())

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 )
 
 //go:embed web
@@ -33,11 +34,11 @@ const liveMaxCommand = 4096
 // liveServer is the -http server: the live page, its feed, /metrics and
 // /debug/pprof.
 type liveServer struct {
-	hub  *liveHub
-	srv  *http.Server
-	ln   net.Listener
-	done chan struct{}
-	wg   sync.WaitGroup // the feed handlers
+	hub   *liveHub
+	srv   *http.Server
+	ln    net.Listener
+	serve errgroup.Group // the server's goroutine
+	wg    sync.WaitGroup // the feed handlers
 }
 
 // checkHTTPAddr checks -http: host:port, on loopback unless insecure (the
@@ -59,7 +60,7 @@ func startLiveServer(addr string, hub *liveHub, members, local []string) (*liveS
 	if err != nil {
 		return nil, fmt.Errorf("-http: %w", err)
 	}
-	s := &liveServer{hub: hub, ln: ln, done: make(chan struct{})}
+	s := &liveServer{hub: hub, ln: ln}
 	mux := http.NewServeMux()
 	assets, _ := fs.Sub(liveWeb, "web")
 	mux.Handle("/", http.FileServerFS(assets))
@@ -77,10 +78,12 @@ func startLiveServer(addr string, hub *liveHub, members, local []string) (*liveS
 	s.srv = &http.Server{Handler: loopbackOnly(mux, isLoopback(host)), ReadHeaderTimeout: 10 * time.Second}
 	hub.members, hub.local = members, local
 	hub.begin()
-	go func() {
-		defer close(s.done)
-		_ = s.srv.Serve(ln)
-	}()
+	s.serve.Go(func() error {
+		if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
 	return s, nil
 }
 
@@ -108,16 +111,18 @@ func loopbackOnly(h http.Handler, onLoopback bool) http.Handler {
 // URL is the page's address.
 func (s *liveServer) URL() string { return "http://" + s.ln.Addr().String() + "/" }
 
-// close ends every feed, stops the server and the hub, and waits for them.
-func (s *liveServer) close() {
+// close ends every feed, stops the server and the hub, and waits for
+// them. It returns why the server stopped serving, if it failed.
+func (s *liveServer) close() error {
 	s.hub.close() // the feeds return
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if s.srv.Shutdown(ctx) != nil {
 		_ = s.srv.Close()
 	}
-	<-s.done
+	err := s.serve.Wait()
 	s.wg.Wait()
+	return err
 }
 
 // events is the live feed, as server-sent events: a "snapshot" event,

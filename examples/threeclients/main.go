@@ -122,7 +122,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			}
 			return fail("%v", err)
 		}
-		defer srv.close()
+		defer func() {
+			if err := srv.close(); err != nil {
+				errOut.raw(fmt.Sprintf("threeclients: the live page stopped: %v\n", err))
+			}
+		}()
 		out.raw("live page at " + srv.URL() + " (also /metrics and /debug/pprof/)\n")
 	}
 

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -146,8 +148,8 @@ func TestScriptSameOnEveryRun(t *testing.T) {
 // Transfer ids are (client, number), numbered on from the client's chain,
 // and other clients' ids do not count.
 func TestTransferIDsContinueFromChain(t *testing.T) {
-	a := newTransferIDs("1", nil)
-	b := newTransferIDs("2", nil)
+	a := newTransferIDs("1")
+	b := newTransferIDs("2")
 	var chain []ledger.Block
 	for range 3 {
 		chain = append(chain, ledger.Block{Transfer: ledger.Transfer{ID: a.take()}})
@@ -156,8 +158,14 @@ func TestTransferIDsContinueFromChain(t *testing.T) {
 		chain = append(chain, ledger.Block{Transfer: ledger.Transfer{ID: b.take()}})
 	}
 	chain = append(chain, ledger.Block{Transfer: ledger.Transfer{ID: ledger.NewTransferID()}})
-	again := newTransferIDs("1", chain)
-	if got, want := again.take(), newTransferIDs("1", chain[:3]).take(); got != want {
+	again, before := newTransferIDs("1"), newTransferIDs("1")
+	if err := again.skipPast(blockSeq(chain)); err != nil {
+		t.Fatal(err)
+	}
+	if err := before.skipPast(blockSeq(chain[:3])); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := again.take(), before.take(); got != want {
 		t.Fatalf("after a restart: %s, want %s", got, want)
 	}
 	if n, ok := again.number(again.take()); !ok || n != 5 {
@@ -168,6 +176,33 @@ func TestTransferIDsContinueFromChain(t *testing.T) {
 	}
 	if a.take() == b.take() {
 		t.Fatal("two clients made the same id")
+	}
+	broken := errors.New("store broken")
+	if err := again.skipPast(func(yield func(ledger.Block, error) bool) { yield(ledger.Block{}, broken) }); !errors.Is(err, broken) {
+		t.Fatalf("skipPast of a failing read: %v, want %v", err, broken)
+	}
+}
+
+// A starting client looks for its numbers in the newest blocks only: the
+// ID windows of every member, or the whole chain when it is shorter.
+func TestRecentFromCoversEveryWindow(t *testing.T) {
+	for _, c := range []struct{ head, want uint64 }{
+		{0, 0}, {3 * ledger.IDWindow, 0}, {3*ledger.IDWindow + 1, 1}, {1_000_000, 1_000_000 - 3*ledger.IDWindow},
+	} {
+		if got := recentFrom(c.head, 3); got != c.want {
+			t.Errorf("recentFrom(%d, 3) = %d, want %d", c.head, got, c.want)
+		}
+	}
+}
+
+// blockSeq yields blocks, in order.
+func blockSeq(blocks []ledger.Block) iter.Seq2[ledger.Block, error] {
+	return func(yield func(ledger.Block, error) bool) {
+		for _, b := range blocks {
+			if !yield(b, nil) {
+				return
+			}
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"iter"
 	"sync"
 
 	"github.com/lamportledger/lamportledger/ledger"
@@ -12,25 +13,38 @@ import (
 // an 8-byte tag of the client's id followed by n (big-endian), so two runs
 // of one script make the same chain, and a teacher can diff them.
 //
-// A number must never be reused: the ledger answers a known ID with the
-// first outcome, so a reused one would silently drop the new transfer. The
-// numbering continues after the highest number in the client's chain when
-// it starts; a committed block of its own is always in its store (the
-// holder syncs its blocks before it releases), and where the store lost it
-// (-memory) the ledger still knows the ID when the transfer is committed,
-// which see (client).submitTransfer.
+// A number must not be reused while the ledger still knows it (see
+// ledger.IDWindow): it answers a known ID with the first outcome, so a
+// reused one would drop the new transfer. When the client starts, the
+// numbering continues after the highest number of the client's in the
+// newest blocks of its chain (recentFrom): numbers rise in the order the
+// transfers were given, so the highest is among the client's last
+// transfers. Where that misses one (a store that lost its unsynced tail,
+// -memory, or a client whose last transfer is older than the blocks
+// scanned), the ledger answers the reused ID as a duplicate or a conflict,
+// and (client).submitTransfer numbers the transfer again.
 type transferIDs struct {
 	tag  [8]byte
 	mu   sync.Mutex
 	last uint64 // the highest number taken or seen
 }
 
-func newTransferIDs(client string, chain []ledger.Block) *transferIDs {
+func newTransferIDs(client string) *transferIDs {
 	sum := sha256.Sum256([]byte("lamportledger threeclients transfer ids\x00" + client))
 	t := &transferIDs{}
 	copy(t.tag[:], sum[:])
-	t.skipPast(chain)
 	return t
+}
+
+// recentFrom is the height from which a client that starts with its chain
+// at head looks for its transfer numbers: the last IDWindow blocks of
+// every member, so that a client of a long chain starts at once.
+func recentFrom(head uint64, members int) uint64 {
+	back := uint64(members) * ledger.IDWindow
+	if head <= back {
+		return 0
+	}
+	return head - back
 }
 
 // take returns the next number's ID.
@@ -45,15 +59,19 @@ func (t *transferIDs) take() ledger.TransferID {
 }
 
 // skipPast makes later numbers higher than every number of this client in
-// chain.
-func (t *transferIDs) skipPast(chain []ledger.Block) {
+// blocks. It reads them up to the first error, which it returns.
+func (t *transferIDs) skipPast(blocks iter.Seq2[ledger.Block, error]) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, b := range chain {
+	for b, err := range blocks {
+		if err != nil {
+			return err
+		}
 		if n, ok := t.number(b.Transfer.ID); ok {
 			t.last = max(t.last, n)
 		}
 	}
+	return nil
 }
 
 // number is the number in id, if id is one of this client's.

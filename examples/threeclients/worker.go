@@ -134,14 +134,12 @@ func (c *client) run(cmd command) {
 		return
 	}
 	id := c.txids.take() // in the order given
-	c.background.Add(1)
 	c.inBackground.add()
 	c.queued.done()
-	go func() {
-		defer c.background.Done()
+	c.background.Go(func() {
 		defer c.inBackground.done()
 		c.transfer(id, cmd.to, cmd.amount)
-	}()
+	})
 }
 
 // transfer runs one transfer under ID id and prints its outcome. With
@@ -189,7 +187,9 @@ func (c *client) submitTransfer(id ledger.TransferID, to string, amount int64) (
 		if !(err == nil && res.Duplicate) && !errors.Is(err, ledger.ErrTransferIDConflict) {
 			return res, err
 		}
-		c.txids.skipPast(c.node.Blocks())
+		if err := c.txids.skipPast(c.node.BlocksFrom(0)); err != nil {
+			return ledger.Result{}, err
+		}
 		next := c.txids.take()
 		c.opts.logger.Info("a transfer number was already in the chain; numbered again", "client", c.id, "was", id.String(), "now", next.String())
 		id = next
