@@ -123,10 +123,17 @@ func (m *Mutex) Lock(ctx context.Context) (Token, error) {
 
 // TryLock takes the lock only if no one is ahead: it returns ErrLocked when
 // another goroutine of this process holds or waits for the lock, or when
-// another peer holds it or has an earlier request. It still needs one round
-// of messages to learn that, so it waits, up to ctx, like Lock. Under
-// Ricart-Agrawala a peer keeps no queue of the others' requests, so it
-// cannot learn that another is ahead: TryLock waits like Lock then.
+// another peer holds it or has an earlier request.
+//
+// When this peer's queue already holds another peer's request, TryLock
+// returns ErrLocked at once and sends nothing: that request was stamped
+// before any request this peer could make now, so it is ahead (or its
+// RELEASE has not arrived here yet: the answer is as of what this peer has
+// heard). Otherwise
+// TryLock needs one round of messages to learn whether a request is on its
+// way, and waits for it, up to ctx, like Lock. Under Ricart-Agrawala a peer
+// keeps no queue of the others' requests, so it cannot learn that another
+// is ahead: TryLock waits like Lock then.
 func (m *Mutex) TryLock(ctx context.Context) (Token, error) {
 	return m.lock(ctx, true)
 }
@@ -141,7 +148,7 @@ func (m *Mutex) lock(ctx context.Context, try bool) (Token, error) {
 	case m.closed.Load():
 		m.unlockState()
 		return Token{}, m.Err()
-	case try && (m.holder != nil || len(m.waiters) > 0):
+	case try && (m.holder != nil || len(m.waiters) > 0 || m.othersQueued()):
 		m.unlockState()
 		return Token{}, ErrLocked
 	}
@@ -161,6 +168,21 @@ func (m *Mutex) lock(ctx context.Context, try bool) (Token, error) {
 		m.unlockState()
 		return Token{}, ctx.Err()
 	}
+}
+
+// othersQueued reports whether this peer, with no request of its own, has
+// another peer's request in its queue. The state lock must be held.
+func (m *Mutex) othersQueued() bool {
+	if m.machine.Requesting() {
+		return false
+	}
+	self := m.machine.ID()
+	for _, t := range m.machine.Queue() {
+		if t.ID != self {
+			return true
+		}
+	}
+	return false
 }
 
 // Unlock releases the lock, sending a copy of payload (which may be nil)

@@ -984,9 +984,10 @@ func TestHandleReleaseRunsBeforeTheReleaseTakesEffect(t *testing.T) {
 	}
 }
 
-// TryLock that finds an earlier request of another peer returns ErrLocked
-// and withdraws at once (a RELEASE), unless a Lock call queued behind it,
-// which keeps the request and is granted once that peer releases.
+// TryLock that learns of an earlier request of another peer, which
+// crossed its own, returns ErrLocked and withdraws at once (a RELEASE),
+// unless a Lock call queued behind it, which keeps the request and is
+// granted once that peer releases.
 func TestTryLockWithdrawsAtOnce(t *testing.T) {
 	for _, behind := range []bool{false, true} {
 		t.Run(map[bool]string{false: "alone", true: "lock behind"}[behind], func(t *testing.T) {
@@ -997,11 +998,11 @@ func TestTryLockWithdrawsAtOnce(t *testing.T) {
 			}
 			defer mu.Close(context.Background())
 			ft.syncWith(t, mu, []string{"2"}, 1)
-			ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 5, Incarnation: 1})
 			tried := make(chan error, 1)
 			go func() { _, err := mu.TryLock(context.Background()); tried <- err }()
 			waitSent(t, ft, "2", Request, 1)
 			req := ft.sentTo("2", Request)[0]
+			ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: req.Clock - 1, Incarnation: 1}) // sent before ours arrived
 			locked := make(chan error, 1)
 			if behind {
 				go func() { _, err := mu.Lock(context.Background()); locked <- err }()
@@ -1078,5 +1079,37 @@ func TestQuarantineFromACallbackStillReportsAWaitingPeerUp(t *testing.T) {
 	}
 	if got := ft.quarantines(); !slices.Equal(got, []string{"3#2"}) {
 		t.Errorf("quarantined %v, want [3#2]", got)
+	}
+}
+
+// TryLock with another peer's request already queued here returns
+// ErrLocked at once and sends nothing: that request was stamped before any
+// this peer could make now. Once the peer releases, TryLock takes the lock.
+func TestTryLockFailsAtOnceBehindAQueuedRequest(t *testing.T) {
+	ft := newFakeTransport("1", 1)
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mu.Close(context.Background())
+	ft.syncWith(t, mu, []string{"2"}, 1)
+	ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 5, Incarnation: 1})
+	if _, err := mu.TryLock(context.Background()); !errors.Is(err, ErrLocked) {
+		t.Fatalf("TryLock = %v, want ErrLocked", err)
+	}
+	if n := len(ft.sentTo("2", Request)) + len(ft.sentTo("2", Release)); n != 0 {
+		t.Fatalf("TryLock behind a queued request sent %d REQUESTs and RELEASEs, want none", n)
+	}
+	ft.feed(Message{Kind: Release, From: "2", To: "1", Clock: 6, Incarnation: 1})
+	tried := make(chan error, 1)
+	go func() { _, err := mu.TryLock(context.Background()); tried <- err }()
+	waitSent(t, ft, "2", Request, 1)
+	req := ft.sentTo("2", Request)[0]
+	ft.feed(Message{Kind: Reply, From: "2", To: "1", Clock: req.Clock + 1, Incarnation: 1})
+	if err := <-tried; err != nil {
+		t.Fatalf("TryLock after the release: %v", err)
+	}
+	if err := mu.Unlock(nil); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -412,6 +412,9 @@ func TestTryLock(t *testing.T) {
 	if err := g.mus["1"].Unlock(nil); err != nil {
 		t.Fatal(err)
 	}
+	// Until 1's RELEASE reaches 2, 2 has 1's request queued, and its TryLock
+	// fails at once.
+	waitFor(t, "1's release at 2", func() bool { return !queued(g, "2", "1") })
 	tok2, err := g.mus["2"].TryLock(ctx)
 	if err != nil {
 		t.Fatalf("TryLock after release: %v", err)
