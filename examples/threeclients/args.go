@@ -55,7 +55,7 @@ func newFlagSet(a *cliArgs) *flag.FlagSet {
 	fs.Int64Var(&a.balance, "balance", ledger.DefaultInitialBalance, "every client's initial balance; given, it wins over the -config file's")
 	fs.DurationVar(&a.delay, "delay", 0, "delay every message sent by this long (e.g. 3s) to watch concurrency")
 	fs.BoolVar(&a.trace, "trace", false, "print every message sent and received and every clock change")
-	fs.StringVar(&a.dataDir, "data", "lamportledger-data", "folder for the ledger files (one per client) and, without -tls, the certificates made on first start")
+	fs.StringVar(&a.dataDir, "data", "lamportledger-data", "folder for the ledger files and incarnation counters (one each per client) and, without -tls, the certificates made on first start")
 	fs.BoolVar(&a.memory, "memory", false, "keep the ledger in memory only (with one client and no -tls, -data still holds the certificates)")
 	fs.StringVar(&a.tlsDir, "tls", "", "certificates folder made by \"threeclients certs\": mutual TLS with its certificates, and blocks signed with its keys")
 	fs.BoolVar(&a.insecure, "insecure", false, "no TLS: peers talk in plaintext, unauthenticated (blocks are still signed); allows peers that are not on loopback without -tls")

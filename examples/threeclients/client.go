@@ -137,6 +137,13 @@ func startClient(id string, opts options) (_ *client, err error) {
 	if !opts.insecure {
 		tcfg.TLS = opts.ids.tlsConfig(id)
 	}
+	if !opts.memory {
+		tcfg.Incarnation, err = nextIncarnation(filepath.Join(opts.dataDir, "client-"+id+".incarnation"), time.Now())
+		if err != nil {
+			_ = store.Close()
+			return nil, err
+		}
+	}
 	c.tcp, err = transport.NewTCP(tcfg)
 	if err != nil {
 		_ = store.Close()
