@@ -527,3 +527,18 @@ func TestCloseOverAClosedTransport(t *testing.T) {
 		t.Fatalf("second Close = %v", err)
 	}
 }
+
+// newPairMutex returns peer 1's Mutex, with no Handler, in a group of two
+// over a fake Transport (incarnation 1), after first contact with peer 2
+// (incarnation 1). The test's cleanup closes it.
+func newPairMutex(t *testing.T) (*Mutex, *fakeTransport) {
+	t.Helper()
+	ft := newFakeTransport("1", 1)
+	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mu.Close(context.Background()) })
+	ft.syncWith(t, mu, []string{"2"}, 1)
+	return mu, ft
+}

@@ -1,7 +1,6 @@
 package lamportmutex
 
 import (
-	"context"
 	"slices"
 	"testing"
 )
@@ -61,13 +60,7 @@ func TestHandlePeerDown(t *testing.T) {
 // A Mutex with no Handler accepts every payload: a release with one takes
 // effect, and DATA and PeerDown are counted and dropped.
 func TestNilHandler(t *testing.T) {
-	ft := newFakeTransport("1", 1)
-	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mu.Close(context.Background())
-	ft.syncWith(t, mu, []string{"2"}, 1)
+	mu, ft := newPairMutex(t)
 	ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 5, Incarnation: 1})
 	if st := barrier(t, mu); len(st.Queue) != 1 {
 		t.Fatalf("queue %v, want 2's request", st.Queue)

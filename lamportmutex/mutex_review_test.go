@@ -214,13 +214,7 @@ func TestCloseWaitsForARunningCallback(t *testing.T) {
 // twice; the peer that answers sees strictly alternating REQUEST and
 // RELEASE, and the lock can be taken at the end.
 func TestLockCancelledAsTheGrantComes(t *testing.T) {
-	ft := newFakeTransport("1", 1)
-	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mu.Close(context.Background())
-	ft.syncWith(t, mu, []string{"2"}, 1)
+	mu, ft := newPairMutex(t)
 	clock := uint64(100)
 	for i := range 200 {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -991,13 +985,7 @@ func TestHandleReleaseRunsBeforeTheReleaseTakesEffect(t *testing.T) {
 func TestTryLockWithdrawsAtOnce(t *testing.T) {
 	for _, behind := range []bool{false, true} {
 		t.Run(map[bool]string{false: "alone", true: "lock behind"}[behind], func(t *testing.T) {
-			ft := newFakeTransport("1", 1)
-			mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer mu.Close(context.Background())
-			ft.syncWith(t, mu, []string{"2"}, 1)
+			mu, ft := newPairMutex(t)
 			tried := make(chan error, 1)
 			go func() { _, err := mu.TryLock(context.Background()); tried <- err }()
 			waitSent(t, ft, "2", Request, 1)
@@ -1086,13 +1074,7 @@ func TestQuarantineFromACallbackStillReportsAWaitingPeerUp(t *testing.T) {
 // ErrLocked at once and sends nothing: that request was stamped before any
 // this peer could make now. Once the peer releases, TryLock takes the lock.
 func TestTryLockFailsAtOnceBehindAQueuedRequest(t *testing.T) {
-	ft := newFakeTransport("1", 1)
-	mu, err := New(Config{ID: "1", Peers: []string{"1", "2"}, Transport: ft})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mu.Close(context.Background())
-	ft.syncWith(t, mu, []string{"2"}, 1)
+	mu, ft := newPairMutex(t)
 	ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 5, Incarnation: 1})
 	if _, err := mu.TryLock(context.Background()); !errors.Is(err, ErrLocked) {
 		t.Fatalf("TryLock = %v, want ErrLocked", err)
