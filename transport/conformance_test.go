@@ -135,7 +135,7 @@ func (c *tcpCluster) newTCP(id string, inc uint64) (*transport.TCP, error) {
 	cfg := transport.TCPConfig{
 		ID: id, ListenAddr: c.addrs[id], Peers: c.peers[id], Cluster: c.cluster,
 		Incarnation: inc, QueueBytes: 1 << 20,
-		Logger: slog.New(slog.NewTextHandler(c.log, &slog.HandlerOptions{Level: slog.LevelDebug})).With("self", id, "inc", inc),
+		Logger: slog.New(slog.NewTextHandler(c.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if inc == 0 {
 		cfg.Listener = c.lns[id] // a restart listens on the same address again
