@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -377,4 +378,44 @@ func (c closeAfterWrite) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	c.Conn.Close()
 	return n, err
+}
+
+// TestTCPGoodbyeAcknowledgesDeliveryUnderWay: a message whose deliver call
+// is under way when its receiver closes is acknowledged before the
+// GOODBYE, so the sender does not keep it for the receiver's next
+// incarnation, which would get it a second time. The deliver returns once
+// Close has begun, racing the writer's goodbye; a few rounds make a
+// goodbye that does not wait for it lose the race at least once.
+func TestTCPGoodbyeAcknowledgesDeliveryUnderWay(t *testing.T) {
+	tcpLeakCheck(t)
+	for round := range 8 {
+		var closing atomic.Pointer[TCP]
+		entered := make(chan struct{})
+		c := newTCPClusterDeliver(t, []string{"a", "b"}, nil, func(id string) func(lamportmutex.Message) {
+			return func(m lamportmutex.Message) {
+				if id == "b" && m.Kind == lamportmutex.Request {
+					close(entered)
+					<-closing.Load().done // returns once b's Close began
+				}
+			}
+		})
+		a, b := c.nodes["a"], c.nodes["b"]
+		closing.Store(b)
+		if err := a.Send(lamportmutex.Message{Kind: lamportmutex.Request, From: "a", To: "b", Clock: 1}); err != nil {
+			t.Fatal(err)
+		}
+		<-entered
+		if err := b.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		o := &a.peers["b"].out
+		tcpEventually(t, func() bool { return !o.isConnected() }, "a's stream with b to end")
+		o.mu.Lock()
+		held := len(o.q)
+		o.mu.Unlock()
+		if held != 0 {
+			t.Fatalf("round %d: a holds %d messages for b that b delivered before it said goodbye", round, held)
+		}
+		c.closeAll()
+	}
 }

@@ -130,6 +130,7 @@ func (t *TCP) readStream(p *peer, s *session, br *bufio.Reader) error {
 			return fmt.Errorf("%w: stream from %q carried %v", ErrProtocol, p.id, m)
 		}
 		s.busy.Store(true)
+		s.dmu.Lock()
 		ok := t.deliver(m, s.stop)
 		if ok {
 			last = seq
@@ -137,6 +138,7 @@ func (t *TCP) readStream(p *peer, s *session, br *bufio.Reader) error {
 			ip.msgs.Add(1)
 			ip.byts.Add(uint64(frameLenSize + len(body)))
 		}
+		s.dmu.Unlock()
 		wrote := t.afterDeliver(p, s)
 		if !ok {
 			if s.stopped() {

@@ -77,7 +77,12 @@ type session struct {
 	remoteInc uint64
 
 	// The reading half.
-	seen   atomic.Int64  // monoNow when the last frame arrived
+	seen atomic.Int64 // monoNow when the last frame arrived
+	// dmu is held by the reader across a deliver call of a message and
+	// the recording of its seq, so that goodbye, which takes it before the
+	// last ACK, acknowledges a delivery that was under way when the
+	// transport closed.
+	dmu    sync.Mutex
 	busy   atomic.Bool   // the reader is inside deliver
 	ackNow chan struct{} // capacity 1: acknowledge at once
 	// ackTimer fires ackDelay after a delivery found it disarmed. The
@@ -383,11 +388,13 @@ func (t *TCP) writeStream(p *peer, s *session) {
 }
 
 // goodbye ends a healthy stream as the transport closes: it writes what is
-// queued and an ACK of what was delivered (the reader delivers nothing
-// more), then GOODBYE. The reader goes on reading, delivering nothing,
-// until the peer closes the connection, so that closing it does not reset
-// it with unread bytes.
+// queued and an ACK of what was delivered, the delivery under way included
+// (the reader begins no other), then GOODBYE. The reader goes on reading,
+// delivering nothing, until the peer closes the connection, so that
+// closing it does not reset it with unread bytes.
 func (t *TCP) goodbye(p *peer, s *session) {
+	s.dmu.Lock() // the delivery under way, if any, is recorded: the ACK below covers it
+	s.dmu.Unlock()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.stopped() {
