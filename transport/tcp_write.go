@@ -393,7 +393,10 @@ func (t *TCP) writeStream(p *peer, s *session) {
 // delivering nothing, until the peer closes the connection, so that
 // closing it does not reset it with unread bytes.
 func (t *TCP) goodbye(p *peer, s *session) {
-	s.dmu.Lock() // the delivery under way, if any, is recorded: the ACK below covers it
+	// Wait for the delivery under way, if any, to be recorded, so that
+	// the ACK below covers it.
+	s.dmu.Lock()
+	//lint:ignore SA2001 waiting for the reader to let go is the point
 	s.dmu.Unlock()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
