@@ -491,9 +491,10 @@ const goodbyeWait = time.Second
 //
 // Saying goodbye takes a round trip and at most goodbyeWait (1 second):
 // Close stops accepting, dialing and delivering, writes what is queued, a
-// last ACK and a GOODBYE frame on each established connection, and waits
-// for the peer to close the connection, so that it logs a departure
-// instead of a broken connection.
+// last ACK (of what it delivered, a delivery under way included) and a
+// GOODBYE frame on each established connection, and waits for the peer to
+// close the connection, so that it logs a departure instead of a broken
+// connection.
 // Messages still unacknowledged then are dropped.
 func (t *TCP) Close(ctx context.Context) error {
 	if t.closing.Swap(true) {
