@@ -117,6 +117,7 @@ type TCPConfig struct {
 	// Test hooks.
 	version         uint16                          // protocol version to speak; 0 means protocolVersion
 	preambleTimeout time.Duration                   // 0 means preambleTimeout
+	deferWait       time.Duration                   // 0 means deferWait
 	onConnError     func(peer string, err error)    // called for every connection error
 	onEvent         func(peer string, event string) // called on "connected"/"accepted"
 }
@@ -248,6 +249,7 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	setDefault(&cfg.QueueBytes, DefaultQueueBytes)
 	setDefault(&cfg.version, protocolVersion)
 	setDefault(&cfg.preambleTimeout, preambleTimeout)
+	setDefault(&cfg.deferWait, deferWait)
 	if cfg.IdleTimeout <= cfg.HeartbeatInterval {
 		return nil, fmt.Errorf("transport: IdleTimeout %v must exceed HeartbeatInterval %v", cfg.IdleTimeout, cfg.HeartbeatInterval)
 	}

@@ -118,6 +118,10 @@ func TestTCPReplyRidesWithAck(t *testing.T) {
 	c := newTCPClusterDeliver(t, []string{"a"}, func(cfg *TCPConfig) {
 		cfg.Peers = maps.Clone(cfg.Peers)
 		cfg.Peers["z"] = ln.Addr().String()
+		// The writer takes over a REPLY left to the reader only after
+		// deferWait; a loaded machine can keep the reader from returning
+		// from deliver that long, and the REPLY then leaves before the ACK.
+		cfg.deferWait = time.Hour
 	}, func(string) func(lamportmutex.Message) {
 		return func(m lamportmutex.Message) {
 			if m.Kind == lamportmutex.Request {

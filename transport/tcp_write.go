@@ -99,6 +99,7 @@ type session struct {
 	deferred   atomic.Bool
 	deferTimer *time.Timer
 	deferArmed atomic.Bool
+	deferWait  time.Duration // TCPConfig.deferWait
 
 	// The writing half.
 	wmu   sync.Mutex // held while appending to or writing obuf
@@ -124,6 +125,7 @@ func (t *TCP) newSession(tcp, conn net.Conn, inc uint64) *session {
 	dt.Stop()
 	s := &session{
 		deferTimer: dt,
+		deferWait:  t.cfg.deferWait,
 		tcp:        tcp,
 		conn:       conn,
 		remoteInc:  inc,
@@ -253,7 +255,7 @@ func (s *session) deferToReader() bool {
 		return false // the reader left deliver meanwhile; it may not have seen deferred
 	}
 	if s.deferArmed.CompareAndSwap(false, true) {
-		s.deferTimer.Reset(deferWait)
+		s.deferTimer.Reset(s.deferWait)
 	}
 	return true
 }
