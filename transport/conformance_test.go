@@ -1,9 +1,13 @@
 package transport_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"testing"
@@ -63,6 +67,8 @@ func TestConformanceTCP(t *testing.T) {
 // proxies.
 type tcpCluster struct {
 	t       *testing.T
+	log     *lockedBuffer // every transport's log, shown if the test fails
+	cluster string        // unique, so that a port reused by another test process reaches no peer of ours
 	ids     []string
 	addrs   map[string]string            // each peer's listening address
 	lns     map[string]net.Listener      // the first incarnations' listeners
@@ -76,8 +82,14 @@ type tcpCluster struct {
 func newTCPCluster(t *testing.T, ids []string) *tcpCluster {
 	c := &tcpCluster{
 		t: t, ids: ids, addrs: make(map[string]string), lns: make(map[string]net.Listener), proxies: make(map[[2]string]*proxy),
-		peers: make(map[string]map[string]string), trs: make(map[string]*transport.TCP),
+		peers: make(map[string]map[string]string), trs: make(map[string]*transport.TCP), log: &lockedBuffer{},
+		cluster: fmt.Sprintf("conformance-%x", rand.Uint64()),
 	}
+	t.Cleanup(func() { // registered first, so it runs after the transports are closed
+		if t.Failed() {
+			t.Logf("the transports' log:\n%s", c.log.String())
+		}
+	})
 	for _, id := range ids {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -121,8 +133,9 @@ func (c *tcpCluster) start(ids ...string) []lamportmutex.Transport {
 
 func (c *tcpCluster) newTCP(id string, inc uint64) (*transport.TCP, error) {
 	cfg := transport.TCPConfig{
-		ID: id, ListenAddr: c.addrs[id], Peers: c.peers[id], Cluster: "conformance",
+		ID: id, ListenAddr: c.addrs[id], Peers: c.peers[id], Cluster: c.cluster,
 		Incarnation: inc, QueueBytes: 1 << 20,
+		Logger: slog.New(slog.NewTextHandler(c.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if inc == 0 {
 		cfg.Listener = c.lns[id] // a restart listens on the same address again
@@ -155,6 +168,24 @@ func (c *tcpCluster) cut(on bool) func(a, b string) error {
 		c.proxies[[2]string{b, a}].setCut(on)
 		return nil
 	}
+}
+
+// lockedBuffer is a bytes.Buffer that several goroutines may write.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // proxy forwards every connection it accepts to one address, until cut:

@@ -74,13 +74,17 @@
 //
 // The TCP transport, for peers in different processes or machines, lives in
 // the tcp*.go files of this package (with its framing and handshake): one
-// ordered stream per ordered pair of peers, length-prefixed msgpack frames,
-// a handshake naming the sender and the cluster, and sequence numbers and
-// acknowledgements that keep delivery exactly-once and in order across
-// reconnects, and a GOODBYE frame on Close so that a clean exit is logged
-// by the peers as a departure, not a fault. The reader of a peer's stream
-// calls deliver itself; Send queues, and writes at once when it can without
-// blocking; what is held per peer is bounded in bytes (TCPConfig.QueueBytes).
+// two-way connection per pair of peers, carrying one ordered stream each
+// way, so that a REPLY and the acknowledgements ride back on the connection
+// that brought the REQUEST; length-prefixed msgpack frames; a handshake
+// naming the sender and the cluster; sequence numbers and acknowledgements
+// that keep delivery exactly-once and in order across reconnects; and a
+// GOODBYE frame on Close so that a clean exit is logged by the peers as a
+// departure, not a fault. The reader of a connection calls deliver itself;
+// Send queues, and writes at once when it can without blocking; whoever
+// writes drains everything queued for the peer, with an ACK in front, into
+// one write; what is held per peer is bounded in bytes
+// (TCPConfig.QueueBytes).
 //
 // Trust. Without TLS a peer's id is a claim anyone who can reach the port
 // and knows the cluster can make: use it on loopback or a trusted network.
@@ -104,10 +108,11 @@
 //
 // # TCP wire format
 //
-// This is the one description of the protocol, version 3 (protocolVersion).
-// Every ordered pair of peers (A, B) has its own connection, dialed by A: it
-// carries A's messages to B and B's acknowledgements back. There is never
-// more than one live stream per ordered pair.
+// This is the one description of the protocol, version 4 (protocolVersion).
+// Every pair of peers has one connection, dialed by the peer whose id is
+// the lower (as byte strings): it carries the messages of both, each
+// direction one ordered stream with its own sequence numbers. There is
+// never more than one live connection per pair.
 //
 // All integers are big-endian. A frame is a uint32 length followed by that
 // many bytes (the body). A receiver refuses a length above its limit
@@ -116,10 +121,11 @@
 //
 // Handshake. With TLS, the TLS handshake comes first and everything below
 // travels inside it. The dialer sends the preamble "LLTP" + uint16 version
-// (3), then one frame holding the msgpack array [from, to, cluster,
+// (4), then one frame holding the msgpack array [from, to, cluster,
 // incarnation] (str, str, str, uint). The acceptor answers with its own
 // preamble and one frame holding [from, incarnation, resume, refusal] (str,
 // uint, uint, str), and sends nothing before the dialer's frame is checked.
+// The dialer then sends RESUME (below), and the handshake is done.
 //
 // The acceptor accepts the hello only if all of these hold, and only then
 // stores the incarnation: the same version; from is a configured peer and
@@ -147,7 +153,22 @@
 // resume, the last sequence number it delivered from this dialer's
 // incarnation (0 for an incarnation it has not seen). The dialer checks the
 // welcome the same way: from is the peer it dialed, the incarnation is
-// plausible, not quarantined and, with TLS, not older than one seen.
+// plausible, not quarantined and, with TLS, not older than one seen; and
+// nothing follows the welcome. It answers with
+//   - RESUME (5): uint64 seq, the last sequence number it delivered from the
+//     acceptor's incarnation (0 for an incarnation it has not seen),
+//
+// and the acceptor, which sends nothing before it, resends from seq+1.
+//
+// Kicks. The higher id of a pair never dials for a session, so that a peer
+// in backoff learns at once that it restarted, it kicks: it dials the lower
+// id and sends its hello, at start and then, while no connection is up,
+// with backoff. The lower id checks that hello exactly as any other, and if
+// it passes, answers with a welcome whose refusal is "reversed: the lower
+// id dials" (with its id and incarnation) and closes; then, if it has no
+// connection to the kicker, or one that reaches another incarnation of it
+// (which is gone, and is closed), it dials at once instead of finishing
+// its backoff. A kick stores nothing, and costs at most one dial.
 //
 // Incarnations. With TLS a handshake is authenticated, so an incarnation
 // older than the one stored for that member is refused as stale (only a
@@ -163,62 +184,58 @@
 // a forged incarnation, once quarantined, cannot keep out a real one below
 // it. With TLS it refuses that incarnation and older ones.
 //
-// One session per member: a hello from an id whose current session heard
-// from its dialer within two HeartbeatIntervals (a live dialer pings at
-// least that often) is refused as a duplicate if its incarnation differs,
-// and both sides log it, naming the id and both addresses. With the same
-// incarnation the new connection replaces the old one: that is the dialer
-// reconnecting after a connection it saw fail, which the acceptor may not
-// have noticed yet.
+// One session per member: a hello (or a kick) from an id whose current
+// session heard from it within two HeartbeatIntervals (a live peer sends
+// at least a heartbeat that often) is refused as a duplicate if its
+// incarnation differs, and both sides log it, naming the id and both
+// addresses. With the same incarnation the new connection replaces the old
+// one: that is the dialer reconnecting after a connection it saw fail,
+// which the acceptor may not have noticed yet.
 //
-// Stream. The dialer then sends frames whose body starts with a type byte:
+// Stream. Then both ends send frames whose body starts with a type byte:
 //   - DATA (1): uint64 seq, then the message as a msgpack array
 //     [kind, from, to, clock, payload, incarnation] (uint, str, str, uint,
 //     bin or nil, uint), every integer and length in its shortest form (a
 //     receiver refuses other forms).
-//   - PING (3): nothing else. Sent every HeartbeatInterval while idle, and
-//     after a batch of DATA whenever what the dialer holds for the peer has
-//     reached a quarter of QueueBytes: a PING asks for an ACK at once.
+//   - ACK (2): uint64 seq: every message up to seq that the receiver of
+//     this ACK sent was delivered (deliver returned for it). ACKs are
+//     cumulative and ride in front of the DATA the acknowledging end writes
+//     anyway, in the same write; one goes out on its own only after 64
+//     deliveries, in answer to a PING, or about 5 ms after the first
+//     delivery not yet acknowledged. The last one is repeated every
+//     HeartbeatInterval as the heartbeat. ACKs only free the resend queue:
+//     no message waits for one.
+//   - PING (3): nothing else: asks for an ACK at once. Sent after a batch of
+//     DATA whenever what is held for the peer has reached a quarter of
+//     QueueBytes.
 //   - GOODBYE (4): nothing else; see Goodbye below.
 //
-// The acceptor sends:
-//   - ACK (2): uint64 seq: every message up to seq was delivered (deliver
-//     returned for it). ACKs are
-//     cumulative and coalesced: one goes out after every 64 deliveries, in
-//     answer to a PING, else about 5 ms after the first delivery not yet
-//     acknowledged; and the last one is repeated every HeartbeatInterval.
-//     ACKs only free the dialer's resend queue: no message waits for one.
-//   - GOODBYE (4): nothing else; see Goodbye below.
-//
-// Sequence numbers count from 1 per pair of incarnations (sender's, receiver's).
-// After a reconnect the dialer resends from resume+1; the receiver drops a seq
-// it already delivered and closes on a gap. When the acceptor's incarnation
-// changes, the dialer renumbers what it still holds from 1 (messages for a
-// dead incarnation go to the next one, as the Transport contract allows).
-// When the dialer's incarnation changes, the acceptor resets its state for
-// that peer and delivers PeerUp before the new incarnation's first message;
-// nothing of the old incarnation is delivered after that.
+// Sequence numbers count from 1 per direction and pair of incarnations
+// (sender's, receiver's). After a reconnect each end resends from what the
+// other said it delivered (resume in the welcome, RESUME) plus one; a
+// receiver drops a seq it already delivered and closes on a gap. When the
+// other end's incarnation changes, a sender renumbers what it still holds
+// from 1 (messages for a dead incarnation go to the next one, as the
+// Transport contract allows); a receiver resets its state for that peer and
+// delivers PeerUp before the new incarnation's first message; nothing of
+// the old incarnation is delivered after that.
 //
 // Goodbye. Close sends GOODBYE on every established connection that is
-// healthy, as the last frame it writes there: the dialer after everything
-// it still has queued, the acceptor after a last ACK of what it delivered
-// (it delivers nothing more). The sender then reads, and drops, what
-// arrives until the peer closes the connection; Close waits at most
-// goodbyeWait (1 second) for all its connections. A receiver of GOODBYE
-// closes the connection and logs the departure at Info, not as a fault.
-// A GOODBYE is a claim, not authority: it changes no sequence number,
-// incarnation, resume point or quarantine, so the same incarnation
-// reconnecting resumes as after a dropped connection, and a new one is a
-// restart (PeerUp first).
-//
-// Restarts. A peer that dials in, with a handshake we accept, is up: if our
-// stream to it is down, or reaches another incarnation of it (which is
-// gone), we dial it at once instead of finishing the backoff.
+// healthy, as the last frame it writes there, after everything it still
+// has queued and a last ACK of what it delivered (it delivers nothing
+// more). The sender then reads, and drops, what arrives until the peer
+// closes the connection; Close waits at most goodbyeWait (1 second) for all
+// its connections. A receiver of GOODBYE closes the connection and logs the
+// departure at Info, not as a fault. A GOODBYE is a claim, not authority:
+// it changes no sequence number, incarnation, resume point or quarantine,
+// so the same incarnation reconnecting resumes as after a dropped
+// connection, and a new one is a restart (PeerUp first).
 //
 // Anything else (unknown type, wrong length, malformed msgpack, a gap, a
-// forged From or To, an ACK of something never sent, silence past
-// IdleTimeout, a peer not reading for WriteTimeout) closes that connection
-// with a logged error; the dialer reconnects with backoff.
+// forged From or To, an ACK of something never sent, a RESUME after the
+// handshake, silence past IdleTimeout, a peer not reading for
+// WriteTimeout) closes that connection with a logged error; the dialer
+// reconnects with backoff.
 //
 // # Errors
 //

@@ -9,20 +9,25 @@ import (
 )
 
 // Frame types of an established stream (see the TCP wire format in doc.go).
+// Both ends of a connection send DATA, ACK, PING and GOODBYE; RESUME is the
+// dialer's last handshake frame.
 const (
-	frameData byte = 1 // type, seq, msgpack message: dialer to acceptor
-	frameAck  byte = 2 // type, cumulative seq: acceptor to dialer
-	framePing byte = 3 // type only: dialer to acceptor, keeps an idle stream alive
-	// frameGoodbye, type only, either way: the sender is closing the
-	// transport (a clean exit) and sends nothing more on this connection.
+	frameData byte = 1 // type, seq, msgpack message
+	frameAck  byte = 2 // type, cumulative seq of the messages delivered
+	framePing byte = 3 // type only: asks for an ACK at once
+	// frameGoodbye, type only: the sender is closing the transport (a clean
+	// exit) and sends nothing more on this connection.
 	frameGoodbye byte = 4
+	// frameResume, type and seq: the last message the dialer delivered from
+	// the acceptor's incarnation; the acceptor resends what follows.
+	frameResume byte = 5
 )
 
 const (
 	// frameLenSize is the size of the big-endian length prefix of a frame.
 	frameLenSize = 4
-	// seqFrameSize is the body size of an ACK frame and the header size of a
-	// DATA frame: a type byte and a big-endian uint64.
+	// seqFrameSize is the body size of an ACK or RESUME frame and the header
+	// size of a DATA frame: a type byte and a big-endian uint64.
 	seqFrameSize = 1 + 8
 	// maxHandshakeFrame bounds the hello and welcome frames.
 	maxHandshakeFrame = 8 << 10
@@ -76,57 +81,54 @@ func writeFrame(w *bufio.Writer, body []byte) error {
 	return err
 }
 
-// writeSeqFrame writes a frame of type typ holding seq, followed by msg
-// (which is empty for an ACK).
-func writeSeqFrame(w *bufio.Writer, typ byte, seq uint64, msg []byte) error {
-	var hdr [frameLenSize + seqFrameSize]byte
-	binary.BigEndian.PutUint32(hdr[:], uint32(seqFrameSize+len(msg)))
-	hdr[frameLenSize] = typ
-	binary.BigEndian.PutUint64(hdr[frameLenSize+1:], seq)
-	if _, err := w.Write(hdr[:]); err != nil {
-		return err
-	}
-	_, err := w.Write(msg)
-	return err
-}
-
-// writePing writes a PING frame.
-func writePing(w *bufio.Writer) error {
-	_, err := w.Write([]byte{0, 0, 0, 1, framePing})
-	return err
-}
-
-// parseDialerFrame parses the body of a frame that a dialer sends: DATA
-// (returning its seq and message), PING or GOODBYE.
-func parseDialerFrame(body []byte) (typ byte, seq uint64, msg []byte, err error) {
+// parseStreamFrame parses the body of a frame of an established stream:
+// DATA (returning its seq and message), ACK (returning its seq), PING or
+// GOODBYE, each in its exact size.
+func parseStreamFrame(body []byte) (typ byte, seq uint64, msg []byte, err error) {
 	if len(body) == 0 {
 		return 0, 0, nil, fmt.Errorf("%w: empty frame", ErrProtocol)
 	}
-	switch body[0] {
-	case frameData:
+	switch typ := body[0]; {
+	case typ == frameData:
 		return parseSeqFrame(body)
-	case framePing, frameGoodbye:
-		if len(body) != 1 {
-			return 0, 0, nil, fmt.Errorf("%w: %d-byte frame of type %d", ErrProtocol, len(body), body[0])
-		}
-		return body[0], 0, nil, nil
+	case typ == frameAck && len(body) == seqFrameSize:
+		return typ, binary.BigEndian.Uint64(body[1:]), nil, nil
+	case (typ == framePing || typ == frameGoodbye) && len(body) == 1:
+		return typ, 0, nil, nil
+	case typ == frameAck || typ == framePing || typ == frameGoodbye:
+		return 0, 0, nil, fmt.Errorf("%w: %d-byte frame of type %d", ErrProtocol, len(body), typ)
 	}
 	return 0, 0, nil, fmt.Errorf("%w: frame type %d", ErrProtocol, body[0])
 }
 
-// parseAcceptorFrame parses the body of a frame that an acceptor sends:
-// ACK (returning its seq) or GOODBYE.
-func parseAcceptorFrame(body []byte) (typ byte, seq uint64, err error) {
-	if len(body) == 0 {
-		return 0, 0, fmt.Errorf("%w: empty frame", ErrProtocol)
+// parseResumeFrame parses the body of the dialer's RESUME frame.
+func parseResumeFrame(body []byte) (seq uint64, err error) {
+	if len(body) != seqFrameSize || body[0] != frameResume {
+		if len(body) == 0 {
+			return 0, fmt.Errorf("%w: empty frame instead of RESUME", ErrProtocol)
+		}
+		return 0, fmt.Errorf("%w: %d-byte frame of type %d instead of RESUME", ErrProtocol, len(body), body[0])
 	}
-	switch {
-	case body[0] == frameAck && len(body) == seqFrameSize:
-		return frameAck, binary.BigEndian.Uint64(body[1:]), nil
-	case body[0] == frameGoodbye && len(body) == 1:
-		return frameGoodbye, 0, nil
+	return binary.BigEndian.Uint64(body[1:]), nil
+}
+
+// readResume reads the dialer's RESUME frame from r, byte by byte as
+// needed, so that nothing after it is consumed.
+func readResume(r io.Reader) (uint64, error) {
+	var b [frameLenSize + seqFrameSize]byte
+	if _, err := io.ReadFull(r, b[:frameLenSize]); err != nil {
+		return 0, err
 	}
-	return 0, 0, fmt.Errorf("%w: %d-byte frame of type %d", ErrProtocol, len(body), body[0])
+	if n := binary.BigEndian.Uint32(b[:]); n != seqFrameSize {
+		return 0, fmt.Errorf("%w: %d-byte frame instead of RESUME", ErrProtocol, n)
+	}
+	if _, err := io.ReadFull(r, b[frameLenSize:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, err
+	}
+	return parseResumeFrame(b[frameLenSize:])
 }
 
 // parseSeqFrame splits the body of a DATA or ACK frame into its type,

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"reflect"
@@ -22,6 +23,7 @@ func frameSeeds(t testing.TB) [][]byte {
 	writeSeqFrame(w, frameData, 1, msg)
 	writePing(w)
 	writeSeqFrame(w, frameAck, 1, nil)
+	writeSeqFrame(w, frameResume, 3, nil)
 	w.Write(goodbyeFrame)
 	w.Flush()
 	return [][]byte{
@@ -36,10 +38,10 @@ func frameSeeds(t testing.TB) [][]byte {
 
 const fuzzFrameLimit = 64
 
-// FuzzReadFrame feeds arbitrary bytes to the frame decoder and to the
-// parsers of both directions' frames: no panic, no frame over the limit,
-// only the types each direction may send, in their exact sizes, and every
-// message that decodes survives a round trip.
+// FuzzReadFrame feeds arbitrary bytes to the frame decoder, to the parser
+// of a stream's frames and to the RESUME parser: no panic, no frame over
+// the limit, only the types each may accept, in their exact sizes, and
+// every message that decodes survives a round trip.
 func FuzzReadFrame(f *testing.F) {
 	for _, s := range frameSeeds(f) {
 		f.Add(s)
@@ -56,14 +58,15 @@ func FuzzReadFrame(f *testing.F) {
 				t.Fatalf("frame of %d bytes accepted", len(body))
 			}
 			buf = body
-			if typ, _, err := parseAcceptorFrame(body); err == nil {
-				if !(typ == frameAck && len(body) == seqFrameSize || typ == frameGoodbye && len(body) == 1) {
-					t.Fatalf("acceptor frame %x accepted as type %d", body, typ)
-				}
+			if _, err := parseResumeFrame(body); err == nil && (body[0] != frameResume || len(body) != seqFrameSize) {
+				t.Fatalf("frame %x accepted as RESUME", body)
 			}
-			typ, _, rest, err := parseDialerFrame(body)
-			if err == nil && typ != frameData && (typ != framePing && typ != frameGoodbye || len(body) != 1) {
-				t.Fatalf("dialer frame %x accepted as type %d", body, typ)
+			if seq, err := readResume(bytes.NewReader(data)); err == nil && (len(data) < frameLenSize+seqFrameSize || data[frameLenSize] != frameResume) {
+				t.Fatalf("stream %x read as RESUME %d", data, seq)
+			}
+			typ, _, rest, err := parseStreamFrame(body)
+			if err == nil && typ != frameData && (typ != framePing && typ != frameGoodbye || len(body) != 1) && (typ != frameAck || len(body) != seqFrameSize) {
+				t.Fatalf("stream frame %x accepted as type %d", body, typ)
 			}
 			if err != nil || typ != frameData {
 				continue
@@ -111,34 +114,64 @@ func TestReadFrameLimits(t *testing.T) {
 	}
 }
 
-// TestParseStreamFrames: each direction accepts only its own frame types,
-// each in its exact size.
+// TestParseStreamFrames: a stream accepts DATA, ACK, PING and GOODBYE, each
+// in its exact size, and RESUME only as the dialer's last handshake frame.
 func TestParseStreamFrames(t *testing.T) {
 	ack := []byte{frameAck, 0, 0, 0, 0, 0, 0, 0, 7}
+	resume := []byte{frameResume, 0, 0, 0, 0, 0, 0, 0, 9}
 	data := append([]byte{frameData, 0, 0, 0, 0, 0, 0, 0, 3}, 0x90)
 	for _, tc := range []struct {
-		body               []byte
-		dialer, acceptor   byte // the type accepted, or 0 for a refusal
-		dialSeq, acceptSeq uint64
+		body   []byte
+		stream byte // the type accepted, or 0 for a refusal
+		seq    uint64
+		resume bool
 	}{
-		{[]byte{frameGoodbye}, frameGoodbye, frameGoodbye, 0, 0},
-		{[]byte{framePing}, framePing, 0, 0, 0},
-		{ack, 0, frameAck, 0, 7},
-		{data, frameData, 0, 3, 0},
-		{[]byte{frameGoodbye, 0}, 0, 0, 0, 0},
-		{[]byte{framePing, 0}, 0, 0, 0, 0},
-		{ack[:8], 0, 0, 0, 0},
-		{append(ack, 0), 0, 0, 0, 0},
-		{[]byte{7}, 0, 0, 0, 0},
-		{nil, 0, 0, 0, 0},
+		{[]byte{frameGoodbye}, frameGoodbye, 0, false},
+		{[]byte{framePing}, framePing, 0, false},
+		{ack, frameAck, 7, false},
+		{data, frameData, 3, false},
+		{resume, 0, 9, true},
+		{[]byte{frameGoodbye, 0}, 0, 0, false},
+		{[]byte{framePing, 0}, 0, 0, false},
+		{ack[:8], 0, 0, false},
+		{append(ack, 0), 0, 0, false},
+		{resume[:8], 0, 0, false},
+		{append(resume, 0), 0, 0, false},
+		{[]byte{7}, 0, 0, false},
+		{nil, 0, 0, false},
 	} {
-		typ, seq, _, err := parseDialerFrame(tc.body)
-		if tc.dialer == 0 && !errors.Is(err, ErrProtocol) || tc.dialer != 0 && (err != nil || typ != tc.dialer || seq != tc.dialSeq) {
-			t.Errorf("parseDialerFrame(%x) = %d, %d, %v; want type %d", tc.body, typ, seq, err, tc.dialer)
+		typ, seq, _, err := parseStreamFrame(tc.body)
+		if tc.stream == 0 && !errors.Is(err, ErrProtocol) || tc.stream != 0 && (err != nil || typ != tc.stream || seq != tc.seq) {
+			t.Errorf("parseStreamFrame(%x) = %d, %d, %v; want type %d", tc.body, typ, seq, err, tc.stream)
 		}
-		typ, seq, err = parseAcceptorFrame(tc.body)
-		if tc.acceptor == 0 && !errors.Is(err, ErrProtocol) || tc.acceptor != 0 && (err != nil || typ != tc.acceptor || seq != tc.acceptSeq) {
-			t.Errorf("parseAcceptorFrame(%x) = %d, %d, %v; want type %d", tc.body, typ, seq, err, tc.acceptor)
+		seq, err = parseResumeFrame(tc.body)
+		if !tc.resume && !errors.Is(err, ErrProtocol) || tc.resume && (err != nil || seq != tc.seq) {
+			t.Errorf("parseResumeFrame(%x) = %d, %v; want resume %v", tc.body, seq, err, tc.resume)
+		}
+		framed := append(binary.BigEndian.AppendUint32(nil, uint32(len(tc.body))), tc.body...)
+		seq, err = readResume(bytes.NewReader(framed))
+		if tc.resume != (err == nil) || tc.resume && seq != tc.seq {
+			t.Errorf("readResume(%x) = %d, %v; want resume %v", framed, seq, err, tc.resume)
 		}
 	}
+}
+
+// writeSeqFrame writes a frame of type typ holding seq, followed by msg
+// (which is empty for an ACK).
+func writeSeqFrame(w *bufio.Writer, typ byte, seq uint64, msg []byte) error {
+	var hdr [frameLenSize + seqFrameSize]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(seqFrameSize+len(msg)))
+	hdr[frameLenSize] = typ
+	binary.BigEndian.PutUint64(hdr[frameLenSize+1:], seq)
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(msg)
+	return err
+}
+
+// writePing writes a PING frame.
+func writePing(w *bufio.Writer) error {
+	_, err := w.Write([]byte{0, 0, 0, 1, framePing})
+	return err
 }

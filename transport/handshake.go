@@ -13,8 +13,8 @@ import (
 
 // protocolVersion is the version of the wire format this package speaks.
 // Version 2 added the DATA kind (application messages), version 3 the
-// GOODBYE frame.
-const protocolVersion uint16 = 3
+// GOODBYE frame, version 4 one connection per pair (RESUME, kicks).
+const protocolVersion uint16 = 4
 
 // magic opens both halves of the handshake.
 var magic = [4]byte{'L', 'L', 'T', 'P'}
@@ -62,6 +62,9 @@ const (
 	refusalVersion   = "protocol version mismatch"
 	refusalDuplicate = "duplicate session exists"
 	refusalDenied    = "handshake not accepted"
+	// refusalReversed answers a kick: a hello, checked in full, from the
+	// higher id of a pair, which never dials (see runKicks).
+	refusalReversed = "reversed: the lower id dials"
 )
 
 // refusalFor returns the refusal sent to a dialer for err.

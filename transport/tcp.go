@@ -79,16 +79,18 @@ type TCPConfig struct {
 	// that long (up to an eighth more) has its connection closed (a slow
 	// reader). Send itself never waits on the socket.
 	WriteTimeout time.Duration
-	// HeartbeatInterval is how often an idle stream sends a PING (dialer)
-	// or a repeated ACK (acceptor).
+	// HeartbeatInterval is how often each end of a connection repeats its
+	// last ACK, so that the other hears from it while the stream is idle.
 	HeartbeatInterval time.Duration
 	// IdleTimeout closes a connection on which nothing arrived for that
 	// long (a half-open connection). It must exceed HeartbeatInterval.
 	IdleTimeout time.Duration
-	// BackoffMin and BackoffMax bound the reconnect delay, which doubles
-	// after each failed attempt, with jitter, and resets after a
-	// successful handshake. When the peer dials in (it restarted, or is
-	// reachable again) while our stream to it is down, we dial it at once.
+	// BackoffMin and BackoffMax bound the reconnect delay of the lower id
+	// of a pair (the dialer), which doubles after each failed attempt,
+	// with jitter, and resets after a successful handshake; and the delay
+	// between the kicks of the higher id while no connection is up. When
+	// the peer kicks (it restarted, or is reachable again) while our
+	// connection to it is down, we dial it at once.
 	BackoffMin, BackoffMax time.Duration
 	// QueueBytes bounds, per peer, the encoded size (frames included) of
 	// the messages Send accepted and the peer has not acknowledged: queued,
@@ -115,15 +117,16 @@ type TCPConfig struct {
 	// Test hooks.
 	version         uint16                          // protocol version to speak; 0 means protocolVersion
 	preambleTimeout time.Duration                   // 0 means preambleTimeout
+	deferWait       time.Duration                   // 0 means deferWait
 	onConnError     func(peer string, err error)    // called for every connection error
 	onEvent         func(peer string, event string) // called on "connected"/"accepted"
 }
 
 // TCP is a lamportmutex.Transport over TCP, optionally with mutual TLS.
 //
-// Every peer dials every other peer, so each ordered pair (A, B) has its own
-// connection, dialed by A: it carries A's messages to B and B's
-// acknowledgements back. There is never more than one live stream per pair.
+// Each pair of peers has one connection, dialed by the lower id: it carries
+// the messages of both, and the acknowledgements of both. There is never
+// more than one live connection per pair.
 //
 // The wire format, the handshake's checks, incarnations, goodbye and the
 // defences against hostile input are described once, in the package
@@ -246,6 +249,7 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	setDefault(&cfg.QueueBytes, DefaultQueueBytes)
 	setDefault(&cfg.version, protocolVersion)
 	setDefault(&cfg.preambleTimeout, preambleTimeout)
+	setDefault(&cfg.deferWait, deferWait)
 	if cfg.IdleTimeout <= cfg.HeartbeatInterval {
 		return nil, fmt.Errorf("transport: IdleTimeout %v must exceed HeartbeatInterval %v", cfg.IdleTimeout, cfg.HeartbeatInterval)
 	}
@@ -305,7 +309,11 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	t.done = t.ctx.Done()
 	t.spawn(t.acceptLoop)
 	for _, p := range t.peers {
-		t.spawn(func() { t.runOutbound(p) })
+		if p.id > t.id {
+			t.spawn(func() { t.runOutbound(p) })
+		} else {
+			t.spawn(func() { t.runKicks(p) })
+		}
 	}
 	t.log.Debug("transport started", "addr", t.ln.Addr().String(), "incarnation", t.inc)
 	return t, nil
@@ -344,9 +352,12 @@ func (t *TCP) MaxPayload() int {
 }
 
 // Send queues msg for delivery to msg.To and returns; it never blocks.
-// When our stream to the peer is up and its writer idle, Send writes the
-// message itself (see writeDirect), else the peer's writer goroutine
-// does. It fails with ErrWrongSender, ErrUnsendable, ErrUnknownPeer,
+// When the connection to the peer is up and its writer idle, Send writes
+// the message itself, with everything else queued for the peer and an ACK
+// in front (see writeDirect), else the connection's writer goroutine
+// does. A Send made while the connection's reader is inside deliver (a
+// REPLY sent by the deliver of a REQUEST) is written by that reader as
+// soon as deliver returns, with the ACK of what it delivered, in one write. It fails with ErrWrongSender, ErrUnsendable, ErrUnknownPeer,
 // ErrFrameTooLarge (a payload above MaxPayload), ErrClosed, or an error
 // wrapping lamportmutex.ErrQueueFull when the message would take what is
 // held for the peer past QueueBytes (a Data message: past half of it).
@@ -378,20 +389,27 @@ func (t *TCP) Send(msg lamportmutex.Message) error {
 	if err != nil {
 		return fmt.Errorf("transport: send to %q: %w", msg.To, err)
 	}
-	if s == nil || !t.writeDirect(p, s) {
+	switch {
+	case s == nil:
+		p.out.wakeWriter()
+	case s.deferToReader():
+	case !t.writeDirect(p, s):
 		p.out.wakeWriter()
 	}
 	return nil
 }
 
 // Start begins delivery to deliver, which runs on the goroutine reading
-// the peer's stream: one at a time per peer, in stream order. Nothing is
-// delivered before Start. PeerDown is delivered when the peer's stream to
-// us ends after its PeerUp (it broke, was closed, or the peer said
-// goodbye), on that stream's reader, before any call for the next stream;
-// our stream to the peer going down delivers nothing (its messages wait).
-// A deliver that blocks stalls only that peer's stream: its acknowledgements
-// wait, so the peer's queue for us fills up, and Close waits for it.
+// the connection with the peer: one at a time per peer, in stream order.
+// Nothing is delivered before Start. PeerDown is delivered when the
+// connection ends after the peer's PeerUp (it broke, was closed, or the
+// peer said goodbye), on that connection's reader, before any call for the
+// next connection; what we sent the peer and it did not acknowledge waits
+// for the next connection.
+// A deliver that blocks stalls only the connection with that peer, whose
+// reader it holds: our acknowledgements of the peer's messages wait, and
+// so does the reading of its acknowledgements of ours (what we send it is
+// still written), so both queues of the pair fill up; Close waits for it.
 func (t *TCP) Start(deliver func(lamportmutex.Message)) error {
 	if deliver == nil {
 		return errors.New("transport: Start with a nil deliver")
@@ -474,10 +492,11 @@ const goodbyeWait = time.Second
 // for every deliver call to return.
 //
 // Saying goodbye takes a round trip and at most goodbyeWait (1 second):
-// Close stops accepting, dialing and delivering, writes what is queued and
-// a GOODBYE frame on each established connection (after the last ACK, on
-// the peer's stream to us), and waits for the peer to close the
-// connection, so that it logs a departure instead of a broken connection.
+// Close stops accepting, dialing and delivering, writes what is queued, a
+// last ACK (of what it delivered, a delivery under way included) and a
+// GOODBYE frame on each established connection, and waits for the peer to
+// close the connection, so that it logs a departure instead of a broken
+// connection.
 // Messages still unacknowledged then are dropped.
 func (t *TCP) Close(ctx context.Context) error {
 	if t.closing.Swap(true) {
@@ -596,8 +615,8 @@ func (t *TCP) connError(peer, dir string, remote net.Addr, err error) {
 	}
 	level := slog.LevelWarn
 	switch {
-	case t.isDone(), errors.Is(err, ErrQuarantined), errors.Is(err, errEvicted), errors.Is(err, errPeerRestarted):
-		level = slog.LevelDebug // our Close; or Quarantine, the eviction or the restart logged the cause
+	case t.isDone(), errors.Is(err, ErrQuarantined), errors.Is(err, errEvicted), errors.Is(err, errPeerRestarted), errors.Is(err, errReplaced):
+		level = slog.LevelDebug // our Close; or Quarantine, the eviction, the restart or the dialer logged the cause
 	case errors.Is(err, errNothingSent), errors.Is(err, errDialerHungUp):
 		level = slog.LevelDebug // a port scan, or a peer that gave up dialing: no fault
 	}
@@ -671,15 +690,16 @@ func (t *TCP) sleep(d time.Duration) bool {
 // TLS also older ones; without TLS only inc, and a later Quarantine of the
 // same peer replaces it: see Incarnations in doc.go), in both directions:
 //
-//   - Inbound: the peer's stream to us is closed at once if it is a refused
-//     incarnation; its messages not yet delivered are dropped (one whose
-//     delivery was under way may still complete; the Mutex ignores
-//     it). Its handshakes with a refused incarnation are refused; another
-//     incarnation is accepted as a restart and delivers PeerUp first.
-//   - Outbound: our stream to the peer is closed if it reached a refused
-//     incarnation, and we keep redialing but close any connection whose
-//     welcome carries one. Messages we queued for the peer are kept and go
-//     to its next incarnation, as after any restart.
+//   - The connection with the peer is closed at once if it reaches a
+//     refused incarnation; its messages not yet delivered are dropped (one
+//     whose delivery was under way may still complete; the Mutex ignores
+//     it).
+//   - Its handshakes and kicks with a refused incarnation are refused, and
+//     if we dial, we keep redialing but close any connection whose welcome
+//     carries one; another incarnation is accepted as a restart and
+//     delivers PeerUp first.
+//   - Messages we queued for the peer are kept and go to its next
+//     incarnation, as after any restart.
 //
 // It logs one line at Warn. It never blocks; unknown peers and calls after
 // Close are ignored.
@@ -693,18 +713,18 @@ func (t *TCP) Quarantine(peer string, inc uint64, cause error) {
 	ip := &p.in
 	ip.mu.Lock()
 	ip.quarantined = quarantineMark(ip.quarantined, inc, auth)
-	var cur *inSession
+	var cur *session
 	if ip.cur != nil && refusedInc(inc, ip.inc, auth) {
 		cur = ip.cur
 	}
 	ip.mu.Unlock()
 	if cur != nil {
-		cur.close()
+		cur.fail(fmt.Errorf("%w: %q incarnation %d: %w", ErrQuarantined, peer, inc, cause))
 	}
 	o := &p.out
 	o.mu.Lock()
 	o.quarantined = quarantineMark(o.quarantined, inc, auth)
-	var sess *outSession
+	var sess *session
 	if o.sess != nil && refusedInc(inc, o.remoteInc, auth) {
 		sess = o.sess
 	}

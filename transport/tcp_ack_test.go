@@ -12,13 +12,13 @@ import (
 func TestTCPAcksCoalesced(t *testing.T) {
 	tcpLeakCheck(t)
 	c := newTCPCluster(t, []string{"a"}, func(cfg *TCPConfig) {
-		cfg.Peers = map[string]string{"a": cfg.Peers["a"], "m": "127.0.0.1:1"}
+		cfg.Peers = map[string]string{"a": cfg.Peers["a"], "M": "127.0.0.1:1"}
 	})
 	r := rawDial(t, c.addrs["a"])
-	r.handshake(t, hello{From: "m", To: "a", Cluster: "test-cluster", Incarnation: 1})
+	r.handshake(t, hello{From: "M", To: "a", Cluster: "test-cluster", Incarnation: 1})
 	const n = 200
 	for seq := uint64(1); seq <= n; seq++ {
-		msg := mustMarshal(t, lamportmutex.Message{Kind: lamportmutex.Request, From: "m", To: "a", Clock: seq})
+		msg := mustMarshal(t, lamportmutex.Message{Kind: lamportmutex.Request, From: "M", To: "a", Clock: seq})
 		if err := writeSeqFrame(r.bw, frameData, seq, msg); err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +46,7 @@ func TestTCPAcksCoalesced(t *testing.T) {
 		t.Errorf("%d ACKs for %d messages: not coalesced", acks, n)
 	}
 	for want := uint64(1); want <= n; want++ {
-		if m := tcpRecvData(t, c.nodes["a"]); m.From != "m" || m.Clock != want {
+		if m := tcpRecvData(t, c.nodes["a"]); m.From != "M" || m.Clock != want {
 			t.Fatalf("got %v, want clock %d from m", m, want)
 		}
 	}

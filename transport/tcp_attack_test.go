@@ -119,15 +119,15 @@ func restartAndCheck(t *testing.T, c *tcpCluster, id, peer string) {
 }
 
 // TestTCPRefusesIdentityTakeoverWithHugeIncarnation: a hello claiming
-// member "2" with incarnation 2^64-1 is refused and never stored, whether it
-// fails on the cluster, on the plausibility bound, or on the certificate;
-// the real "2" can still restart and connect.
+// member "1" (the dialer of the pair) with incarnation 2^64-1 is refused and
+// never stored, whether it fails on the cluster, on the plausibility bound,
+// or on the certificate; the real "1" can still restart and connect.
 func TestTCPRefusesIdentityTakeoverWithHugeIncarnation(t *testing.T) {
 	tcpLeakCheck(t)
 	t.Run("plain", func(t *testing.T) {
 		c := newTCPCluster(t, []string{"1", "2"}, nil)
 		checkAlive(t, c, "1", "2", 1)
-		addr := c.addrs["1"]
+		addr := c.addrs["2"]
 		for _, tc := range []struct {
 			cluster string
 			want    error
@@ -135,74 +135,79 @@ func TestTCPRefusesIdentityTakeoverWithHugeIncarnation(t *testing.T) {
 			{"wrong-cluster", ErrClusterMismatch},
 			{"test-cluster", ErrProtocol}, // the right cluster: the bound refuses it
 		} {
-			_, wl, err := rawHello(t, addr, nil, protocolVersion, hello{From: "2", To: "1", Cluster: tc.cluster, Incarnation: math.MaxUint64})
+			_, wl, err := rawHello(t, addr, nil, protocolVersion, hello{From: "1", To: "2", Cluster: tc.cluster, Incarnation: math.MaxUint64})
 			if err != nil || wl.Refusal != refusalDenied {
 				t.Fatalf("cluster %q: welcome %+v, %v", tc.cluster, wl, err)
 			}
-			c.waitErr("1", tc.want, "refused handshake")
+			c.waitErr("2", tc.want, "refused handshake")
 		}
-		c.waitErr("1", ErrProtocol, `incarnation 18446744073709551615, more than 24h0m0s ahead of our clock`)
-		if st := peerStatus(c.nodes["1"], "2"); st.Incarnation != c.nodes["2"].Incarnation() {
+		c.waitErr("2", ErrProtocol, `incarnation 18446744073709551615, more than 24h0m0s ahead of our clock`)
+		if st := peerStatus(c.nodes["2"], "1"); st.Incarnation != c.nodes["1"].Incarnation() {
 			t.Fatalf("stored incarnation changed: %+v", st)
 		}
-		restartAndCheck(t, c, "2", "1")
+		restartAndCheck(t, c, "1", "2")
 	})
 	t.Run("tls", func(t *testing.T) {
 		ca := newTestCA(t, "ledger CA")
 		certs := map[string]tls.Certificate{"1": ca.issueEd25519(t, "1", "1"), "2": ca.issueEd25519(t, "2", "2"), "3": ca.issueEd25519(t, "3", "3")}
 		c := newTCPCluster(t, []string{"1", "2", "3"}, func(cfg *TCPConfig) { cfg.TLS = tlsWith(ca, certs[cfg.ID]) })
 		checkAlive(t, c, "1", "2", 1)
-		// Member 3, with its own valid certificate, claims to be 2; so does
+		// Member 3, with its own valid certificate, claims to be 1; so does
 		// an outsider whose certificate names nobody.
 		for _, cert := range []tls.Certificate{certs["3"], ca.issueEd25519(t, "mallory")} {
-			_, wl, err := rawHello(t, c.addrs["1"], tlsWith(ca, cert), protocolVersion, hello{From: "2", To: "1", Cluster: "test-cluster", Incarnation: math.MaxUint64})
+			_, wl, err := rawHello(t, c.addrs["2"], tlsWith(ca, cert), protocolVersion, hello{From: "1", To: "2", Cluster: "test-cluster", Incarnation: math.MaxUint64})
 			if err != nil || wl.Refusal != refusalDenied {
 				t.Fatalf("welcome %+v, %v", wl, err)
 			}
 		}
-		c.waitErr("1", ErrPeerCertificate, `peer "2": certificate names member "3"`)
-		c.waitErr("1", ErrPeerCertificate, `peer "2": certificate names no member (CN "mallory"`)
-		restartAndCheck(t, c, "2", "1")
+		c.waitErr("2", ErrPeerCertificate, `peer "1": certificate names member "3"`)
+		c.waitErr("2", ErrPeerCertificate, `peer "1": certificate names no member (CN "mallory"`)
+		restartAndCheck(t, c, "1", "2")
 	})
 }
 
-// TestTCPRefusesDuplicateSession: a second process running as "2" (another
-// address, a later incarnation) is refused while the first one's session is
-// live; both sides log it, naming the id and both addresses, and the real
-// pair keeps working.
+// TestTCPRefusesDuplicateSession: a second process running as a member
+// (another address, a later incarnation) is refused while the first one's
+// session is live, whether it dials (the lower id, "1") or kicks (the
+// higher id, "2"); both sides log it, naming the id and both addresses,
+// and the real pair keeps working.
 func TestTCPRefusesDuplicateSession(t *testing.T) {
-	tcpLeakCheck(t)
-	c := newTCPCluster(t, []string{"1", "2"}, nil)
-	checkAlive(t, c, "1", "2", 1)
-	tcpEventually(t, func() bool { return peerStatus(c.nodes["1"], "2").Inbound }, "2's session at 1")
-	dupLog := &logBuf{}
-	dupErrs := &errRec{}
-	dup, err := NewTCP(TCPConfig{
-		ID: "2", ListenAddr: "127.0.0.1:0", Peers: map[string]string{"1": c.addrs["1"]}, Cluster: "test-cluster",
-		Logger:     slog.New(slog.NewTextHandler(dupLog, nil)),
-		BackoffMin: time.Millisecond, BackoffMax: 20 * time.Millisecond, onConnError: dupErrs.add,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeTCP(dup)
-	waitLog(t, c.logs["1"], "refused handshake", "peer=2", "duplicate session", "live session from 127.0.0.1:", "refused 127.0.0.1:")
-	waitLog(t, dupLog, "handshake refused", "duplicate session exists", `\"1\" at `+c.addrs["1"], "claiming our id")
-	for _, l := range []*logBuf{c.logs["1"], dupLog} {
-		for _, line := range strings.Split(l.String(), "\n") {
-			if strings.Contains(line, "duplicate session") {
-				t.Logf("%s", line)
-				break
+	for _, tc := range []struct{ dup, other string }{{"1", "2"}, {"2", "1"}} {
+		t.Run("as "+tc.dup, func(t *testing.T) {
+			tcpLeakCheck(t)
+			c := newTCPCluster(t, []string{"1", "2"}, nil)
+			checkAlive(t, c, "1", "2", 1)
+			tcpEventually(t, func() bool { return peerStatus(c.nodes[tc.other], tc.dup).Inbound }, "%s's session at %s", tc.dup, tc.other)
+			dupLog := &logBuf{}
+			dupErrs := &errRec{}
+			dup, err := NewTCP(TCPConfig{
+				ID: tc.dup, ListenAddr: "127.0.0.1:0", Peers: map[string]string{tc.other: c.addrs[tc.other]}, Cluster: "test-cluster",
+				Logger:     slog.New(slog.NewTextHandler(dupLog, nil)),
+				BackoffMin: time.Millisecond, BackoffMax: 20 * time.Millisecond, onConnError: dupErrs.add,
+			})
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
+			defer closeTCP(dup)
+			waitLog(t, c.logs[tc.other], "refused handshake", "peer="+tc.dup, "duplicate session", "live session from 127.0.0.1:", "refused 127.0.0.1:")
+			waitLog(t, dupLog, "handshake refused", "duplicate session exists", `\"`+tc.other+`\" at `+c.addrs[tc.other], "claiming our id")
+			for _, l := range []*logBuf{c.logs[tc.other], dupLog} {
+				for _, line := range strings.Split(l.String(), "\n") {
+					if strings.Contains(line, "duplicate session") {
+						t.Logf("%s", line)
+						break
+					}
+				}
+			}
+			if err := dupErrs.find(ErrRefused, "test-cluster"); err != nil {
+				t.Errorf("the refusal told the duplicate the cluster: %v", err)
+			}
+			if st := peerStatus(c.nodes[tc.other], tc.dup); st.Incarnation != c.nodes[tc.dup].Incarnation() {
+				t.Errorf("the duplicate's incarnation was stored: %+v", st)
+			}
+			checkAlive(t, c, "1", "2", 2)
+		})
 	}
-	if err := dupErrs.find(ErrRefused, "test-cluster"); err != nil {
-		t.Errorf("the refusal told the duplicate the cluster: %v", err)
-	}
-	if st := peerStatus(c.nodes["1"], "2"); st.Incarnation != c.nodes["2"].Incarnation() {
-		t.Errorf("the duplicate's incarnation was stored: %+v", st)
-	}
-	checkAlive(t, c, "1", "2", 2)
 }
 
 // TestTCPRefusesCertificateNotNamingOneMember: with TLS, a certificate naming

@@ -12,7 +12,8 @@ import (
 	"github.com/lamportledger/lamportledger/lamportmutex"
 )
 
-// rawPeer is a hand-driven dialer speaking the wire format directly.
+// rawPeer is a hand-driven dialer speaking the wire format directly. Its
+// id must be below the id it dials: the lower id of a pair dials.
 type rawPeer struct {
 	conn net.Conn
 	br   *bufio.Reader
@@ -32,8 +33,8 @@ func rawDial(t *testing.T, addr string) *rawPeer {
 	return &rawPeer{conn: conn, br: bufio.NewReader(conn), bw: bufio.NewWriter(conn)}
 }
 
-// handshake performs the dialer's half of the handshake and requires
-// acceptance.
+// handshake performs the dialer's half of the handshake, requires
+// acceptance, and sends RESUME 0: the raw peer delivered nothing.
 func (r *rawPeer) handshake(t *testing.T, h hello) welcome {
 	t.Helper()
 	if err := writeHello(r.bw, protocolVersion, h); err != nil {
@@ -41,6 +42,9 @@ func (r *rawPeer) handshake(t *testing.T, h hello) welcome {
 	}
 	wl, err := readWelcome(r.br, protocolVersion, h.To)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeResume(r.bw, 0); err != nil {
 		t.Fatal(err)
 	}
 	return wl
@@ -87,7 +91,7 @@ func TestTCPBadStreams(t *testing.T) {
 	tcpLeakCheck(t)
 	c := newTCPCluster(t, []string{"a", "c"}, func(cfg *TCPConfig) {
 		cfg.Peers = maps.Clone(cfg.Peers)
-		cfg.Peers["m"] = "127.0.0.1:1" // m exists only as the raw dialer below
+		cfg.Peers["M"] = "127.0.0.1:1" // M exists only as the raw dialer below
 		cfg.MaxFrameSize = 1024
 		cfg.HeartbeatInterval = 50 * time.Millisecond
 		cfg.IdleTimeout = 2 * time.Second
@@ -96,10 +100,10 @@ func TestTCPBadStreams(t *testing.T) {
 	inc := uint64(0)
 	h := func() hello {
 		inc++
-		return hello{From: "m", To: "a", Cluster: "test-cluster", Incarnation: inc}
+		return hello{From: "M", To: "a", Cluster: "test-cluster", Incarnation: inc}
 	}
 	valid := func(seq uint64) []byte {
-		return mustMarshal(t, lamportmutex.Message{Kind: lamportmutex.Request, From: "m", To: "a", Clock: seq})
+		return mustMarshal(t, lamportmutex.Message{Kind: lamportmutex.Request, From: "M", To: "a", Clock: seq})
 	}
 	for i, tc := range []struct {
 		name   string
@@ -124,23 +128,23 @@ func TestTCPBadStreams(t *testing.T) {
 		{"malformed msgpack", func(t *testing.T, r *rawPeer) {
 			r.handshake(t, h())
 			r.data(t, 1, []byte{0xc1, 0x00})
-		}, ErrMalformed, `message 1 from "m"`},
+		}, ErrMalformed, `message 1 from "M"`},
 		{"unknown frame type", func(t *testing.T, r *rawPeer) {
 			r.handshake(t, h())
 			r.bw.Write([]byte{0, 0, 0, 9, 7, 0, 0, 0, 0, 0, 0, 0, 1})
 			r.bw.Flush()
-		}, ErrProtocol, `frame type 7 from dialer "m"`},
+		}, ErrProtocol, `frame type 7 from "M"`},
 		{"sequence gap", func(t *testing.T, r *rawPeer) {
 			r.handshake(t, h())
 			r.data(t, 5, valid(5))
-		}, ErrProtocol, `"m" sent seq 5 after 0`},
+		}, ErrProtocol, `"M" sent seq 5 after 0`},
 		{"forged sender", func(t *testing.T, r *rawPeer) {
 			r.handshake(t, h())
 			r.data(t, 1, mustMarshal(t, lamportmutex.Message{Kind: lamportmutex.Release, From: "c", To: "a", Clock: 1}))
-		}, ErrProtocol, `stream from "m" carried c->a RELEASE@1`},
+		}, ErrProtocol, `stream from "M" carried c->a RELEASE@1`},
 		{"half-open", func(t *testing.T, r *rawPeer) {
 			r.handshake(t, h())
-		}, ErrIdle, `nothing from "m" for 2s`},
+		}, ErrIdle, `nothing from "M" for 2s`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := rawDial(t, addr)
@@ -150,7 +154,7 @@ func TestTCPBadStreams(t *testing.T) {
 			checkAlive(t, c, "a", "c", uint64(i+1))
 		})
 	}
-	waitLog(t, c.logs["a"], "connection closed", "peer=m", "level=WARN", "half-open")
+	waitLog(t, c.logs["a"], "connection closed", "peer=M", "level=WARN", "half-open")
 
 	t.Run("duplicates dropped", func(t *testing.T) {
 		r := rawDial(t, addr)
@@ -159,7 +163,7 @@ func TestTCPBadStreams(t *testing.T) {
 		r.data(t, 1, valid(1))
 		r.data(t, 2, valid(2))
 		for want := uint64(1); want <= 2; want++ {
-			if m := tcpRecvData(t, c.nodes["a"]); m.From != "m" || m.Clock != want {
+			if m := tcpRecvData(t, c.nodes["a"]); m.From != "M" || m.Clock != want {
 				t.Fatalf("got %v, want clock %d from m", m, want)
 			}
 		}
@@ -172,7 +176,7 @@ func TestTCPBadStreams(t *testing.T) {
 		}
 		r.data(t, 2, valid(2))
 		r.data(t, 3, valid(3))
-		if m := tcpRecvData(t, c.nodes["a"]); m.From != "m" || m.Clock != 3 {
+		if m := tcpRecvData(t, c.nodes["a"]); m.From != "M" || m.Clock != 3 {
 			t.Fatalf("got %v, want clock 3 from m", m)
 		}
 	})

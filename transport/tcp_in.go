@@ -25,91 +25,18 @@ type inPeer struct {
 	quarantined uint64        // refused incarnations (see quarantineMark)
 	last        atomic.Uint64 // last seq delivered from inc
 	peerUp      bool          // PeerUp for inc not yet delivered
-	cur         *inSession
+	cur         *session
 	connected   bool
 	since       time.Time
 
 	msgs, byts atomic.Uint64
 }
 
-// Acknowledgement policy of the acceptor. An ACK per message would double
-// the frames, system calls and goroutine wake-ups of a stream, so ACKs are
-// coalesced: one is sent at once after every ackEvery deliveries and when
-// the dialer asks with a PING (it does when half its queue awaits an ACK),
-// else ackDelay after the first delivery not yet acknowledged. The ACK is
-// off the path of every message: it only lets the dialer free its resend
-// queue.
-const (
-	ackEvery = 64
-	ackDelay = 5 * time.Millisecond
-)
-
-// inSession is one accepted stream.
-type inSession struct {
-	conn   net.Conn     // the TCP connection (below TLS, if any)
-	seen   atomic.Int64 // monoNow when the last frame arrived
-	busy   atomic.Bool  // the reader is inside deliver
-	stop   chan struct{}
-	once   sync.Once
-	exited chan struct{} // closed when the session's goroutines are done
-	ackNow chan struct{} // capacity 1: acknowledge at once
-
-	// ackTimer fires ackDelay after a delivery found it disarmed. The
-	// reader arms it (armed false to true, then Reset); the ACK writer
-	// disarms it before it reads what to acknowledge, so no delivery is
-	// left without a pending ACK.
-	ackTimer *time.Timer
-	armed    atomic.Bool
-}
-
-func newInSession(conn net.Conn) *inSession {
-	tm := time.NewTimer(time.Hour)
-	tm.Stop()
-	s := &inSession{conn: conn, stop: make(chan struct{}), exited: make(chan struct{}), ackNow: make(chan struct{}, 1), ackTimer: tm}
-	s.seen.Store(monoNow())
-	return s
-}
-
-// live reports whether s is open and heard from within window (a dialer
-// sends at least a PING every HeartbeatInterval), or is not reading because
-// it is inside deliver.
-func (s *inSession) live(window time.Duration) bool {
-	select {
-	case <-s.stop:
-		return false
-	default:
-	}
-	return s.busy.Load() || monoNow()-s.seen.Load() < int64(window)
-}
-
-// askAck wakes the ACK writer to acknowledge at once.
-func (s *inSession) askAck() {
-	select {
-	case s.ackNow <- struct{}{}:
-	default:
-	}
-}
-
-func (s *inSession) stopped() bool {
-	select {
-	case <-s.stop:
-		return true
-	default:
-		return false
-	}
-}
-
-func (s *inSession) close() {
-	s.once.Do(func() {
-		close(s.stop)
-		_ = s.conn.Close()
-	})
-}
-
 // begin makes s the peer's only session for incarnation inc, stopping and
-// awaiting the previous one, and returns where the dialer should resume.
-// It is the handshake's last check, and the only place that changes the
-// stored incarnation: it refuses a quarantined incarnation (with TLS, and
+// awaiting the previous one, and returns the last seq delivered from inc
+// (0 for an incarnation new to us): where the peer should resume.
+// It is the handshake's last check on our side of the connection, and the
+// only place that changes the stored incarnation of the receiving half: it refuses a quarantined incarnation (with TLS, and
 // older ones), a duplicate
 // session (another incarnation whose session is live) and, with TLS, an
 // incarnation older than the stored one. Without TLS an older incarnation
@@ -118,12 +45,12 @@ func (s *inSession) close() {
 // reconnect after a dropped connection, which the acceptor may not have
 // noticed yet. resumed reports whether the session continues the state
 // of the same incarnation (false for an incarnation new to us).
-func (t *TCP) begin(p *peer, s *inSession, inc uint64) (resume uint64, resumed bool, err error) {
+func (t *TCP) begin(p *peer, s *session, inc uint64, remote net.Addr) (resume uint64, resumed bool, err error) {
 	ip := &p.in
 	ip.hsMu.Lock()
 	defer ip.hsMu.Unlock()
 	ip.mu.Lock()
-	if err := t.admissible(p, s, inc); err != nil {
+	if err := t.admissible(p, inc, remote); err != nil {
 		ip.mu.Unlock()
 		return 0, false, err
 	}
@@ -131,7 +58,7 @@ func (t *TCP) begin(p *peer, s *inSession, inc uint64) (resume uint64, resumed b
 	ip.cur = nil
 	ip.mu.Unlock()
 	if old != nil {
-		old.close()
+		old.fail(errReplaced)
 		select {
 		case <-old.exited:
 		case <-t.done:
@@ -140,7 +67,7 @@ func (t *TCP) begin(p *peer, s *inSession, inc uint64) (resume uint64, resumed b
 	}
 	ip.mu.Lock()
 	defer ip.mu.Unlock()
-	if err := t.admissible(p, s, inc); err != nil { // a Quarantine meanwhile
+	if err := t.admissible(p, inc, remote); err != nil { // a Quarantine meanwhile
 		return 0, false, err
 	}
 	resumed = inc == ip.inc
@@ -157,7 +84,7 @@ func (t *TCP) begin(p *peer, s *inSession, inc uint64) (resume uint64, resumed b
 
 // admissible checks incarnation inc of p against what is stored. The
 // caller holds p.in.mu.
-func (t *TCP) admissible(p *peer, s *inSession, inc uint64) error {
+func (t *TCP) admissible(p *peer, inc uint64, remote net.Addr) error {
 	ip := &p.in
 	switch {
 	case refusedInc(ip.quarantined, inc, t.authenticated()):
@@ -166,13 +93,17 @@ func (t *TCP) admissible(p *peer, s *inSession, inc uint64) error {
 		return fmt.Errorf("%w: peer %q presented incarnation %d, already seen %d", ErrStaleIncarnation, p.id, inc, ip.inc)
 	case ip.cur != nil && inc != ip.inc && ip.cur.live(2*t.cfg.HeartbeatInterval):
 		return fmt.Errorf("%w: peer %q has a live session from %s (incarnation %d); refused %s (incarnation %d): are two processes running as %q?",
-			ErrDuplicateSession, p.id, ip.cur.conn.RemoteAddr(), ip.inc, s.conn.RemoteAddr(), inc, p.id)
+			ErrDuplicateSession, p.id, ip.cur.conn.RemoteAddr(), ip.inc, remote, inc, p.id)
 	}
 	return nil
 }
 
+// errReplaced ends a session that a new handshake of the same incarnation
+// replaced (a reconnect the old session had not noticed).
+var errReplaced = errors.New("replaced by a new connection")
+
 // end forgets s if it is still the peer's session.
-func (ip *inPeer) end(s *inSession) {
+func (ip *inPeer) end(s *session) {
 	ip.mu.Lock()
 	if ip.cur == s {
 		ip.cur = nil
@@ -272,14 +203,14 @@ const handshakeBuffer = 512
 // inbound is an accepted connection whose handshake succeeded.
 type inbound struct {
 	p       *peer
-	s       *inSession
+	s       *session
 	conn    net.Conn // raw, or TLS over it
 	inc     uint64   // the dialer's incarnation
-	resume  uint64
-	resumed bool // the stream continues one of the same incarnation
+	resume  uint64   // the last seq we delivered from inc, as in the welcome
+	resumed bool     // the stream continues one of the same incarnation
 }
 
-// serveInbound shakes hands with a dialer and then reads its stream.
+// serveInbound shakes hands with a dialer and then runs the session.
 func (t *TCP) serveInbound(raw net.Conn, pc *pending) {
 	defer t.untrack(raw)
 	in, ok := t.acceptHandshake(raw, pc)
@@ -288,39 +219,13 @@ func (t *TCP) serveInbound(raw net.Conn, pc *pending) {
 	if !ok {
 		return
 	}
-	p, s, remote := in.p, in.s, raw.RemoteAddr()
-	var wg sync.WaitGroup
-	defer func() {
-		s.close()
-		wg.Wait()
-		p.in.end(s)
-		close(s.exited)
-	}()
-	if err := raw.SetDeadline(time.Time{}); err != nil {
-		return
-	}
+	p := in.p
 	t.event(p.id, "accepted")
-	t.log.Info("transport: stream up", "peer", printable(p.id), "dir", "in", "remote", remote.String(), "incarnation", in.inc, "resumed", in.resumed, "resume", in.resume)
-	br := bufio.NewReaderSize(in.conn, 64<<10)
-	bw := bufio.NewWriterSize(in.conn, 4<<10)
-	wg.Add(1)
-	if !t.spawn(func() {
-		defer wg.Done()
-		if err := t.writeAcks(p, s, bw, in.resume); err != nil {
-			t.connError(p.id, "in", remote, err)
-			s.close()
-		}
-	}) {
-		wg.Done()
-		return
+	t.log.Info("transport: stream up", "peer", printable(p.id), "dir", "in", "remote", raw.RemoteAddr().String(), "incarnation", in.inc, "resumed", in.resumed, "resume", in.resume)
+	if err := t.runSession(p, in.s, in.inc, "in"); err != nil && !errors.Is(err, errGoodbye) {
+		t.connError(p.id, "in", raw.RemoteAddr(), err)
 	}
-	switch err := t.readStream(p, s, br); {
-	case errors.Is(err, errGoodbye):
-		t.peerLeft(p, "in", in.inc)
-	case err != nil:
-		t.connError(p.id, "in", remote, err)
-	}
-	t.peerDown(p, in.inc)
+	p.out.kickNow() // runKicks: ask the peer to dial again at once
 }
 
 // peerDown delivers PeerDown for incarnation inc of p as a session of it
@@ -338,10 +243,13 @@ func (t *TCP) peerDown(p *peer, inc uint64) {
 }
 
 // acceptHandshake runs the acceptor's half of the handshake on raw. On
-// success the session is the peer's current one and the welcome is sent;
-// otherwise the cause is logged and the dialer, if it speaks the protocol,
-// gets a generic refusal. The first bytes must arrive within
-// preambleTimeout, the whole handshake within HandshakeTimeout.
+// success the session is the peer's current one, the welcome is sent and
+// the dialer's RESUME read; otherwise the cause is logged and the dialer,
+// if it speaks the protocol, gets a generic refusal. The first bytes must
+// arrive within preambleTimeout, the whole handshake within
+// HandshakeTimeout. A hello from a peer whose id is above ours is a kick
+// (see runKicks): checked like any other, answered with refusalReversed,
+// and closed.
 func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 	remote := raw.RemoteAddr()
 	start, wait := time.Now(), min(t.cfg.preambleTimeout, t.cfg.HandshakeTimeout)
@@ -412,10 +320,14 @@ func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 	if err == nil && t.pending.remove(pc) {
 		err, refuse = errEvicted, false
 	}
+	if err == nil && h.From > t.id {
+		t.kicked(t.peers[h.From], h.Incarnation, remote, bw)
+		return inbound{}, false
+	}
 	var in inbound
 	if err == nil {
-		in = inbound{p: t.peers[h.From], s: newInSession(raw), conn: conn, inc: h.Incarnation}
-		in.resume, in.resumed, err = t.begin(in.p, in.s, h.Incarnation)
+		in = inbound{p: t.peers[h.From], s: t.newSession(raw, conn, h.Incarnation), conn: conn, inc: h.Incarnation}
+		in.resume, in.resumed, err = t.begin(in.p, in.s, h.Incarnation, remote)
 		refuse = err != nil
 	}
 	if err != nil {
@@ -428,176 +340,52 @@ func (t *TCP) acceptHandshake(raw net.Conn, pc *pending) (inbound, bool) {
 		}
 		return inbound{}, false
 	}
-	if err := writeWelcome(bw, t.version, welcome{From: t.id, Incarnation: t.inc, Resume: in.resume}); err != nil {
-		t.connError(h.From, "in", remote, fmt.Errorf("sending welcome: %w", err))
-		in.s.close()
+	abandon := func(err error) (inbound, bool) {
+		t.connError(h.From, "in", remote, err)
+		in.s.fail(err)
 		in.p.in.end(in.s)
 		close(in.s.exited)
 		return inbound{}, false
 	}
+	if err := writeWelcome(bw, t.version, welcome{From: t.id, Incarnation: t.inc, Resume: in.resume}); err != nil {
+		return abandon(fmt.Errorf("sending welcome: %w", err))
+	}
 	t.noteIncarnation(in.p, h.Incarnation)
-	t.peerDialedIn(in.p, h.Incarnation)
+	// The dialer's RESUME is read byte-exact from conn: br holds nothing
+	// (checked above), and the stream's reader starts after it.
+	delivered, err := readResume(conn)
+	if err != nil {
+		return abandon(fmt.Errorf("reading RESUME: %w", err))
+	}
+	next, resumed, err := in.p.out.resume(h.From, h.Incarnation, delivered, t.authenticated())
+	if err == nil {
+		err = raw.SetDeadline(time.Time{})
+	}
+	if err == nil {
+		in.s.setResume(next, in.resume)
+		err = in.p.out.setConnected(in.s, t.authenticated())
+	}
+	if err != nil {
+		return abandon(fmt.Errorf("resuming: %w", err))
+	}
+	in.resumed = in.resumed && resumed
 	return in, true
 }
 
-// readStream delivers the dialer's messages until the stream breaks or s is
-// stopped; it returns nil when stopped.
-func (t *TCP) readStream(p *peer, s *inSession, br *bufio.Reader) error {
-	ip := &p.in
-	// dl stores in s.seen when the reader last looked for a frame: just
-	// after the previous one arrived.
-	dl := deadline{conn: s.conn, d: t.cfg.IdleTimeout, seen: &s.seen}
-	buf := make([]byte, 512)
-	stopped := func(err error) error {
-		if s.stopped() {
-			return nil
-		}
-		return err
+// kicked answers a kick from p (a hello from the higher id, checked in
+// full): unless p has a live session with another incarnation, which would
+// make this a duplicate, our dialer is told that p is up (see
+// peerKicked). The answer is refusalReversed, or a generic refusal.
+func (t *TCP) kicked(p *peer, inc uint64, remote net.Addr, bw *bufio.Writer) {
+	p.in.mu.Lock()
+	err := t.admissible(p, inc, remote)
+	p.in.mu.Unlock()
+	if err != nil {
+		t.connError(p.id, "in", remote, fmt.Errorf("refused handshake (a kick): %w", err))
+		_ = writeWelcome(bw, t.version, welcome{Refusal: refusalFor(err)})
+		return
 	}
-	// PeerUp is due only at the start of a session: begin sets it before
-	// the session starts, and only this reader clears it.
-	ip.mu.Lock()
-	up, inc := ip.peerUp, ip.inc
-	ip.mu.Unlock()
-	if up {
-		s.busy.Store(true)
-		ok := t.deliver(lamportmutex.Message{Kind: lamportmutex.PeerUp, From: p.id, To: t.id, Incarnation: inc}, s.stop)
-		s.busy.Store(false)
-		if !ok {
-			if s.stopped() {
-				return nil
-			}
-		} else {
-			ip.mu.Lock()
-			ip.peerUp = false
-			ip.mu.Unlock()
-		}
-	}
-	last := ip.last.Load()
-	asked := last // last seq an immediate ACK was asked for
-	for {
-		if err := dl.refresh(); err != nil {
-			return stopped(err)
-		}
-		body, err := readFrame(br, t.cfg.MaxFrameSize, buf)
-		if err != nil {
-			return stopped(t.readErr(p.id, err))
-		}
-		if cap(body) > cap(buf) && cap(body) <= 64<<10 {
-			buf = body[:0]
-		}
-		typ, seq, rest, err := parseDialerFrame(body)
-		switch {
-		case err != nil:
-			return fmt.Errorf("%w from dialer %q", err, p.id)
-		case typ == frameGoodbye:
-			return errGoodbye
-		case t.isDone():
-			continue // we are leaving: nothing more is delivered or acknowledged
-		case typ == framePing:
-			s.askAck()
-			asked = last
-			continue
-		}
-		if seq <= last {
-			continue // a resent duplicate
-		}
-		if seq != last+1 {
-			return fmt.Errorf("%w: %q sent seq %d after %d", ErrProtocol, p.id, seq, last)
-		}
-		m, err := decodeMessage(rest, p.id, t.id)
-		if err != nil {
-			return fmt.Errorf("message %d from %q: %w", seq, p.id, err)
-		}
-		if m.From != p.id || m.To != t.id {
-			return fmt.Errorf("%w: stream from %q carried %v", ErrProtocol, p.id, m)
-		}
-		s.busy.Store(true)
-		ok := t.deliver(m, s.stop)
-		s.busy.Store(false)
-		if !ok {
-			if s.stopped() {
-				return nil
-			}
-			continue // we are leaving (see Close); the dialer keeps m
-		}
-		last = seq
-		ip.last.Store(seq)
-		ip.msgs.Add(1)
-		ip.byts.Add(uint64(frameLenSize + len(body)))
-		switch {
-		case seq-asked >= ackEvery:
-			s.askAck()
-			asked = seq
-		case !s.armed.Load() && s.armed.CompareAndSwap(false, true):
-			s.ackTimer.Reset(ackDelay)
-		}
-	}
-}
-
-// writeAcks acknowledges deliveries as the policy above says, and repeats
-// the last ACK every HeartbeatInterval.
-func (t *TCP) writeAcks(p *peer, s *inSession, bw *bufio.Writer, sent uint64) error {
-	tick := time.NewTicker(t.cfg.HeartbeatInterval)
-	defer tick.Stop()
-	defer s.ackTimer.Stop()
-	wd := writeDeadline{conn: s.conn, d: t.cfg.WriteTimeout}
-	for {
-		force := false
-		select {
-		case <-s.ackNow:
-		case <-s.ackTimer.C:
-			s.armed.Store(false) // before loading last: see inSession
-		case <-tick.C:
-			force = true
-		case <-s.stop:
-			return nil
-		case <-t.done:
-			return t.goodbyeIn(p, s, bw, &wd, sent)
-		}
-		last := p.in.last.Load()
-		if last == sent && !force {
-			continue
-		}
-		if err := wd.refresh(); err != nil {
-			return nil
-		}
-		err := writeSeqFrame(bw, frameAck, last, nil)
-		if err == nil {
-			err = bw.Flush()
-		}
-		if err != nil {
-			select {
-			case <-s.stop:
-				return nil
-			default:
-			}
-			return t.writeErr(p, err)
-		}
-		sent = last
-	}
-}
-
-// goodbyeIn ends a healthy inbound session as the transport closes: it
-// acknowledges what was delivered and sends GOODBYE. The reader goes on
-// reading, delivering nothing, until the dialer closes the connection, so
-// that closing it does not reset it with unread bytes.
-func (t *TCP) goodbyeIn(p *peer, s *inSession, bw *bufio.Writer, wd *writeDeadline, sent uint64) error {
-	if s.stopped() {
-		return nil
-	}
-	err := wd.refresh()
-	if last := p.in.last.Load(); err == nil && last != sent {
-		err = writeSeqFrame(bw, frameAck, last, nil)
-	}
-	if err == nil {
-		_, err = bw.Write(goodbyeFrame)
-	}
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err != nil && !s.stopped() {
-		return t.writeErr(p, err)
-	}
-	return nil
+	t.log.Debug("transport: kicked: peer asks us to dial", "peer", printable(p.id), "incarnation", inc)
+	t.peerKicked(p, inc)
+	_ = writeWelcome(bw, t.version, welcome{From: t.id, Incarnation: t.inc, Refusal: refusalReversed})
 }

@@ -31,13 +31,14 @@ func flowsBothWays(t *testing.T, c *tcpCluster, x, y string, clock uint64) {
 }
 
 // TestTCPPlaintextForgedIncarnationDoesNotLockOut: without TLS, a hello
-// claiming member 2 with an incarnation 23 hours ahead, sent while 2 is
-// down, does not lock the real 2 out: its lower incarnation is accepted as
-// a restart, PeerUp first, and messages flow both ways.
+// claiming member 1 (the dialer of the pair) with an incarnation 23 hours
+// ahead, sent to 2 while 1 is down, does not lock the real 1 out: its lower
+// incarnation is accepted as a restart, PeerUp first, and messages flow
+// both ways.
 func TestTCPPlaintextForgedIncarnationDoesNotLockOut(t *testing.T) {
-	c, one, forged := forgeWhileDown(t)
+	c, two, forged := forgeWhileDown(t)
 
-	realTwoComesBack(t, c, one, forged)
+	realOneComesBack(t, c, two, forged)
 }
 
 // TestTCPPlaintextForgedWelcomeDoesNotLockOut: the dialer side of the same
@@ -92,70 +93,70 @@ func TestTCPPlaintextForgedWelcomeDoesNotLockOut(t *testing.T) {
 }
 
 // TestTCPPlaintextQuarantinedForgeryDoesNotLockOut: without TLS, an
-// impostor's hello for member 2 with an incarnation 23 hours ahead, sent
-// while 2 is down, is accepted and then quarantined; the real 2, with a
-// lower incarnation, is still accepted as a restart, PeerUp first, and
+// impostor's hello for member 1 with an incarnation 23 hours ahead, sent
+// to 2 while 1 is down, is accepted and then quarantined; the real 1, with
+// a lower incarnation, is still accepted as a restart, PeerUp first, and
 // messages flow both ways.
 func TestTCPPlaintextQuarantinedForgeryDoesNotLockOut(t *testing.T) {
-	c, one, forged := forgeWhileDown(t)
-	one.Quarantine("2", forged, errors.New("bad input from the impostor"))
-	_, wl, err := rawHello(t, c.addrs["1"], nil, protocolVersion, hello{From: "2", To: "1", Cluster: "test-cluster", Incarnation: forged})
+	c, two, forged := forgeWhileDown(t)
+	two.Quarantine("1", forged, errors.New("bad input from the impostor"))
+	_, wl, err := rawHello(t, c.addrs["2"], nil, protocolVersion, hello{From: "1", To: "2", Cluster: "test-cluster", Incarnation: forged})
 	if err == nil && wl.Refusal == "" {
 		t.Fatalf("the quarantined incarnation was accepted again: %+v", wl)
 	}
 
-	realTwoComesBack(t, c, one, forged)
+	realOneComesBack(t, c, two, forged)
 }
 
-// realTwoComesBack starts the real "2", whose incarnation is below forged,
-// and checks that "1" (one) takes it as a restart: PeerUps both ways (any
+// realOneComesBack starts the real "1", whose incarnation is below forged,
+// and checks that "2" (two) takes it as a restart: PeerUps both ways (any
 // PeerUp of the forged incarnation before it is skipped), messages both
-// ways, and 1's status naming the real incarnation.
-func realTwoComesBack(t *testing.T, c *tcpCluster, one *TCP, forged uint64) {
+// ways, and 2's status naming the real incarnation.
+func realOneComesBack(t *testing.T, c *tcpCluster, two *TCP, forged uint64) {
 	t.Helper()
-	two := c.start("2", nil, 0)
-	if two.Incarnation() >= forged {
-		t.Fatalf("the real incarnation %d is not below the forged %d", two.Incarnation(), forged)
+	one := c.start("1", nil, 0)
+	if one.Incarnation() >= forged {
+		t.Fatalf("the real incarnation %d is not below the forged %d", one.Incarnation(), forged)
 	}
 	for {
-		m := tcpRecv(t, one)
+		m := tcpRecv(t, two)
 		if m.Kind != lamportmutex.PeerUp {
-			t.Fatalf("1 got %v before the real 2's PeerUp", m)
+			t.Fatalf("2 got %v before the real 1's PeerUp", m)
 		}
-		if m.From == "2" && m.Incarnation == two.Incarnation() {
+		if m.From == "1" && m.Incarnation == one.Incarnation() {
 			break
 		}
-		if m.From != "2" || m.Incarnation != forged {
-			t.Fatalf("1 got %v, want PeerUp of 2's incarnation %d", m, two.Incarnation())
+		if m.From != "1" || m.Incarnation != forged {
+			t.Fatalf("2 got %v, want PeerUp of 1's incarnation %d", m, one.Incarnation())
 		}
 	}
-	if m := tcpRecv(t, two); m.Kind != lamportmutex.PeerUp || m.From != "1" || m.Incarnation != one.Incarnation() {
-		t.Fatalf("the real 2 got %v, want PeerUp of 1", m)
+	if m := tcpRecv(t, one); m.Kind != lamportmutex.PeerUp || m.From != "2" || m.Incarnation != two.Incarnation() {
+		t.Fatalf("the real 1 got %v, want PeerUp of 2", m)
 	}
-	flowsBothWays(t, c, "1", "2", 7)
-	if st := peerStatus(one, "2"); st.Incarnation != two.Incarnation() || !st.Inbound || !st.Connected {
-		t.Fatalf("1's status of 2: %+v, want the real incarnation %d", st, two.Incarnation())
+	flowsBothWays(t, c, "2", "1", 7)
+	if st := peerStatus(two, "1"); st.Incarnation != one.Incarnation() || !st.Inbound || !st.Connected {
+		t.Fatalf("2's status of 1: %+v, want the real incarnation %d", st, one.Incarnation())
 	}
 }
 
-// forgeWhileDown starts members 1 and 2 without TLS, stops 2, and has an
-// impostor's hello for 2, with an incarnation 23 hours ahead, accepted by
-// 1. It returns the cluster, 1, and the forged incarnation.
+// forgeWhileDown starts members 1 and 2 without TLS, stops 1, and has an
+// impostor's hello for 1, with an incarnation 23 hours ahead, accepted by
+// 2. It returns the cluster, 2, and the forged incarnation.
 func forgeWhileDown(t *testing.T) (*tcpCluster, *TCP, uint64) {
 	t.Helper()
 	tcpLeakCheck(t)
 	c := newTCPCluster(t, []string{"1", "2"}, nil)
-	one := c.nodes["1"]
+	two := c.nodes["2"]
 	checkAlive(t, c, "1", "2", 1)
-	if err := closeTCP(c.nodes["2"]); err != nil {
+	if err := closeTCP(c.nodes["1"]); err != nil {
 		t.Fatal(err)
 	}
-	tcpEventually(t, func() bool { return !peerStatus(one, "2").Inbound }, "1 to see 2's stream end")
+	tcpEventually(t, func() bool { return !peerStatus(two, "1").Inbound }, "2 to see 1's stream end")
 	forged := uint64(time.Now().Add(23 * time.Hour).UnixNano())
-	_, wl, err := rawHello(t, c.addrs["1"], nil, protocolVersion, hello{From: "2", To: "1", Cluster: "test-cluster", Incarnation: forged})
+	_, wl, err := rawHello(t, c.addrs["2"], nil, protocolVersion, hello{From: "1", To: "2", Cluster: "test-cluster", Incarnation: forged})
 	if err != nil || wl.Refusal != "" {
 		t.Fatalf("the forged hello was not accepted (the test needs it to be): %+v, %v", wl, err)
 	}
-	tcpEventually(t, func() bool { return peerStatus(one, "2").Incarnation == forged }, "1 to store the forged incarnation")
-	return c, one, forged
+	tcpEventually(t, func() bool { return peerStatus(two, "1").Incarnation == forged }, "2 to store the forged incarnation")
+	return c, two, forged
 }

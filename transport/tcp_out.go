@@ -22,7 +22,9 @@ import (
 // never waits (no I/O, no deliver).
 type outPeer struct {
 	wake chan struct{} // capacity 1: tells the writer the queue grew
-	kick chan struct{} // capacity 1: the peer dialed in; dial it at once
+	// kick, capacity 1: the peer kicked, so dial it at once; for a peer
+	// that dials us, the connection ended, so ask it to dial at once.
+	kick chan struct{}
 
 	mu          sync.Mutex
 	q           []outMsg      // seq contiguous, ascending; acknowledged ones removed
@@ -33,7 +35,7 @@ type outPeer struct {
 	nextSeq     uint64        // seq of the next message pushed
 	remoteInc   uint64        // incarnation of the peer our seqs refer to
 	quarantined uint64        // refused incarnations (see quarantineMark)
-	sess        *outSession   // the established stream, if any
+	sess        *session      // the established stream, if any
 	connected   bool
 	since       time.Time
 	sessions    uint64
@@ -59,7 +61,7 @@ func frameBytes(body []byte) int { return frameLenSize + seqFrameSize + len(body
 // push appends a message and returns the established stream, if any. It
 // refuses (with ErrQueueFull) a message that would take the queue past
 // maxBytes, or past half of it if data (a Data message).
-func (o *outPeer) push(body []byte, data bool) (*outSession, error) {
+func (o *outPeer) push(body []byte, data bool) (*session, error) {
 	n := frameBytes(body)
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -135,21 +137,23 @@ func (o *outPeer) ackTo(seq uint64) {
 	}
 }
 
-// resume adopts the acceptor's welcome and returns the first seq to send,
-// and whether the stream continues one to the same incarnation. An
+// resume adopts the peer's incarnation inc and resume point (the last seq
+// it delivered from us: the welcome's Resume, or the dialer's RESUME) and
+// returns the first seq to send, and whether the stream continues one to
+// the same incarnation. An
 // incarnation older than the one our sequence numbers refer to is refused
 // if authenticated (with TLS), else taken as a restart like a newer one
 // (see Incarnations in doc.go).
-func (o *outPeer) resume(peer string, wl welcome, authenticated bool) (next uint64, resumed bool, err error) {
+func (o *outPeer) resume(peer string, inc, resume uint64, authenticated bool) (next uint64, resumed bool, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if refusedInc(o.quarantined, wl.Incarnation, authenticated) {
-		return 0, false, fmt.Errorf("%w: peer %q answered with incarnation %d, quarantined (mark %d)", ErrQuarantined, peer, wl.Incarnation, o.quarantined)
+	if refusedInc(o.quarantined, inc, authenticated) {
+		return 0, false, fmt.Errorf("%w: peer %q answered with incarnation %d, quarantined (mark %d)", ErrQuarantined, peer, inc, o.quarantined)
 	}
-	resumed = wl.Incarnation == o.remoteInc
+	resumed = inc == o.remoteInc
 	if !resumed {
-		if wl.Incarnation < o.remoteInc && authenticated {
-			return 0, false, fmt.Errorf("%w: peer %q answered with incarnation %d, already seen %d", ErrStaleIncarnation, peer, wl.Incarnation, o.remoteInc)
+		if inc < o.remoteInc && authenticated {
+			return 0, false, fmt.Errorf("%w: peer %q answered with incarnation %d, already seen %d", ErrStaleIncarnation, peer, inc, o.remoteInc)
 		}
 		for i := range o.q {
 			o.q[i].seq = uint64(i + 1)
@@ -158,13 +162,13 @@ func (o *outPeer) resume(peer string, wl welcome, authenticated bool) (next uint
 		if o.remoteInc != 0 {
 			o.newEpoch() // the incarnation our messages were for ended
 		}
-		o.remoteInc = wl.Incarnation
+		o.remoteInc = inc
 	}
-	if wl.Resume+1 < o.base() || wl.Resume >= o.nextSeq {
-		return 0, false, fmt.Errorf("%w: peer %q resumes after %d, but we hold %d..%d", ErrProtocol, peer, wl.Resume, o.base(), o.nextSeq-1)
+	if resume+1 < o.base() || resume >= o.nextSeq {
+		return 0, false, fmt.Errorf("%w: peer %q resumes after %d, but we hold %d..%d", ErrProtocol, peer, resume, o.base(), o.nextSeq-1)
 	}
-	o.ackTo(wl.Resume)
-	return wl.Resume + 1, resumed, nil
+	o.ackTo(resume)
+	return resume + 1, resumed, nil
 }
 
 // pending appends to dst up to max messages from seq on, and returns
@@ -185,7 +189,7 @@ func (o *outPeer) pending(seq uint64, dst []outMsg, max int) ([]outMsg, bool) {
 
 // setConnected records s as the established stream, or none if s is nil.
 // It refuses s if the peer's incarnation was quarantined since the welcome.
-func (o *outPeer) setConnected(s *outSession, authenticated bool) error {
+func (o *outPeer) setConnected(s *session, authenticated bool) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if s != nil && refusedInc(o.quarantined, o.remoteInc, authenticated) {
@@ -200,8 +204,9 @@ func (o *outPeer) setConnected(s *outSession, authenticated bool) error {
 	return nil
 }
 
-// runOutbound keeps a stream to p open until Close. Between attempts it
-// waits with backoff, but dials at once when p dials in (see peerDialedIn).
+// runOutbound keeps a stream to p open until Close, for a peer whose id
+// is above ours (the lower id dials). Between attempts it waits with
+// backoff, but dials at once when p kicks (see peerKicked).
 func (t *TCP) runOutbound(p *peer) {
 	delay := t.cfg.BackoffMin
 	failing := false // a dial failed since the last stream, or p left: log no more failures
@@ -223,14 +228,7 @@ func (t *TCP) runOutbound(p *peer) {
 		case established:
 			t.connError(p.id, "out", nil, err)
 		case errors.Is(err, errDial):
-			if t.cfg.onConnError != nil {
-				t.cfg.onConnError(p.id, err)
-			}
-			level := slog.LevelDebug
-			if !failing {
-				level = slog.LevelInfo // a peer that is down: report the first failure only
-			}
-			t.log.Log(context.Background(), level, "transport: cannot reach peer, retrying", "peer", printable(p.id), "err", err)
+			t.unreachable(p.id, err, failing)
 			failing = true
 		default:
 			t.connError(p.id, "dial", nil, err)
@@ -241,13 +239,87 @@ func (t *TCP) runOutbound(p *peer) {
 		}
 		if kicked {
 			delay = t.cfg.BackoffMin
-			t.log.Debug("transport: peer dialed in, dialing it at once", "peer", printable(p.id))
+			t.log.Debug("transport: peer kicked, dialing it at once", "peer", printable(p.id))
 		}
 	}
 }
 
-// pause waits d, or less if p dials in meanwhile (kicked); open reports
-// whether the transport is still open.
+// runKicks, for a peer whose id is below ours (it dials us), asks the peer
+// to dial at once when we have no stream with it: at start (we may have
+// restarted, and a peer in backoff would find us only at its next attempt),
+// and then, while no stream is up, with backoff as a dialer would. A kick
+// is a hello from us: the peer checks it as any hello, answers
+// refusalReversed, and dials us at once if its connection to us is down or
+// reaches another incarnation of us (see peerKicked).
+func (t *TCP) runKicks(p *peer) {
+	var wait time.Duration // the first kick goes at once
+	delay := t.cfg.BackoffMin
+	failing := false // a kick failed to reach p since the last stream: log no more
+	for {
+		if wait > 0 && !t.sleep(jitter(wait)) {
+			return
+		}
+		if t.isDone() {
+			return
+		}
+		if p.out.isConnected() {
+			select {
+			case <-p.out.kick: // the stream ended
+			case <-t.done:
+				return
+			}
+			wait, delay, failing = t.cfg.BackoffMin, t.cfg.BackoffMin, false
+			continue
+		}
+		switch err := t.kickOnce(p); {
+		case err == nil || t.isDone():
+		case errors.Is(err, errDial):
+			t.unreachable(p.id, err, failing)
+			failing = true
+		default:
+			t.connError(p.id, "kick", nil, err)
+		}
+		wait = delay
+		delay = min(delay*2, t.cfg.BackoffMax)
+	}
+}
+
+// kickOnce dials p, sends our hello and expects refusalReversed.
+func (t *TCP) kickOnce(p *peer) error {
+	raw, conn, err := t.dial(p)
+	if err != nil {
+		return err
+	}
+	defer t.untrack(raw)
+	if err := conn.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(conn, handshakeBuffer)
+	h := hello{From: t.id, To: p.id, Cluster: t.cfg.Cluster, Incarnation: t.inc}
+	if err := writeHello(bw, t.version, h); err != nil {
+		if hungUp(err) {
+			err = fmt.Errorf("%w %q at %s: it closed the connection before our hello: %w", errDial, p.id, p.addr, err)
+		}
+		return fmt.Errorf("sending a kick to %q: %w", p.id, err)
+	}
+	cr := &countingReader{r: conn}
+	wl, err := readWelcome(bufio.NewReaderSize(cr, handshakeBuffer), t.version, p.id)
+	switch {
+	case wl.Refusal == refusalReversed:
+		return nil
+	case err != nil && cr.n == 0 && hungUp(err):
+		return fmt.Errorf("%w %q at %s: it closed the connection without answering: %w", errDial, p.id, p.addr, err)
+	case errors.Is(err, ErrDuplicateSession):
+		return fmt.Errorf("%w: %q at %s already has a live session from another process claiming our id %q (this one is %s)",
+			err, p.id, raw.RemoteAddr(), t.id, raw.LocalAddr())
+	case err == nil:
+		return fmt.Errorf("%w: %q accepted a hello from the higher id", ErrProtocol, p.id)
+	}
+	return err
+}
+
+// pause waits d, or less if p's kick channel is signalled meanwhile
+// (kicked); open reports whether the transport is still open.
 func (t *TCP) pause(p *peer, d time.Duration) (open, kicked bool) {
 	tm := time.NewTimer(d)
 	defer tm.Stop()
@@ -261,30 +333,42 @@ func (t *TCP) pause(p *peer, d time.Duration) (open, kicked bool) {
 	}
 }
 
-// peerDialedIn is told that p's handshake with incarnation inc was
-// accepted: p is up. If our stream to p is down, the dialer is woken to dial
-// at once instead of finishing its backoff (up to BackoffMax). If it is up
-// but reaches another incarnation, that one is gone (a process keeps its
-// incarnation), so the stream is closed and redialed at once. Each call
-// costs at most one dial, and only a peer that passed the handshake makes
-// it.
-func (t *TCP) peerDialedIn(p *peer, inc uint64) {
+// isConnected reports whether a stream with the peer is established.
+func (o *outPeer) isConnected() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.sess != nil
+}
+
+// kickNow signals the kick channel.
+func (o *outPeer) kickNow() {
+	select {
+	case o.kick <- struct{}{}:
+	default:
+	}
+}
+
+// peerKicked is told that p, whose id is above ours, sent a hello with
+// incarnation inc that passed every check (a kick): p is up. If our
+// connection to p is down, the dialer is woken to dial at once instead of
+// finishing its backoff (up to BackoffMax). If it is up but reaches another
+// incarnation, that one is gone (a process keeps its incarnation), so the
+// connection is closed and redialed at once. Each call costs at most one
+// dial, and only a peer that passed the handshake makes it.
+func (t *TCP) peerKicked(p *peer, inc uint64) {
 	o := &p.out
 	o.mu.Lock()
-	var stale *outSession
+	var stale *session
 	if o.sess != nil && o.remoteInc != inc {
 		stale = o.sess
 	}
 	up := o.sess != nil
 	o.mu.Unlock()
 	if stale != nil {
-		stale.fail(fmt.Errorf("%w: %q dialed in as incarnation %d, our stream reaches %d", errPeerRestarted, p.id, inc, stale.remoteInc))
+		stale.fail(fmt.Errorf("%w: %q kicked as incarnation %d, our connection reaches %d", errPeerRestarted, p.id, inc, stale.remoteInc))
 	}
 	if !up || stale != nil {
-		select {
-		case o.kick <- struct{}{}:
-		default:
-		}
+		o.kickNow()
 	}
 }
 
@@ -318,7 +402,7 @@ func (t *TCP) dial(p *peer) (net.Conn, net.Conn, error) {
 	return raw, tc, nil
 }
 
-// connectOnce dials p, shakes hands and runs the stream until it breaks.
+// connectOnce dials p, shakes hands and runs the session until it breaks.
 // established reports whether the handshake succeeded.
 func (t *TCP) connectOnce(p *peer) (established bool, err error) {
 	raw, conn, err := t.dial(p)
@@ -327,7 +411,7 @@ func (t *TCP) connectOnce(p *peer) (established bool, err error) {
 	}
 	defer t.untrack(raw)
 	cr := &countingReader{r: conn}
-	br := bufio.NewReaderSize(cr, 256)
+	br := bufio.NewReaderSize(cr, handshakeBuffer)
 	bw := bufio.NewWriterSize(conn, handshakeBuffer) // the handshake only
 	if err := conn.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
 		return false, err
@@ -350,52 +434,53 @@ func (t *TCP) connectOnce(p *peer) (established bool, err error) {
 	if err == nil {
 		err = plausible(p.id, wl.Incarnation)
 	}
+	if err == nil && br.Buffered() > 0 {
+		err = fmt.Errorf("%w: %q sent %d bytes after its welcome, before our RESUME", ErrProtocol, p.id, br.Buffered())
+	}
 	if err != nil {
 		return false, err
 	}
-	next, resumed, err := p.out.resume(p.id, wl, t.authenticated())
+	next, resumed, err := p.out.resume(p.id, wl.Incarnation, wl.Resume, t.authenticated())
 	if err != nil {
 		return false, err
 	}
-	t.noteIncarnation(p, wl.Incarnation)
-	if err := conn.SetDeadline(time.Time{}); err != nil {
+	s := t.newSession(raw, conn, wl.Incarnation)
+	delivered, _, err := t.begin(p, s, wl.Incarnation, raw.RemoteAddr())
+	if err != nil {
 		return false, err
 	}
-	s := t.newOutSession(raw, conn, next)
-	s.remoteInc = wl.Incarnation
-	if t.cfg.TLS == nil {
-		s.raw = newRawWriter(raw)
+	s.setResume(next, delivered)
+	bw.Reset(conn)
+	err = writeResume(bw, delivered)
+	if err == nil {
+		err = conn.SetDeadline(time.Time{})
 	}
-	if err := p.out.setConnected(s, t.authenticated()); err != nil {
+	if err == nil {
+		err = p.out.setConnected(s, t.authenticated())
+	}
+	if err != nil {
+		s.fail(err)
+		p.in.end(s)
+		close(s.exited)
 		return false, fmt.Errorf("peer %q: %w", p.id, err)
 	}
-	defer func() { _ = p.out.setConnected(nil, false) }()
+	t.noteIncarnation(p, wl.Incarnation)
 	select { // a kick from before this stream is stale
 	case <-p.out.kick:
 	default:
 	}
 	t.event(p.id, "connected")
 	t.log.Info("transport: stream up", "peer", printable(p.id), "dir", "out", "remote", raw.RemoteAddr().String(), "incarnation", wl.Incarnation, "resumed", resumed, "resume", wl.Resume)
+	err = t.runSession(p, s, wl.Incarnation, "out")
+	return true, err
+}
 
-	acksDone := make(chan struct{})
-	if !t.spawn(func() {
-		defer close(acksDone)
-		s.fail(t.readAcks(p, s, br))
-	}) {
-		s.fail(ErrClosed)
-		return true, ErrClosed
+// writeResume writes the RESUME frame and flushes.
+func writeResume(w *bufio.Writer, seq uint64) error {
+	if _, err := w.Write(appendSeqFrame(nil, frameResume, seq, nil)); err != nil {
+		return err
 	}
-	// After a goodbye the connection stays open until the peer closes it
-	// (readAcks sees EOF) or Close gives up: closing it at once could
-	// reset it before the peer has read the goodbye.
-	if err := t.writeStream(p, s); !errors.Is(err, errSaidGoodbye) {
-		s.fail(err)
-	}
-	<-acksDone
-	if errors.Is(s.err, errGoodbye) {
-		t.peerLeft(p, "out", s.remoteInc)
-	}
-	return true, s.err
+	return w.Flush()
 }
 
 // errDial marks a failure to open a connection that is not the peer's
@@ -449,41 +534,6 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// readAcks applies the acceptor's acknowledgements until the stream breaks.
-func (t *TCP) readAcks(p *peer, s *outSession, br *bufio.Reader) error {
-	var buf [seqFrameSize]byte
-	dl := deadline{conn: s.conn, d: t.cfg.IdleTimeout}
-	for {
-		if err := dl.refresh(); err != nil {
-			return err
-		}
-		body, err := readFrame(br, seqFrameSize, buf[:])
-		if err != nil {
-			select {
-			case <-s.stop:
-				return nil
-			default:
-			}
-			return t.readErr(p.id, err)
-		}
-		typ, seq, err := parseAcceptorFrame(body)
-		if err != nil {
-			return fmt.Errorf("%w from acceptor %q", err, p.id)
-		}
-		if typ == frameGoodbye {
-			return errGoodbye
-		}
-		if seq > s.written.Load() {
-			return fmt.Errorf("%w: %q acknowledged %d, only %d sent", ErrProtocol, p.id, seq, s.written.Load())
-		}
-		p.out.mu.Lock()
-		if seq >= p.out.base() {
-			p.out.ackTo(seq)
-		}
-		p.out.mu.Unlock()
-	}
-}
-
 // deadline refreshes a read deadline at most every d/8, so that busy
 // streams do not reset a timer per frame. If seen is set, every refresh
 // stores monoNow in it.
@@ -504,4 +554,18 @@ func (dl *deadline) refresh() error {
 	}
 	dl.last = now
 	return dl.conn.SetReadDeadline(now.Add(dl.d))
+}
+
+// unreachable reports a failed dial to peer: at Info the first time in a
+// row (failing false), then at Debug, since a peer that is down fails every
+// retry.
+func (t *TCP) unreachable(peer string, err error, failing bool) {
+	if t.cfg.onConnError != nil {
+		t.cfg.onConnError(peer, err)
+	}
+	level := slog.LevelDebug
+	if !failing {
+		level = slog.LevelInfo
+	}
+	t.log.Log(context.Background(), level, "transport: cannot reach peer, retrying", "peer", printable(peer), "err", err)
 }

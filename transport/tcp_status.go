@@ -10,12 +10,15 @@ type PeerStatus struct {
 	// ID and Addr are the peer's id and configured address.
 	ID   string
 	Addr string
-	// Connected reports whether our stream to the peer is up (handshake
-	// done); Since is when it last went up or down (zero before that).
+	// Connected reports whether the connection with the peer is up for
+	// sending (handshake done); Since is when it last went up or down (zero
+	// before that).
 	Connected bool
 	Since     time.Time
-	// Inbound reports whether the peer's stream to us is up; InboundSince
-	// is when it last went up or down.
+	// Inbound reports whether the connection is up for receiving;
+	// InboundSince is when it last went up or down. There is one
+	// connection per pair, so Connected and Inbound differ only for the
+	// moments the handshake sets them one after the other.
 	Inbound      bool
 	InboundSince time.Time
 	// Incarnation is the newest incarnation seen from the peer with TLS,
@@ -23,8 +26,8 @@ type PeerStatus struct {
 	// Restarts counts the times it changed after that.
 	Incarnation uint64
 	Restarts    uint64
-	// Reconnects counts our streams to the peer established after the
-	// first one.
+	// Reconnects counts the connections with the peer established after
+	// the first one.
 	Reconnects uint64
 	// Left reports that the peer said goodbye (a clean exit, see Close)
 	// and no handshake with it succeeded since. It is the peer's claim,

@@ -568,13 +568,20 @@ func TestTCPReconnectWaitsForDelivery(t *testing.T) {
 		}
 	}
 	<-entered
+	in := &b.peers["a"].in
+	in.mu.Lock()
+	old := in.cur
+	in.mu.Unlock()
 	b.mu.Lock()
 	for conn := range b.conns {
 		_ = conn.Close()
 	}
 	b.mu.Unlock()
-	// a redials; b's handshake waits for the reader stuck in deliver.
-	tcpEventually(t, func() bool { return b.shaking.Load() > 0 }, "a's next handshake at b")
+	// a redials; b's handshake waits for the reader stuck in deliver. Once
+	// the old stream is stopped (by that handshake, or by its writer
+	// meeting the closed connection) its reader delivers nothing more, not
+	// even REQUEST 2 if it was read along with REQUEST 1.
+	tcpEventually(t, func() bool { return b.shaking.Load() > 0 && old.stopped() }, "a's next handshake at b")
 	close(release)
 	want := "[PEERUP@0 REQUEST@1 PEERDOWN@0 REQUEST@2]"
 	tcpEventually(t, func() bool {

@@ -2,16 +2,14 @@ package transport
 
 import (
 	"encoding/binary"
-	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// The write path of an outbound stream. Frames are encoded into the
-// session's output buffer and written by whoever holds the session's write
-// lock (wmu):
+// The write path of a stream. Frames are encoded into the session's output
+// buffer and written by whoever holds the session's write lock (wmu):
 //
 //   - Send itself, when it finds the lock free (the writer is idle) and the
 //     previous Send to the peer was not within burstGap: it appends what
@@ -23,7 +21,14 @@ import (
 //     writer batches it).
 //   - The writer goroutine (writeStream), which appends everything queued
 //     and writes it with blocking writes bounded by WriteTimeout: batches
-//     form naturally while a write is under way. It also sends PINGs.
+//     form naturally while a write is under way. It also writes the ACKs
+//     the reader asks for and the heartbeat.
+//
+// Whoever writes drains the whole queue into one buffer and writes it with
+// one system call, and puts an ACK of what the reader delivered in front of
+// it when that is news to the peer: an ACK rides with the DATA that goes
+// out anyway, in the same segment (a REPLY carries the ACK of the messages
+// delivered before the REQUEST it answers).
 //
 // Why Send's write cannot block: it takes wmu only with TryLock; the
 // queue's lock (outPeer.mu) is held by others only for bookkeeping, never
@@ -33,9 +38,8 @@ import (
 // reports done after one attempt, so a full socket buffer returns EAGAIN
 // (taken as "wrote 0") instead of parking. RawConn.Write takes the file
 // descriptor's write lock, which only holders of wmu take on this
-// connection (the ACK reader only reads), so it is free. This holds
-// whatever is in flight unacknowledged, so no bound on the socket buffer
-// is needed.
+// connection (the reader only reads), so it is free. This holds whatever
+// is in flight unacknowledged, so no bound on the socket buffer is needed.
 //
 // With TLS, or on a platform without non-blocking raw writes, only the
 // writer goroutine writes: tls.Conn.Write may wait for the socket, and its
@@ -58,20 +62,50 @@ var monoBase = time.Now()
 // monoNow returns monotonic nanoseconds.
 func monoNow() int64 { return int64(time.Since(monoBase)) }
 
-// outSession is one established outbound stream.
-type outSession struct {
+// session is one established connection with a peer: the one stream each
+// way between us. Its reader is the goroutine that made the handshake; its
+// writer is a goroutine of its own.
+type session struct {
 	tcp     net.Conn // the TCP connection below conn (conn itself without TLS)
 	conn    net.Conn
 	stop    chan struct{}
 	once    sync.Once
-	err     error
+	err     error         // the first cause of the end; set before stop closes
+	exited  chan struct{} // closed when the session's goroutines are done
 	written atomic.Uint64 // highest seq handed to the write path
 	// remoteInc is the incarnation of the peer this stream reaches.
 	remoteInc uint64
 
+	// The reading half.
+	seen atomic.Int64 // monoNow when the last frame arrived
+	// dmu is held by the reader across a deliver call of a message and
+	// the recording of its seq, so that goodbye, which takes it before the
+	// last ACK, acknowledges a delivery that was under way when the
+	// transport closed.
+	dmu    sync.Mutex
+	busy   atomic.Bool   // the reader is inside deliver
+	ackNow chan struct{} // capacity 1: acknowledge at once
+	// ackTimer fires ackDelay after a delivery found it disarmed. The
+	// reader arms it (armed false to true, then Reset); the writer disarms
+	// it before it reads what to acknowledge, so no delivery is left
+	// without a pending ACK.
+	ackTimer *time.Timer
+	armed    atomic.Bool
+	// deferred: a Send found the reader inside deliver and left its message
+	// to the reader, which writes once deliver returns (see Send).
+	// deferTimer, armed by such a Send (deferArmed false to true) and
+	// stopped by the reader's write, has the writer write instead if
+	// deliver takes longer than deferWait.
+	deferred   atomic.Bool
+	deferTimer *time.Timer
+	deferArmed atomic.Bool
+	deferWait  time.Duration // TCPConfig.deferWait
+
+	// The writing half.
 	wmu   sync.Mutex // held while appending to or writing obuf
 	next  uint64     // seq of the next message to append
 	asked uint64     // seq up to which the last PING asked for an ACK
+	acked uint64     // the last seq we acknowledged to the peer
 	obuf  []byte     // encoded frames not yet written
 	batch []outMsg
 	bye   bool // GOODBYE was appended: nothing may follow it
@@ -81,24 +115,46 @@ type outSession struct {
 	lastSend atomic.Int64 // monoNow at the previous Send (the end of its write)
 }
 
-func (t *TCP) newOutSession(tcp, conn net.Conn, next uint64) *outSession {
-	s := &outSession{
-		tcp:   tcp,
-		conn:  conn,
-		stop:  make(chan struct{}),
-		next:  next,
-		asked: next - 1,
-		batch: make([]outMsg, 0, maxBatch),
-		wd:    writeDeadline{conn: conn, d: t.cfg.WriteTimeout},
+// newSession returns the session of an established connection to
+// incarnation inc of a peer: next is the seq of the first message to
+// write, acked the last seq the peer knows we delivered.
+func (t *TCP) newSession(tcp, conn net.Conn, inc uint64) *session {
+	tm := time.NewTimer(time.Hour)
+	tm.Stop()
+	dt := time.NewTimer(time.Hour)
+	dt.Stop()
+	s := &session{
+		deferTimer: dt,
+		deferWait:  t.cfg.deferWait,
+		tcp:        tcp,
+		conn:       conn,
+		remoteInc:  inc,
+		stop:       make(chan struct{}),
+		exited:     make(chan struct{}),
+		ackNow:     make(chan struct{}, 1),
+		ackTimer:   tm,
+		batch:      make([]outMsg, 0, maxBatch),
+		wd:         writeDeadline{conn: conn, d: t.cfg.WriteTimeout},
 	}
-	s.written.Store(next - 1)
+	if t.cfg.TLS == nil {
+		s.raw = newRawWriter(tcp)
+	}
+	s.seen.Store(monoNow())
 	return s
+}
+
+// setResume sets where the write path starts: the seq of the next message
+// to write, and the last seq the peer knows we delivered. Called before
+// the writer starts.
+func (s *session) setResume(next, acked uint64) {
+	s.next, s.asked, s.acked = next, next-1, acked
+	s.written.Store(next - 1)
 }
 
 // fail records the first error and closes the connection. It does not
 // block: the TCP connection is closed first, so closing TLS over it sends
 // nothing.
-func (s *outSession) fail(err error) {
+func (s *session) fail(err error) {
 	s.once.Do(func() {
 		s.err = err
 		close(s.stop)
@@ -107,7 +163,7 @@ func (s *outSession) fail(err error) {
 	})
 }
 
-func (s *outSession) stopped() bool {
+func (s *session) stopped() bool {
 	select {
 	case <-s.stop:
 		return true
@@ -116,11 +172,38 @@ func (s *outSession) stopped() bool {
 	}
 }
 
+// live reports whether s is open and heard from within window (a peer
+// sends at least a heartbeat every HeartbeatInterval), or is not reading
+// because it is inside deliver.
+func (s *session) live(window time.Duration) bool {
+	if s.stopped() {
+		return false
+	}
+	return s.busy.Load() || monoNow()-s.seen.Load() < int64(window)
+}
+
+// askAck wakes the writer to acknowledge at once.
+func (s *session) askAck() {
+	select {
+	case s.ackNow <- struct{}{}:
+	default:
+	}
+}
+
+// appendAck appends an ACK of what the reader delivered if that is news
+// to the peer, or if force. The caller holds wmu.
+func (t *TCP) appendAck(p *peer, s *session, force bool) {
+	if last := p.in.last.Load(); last > s.acked || force {
+		s.obuf = appendSeqFrame(s.obuf, frameAck, last, nil)
+		s.acked = last
+	}
+}
+
 // fill appends queued messages to obuf until the queue is drained or obuf
 // holds outBufferSize bytes; it reports whether messages remain. It asks
 // for an ACK (a PING) after writing more while what is held for the peer
 // has reached a quarter of QueueBytes. The caller holds wmu.
-func (t *TCP) fill(p *peer, s *outSession) (more bool) {
+func (t *TCP) fill(p *peer, s *session) (more bool) {
 	for len(s.obuf) < outBufferSize {
 		var ask bool
 		s.batch, ask = p.out.pending(s.next, s.batch[:0], maxBatch)
@@ -147,33 +230,71 @@ func (t *TCP) fill(p *peer, s *outSession) (more bool) {
 }
 
 // consume drops the first n bytes of obuf, which were written.
-func (s *outSession) consume(n int) {
+func (s *session) consume(n int) {
 	s.obuf = s.obuf[:copy(s.obuf, s.obuf[n:])]
 	if len(s.obuf) == 0 && cap(s.obuf) > 2*outBufferSize {
 		s.obuf = nil
 	}
 }
 
-// writeDirect is Send's attempt to write what is queued itself, without
-// blocking (see the argument above). It reports whether it left nothing for
-// the writer goroutine. On an error it leaves everything to the writer,
-// which meets the error again and closes the session: closing a connection
-// waits for its other users to let go, which Send must not.
-func (t *TCP) writeDirect(p *peer, s *outSession) bool {
-	if s.raw == nil {
+// deferWait bounds how long a message that Send left to the reader (see
+// Send) waits for deliver to return before the writer writes it.
+const deferWait = 200 * time.Microsecond
+
+// deferToReader is Send's choice when s's reader is inside deliver: the
+// message most likely comes from that deliver (a REPLY to the REQUEST being
+// delivered), so the reader writes it once deliver returns, with the ACK
+// of that REQUEST in front, in one write. It reports whether it left the
+// message to the reader. Its pair is afterDeliver.
+func (s *session) deferToReader() bool {
+	if !s.busy.Load() {
 		return false
 	}
-	now := monoNow()
-	if prev := s.lastSend.Swap(now); now-prev < int64(burstGap) || !s.wmu.TryLock() {
+	s.deferred.Store(true)
+	if !s.busy.Load() {
+		return false // the reader left deliver meanwhile; it may not have seen deferred
+	}
+	if s.deferArmed.CompareAndSwap(false, true) {
+		s.deferTimer.Reset(s.deferWait)
+	}
+	return true
+}
+
+// afterDeliver is the reader's half of deferToReader, called once deliver
+// returned and what it delivered is recorded: it writes what Sends left to
+// it, and reports whether it did (then what was delivered is acknowledged
+// too, or left to the writer).
+func (t *TCP) afterDeliver(p *peer, s *session) bool {
+	s.busy.Store(false)
+	if !s.deferred.Swap(false) {
 		return false
 	}
-	defer func() {
-		s.lastSend.Store(monoNow()) // a burst's gaps count from this write's end
-		s.wmu.Unlock()
-	}()
+	if s.deferArmed.CompareAndSwap(true, false) {
+		s.deferTimer.Stop()
+	}
+	if !t.writeNow(p, s) {
+		p.out.wakeWriter()
+	}
+	return true
+}
+
+// writeNow makes one non-blocking attempt to write what is queued, with an
+// ACK in front, if the write lock is free; it reports whether it left
+// nothing for the writer goroutine. See writeDirect.
+func (t *TCP) writeNow(p *peer, s *session) bool {
+	if s.raw == nil || !s.wmu.TryLock() {
+		return false
+	}
+	defer s.wmu.Unlock()
+	return t.tryWrite(p, s)
+}
+
+// tryWrite is the body of writeDirect and writeNow. The caller holds wmu.
+func (t *TCP) tryWrite(p *peer, s *session) bool {
 	if s.stopped() || s.bye {
 		return false
 	}
+	t.appendAck(p, s, false)
 	more := t.fill(p, s)
 	if err := s.wd.refresh(); err != nil {
 		return false // the writer meets the error again and ends the session
@@ -186,9 +307,32 @@ func (t *TCP) writeDirect(p *peer, s *outSession) bool {
 	return !more && len(s.obuf) == 0
 }
 
-// flushOut writes everything queued, blocking. The caller holds wmu.
-func (t *TCP) flushOut(p *peer, s *outSession) error {
+// writeDirect is Send's attempt to write what is queued itself, without
+// blocking (see the argument above). It reports whether it left nothing for
+// the writer goroutine. On an error it leaves everything to the writer,
+// which meets the error again and closes the session: closing a connection
+// waits for its other users to let go, which Send must not.
+func (t *TCP) writeDirect(p *peer, s *session) bool {
+	if s.raw == nil {
+		return false
+	}
+	now := monoNow()
+	if prev := s.lastSend.Swap(now); now-prev < int64(burstGap) || !s.wmu.TryLock() {
+		return false
+	}
+	defer func() {
+		s.lastSend.Store(monoNow()) // a burst's gaps count from this write's end
+		s.wmu.Unlock()
+	}()
+	return t.tryWrite(p, s)
+}
+
+// flushOut writes everything queued, after an ACK if one is news to the
+// peer (or if force), blocking. The caller holds wmu.
+func (t *TCP) flushOut(p *peer, s *session, force bool) error {
 	for {
+		t.appendAck(p, s, force)
+		force = false
 		more := t.fill(p, s)
 		if len(s.obuf) > 0 {
 			if err := s.wd.refresh(); err != nil {
@@ -206,47 +350,62 @@ func (t *TCP) flushOut(p *peer, s *outSession) error {
 	}
 }
 
-// writeStream writes what Send leaves to it until the session ends, and
-// pings while idle.
-func (t *TCP) writeStream(p *peer, s *outSession) error {
-	ping := time.NewTicker(t.cfg.HeartbeatInterval)
-	defer ping.Stop()
+// writeStream writes what Send leaves to it, and the ACKs the reader asks
+// for, until the session ends; every HeartbeatInterval it repeats the last
+// ACK, so that the peer hears from us while the stream is idle. When the
+// transport closes it says goodbye.
+func (t *TCP) writeStream(p *peer, s *session) {
+	beat := time.NewTicker(t.cfg.HeartbeatInterval)
+	defer beat.Stop()
+	defer s.ackTimer.Stop()
+	defer s.deferTimer.Stop()
+	force := false
 	for {
 		s.wmu.Lock()
-		err := t.flushOut(p, s)
+		err := t.flushOut(p, s, force)
 		if err != nil {
 			s.fail(err) // under wmu: nobody writes after a failed write
 		}
 		s.wmu.Unlock()
 		if err != nil {
-			return err
+			return
 		}
+		force = false
 		select {
 		case <-p.out.wake:
-		case <-ping.C:
-			s.wmu.Lock()
-			s.obuf = append(s.obuf, pingFrame...)
-			s.wmu.Unlock()
+		case <-s.ackNow:
+		case <-s.ackTimer.C:
+			s.armed.Store(false) // before loading what to acknowledge: see session
+		case <-s.deferTimer.C:
+			s.deferArmed.Store(false)
+		case <-beat.C:
+			force = true
 		case <-s.stop:
-			return nil
+			return
 		case <-t.done:
-			return t.goodbyeOut(p, s)
+			t.goodbye(p, s)
+			return
 		}
 	}
 }
 
-// errSaidGoodbye is what writeStream returns after it sent GOODBYE.
-var errSaidGoodbye = errors.New("said goodbye")
-
-// goodbyeOut ends a healthy outbound stream as the transport closes: it
-// writes what is queued, then GOODBYE, and returns errSaidGoodbye.
-func (t *TCP) goodbyeOut(p *peer, s *outSession) error {
+// goodbye ends a healthy stream as the transport closes: it writes what is
+// queued and an ACK of what was delivered, the delivery under way included
+// (the reader begins no other), then GOODBYE. The reader goes on reading,
+// delivering nothing, until the peer closes the connection, so that
+// closing it does not reset it with unread bytes.
+func (t *TCP) goodbye(p *peer, s *session) {
+	// Wait for the delivery under way, if any, to be recorded, so that
+	// the ACK below covers it.
+	s.dmu.Lock()
+	//lint:ignore SA2001 waiting for the reader to let go is the point
+	s.dmu.Unlock()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.stopped() {
-		return nil
+		return
 	}
-	err := t.flushOut(p, s)
+	err := t.flushOut(p, s, false)
 	if err == nil {
 		s.bye = true
 		s.obuf = append(s.obuf, goodbyeFrame...)
@@ -262,9 +421,7 @@ func (t *TCP) goodbyeOut(p *peer, s *outSession) error {
 	}
 	if err != nil {
 		s.fail(err) // under wmu: nobody writes after a failed write
-		return err
 	}
-	return errSaidGoodbye
 }
 
 // appendSeqFrame appends a frame of type typ holding seq, followed by msg

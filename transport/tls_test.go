@@ -122,8 +122,8 @@ func TestTCPMutualTLS(t *testing.T) {
 }
 
 // TestTCPTLSQuarantineRefusesOlder: with TLS a quarantine refuses the
-// quarantined incarnation and older ones: a hello authenticated as b with
-// an incarnation between b's stored one and the quarantined one is
+// quarantined incarnation and older ones: a hello authenticated as a with
+// an incarnation between a's stored one and the quarantined one is
 // refused as quarantined.
 func TestTCPTLSQuarantineRefusesOlder(t *testing.T) {
 	tcpLeakCheck(t)
@@ -135,15 +135,15 @@ func TestTCPTLSQuarantineRefusesOlder(t *testing.T) {
 	c := newTCPCluster(t, []string{"a", "b"}, func(cfg *TCPConfig) { cfg.TLS = configs[cfg.ID] })
 	a, b := c.nodes["a"], c.nodes["b"]
 	checkAlive(t, c, "a", "b", 1)
-	inc := b.Incarnation()
-	if err := closeTCP(b); err != nil {
+	inc := a.Incarnation()
+	if err := closeTCP(a); err != nil {
 		t.Fatal(err)
 	}
-	tcpEventually(t, func() bool { return !peerStatus(a, "b").Inbound }, "a to see b's stream end")
-	a.Quarantine("b", inc+5, errors.New("bad input"))
-	_, wl, err := rawHello(t, c.addrs["a"], configs["b"], protocolVersion, hello{From: "b", To: "a", Cluster: "test-cluster", Incarnation: inc + 3})
+	tcpEventually(t, func() bool { return !peerStatus(b, "a").Inbound }, "b to see a's stream end")
+	b.Quarantine("a", inc+5, errors.New("bad input"))
+	_, wl, err := rawHello(t, c.addrs["b"], configs["a"], protocolVersion, hello{From: "a", To: "b", Cluster: "test-cluster", Incarnation: inc + 3})
 	if err == nil && wl.Refusal == "" {
 		t.Fatalf("an incarnation below the quarantined one was accepted: %+v", wl)
 	}
-	c.waitErr("a", ErrQuarantined, `presented incarnation`)
+	c.waitErr("b", ErrQuarantined, `presented incarnation`)
 }

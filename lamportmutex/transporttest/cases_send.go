@@ -186,7 +186,7 @@ func testBlockedDeliver(s *suite) {
 	a, b, c := ns[0], ns[1], ns[2]
 	g := s.newGate()
 	c.onDeliver(func(m lamportmutex.Message) {
-		if m.From == a.id && m.Kind != lamportmutex.PeerDown {
+		if m.From == a.id && m.Kind != lamportmutex.PeerUp && m.Kind != lamportmutex.PeerDown {
 			g.wait()
 		}
 	})

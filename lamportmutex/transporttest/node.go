@@ -62,8 +62,10 @@ func (n *node) start() {
 	n.started.Store(true)
 }
 
-// onDeliver sets the function every deliver call of n runs after
-// recording its message (nil: none).
+// onDeliver sets the function that every deliver call of n starting after
+// it runs after recording its message (nil: none). A call already under
+// way keeps the function it began with, so a hook set once waitUp returns
+// never runs for a PeerUp that waitUp saw recorded.
 func (n *node) onDeliver(f func(lamportmutex.Message)) {
 	if f == nil {
 		n.hook.Store(nil)
@@ -94,8 +96,9 @@ func (n *node) closeWithin(flush, patience time.Duration) error {
 
 // deliver is the function the suite starts every transport with. It
 // checks what a single call can show, records the message and runs the
-// subtest's hook.
+// subtest's hook, as set when the call began.
 func (n *node) deliver(m lamportmutex.Message) {
+	hook := n.hook.Load() // before anything is recorded: see onDeliver
 	s := n.s
 	pl := n.peers[m.From]
 	if pl == nil {
@@ -119,8 +122,8 @@ func (n *node) deliver(m lamportmutex.Message) {
 	}
 	n.record(pl, m)
 	s.wake()
-	if h := n.hook.Load(); h != nil {
-		(*h)(m)
+	if hook != nil {
+		(*hook)(m)
 	}
 }
 
