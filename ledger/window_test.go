@@ -144,7 +144,9 @@ func (m idModel) live(rng *rand.Rand) (TransferID, bool) {
 
 // The chain and its drafts refuse exactly the transfer IDs that the
 // documented rule refuses, at the window's edge, across members, and
-// within one batch whose earlier blocks push an ID out of the window.
+// within one batch whose earlier blocks push an ID out of the window, in
+// drafts short enough to be searched one by one and long enough to be
+// indexed.
 func TestTransferIDWindowMatchesModel(t *testing.T) {
 	members := []string{"1", "2", "3"}
 	c, err := NewChain(richGenesis(t, members...))
@@ -153,12 +155,16 @@ func TestTransferIDWindowMatchesModel(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	model := idModel{}
-	var refused, reused int
+	var refused, reused, indexed int
 	for c.ids.next[0] < IDWindow+300 || c.ids.next[1] < IDWindow+300 {
 		from := members[rng.IntN(2)] // "3" only receives, so "1" and "2" wrap
 		to := members[2]
 		d := c.draft()
-		for range 1 + rng.IntN(16) {
+		n := 1 + rng.IntN(16)
+		if rng.IntN(4) == 0 {
+			n = draftScan - 2 + rng.IntN(3*draftScan)
+		}
+		for range n {
 			id, old := NewTransferID(), false
 			switch r := rng.IntN(10); {
 			case r == 0:
@@ -186,6 +192,9 @@ func TestTransferIDWindowMatchesModel(t *testing.T) {
 		if len(d.blocks) == 0 {
 			continue
 		}
+		if d.byID != nil {
+			indexed++
+		}
 		d.seal(testKey(from))
 		if err := c.Append(d.blocks...); err != nil {
 			t.Fatalf("append of a batch its draft took: %v", err)
@@ -200,6 +209,9 @@ func TestTransferIDWindowMatchesModel(t *testing.T) {
 	}
 	if c.ids.index.n != 2*IDWindow {
 		t.Fatalf("the ID index holds %d entries, want %d", c.ids.index.n, 2*IDWindow)
+	}
+	if indexed == 0 {
+		t.Fatal("no draft grew long enough to index its transfer IDs")
 	}
 	if refused < 100 || reused < 100 {
 		t.Fatalf("the walk refused %d and reused %d ids: too few to show the rule", refused, reused)
@@ -252,6 +264,43 @@ func TestTransferIDWindowEdge(t *testing.T) {
 	}
 	if err := send("2", first); err != nil {
 		t.Fatalf("an id out of every window is refused: %v", err)
+	}
+}
+
+// Within one draft, as within the chain, an ID leaves its sender's window
+// after exactly IDWindow more transfers of that sender: a draft that long
+// indexes its IDs, and Append of many sealed runs builds one.
+func TestTransferIDWindowEdgeInOneDraft(t *testing.T) {
+	c := mustChain(t, richGenesis(t, "1", "2"))
+	first := TransferID{1}
+	d := c.draft()
+	next := func(id TransferID) error {
+		if d.open == MaxBatch-1 {
+			defer d.seal(testKey("1"))
+		}
+		_, err := d.next(Transfer{ID: id, From: "1", To: "2", Amount: 1}, 1)
+		return err
+	}
+	if err := next(first); err != nil {
+		t.Fatal(err)
+	}
+	for range IDWindow - 1 {
+		if err := next(NewTransferID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := next(first); !errors.Is(err, ErrDuplicateTransfer) {
+		t.Fatalf("after IDWindow-1 more transfers of its sender in the draft, id reused: %v", err)
+	}
+	if err := next(NewTransferID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := next(first); err != nil {
+		t.Fatalf("after IDWindow more transfers of its sender in the draft, id refused: %v", err)
+	}
+	d.seal(testKey("1"))
+	if err := c.Append(d.blocks...); err != nil {
+		t.Fatalf("append of %d blocks its draft took: %v", len(d.blocks), err)
 	}
 }
 
