@@ -82,18 +82,25 @@ type idEntry struct {
 }
 
 // idWindows holds every member's last IDWindow transfer IDs: per member,
-// a ring indexed by seq % IDWindow, and one idTable over all of them. IDs
-// in the windows are unique (a block whose ID is in one is refused), so
-// the index names exactly one entry per ID. Memory: at most members ×
+// a ring of IDs and their heights indexed by seq % IDWindow, and one
+// idTable over all of them that names each ID's ring and place. IDs in
+// the windows are unique (a block whose ID is in one is refused), so the
+// index names exactly one entry per ID. Memory: at most members ×
 // IDWindow entries, none with pointers.
 type idWindows struct {
-	rings [][]TransferID // per member; grows to IDWindow, then wraps
-	next  []uint64       // per member: the seq of its next transfer
+	rings [][]idRecord // per member; grows to IDWindow, then wraps
+	next  []uint64     // per member: the seq of its next transfer
 	index idTable
 }
 
+// idRecord is one ID of a member's window and the height of its block.
+type idRecord struct {
+	id     TransferID
+	height uint64
+}
+
 func newIDWindows(members int) idWindows {
-	return idWindows{rings: make([][]TransferID, members), next: make([]uint64, members), index: newIDTable()}
+	return idWindows{rings: make([][]idRecord, members), next: make([]uint64, members), index: newIDTable()}
 }
 
 // live reports whether e is still in its member's window when that member's
@@ -102,7 +109,16 @@ func (e idEntry) live(next uint64) bool { return e.seq+IDWindow >= next }
 
 // lookup returns the entry of id if it is in a window.
 func (w *idWindows) lookup(id TransferID) (idEntry, bool) {
-	return w.index.get(id)
+	r, ok := w.index.get(id)
+	if !ok {
+		return idEntry{}, false
+	}
+	// The window of r.member holds seqs base..next-1, seq s at s % IDWindow.
+	p := uint64(r.pos - 1)
+	next := w.next[r.member]
+	base := next - min(next, IDWindow)
+	seq := base + (p+IDWindow-base%IDWindow)%IDWindow
+	return idEntry{height: w.rings[r.member][p].height, seq: seq, member: r.member}, true
 }
 
 // add records id as member m's next transfer, in the block at height,
@@ -110,17 +126,15 @@ func (w *idWindows) lookup(id TransferID) (idEntry, bool) {
 // window.
 func (w *idWindows) add(m uint32, id TransferID, height uint64) {
 	seq := w.next[m]
-	ring := w.rings[m]
+	p := uint32(seq % IDWindow)
+	ref := idRef{member: m, pos: p + 1}
 	if seq >= IDWindow {
-		old := ring[seq%IDWindow]
-		if e, ok := w.index.get(old); ok && e.member == m && e.seq == seq-IDWindow {
-			w.index.del(old)
-		}
-		ring[seq%IDWindow] = id
+		w.index.del(w.rings[m][p].id, ref)
+		w.rings[m][p] = idRecord{id: id, height: height}
 	} else {
-		w.rings[m] = append(ring, id)
+		w.rings[m] = append(w.rings[m], idRecord{id: id, height: height})
 	}
-	w.index.put(id, idEntry{height: height, seq: seq, member: m})
+	w.index.put(id, ref)
 	w.next[m] = seq + 1
 }
 
@@ -129,18 +143,23 @@ func (w *idWindows) add(m uint32, id TransferID, height uint64) {
 func (w *idWindows) window(m uint32, fn func(id TransferID, height uint64)) {
 	next := w.next[m]
 	for seq := next - min(next, IDWindow); seq < next; seq++ {
-		id := w.rings[m][seq%IDWindow]
-		e, _ := w.index.get(id)
-		fn(id, e.height)
+		r := w.rings[m][seq%IDWindow]
+		fn(r.id, r.height)
 	}
 }
 
-// idTable maps transfer IDs to their entries: an open-addressing hash
+// idRef names the place of a transfer ID in the windows: its member's
+// ring, and its index in that ring plus one (0 marks an empty idSlot).
+type idRef struct {
+	member, pos uint32
+}
+
+// idTable maps transfer IDs to their places: an open-addressing hash
 // table with linear probing, whose deletions shift later entries back
 // instead of leaving tombstones, so that its size follows the number of
 // IDs it holds (at most members × IDWindow), however many pass through
-// it. Its slots hold no pointers. The hash is seeded per table, so IDs
-// that a peer chooses cannot be made to collide.
+// it. Its slots are 24 bytes and hold no pointers. The hash is seeded per
+// table, so IDs that a peer chooses cannot be made to collide.
 type idTable struct {
 	seed  maphash.Seed
 	slots []idSlot // a power of two, at least twice n
@@ -148,9 +167,8 @@ type idTable struct {
 }
 
 type idSlot struct {
-	id   TransferID
-	e    idEntry
-	used bool
+	id  TransferID
+	ref idRef // ref.pos == 0: the slot is empty
 }
 
 func newIDTable() idTable { return idTable{seed: maphash.MakeSeed(), slots: make([]idSlot, 64)} }
@@ -160,7 +178,7 @@ func (t *idTable) find(id TransferID) (int, bool) {
 	mask := len(t.slots) - 1
 	for i := t.home(id, mask); ; i = (i + 1) & mask {
 		switch s := &t.slots[i]; {
-		case !s.used:
+		case s.ref.pos == 0:
 			return i, false
 		case s.id == id:
 			return i, true
@@ -172,19 +190,22 @@ func (t *idTable) home(id TransferID, mask int) int {
 	return int(maphash.Bytes(t.seed, id[:])) & mask
 }
 
-func (t *idTable) get(id TransferID) (idEntry, bool) {
+func (t *idTable) get(id TransferID) (idRef, bool) {
 	i, ok := t.find(id)
-	return t.slots[i].e, ok
+	return t.slots[i].ref, ok
 }
 
-// put sets the entry of id.
-func (t *idTable) put(id TransferID, e idEntry) {
+// put sets the place of id; ref.pos must not be 0.
+func (t *idTable) put(id TransferID, ref idRef) {
+	if ref.pos == 0 {
+		panic("ledger: idTable.put of an empty ref")
+	}
 	if 2*(t.n+1) > len(t.slots) {
 		old := t.slots
 		t.slots, t.n = make([]idSlot, 2*len(old)), 0
 		for _, s := range old {
-			if s.used {
-				t.put(s.id, s.e)
+			if s.ref.pos != 0 {
+				t.put(s.id, s.ref)
 			}
 		}
 	}
@@ -192,20 +213,20 @@ func (t *idTable) put(id TransferID, e idEntry) {
 	if !ok {
 		t.n++
 	}
-	t.slots[i] = idSlot{id: id, e: e, used: true}
+	t.slots[i] = idSlot{id: id, ref: ref}
 }
 
-// del removes id, if present, and moves back the entries after it that
-// probing would no longer reach.
-func (t *idTable) del(id TransferID) {
+// del removes id if its place is ref, and moves back the entries after it
+// that probing would no longer reach.
+func (t *idTable) del(id TransferID, ref idRef) {
 	i, ok := t.find(id)
-	if !ok {
+	if !ok || t.slots[i].ref != ref {
 		return
 	}
 	mask := len(t.slots) - 1
 	for j := i; ; {
 		j = (j + 1) & mask
-		if !t.slots[j].used {
+		if t.slots[j].ref.pos == 0 {
 			break
 		}
 		k := t.home(t.slots[j].id, mask)
