@@ -153,6 +153,8 @@ func genesisBalances(g Block) (Balances, error) {
 		return nil, fmt.Errorf("%w: the genesis carries no seal", ErrBadGenesis)
 	case len(g.Accounts) == 0:
 		return nil, fmt.Errorf("%w: no members", ErrBadGenesis)
+	case len(g.Accounts) > maxMembers:
+		return nil, fmt.Errorf("%w: %d members, more than %d", ErrBadGenesis, len(g.Accounts), maxMembers)
 	}
 	b := make(Balances, len(g.Accounts))
 	keys := make(map[string]string, len(g.Accounts))

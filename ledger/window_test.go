@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -387,36 +388,76 @@ func TestIDTableMatchesMap(t *testing.T) {
 	for seed := range uint64(20) {
 		rng := rand.New(rand.NewPCG(seed, 15))
 		tab := newIDTable()
-		model := map[TransferID]idRef{}
+		model := map[TransferID]uint32{}
+		at := map[uint32]TransferID{} // the IDs' places
+		idAt := func(ref uint32) TransferID { return at[ref] }
 		keys := 20 + rng.IntN(200)
 		for step := range 5000 {
 			id := TransferID{byte(rng.IntN(keys)), byte(seed)}
-			switch rng.IntN(6) {
-			case 0, 1:
-				tab.del(id, model[id])
+			ref, in := model[id]
+			switch r := rng.IntN(6); {
+			case r < 2 && in:
+				tab.del(id, ref)
 				delete(model, id)
-			case 2:
-				if r, ok := model[id]; ok {
-					r.pos++
-					tab.del(id, r) // not its place: kept
+				delete(at, ref)
+			case r == 2 && in:
+				tab.del(id, ref+1) // not its place: kept
+			case !in:
+				for ref = 0; ref == 0 || at[ref] != (TransferID{}); {
+					ref = 1 + rng.Uint32N(1<<20)
 				}
-			default:
-				r := idRef{member: rng.Uint32(), pos: 1 + rng.Uint32N(IDWindow)}
-				tab.put(id, r)
-				model[id] = r
+				tab.put(id, ref)
+				model[id], at[ref] = ref, id
 			}
 			if tab.n != len(model) || 2*tab.n > len(tab.slots) {
 				t.Fatalf("seed %d step %d: %d entries in %d slots, model has %d", seed, step, tab.n, len(tab.slots), len(model))
 			}
 			for k := range keys {
 				id := TransferID{byte(k), byte(seed)}
-				got, ok := tab.get(id)
+				got, ok := tab.get(id, idAt)
 				want, wok := model[id]
 				if ok != wok || got != want {
 					t.Fatalf("seed %d step %d: get(%d) = %v %v, want %v %v", seed, step, k, got, ok, want, wok)
 				}
 			}
 		}
+	}
+}
+
+// IDs whose hashes agree in the 32 bits a slot keeps are told apart by
+// the ID at their places.
+func TestIDTableHashCollision(t *testing.T) {
+	tab := newIDTable()
+	byHash := map[uint32]TransferID{}
+	var a, b TransferID
+	for {
+		id := NewTransferID()
+		h := tab.hash(id)
+		if other, ok := byHash[h]; ok && other != id {
+			a, b = other, id
+			break
+		}
+		byHash[h] = id
+	}
+	at := map[uint32]TransferID{1: a, 2: b}
+	idAt := func(ref uint32) TransferID { return at[ref] }
+	tab.put(a, 1)
+	if _, ok := tab.get(b, idAt); ok {
+		t.Fatal("an ID with another's hash bits is found in the table that holds only the other")
+	}
+	tab.put(b, 2)
+	if r, ok := tab.get(a, idAt); !ok || r != 1 {
+		t.Fatalf("get(a) = %d %v, want 1", r, ok)
+	}
+	if r, ok := tab.get(b, idAt); !ok || r != 2 {
+		t.Fatalf("get(b) = %d %v, want 2", r, ok)
+	}
+	tab.del(a, 1)
+	if _, ok := tab.get(a, idAt); ok {
+		t.Fatal("a deleted ID is found")
+	}
+	if r, ok := tab.get(b, idAt); !ok || r != 2 {
+		t.Fatalf("after deleting a: get(b) = %d %v, want 2", r, ok)
 	}
 }
 
@@ -458,4 +499,19 @@ func mustChain(t testing.TB, g Block) *Chain {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// A genesis has at most maxMembers members, so that every place in the
+// ID windows has a 32-bit ref.
+func TestGenesisMemberBound(t *testing.T) {
+	if uint64(maxMembers)*IDWindow >= 1<<32-1 {
+		t.Fatalf("maxMembers %d: refs overflow 32 bits", maxMembers)
+	}
+	members := make([]string, maxMembers+1)
+	for i := range members {
+		members[i] = fmt.Sprintf("m%06d", i)
+	}
+	if _, err := NewGenesis(members, 1, nil); !errors.Is(err, ErrBadGenesis) {
+		t.Fatalf("a genesis of %d members: err = %v", len(members), err)
+	}
 }
