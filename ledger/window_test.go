@@ -507,6 +507,9 @@ func TestGenesisMemberBound(t *testing.T) {
 	if uint64(maxMembers)*IDWindow >= 1<<32-1 {
 		t.Fatalf("maxMembers %d: refs overflow 32 bits", maxMembers)
 	}
+	if maxMembers != 23300 {
+		t.Fatalf("maxMembers is %d; NewGenesis documents 23,300", maxMembers)
+	}
 	members := make([]string, maxMembers+1)
 	for i := range members {
 		members[i] = fmt.Sprintf("m%06d", i)
