@@ -30,6 +30,9 @@ func BenchmarkBatchCPU(b *testing.B) {
 			}
 			tables = append(tables, before, d.table())
 		}
+		if tables[len(tables)-1][to] != tables[0][to]+batch {
+			b.Fatalf("%s gained %d in a batch of %d", to, tables[len(tables)-1][to]-tables[0][to], batch)
+		}
 		d.seal(testKey(from))
 		payload, err := EncodeBatch(d.blocks)
 		if err != nil {
