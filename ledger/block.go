@@ -107,7 +107,9 @@ func (b Block) String() string {
 // with balance, and sign their blocks with keys[member]. The order of
 // members does not matter: the same set, balance and keys always give the
 // same block and hash. Every member needs a key of
-// ed25519.PublicKeySize bytes, and no two members may share one.
+// ed25519.PublicKeySize bytes, and no two members may share one. A ledger
+// has at most as many members as a block of MaxBlockSize bytes can hold
+// (23,300); more are refused with ErrBadGenesis.
 func NewGenesis(members []string, balance int64, keys map[string]ed25519.PublicKey) (Block, error) {
 	accts := make([]Account, len(members))
 	for i, m := range members {
@@ -153,6 +155,8 @@ func genesisBalances(g Block) (Balances, error) {
 		return nil, fmt.Errorf("%w: the genesis carries no seal", ErrBadGenesis)
 	case len(g.Accounts) == 0:
 		return nil, fmt.Errorf("%w: no members", ErrBadGenesis)
+	case len(g.Accounts) > maxMembers:
+		return nil, fmt.Errorf("%w: %d members, more than %d", ErrBadGenesis, len(g.Accounts), maxMembers)
 	}
 	b := make(Balances, len(g.Accounts))
 	keys := make(map[string]string, len(g.Accounts))

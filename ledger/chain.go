@@ -84,8 +84,14 @@ func (c *Chain) expand(h uint64, s *slot) Block {
 
 // slot returns b held compactly; b's parties must be members.
 func (c *Chain) slot(b Block) slot {
+	return slotOf(b, c.index[b.Transfer.From], c.index[b.Transfer.To])
+}
+
+// slotOf returns b held compactly, with from and to the member indexes of
+// its parties.
+func slotOf(b Block, from, to uint32) slot {
 	s := slot{prev: b.Prev, hash: b.Hash, clock: b.Clock, id: b.Transfer.ID, amount: b.Transfer.Amount,
-		from: c.index[b.Transfer.From], to: c.index[b.Transfer.To], sealed: b.Sealed()}
+		from: from, to: to, sealed: b.Sealed()}
 	copy(s.sig[:], b.Sig)
 	return s
 }
@@ -126,7 +132,7 @@ func (c *Chain) Next(t Transfer, clock uint64) (Block, error) {
 	head := c.Head()
 	b := Block{Height: head.Height + 1, Prev: head.Hash, Clock: clock, Transfer: t}
 	b.Hash = b.ComputeHash()
-	if err := c.Check(b); err != nil {
+	if _, _, err := c.checkNext(c.head, c.bal, c.seen, b, true); err != nil {
 		return Block{}, err
 	}
 	return b, nil
@@ -141,7 +147,7 @@ func (c *Chain) Next(t Transfer, clock uint64) (Block, error) {
 // Clock is bounded but not ordered: a peer that restarts may be granted
 // the mutex with a token clock below the head's.
 func (c *Chain) Check(b Block) error {
-	_, _, err := c.checkNext(c.head, c.bal, c.seen, b)
+	_, _, err := c.checkNext(c.head, c.bal, c.seen, b, false)
 	return err
 }
 
@@ -150,7 +156,10 @@ func (c *Chain) seen(id TransferID) (uint64, bool) { return c.TransferHeight(id)
 
 // checkNext is Check against any head, balances (by member index) and
 // transfer-ID lookup. It returns the indexes of the transfer's parties.
-func (c *Chain) checkNext(head Block, bal []int64, seen func(TransferID) (uint64, bool), b Block) (from, to uint32, err error) {
+// With hashed set, the caller vouches that b.Hash is b.ComputeHash()
+// (it computed it, or keyring.verifySeals checked it), and the hash is
+// not computed again.
+func (c *Chain) checkNext(head Block, bal []int64, seen func(TransferID) (uint64, bool), b Block, hashed bool) (from, to uint32, err error) {
 	want := head.Height + 1
 	switch {
 	case b.Height != want:
@@ -163,7 +172,7 @@ func (c *Chain) checkNext(head Block, bal []int64, seen func(TransferID) (uint64
 		err = fmt.Errorf("%w: %d exceeds %d", ErrBadClock, b.Clock, uint64(maxClock))
 	case len(b.Sig) != 0 && len(b.Sig) != SigSize:
 		err = fmt.Errorf("%w: seal of %d bytes", ErrMalformedBlock, len(b.Sig))
-	case b.ComputeHash() != b.Hash:
+	case !hashed && b.ComputeHash() != b.Hash:
 		err = ErrBadHash
 	default:
 		if h, dup := seen(b.Transfer.ID); dup {
@@ -213,16 +222,16 @@ func (c *Chain) checkFunds(bal []int64, t Transfer) (from, to uint32, err error)
 }
 
 // push adds b, checked against the head and covered by a seal, at the
-// head: the balances, its sender's ID window, the recent window.
-func (c *Chain) push(b Block) {
+// head: the balances, its sender's ID window, the recent window. from and
+// to are the member indexes of its parties.
+func (c *Chain) push(b Block, from, to uint32) {
 	if b.Height != c.head.Height+1 {
 		panic(fmt.Sprintf("ledger: block %d pushed onto head %d", b.Height, c.head.Height))
 	}
-	s := c.slot(b)
-	c.bal[s.from] -= b.Transfer.Amount
-	c.bal[s.to] += b.Transfer.Amount
-	c.ids.add(s.from, b.Transfer.ID, b.Height)
-	c.recent.push(b.Height, s)
+	c.bal[from] -= b.Transfer.Amount
+	c.bal[to] += b.Transfer.Amount
+	c.ids.add(from, b.Transfer.ID, b.Height)
+	c.recent.push(b.Height, slotOf(b, from, to))
 	c.head = b
 }
 
@@ -239,10 +248,23 @@ type draft struct {
 	head   Block
 	bal    []int64  // by member index
 	seqs   []uint64 // by member index: the seq of its next transfer
-	ids    map[TransferID]idEntry
 	blocks []Block
-	open   int // trailing blocks not yet covered by a seal
+	refs   []draftRef           // by index into blocks
+	byID   map[TransferID]int32 // index into blocks of the newest block with an ID; nil up to draftScan blocks
+	open   int                  // trailing blocks not yet covered by a seal
 }
+
+// draftRef is what a draft knows of one of its blocks beyond the block:
+// its transfer ID, its parties' member indexes and its sender's seq.
+type draftRef struct {
+	id       TransferID
+	seq      uint64
+	from, to uint32
+}
+
+// draftScan is how many blocks a draft searches one by one for a transfer
+// ID; a larger draft indexes them in a map.
+const draftScan = 64
 
 func (c *Chain) draft() *draft {
 	return &draft{c: c, base: c.head.Height, head: c.head, bal: append([]int64(nil), c.bal...),
@@ -279,11 +301,27 @@ func (d *draft) seal(key ed25519.PrivateKey) Block {
 // draft's blocks leave them: its own IDs, and the chain's that its
 // senders' later transfers have not pushed out.
 func (d *draft) seen(id TransferID) (uint64, bool) {
-	if e, ok := d.ids[id]; ok && e.live(d.seqs[e.member]) {
-		return e.height, true
+	if i, ok := d.find(id); ok {
+		if r := d.refs[i]; r.seq+IDWindow >= d.seqs[r.from] {
+			return d.base + 1 + uint64(i), true
+		}
 	}
 	if e, ok := d.c.ids.lookup(id); ok && e.live(d.seqs[e.member]) {
 		return e.height, true
+	}
+	return 0, false
+}
+
+// find returns the index of the draft's newest block with transfer ID id.
+func (d *draft) find(id TransferID) (int, bool) {
+	if d.byID != nil {
+		i, ok := d.byID[id]
+		return int(i), ok
+	}
+	for i := len(d.refs) - 1; i >= 0; i-- {
+		if d.refs[i].id == id {
+			return i, true
+		}
 	}
 	return 0, false
 }
@@ -292,8 +330,15 @@ func (d *draft) seen(id TransferID) (uint64, bool) {
 // block after open blocks of another sender is refused (ErrUnsealed), and
 // so is an unsealed block after MaxBatch open ones: every path by which
 // blocks arrive carries at most MaxBatch blocks per seal.
-func (d *draft) add(b Block) error {
-	from, to, err := d.c.checkNext(d.head, d.bal, d.seen, b)
+func (d *draft) add(b Block) error { return d.check(b, false) }
+
+// addVerified is add for a block that passed keyring.verifySeals, which
+// checked its hash: the hash is not computed again.
+func (d *draft) addVerified(b Block) error { return d.check(b, true) }
+
+// check is add; hashed is as for checkNext.
+func (d *draft) check(b Block, hashed bool) error {
+	from, to, err := d.c.checkNext(d.head, d.bal, d.seen, b, hashed)
 	switch {
 	case err != nil:
 		return err
@@ -310,10 +355,18 @@ func (d *draft) add(b Block) error {
 	}
 	d.bal[from] -= b.Transfer.Amount
 	d.bal[to] += b.Transfer.Amount
-	if d.ids == nil {
-		d.ids = make(map[TransferID]idEntry)
+	i := len(d.blocks)
+	switch {
+	case d.byID != nil:
+		d.byID[b.Transfer.ID] = int32(i)
+	case i == draftScan:
+		d.byID = make(map[TransferID]int32, 2*draftScan)
+		for j, r := range d.refs {
+			d.byID[r.id] = int32(j)
+		}
+		d.byID[b.Transfer.ID] = int32(i)
 	}
-	d.ids[b.Transfer.ID] = idEntry{height: b.Height, seq: d.seqs[from], member: from}
+	d.refs = append(d.refs, draftRef{id: b.Transfer.ID, seq: d.seqs[from], from: from, to: to})
 	d.seqs[from]++
 	d.head = b
 	d.blocks = append(d.blocks, b)
@@ -324,7 +377,7 @@ func (d *draft) add(b Block) error {
 func (d *draft) next(t Transfer, clock uint64) (Block, error) {
 	b := Block{Height: d.head.Height + 1, Prev: d.head.Hash, Clock: clock, Transfer: t}
 	b.Hash = b.ComputeHash()
-	if err := d.add(b); err != nil {
+	if err := d.check(b, true); err != nil {
 		return Block{}, err
 	}
 	return b, nil
@@ -357,8 +410,8 @@ func (c *Chain) apply(d *draft, k int) error {
 		return fmt.Errorf("ledger: apply %d blocks of a draft of %d blocks (%d sealed) from head %d to a chain at head %d",
 			k, len(d.blocks), d.sealed(), d.base, c.head.Height)
 	}
-	for _, b := range d.blocks[:k] {
-		c.push(b)
+	for i, b := range d.blocks[:k] {
+		c.push(b, d.refs[i].from, d.refs[i].to)
 	}
 	d.c = nil
 	return nil

@@ -69,8 +69,18 @@ func (c *Chain) appendState(dst []byte) []byte {
 
 // checkpoint returns the chain's checkpoint, signed with key.
 func (c *Chain) checkpoint(key ed25519.PrivateKey) []byte {
-	body := c.appendState(nil)
+	body := c.appendState(make([]byte, 0, c.checkpointSize()))
 	return append(body, ed25519.Sign(key, body)...)
+}
+
+// checkpointSize returns the size of c's checkpoint, or more.
+func (c *Chain) checkpointSize() int {
+	n := len(checkpointMagic) + 1 + len(Hash{}) + 4 + headerSize + len(TransferID{}) + 2*(4+MaxIDLen) + 8 + len(Hash{}) + 1 + SigSize +
+		4 + 8*len(c.bal) + SigSize
+	for _, next := range c.ids.next {
+		n += 4 + int(min(next, IDWindow))*idEntrySize
+	}
+	return n
 }
 
 // maxCheckpointSize returns the size of the largest checkpoint of a

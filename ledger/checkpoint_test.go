@@ -96,6 +96,9 @@ func TestCheckpointRestoreThenExtend(t *testing.T) {
 		if want := signed(fieldsOf(t, full).encode()); !bytes.Equal(cp, want) {
 			t.Fatalf("checkpoint at %d does not have the documented layout", full.head.Height)
 		}
+		if len(cp) > full.checkpointSize() {
+			t.Fatalf("checkpoint at %d: %d bytes, checkpointSize says %d", full.head.Height, len(cp), full.checkpointSize())
+		}
 		c, err := chainFromCheckpoint(g, nodePub(), cp)
 		if err != nil {
 			t.Fatalf("restore at %d: %v", full.head.Height, err)

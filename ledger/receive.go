@@ -307,7 +307,7 @@ func (n *Node) insert(caller string, epoch uint64, fetched bool, run []received)
 	d := n.chain.draft()
 	var bad error
 	for _, r := range run {
-		if bad = d.add(r.blk); bad != nil {
+		if bad = d.addVerified(r.blk); bad != nil {
 			break
 		}
 	}

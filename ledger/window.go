@@ -82,18 +82,25 @@ type idEntry struct {
 }
 
 // idWindows holds every member's last IDWindow transfer IDs: per member,
-// a ring indexed by seq % IDWindow, and one idTable over all of them. IDs
-// in the windows are unique (a block whose ID is in one is refused), so
-// the index names exactly one entry per ID. Memory: at most members ×
+// a ring of IDs and their heights indexed by seq % IDWindow, and one
+// idTable over all of them that names each ID's ring and place. IDs in
+// the windows are unique (a block whose ID is in one is refused), so the
+// index names exactly one entry per ID. Memory: at most members ×
 // IDWindow entries, none with pointers.
 type idWindows struct {
-	rings [][]TransferID // per member; grows to IDWindow, then wraps
-	next  []uint64       // per member: the seq of its next transfer
+	rings [][]idRecord // per member; grows to IDWindow, then wraps
+	next  []uint64     // per member: the seq of its next transfer
 	index idTable
 }
 
+// idRecord is one ID of a member's window and the height of its block.
+type idRecord struct {
+	id     TransferID
+	height uint64
+}
+
 func newIDWindows(members int) idWindows {
-	return idWindows{rings: make([][]TransferID, members), next: make([]uint64, members), index: newIDTable()}
+	return idWindows{rings: make([][]idRecord, members), next: make([]uint64, members), index: newIDTable()}
 }
 
 // live reports whether e is still in its member's window when that member's
@@ -102,7 +109,22 @@ func (e idEntry) live(next uint64) bool { return e.seq+IDWindow >= next }
 
 // lookup returns the entry of id if it is in a window.
 func (w *idWindows) lookup(id TransferID) (idEntry, bool) {
-	return w.index.get(id)
+	ref, ok := w.index.get(id, w.idAt)
+	if !ok {
+		return idEntry{}, false
+	}
+	// The window of member m holds seqs base..next-1, seq s at s % IDWindow.
+	m, p := refPlace(ref)
+	next := w.next[m]
+	base := next - min(next, IDWindow)
+	seq := base + (uint64(p)+IDWindow-base%IDWindow)%IDWindow
+	return idEntry{height: w.rings[m][p].height, seq: seq, member: m}, true
+}
+
+// idAt returns the ID at the place that ref names.
+func (w *idWindows) idAt(ref uint32) TransferID {
+	m, p := refPlace(ref)
+	return w.rings[m][p].id
 }
 
 // add records id as member m's next transfer, in the block at height,
@@ -110,17 +132,15 @@ func (w *idWindows) lookup(id TransferID) (idEntry, bool) {
 // window.
 func (w *idWindows) add(m uint32, id TransferID, height uint64) {
 	seq := w.next[m]
-	ring := w.rings[m]
+	p := uint32(seq % IDWindow)
+	ref := placeRef(m, p)
 	if seq >= IDWindow {
-		old := ring[seq%IDWindow]
-		if e, ok := w.index.get(old); ok && e.member == m && e.seq == seq-IDWindow {
-			w.index.del(old)
-		}
-		ring[seq%IDWindow] = id
+		w.index.del(w.rings[m][p].id, ref)
+		w.rings[m][p] = idRecord{id: id, height: height}
 	} else {
-		w.rings[m] = append(ring, id)
+		w.rings[m] = append(w.rings[m], idRecord{id: id, height: height})
 	}
-	w.index.put(id, idEntry{height: height, seq: seq, member: m})
+	w.index.put(id, ref)
 	w.next[m] = seq + 1
 }
 
@@ -129,18 +149,30 @@ func (w *idWindows) add(m uint32, id TransferID, height uint64) {
 func (w *idWindows) window(m uint32, fn func(id TransferID, height uint64)) {
 	next := w.next[m]
 	for seq := next - min(next, IDWindow); seq < next; seq++ {
-		id := w.rings[m][seq%IDWindow]
-		e, _ := w.index.get(id)
-		fn(id, e.height)
+		r := w.rings[m][seq%IDWindow]
+		fn(r.id, r.height)
 	}
 }
 
-// idTable maps transfer IDs to their entries: an open-addressing hash
+// A ref names the place of a transfer ID in the windows, member m's ring
+// at index p, as m*IDWindow + p + 1; 0 marks an empty idSlot. It fits in
+// 32 bits because a genesis has at most maxMembers members.
+func placeRef(m, p uint32) uint32 { return m*IDWindow + p + 1 }
+
+func refPlace(ref uint32) (m, p uint32) { return (ref - 1) / IDWindow, (ref - 1) % IDWindow }
+
+// maxMembers bounds the members of a ledger: as many accounts as the
+// largest block can encode, and few enough for a ref.
+const maxMembers = (MaxBlockSize - headerSize) / minAccount
+
+// idTable maps transfer IDs to their places: an open-addressing hash
 // table with linear probing, whose deletions shift later entries back
 // instead of leaving tombstones, so that its size follows the number of
 // IDs it holds (at most members × IDWindow), however many pass through
-// it. Its slots hold no pointers. The hash is seeded per table, so IDs
-// that a peer chooses cannot be made to collide.
+// it. A slot is 8 bytes, the low 32 bits of the ID's hash and its ref,
+// so that the table of a few members fits in a core's cache; the ID
+// itself is read from its place when the hash bits match. The hash is
+// seeded per table, so IDs that a peer chooses cannot be made to collide.
 type idTable struct {
 	seed  maphash.Seed
 	slots []idSlot // a power of two, at least twice n
@@ -148,67 +180,74 @@ type idTable struct {
 }
 
 type idSlot struct {
-	id   TransferID
-	e    idEntry
-	used bool
+	h   uint32 // the low 32 bits of the ID's hash; its home is h & mask
+	ref uint32 // 0: the slot is empty
 }
 
 func newIDTable() idTable { return idTable{seed: maphash.MakeSeed(), slots: make([]idSlot, 64)} }
 
-// find returns the slot of id, or the empty slot where it would go.
-func (t *idTable) find(id TransferID) (int, bool) {
-	mask := len(t.slots) - 1
-	for i := t.home(id, mask); ; i = (i + 1) & mask {
-		switch s := &t.slots[i]; {
-		case !s.used:
-			return i, false
-		case s.id == id:
-			return i, true
+func (t *idTable) hash(id TransferID) uint32 { return uint32(maphash.Bytes(t.seed, id[:])) }
+
+// get returns the ref of id; idAt returns the ID at a ref's place.
+func (t *idTable) get(id TransferID, idAt func(ref uint32) TransferID) (uint32, bool) {
+	h := t.hash(id)
+	mask := uint32(len(t.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		switch s := t.slots[i]; {
+		case s.ref == 0:
+			return 0, false
+		case s.h == h && idAt(s.ref) == id:
+			return s.ref, true
 		}
 	}
 }
 
-func (t *idTable) home(id TransferID, mask int) int {
-	return int(maphash.Bytes(t.seed, id[:])) & mask
-}
-
-func (t *idTable) get(id TransferID) (idEntry, bool) {
-	i, ok := t.find(id)
-	return t.slots[i].e, ok
-}
-
-// put sets the entry of id.
-func (t *idTable) put(id TransferID, e idEntry) {
+// put adds id at place ref; id must not be in the table, and ref must
+// not be 0.
+func (t *idTable) put(id TransferID, ref uint32) {
+	if ref == 0 {
+		panic("ledger: idTable.put of an empty ref")
+	}
 	if 2*(t.n+1) > len(t.slots) {
 		old := t.slots
 		t.slots, t.n = make([]idSlot, 2*len(old)), 0
 		for _, s := range old {
-			if s.used {
-				t.put(s.id, s.e)
+			if s.ref != 0 {
+				t.insert(s)
 			}
 		}
 	}
-	i, ok := t.find(id)
-	if !ok {
-		t.n++
-	}
-	t.slots[i] = idSlot{id: id, e: e, used: true}
+	t.insert(idSlot{h: t.hash(id), ref: ref})
 }
 
-// del removes id, if present, and moves back the entries after it that
-// probing would no longer reach.
-func (t *idTable) del(id TransferID) {
-	i, ok := t.find(id)
-	if !ok {
-		return
+// insert puts s in the first empty slot from its home.
+func (t *idTable) insert(s idSlot) {
+	mask := uint32(len(t.slots) - 1)
+	i := s.h & mask
+	for t.slots[i].ref != 0 {
+		i = (i + 1) & mask
 	}
-	mask := len(t.slots) - 1
+	t.slots[i] = s
+	t.n++
+}
+
+// del removes id at place ref, if the table holds it there, and moves
+// back the entries after it that probing would no longer reach.
+func (t *idTable) del(id TransferID, ref uint32) {
+	h := t.hash(id)
+	mask := uint32(len(t.slots) - 1)
+	i := h & mask
+	for ; t.slots[i] != (idSlot{h: h, ref: ref}); i = (i + 1) & mask {
+		if t.slots[i].ref == 0 {
+			return
+		}
+	}
 	for j := i; ; {
 		j = (j + 1) & mask
-		if !t.slots[j].used {
+		if t.slots[j].ref == 0 {
 			break
 		}
-		k := t.home(t.slots[j].id, mask)
+		k := t.slots[j].h & mask
 		if i <= j && i < k && k <= j || i > j && (i < k || k <= j) {
 			continue // still reachable from its home
 		}

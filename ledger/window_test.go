@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -144,7 +145,9 @@ func (m idModel) live(rng *rand.Rand) (TransferID, bool) {
 
 // The chain and its drafts refuse exactly the transfer IDs that the
 // documented rule refuses, at the window's edge, across members, and
-// within one batch whose earlier blocks push an ID out of the window.
+// within one batch whose earlier blocks push an ID out of the window, in
+// drafts short enough to be searched one by one and long enough to be
+// indexed.
 func TestTransferIDWindowMatchesModel(t *testing.T) {
 	members := []string{"1", "2", "3"}
 	c, err := NewChain(richGenesis(t, members...))
@@ -153,12 +156,16 @@ func TestTransferIDWindowMatchesModel(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	model := idModel{}
-	var refused, reused int
+	var refused, reused, indexed int
 	for c.ids.next[0] < IDWindow+300 || c.ids.next[1] < IDWindow+300 {
 		from := members[rng.IntN(2)] // "3" only receives, so "1" and "2" wrap
 		to := members[2]
 		d := c.draft()
-		for range 1 + rng.IntN(16) {
+		n := 1 + rng.IntN(16)
+		if rng.IntN(4) == 0 {
+			n = draftScan - 2 + rng.IntN(3*draftScan)
+		}
+		for range n {
 			id, old := NewTransferID(), false
 			switch r := rng.IntN(10); {
 			case r == 0:
@@ -186,6 +193,9 @@ func TestTransferIDWindowMatchesModel(t *testing.T) {
 		if len(d.blocks) == 0 {
 			continue
 		}
+		if d.byID != nil {
+			indexed++
+		}
 		d.seal(testKey(from))
 		if err := c.Append(d.blocks...); err != nil {
 			t.Fatalf("append of a batch its draft took: %v", err)
@@ -200,6 +210,9 @@ func TestTransferIDWindowMatchesModel(t *testing.T) {
 	}
 	if c.ids.index.n != 2*IDWindow {
 		t.Fatalf("the ID index holds %d entries, want %d", c.ids.index.n, 2*IDWindow)
+	}
+	if indexed == 0 {
+		t.Fatal("no draft grew long enough to index its transfer IDs")
 	}
 	if refused < 100 || reused < 100 {
 		t.Fatalf("the walk refused %d and reused %d ids: too few to show the rule", refused, reused)
@@ -252,6 +265,43 @@ func TestTransferIDWindowEdge(t *testing.T) {
 	}
 	if err := send("2", first); err != nil {
 		t.Fatalf("an id out of every window is refused: %v", err)
+	}
+}
+
+// Within one draft, as within the chain, an ID leaves its sender's window
+// after exactly IDWindow more transfers of that sender: a draft that long
+// indexes its IDs, and Append of many sealed runs builds one.
+func TestTransferIDWindowEdgeInOneDraft(t *testing.T) {
+	c := mustChain(t, richGenesis(t, "1", "2"))
+	first := TransferID{1}
+	d := c.draft()
+	next := func(id TransferID) error {
+		if d.open == MaxBatch-1 {
+			defer d.seal(testKey("1"))
+		}
+		_, err := d.next(Transfer{ID: id, From: "1", To: "2", Amount: 1}, 1)
+		return err
+	}
+	if err := next(first); err != nil {
+		t.Fatal(err)
+	}
+	for range IDWindow - 1 {
+		if err := next(NewTransferID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := next(first); !errors.Is(err, ErrDuplicateTransfer) {
+		t.Fatalf("after IDWindow-1 more transfers of its sender in the draft, id reused: %v", err)
+	}
+	if err := next(NewTransferID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := next(first); err != nil {
+		t.Fatalf("after IDWindow more transfers of its sender in the draft, id refused: %v", err)
+	}
+	d.seal(testKey("1"))
+	if err := c.Append(d.blocks...); err != nil {
+		t.Fatalf("append of %d blocks its draft took: %v", len(d.blocks), err)
 	}
 }
 
@@ -332,35 +382,82 @@ func TestOverlongRunRefused(t *testing.T) {
 
 // idTable agrees with a Go map under random puts and deletes of a small
 // key space, at every load up to its growth point and across its end
-// (clusters wrap around in small tables).
+// (clusters wrap around in small tables); a delete names the place it
+// expects, and removes nothing when the ID has another.
 func TestIDTableMatchesMap(t *testing.T) {
 	for seed := range uint64(20) {
 		rng := rand.New(rand.NewPCG(seed, 15))
 		tab := newIDTable()
-		model := map[TransferID]idEntry{}
+		model := map[TransferID]uint32{}
+		at := map[uint32]TransferID{} // the IDs' places
+		idAt := func(ref uint32) TransferID { return at[ref] }
 		keys := 20 + rng.IntN(200)
 		for step := range 5000 {
 			id := TransferID{byte(rng.IntN(keys)), byte(seed)}
-			if rng.IntN(3) == 0 {
-				tab.del(id)
+			ref, in := model[id]
+			switch r := rng.IntN(6); {
+			case r < 2 && in:
+				tab.del(id, ref)
 				delete(model, id)
-			} else {
-				e := idEntry{height: uint64(step), seq: rng.Uint64(), member: rng.Uint32()}
-				tab.put(id, e)
-				model[id] = e
+				delete(at, ref)
+			case r == 2 && in:
+				tab.del(id, ref+1) // not its place: kept
+			case !in:
+				for ref = 0; ref == 0 || at[ref] != (TransferID{}); {
+					ref = 1 + rng.Uint32N(1<<20)
+				}
+				tab.put(id, ref)
+				model[id], at[ref] = ref, id
 			}
 			if tab.n != len(model) || 2*tab.n > len(tab.slots) {
 				t.Fatalf("seed %d step %d: %d entries in %d slots, model has %d", seed, step, tab.n, len(tab.slots), len(model))
 			}
 			for k := range keys {
 				id := TransferID{byte(k), byte(seed)}
-				got, ok := tab.get(id)
+				got, ok := tab.get(id, idAt)
 				want, wok := model[id]
 				if ok != wok || got != want {
 					t.Fatalf("seed %d step %d: get(%d) = %v %v, want %v %v", seed, step, k, got, ok, want, wok)
 				}
 			}
 		}
+	}
+}
+
+// IDs whose hashes agree in the 32 bits a slot keeps are told apart by
+// the ID at their places.
+func TestIDTableHashCollision(t *testing.T) {
+	tab := newIDTable()
+	byHash := map[uint32]TransferID{}
+	var a, b TransferID
+	for {
+		id := NewTransferID()
+		h := tab.hash(id)
+		if other, ok := byHash[h]; ok && other != id {
+			a, b = other, id
+			break
+		}
+		byHash[h] = id
+	}
+	at := map[uint32]TransferID{1: a, 2: b}
+	idAt := func(ref uint32) TransferID { return at[ref] }
+	tab.put(a, 1)
+	if _, ok := tab.get(b, idAt); ok {
+		t.Fatal("an ID with another's hash bits is found in the table that holds only the other")
+	}
+	tab.put(b, 2)
+	if r, ok := tab.get(a, idAt); !ok || r != 1 {
+		t.Fatalf("get(a) = %d %v, want 1", r, ok)
+	}
+	if r, ok := tab.get(b, idAt); !ok || r != 2 {
+		t.Fatalf("get(b) = %d %v, want 2", r, ok)
+	}
+	tab.del(a, 1)
+	if _, ok := tab.get(a, idAt); ok {
+		t.Fatal("a deleted ID is found")
+	}
+	if r, ok := tab.get(b, idAt); !ok || r != 2 {
+		t.Fatalf("after deleting a: get(b) = %d %v, want 2", r, ok)
 	}
 }
 
@@ -402,4 +499,22 @@ func mustChain(t testing.TB, g Block) *Chain {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// A genesis has at most maxMembers members, so that every place in the
+// ID windows has a 32-bit ref.
+func TestGenesisMemberBound(t *testing.T) {
+	if uint64(maxMembers)*IDWindow >= 1<<32-1 {
+		t.Fatalf("maxMembers %d: refs overflow 32 bits", maxMembers)
+	}
+	if maxMembers != 23300 {
+		t.Fatalf("maxMembers is %d; NewGenesis documents 23,300", maxMembers)
+	}
+	members := make([]string, maxMembers+1)
+	for i := range members {
+		members[i] = fmt.Sprintf("m%06d", i)
+	}
+	if _, err := NewGenesis(members, 1, nil); !errors.Is(err, ErrBadGenesis) {
+		t.Fatalf("a genesis of %d members: err = %v", len(members), err)
+	}
 }
