@@ -162,7 +162,7 @@ func (n *Node) syncLoop(done chan struct{}) {
 // that the peer can verify each alone. It runs outside the step. The
 // error is the store's; a failed Send is logged (the peer's next PeerUp
 // repairs it).
-func (n *Node) sendBlocks(to string, start, end uint64) error {
+func (n *Node) sendBlocks(l locker, to string, start, end uint64) error {
 	ctx := n.life
 	for start <= end {
 		// A chunk read from the window or the store, cut after its last
@@ -182,7 +182,7 @@ func (n *Node) sendBlocks(to string, start, end uint64) error {
 			cut := sealCut(missing, k) // each batch ends at a seal
 			payload, err := encodeSync(syncMsg{op: opBlocks, blocks: missing[:cut]})
 			if err == nil {
-				err = n.locker.Send(to, payload)
+				err = l.Send(to, payload)
 			}
 			if errors.Is(err, lamportmutex.ErrPayloadTooLarge) && k > 1 && sealCut(missing, k/2) < cut {
 				k /= 2 // the transport's frames are smaller than a batch: send fewer blocks

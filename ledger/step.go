@@ -23,11 +23,11 @@ func (n *Node) run(f func(*replica)) {
 	f(n.r)
 	n.apply()
 	n.publish()
-	later := n.later
+	later, l := n.later, n.locker
 	n.later = nil
 	n.step.Unlock()
 	for _, a := range later {
-		err := n.do(a)
+		err := n.do(l, a)
 		if a.then != nil {
 			n.run(func(*replica) { a.then(err) })
 		}
@@ -48,7 +48,7 @@ func (n *Node) apply() {
 				n.later = append(n.later, a)
 				continue
 			}
-			err := n.do(a)
+			err := n.do(n.locker, a)
 			if a.then != nil {
 				a.then(err)
 			}
@@ -56,8 +56,9 @@ func (n *Node) apply() {
 	}
 }
 
-// do applies one action, and returns the result its continuation gets.
-func (n *Node) do(a action) error {
+// do applies one action with the node's mutex l, and returns the result
+// its continuation gets.
+func (n *Node) do(l locker, a action) error {
 	switch a.kind {
 	case actPersist:
 		if err := n.store.Append(a.blocks...); err != nil {
@@ -67,26 +68,26 @@ func (n *Node) do(a action) error {
 			return n.store.Sync()
 		}
 	case actRelease:
-		err := n.locker.Unlock(a.payload)
+		err := l.Unlock(a.payload)
 		n.emit(Event{Kind: EventLockReleased, Clock: n.tok.Clock, Blocks: int(a.from), Elapsed: time.Since(n.granted)})
 		return err
 	case actSend:
-		if n.locker == nil {
+		if l == nil {
 			return errNoLocker
 		}
-		err := n.locker.Send(a.peer, a.payload)
+		err := l.Send(a.peer, a.payload)
 		if err != nil {
 			n.logSendError(n.life, a.peer, a.op, err)
 		}
 		return err
 	case actSendBlocks:
-		if n.locker == nil {
+		if l == nil {
 			return nil
 		}
-		return n.sendBlocks(a.peer, a.from, a.to)
+		return n.sendBlocks(l, a.peer, a.from, a.to)
 	case actQuarantine:
-		if n.locker != nil {
-			n.locker.Quarantine(a.peer, a.cause)
+		if l != nil {
+			l.Quarantine(a.peer, a.cause)
 		}
 	case actEmit:
 		n.emit(a.ev)
