@@ -50,6 +50,7 @@ type replicaSim struct {
 	peers      []*simPeer
 	links      [][][]lamportmutex.Message // links[from][to], head first
 	durability Durability
+	algo       lamportmutex.Algorithm
 	maxBatch   int
 	total      int64
 	successes  []Block // blocks of transfers that reported success
@@ -70,7 +71,7 @@ func newReplicaSim(t testing.TB, seed uint64, n int) *replicaSim {
 		t.Fatal(err)
 	}
 	s := &replicaSim{t: t, rng: rng, g: g, ids: ids, links: make([][][]lamportmutex.Message, n),
-		durability: Durability(rng.IntN(2)), maxBatch: 1 + rng.IntN(4), total: DefaultInitialBalance * int64(n)}
+		durability: Durability(rng.IntN(2)), algo: lamportmutex.Algorithm(rng.IntN(2)), maxBatch: 1 + rng.IntN(4), total: DefaultInitialBalance * int64(n)}
 	for i := range n {
 		s.links[i] = make([][]lamportmutex.Message, n)
 		st, err := NewMemStore(g)
@@ -107,7 +108,7 @@ func (s *replicaSim) start(i int) {
 	p.r = newReplica(cfg, chain, cp, p.st.Read, log)
 	p.r.rounds = uint64(i+1) << 40 * (p.inc + 1)
 	p.synced = chain.Head().Height
-	if p.m, err = lamportmutex.NewMachine(p.id, s.ids, p.inc); err != nil {
+	if p.m, err = lamportmutex.NewMachine(p.id, s.ids, p.inc, lamportmutex.WithAlgorithm(s.algo)); err != nil {
 		s.t.Fatal(err)
 	}
 	p.m.AdvanceClock(chain.Head().Clock)
@@ -581,15 +582,16 @@ func simSeeds(t *testing.T) int {
 	return 300
 }
 
-// TestReplicaSimulation walks clusters of 2 to 4 peers, the real replica
-// under lamportmutex.Machine, with crashes in every seed.
+// TestReplicaSimulation walks clusters of 2 to 5 peers, the real replica
+// under lamportmutex.Machine (either algorithm), with crashes in every
+// seed.
 func TestReplicaSimulation(t *testing.T) {
 	seeds := simSeeds(t)
 	successes := 0
 	for seed := range uint64(seeds) {
 		s := newReplicaSim(t, seed, 2+int(seed%4))
 		if err := s.run(600, 1+int(seed/4%5)); err != nil {
-			t.Fatalf("seed %d (%d peers, %v, batch %d): %v", seed, len(s.peers), s.durability, s.maxBatch, err)
+			t.Fatalf("seed %d (%d peers, %v, durability %d, batch %d): %v", seed, len(s.peers), s.algo, s.durability, s.maxBatch, err)
 		}
 		successes += len(s.successes)
 	}
