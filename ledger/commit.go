@@ -68,9 +68,10 @@ func (n *Node) stopCommitter() {
 }
 
 // submitQueued queues t for the committer and waits for its outcome. The
-// caller has registered t.ID in n.inflight; submitQueued removes it. A transfer whose ctx ends
-// before the committer took it is withdrawn, never applied; once taken
-// (the node holds the mutex then), run waits for its outcome.
+// caller has registered t.ID in n.inflight; submitQueued removes it. A
+// transfer whose ctx ends before the committer took it is withdrawn, never
+// applied; once taken (the node holds the mutex then), it waits for its
+// outcome.
 func (n *Node) submitQueued(ctx context.Context, t Transfer) (Result, error) {
 	defer func() {
 		n.qmu.Lock()
