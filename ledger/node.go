@@ -145,7 +145,8 @@ type Node struct {
 // snapshot is the state that cheap reads see, immutable once published.
 type snapshot struct {
 	head   Block
-	bal    Balances
+	chain  *Chain  // for its members and their indexes, which never change
+	bal    []int64 // by member index
 	failed error
 	closed bool
 	grown  chan struct{} // closed when a newer snapshot is published

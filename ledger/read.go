@@ -13,7 +13,7 @@ import (
 // Balance returns client id's balance in the local table, at once and
 // without the mutex: it reflects every block this node has inserted.
 func (n *Node) Balance(id string) (int64, error) {
-	v, ok := n.view().bal[id]
+	v, ok := n.view().balance(id)
 	if !ok {
 		return 0, fmt.Errorf("ledger: %w: %q", ErrUnknownClient, id)
 	}

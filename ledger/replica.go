@@ -66,7 +66,8 @@ type replica struct {
 	catchupState
 	durableState
 
-	out []action // what the inputs so far ask for, in order
+	out   []action // what the inputs so far ask for, in order
+	spare []action // an applied queue's backing array, for the next
 }
 
 // actionKind says what an action asks of the replica's owner.
@@ -135,8 +136,15 @@ func newReplica(cfg Config, chain *Chain, checkpoint uint64, read func(from, to 
 // take returns the actions queued so far and empties the queue.
 func (r *replica) take() []action {
 	out := r.out
-	r.out = nil
+	r.out, r.spare = r.spare[:0], nil
 	return out
+}
+
+// recycle gives back a slice that take returned, once its actions are
+// applied, for the queue to reuse.
+func (r *replica) recycle(acts []action) {
+	clear(acts)
+	r.spare = acts[:0]
 }
 
 func (r *replica) do(a action) { r.out = append(r.out, a) }

@@ -3,7 +3,7 @@ package ledger
 import (
 	"errors"
 	"fmt"
-	"maps"
+	"slices"
 	"time"
 )
 
@@ -53,6 +53,7 @@ func (n *Node) apply() {
 				a.then(err)
 			}
 		}
+		n.r.recycle(acts)
 	}
 }
 
@@ -117,7 +118,7 @@ func (n *Node) publish() {
 	if old != nil && old.head.Hash == head.Hash && (old.failed != nil) == (r.failed != nil) && old.closed == r.closed {
 		return
 	}
-	n.snap.Store(&snapshot{head: head, bal: r.chain.Balances(), failed: r.failed, closed: r.closed, grown: make(chan struct{})})
+	n.snap.Store(&snapshot{head: head, chain: r.chain, bal: slices.Clone(r.chain.bal), failed: r.failed, closed: r.closed, grown: make(chan struct{})})
 	if old != nil {
 		close(old.grown)
 	}
@@ -126,8 +127,17 @@ func (n *Node) publish() {
 // view returns the current snapshot.
 func (n *Node) view() *snapshot { return n.snap.Load() }
 
-// balances returns a copy of the snapshot's table.
-func (s *snapshot) balances() Balances { return maps.Clone(s.bal) }
+// balances returns the snapshot's table.
+func (s *snapshot) balances() Balances { return s.chain.table(s.bal) }
+
+// balance returns id's balance in the snapshot, and whether id is a member.
+func (s *snapshot) balance(id string) (int64, bool) {
+	i, ok := s.chain.index[id]
+	if !ok {
+		return 0, false
+	}
+	return s.bal[i], true
+}
 
 // errNoLocker: a catch-up message before the node has its mutex.
 var errNoLocker = errors.New("ledger: the node has no mutex yet")
