@@ -49,9 +49,8 @@ type world struct {
 	budget      []int
 	withdrawals int
 	crashes     int
-	entries     []int     // releases per peer, to name payloads (the walk)
-	named       bool      // payloads name their release; the explorer's are all alike, so states differ only in what matters
-	chain       *chainApp // a replicated chain on top (sim_chain_test.go), or nil
+	entries     []int // releases per peer, to name payloads (the walk)
+	named       bool  // payloads name their release; the explorer's are all alike, so states differ only in what matters
 }
 
 // newWorld starts the world of a scenario: fresh Machines whose links carry
@@ -77,10 +76,6 @@ func newWorld(sc *scenario, n int, algo Algorithm, track bool) (*world, error) {
 	for p := range w.budget {
 		w.budget[p] = -1
 	}
-	if sc.chain {
-		w.chain = newChainApp(c)
-		w.chain.noSync = sc.variant == variantNoSync
-	}
 	if sc.booted {
 		if err := boot(c); err != nil {
 			return nil, err
@@ -89,7 +84,7 @@ func newWorld(sc *scenario, n int, algo Algorithm, track bool) (*world, error) {
 	return w, nil
 }
 
-// clone returns an independent copy, for the explorer (which has no chain).
+// clone returns an independent copy, for the explorer.
 func (w *world) clone() *world {
 	d := *w
 	d.c = w.c.clone()
@@ -98,8 +93,7 @@ func (w *world) clone() *world {
 	return &d
 }
 
-// apply makes move mv. A release by a holder whose chain is not ready to
-// append starts or waits for its sync round instead (see chainApp.ready).
+// apply makes move mv.
 func (w *world) apply(mv move) error {
 	c := w.c
 	switch mv.kind {
@@ -118,13 +112,6 @@ func (w *world) apply(mv move) error {
 		return c.request(mv.from)
 	case mvRelease:
 		p := mv.from
-		if w.chain != nil {
-			ok, err := w.chain.ready(p)
-			if err != nil || !ok {
-				return err
-			}
-			return w.chain.commit(p)
-		}
 		payload := []byte("x")
 		if w.named {
 			w.entries[p]++
@@ -283,12 +270,11 @@ const (
 	variantEnterEarly         // Machines enter without waiting for a later message (a REPLY, under Ricart-Agrawala) from every peer
 	variantReorder            // links deliver any queued message, not only the head
 	variantClockWrap          // honest Machines apply any clock with max(clock, c)+1, which wraps
-	variantNoSync             // chain holders append without a sync round
 	variantChatty             // idle Machines answer a REQUEST to every peer (breaks what the explorer's reduction assumes)
 )
 
 func (v variant) String() string {
-	return [...]string{"none", "enter-early", "reorder", "clock-wrap", "no-sync", "chatty"}[v]
+	return [...]string{"none", "enter-early", "reorder", "clock-wrap", "chatty"}[v]
 }
 
 // scenario is one row of the table: a kind of seeded walk or of exhaustive
@@ -307,7 +293,6 @@ type scenario struct {
 	holderBias bool  // walk: crashes hit the holder, and a releaser between its deliveries, more often
 	dropOld    bool  // the transport may drop a message addressed to a dead incarnation
 	byzantine  bool  // walk: one member also sends arbitrary messages; it restarts honest before the quiet phase
-	chain      bool  // walk: a replicated chain on top
 	strict     bool  // checker: the grant order restarts only when no live Machine remembers the greatest grant
 	booted     bool  // start after first contact
 
@@ -348,9 +333,6 @@ var scenarios = []scenario{
 		crashPct: []int{0, 1, 2, 3, 4}, byzantine: true, steps: 300, seeds: 400},
 	{name: "ricart-agrawala", test: "TestNoTwoHonestHoldersBesideAFaultyPeer", peers: []int{3, 4, 5}, algos: ricart, withdraw: true,
 		crashPct: []int{0, 1, 2, 3, 4}, byzantine: true, steps: 300, seeds: 200},
-	// The replicated chain, crashes in every seed.
-	{name: "chains", test: "TestReplicatedChainsNeverFork", peers: []int{2, 3, 4, 5}, algos: both,
-		crashPct: []int{2, 3, 4, 5, 6, 7}, holderBias: true, chain: true, steps: 300, seeds: 2000, shortSeeds: 200},
 
 	// Every interleaving of small groups. Two peers start at first contact,
 	// so requests race the handshake; three start after it.
@@ -387,8 +369,6 @@ var scenarios = []scenario{
 		steps: 200, seeds: 500, variant: variantReorder, want: ""},
 	{name: "walk/clock-wrap", peers: []int{3, 4, 5}, algos: lamport, withdraw: true, crashPct: []int{0, 1, 2, 3, 4},
 		byzantine: true, steps: 300, seeds: 2000, variant: variantClockWrap, want: "mutual exclusion violated"},
-	{name: "walk/no-sync", peers: []int{2, 3, 4, 5}, algos: both, crashPct: []int{2, 3, 4, 5, 6, 7}, holderBias: true, chain: true,
-		steps: 300, seeds: 300, variant: variantNoSync, want: ""},
 	{name: "explore/enter-early", explore: true, peers: []int{2}, algos: lamport, entries: 1, variant: variantEnterEarly, want: "violated"},
 	{name: "explore/enter-early/ricart-agrawala", explore: true, peers: []int{2}, algos: ricart, entries: 1, variant: variantEnterEarly, want: "violated"},
 	{name: "explore/enter-early/peers=3", explore: true, peers: []int{3}, algos: lamport, booted: true, entries: 1, variant: variantEnterEarly, want: "violated"},
@@ -463,17 +443,8 @@ func (wk *walk) deliver() (bool, error) {
 	return true, wk.apply(mv)
 }
 
-// release makes holder p release; with a chain that is not ready to append,
-// the network moves on instead.
-func (wk *walk) release(p int) error {
-	if err := wk.apply(move{kind: mvRelease, from: p}); err != nil || !wk.c.ms[p].Held() {
-		return err
-	}
-	if moved, err := wk.deliver(); err != nil || moved {
-		return err
-	}
-	return fmt.Errorf("holder %s waits for its sync round, and nothing is in flight", wk.c.ids[p])
-}
+// release makes holder p release.
+func (wk *walk) release(p int) error { return wk.apply(move{kind: mvRelease, from: p}) }
 
 func (wk *walk) crash(p int) error { return wk.apply(wk.randomCrash(wk.rng, p)) }
 
@@ -532,22 +503,14 @@ func (wk *walk) step() error {
 	return fmt.Errorf("deadlock: every peer requests, none holds, no message in flight")
 }
 
-// check runs the checker, and the chain's check if there is a chain.
-func (wk *walk) check() error {
-	if err := wk.k.check(wk.c); err != nil {
-		return err
-	}
-	if wk.chain != nil {
-		return wk.chain.check()
-	}
-	return nil
-}
+// check runs the checker.
+func (wk *walk) check() error { return wk.k.check(wk.c) }
 
 // run makes sc.steps random moves, then (once a faulty member has restarted
 // as an honest incarnation) lets holders release and delivers everything,
 // with no new requests or crashes, checking after every move. Then nothing
 // may be outstanding, every Machine must be synced with an empty queue,
-// every message sent must be accounted for, and chains must have converged.
+// and every message sent must be accounted for.
 // It returns the number of moves made.
 func (wk *walk) run(steps int) (int, error) {
 	n := 0
@@ -603,11 +566,6 @@ func (wk *walk) run(steps int) (int, error) {
 	}
 	if len(wk.c.flight) != 0 {
 		return n, fmt.Errorf("step %d: %d messages unaccounted for", n, len(wk.c.flight))
-	}
-	if wk.chain != nil {
-		if err := wk.chain.converged(); err != nil {
-			return n, fmt.Errorf("step %d: %w", n, err)
-		}
 	}
 	return n, nil
 }

@@ -36,7 +36,6 @@ type cluster struct {
 	// PEERUP of the new one on each link out of it (the walk; the Machine
 	// ignores PEERDOWN, so the explorer leaves it out).
 	peerDowns bool
-	app       application // optional: an application on top (sim_chain_test.go)
 
 	// A faulty member (the Byzantine simulation): its index or -1. Honest
 	// receivers quarantine it on a protocol violation as a Mutex does:
@@ -51,16 +50,6 @@ type cluster struct {
 	// plain receive rule, max(clock, c)+1, which wraps, instead of refusing
 	// it.
 	wraps bool
-}
-
-// application is what runs on top of the Machines in a simulation, as an
-// application runs on a Mutex: it handles release payloads before the
-// release takes effect (HandleRelease), and PeerUp and DATA after the Machine
-// (HandlePeerUp, HandleMessage), and it may answer with DATA messages.
-type application interface {
-	release(to, from int, payload []byte) error
-	receive(to, from int, msg Message) ([]Message, error)
-	crashed(p int)
 }
 
 // peerIDs returns the ids "1".."n".
@@ -250,11 +239,6 @@ func (c *cluster) deliver(from, to, i int) error {
 	if c.logf != nil {
 		c.say("%s receives %s", c.ids[to], narrate(e.msg))
 	}
-	if c.app != nil && e.msg.Kind == Release && e.msg.Payload != nil && c.ms[to].Accepts(e.msg) == nil {
-		if err := c.app.release(to, from, e.msg.Payload); err != nil {
-			return err
-		}
-	}
 	was := c.ms[to].Held()
 	out, err := c.ms[to].Step(e.msg)
 	if errors.Is(err, ErrStale) {
@@ -282,15 +266,6 @@ func (c *cluster) deliver(from, to, i int) error {
 	}
 	if err := c.send(to, out); err != nil {
 		return err
-	}
-	if c.app != nil && (e.msg.Kind == PeerUp || e.msg.Kind == Data) {
-		more, err := c.app.receive(to, from, e.msg)
-		if err != nil {
-			return err
-		}
-		if err := c.send(to, more); err != nil {
-			return err
-		}
 	}
 	c.sayEntered(to, was)
 	return nil
@@ -407,9 +382,6 @@ func (c *cluster) crash(p int, keep []int, dropIn []bool) error {
 		}
 	}
 	c.say("%s crashes and restarts (incarnation %d)", c.ids[p], c.inc[p])
-	if c.app != nil {
-		c.app.crashed(p)
-	}
 	for q := range c.ids {
 		if q == p {
 			continue

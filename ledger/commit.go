@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -28,6 +27,7 @@ type batcher struct {
 	stopLock   context.CancelFunc
 	stopped    chan struct{} // closed when the committer exits; nil before it starts
 	life       context.Context
+	inflight   map[TransferID]chan struct{} // the Submits running, by transfer ID
 }
 
 // request is one Submit waiting for a mutex entry.
@@ -42,7 +42,7 @@ type request struct {
 func newBatcher(maxBatch int) batcher {
 	life, cancel := context.WithCancel(context.Background())
 	return batcher{maxBatch: maxBatch, wake: make(chan struct{}, 1), stop: make(chan struct{}),
-		life: life, stopLock: cancel}
+		life: life, stopLock: cancel, inflight: make(map[TransferID]chan struct{})}
 }
 
 // startCommitter starts the goroutine that commits queued transfers under
@@ -67,16 +67,17 @@ func (n *Node) stopCommitter() {
 	}
 }
 
-// run queues t for the committer and waits for its outcome. The caller has
-// registered t.ID in n.inflight; run removes it. A transfer whose ctx ends
-// before the committer took it is withdrawn, never applied; once taken
-// (the node holds the mutex then), run waits for its outcome.
-func (n *Node) run(ctx context.Context, t Transfer) (Result, error) {
+// submitQueued queues t for the committer and waits for its outcome. The
+// caller has registered t.ID in n.inflight; submitQueued removes it. A
+// transfer whose ctx ends before the committer took it is withdrawn, never
+// applied; once taken (the node holds the mutex then), it waits for its
+// outcome.
+func (n *Node) submitQueued(ctx context.Context, t Transfer) (Result, error) {
 	defer func() {
-		n.mu.Lock()
+		n.qmu.Lock()
 		done := n.inflight[t.ID]
 		delete(n.inflight, t.ID)
-		n.mu.Unlock()
+		n.qmu.Unlock()
 		close(done)
 	}()
 	r := &request{t: t, done: make(chan struct{})}
@@ -139,7 +140,7 @@ func (n *Node) commitLoop(l locker) {
 			if err == nil {
 				n.emit(Event{Kind: EventLockGranted, Clock: tok.Clock, Elapsed: granted.Sub(asked)})
 				// After a restart anywhere, first get every block a peer has.
-				if err = n.syncRound(ctx, l); err != nil {
+				if err = n.syncRound(ctx); err != nil {
 					if uerr := l.Unlock(nil); uerr != nil {
 						n.log.Error("ledger: release mutex after a failed sync round", "err", uerr)
 					}
@@ -171,7 +172,7 @@ func (n *Node) commitLoop(l locker) {
 				}
 				n.emit(Event{Kind: EventLockReleased, Clock: tok.Clock, Elapsed: time.Since(granted)})
 			default:
-				n.commitBatch(l, batch, tok, granted)
+				n.commitBatch(batch, tok, granted)
 			}
 		}
 	}
@@ -215,165 +216,10 @@ func complete(batch []*request) {
 }
 
 // commitBatch commits the batch's transfers while this node holds the mutex
-// under tok: it builds their blocks in order (a transfer the balance cannot
-// pay is refused, the others go ahead), persists them with one store
-// append, inserts them, and releases the mutex with all of them as the
-// payload. The mutex is released on every path.
-func (n *Node) commitBatch(l locker, batch []*request, tok lamportmutex.Token, granted time.Time) {
-	n.writeMu.Lock()
-	n.mu.RLock()
-	err := n.usable()
-	if err == nil {
-		n.dropPending()
-	}
-	var blocks []Block
-	var refused, made []*request
-	var d *draft
-	if err == nil {
-		d = n.chain.draft()
-		for _, r := range batch {
-			if res, rerr, done := n.outcome(r.t); done { // a received block may hold r's ID
-				r.res, r.err = res, rerr
-				continue
-			}
-			before := d.table()
-			blk, berr := d.next(r.t, tok.Clock)
-			var be *BlockError
-			if errors.As(berr, &be) {
-				berr = be.Err // t was validated: this says why the block cannot be made
-			}
-			if berr != nil {
-				r.err = berr
-				if errors.Is(berr, ErrInsufficientFunds) {
-					r.err = fmt.Errorf("ledger: transfer %s: %w", r.t.ID, berr)
-					refused = append(refused, r)
-				}
-				continue
-			}
-			r.res = Result{Transfer: r.t, Block: blk, Before: before, After: d.table()}
-			blocks = append(blocks, blk)
-			made = append(made, r)
-		}
-		if len(blocks) > 0 {
-			// One seal for the batch: it covers the earlier blocks through
-			// their hash links.
-			blocks[len(blocks)-1] = d.seal(n.signer)
-			made[len(made)-1].res.Block = blocks[len(blocks)-1]
-		}
-	}
-	n.mu.RUnlock()
-	if err != nil {
-		n.writeMu.Unlock()
-		if uerr := l.Unlock(nil); uerr != nil {
-			err = errors.Join(err, fmt.Errorf("ledger: release mutex: %w", uerr))
-		}
-		n.emit(Event{Kind: EventLockReleased, Clock: tok.Clock, Elapsed: time.Since(granted)})
-		finish(batch, Result{}, err)
-		return
-	}
-	committed := blocks
-	if len(blocks) > 0 {
-		if perr := n.persist(blocks); perr != nil {
-			perr = fmt.Errorf("ledger: persist blocks %d-%d: %w", blocks[0].Height, blocks[len(blocks)-1].Height, perr)
-			for _, r := range made {
-				r.res, r.err = Result{}, perr
-			}
-			committed = nil
-		}
-	}
-	n.mu.Lock()
-	for _, r := range refused {
-		n.reject(r.t, r.err)
-	}
-	var aerr error
-	if len(committed) > 0 {
-		aerr = n.appendLocked(d, len(committed)) // cannot fail: drafted under writeMu
-		n.headFrom = ""
-	}
-	n.mu.Unlock()
-	if aerr != nil {
-		n.fail(fmt.Errorf("own blocks %d-%d persisted but not inserted: %w",
-			committed[0].Height, committed[len(committed)-1].Height, aerr))
-	}
-	n.writeMu.Unlock()
-	for _, blk := range committed {
-		n.log.Debug("block committed", "height", blk.Height, "hash", blk.Hash.Short(), "clock", blk.Clock,
-			"to", blk.Transfer.To, "amount", blk.Transfer.Amount)
-		n.emit(Event{Kind: EventBlockInserted, Block: blk, From: n.id, Local: true})
-	}
-
-	var payload []byte
-	if len(committed) > 0 {
-		payload, err = EncodeBatch(committed)
-		if err != nil { // cannot happen: at most maxBatch valid blocks
-			n.fail(fmt.Errorf("encode batch: %w", err))
-			payload = nil
-		}
-	}
-	if uerr := l.Unlock(payload); uerr != nil {
-		uerr = fmt.Errorf("ledger: release mutex: %w", uerr)
-		if payload != nil {
-			n.fail(fmt.Errorf("blocks %d-%d are committed here but their release failed, so peers may lack them: %w",
-				committed[0].Height, committed[len(committed)-1].Height, uerr))
-			uerr = fmt.Errorf("%w: %w", ErrDiverged, uerr)
-		}
-		for _, r := range batch {
-			r.err = errors.Join(r.err, uerr)
-		}
-	}
-	n.emit(Event{Kind: EventLockReleased, Clock: tok.Clock, Blocks: len(committed), Elapsed: time.Since(granted)})
-	// Success, new or Duplicate, is reported once this node's disk has
-	// the blocks.
-	var durable uint64
-	for _, r := range batch {
-		if r.err == nil {
-			durable = max(durable, r.res.Block.Height)
-		}
-	}
-	if durable == 0 {
-		complete(batch)
-		return
-	}
-	n.whenDurable(durable, func(err error) {
-		if err != nil {
-			for _, r := range batch {
-				if r.err == nil {
-					r.res, r.err = Result{}, fmt.Errorf("ledger: transfer %s: %w", r.t.ID, err)
-				}
-			}
-		}
-		complete(batch)
+// under tok (see replica.commit). The mutex is released on every path.
+func (n *Node) commitBatch(batch []*request, tok lamportmutex.Token, granted time.Time) {
+	n.run(func(r *replica) {
+		n.tok, n.granted = tok, granted
+		r.commit(batch, tok.Clock)
 	})
-}
-
-// persist writes blocks to the store; under SyncBeforeRelease it also
-// syncs them. n.writeMu must be held.
-func (n *Node) persist(blocks []Block) error {
-	if err := n.store.Append(blocks...); err != nil {
-		return err
-	}
-	if n.durability == SyncBeforeRelease {
-		if err := n.store.Sync(); err != nil {
-			return err
-		}
-	}
-	n.wrote(blocks[len(blocks)-1].Height)
-	return nil
-}
-
-// reject remembers that t was refused with err, for a retry of its ID: the
-// newest IDWindow refusals are kept, the oldest forgotten first. n.mu must
-// be held.
-func (n *Node) reject(t Transfer, err error) {
-	if _, ok := n.rejected[t.ID]; ok {
-		return
-	}
-	if len(n.refusals) < IDWindow {
-		n.refusals = append(n.refusals, t.ID)
-	} else { // a ring: refusals[nextRefusal] is the oldest
-		delete(n.rejected, n.refusals[n.nextRefusal])
-		n.refusals[n.nextRefusal] = t.ID
-		n.nextRefusal = (n.nextRefusal + 1) % IDWindow
-	}
-	n.rejected[t.ID] = rejection{t: t, err: err}
 }

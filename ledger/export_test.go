@@ -24,9 +24,9 @@ var (
 // PendingLen returns how many received blocks wait for an earlier one, for
 // tests.
 func PendingLen(n *Node) int {
-	n.writeMu.Lock()
-	defer n.writeMu.Unlock()
-	return len(n.pending)
+	n.step.Lock()
+	defer n.step.Unlock()
+	return len(n.r.pending)
 }
 
 // Locker is the mutex a test wires a node to, in place of the one NewNode

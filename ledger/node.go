@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/lamportledger/lamportledger/lamportmutex"
 )
@@ -105,44 +108,48 @@ type Result struct {
 // Node is one client of the replicated ledger: its chain, its store, and
 // the mutex it takes around each transfer. Its methods are safe for
 // concurrent use.
+//
+// Its replica has one owner at a time: whichever goroutine holds step (the
+// mutex's delivery goroutine handling a release, message or PeerUp; the
+// committer; the catch-up goroutine; the syncer) runs one input, applies
+// every action the input queued, in order (see run), publishes the
+// snapshot that reads use, and only then lets go. Store.Sync never runs
+// under step in SyncAfterRelease; the syncer feeds its result back in.
+// The other locks guard other things: the submit queue (qmu) and the
+// event queue (emu).
 type Node struct {
-	id         string
-	signer     ed25519.PrivateKey // seals the batches this node commits
-	keys       keyring            // every member's public key, from the genesis
-	genesis    Hash               // names the ledger
-	members    map[string]bool
-	store      Store
-	durability Durability
-	log        *slog.Logger
-	mutex      *lamportmutex.Mutex    // nil for a node that tests wire to a fake locker
-	transport  lamportmutex.Transport // closed by Close; nil with mutex
+	id        string
+	store     Store
+	log       *slog.Logger
+	mutex     *lamportmutex.Mutex    // nil for a node that tests wire to a fake locker
+	transport lamportmutex.Transport // closed by Close; nil with mutex
 
-	writeMu sync.Mutex // serialises changes to the chain (persist, then insert)
+	step     sync.Mutex // the replica's owner; guards the fields below
+	r        *replica
+	locker   locker
+	progress chan struct{}      // closed and replaced when a sync round may have progressed
+	tok      lamportmutex.Token // the committer's current entry
+	granted  time.Time          // when it was granted
+	later    []action           // messages to peers that the running step leaves for after it (see run)
 
-	mu          sync.RWMutex // guards the fields below
-	chain       *Chain
-	locker      locker
-	failed      error // set once: the node has stopped taking transfers
-	closed      bool
-	rejected    map[TransferID]rejection // IDs whose transfer was refused for lack of funds: the newest IDWindow
-	refusals    []TransferID             // the keys of rejected, a ring once full
-	nextRefusal int                      // the oldest in refusals once it is full
-	inflight    map[TransferID]chan struct{}
-	grown       chan struct{} // closed and replaced whenever the chain grows
+	snap atomic.Pointer[snapshot] // what reads see; replaced after every step that changes it
 
-	pending map[uint64]received // blocks that arrived ahead of a gap, within MaxPending of the head; guarded by writeMu
-	// headFrom is the peer whose block is the head, "" for a block this
-	// node made or loaded; warned is, per peer, the incarnation (plus one)
-	// whose disagreement was logged at Warn. Guarded by writeMu.
-	headFrom string
-	warned   map[string]uint64
-
-	batcher // group commit: the queue of submitted transfers and its committer
-	syncer  // syncing the store in the background (SyncAfterRelease)
-	catchup // fetching missed blocks from peers
-	events  // delivering events to Config.OnEvent
+	batcher     // group commit: the queue of submitted transfers and its committer
+	syncer      // syncing the store in the background (SyncAfterRelease)
+	catchupLoop // fetching missed blocks from peers
+	events      // delivering events to Config.OnEvent
 
 	testHookWait func() // called when a Submit waits for another with its ID
+}
+
+// snapshot is the state that cheap reads see, immutable once published.
+type snapshot struct {
+	head   Block
+	chain  *Chain  // for its members and their indexes, which never change
+	bal    []int64 // by member index
+	failed error
+	closed bool
+	grown  chan struct{} // closed when a newer snapshot is published
 }
 
 type rejection struct {
@@ -170,7 +177,7 @@ func NewNode(cfg Config, tr lamportmutex.Transport) (_ *Node, err error) {
 		return nil, errors.Join(err, tr.Close(context.Background()))
 	}
 	mu, err := lamportmutex.New(lamportmutex.Config{
-		ID: n.id, Peers: n.chain.Genesis().memberIDs(), Transport: tr, Handler: mutexHandler{n},
+		ID: n.id, Peers: n.r.chain.Genesis().memberIDs(), Transport: tr, Handler: mutexHandler{n},
 		// Requests after a restart are stamped after every grant in the chain.
 		StartClock: n.Head().Clock,
 		Algorithm:  cfg.Algorithm, Trace: cfg.Trace, Logger: cfg.Logger,
@@ -225,21 +232,19 @@ func newNode(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	members := make(map[string]bool)
-	for _, id := range genesis.memberIDs() {
-		members[id] = true
+	n := &Node{
+		id: cfg.ID, store: st, log: log.With("node", cfg.ID), events: events{onEvent: cfg.OnEvent},
+		progress:    make(chan struct{}),
+		batcher:     newBatcher(cfg.MaxBatch),
+		syncer:      syncer{durKick: make(chan struct{}, 1), durStop: make(chan struct{})},
+		catchupLoop: catchupLoop{kick: make(chan struct{}, 1), stopSync: make(chan struct{})},
 	}
-	return &Node{
-		id: cfg.ID, signer: slices.Clone(cfg.Signer), keys: chain.keys, genesis: genesis.Hash, members: members, store: st,
-		durability: cfg.Durability, log: log.With("node", cfg.ID), events: events{onEvent: cfg.OnEvent},
-		chain: chain, rejected: make(map[TransferID]rejection), inflight: make(map[TransferID]chan struct{}),
-		grown:   make(chan struct{}),
-		pending: make(map[uint64]received),
-		warned:  make(map[string]uint64),
-		batcher: newBatcher(cfg.MaxBatch),
-		syncer:  syncer{checkpoint: checkpoint, durKick: make(chan struct{}, 1), durStop: make(chan struct{})},
-		catchup: newCatchup(cfg.ID, genesis.memberIDs()),
-	}, nil
+	n.r = newReplica(cfg, chain, checkpoint, st.Read, n.log)
+	// Round numbers start at random, so that an answer meant for an
+	// earlier incarnation of this node is not taken for one of ours.
+	n.r.rounds = rand.Uint64() >> 1
+	n.publish()
+	return n, nil
 }
 
 // loadChain restores the chain that st holds. With a checkpoint, signed
@@ -359,11 +364,9 @@ func sealedPrefix(blocks []Block) int {
 
 // start gives the node its mutex and starts its goroutines.
 func (n *Node) start(l locker) {
-	n.mu.Lock()
-	n.locker = l
-	n.mu.Unlock()
+	n.run(func(*replica) { n.locker = l })
 	n.startSyncer()
-	n.startSync(l)
+	n.startSync()
 	n.startCommitter(l)
 }
 
@@ -395,9 +398,7 @@ func (h mutexHandler) HandleMessage(from string, payload []byte) error {
 func (h mutexHandler) HandlePeerUp(peer string) { h.n.handlePeerUp(peer) }
 
 func (h mutexHandler) HandlePeerDown(peer string) {
-	if h.n.members[peer] && peer != h.n.id {
-		h.n.emit(Event{Kind: EventPeerDown, From: peer})
-	}
+	h.n.run(func(r *replica) { r.peerDown(peer) })
 }
 
 // ID returns the node's client id.
@@ -451,33 +452,35 @@ func (n *Node) Submit(ctx context.Context, t Transfer) (Result, error) {
 
 func (n *Node) submit(ctx context.Context, t Transfer) (Result, error) {
 	for {
-		n.mu.Lock()
-		err := n.usable()
-		if err == nil {
-			err = n.checkInput(t)
-		}
-		if err != nil {
-			n.mu.Unlock()
-			return Result{}, err
-		}
-		if res, err, done := n.outcome(t); done {
-			n.mu.Unlock()
-			if err != nil {
-				return Result{}, err
+		var res Result
+		var err error
+		var done bool
+		n.run(func(r *replica) {
+			if err = r.usable(); err == nil {
+				err = r.checkInput(t)
 			}
+			if err == nil {
+				res, err, done = r.outcome(t)
+			}
+		})
+		switch {
+		case err != nil:
+			return Result{}, err
+		case done:
 			if err := n.awaitDurable(ctx, res.Block.Height); err != nil {
 				return Result{}, fmt.Errorf("ledger: transfer %s: %w", t.ID, err)
 			}
 			return res, nil
 		}
+		n.qmu.Lock()
 		wait, busy := n.inflight[t.ID]
 		if !busy {
 			n.inflight[t.ID] = make(chan struct{})
-			n.mu.Unlock()
-			return n.run(ctx, t)
+			n.qmu.Unlock()
+			return n.submitQueued(ctx, t)
 		}
 		hook := n.testHookWait
-		n.mu.Unlock()
+		n.qmu.Unlock()
 		if hook != nil {
 			hook()
 		}
@@ -487,49 +490,4 @@ func (n *Node) submit(ctx context.Context, t Transfer) (Result, error) {
 			return Result{}, fmt.Errorf("ledger: transfer %s: %w", t.ID, ctx.Err())
 		}
 	}
-}
-
-// usable reports why the node cannot take transfers, if it cannot.
-// n.mu must be held.
-func (n *Node) usable() error {
-	switch {
-	case n.closed:
-		return ErrClosed
-	case n.failed != nil:
-		return fmt.Errorf("%w: %w", ErrDiverged, n.failed)
-	}
-	return nil
-}
-
-// checkInput validates t without looking at funds. n.mu must be held.
-func (n *Node) checkInput(t Transfer) error {
-	if _, _, err := n.chain.validate(t); err != nil {
-		return fmt.Errorf("ledger: %w", err)
-	}
-	if t.From != n.id {
-		return fmt.Errorf("ledger: %w: node %s cannot send from %s", ErrNotOwner, n.id, t.From)
-	}
-	return nil
-}
-
-// outcome returns the earlier outcome of t.ID, if there is one. n.mu must
-// be held.
-func (n *Node) outcome(t Transfer) (Result, error, bool) {
-	if h, ok := n.chain.TransferHeight(t.ID); ok {
-		b, _, err := n.blockLocked(h)
-		if err != nil {
-			return Result{}, fmt.Errorf("ledger: transfer %s: %w", t.ID, err), true
-		}
-		if b.Transfer != t {
-			return Result{}, fmt.Errorf("ledger: %w: %s", ErrTransferIDConflict, b.Transfer), true
-		}
-		return Result{Transfer: t, Block: b, Duplicate: true}, nil, true
-	}
-	if r, ok := n.rejected[t.ID]; ok {
-		if r.t != t {
-			return Result{}, fmt.Errorf("ledger: %w: %s", ErrTransferIDConflict, r.t), true
-		}
-		return Result{}, r.err, true
-	}
-	return Result{}, nil, false
 }

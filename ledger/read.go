@@ -13,9 +13,7 @@ import (
 // Balance returns client id's balance in the local table, at once and
 // without the mutex: it reflects every block this node has inserted.
 func (n *Node) Balance(id string) (int64, error) {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	v, ok := n.chain.Balance(id)
+	v, ok := n.view().balance(id)
 	if !ok {
 		return 0, fmt.Errorf("ledger: %w: %q", ErrUnknownClient, id)
 	}
@@ -23,11 +21,7 @@ func (n *Node) Balance(id string) (int64, error) {
 }
 
 // Balances returns a snapshot of the local balance table.
-func (n *Node) Balances() Balances {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.chain.Balances()
-}
+func (n *Node) Balances() Balances { return n.view().balances() }
 
 // Blocks returns the local chain, genesis first. Blocks older than the
 // chain's recent window are read from the store; a store that fails to
@@ -48,9 +42,7 @@ func (n *Node) Blocks() []Block {
 // the store a few thousand at a time; it holds no lock while it yields.
 func (n *Node) BlocksFrom(from uint64) iter.Seq2[Block, error] {
 	return func(yield func(Block, error) bool) {
-		n.mu.RLock()
-		head := n.chain.Head().Height
-		n.mu.RUnlock()
+		head := n.Head().Height
 		for h := from; h <= head; {
 			to := min(head, h+MaxReadBlocks-1)
 			blocks, err := n.readBlocks(h, to)
@@ -70,22 +62,32 @@ func (n *Node) BlocksFrom(from uint64) iter.Seq2[Block, error] {
 
 // readBlocks returns the blocks at heights from..to (at most MaxReadBlocks,
 // all at most the head): from the chain's recent window if it holds them
-// all, else from the store.
+// all, else from the store, read outside the step lock.
 func (n *Node) readBlocks(from, to uint64) ([]Block, error) {
-	n.mu.RLock()
-	out := make([]Block, 0, to-from+1)
-	for h := from; h <= to; h++ {
-		b, ok := n.chain.Block(h)
-		if !ok {
-			out = nil
-			break
-		}
-		out = append(out, b)
-	}
-	n.mu.RUnlock()
+	n.step.Lock()
+	out := n.windowBlocks(from, to)
+	n.step.Unlock()
 	if out != nil {
 		return out, nil
 	}
+	return n.storeBlocks(from, to)
+}
+
+// windowBlocks returns the blocks from..to if the chain's recent window
+// holds them all, else nil. n.step must be held.
+func (n *Node) windowBlocks(from, to uint64) []Block {
+	out := make([]Block, 0, to-from+1)
+	for h := from; h <= to; h++ {
+		b, ok := n.r.chain.Block(h)
+		if !ok {
+			return nil
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func (n *Node) storeBlocks(from, to uint64) ([]Block, error) {
 	blocks, err := n.store.Read(from, to)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: read blocks %d-%d from the store: %w", from, to, err)
@@ -93,33 +95,8 @@ func (n *Node) readBlocks(from, to uint64) ([]Block, error) {
 	return blocks, nil
 }
 
-// block returns the block at height h of the local chain, and false if h
-// is above the head: from the chain's recent window, or else from the
-// store. An error is the store's.
-func (n *Node) block(h uint64) (Block, bool, error) {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.blockLocked(h)
-}
-
-// blockLocked is block with n.mu held.
-func (n *Node) blockLocked(h uint64) (Block, bool, error) {
-	if b, ok := n.chain.Block(h); ok || h > n.chain.Head().Height {
-		return b, ok, nil
-	}
-	blocks, err := n.store.Read(h, h)
-	if err != nil {
-		return Block{}, false, fmt.Errorf("ledger: read block %d from the store: %w", h, err)
-	}
-	return blocks[0], true, nil
-}
-
 // Head returns the newest block of the local chain.
-func (n *Node) Head() Block {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.chain.Head()
-}
+func (n *Node) Head() Block { return n.view().head }
 
 // WaitHeight blocks until the local chain's head is at least at height h,
 // ctx ends (its error is returned) or the node is closed (ErrClosed). The
@@ -127,52 +104,32 @@ func (n *Node) Head() Block {
 // wants every replica to have a transfer waits for its height on each.
 func (n *Node) WaitHeight(ctx context.Context, h uint64) error {
 	for {
-		n.mu.RLock()
-		head, closed, grown := n.chain.Head().Height, n.closed, n.grown
-		n.mu.RUnlock()
+		s := n.view()
 		switch {
-		case head >= h:
+		case s.head.Height >= h:
 			return nil
-		case closed:
+		case s.closed:
 			return ErrClosed
 		}
 		select {
-		case <-grown:
+		case <-s.grown:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
 
-// appendLocked appends the first k blocks of d, a draft of the chain
-// (see Chain.apply), and wakes WaitHeight callers. n.mu must be held for
-// writing.
-func (n *Node) appendLocked(d *draft, k int) error {
-	if err := n.chain.apply(d, k); err != nil {
-		return err
-	}
-	close(n.grown)
-	n.grown = make(chan struct{})
-	return nil
-}
-
 // Genesis returns block 0, whose hash names the ledger.
-func (n *Node) Genesis() Block {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.chain.Genesis()
-}
+func (n *Node) Genesis() Block { return n.r.chain.Genesis() }
 
 // Verify re-checks the local chain from genesis, as the store holds it,
 // reading it a few thousand blocks at a time, and checks that it implies
 // the state the node holds (head, balances, transfer-ID windows). The
 // error is a *BlockError for the first bad height.
 func (n *Node) Verify() error {
-	n.writeMu.Lock() // the chain and the store hold the same blocks
-	defer n.writeMu.Unlock()
-	n.mu.RLock()
-	state, head := n.chain.appendState(nil), n.chain.Head()
-	n.mu.RUnlock()
+	n.step.Lock() // the chain and the store hold the same blocks
+	defer n.step.Unlock()
+	state, head := n.r.chain.appendState(nil), n.r.chain.Head()
 	c, err := verifyStored(n.store, head.Height)
 	if err != nil {
 		return err
@@ -188,13 +145,11 @@ func (n *Node) Verify() error {
 // works: its own storage failed, a fork was proven (both wrap
 // ErrDiverged), or its mutex stopped because the transport failed.
 func (n *Node) Err() error {
-	n.mu.RLock()
-	failed, closed := n.failed, n.closed
-	n.mu.RUnlock()
+	s := n.view()
 	switch {
-	case failed != nil:
-		return failed
-	case !closed && n.mutex != nil:
+	case s.failed != nil:
+		return s.failed
+	case !s.closed && n.mutex != nil:
 		return n.mutex.Err()
 	}
 	return nil
@@ -226,15 +181,11 @@ func (n *Node) LockStats() lamportmutex.Stats {
 // are delivered to Config.OnEvent while ctx allows. Later Transfers return
 // ErrClosed; a second Close returns nil.
 func (n *Node) Close(ctx context.Context) error {
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
+	closed := false
+	n.run(func(r *replica) { closed, r.closed = r.closed, true }) // wakes WaitHeight callers; nothing appends after Close
+	if closed {
 		return nil
 	}
-	n.closed = true
-	close(n.grown) // wake WaitHeight callers; nothing appends after Close
-	n.grown = make(chan struct{})
-	n.mu.Unlock()
 	n.stopCommitter()
 	n.stopSyncer()
 	n.stopSyncLoop()
@@ -256,8 +207,8 @@ func (n *Node) Close(ctx context.Context) error {
 
 // closeStore closes the store once no handler can write to it.
 func (n *Node) closeStore() error {
-	n.writeMu.Lock()
-	defer n.writeMu.Unlock()
+	n.step.Lock()
+	defer n.step.Unlock()
 	if err := n.store.Close(); err != nil {
 		return fmt.Errorf("ledger: close the store: %w", err)
 	}

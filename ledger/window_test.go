@@ -483,10 +483,10 @@ func TestNodeVerifyComparesState(t *testing.T) {
 	if err := n.Verify(); err != nil {
 		t.Fatal(err)
 	}
-	n.mu.Lock()
-	n.chain.bal[0]++
-	n.chain.bal[1]--
-	n.mu.Unlock()
+	n.step.Lock()
+	n.r.chain.bal[0]++
+	n.r.chain.bal[1]--
+	n.step.Unlock()
 	if err := n.Verify(); err == nil {
 		t.Fatal("a balance table that the blocks do not imply passed Verify")
 	}
