@@ -64,7 +64,9 @@ func (n *Node) do(a action) error {
 			return err
 		}
 		if n.r.durability == SyncBeforeRelease {
-			return n.store.Sync()
+			if err := n.store.Sync(); err != nil {
+				return fmt.Errorf("%w: %w", errUnsynced, err)
+			}
 		}
 	case actRelease:
 		err := n.locker.Unlock(a.payload)
@@ -127,6 +129,10 @@ func (n *Node) view() *snapshot { return n.snap.Load() }
 
 // balances returns a copy of the snapshot's table.
 func (s *snapshot) balances() Balances { return maps.Clone(s.bal) }
+
+// errUnsynced: a persist whose blocks were appended but whose sync failed;
+// the store may keep them.
+var errUnsynced = errors.New("appended, but the sync failed")
 
 // errNoLocker: a catch-up message before the node has its mutex.
 var errNoLocker = errors.New("ledger: the node has no mutex yet")
