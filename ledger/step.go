@@ -11,7 +11,8 @@ import (
 // n.step, and every action the input queued is applied, in order, and the
 // snapshot published, before the lock is let go. An action's continuation
 // (action.then) is called with its result and may queue more, which are
-// applied in the same step.
+// applied in the same step. Completions (actDone) run after the snapshot
+// is published, still under n.step.
 //
 // Messages to peers (actSend, actSendBlocks, actQuarantine) leave the
 // step: the goroutine that ran it applies them, in order, right after it
@@ -23,6 +24,12 @@ func (n *Node) run(f func(*replica)) {
 	f(n.r)
 	n.apply()
 	n.publish()
+	// Completions only now: a caller told of its outcome reads a snapshot
+	// that shows it.
+	for _, a := range n.done {
+		_ = n.do(a)
+	}
+	n.done = nil
 	later := n.later
 	n.later = nil
 	n.step.Unlock()
@@ -35,7 +42,8 @@ func (n *Node) run(f func(*replica)) {
 }
 
 // apply applies the replica's queued actions, and those their
-// continuations queue, in order; messages to peers are left in n.later.
+// continuations queue, in order; messages to peers are left in n.later,
+// and completions in n.done.
 // n.step must be held.
 func (n *Node) apply() {
 	for len(n.r.out) > 0 {
@@ -46,6 +54,9 @@ func (n *Node) apply() {
 				panic(fmt.Sprintf("ledger: a step queued %d actions after a persist", len(acts)-1-i))
 			case a.kind == actSend || a.kind == actSendBlocks || a.kind == actQuarantine:
 				n.later = append(n.later, a)
+				continue
+			case a.kind == actDone:
+				n.done = append(n.done, a)
 				continue
 			}
 			err := n.do(a)
