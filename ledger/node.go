@@ -132,6 +132,7 @@ type Node struct {
 	granted  time.Time          // when it was granted
 	later    []action           // messages to peers that the running step leaves for after it (see run)
 	done     []action           // completions that the running step leaves for after its snapshot (see run)
+	stepEvs  []Event            // events that the running step leaves for after its snapshot (see run)
 
 	snap atomic.Pointer[snapshot] // what reads see; replaced after every step that changes it
 

@@ -11,8 +11,8 @@ import (
 // n.step, and every action the input queued is applied, in order, and the
 // snapshot published, before the lock is let go. An action's continuation
 // (action.then) is called with its result and may queue more, which are
-// applied in the same step. Completions (actDone) run after the snapshot
-// is published, still under n.step.
+// applied in the same step. Events and completions (actDone) are handed
+// on after the snapshot is published, still under n.step.
 //
 // Messages to peers (actSend, actSendBlocks, actQuarantine) leave the
 // step: the goroutine that ran it applies them, in order, right after it
@@ -24,8 +24,13 @@ func (n *Node) run(f func(*replica)) {
 	f(n.r)
 	n.apply()
 	n.publish()
-	// Completions only now: a caller told of its outcome reads a snapshot
-	// that shows it.
+	// Events and completions only now: a subscriber or caller told of the
+	// step's outcome reads a snapshot that shows it.
+	for _, ev := range n.stepEvs {
+		n.emit(ev)
+	}
+	clear(n.stepEvs)
+	n.stepEvs = n.stepEvs[:0]
 	for _, a := range n.done {
 		_ = n.do(a)
 	}
@@ -81,7 +86,7 @@ func (n *Node) do(a action) error {
 		}
 	case actRelease:
 		err := n.locker.Unlock(a.payload)
-		n.emit(Event{Kind: EventLockReleased, Clock: n.tok.Clock, Blocks: int(a.from), Elapsed: time.Since(n.granted)})
+		n.stepEvent(Event{Kind: EventLockReleased, Clock: n.tok.Clock, Blocks: int(a.from), Elapsed: time.Since(n.granted)})
 		return err
 	case actSend:
 		if n.locker == nil {
@@ -102,7 +107,7 @@ func (n *Node) do(a action) error {
 			n.locker.Quarantine(a.peer, a.cause)
 		}
 	case actEmit:
-		n.emit(a.ev)
+		n.stepEvent(a.ev)
 	case actDone:
 		for _, w := range a.waits {
 			w.done(a.cause)
@@ -118,6 +123,14 @@ func (n *Node) do(a action) error {
 		panic(fmt.Sprintf("ledger: unknown action %d", a.kind))
 	}
 	return nil
+}
+
+// stepEvent queues ev for after the running step's snapshot (see run).
+// n.step must be held.
+func (n *Node) stepEvent(ev Event) {
+	if n.onEvent != nil {
+		n.stepEvs = append(n.stepEvs, ev)
+	}
 }
 
 // publish replaces the snapshot if the step changed what it shows, and
