@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync/atomic"
 	"testing"
 
@@ -115,5 +116,42 @@ func TestStrictSyncFailureDoesNotFork(t *testing.T) {
 	if len(got) < 2 || got[1].Hash != kept[1].Hash {
 		t.Fatalf("fork at height 1: node 1 restarted with its block %s (%s), which node 2 lacks; node 2 has %s (%s)",
 			kept[1].Hash.Short(), kept[1].Transfer, got[1].Hash.Short(), got[1].Transfer)
+	}
+}
+
+// TestStrictSyncFailureFailsQueuedTransfers checks that a transfer queued
+// behind a batch whose own sync fails under SyncBeforeRelease gets the
+// node's failure, not a wait for the mutex that the node keeps.
+func TestStrictSyncFailureFailsQueuedTransfers(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx := context.Background()
+	ids := memberIDs(2)
+	st := &syncFailStore{lossyStore: newLossyStore(ledger.GenesisForTest(ids, 0))}
+	st.failing.Store(true)
+	n, err := ledger.NewUnwired(ledger.Config{ID: "1", Signer: ledger.TestKey("1"), Genesis: ledger.GenesisForTest(ids, 0),
+		Store: st, Durability: ledger.SyncBeforeRelease, MaxBatch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newGapLocker("1")
+	l.sem <- struct{}{} // a peer holds the mutex while both transfers queue
+	_ = n.SetLocker(l)
+	done := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := n.Transfer(ctx, "2", 1)
+			done <- err
+		}()
+	}
+	for ledger.QueueLen(n) < 2 {
+		runtime.Gosched()
+	}
+	<-l.sem // the peer releases: the first batch's sync fails
+	if err := <-done; !errors.Is(err, ledger.ErrDiverged) {
+		t.Fatalf("transfer whose sync failed: %v, want ErrDiverged", err)
+	}
+	_ = n.Close(ctx) // a transfer still waiting for the mutex ends now, with ErrClosed
+	if err := <-done; !errors.Is(err, ledger.ErrDiverged) {
+		t.Fatalf("transfer queued behind the failed sync: %v, want ErrDiverged", err)
 	}
 }
