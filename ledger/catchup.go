@@ -160,8 +160,8 @@ func (n *Node) syncLoop(done chan struct{}) {
 // sendBlocks sends peer to the blocks from..to, read from the chain's
 // window or the store, in opBlocks messages that each end at a seal, so
 // that the peer can verify each alone. It runs outside the step. The
-// error is the store's; a failed Send is logged (the peer's next PeerUp
-// repairs it).
+// error is the store's, or a *sendCut if the mutex refused a message (it
+// is logged; the peer's next announcement or PeerUp repairs it).
 func (n *Node) sendBlocks(l locker, to string, start, end uint64) error {
 	ctx := n.life
 	for start <= end {
@@ -197,13 +197,23 @@ func (n *Node) sendBlocks(l locker, to string, start, end uint64) error {
 			}
 			if err != nil {
 				n.logSendError(ctx, to, opBlocks, err)
-				return nil
+				return &sendCut{at: missing[0].Height, err: err}
 			}
 			missing = missing[cut:]
 		}
 	}
 	return nil
 }
+
+// sendCut: the mutex refused to send a peer the blocks from height at on,
+// so the peer lacks them.
+type sendCut struct {
+	at  uint64
+	err error
+}
+
+func (e *sendCut) Error() string { return fmt.Sprintf("blocks from %d not sent: %v", e.at, e.err) }
+func (e *sendCut) Unwrap() error { return e.err }
 
 // logSendError logs a catch-up message that could not be sent: quietly if
 // the node or the peer is going away, which a later PeerUp repairs.

@@ -130,6 +130,14 @@ func (n *Node) commitLoop(l locker) {
 				n.qmu.Unlock()
 				break
 			}
+			if failed := n.view().failed; failed != nil {
+				// The node may keep the mutex (see keepMutex): what waits
+				// fails now instead of waiting for it.
+				batch := n.take()
+				n.qmu.Unlock()
+				finish(batch, Result{}, fmt.Errorf("%w: %w", ErrDiverged, failed))
+				continue
+			}
 			ctx, cancel := context.WithCancel(n.life)
 			n.cancelLock = cancel
 			n.qmu.Unlock()

@@ -131,6 +131,8 @@ type Node struct {
 	tok      lamportmutex.Token // the committer's current entry
 	granted  time.Time          // when it was granted
 	later    []action           // messages to peers that the running step leaves for after it (see run)
+	done     []action           // completions that the running step leaves for after its snapshot (see run)
+	stepEvs  []Event            // events that the running step leaves for after its snapshot (see run)
 
 	snap atomic.Pointer[snapshot] // what reads see; replaced after every step that changes it
 

@@ -248,7 +248,14 @@ func (r *replica) answerHead(from string, epoch uint64, q syncMsg) {
 	}
 	if start <= head.Height {
 		r.do(action{kind: actSendBlocks, peer: from, from: start, to: head.Height, then: func(err error) {
-			if err != nil {
+			var cut *sendCut
+			switch {
+			case errors.As(err, &cut):
+				// What never left is not skipped by the next announcement.
+				if r.sentTo[from] >= cut.at {
+					r.sentTo[from] = cut.at - 1
+				}
+			case err != nil:
 				_ = r.fail(err)
 			}
 		}})

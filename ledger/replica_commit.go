@@ -71,6 +71,10 @@ func (r *replica) commit(batch []*request, clock uint64) {
 		r.release(batch, blocks, payload)
 	}, func(err error) {
 		err = fmt.Errorf("ledger: persist blocks %d-%d: %w", blocks[0].Height, blocks[len(blocks)-1].Height, err)
+		if errors.Is(err, errUnsynced) {
+			r.keepMutex(batch, err)
+			return
+		}
 		for _, q := range made {
 			q.res, q.err = Result{}, err
 		}
@@ -117,4 +121,21 @@ func (r *replica) release(batch []*request, committed []Block, payload []byte) {
 			complete(batch)
 		})
 	}})
+}
+
+// keepMutex stops the node without releasing the mutex, after the sync of
+// the batch's blocks failed under SyncBeforeRelease: the store may keep
+// them, and no peer has them, so a release would let a peer build other
+// blocks at their heights, and this node come back with a fork. The peers
+// wait for its next incarnation; the sync round that its PeerUp calls
+// for fetches whatever of the blocks survived. The batch's outcomes are
+// unknown: they fail with ErrDiverged.
+func (r *replica) keepMutex(batch []*request, cause error) {
+	err := r.fail(cause)
+	for _, q := range batch {
+		if q.err == nil {
+			q.res, q.err = Result{}, err
+		}
+	}
+	r.do(action{kind: actDone, waits: []syncWait{{done: func(error) { complete(batch) }}}})
 }

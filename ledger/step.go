@@ -11,7 +11,8 @@ import (
 // n.step, and every action the input queued is applied, in order, and the
 // snapshot published, before the lock is let go. An action's continuation
 // (action.then) is called with its result and may queue more, which are
-// applied in the same step.
+// applied in the same step. Events and completions (actDone) are handed
+// on after the snapshot is published, still under n.step.
 //
 // Messages to peers (actSend, actSendBlocks, actQuarantine) leave the
 // step: the goroutine that ran it applies them, in order, right after it
@@ -23,6 +24,17 @@ func (n *Node) run(f func(*replica)) {
 	f(n.r)
 	n.apply()
 	n.publish()
+	// Events and completions only now: a subscriber or caller told of the
+	// step's outcome reads a snapshot that shows it.
+	for _, ev := range n.stepEvs {
+		n.emit(ev)
+	}
+	clear(n.stepEvs)
+	n.stepEvs = n.stepEvs[:0]
+	for _, a := range n.done {
+		_ = n.do(n.locker, a)
+	}
+	n.done = nil
 	later, l := n.later, n.locker
 	n.later = nil
 	n.step.Unlock()
@@ -35,7 +47,8 @@ func (n *Node) run(f func(*replica)) {
 }
 
 // apply applies the replica's queued actions, and those their
-// continuations queue, in order; messages to peers are left in n.later.
+// continuations queue, in order; messages to peers are left in n.later,
+// and completions in n.done.
 // n.step must be held.
 func (n *Node) apply() {
 	for len(n.r.out) > 0 {
@@ -46,6 +59,9 @@ func (n *Node) apply() {
 				panic(fmt.Sprintf("ledger: a step queued %d actions after a persist", len(acts)-1-i))
 			case a.kind == actSend || a.kind == actSendBlocks || a.kind == actQuarantine:
 				n.later = append(n.later, a)
+				continue
+			case a.kind == actDone:
+				n.done = append(n.done, a)
 				continue
 			}
 			err := n.do(n.locker, a)
@@ -66,11 +82,13 @@ func (n *Node) do(l locker, a action) error {
 			return err
 		}
 		if n.r.durability == SyncBeforeRelease {
-			return n.store.Sync()
+			if err := n.store.Sync(); err != nil {
+				return fmt.Errorf("%w: %w", errUnsynced, err)
+			}
 		}
 	case actRelease:
 		err := l.Unlock(a.payload)
-		n.emit(Event{Kind: EventLockReleased, Clock: n.tok.Clock, Blocks: int(a.from), Elapsed: time.Since(n.granted)})
+		n.stepEvent(Event{Kind: EventLockReleased, Clock: n.tok.Clock, Blocks: int(a.from), Elapsed: time.Since(n.granted)})
 		return err
 	case actSend:
 		if l == nil {
@@ -91,7 +109,7 @@ func (n *Node) do(l locker, a action) error {
 			l.Quarantine(a.peer, a.cause)
 		}
 	case actEmit:
-		n.emit(a.ev)
+		n.stepEvent(a.ev)
 	case actDone:
 		for _, w := range a.waits {
 			w.done(a.cause)
@@ -107,6 +125,14 @@ func (n *Node) do(l locker, a action) error {
 		panic(fmt.Sprintf("ledger: unknown action %d", a.kind))
 	}
 	return nil
+}
+
+// stepEvent queues ev for after the running step's snapshot (see run).
+// n.step must be held.
+func (n *Node) stepEvent(ev Event) {
+	if n.onEvent != nil {
+		n.stepEvs = append(n.stepEvs, ev)
+	}
 }
 
 // publish replaces the snapshot if the step changed what it shows, and
@@ -138,6 +164,10 @@ func (s *snapshot) balance(id string) (int64, bool) {
 	}
 	return s.bal[i], true
 }
+
+// errUnsynced: a persist whose blocks were appended but whose sync failed;
+// the store may keep them.
+var errUnsynced = errors.New("appended, but the sync failed")
 
 // errNoLocker: a catch-up message before the node has its mutex.
 var errNoLocker = errors.New("ledger: the node has no mutex yet")
