@@ -58,7 +58,8 @@ type Config struct {
 	// same one.
 	Algorithm lamportmutex.Algorithm
 	// Trace, if set, is the mutex's trace hook (lamportmutex.Config.Trace):
-	// it sees every message, under the mutex's lock, and must return at once.
+	// it sees every message, under the mutex's lock, and must return at
+	// once without calling the Node (which may be waiting for that lock).
 	Trace func(lamportmutex.Event)
 	// Logger receives the node's and its mutex's logs; nil discards them.
 	Logger *slog.Logger

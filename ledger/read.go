@@ -172,9 +172,10 @@ func (n *Node) LockStats() lamportmutex.Stats {
 	return n.mutex.Stats()
 }
 
-// Close stops the node, in order: its committer finishes the batch it
-// holds the mutex for and releases the mutex with its blocks, transfers
-// still queued fail with ErrClosed; what was written is synced, and the
+// Close stops the node, in order: a committer that holds the mutex
+// finishes its batch and releases the mutex with its blocks, a request for
+// the mutex still waiting is withdrawn, and the transfers not committed
+// fail with ErrClosed; what was written is synced, and the
 // transfers that waited for it complete; the catch-up goroutine stops; the
 // mutex closes, waiting up to ctx for the transport to deliver what it
 // sent; then the transport and the store close. The events already queued
