@@ -111,8 +111,10 @@
 // as payload. Every peer verifies, writes and inserts it before the release
 // takes effect there, so the next holder has every earlier block. (A
 // bystander may get releases from different peers out of order; a block
-// ahead of a gap is held until the gap fills.) Balance reads the local
-// table without the mutex.
+// ahead of a gap is held until the gap fills.) Balance, Balances, Head
+// and Err read an immutable snapshot of the local state, published after
+// every change: without the mutex, and without waiting for the node's
+// other work.
 //
 // Group commit: one committer goroutine per node takes the mutex for the
 // transfers its callers submit. Those that queue while it waits for the
