@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/maphash"
+	"slices"
 )
 
 // stateKeyer names an explorer's state by a binary encoding, which it
@@ -27,22 +28,22 @@ import (
 // that keep every comparison the rules can still make: peers are
 // interchangeable, except that the rules break ties between requests of
 // equal clocks by id, so a renaming that swaps the order of two peers whose
-// tokens may yet be compared gives a state whose future differs (the other
-// peer wins the tie). A peer's id is compared only through its tokens:
-// requests in queues and in flight, its own request, the REPLYs Ricart-
-// Agrawala holds back for it, and, in the checker, the greatest grant. A
-// peer that has none of those and no requests left in its budget never
-// will again (only a Request makes a token). So a renaming is allowed when
-// it keeps the order among the peers that still have a token or a request
-// left (the active ones), and may put the others anywhere. Renaming a state
+// tokens may yet tie gives a state whose future differs (the other peer
+// wins the tie). A peer's id is compared only through its tokens: requests
+// in queues and in flight, its own request, and, in the checker, the
+// greatest grant. Two peers' tokens may yet tie only if both may still
+// stamp a request, or one may and the other has a token, or they have
+// tokens at one clock now (markKept); a renaming is allowed when it keeps
+// the order of every such pair, and may swap the others. Renaming a state
 // by an allowed renaming gives a state with the same future up to that
-// renaming (the rules and the checker depend on ids only through those
-// comparisons, and through the order in which a Machine addresses its
-// peers, which matters only for the REPLYs Ricart-Agrawala releases in id
-// order, to peers that are active), and every check is invariant under
-// renaming. The allowed renamings of a renamed state are those of the state
-// composed with the renaming, so the least encoding over them is the same
-// for both: the key names the class.
+// renaming: the rules and the checker depend on ids only through those
+// comparisons, which come out alike, and through the order in which a
+// Machine addresses its peers, which only orders messages on different
+// links; and every check is invariant under renaming. Which pairs are kept
+// is itself renamed with the state, so the allowed renamings of a renamed
+// state are those of the state composed with the renaming, and the least
+// encoding over them is the same for both: the key names the class.
+// TestRenamedStatesAgree checks both claims on every state of small groups.
 type stateKeyer struct {
 	buf      []byte // the encoding being made
 	best     []byte // the least encoding so far
@@ -50,12 +51,16 @@ type stateKeyer struct {
 	perms    [][]int // every permutation of the peers: perm[old] = new
 	symmetry bool
 	inv      []int
-	active   []bool
-	base     uint64 // subtracted from every clock (see setBase)
+	future   []bool     // per peer: it may stamp another request
+	tokens   []bool     // per peer: it has a token (see markKept)
+	clocks   [][]uint64 // per peer: its tokens' clocks
+	kept     []bool     // kept[a*n+b], a < b: the pair's order is kept
+	base     uint64     // subtracted from every clock (see setBase)
 }
 
 func newStateKeyer(n int, symmetry bool) *stateKeyer {
-	k := &stateKeyer{h1: maphash.MakeSeed(), h2: maphash.MakeSeed(), symmetry: symmetry, inv: make([]int, n), active: make([]bool, n)}
+	k := &stateKeyer{h1: maphash.MakeSeed(), h2: maphash.MakeSeed(), symmetry: symmetry}
+	k.alloc(n)
 	var rec func(p []int, used []bool)
 	rec = func(p []int, used []bool) {
 		if len(p) == n {
@@ -85,14 +90,21 @@ func newStateKeyer(n int, symmetry bool) *stateKeyer {
 // fork returns a keyer that hashes as k does, with buffers of its own,
 // for another goroutine.
 func (k *stateKeyer) fork() *stateKeyer {
-	n := len(k.inv)
-	return &stateKeyer{h1: k.h1, h2: k.h2, perms: k.perms, symmetry: k.symmetry, inv: make([]int, n), active: make([]bool, n)}
+	d := &stateKeyer{h1: k.h1, h2: k.h2, perms: k.perms, symmetry: k.symmetry}
+	d.alloc(len(k.inv))
+	return d
+}
+
+// alloc makes the per-peer buffers for n peers.
+func (k *stateKeyer) alloc(n int) {
+	k.inv, k.future, k.tokens = make([]int, n), make([]bool, n), make([]bool, n)
+	k.clocks, k.kept = make([][]uint64, n), make([]bool, n*n)
 }
 
 // hashes returns two independently seeded 64-bit hashes of the key of w's
 // state: its least encoding, byte-wise, over the allowed renamings.
 func (k *stateKeyer) hashes(w *world) (h1, h2 uint64) {
-	k.markActive(w)
+	k.markKept(w)
 	k.setBase(w)
 	first := true
 	for _, perm := range k.perms {
@@ -111,27 +123,61 @@ func (k *stateKeyer) hashes(w *world) (h1, h2 uint64) {
 	return maphash.Bytes(k.h1, k.best), maphash.Bytes(k.h2, k.best)
 }
 
-// markActive marks the peers whose ids the rules may still compare.
-func (k *stateKeyer) markActive(w *world) {
+// markKept marks the pairs of peers whose order a renaming must keep:
+// those whose tokens the rules or the checker may yet compare with equal
+// clocks, where the tie is broken by id. A peer's tokens are its own
+// stamped request, its requests queued anywhere or in flight, and the
+// checker's greatest grant; a REPLY held back for it (Ricart-Agrawala)
+// counts as a token of unknown clock. A peer that may still stamp a
+// request (requests left in its budget, or one held back until synced) may
+// stamp it at any clock. So a pair's order is kept when both may stamp
+// another request, or one may and the other has a token, or both have a
+// token at one clock (a tie). The rest never tie: each of their tokens that
+// can ever be compared exists already, at a clock the other's lack, and
+// none is made again (a resent request keeps its stamp). While a crash is
+// left, the order of any two peers with tokens is kept too.
+func (k *stateKeyer) markKept(w *world) {
 	c := w.c
+	n := len(c.ids)
 	for p, m := range c.ms {
-		k.active[p] = w.budget[p] != 0 || outstanding(m)
+		k.future[p] = w.budget[p] != 0 || m.state == pending
+		k.tokens[p] = false
+		k.clocks[p] = k.clocks[p][:0]
+	}
+	tok := func(p int, clock uint64) {
+		k.tokens[p] = true
+		k.clocks[p] = append(k.clocks[p], clock)
+	}
+	for p, m := range c.ms {
+		if m.state.stamped() {
+			tok(p, m.own.Clock)
+		}
+		for _, t := range m.q {
+			tok(c.index(t.ID), t.Clock)
+		}
+		for j, pr := range m.peers {
+			k.tokens[j] = k.tokens[j] || pr.deferred
+		}
 		for q := range c.ids {
 			for _, e := range c.links[p][q] {
-				k.active[p] = k.active[p] || e.msg.Kind == Request
+				if e.msg.Kind == Request {
+					tok(p, e.msg.Clock)
+				}
 			}
 		}
 	}
-	for _, m := range c.ms {
-		for _, t := range m.q {
-			k.active[c.index(t.ID)] = true
-		}
-		for j, p := range m.peers {
-			k.active[j] = k.active[j] || p.deferred
-		}
-	}
 	if w.k.haveMax {
-		k.active[c.index(w.k.maxTok.ID)] = true
+		tok(c.index(w.k.maxTok.ID), w.k.maxTok.Clock)
+	}
+	for a := range n {
+		for b := a + 1; b < n; b++ {
+			kept := k.future[a] && (k.future[b] || k.tokens[b]) || k.future[b] && k.tokens[a] ||
+				w.crashes > 0 && k.tokens[a] && k.tokens[b]
+			for _, x := range k.clocks[a] {
+				kept = kept || slices.Contains(k.clocks[b], x)
+			}
+			k.kept[a*n+b] = kept
+		}
 	}
 }
 
@@ -181,15 +227,15 @@ func (k *stateKeyer) setBase(w *world) {
 	k.base = lo
 }
 
-// allowed reports whether perm keeps the order among the active peers.
+// allowed reports whether perm keeps the order of every pair markKept
+// marked.
 func (k *stateKeyer) allowed(perm []int) bool {
-	last := -1
-	for p, a := range k.active {
-		if a {
-			if perm[p] < last {
+	n := len(perm)
+	for a := range n {
+		for b := a + 1; b < n; b++ {
+			if k.kept[a*n+b] && perm[a] > perm[b] {
 				return false
 			}
-			last = perm[p]
 		}
 	}
 	return true
