@@ -90,7 +90,7 @@ func (x *explorer) run() error {
 		return err
 	}
 	x.seen = newVisitedSet()
-	keys := newStateKeyer(len(w.c.ids), x.symmetry)
+	keys := newStateKeyer(len(w.c.ids), x.symmetry, x.sc.algos[0])
 	if err := w.k.check(w.c); err != nil {
 		return x.fail(err, w, nil)
 	}

@@ -38,8 +38,9 @@ import (
 // by an allowed renaming gives a state with the same future up to that
 // renaming: the rules and the checker depend on ids only through those
 // comparisons, which come out alike, and through the order in which a
-// Machine addresses its peers, which only orders messages on different
-// links; and every check is invariant under renaming. Which pairs are kept
+// Machine addresses its peers, which orders messages on different links
+// and, for the REPLYs a Ricart-Agrawala release sends, their clocks (see
+// markKept); and every check is invariant under renaming. Which pairs are kept
 // is itself renamed with the state, so the allowed renamings of a renamed
 // state are those of the state composed with the renaming, and the least
 // encoding over them is the same for both: the key names the class.
@@ -50,6 +51,7 @@ type stateKeyer struct {
 	h1, h2   maphash.Seed
 	perms    [][]int // every permutation of the peers: perm[old] = new
 	symmetry bool
+	inOrder  bool // the rules tick the clock between messages to peers in id order (Ricart-Agrawala)
 	inv      []int
 	future   []bool     // per peer: it may stamp another request
 	tokens   []bool     // per peer: it has a token (see markKept)
@@ -58,8 +60,8 @@ type stateKeyer struct {
 	base     uint64     // subtracted from every clock (see setBase)
 }
 
-func newStateKeyer(n int, symmetry bool) *stateKeyer {
-	k := &stateKeyer{h1: maphash.MakeSeed(), h2: maphash.MakeSeed(), symmetry: symmetry}
+func newStateKeyer(n int, symmetry bool, algo Algorithm) *stateKeyer {
+	k := &stateKeyer{h1: maphash.MakeSeed(), h2: maphash.MakeSeed(), symmetry: symmetry, inOrder: algo == RicartAgrawala}
 	k.alloc(n)
 	var rec func(p []int, used []bool)
 	rec = func(p []int, used []bool) {
@@ -90,7 +92,7 @@ func newStateKeyer(n int, symmetry bool) *stateKeyer {
 // fork returns a keyer that hashes as k does, with buffers of its own,
 // for another goroutine.
 func (k *stateKeyer) fork() *stateKeyer {
-	d := &stateKeyer{h1: k.h1, h2: k.h2, perms: k.perms, symmetry: k.symmetry}
+	d := &stateKeyer{h1: k.h1, h2: k.h2, perms: k.perms, symmetry: k.symmetry, inOrder: k.inOrder}
 	d.alloc(len(k.inv))
 	return d
 }
@@ -134,8 +136,12 @@ func (k *stateKeyer) hashes(w *world) (h1, h2 uint64) {
 // another request, or one may and the other has a token, or both have a
 // token at one clock (a tie). The rest never tie: each of their tokens that
 // can ever be compared exists already, at a clock the other's lack, and
-// none is made again (a resent request keeps its stamp). While a crash is
-// left, the order of any two peers with tokens is kept too.
+// none is made again (a resent request keeps its stamp). The order of any
+// two peers with tokens is kept too while a crash is left, and under
+// Ricart-Agrawala (inOrder): a release sends the REPLYs held back in id
+// order, ticking the clock before each, so the order of two peers whose
+// requests a Machine may hold back at once decides which gets the later
+// clock.
 func (k *stateKeyer) markKept(w *world) {
 	c := w.c
 	n := len(c.ids)
@@ -172,7 +178,7 @@ func (k *stateKeyer) markKept(w *world) {
 	for a := range n {
 		for b := a + 1; b < n; b++ {
 			kept := k.future[a] && (k.future[b] || k.tokens[b]) || k.future[b] && k.tokens[a] ||
-				w.crashes > 0 && k.tokens[a] && k.tokens[b]
+				(w.crashes > 0 || k.inOrder) && k.tokens[a] && k.tokens[b]
 			for _, x := range k.clocks[a] {
 				kept = kept || slices.Contains(k.clocks[b], x)
 			}
