@@ -131,17 +131,22 @@ func (k *stateKeyer) hashes(w *world) (h1, h2 uint64) {
 // stamped request, its requests queued anywhere or in flight, and the
 // checker's greatest grant; a REPLY held back for it (Ricart-Agrawala)
 // counts as a token of unknown clock. A peer that may still stamp a
-// request (requests left in its budget, or one held back until synced) may
-// stamp it at any clock. So a pair's order is kept when both may stamp
-// another request, or one may and the other has a token, or both have a
-// token at one clock (a tie). The rest never tie: each of their tokens that
-// can ever be compared exists already, at a clock the other's lack, and
-// none is made again (a resent request keeps its stamp). The order of any
-// two peers with tokens is kept too while a crash is left, and under
-// Ricart-Agrawala (inOrder): a release sends the REPLYs held back in id
-// order, ticking the clock before each, so the order of two peers whose
-// requests a Machine may hold back at once decides which gets the later
-// clock.
+// request (requests left in its budget, or one held back until synced)
+// stamps it after its clock. So a pair's order is kept when both may stamp
+// another request, or one may and the other has a token later than its
+// clock (reaches), or both have a token at one clock (a tie). The rest
+// never tie: each of their tokens that can ever be compared exists
+// already, at a clock the other's lack, and none is made again (a resent
+// request keeps its stamp). The order of a pair is also kept unless one of
+// them has neither a token nor a request left, while a crash is left (a
+// new incarnation starts its clock at 0), and under Ricart-Agrawala
+// (inOrder): a release sends the REPLYs held back in id order, ticking the
+// clock before each, so the order of two peers whose requests a Machine
+// may hold back at once decides which gets the later clock.
+//
+// Along every move, a pair's order that is not kept stays so: budgets and
+// crashes left only shrink, clocks only grow, a peer that stamps no more
+// makes no token, and tokens only go.
 func (k *stateKeyer) markKept(w *world) {
 	c := w.c
 	n := len(c.ids)
@@ -177,10 +182,14 @@ func (k *stateKeyer) markKept(w *world) {
 	}
 	for a := range n {
 		for b := a + 1; b < n; b++ {
-			kept := k.future[a] && (k.future[b] || k.tokens[b]) || k.future[b] && k.tokens[a] ||
-				(w.crashes > 0 || k.inOrder) && k.tokens[a] && k.tokens[b]
-			for _, x := range k.clocks[a] {
-				kept = kept || slices.Contains(k.clocks[b], x)
+			var kept bool
+			if w.crashes > 0 || k.inOrder {
+				kept = (k.future[a] || k.tokens[a]) && (k.future[b] || k.tokens[b])
+			} else {
+				kept = k.future[a] && k.future[b] || k.future[a] && k.reaches(w, b, a) || k.future[b] && k.reaches(w, a, b)
+				for _, x := range k.clocks[a] {
+					kept = kept || slices.Contains(k.clocks[b], x)
+				}
 			}
 			k.kept[a*n+b] = kept
 		}
@@ -231,6 +240,20 @@ func (k *stateKeyer) setBase(w *world) {
 		panic("explorer: clocks near MaxClock")
 	}
 	k.base = lo
+}
+
+// reaches reports whether peer b has a token that a request peer a stamps
+// from now on may tie with: one of unknown clock, or one later than a's
+// clock (a stamps its requests after its clock, which only grows, once no
+// crash is left to start it again at 0).
+func (k *stateKeyer) reaches(w *world, b, a int) bool {
+	if !k.tokens[b] {
+		return false
+	}
+	if w.crashes > 0 || len(k.clocks[b]) == 0 {
+		return true
+	}
+	return slices.Max(k.clocks[b]) > w.c.ms[a].clock
 }
 
 // allowed reports whether perm keeps the order of every pair markKept
