@@ -145,6 +145,13 @@ type exploreWorker struct {
 	keys  *stateKeyer
 	stack []frame
 
+	// Buffers successors reuses from state to state: the successors it
+	// returns (read before the next call), the moves taken, all moves, and
+	// the candidates.
+	succ, made []successor
+	moves      []move
+	cands      []candidate
+
 	terms, explored, reduced int
 }
 
@@ -218,7 +225,13 @@ func (wk *exploreWorker) successors(f frame) (succ []successor, terminal bool, e
 	x, w := wk.x, f.w
 	sc := x.sc
 	n := len(w.c.ids)
-	var made []successor // every move taken from w so far, for the candidates refused
+	succ = wk.succ[:0]
+	made := wk.made[:0] // every move taken from w so far, for the candidates refused
+	defer func() {
+		wk.succ = succ
+		clear(made) // drop the worlds, for the collector
+		wk.made = made[:0]
+	}()
 	take := func(mvs []move) error {
 	next:
 		for _, mv := range mvs {
@@ -246,7 +259,8 @@ func (wk *exploreWorker) successors(f frame) (succ []successor, terminal bool, e
 		return nil
 	}
 	if x.reduce {
-		for _, cand := range ampleCandidates(w, sc) {
+		wk.cands = ampleCandidates(w, sc, wk.cands)
+		for _, cand := range wk.cands {
 			if err := take(cand.moves); err != nil {
 				return nil, false, err
 			}
@@ -257,7 +271,8 @@ func (wk *exploreWorker) successors(f frame) (succ []successor, terminal bool, e
 			succ = succ[:0]
 		}
 	}
-	var all []move
+	all := wk.moves[:0]
+	defer func() { wk.moves = all[:0] }()
 	for p := range n {
 		all = w.appendReceiveMoves(all, p, sc)
 		all = w.appendLocalMoves(all, p, sc)
@@ -268,7 +283,8 @@ func (wk *exploreWorker) successors(f frame) (succ []successor, terminal bool, e
 			all = append(all, w.crashMoves(p)...)
 		}
 	}
-	return succ, terminal, take(all)
+	err = take(all) // appends to succ
+	return succ, terminal, err
 }
 
 // candidate is a set of peers whose moves may be taken alone.
@@ -318,13 +334,13 @@ type candidate struct {
 // unchanged at each step), or, if the path has none, prefix any move of S,
 // which stays enabled throughout by C1 (a deadlock has no move enabled, so
 // every path to one has a move of S).
-func ampleCandidates(w *world, sc *scenario) []candidate {
+func ampleCandidates(w *world, sc *scenario, buf []candidate) []candidate {
+	out := buf[:0]
 	if w.crashes > 0 || sc.variant == variantReorder {
-		return nil
+		return out
 	}
 	n := len(w.c.ids)
 	all := uint(1)<<n - 1
-	var out []candidate
 	for p := range n {
 		in := uint(1) << p
 		for grew := true; grew; {
@@ -344,6 +360,9 @@ func ampleCandidates(w *world, sc *scenario) []candidate {
 			continue
 		}
 		var mvs []move
+		if len(out) < cap(out) {
+			mvs = out[: len(out)+1 : cap(out)][len(out)].moves[:0] // that slot's array, for reuse
+		}
 		ok := true
 		for q := range n {
 			if in&(1<<q) != 0 {
