@@ -24,27 +24,29 @@ import (
 //     a request is stamped, latest[j] is at most the clock, which the stamp
 //     passes, so nothing earlier matters either.)
 //
-// With symmetry on, the key is the least encoding over the renamings of peers
-// that keep every comparison the rules can still make: peers are
+// With symmetry on, the key is the least encoding over the renamings of
+// peers that keep every comparison the rules can still make: peers are
 // interchangeable, except that the rules break ties between requests of
 // equal clocks by id, so a renaming that swaps the order of two peers whose
 // tokens may yet tie gives a state whose future differs (the other peer
 // wins the tie). A peer's id is compared only through its tokens: requests
 // in queues and in flight, its own request, and, in the checker, the
 // greatest grant. Two peers' tokens may yet tie only if both may still
-// stamp a request, or one may and the other has a token, or they have
-// tokens at one clock now (markKept); a renaming is allowed when it keeps
-// the order of every such pair, and may swap the others. Renaming a state
-// by an allowed renaming gives a state with the same future up to that
-// renaming: the rules and the checker depend on ids only through those
-// comparisons, which come out alike, and through the order in which a
-// Machine addresses its peers, which orders messages on different links
-// and, for the REPLYs a Ricart-Agrawala release sends, their clocks (see
-// markKept); and every check is invariant under renaming. Which pairs are kept
-// is itself renamed with the state, so the allowed renamings of a renamed
-// state are those of the state composed with the renaming, and the least
-// encoding over them is the same for both: the key names the class.
-// TestRenamedStatesAgree checks both claims on every state of small groups.
+// stamp a request, or one may and the other has a token that request may
+// reach, or they have tokens at one clock now (markKept, which keeps more
+// under Ricart-Agrawala and while a crash is left); a renaming is allowed
+// when it keeps the order of every such pair, and may swap the others.
+// Renaming a state by an allowed renaming gives a state with the same
+// future up to that renaming: the rules and the checker depend on ids only
+// through those comparisons, which come out alike, and through the order
+// in which a Machine addresses its peers, which orders messages on
+// different links and, for the REPLYs a Ricart-Agrawala release sends,
+// their clocks (see markKept); and every check is invariant under
+// renaming. Which pairs are kept is itself renamed with the state, so the
+// allowed renamings of a renamed state are those of the state composed
+// with the renaming, and the least encoding over them is the same for
+// both: the key names the class. TestRenamedStatesAgree checks both claims
+// on the states of random walks through small groups.
 type stateKeyer struct {
 	buf      []byte // the encoding being made
 	best     []byte // the least encoding so far
