@@ -45,13 +45,25 @@ func (r brokenRules) invariant(m *Machine) error {
 // chatty makes a Machine answer a REQUEST with a REPLY to every peer, not
 // only to the requester: harmless to the invariants, but it breaks what the
 // explorer's partial-order reduction assumes of an idle Machine with no
-// requests left (world.silentToward), which the explorer must notice.
-func chatty(m *Machine) { m.rules = chattyRules{m.rules} }
+// requests left and of a waiting one that cannot be granted
+// (world.silentToward), which the explorer must notice. With waitingOnly,
+// it does so only while its own request waits, so that only the second
+// assumption breaks.
+func chatty(m *Machine) { m.rules = chattyRules{rules: m.rules} }
 
-type chattyRules struct{ rules }
+// chattyWaiting is chatty with waitingOnly.
+func chattyWaiting(m *Machine) { m.rules = chattyRules{rules: m.rules, waitingOnly: true} }
+
+type chattyRules struct {
+	rules
+	waitingOnly bool
+}
 
 func (r chattyRules) onRequest(m *Machine, j int, t Token) []Message {
 	out := r.rules.onRequest(m, j, t)
+	if r.waitingOnly && m.state != waiting {
+		return out
+	}
 	for q := range m.peers {
 		if q != j && q != m.self {
 			out = append(out, m.reply(q))

@@ -64,6 +64,8 @@ func newWorld(sc *scenario, n int, algo Algorithm, track bool) (*world, error) {
 		opts = append(opts, unguarded)
 	case variantChatty:
 		opts = append(opts, chatty)
+	case variantChattyWaiting:
+		opts = append(opts, chattyWaiting)
 	}
 	c, err := newCluster(peerIDs(n), track, opts...)
 	if err != nil {
@@ -266,15 +268,16 @@ func (w *world) randomCrash(rng *rand.Rand, p int) move {
 type variant uint8
 
 const (
-	variantNone       variant = iota
-	variantEnterEarly         // Machines enter without waiting for a later message (a REPLY, under Ricart-Agrawala) from every peer
-	variantReorder            // links deliver any queued message, not only the head
-	variantClockWrap          // honest Machines apply any clock with max(clock, c)+1, which wraps
-	variantChatty             // idle Machines answer a REQUEST to every peer (breaks what the explorer's reduction assumes)
+	variantNone          variant = iota
+	variantEnterEarly            // Machines enter without waiting for a later message (a REPLY, under Ricart-Agrawala) from every peer
+	variantReorder               // links deliver any queued message, not only the head
+	variantClockWrap             // honest Machines apply any clock with max(clock, c)+1, which wraps
+	variantChatty                // Machines answer a REQUEST to every peer (breaks what the explorer's reduction assumes)
+	variantChattyWaiting         // Machines answer a REQUEST to every peer while their own request waits
 )
 
 func (v variant) String() string {
-	return [...]string{"none", "enter-early", "reorder", "clock-wrap", "chatty"}[v]
+	return [...]string{"none", "enter-early", "reorder", "clock-wrap", "chatty", "chatty-waiting"}[v]
 }
 
 // scenario is one row of the table: a kind of seeded walk or of exhaustive
@@ -375,6 +378,8 @@ var scenarios = []scenario{
 	{name: "explore/enter-early/crashes=1", explore: true, peers: []int{2}, algos: lamport, dropOld: true, entries: 1, crashes: 1, variant: variantEnterEarly, want: "violated"},
 	{name: "explore/reorder", explore: true, peers: []int{2}, algos: lamport, entries: 1, variant: variantReorder, want: ""},
 	{name: "explore/chatty", explore: true, peers: []int{3}, algos: lamport, booted: true, entries: 1, variant: variantChatty, want: "silent"},
+	{name: "explore/chatty-waiting", explore: true, peers: []int{3}, algos: lamport, booted: true, entries: 1, variant: variantChattyWaiting, want: "silent"},
+	{name: "explore/chatty-waiting/ricart-agrawala", explore: true, peers: []int{3}, algos: ricart, booted: true, entries: 1, variant: variantChattyWaiting, want: "silent"},
 }
 
 // walk is one seeded random walk through a world.

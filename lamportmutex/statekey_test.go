@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/maphash"
+	"slices"
 )
 
 // stateKeyer names an explorer's state by a binary encoding, which it
@@ -23,39 +24,47 @@ import (
 //     a request is stamped, latest[j] is at most the clock, which the stamp
 //     passes, so nothing earlier matters either.)
 //
-// With symmetry on, the key is the least encoding over the renamings of peers
-// that keep every comparison the rules can still make: peers are
+// With symmetry on, the key is the least encoding over the renamings of
+// peers that keep every comparison the rules can still make: peers are
 // interchangeable, except that the rules break ties between requests of
 // equal clocks by id, so a renaming that swaps the order of two peers whose
-// tokens may yet be compared gives a state whose future differs (the other
-// peer wins the tie). A peer's id is compared only through its tokens:
-// requests in queues and in flight, its own request, the REPLYs Ricart-
-// Agrawala holds back for it, and, in the checker, the greatest grant. A
-// peer that has none of those and no requests left in its budget never
-// will again (only a Request makes a token). So a renaming is allowed when
-// it keeps the order among the peers that still have a token or a request
-// left (the active ones), and may put the others anywhere. Renaming a state
-// by an allowed renaming gives a state with the same future up to that
-// renaming (the rules and the checker depend on ids only through those
-// comparisons, and through the order in which a Machine addresses its
-// peers, which matters only for the REPLYs Ricart-Agrawala releases in id
-// order, to peers that are active), and every check is invariant under
-// renaming. The allowed renamings of a renamed state are those of the state
-// composed with the renaming, so the least encoding over them is the same
-// for both: the key names the class.
+// tokens may yet tie gives a state whose future differs (the other peer
+// wins the tie). A peer's id is compared only through its tokens: requests
+// in queues and in flight, its own request, and, in the checker, the
+// greatest grant. Two peers' tokens may yet tie only if both may still
+// stamp a request, or one may and the other has a token that request may
+// reach, or they have tokens at one clock now (markKept, which keeps more
+// under Ricart-Agrawala and while a crash is left); a renaming is allowed
+// when it keeps the order of every such pair, and may swap the others.
+// Renaming a state by an allowed renaming gives a state with the same
+// future up to that renaming: the rules and the checker depend on ids only
+// through those comparisons, which come out alike, and through the order
+// in which a Machine addresses its peers, which orders messages on
+// different links and, for the REPLYs a Ricart-Agrawala release sends,
+// their clocks (see markKept); and every check is invariant under
+// renaming. Which pairs are kept is itself renamed with the state, so the
+// allowed renamings of a renamed state are those of the state composed
+// with the renaming, and the least encoding over them is the same for
+// both: the key names the class. TestRenamedStatesAgree checks both claims
+// on the states of random walks through small groups.
 type stateKeyer struct {
 	buf      []byte // the encoding being made
 	best     []byte // the least encoding so far
 	h1, h2   maphash.Seed
 	perms    [][]int // every permutation of the peers: perm[old] = new
 	symmetry bool
+	inOrder  bool // the rules tick the clock between messages to peers in id order (Ricart-Agrawala)
 	inv      []int
-	active   []bool
-	base     uint64 // subtracted from every clock (see setBase)
+	future   []bool     // per peer: it may stamp another request
+	tokens   []bool     // per peer: it has a token (see markKept)
+	clocks   [][]uint64 // per peer: its tokens' clocks
+	kept     []bool     // kept[a*n+b], a < b: the pair's order is kept
+	base     uint64     // subtracted from every clock (see setBase)
 }
 
-func newStateKeyer(n int, symmetry bool) *stateKeyer {
-	k := &stateKeyer{h1: maphash.MakeSeed(), h2: maphash.MakeSeed(), symmetry: symmetry, inv: make([]int, n), active: make([]bool, n)}
+func newStateKeyer(n int, symmetry bool, algo Algorithm) *stateKeyer {
+	k := &stateKeyer{h1: maphash.MakeSeed(), h2: maphash.MakeSeed(), symmetry: symmetry, inOrder: algo == RicartAgrawala}
+	k.alloc(n)
 	var rec func(p []int, used []bool)
 	rec = func(p []int, used []bool) {
 		if len(p) == n {
@@ -85,14 +94,21 @@ func newStateKeyer(n int, symmetry bool) *stateKeyer {
 // fork returns a keyer that hashes as k does, with buffers of its own,
 // for another goroutine.
 func (k *stateKeyer) fork() *stateKeyer {
-	n := len(k.inv)
-	return &stateKeyer{h1: k.h1, h2: k.h2, perms: k.perms, symmetry: k.symmetry, inv: make([]int, n), active: make([]bool, n)}
+	d := &stateKeyer{h1: k.h1, h2: k.h2, perms: k.perms, symmetry: k.symmetry, inOrder: k.inOrder}
+	d.alloc(len(k.inv))
+	return d
+}
+
+// alloc makes the per-peer buffers for n peers.
+func (k *stateKeyer) alloc(n int) {
+	k.inv, k.future, k.tokens = make([]int, n), make([]bool, n), make([]bool, n)
+	k.clocks, k.kept = make([][]uint64, n), make([]bool, n*n)
 }
 
 // hashes returns two independently seeded 64-bit hashes of the key of w's
 // state: its least encoding, byte-wise, over the allowed renamings.
 func (k *stateKeyer) hashes(w *world) (h1, h2 uint64) {
-	k.markActive(w)
+	k.markKept(w)
 	k.setBase(w)
 	first := true
 	for _, perm := range k.perms {
@@ -111,27 +127,74 @@ func (k *stateKeyer) hashes(w *world) (h1, h2 uint64) {
 	return maphash.Bytes(k.h1, k.best), maphash.Bytes(k.h2, k.best)
 }
 
-// markActive marks the peers whose ids the rules may still compare.
-func (k *stateKeyer) markActive(w *world) {
+// markKept marks the pairs of peers whose order a renaming must keep:
+// those whose tokens the rules or the checker may yet compare with equal
+// clocks, where the tie is broken by id. A peer's tokens are its own
+// stamped request, its requests queued anywhere or in flight, and the
+// checker's greatest grant; a REPLY held back for it (Ricart-Agrawala)
+// counts as a token of unknown clock. A peer that may still stamp a
+// request (requests left in its budget, or one held back until synced)
+// stamps it after its clock. So a pair's order is kept when both may stamp
+// another request, or one may and the other has a token later than its
+// clock (reaches), or both have a token at one clock (a tie). The rest
+// never tie: each of their tokens that can ever be compared exists
+// already, at a clock the other's lack, and none is made again (a resent
+// request keeps its stamp). The order of a pair is also kept unless one of
+// them has neither a token nor a request left, while a crash is left (a
+// new incarnation starts its clock at 0), and under Ricart-Agrawala
+// (inOrder): a release sends the REPLYs held back in id order, ticking the
+// clock before each, so the order of two peers whose requests a Machine
+// may hold back at once decides which gets the later clock.
+//
+// Along every move, a pair's order that is not kept stays so: budgets and
+// crashes left only shrink, clocks only grow, a peer that stamps no more
+// makes no token, and tokens only go.
+func (k *stateKeyer) markKept(w *world) {
 	c := w.c
+	n := len(c.ids)
 	for p, m := range c.ms {
-		k.active[p] = w.budget[p] != 0 || outstanding(m)
+		k.future[p] = w.budget[p] != 0 || m.state == pending
+		k.tokens[p] = false
+		k.clocks[p] = k.clocks[p][:0]
+	}
+	tok := func(p int, clock uint64) {
+		k.tokens[p] = true
+		k.clocks[p] = append(k.clocks[p], clock)
+	}
+	for p, m := range c.ms {
+		if m.state.stamped() {
+			tok(p, m.own.Clock)
+		}
+		for _, t := range m.q {
+			tok(c.index(t.ID), t.Clock)
+		}
+		for j, pr := range m.peers {
+			k.tokens[j] = k.tokens[j] || pr.deferred
+		}
 		for q := range c.ids {
 			for _, e := range c.links[p][q] {
-				k.active[p] = k.active[p] || e.msg.Kind == Request
+				if e.msg.Kind == Request {
+					tok(p, e.msg.Clock)
+				}
 			}
 		}
 	}
-	for _, m := range c.ms {
-		for _, t := range m.q {
-			k.active[c.index(t.ID)] = true
-		}
-		for j, p := range m.peers {
-			k.active[j] = k.active[j] || p.deferred
-		}
-	}
 	if w.k.haveMax {
-		k.active[c.index(w.k.maxTok.ID)] = true
+		tok(c.index(w.k.maxTok.ID), w.k.maxTok.Clock)
+	}
+	for a := range n {
+		for b := a + 1; b < n; b++ {
+			var kept bool
+			if w.crashes > 0 || k.inOrder {
+				kept = (k.future[a] || k.tokens[a]) && (k.future[b] || k.tokens[b])
+			} else {
+				kept = k.future[a] && k.future[b] || k.future[a] && k.reaches(w, b, a) || k.future[b] && k.reaches(w, a, b)
+				for _, x := range k.clocks[a] {
+					kept = kept || slices.Contains(k.clocks[b], x)
+				}
+			}
+			k.kept[a*n+b] = kept
+		}
 	}
 }
 
@@ -181,15 +244,29 @@ func (k *stateKeyer) setBase(w *world) {
 	k.base = lo
 }
 
-// allowed reports whether perm keeps the order among the active peers.
+// reaches reports whether peer b has a token that a request peer a stamps
+// from now on may tie with: one of unknown clock, or one later than a's
+// clock (a stamps its requests after its clock, which only grows, once no
+// crash is left to start it again at 0).
+func (k *stateKeyer) reaches(w *world, b, a int) bool {
+	if !k.tokens[b] {
+		return false
+	}
+	if w.crashes > 0 || len(k.clocks[b]) == 0 {
+		return true
+	}
+	return slices.Max(k.clocks[b]) > w.c.ms[a].clock
+}
+
+// allowed reports whether perm keeps the order of every pair markKept
+// marked.
 func (k *stateKeyer) allowed(perm []int) bool {
-	last := -1
-	for p, a := range k.active {
-		if a {
-			if perm[p] < last {
+	n := len(perm)
+	for a := range n {
+		for b := a + 1; b < n; b++ {
+			if k.kept[a*n+b] && perm[a] > perm[b] {
 				return false
 			}
-			last = perm[p]
 		}
 	}
 	return true
