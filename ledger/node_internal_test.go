@@ -30,15 +30,7 @@ func (l *gateLocker) Quarantine(string, error) {}
 // Concurrent calls with one ID, all provably in flight together, take the
 // mutex once and apply the transfer once.
 func TestSubmitSameIDInFlight(t *testing.T) {
-	g, err := NewGenesis([]string{"1", "2"}, DefaultInitialBalance, testPubKeys("1", "2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := newNode(Config{ID: "1", Genesis: g, Signer: testKey("1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close(context.Background())
+	n := newUnstartedNode(t)
 	l := &gateLocker{entered: make(chan struct{}, 100), gate: make(chan struct{})}
 	n.start(l)
 	const others = 15
@@ -91,3 +83,20 @@ func TestSubmitSameIDInFlight(t *testing.T) {
 // errNoPeers is what test lockers without peers answer to Send: they never
 // report a PeerUp, so a node never calls it.
 var errNoPeers = errors.New("test locker: no peers to send to")
+
+// newUnstartedNode returns node 1 of a two-member ledger in memory, with
+// no mutex and no goroutines yet (see Node.start). The test's cleanup
+// closes it.
+func newUnstartedNode(t *testing.T) *Node {
+	t.Helper()
+	g, err := NewGenesis([]string{"1", "2"}, DefaultInitialBalance, testPubKeys("1", "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := newNode(Config{ID: "1", Genesis: g, Signer: testKey("1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close(context.Background()) })
+	return n
+}

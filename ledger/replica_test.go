@@ -118,21 +118,13 @@ func TestReplicaPersistsBeforeInserting(t *testing.T) {
 
 // Reads go through the snapshot: they never wait for a step.
 func TestNodeReadsNeverWait(t *testing.T) {
-	g, err := NewGenesis([]string{"1", "2"}, DefaultInitialBalance, testPubKeys("1", "2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := newNode(Config{ID: "1", Genesis: g, Signer: testKey("1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close(context.Background())
+	n := newUnstartedNode(t)
 	n.step.Lock() // a step that never ends: a read that waited for it would hang
 	_, berr := n.Balance("2")
 	_ = n.Balances()
 	_ = n.Head()
 	_ = n.Genesis()
-	err = errors.Join(berr, n.Err(), n.WaitHeight(context.Background(), 0))
+	err := errors.Join(berr, n.Err(), n.WaitHeight(context.Background(), 0))
 	n.step.Unlock()
 	if err != nil {
 		t.Fatal(err)
