@@ -429,8 +429,9 @@ func (t *TCP) Start(deliver func(lamportmutex.Message)) error {
 // acknowledged by its peer, or can no longer be: the incarnation of the
 // peer it was queued for ended (the message now waits for the next one),
 // or was quarantined. For a peer that is down it waits until the peer is
-// back, or ctx ends (ctx's error is returned). After Close it returns
-// ErrClosed.
+// back, or ctx ends (ctx's error is returned); a peer that said goodbye
+// (it closed its transport) is not waited for, since it acknowledges
+// nothing more. After Close it returns ErrClosed.
 func (t *TCP) Flush(ctx context.Context) error {
 	if t.isDone() || t.closing.Load() {
 		return errClosed
@@ -445,6 +446,12 @@ func (t *TCP) flush(ctx context.Context) error {
 	}
 	marks := make([]mark, 0, len(t.peers))
 	for _, p := range t.peers {
+		p.mu.Lock()
+		left := p.left
+		p.mu.Unlock()
+		if left {
+			continue
+		}
 		p.out.mu.Lock()
 		marks = append(marks, mark{&p.out, p.out.epoch, p.out.nextSeq - 1})
 		p.out.mu.Unlock()
