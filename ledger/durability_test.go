@@ -379,3 +379,51 @@ func TestFailedCheckpointWaitsAnInterval(t *testing.T) {
 		t.Fatalf("%d checkpoints tried for %d blocks, want 1 or 2", st.tries, blocks)
 	}
 }
+
+// gappedStore is a store whose Load returns its blocks with one missing,
+// and the last one unsealed: a damaged store that FileStore and MemStore
+// refuse themselves, for the node's own check. It records Truncate calls.
+type gappedStore struct {
+	ledger.Store
+	tail      []ledger.Block
+	truncated []uint64
+}
+
+func (s *gappedStore) Load() (*ledger.Checkpoint, []ledger.Block, error) { return nil, s.tail, nil }
+
+func (s *gappedStore) Truncate(h uint64) error {
+	s.truncated = append(s.truncated, h)
+	return nil
+}
+
+// A store whose blocks skip a height is refused as it is, before anything
+// is cut from it: cutting its unsealed end by counting blocks would cut it
+// at the wrong height.
+func TestLoadRefusesGappedHeightsBeforeCutting(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	g := ledger.GenesisForTest(memberIDs(2), 1000)
+	st := newLossyStore(g)
+	n1, _, stop := startPair(t, st, g, ledger.SyncAfterRelease)
+	for i := range 4 {
+		if _, err := n1.Transfer(context.Background(), "2", int64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop()
+	st = st.restart()
+	defer st.Close()
+	blocks, err := st.Read(0, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := blocks[4]
+	last.Sig = nil // the rest of a batch whose write a crash tore
+	gs := &gappedStore{Store: st, tail: []ledger.Block{blocks[0], blocks[1], blocks[3], last}}
+	_, err = ledger.NewUnwired(ledger.Config{ID: "1", Genesis: g, Signer: ledger.TestKey("1"), Store: gs})
+	if !errors.Is(err, ledger.ErrBadHeight) {
+		t.Fatalf("NewNode on a store whose heights skip 2: %v, want ErrBadHeight", err)
+	}
+	if len(gs.truncated) > 0 {
+		t.Fatalf("the store was cut at %v before its heights were checked", gs.truncated)
+	}
+}

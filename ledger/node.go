@@ -255,7 +255,8 @@ func newNode(cfg Config) (_ *Node, err error) {
 // one, or with one that does not verify, it verifies every block from
 // genesis, reading the store a few thousand blocks at a time. Blocks at
 // the end that no seal covers are the rest of a batch whose write a crash
-// tore: they are cut off, with a warning.
+// tore: they are cut off, with a warning, once the heights of every block
+// loaded are checked to follow on (else ErrBadHeight, and nothing is cut).
 func loadChain(st Store, genesis Block, pub ed25519.PublicKey, log *slog.Logger) (_ *Chain, checkpoint uint64, err error) {
 	if st.Genesis().Hash != genesis.Hash {
 		return nil, 0, fmt.Errorf("ledger: %w: the store holds the ledger of genesis %s, not %s",
@@ -284,6 +285,12 @@ func loadChain(st Store, genesis Block, pub ed25519.PublicKey, log *slog.Logger)
 		tail = tail[1:]
 		if chain, err = NewChain(genesis); err != nil {
 			return nil, 0, err
+		}
+	}
+	for i, b := range tail { // before anything is cut by counting blocks
+		if want := base + 1 + uint64(i); b.Height != want {
+			return nil, 0, fmt.Errorf("ledger: verify store: %w", &BlockError{Height: b.Height,
+				Err: fmt.Errorf("%w: the store's block after height %d is at height %d", ErrBadHeight, want-1, b.Height)})
 		}
 	}
 	if k := sealedPrefix(tail); k < len(tail) {
