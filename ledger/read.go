@@ -127,9 +127,12 @@ func (n *Node) Genesis() Block { return n.r.chain.Genesis() }
 // the state the node holds (head, balances, transfer-ID windows). The
 // error is a *BlockError for the first bad height.
 func (n *Node) Verify() error {
-	n.step.Lock() // the chain and the store hold the same blocks
-	defer n.step.Unlock()
+	n.step.Lock()
 	state, head := n.r.chain.appendState(nil), n.r.chain.Head()
+	n.step.Unlock()
+	// The store holds every block up to head, each written before it was
+	// inserted, and it only ever appends after them: the scan needs no
+	// lock, and the node goes on meanwhile.
 	c, err := verifyStored(n.store, head.Height)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 )
 
@@ -127,6 +128,57 @@ func TestNodeReadsNeverWait(t *testing.T) {
 	err := errors.Join(berr, n.Err(), n.WaitHeight(context.Background(), 0))
 	n.step.Unlock()
 	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// gatedReads is a store whose Reads wait at a gate once armed.
+type gatedReads struct {
+	Store
+	armed   atomic.Bool
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (s *gatedReads) Read(from, to uint64) ([]Block, error) {
+	if s.armed.Load() {
+		s.entered <- struct{}{}
+		<-s.gate
+	}
+	return s.Store.Read(from, to)
+}
+
+// Verify reads the store without holding the replica: a step can run
+// while Verify waits for the disk.
+func TestVerifyDoesNotHoldTheReplica(t *testing.T) {
+	g, err := NewGenesis([]string{"1", "2"}, DefaultInitialBalance, testPubKeys("1", "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := NewMemStore(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &gatedReads{Store: ms, entered: make(chan struct{}), gate: make(chan struct{})}
+	n, err := newNode(Config{ID: "1", Genesis: g, Signer: testKey("1"), Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(context.Background())
+	st.armed.Store(true)
+	verified := make(chan error, 1)
+	go func() { verified <- n.Verify() }()
+	<-st.entered
+	free := n.step.TryLock()
+	if free {
+		n.step.Unlock()
+	}
+	st.armed.Store(false)
+	close(st.gate)
+	if !free {
+		t.Error("Verify holds the step lock while it reads the store")
+	}
+	if err := <-verified; err != nil {
 		t.Fatal(err)
 	}
 }
