@@ -84,24 +84,33 @@ type outcome struct {
 	err error
 }
 
+// transferWhileSyncWaits starts a pair of nodes under d, node 1 on a
+// gated store, and a Transfer of 3 from node 1 to node 2, whose outcome
+// comes on done; it returns once node 1's store syncs, with the sync held
+// at st.gate.
+func transferWhileSyncWaits(t *testing.T, d ledger.Durability) (st *gatedStore, n1, n2 *ledger.Node, done <-chan outcome, stop func()) {
+	t.Helper()
+	g := ledger.GenesisForTest(memberIDs(2), 0)
+	st = newGatedStore(t, g)
+	n1, n2, stop = startPair(t, st, g, d)
+	out := make(chan outcome, 1)
+	go func() {
+		res, err := n1.Transfer(context.Background(), "2", 3)
+		out <- outcome{res, err}
+	}()
+	<-st.syncing
+	return st, n1, n2, out, stop
+}
+
 // TestSuccessWaitsForTheSyncNotTheMutex checks SyncAfterRelease: a
 // transfer reports success only once its node's store has synced, and
 // the node does not hold the mutex while it waits, so a peer commits
 // meanwhile.
 func TestSuccessWaitsForTheSyncNotTheMutex(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	g := ledger.GenesisForTest(memberIDs(2), 0)
-	st := newGatedStore(t, g)
-	n1, n2, stop := startPair(t, st, g, ledger.SyncAfterRelease)
+	st, n1, n2, done, stop := transferWhileSyncWaits(t, ledger.SyncAfterRelease) // node 1 wrote, released, and now syncs
 	defer stop()
 	ctx := context.Background()
-
-	done := make(chan outcome, 1)
-	go func() {
-		res, err := n1.Transfer(ctx, "2", 3)
-		done <- outcome{res, err}
-	}()
-	<-st.syncing // node 1 wrote, released, and now syncs
 	if err := n1.WaitHeight(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -131,18 +140,9 @@ func TestSuccessWaitsForTheSyncNotTheMutex(t *testing.T) {
 // mutex, node 2 would commit here.
 func TestSyncBeforeReleaseHoldsTheMutex(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	g := ledger.GenesisForTest(memberIDs(2), 0)
-	st := newGatedStore(t, g)
-	n1, n2, stop := startPair(t, st, g, ledger.SyncBeforeRelease)
+	st, _, n2, done, stop := transferWhileSyncWaits(t, ledger.SyncBeforeRelease) // node 1 holds the mutex and syncs
 	defer stop()
 	ctx := context.Background()
-
-	done := make(chan outcome, 1)
-	go func() {
-		res, err := n1.Transfer(ctx, "2", 3)
-		done <- outcome{res, err}
-	}()
-	<-st.syncing // node 1 holds the mutex and syncs
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
 	if _, err := n2.Transfer(short, "1", 1); !errors.Is(err, context.DeadlineExceeded) {
