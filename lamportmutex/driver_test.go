@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -28,9 +29,10 @@ type fakeTransport struct {
 	deliver func(Message)           // set by Start
 	send    func(msg Message) error // nil: accept
 
-	mu   sync.Mutex
-	sent []Message
-	quar []quarantined // Quarantine calls, in order
+	mu    sync.Mutex
+	sent  []Message
+	calls [][]Message   // the messages of each Send call, in order
+	quar  []quarantined // Quarantine calls, in order
 }
 
 // quarantined is one call of Transport.Quarantine.
@@ -78,14 +80,17 @@ func (f *fakeTransport) quarantines() []string {
 	return out
 }
 
-func (f *fakeTransport) Send(msg Message) error {
+func (f *fakeTransport) Send(msgs ...Message) error {
 	if f.send != nil {
-		if err := f.send(msg); err != nil {
-			return err
+		for _, msg := range msgs {
+			if err := f.send(msg); err != nil {
+				return err
+			}
 		}
 	}
 	f.mu.Lock()
-	f.sent = append(f.sent, msg)
+	f.sent = append(f.sent, msgs...)
+	f.calls = append(f.calls, slices.Clone(msgs))
 	f.mu.Unlock()
 	return nil
 }
@@ -372,18 +377,22 @@ func (e *boundedEP) Flush(context.Context) error       { return nil }
 func (e *boundedEP) MaxPayload() int                   { return 1 << 10 }
 func (e *boundedEP) Close(context.Context) error       { return nil }
 
-func (e *boundedEP) Send(msg Message) error {
-	l := e.net.links[[2]string{e.id, msg.To}]
+func (e *boundedEP) Send(msgs ...Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	to := msgs[0].To
+	l := e.net.links[[2]string{e.id, to}]
 	if l == nil {
-		return fmt.Errorf("unknown peer %q", msg.To)
+		return fmt.Errorf("unknown peer %q", to)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.q) >= e.net.limit {
-		return fmt.Errorf("link %s->%s: %w", e.id, msg.To, ErrQueueFull)
+	if len(l.q)+len(msgs) > e.net.limit {
+		return fmt.Errorf("link %s->%s: %w", e.id, to, ErrQueueFull)
 	}
-	l.q = append(l.q, msg)
-	l.sent++
+	l.q = append(l.q, msgs...)
+	l.sent += len(msgs)
 	l.poke()
 	return nil
 }
@@ -484,6 +493,7 @@ func TestCloseReleasesAGrantNoCallerReceived(t *testing.T) {
 	mu.mu.Lock()
 	mu.waiters = append(mu.waiters, w)
 	mu.request()
+	mu.flush()
 	mu.mu.Unlock()
 	waitSent(t, ft, "2", Request, 1)
 	req := ft.sentTo("2", Request)[0]

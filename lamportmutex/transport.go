@@ -50,15 +50,22 @@ import "context"
 //
 // Sending:
 //
-//   - Send never blocks. It queues msg and returns; the message counts
+//   - Send never blocks. It queues its messages and returns; each counts
 //     toward its peer's queue until the peer's transport acknowledges it,
-//     also while the peer is down. Send does not keep msg.Payload: the
-//     caller may reuse it once Send returns.
+//     also while the peer is down. Send does not keep a message's Payload:
+//     the caller may reuse it once Send returns.
+//   - One call of Send carries messages for one peer: the Mutex hands over
+//     in one call what one step sends that peer (a RELEASE and the next
+//     REQUEST, say). Send queues all of them, in order, or none: it refuses
+//     the whole call if it refuses one message, or if the messages name
+//     different peers. The Transport sends what one call queued together
+//     where its medium allows (TCP: in one write). A call with no message
+//     does nothing.
 //   - The queue per peer is bounded in bytes. Send refuses a message that
-//     would take it past the bound, queueing nothing, with an error that
-//     wraps ErrQueueFull. A message of Kind Data is refused already when it
-//     would take the queue past half the bound, so that the algorithm's own
-//     messages, a few per entry, always have room beside the application's.
+//     would take it past the bound, with an error that wraps ErrQueueFull.
+//     A message of Kind Data is refused already when it would take the
+//     queue past half the bound, so that the algorithm's own messages, a
+//     few per entry, always have room beside the application's.
 //   - Send also refuses (with an error) a message for an unknown peer or
 //     for this peer, one whose From is not ID, one whose Payload exceeds
 //     MaxPayload, and every message after Close (wrapping ErrClosed).
@@ -88,8 +95,9 @@ type Transport interface {
 	// Start begins delivery to deliver. It returns an error if called
 	// twice or after Close.
 	Start(deliver func(Message)) error
-	// Send queues msg for delivery to msg.To; it never blocks.
-	Send(msg Message) error
+	// Send queues msgs, all for one peer, for delivery in order; it never
+	// blocks.
+	Send(msgs ...Message) error
 	// Flush waits until what was sent before it is acknowledged.
 	Flush(ctx context.Context) error
 	// MaxPayload returns the largest Message.Payload Send accepts, in

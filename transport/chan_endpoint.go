@@ -67,50 +67,71 @@ func (e *ChanEndpoint) Start(deliver func(lamportmutex.Message)) error {
 	return nil
 }
 
-// Send queues msg for delivery to msg.To and returns; it never blocks. msg
-// goes through the wire codec: the receiver gets a decoded copy, so the
-// caller may reuse msg.Payload as soon as Send returns. Send refuses,
-// queuing nothing: a message that would take the link to msg.To past
-// ChanOptions.QueueBytes, or a Data message past half of it (wrapping
-// lamportmutex.ErrQueueFull); a payload above MaxPayload (wrapping
-// lamportmutex.ErrPayloadTooLarge); a message whose From is not e.ID()
-// (ErrWrongSender), whose To is not another member (ErrUnknownPeer), or of
-// a kind peers do not send (ErrUnsendable); and every message after Close,
-// of the endpoint or the network, or after a Restart of this peer
-// (ErrClosed). A message to an incarnation that quarantined this one is
-// dropped, as on a connection the receiver closed.
-func (e *ChanEndpoint) Send(msg lamportmutex.Message) error {
+// Send queues msgs, all for one peer, for delivery in order, and returns;
+// it never blocks. Each message goes through the wire codec: the receiver
+// gets a decoded copy, so the caller may reuse a Payload as soon as Send
+// returns. Send queues all of msgs or none. It refuses them: when a message
+// would take the link to its peer past ChanOptions.QueueBytes, or a Data
+// message past half of it (wrapping lamportmutex.ErrQueueFull); for a
+// payload above MaxPayload (wrapping lamportmutex.ErrPayloadTooLarge); a
+// message whose From is not e.ID() (ErrWrongSender), whose To is not
+// another member (ErrUnknownPeer) or not the same as the others'
+// (ErrMixedPeers), or of a kind peers do not send (ErrUnsendable); and
+// after Close, of the endpoint or the network, or after a Restart of this
+// peer (ErrClosed). Messages to an incarnation that quarantined this one
+// are dropped, as on a connection the receiver closed.
+func (e *ChanEndpoint) Send(msgs ...lamportmutex.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
 	if e.closed.Load() {
-		return fmt.Errorf("transport: send %v: %w", msg, ErrClosed)
+		return fmt.Errorf("transport: send %v: %w", msgs[0], ErrClosed)
 	}
-	if msg.From != e.id {
-		return fmt.Errorf("transport: send %v on endpoint %q: %w", msg, e.id, ErrWrongSender)
-	}
-	to, ok := e.net.index[msg.To]
+	to, ok := e.net.index[msgs[0].To]
 	if !ok || to == e.idx {
-		return fmt.Errorf("transport: send %v: %w", msg, ErrUnknownPeer)
+		return fmt.Errorf("transport: send %v: %w", msgs[0], ErrUnknownPeer)
 	}
-	if !msg.Kind.Valid() || msg.Kind == lamportmutex.PeerUp || msg.Kind == lamportmutex.PeerDown {
-		return fmt.Errorf("transport: send %v: %w", msg, ErrUnsendable)
+	wire := make([]queued, 0, len(msgs))
+	for _, msg := range msgs {
+		q, err := e.encode(msg, msgs[0].To)
+		if err != nil {
+			return fmt.Errorf("transport: send %v: %w", msg, err)
+		}
+		wire = append(wire, q)
 	}
-	if len(msg.Payload) > e.net.maxPayload {
-		return fmt.Errorf("transport: send %v: payload above %d bytes: %w", msg, e.net.maxPayload, lamportmutex.ErrPayloadTooLarge)
+	if err := e.net.links[e.idx][to].enqueue(e, wire); err != nil {
+		return fmt.Errorf("transport: send %v: %w", msgs[0], err)
+	}
+	if h := e.net.opts.OnSend; h != nil {
+		for _, q := range wire {
+			h(q.msg)
+		}
+	}
+	return nil
+}
+
+// encode checks msg, one of a Send to peer to, and returns it as the
+// receiver will get it, with its size on the wire.
+func (e *ChanEndpoint) encode(msg lamportmutex.Message, to string) (queued, error) {
+	switch {
+	case msg.From != e.id:
+		return queued{}, fmt.Errorf("on endpoint %q: %w", e.id, ErrWrongSender)
+	case msg.To != to:
+		return queued{}, fmt.Errorf("%w: %q and %q", ErrMixedPeers, to, msg.To)
+	case !msg.Kind.Valid() || msg.Kind == lamportmutex.PeerUp || msg.Kind == lamportmutex.PeerDown:
+		return queued{}, ErrUnsendable
+	case len(msg.Payload) > e.net.maxPayload:
+		return queued{}, fmt.Errorf("payload above %d bytes: %w", e.net.maxPayload, lamportmutex.ErrPayloadTooLarge)
 	}
 	b, err := marshalMessage(msg)
 	if err != nil {
-		return fmt.Errorf("transport: send: %w", err)
+		return queued{}, err
 	}
 	wire, err := unmarshalMessage(b)
 	if err != nil {
-		return fmt.Errorf("transport: send %v: %w", msg, err)
+		return queued{}, err
 	}
-	if err := e.net.links[e.idx][to].enqueue(e, wire, len(b)); err != nil {
-		return fmt.Errorf("transport: send %v: %w", msg, err)
-	}
-	if h := e.net.opts.OnSend; h != nil {
-		h(wire)
-	}
-	return nil
+	return queued{msg: wire, size: len(b)}, nil
 }
 
 // queueFullError is Send's refusal of a message that does not fit its

@@ -23,6 +23,9 @@ var (
 	// ErrUnsendable is returned by Send for a message of a kind that never
 	// travels between peers (PeerUp, or an undefined kind).
 	ErrUnsendable = errors.New("transport: message kind cannot be sent")
+	// ErrMixedPeers is returned by Send for a call whose messages are not
+	// all for one peer.
+	ErrMixedPeers = errors.New("transport: one Send names several peers")
 )
 
 // closedSentinel is ErrClosed: its own text, and lamportmutex.ErrClosed for

@@ -95,9 +95,10 @@ func (l *link) signal() {
 	}
 }
 
-// enqueue queues msg, of size encoded bytes, from incarnation e. It never
-// waits: it refuses, queuing nothing, what would pass the link's bound.
-func (l *link) enqueue(e *ChanEndpoint, msg lamportmutex.Message, size int) error {
+// enqueue queues msgs (their msg and size set), from incarnation e, in
+// order. It never waits: it refuses them all, queuing nothing, if one would
+// pass the link's bound.
+func (l *link) enqueue(e *ChanEndpoint, msgs []queued) error {
 	limit := l.net.queueBytes
 	l.mu.Lock()
 	if l.src != e || e.isClosed() {
@@ -108,24 +109,28 @@ func (l *link) enqueue(e *ChanEndpoint, msg lamportmutex.Message, size int) erro
 		l.mu.Unlock()
 		return nil // as if on a connection the receiver closed
 	}
-	if l.bytes+size > limit {
-		queued := l.bytes
-		l.mu.Unlock()
-		return &queueFullError{queued: queued, size: size, limit: limit}
+	held := l.bytes
+	for _, q := range msgs {
+		if held+q.size > limit {
+			l.mu.Unlock()
+			return &queueFullError{queued: held, size: q.size, limit: limit}
+		}
+		if q.msg.Kind == lamportmutex.Data && held+q.size > limit/2 {
+			l.mu.Unlock()
+			return &queueFullError{queued: held, size: q.size, limit: limit / 2, data: true}
+		}
+		held += q.size
 	}
-	if msg.Kind == lamportmutex.Data && l.bytes+size > limit/2 {
-		queued := l.bytes
-		l.mu.Unlock()
-		return &queueFullError{queued: queued, size: size, limit: limit / 2, data: true}
+	wake := !l.busy && len(l.queue) == 0
+	for _, q := range msgs {
+		l.bytes += q.size
+		l.sent++
+		q.seq, q.epoch = l.sent, l.epoch
+		if d := l.delay(q.msg); d > 0 {
+			q.at = time.Now().Add(d)
+		}
+		l.queue = append(l.queue, q)
 	}
-	l.bytes += size
-	l.sent++
-	var at time.Time
-	if d := l.delay(msg); d > 0 {
-		at = time.Now().Add(d)
-	}
-	l.queue = append(l.queue, queued{msg: msg, seq: l.sent, size: size, at: at, epoch: l.epoch})
-	wake := !l.busy && len(l.queue) == 1
 	l.mu.Unlock()
 	if wake {
 		l.kick()

@@ -239,8 +239,8 @@
 //
 // # Errors
 //
-// ErrClosed, ErrUnknownPeer, ErrWrongSender and ErrUnsendable are returned
-// (wrapped) by Send and the network's methods; ErrMalformed reports bytes
+// ErrClosed, ErrUnknownPeer, ErrWrongSender, ErrUnsendable and
+// ErrMixedPeers are returned (wrapped) by Send and the network's methods; ErrMalformed reports bytes
 // that do not decode to a message. The TCP transport's other sentinels
 // (handshake refusals, ErrProtocol, ErrSlowPeer, ErrIdle, ...) reach only
 // its log records, as the "err" attribute; they are exported so that a log

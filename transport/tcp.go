@@ -351,43 +351,42 @@ func (t *TCP) MaxPayload() int {
 	return max(0, frame-overhead)
 }
 
-// Send queues msg for delivery to msg.To and returns; it never blocks.
-// When the connection to the peer is up and its writer idle, Send writes
-// the message itself, with everything else queued for the peer and an ACK
-// in front (see writeDirect), else the connection's writer goroutine
-// does. A Send made while the connection's reader is inside deliver (a
-// REPLY sent by the deliver of a REQUEST) is written by that reader as
-// soon as deliver returns, with the ACK of what it delivered, in one write. It fails with ErrWrongSender, ErrUnsendable, ErrUnknownPeer,
+// Send queues msgs, all for one peer, for delivery in order, and returns;
+// it never blocks. When the connection to the peer is up and its writer
+// idle, Send writes the messages itself, with everything else queued for
+// the peer and an ACK in front, in one write (see writeDirect); else the
+// connection's writer goroutine does. A Send made while the connection's
+// reader is inside deliver (a REPLY sent by the deliver of a REQUEST) is
+// written by that reader as soon as deliver returns, with the ACK of what
+// it delivered, in one write. Send queues all of msgs or none: it fails
+// with ErrWrongSender, ErrUnsendable, ErrUnknownPeer, ErrMixedPeers,
 // ErrFrameTooLarge (a payload above MaxPayload), ErrClosed, or an error
-// wrapping lamportmutex.ErrQueueFull when the message would take what is
+// wrapping lamportmutex.ErrQueueFull when a message would take what is
 // held for the peer past QueueBytes (a Data message: past half of it).
-func (t *TCP) Send(msg lamportmutex.Message) error {
-	if msg.From != t.id {
-		return fmt.Errorf("%w: From %q, local id %q", ErrWrongSender, msg.From, t.id)
+func (t *TCP) Send(msgs ...lamportmutex.Message) error {
+	if len(msgs) == 0 {
+		return nil
 	}
-	if !msg.Kind.Valid() || msg.Kind == lamportmutex.PeerUp || msg.Kind == lamportmutex.PeerDown {
-		return fmt.Errorf("%w: %v", ErrUnsendable, msg.Kind)
-	}
-	p := t.peers[msg.To]
+	to := msgs[0].To
+	p := t.peers[to]
 	if p == nil {
-		return fmt.Errorf("%w %q", ErrUnknownPeer, msg.To)
+		return fmt.Errorf("%w %q", ErrUnknownPeer, to)
 	}
 	if t.isDone() || t.closing.Load() {
 		return errClosed
 	}
-	if len(msg.Payload) > t.MaxPayload() {
-		return fmt.Errorf("%w: payload of %d bytes to %q, limit %d", ErrFrameTooLarge, len(msg.Payload), msg.To, t.MaxPayload())
+	var one [1]outBody
+	bodies := one[:0]
+	for _, msg := range msgs {
+		body, err := t.encode(msg, to)
+		if err != nil {
+			return err
+		}
+		bodies = append(bodies, outBody{body: body, data: msg.Kind == lamportmutex.Data})
 	}
-	body, err := marshalMessage(msg)
+	s, err := p.out.push(bodies)
 	if err != nil {
-		return err
-	}
-	if n := seqFrameSize + len(body); n > t.cfg.MaxFrameSize {
-		return fmt.Errorf("%w: message to %q needs %d bytes, limit %d", ErrFrameTooLarge, msg.To, n, t.cfg.MaxFrameSize)
-	}
-	s, err := p.out.push(body, msg.Kind == lamportmutex.Data)
-	if err != nil {
-		return fmt.Errorf("transport: send to %q: %w", msg.To, err)
+		return fmt.Errorf("transport: send to %q: %w", to, err)
 	}
 	switch {
 	case s == nil:
@@ -397,6 +396,29 @@ func (t *TCP) Send(msg lamportmutex.Message) error {
 		p.out.wakeWriter()
 	}
 	return nil
+}
+
+// encode checks msg, one of a Send to peer to, and returns its msgpack
+// body.
+func (t *TCP) encode(msg lamportmutex.Message, to string) ([]byte, error) {
+	switch {
+	case msg.From != t.id:
+		return nil, fmt.Errorf("%w: From %q, local id %q", ErrWrongSender, msg.From, t.id)
+	case msg.To != to:
+		return nil, fmt.Errorf("%w: %q and %q", ErrMixedPeers, to, msg.To)
+	case !msg.Kind.Valid() || msg.Kind == lamportmutex.PeerUp || msg.Kind == lamportmutex.PeerDown:
+		return nil, fmt.Errorf("%w: %v", ErrUnsendable, msg.Kind)
+	case len(msg.Payload) > t.MaxPayload():
+		return nil, fmt.Errorf("%w: payload of %d bytes to %q, limit %d", ErrFrameTooLarge, len(msg.Payload), to, t.MaxPayload())
+	}
+	body, err := marshalMessage(msg)
+	if err != nil {
+		return nil, err
+	}
+	if n := seqFrameSize + len(body); n > t.cfg.MaxFrameSize {
+		return nil, fmt.Errorf("%w: message to %q needs %d bytes, limit %d", ErrFrameTooLarge, to, n, t.cfg.MaxFrameSize)
+	}
+	return body, nil
 }
 
 // Start begins delivery to deliver, which runs on the goroutine reading

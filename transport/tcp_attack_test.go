@@ -398,6 +398,29 @@ func TestTCPQuarantine(t *testing.T) {
 	checkAlive(t, c, "a", "b", 2)
 }
 
+// TestTCPSendRefusesACallWhole: a call of Send whose messages do not all
+// fit is refused whole, with ErrQueueFull, and queues none of them.
+func TestTCPSendRefusesACallWhole(t *testing.T) {
+	var o outPeer
+	o.init(1000)
+	frame := frameBytes(nil)
+	if _, err := o.push([]outBody{{body: make([]byte, 600-frame)}, {body: make([]byte, 500-frame)}}); !errors.Is(err, lamportmutex.ErrQueueFull) {
+		t.Fatalf("two messages of 1100 bytes in all: %v, want ErrQueueFull", err)
+	}
+	if _, err := o.push([]outBody{{body: make([]byte, 300-frame)}, {body: make([]byte, 300-frame), data: true}}); !errors.Is(err, lamportmutex.ErrQueueFull) {
+		t.Fatalf("a Data message taking the queue to 600 of 1000: %v, want ErrQueueFull", err)
+	}
+	if o.qBytes != 0 || len(o.q) != 0 || o.nextSeq != 1 {
+		t.Fatalf("refused calls queued something: %d bytes, %d messages, next seq %d", o.qBytes, len(o.q), o.nextSeq)
+	}
+	if _, err := o.push([]outBody{{body: make([]byte, 300-frame)}, {body: make([]byte, 200-frame), data: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if o.qBytes != 500 || len(o.q) != 2 || o.nextSeq != 3 || o.q[1].seq != 2 {
+		t.Fatalf("after a call of two: %d bytes, %d messages, next seq %d", o.qBytes, len(o.q), o.nextSeq)
+	}
+}
+
 // TestTCPSendQueueBoundedInBytes: what is held for a peer (queued, written
 // or kept while it is down, until acknowledged) stays within QueueBytes,
 // and a Data message within half of it; Send refuses with ErrQueueFull,
@@ -406,7 +429,7 @@ func TestTCPSendQueueBoundedInBytes(t *testing.T) {
 	var o outPeer
 	o.init(1000)
 	push := func(n int, data bool) error {
-		_, err := o.push(make([]byte, n), data)
+		_, err := o.push([]outBody{{body: make([]byte, n), data: data}})
 		return err
 	}
 	frame := frameBytes(nil)

@@ -47,6 +47,13 @@ type outMsg struct {
 	body []byte // msgpack message
 }
 
+// outBody is a message Send is about to push: its msgpack body, and
+// whether it is of Kind Data.
+type outBody struct {
+	body []byte
+	data bool
+}
+
 func (o *outPeer) init(bytes int) {
 	o.wake = make(chan struct{}, 1)
 	o.kick = make(chan struct{}, 1)
@@ -58,23 +65,29 @@ func (o *outPeer) init(bytes int) {
 // whole DATA frame.
 func frameBytes(body []byte) int { return frameLenSize + seqFrameSize + len(body) }
 
-// push appends a message and returns the established stream, if any. It
-// refuses (with ErrQueueFull) a message that would take the queue past
-// maxBytes, or past half of it if data (a Data message).
-func (o *outPeer) push(body []byte, data bool) (*session, error) {
-	n := frameBytes(body)
+// push appends msgs, in order, and returns the established stream, if
+// any. It refuses them all (with ErrQueueFull) if one would take the queue
+// past maxBytes, or past half of it if data (a Data message).
+func (o *outPeer) push(msgs []outBody) (*session, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	limit := o.maxBytes
-	if data {
-		limit /= 2
+	held := o.qBytes
+	for _, m := range msgs {
+		n := frameBytes(m.body)
+		limit := o.maxBytes
+		if m.data {
+			limit /= 2
+		}
+		if held+n > limit {
+			return nil, fmt.Errorf("%w: %d bytes held, %d more, limit %d", lamportmutex.ErrQueueFull, held, n, limit)
+		}
+		held += n
 	}
-	if o.qBytes+n > limit {
-		return nil, fmt.Errorf("%w: %d bytes held, %d more, limit %d", lamportmutex.ErrQueueFull, o.qBytes, n, limit)
+	for _, m := range msgs {
+		o.q = append(o.q, outMsg{seq: o.nextSeq, body: m.body})
+		o.nextSeq++
 	}
-	o.q = append(o.q, outMsg{seq: o.nextSeq, body: body})
-	o.qBytes += n
-	o.nextSeq++
+	o.qBytes = held
 	return o.sess, nil
 }
 

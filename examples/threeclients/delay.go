@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,8 +34,8 @@ type delayTransport struct {
 const delayBound = 8 << 20
 
 type delayed struct {
-	at  time.Time
-	msg lamportmutex.Message
+	at   time.Time
+	msgs []lamportmutex.Message // one Send's, all for one peer
 }
 
 func newDelayTransport(t lamportmutex.Transport, d time.Duration) *delayTransport {
@@ -42,10 +44,18 @@ func newDelayTransport(t lamportmutex.Transport, d time.Duration) *delayTranspor
 	return dt
 }
 
-// Send queues msg; it is passed on after the delay.
-func (dt *delayTransport) Send(msg lamportmutex.Message) error {
-	if len(msg.Payload) > dt.MaxPayload() {
-		return dt.Transport.Send(msg) // refused there, with its error
+// Send queues msgs; they are passed on together after the delay.
+func (dt *delayTransport) Send(msgs ...lamportmutex.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	to, n, data := msgs[0].To, 0, false
+	for _, msg := range msgs {
+		if len(msg.Payload) > dt.MaxPayload() || msg.To != to {
+			return dt.Transport.Send(msgs...) // refused there, with its error
+		}
+		n += len(msg.Payload)
+		data = data || msg.Kind == lamportmutex.Data
 	}
 	dt.mu.Lock()
 	defer dt.mu.Unlock()
@@ -54,12 +64,15 @@ func (dt *delayTransport) Send(msg lamportmutex.Message) error {
 		return dt.failed
 	case dt.closing:
 		return fmt.Errorf("delay: %w", lamportmutex.ErrClosed)
-	case msg.Kind == lamportmutex.Data && dt.held[msg.To]+len(msg.Payload) > bound/2,
-		dt.held[msg.To]+len(msg.Payload) > bound:
-		return fmt.Errorf("delay: %d bytes held for %s: %w", dt.held[msg.To], msg.To, lamportmutex.ErrQueueFull)
+	case data && dt.held[to]+n > bound/2, dt.held[to]+n > bound:
+		return fmt.Errorf("delay: %d bytes held for %s: %w", dt.held[to], to, lamportmutex.ErrQueueFull)
 	}
-	dt.held[msg.To] += len(msg.Payload)
-	dt.queue = append(dt.queue, delayed{at: time.Now().Add(dt.delay), msg: msg})
+	dt.held[to] += n
+	kept := slices.Clone(msgs) // the contract lets the caller reuse msgs and their payloads
+	for i := range kept {
+		kept[i].Payload = bytes.Clone(kept[i].Payload)
+	}
+	dt.queue = append(dt.queue, delayed{at: time.Now().Add(dt.delay), msgs: kept})
 	dt.poke()
 	return nil
 }
@@ -107,7 +120,9 @@ func (dt *delayTransport) run() {
 			wait = time.Until(d.at)
 			if wait <= 0 || closing {
 				dt.queue = dt.queue[1:]
-				dt.held[d.msg.To] -= len(d.msg.Payload)
+				for _, m := range d.msgs {
+					dt.held[m.To] -= len(m.Payload)
+				}
 			}
 		}
 		dt.mu.Unlock()
@@ -115,10 +130,10 @@ func (dt *delayTransport) run() {
 		case d.at.IsZero() && closing:
 			return
 		case !d.at.IsZero() && (wait <= 0 || closing):
-			if err := dt.Transport.Send(d.msg); err != nil {
+			if err := dt.Transport.Send(d.msgs...); err != nil {
 				dt.mu.Lock()
 				if dt.failed == nil {
-					dt.failed = fmt.Errorf("delay: pass on %v: %w", d.msg, err)
+					dt.failed = fmt.Errorf("delay: pass on %v: %w", d.msgs[0], err)
 				}
 				dt.mu.Unlock()
 			}

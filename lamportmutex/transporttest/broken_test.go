@@ -40,6 +40,8 @@ var brokenModes = []struct {
 	{"queueRefused", []string{"SendNeverBlocks"}},
 	{"overlap", []string{"DeliveriesPerPeerNeverOverlap"}},
 	{"blockingSend", []string{"SendNeverBlocks"}},
+	{"mixedBatch", []string{"SendBatch"}},
+	{"partialBatch", []string{"SendBatch"}},
 	{"dataFullBound", []string{"DataHalfBound"}},
 	{"flushEarly", []string{"FlushHonoursContext"}},
 	{"deliverAfterClose", []string{"CloseWaitsForDeliver"}},

@@ -318,6 +318,65 @@ func testSendNeverBlocks(s *suite) {
 	s.report()
 }
 
+// testSendBatch: the messages of one Send arrive in order, among those of
+// single Sends; a call that names two peers, holds a message Send refuses,
+// or does not fit the queue whole is refused whole, queueing none of its
+// messages. A refused call's messages reuse the next places of their
+// streams, so had one been queued all the same, it would arrive twice.
+func testSendBatch(s *suite) {
+	ns := s.startAll()
+	a, b, c := ns[0], ns[1], ns[2]
+	ab, ac := s.newStream(a, b.id, false), s.newStream(a, c.id, false)
+	all := []lamportmutex.Kind{lamportmutex.Release, lamportmutex.Request, lamportmutex.Data, lamportmutex.Reply}
+	for range 10 {
+		if err := ab.sendBatch(all, 16); err != nil {
+			s.t.Fatalf("%s: Send of %d messages to %s: %v", a.id, len(all), b.id, err)
+		}
+		if err := ab.sendN(s.ctx(), 1); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	if err := ab.sendBatch(nil, 0); err != nil {
+		s.t.Errorf("%s: Send of no message: %v", a.id, err)
+	}
+	mixed := []lamportmutex.Message{ab.message(ab.next, lamportmutex.Request, 0), ac.message(ac.next, lamportmutex.Request, 0)}
+	if err := a.tr.Send(mixed...); err == nil {
+		s.t.Errorf("%s: Send of one message to %s and one to %s returned nil", a.id, b.id, c.id)
+	}
+	bad := []lamportmutex.Message{ab.message(ab.next, lamportmutex.Request, 0), ab.message(ab.next+1, lamportmutex.Data, a.tr.MaxPayload()+1)}
+	if err := a.tr.Send(bad...); err == nil {
+		s.t.Errorf("%s: Send of a good message and one over MaxPayload returned nil", a.id)
+	}
+	for _, st := range []*stream{ab, ac} {
+		if err := st.sendN(s.ctx(), 3); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	s.waitFor("the messages of every accepted call", func() bool { return b.hasAll(ab) && c.hasAll(ac) })
+
+	// A call that does not fit whole: the peer stops reading, the queue
+	// fills with single Sends, and then a call of a small message, which
+	// may still fit, and a large one, which does not.
+	g := s.stopReading(b, a)
+	size := payloadSize(a)
+	s.fill(ab, lamportmutex.Release, size)
+	if err := ab.sendBatch([]lamportmutex.Kind{lamportmutex.Request, lamportmutex.Release}, size); !errors.Is(err, lamportmutex.ErrQueueFull) {
+		s.t.Errorf("%s: Send of a Request and a Release of %d bytes to a full queue: %v, want ErrQueueFull", a.id, size, err)
+	}
+	g.open()
+	if err := ab.sendN(s.ctx(), 1); err != nil {
+		s.t.Fatal(err)
+	}
+	s.waitFor("every accepted message after the peer reads again", func() bool { return b.hasAll(ab) })
+	if err := a.tr.Flush(s.ctx()); err != nil {
+		s.t.Errorf("%s: Flush after everything was delivered: %v", a.id, err)
+	}
+	if got := b.got(ab); got != ab.accepted() {
+		s.t.Errorf("%s received %d messages; Send accepted %d", b.id, got, ab.accepted())
+	}
+	s.report()
+}
+
 // testDataHalfBound: Data is refused at half the bound: after Send refuses
 // Data, the algorithm's messages still have room, about as much again.
 func testDataHalfBound(s *suite) {

@@ -345,32 +345,69 @@ func (e *refEndpoint) Start(deliver func(lamportmutex.Message)) error {
 	return nil
 }
 
-func (e *refEndpoint) Send(m lamportmutex.Message) error {
-	n := e.net
-	j, ok := n.index[m.To]
-	switch {
-	case m.From != e.id:
-		return fmt.Errorf("ref: send %v: From is not %q", m, e.id)
-	case !ok || j == e.i:
-		return fmt.Errorf("ref: send %v: unknown peer", m)
-	case len(m.Payload) > refMaxPayload:
-		return fmt.Errorf("ref: send %v: payload over %d bytes", m, refMaxPayload)
-	case !m.Kind.Valid() || m.Kind == lamportmutex.PeerUp || m.Kind == lamportmutex.PeerDown:
-		return fmt.Errorf("ref: send %v: not a kind peers send", m)
+func (e *refEndpoint) Send(msgs ...lamportmutex.Message) error {
+	if len(msgs) == 0 {
+		return nil
 	}
-	m.Payload = append([]byte(nil), m.Payload...)
-	size := len(m.Payload) + refOverhead
+	n := e.net
+	items := make([]refItem, 0, len(msgs))
+	for _, m := range msgs {
+		j, ok := n.index[m.To]
+		switch {
+		case m.From != e.id:
+			return fmt.Errorf("ref: send %v: From is not %q", m, e.id)
+		case !ok || j == e.i:
+			return fmt.Errorf("ref: send %v: unknown peer", m)
+		case m.To != msgs[0].To && n.mode != "mixedBatch":
+			return fmt.Errorf("ref: send %v: not for %s, as the call's first message", m, msgs[0].To)
+		case len(m.Payload) > refMaxPayload:
+			return fmt.Errorf("ref: send %v: payload over %d bytes", m, refMaxPayload)
+		case !m.Kind.Valid() || m.Kind == lamportmutex.PeerUp || m.Kind == lamportmutex.PeerDown:
+			return fmt.Errorf("ref: send %v: not a kind peers send", m)
+		}
+		m.Payload = append([]byte(nil), m.Payload...)
+		items = append(items, refItem{m, len(m.Payload) + refOverhead})
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if e.closed && n.mode != "sendAfterClose" {
-		return fmt.Errorf("ref: send %v: %w", m, lamportmutex.ErrClosed)
+		return fmt.Errorf("ref: send %v: %w", msgs[0], lamportmutex.ErrClosed)
 	}
-	l := n.links[e.i][j]
-	limit := refBound
+	if len(items) > 1 && n.mode != "partialBatch" {
+		held := map[*refLink]int{}
+		for _, it := range items {
+			l := n.links[e.i][n.index[it.msg.To]]
+			if _, ok := held[l]; !ok {
+				held[l] = l.bytes
+			}
+			if held[l]+it.size > n.limit(it.msg) {
+				return fmt.Errorf("ref: send %v: %w", it.msg, lamportmutex.ErrQueueFull)
+			}
+			held[l] += it.size
+		}
+	}
+	for _, it := range items {
+		if err := e.put(it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// limit is the bound of the queue for m. n.mu is held.
+func (n *refNet) limit(m lamportmutex.Message) int {
 	if m.Kind == lamportmutex.Data && n.mode != "dataFullBound" {
-		limit /= 2
+		return refBound / 2
 	}
-	for l.bytes+size > limit {
+	return refBound
+}
+
+// put queues it on its link. n.mu is held.
+func (e *refEndpoint) put(it refItem) error {
+	n := e.net
+	m, size := it.msg, it.size
+	l := n.links[e.i][n.index[m.To]]
+	for l.bytes+size > n.limit(m) {
 		if n.mode == "queueRefused" {
 			l.queue = append(l.queue, refItem{m, size}) // refused, and sent all the same
 			l.kick()

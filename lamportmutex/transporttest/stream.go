@@ -82,6 +82,22 @@ func (st *stream) send(kind lamportmutex.Kind, size int) error {
 	return err
 }
 
+// sendBatch sends the stream's next messages, one of each of ks, in one
+// call of Send; they count only if Send accepts the call.
+func (st *stream) sendBatch(ks []lamportmutex.Kind, size int) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	msgs := make([]lamportmutex.Message, len(ks))
+	for i, k := range ks {
+		msgs[i] = st.message(st.next+uint64(i), k, size)
+	}
+	err := st.from.tr.Send(msgs...)
+	if err == nil {
+		st.next += uint64(len(ks))
+	}
+	return err
+}
+
 // sendN sends count messages of the cycling kinds, waiting with Flush and
 // sending again when Send refuses one for a full queue. It returns the
 // first other error.

@@ -105,6 +105,7 @@ var cases = []testCase{
 	{"BlockedDeliverHoldsOnlyItsPeer", testBlockedDeliver},
 	{"SendFromDeliver", testSendFromDeliver},
 	{"SendNeverBlocks", testSendNeverBlocks},
+	{"SendBatch", testSendBatch},
 	{"DataHalfBound", testDataHalfBound},
 	{"FlushWaitsForDelivery", testFlushWaits},
 	{"FlushHonoursContext", testFlushContext},
