@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,10 @@ type Mutex struct {
 
 	mu      sync.Mutex // guards what follows
 	machine *Machine
+	out     []Message         // what this step sends, in the Machine's order (see flush)
+	held    []Message         // RELEASEs held back (see hold), in the Machine's order
+	linger  *time.Timer       // sends what is held, releaseLinger after it is held
+	batch   []Message         // flush's buffer for one Send
 	waiters []*waiter         // local Lock and TryLock calls, in arrival order
 	holder  *waiter           // the call that holds the lock, if any
 	banned  map[string]uint64 // per quarantined peer: its incarnation that is current here
@@ -107,6 +112,8 @@ func New(cfg Config) (*Mutex, error) {
 	m.stats.s.Received = map[Kind]uint64{}
 	machine.AdvanceClock(cfg.StartClock)
 	m.traced = machine.Clock()
+	m.linger = time.AfterFunc(time.Hour, m.sendHeld)
+	m.linger.Stop()
 	if err := cfg.Transport.Start(m.deliver); err != nil {
 		return nil, fmt.Errorf("lamportmutex: start the transport: %w", err)
 	}
@@ -188,7 +195,18 @@ func (m *Mutex) othersQueued() bool {
 // Unlock releases the lock, sending a copy of payload (which may be nil)
 // with the RELEASE to every peer; each hands it to its Handler's HandleRelease
 // before the release takes effect there. Unlock returns once the release is
-// queued by the Transport; it never waits for the network. It returns
+// queued by the Transport; it never waits for the network.
+//
+// A RELEASE without payload, under Lamport's rules, goes out at once only
+// when another peer's request is queued here. Otherwise it is held back
+// until this peer's next message to each peer (its next REQUEST, which
+// then shares the RELEASE's write, or a REPLY to a peer that asks for the
+// lock), and at most about 200µs: no peer waits for it meanwhile, and a
+// peer that takes the lock again at once sends one message per peer where
+// it would send two. Until then, the peers' State and TryLock still see
+// this peer's request; Close sends what is held.
+//
+// It returns
 // ErrNotHeld if the lock is not held, ErrPayloadTooLarge (still holding)
 // for a payload above the Transport's MaxPayload, and ErrClosed after
 // Close.
@@ -238,12 +256,17 @@ func (m *Mutex) Send(to string, payload []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := m.cfg.Transport.Send(msg); err != nil {
+	held, rest := m.heldFor(to)
+	if err := m.cfg.Transport.Send(append(held, msg)...); err != nil {
 		if errors.Is(err, ErrQueueFull) {
 			return fmt.Errorf("%w: %s: %w", ErrPeerBusy, to, err)
 		}
 		m.fail(err)
 		return m.stoppedErr()
+	}
+	m.held = rest
+	for _, h := range held {
+		m.sent(h)
 	}
 	m.sent(msg)
 	return nil
@@ -545,31 +568,111 @@ func (m *Mutex) quarantine(peer string, cause error) {
 		return
 	}
 	m.banned[peer] = inc
+	_, m.held = m.heldFor(peer)
 	m.stats.update(func(s *Stats) { s.Quarantined++ })
 	m.log.Warn("peer quarantined", "peer", peer, "incarnation", inc, "err", cause)
 	m.cfg.Transport.Quarantine(peer, inc, cause)
 }
 
-// send hands msgs to the Transport, in order. A peer whose queue is full
-// does not read what it is sent: it loses its session, as for bad input.
-// Any other refusal means the Transport failed: a message is lost, so the
-// peers' queues can no longer be trusted, and the Mutex stops.
+// send queues msgs, a step's output, for flush.
 func (m *Mutex) send(msgs []Message) {
-	for _, msg := range msgs {
-		if m.closed.Load() && m.failure != nil {
+	m.out = append(m.out, msgs...)
+}
+
+// releaseLinger is how long a RELEASE may be held back (see hold).
+const releaseLinger = 200 * time.Microsecond
+
+// hold queues msgs, the RELEASE of an Unlock without payload, unless
+// another peer's request is queued here: then they go out with the step.
+// Otherwise no peer that this one has heard from waits for them, so they
+// wait for the next message to their peer (this peer's next REQUEST, say,
+// which then goes in the same write, or a REPLY to a peer that asks), or
+// for releaseLinger, whichever comes first. Holding a message back is a
+// delay on its FIFO stream, which the algorithm tolerates like any other;
+// a REPLY is never sent before the RELEASE held for its peer, so no peer
+// waits on a held one for longer than it waits for this peer's REPLY.
+func (m *Mutex) hold(msgs []Message) {
+	for _, t := range m.machine.Queue() {
+		if t.ID != m.cfg.ID {
+			m.send(msgs)
 			return
 		}
-		err := m.cfg.Transport.Send(msg)
+	}
+	if len(m.held) == 0 {
+		m.linger.Reset(releaseLinger)
+	}
+	m.held = append(m.held, msgs...)
+}
+
+// heldFor splits what is held into what is for peer and the rest.
+func (m *Mutex) heldFor(peer string) (mine, rest []Message) {
+	for _, h := range m.held {
+		if h.To == peer {
+			mine = append(mine, h)
+		} else {
+			rest = append(rest, h)
+		}
+	}
+	return mine, rest
+}
+
+// sendHeld sends everything held back; the linger timer runs it.
+func (m *Mutex) sendHeld() {
+	m.lockState()
+	m.out = append(m.held, m.out...)
+	m.held = nil
+	m.settle()
+	m.unlockState()
+}
+
+// flush hands what the step queued to the Transport: one Send per peer,
+// with what is held for that peer in front, so that a step's messages to
+// one peer go in one write. A peer whose queue is full does not read what
+// it is sent: it loses its session, as for bad input. Any other refusal
+// means the Transport failed: a message is lost, so the peers' queues can
+// no longer be trusted, and the Mutex stops.
+func (m *Mutex) flush() {
+	out := m.out
+	m.out = nil
+	if len(out) == 0 || m.closed.Load() && m.failure != nil {
+		return
+	}
+	var refused map[string]bool
+	for i, msg := range out {
+		if slices.ContainsFunc(out[:i], func(x Message) bool { return x.To == msg.To }) {
+			continue // sent with the first message for its peer
+		}
+		held, rest := m.heldFor(msg.To)
+		m.held = rest
+		batch := append(m.batch[:0], held...)
+		for _, x := range out[i:] {
+			if x.To == msg.To {
+				batch = append(batch, x)
+			}
+		}
+		err := m.cfg.Transport.Send(batch...)
+		m.batch = batch
 		switch {
 		case err == nil:
-			m.sent(msg)
+			for _, h := range held {
+				m.sent(h)
+			}
 		case errors.Is(err, ErrQueueFull):
 			m.stats.update(func(s *Stats) { s.SendErrors++ })
 			m.quarantine(msg.To, fmt.Errorf("it does not read what it is sent: %w", err))
+			if refused == nil {
+				refused = map[string]bool{}
+			}
+			refused[msg.To] = true
 		default:
 			m.stats.update(func(s *Stats) { s.SendErrors++ })
-			m.fail(fmt.Errorf("send %v: %w", msg, err))
+			m.fail(fmt.Errorf("send %v: %w", batch[0], err))
 			return
+		}
+	}
+	for _, msg := range out {
+		if !refused[msg.To] {
+			m.sent(msg)
 		}
 	}
 }
@@ -617,10 +720,12 @@ func (m *Mutex) trace(ev Event) {
 }
 
 // settle finishes a step: it grants the lock to the first local waiter if
-// the Machine holds it, settles TryLock calls that cannot win, and reports
-// a change of the clock that no message carried (see Event).
+// the Machine holds it, settles TryLock calls that cannot win, hands what
+// the step sends to the Transport, and reports a change of the clock that
+// no message carried (see Event).
 func (m *Mutex) settle() {
 	m.grant()
+	m.flush()
 	if c := m.machine.Clock(); c != m.traced {
 		m.trace(Event{Before: m.traced, Clock: c})
 	}
@@ -674,7 +779,11 @@ func (m *Mutex) unlock(payload []byte) error {
 		return fmt.Errorf("unlock: %w", err)
 	}
 	m.holder = nil
-	m.send(out)
+	if len(payload) == 0 && m.cfg.Algorithm == Lamport {
+		m.hold(out)
+	} else {
+		m.send(out)
+	}
 	m.request() // the next local caller, if any, requests afresh
 	return nil
 }
@@ -736,6 +845,9 @@ func (m *Mutex) shutdown() {
 		default:
 		}
 	}
+	m.linger.Stop()
+	m.out = append(m.held, m.out...)
+	m.held = nil
 	if m.holder != nil {
 		m.log.Warn("closed while the lock is held: not released; peers wait for this peer's next incarnation")
 	} else {
@@ -751,6 +863,8 @@ func (m *Mutex) stop() {
 		return
 	}
 	m.closed.Store(true)
+	m.linger.Stop()
+	m.held = nil
 	err := m.stoppedErr()
 	for _, w := range m.waiters {
 		w.result <- lockResult{err: err}

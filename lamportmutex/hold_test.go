@@ -1,0 +1,180 @@
+package lamportmutex
+
+import (
+	"context"
+	"slices"
+	"testing"
+)
+
+// newTrioMutex starts peer 1 of {1, 2, 3} on a fake transport, with both
+// peers up.
+func newTrioMutex(t *testing.T, cfg Config) (*Mutex, *fakeTransport) {
+	t.Helper()
+	ft := newFakeTransport("1", 1)
+	cfg.ID, cfg.Peers, cfg.Transport = "1", []string{"1", "2", "3"}, ft
+	mu, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mu.Close(context.Background()) })
+	ft.syncWith(t, mu, []string{"2", "3"}, 1)
+	return mu, ft
+}
+
+// lockTrio takes the lock at peer 1, both peers answering its request.
+func lockTrio(t *testing.T, mu *Mutex, ft *fakeTransport) {
+	t.Helper()
+	n := len(ft.sentTo("2", Request))
+	locked := make(chan error, 1)
+	go func() {
+		_, err := mu.Lock(context.Background())
+		locked <- err
+	}()
+	for _, p := range []string{"2", "3"} {
+		waitSent(t, ft, p, Request, n+1)
+		req := ft.sentTo(p, Request)[n]
+		ft.feed(Message{Kind: Reply, From: p, To: "1", Clock: req.Clock + 1, Incarnation: 1})
+	}
+	if err := <-locked; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// kindsTo returns the kinds of what ft sent to peer after its HELLO, in
+// order.
+func (f *fakeTransport) kindsTo(peer string) []Kind {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ks []Kind
+	for _, m := range f.sent {
+		if m.To == peer && m.Kind != Hello {
+			ks = append(ks, m.Kind)
+		}
+	}
+	return ks
+}
+
+// lastCallTo returns the kinds of the last Send call to peer.
+func (f *fakeTransport) lastCallTo(peer string) []Kind {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := len(f.calls) - 1; i >= 0; i-- {
+		if c := f.calls[i]; len(c) > 0 && c[0].To == peer {
+			var ks []Kind
+			for _, m := range c {
+				ks = append(ks, m.Kind)
+			}
+			return ks
+		}
+	}
+	return nil
+}
+
+// A peer that takes the lock again at once sends its RELEASE and its next
+// REQUEST in one Send per peer. The RELEASE may also go alone when its
+// linger ends first (a slow machine), so the test asks only that it goes
+// together at least once in many rounds; every round, each peer gets the
+// RELEASE before the next REQUEST.
+func TestUnlockHoldsReleaseForTheNextRequest(t *testing.T) {
+	mu, ft := newTrioMutex(t, Config{})
+	together := 0
+	for range 50 {
+		lockTrio(t, mu, ft)
+		if err := mu.Unlock(nil); err != nil {
+			t.Fatal(err)
+		}
+		lockTrio(t, mu, ft)
+		if slices.Equal(ft.lastCallTo("2"), []Kind{Release, Request}) && slices.Equal(ft.lastCallTo("3"), []Kind{Release, Request}) {
+			together++
+		}
+		if err := mu.Unlock(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSent(t, ft, "2", Release, 100)
+	waitSent(t, ft, "3", Release, 100)
+	for _, p := range []string{"2", "3"} {
+		ks := ft.kindsTo(p)
+		for i, k := range ks {
+			if want := [2]Kind{Request, Release}[i%2]; k != want {
+				t.Fatalf("to %s: message %d is %v, want %v; all: %v", p, i, k, want, ks)
+			}
+		}
+	}
+	if together == 0 {
+		t.Error("no RELEASE went in one Send with the next REQUEST in 50 rounds")
+	}
+}
+
+// A RELEASE held back goes before the REPLY to a peer that asks for the
+// lock: that peer must not see this peer's answer while its old request
+// still heads the queue there.
+func TestHeldReleaseGoesBeforeTheReply(t *testing.T) {
+	for range 20 {
+		mu, ft := newTrioMutex(t, Config{})
+		lockTrio(t, mu, ft)
+		if err := mu.Unlock(nil); err != nil {
+			t.Fatal(err)
+		}
+		ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 50, Incarnation: 1})
+		if ks := ft.kindsTo("2"); !slices.Equal(ks, []Kind{Request, Release, Reply}) {
+			t.Fatalf("to 2: %v, want REQUEST, RELEASE, REPLY", ks)
+		}
+		if err := mu.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A RELEASE held back goes out by itself when nothing else is sent.
+func TestHeldReleaseGoesOutAlone(t *testing.T) {
+	mu, ft := newTrioMutex(t, Config{})
+	lockTrio(t, mu, ft)
+	if err := mu.Unlock(nil); err != nil {
+		t.Fatal(err)
+	}
+	waitSent(t, ft, "2", Release, 1)
+	waitSent(t, ft, "3", Release, 1)
+}
+
+// A RELEASE goes out with its step, not held: when another peer's request
+// is queued here, and when it carries a payload; and Close sends one that
+// is held.
+func TestReleaseNotHeld(t *testing.T) {
+	sentNow := func(t *testing.T, ft *fakeTransport, what string) {
+		t.Helper()
+		for _, p := range []string{"2", "3"} {
+			if len(ft.sentTo(p, Release)) == 0 {
+				t.Errorf("%s: no RELEASE to %s when the call returned", what, p)
+			}
+		}
+	}
+	t.Run("a peer waits", func(t *testing.T) {
+		mu, ft := newTrioMutex(t, Config{})
+		lockTrio(t, mu, ft)
+		ft.feed(Message{Kind: Request, From: "3", To: "1", Clock: 50, Incarnation: 1})
+		if err := mu.Unlock(nil); err != nil {
+			t.Fatal(err)
+		}
+		sentNow(t, ft, "Unlock with 3's request queued")
+	})
+	t.Run("a payload", func(t *testing.T) {
+		mu, ft := newTrioMutex(t, Config{})
+		lockTrio(t, mu, ft)
+		if err := mu.Unlock([]byte("update")); err != nil {
+			t.Fatal(err)
+		}
+		sentNow(t, ft, "Unlock with a payload")
+	})
+	t.Run("close", func(t *testing.T) {
+		mu, ft := newTrioMutex(t, Config{})
+		lockTrio(t, mu, ft)
+		if err := mu.Unlock(nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := mu.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		sentNow(t, ft, "Close after Unlock")
+	})
+}
