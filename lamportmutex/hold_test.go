@@ -137,13 +137,13 @@ func TestHeldReleaseGoesOutAlone(t *testing.T) {
 	waitSent(t, ft, "3", Release, 1)
 }
 
-// A RELEASE goes out with its step, not held: when another peer's request
-// is queued here, and when it carries a payload; and Close sends one that
-// is held.
+// A RELEASE goes out with its step, not held: to a peer whose request is
+// queued here, and to every peer when it carries a payload; and Close
+// sends one that is held.
 func TestReleaseNotHeld(t *testing.T) {
-	sentNow := func(t *testing.T, ft *fakeTransport, what string) {
+	sentNow := func(t *testing.T, ft *fakeTransport, what string, peers ...string) {
 		t.Helper()
-		for _, p := range []string{"2", "3"} {
+		for _, p := range peers {
 			if len(ft.sentTo(p, Release)) == 0 {
 				t.Errorf("%s: no RELEASE to %s when the call returned", what, p)
 			}
@@ -156,7 +156,7 @@ func TestReleaseNotHeld(t *testing.T) {
 		if err := mu.Unlock(nil); err != nil {
 			t.Fatal(err)
 		}
-		sentNow(t, ft, "Unlock with 3's request queued")
+		sentNow(t, ft, "Unlock with 3's request queued", "3")
 	})
 	t.Run("a payload", func(t *testing.T) {
 		mu, ft := newTrioMutex(t, Config{})
@@ -164,7 +164,7 @@ func TestReleaseNotHeld(t *testing.T) {
 		if err := mu.Unlock([]byte("update")); err != nil {
 			t.Fatal(err)
 		}
-		sentNow(t, ft, "Unlock with a payload")
+		sentNow(t, ft, "Unlock with a payload", "2", "3")
 	})
 	t.Run("close", func(t *testing.T) {
 		mu, ft := newTrioMutex(t, Config{})
@@ -175,6 +175,6 @@ func TestReleaseNotHeld(t *testing.T) {
 		if err := mu.Close(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		sentNow(t, ft, "Close after Unlock")
+		sentNow(t, ft, "Close after Unlock", "2", "3")
 	})
 }

@@ -198,13 +198,13 @@ func (m *Mutex) othersQueued() bool {
 // queued by the Transport; it never waits for the network.
 //
 // A RELEASE without payload, under Lamport's rules, goes out at once only
-// when another peer's request is queued here. Otherwise it is held back
-// until this peer's next message to each peer (its next REQUEST, which
-// then shares the RELEASE's write, or a REPLY to a peer that asks for the
-// lock), and at most about 200µs: no peer waits for it meanwhile, and a
-// peer that takes the lock again at once sends one message per peer where
-// it would send two. Until then, the peers' State and TryLock still see
-// this peer's request; Close sends what is held.
+// to the peers whose request is queued here. To the others it is held back
+// until this peer's next message to them (its next REQUEST, which then
+// shares the RELEASE's write, or a REPLY when they ask for the lock), and
+// at most about 200µs: none of them waits for it meanwhile, and a peer
+// that takes the lock again at once sends one message per peer where it
+// would send two. Until then, their State and TryLock still see this
+// peer's request; Close sends what is held.
 //
 // It returns
 // ErrNotHeld if the lock is not held, ErrPayloadTooLarge (still holding)
@@ -582,26 +582,27 @@ func (m *Mutex) send(msgs []Message) {
 // releaseLinger is how long a RELEASE may be held back (see hold).
 const releaseLinger = 200 * time.Microsecond
 
-// hold queues msgs, the RELEASE of an Unlock without payload, unless
-// another peer's request is queued here: then they go out with the step.
-// Otherwise no peer that this one has heard from waits for them, so they
-// wait for the next message to their peer (this peer's next REQUEST, say,
-// which then goes in the same write, or a REPLY to a peer that asks), or
-// for releaseLinger, whichever comes first. Holding a message back is a
-// delay on its FIFO stream, which the algorithm tolerates like any other;
-// a REPLY is never sent before the RELEASE held for its peer, so no peer
+// hold queues msgs, the RELEASE of an Unlock without payload, to go out
+// with the step to every peer whose request is queued here. The others do
+// not wait for it: a peer that asks later gets it in front of our REPLY.
+// So for them it is held back until this peer's next message to them (its
+// next REQUEST, say, which then goes in the same write), or for
+// releaseLinger, whichever comes first. Holding a message back is a delay
+// on its FIFO stream, which the algorithm tolerates like any other; a
+// REPLY is never sent before the RELEASE held for its peer, so no peer
 // waits on a held one for longer than it waits for this peer's REPLY.
 func (m *Mutex) hold(msgs []Message) {
-	for _, t := range m.machine.Queue() {
-		if t.ID != m.cfg.ID {
-			m.send(msgs)
-			return
+	queue := m.machine.Queue()
+	for _, msg := range msgs {
+		if slices.ContainsFunc(queue, func(t Token) bool { return t.ID == msg.To }) {
+			m.out = append(m.out, msg)
+			continue
 		}
+		if len(m.held) == 0 {
+			m.linger.Reset(releaseLinger)
+		}
+		m.held = append(m.held, msg)
 	}
-	if len(m.held) == 0 {
-		m.linger.Reset(releaseLinger)
-	}
-	m.held = append(m.held, msgs...)
 }
 
 // heldFor splits what is held into what is for peer and the rest.
