@@ -27,9 +27,10 @@
 //     goroutines, no clocks, no I/O. Request, Release and Step return the
 //     messages to send. Simulations and model checkers drive it directly.
 //   - Mutex drives one Machine over a Transport: Lock, TryLock, Unlock,
-//     Close, State and Stats. It starts no goroutine: each step runs to
-//     completion on the goroutine that has something for it (the caller's,
-//     or the Transport's delivering a message). Lock returns the granted
+//     Close, State and Stats. It starts no goroutine of its own: each step
+//     runs to completion on the goroutine that has something for it (the
+//     caller's, the Transport's delivering a message, or a timer's sending a
+//     RELEASE that Unlock held back). Lock returns the granted
 //     Token, a fencing token. Any number of goroutines may call Lock; they
 //     queue locally, with one distributed request per peer at a time.
 //   - Transport carries the messages; its documentation states the whole

@@ -18,10 +18,11 @@ import (
 // goroutines of one process may Lock at once; they queue locally in arrival
 // order, and one distributed request is outstanding per peer at a time.
 //
-// A Mutex starts no goroutine. Its Machine runs to completion on whichever
-// goroutine has something for it, under one lock: Lock, Unlock and Send on
-// the caller's, a peer's message on the Transport's goroutine that delivers
-// it. The Transport's Send never blocks, so nothing waits while that lock
+// A Mutex starts no goroutine of its own. Its Machine runs to completion on
+// whichever goroutine has something for it, under one lock: Lock, Unlock
+// and Send on the caller's, a peer's message on the Transport's goroutine
+// that delivers it, and a RELEASE that Unlock held back on a timer's (see
+// Unlock; Close stops the timer). The Transport's Send never blocks, so nothing waits while that lock
 // is held; the application's Handler runs outside it (see Handler).
 type Mutex struct {
 	cfg     Config
