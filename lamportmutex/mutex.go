@@ -668,6 +668,11 @@ func (m *Mutex) flush() {
 			refused[msg.To] = true
 		default:
 			m.stats.update(func(s *Stats) { s.SendErrors++ })
+			for _, x := range out { // what the Transport took before it failed
+				if !refused[x.To] && slices.ContainsFunc(out[:i], func(y Message) bool { return y.To == x.To }) {
+					m.sent(x)
+				}
+			}
 			m.fail(fmt.Errorf("send %v: %w", batch[0], err))
 			return
 		}
