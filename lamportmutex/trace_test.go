@@ -161,3 +161,43 @@ func TestTraceLocalTick(t *testing.T) {
 	})
 	log.checkChain(t, mu, 0)
 }
+
+// TestTraceHeldRelease: an Unlock that holds its RELEASEs back reports
+// the release's tick as a local event; each RELEASE, sent later (before
+// the REPLY to a peer that asks, or when its linger ends), is reported
+// then, with Clock equal to Before, whatever the clock did meanwhile.
+func TestTraceHeldRelease(t *testing.T) {
+	log := &traceLog{}
+	mu, ft := newTrioMutex(t, Config{StartClock: 3, Trace: log.add})
+	lockTrio(t, mu, ft)
+	log.mu.Lock()
+	from := len(log.events)
+	log.mu.Unlock()
+	if err := mu.Unlock(nil); err != nil {
+		t.Fatal(err)
+	}
+	ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 50, Incarnation: 1})
+	waitSent(t, ft, "3", Release, 1)
+	log.checkChain(t, mu, 3)
+	lines := log.lines()[from:]
+	log.mu.Lock()
+	evs := slices.Clone(log.events[from:])
+	log.mu.Unlock()
+	if len(evs) == 0 || evs[0].Message.Kind != 0 || evs[0].Clock != evs[0].Before+1 {
+		t.Fatalf("first event after Unlock: %+v, want a local event of one tick", evs)
+	}
+	released := evs[0].Clock
+	releases := 0
+	for _, ev := range evs[1:] {
+		if !ev.Sent || ev.Message.Kind != Release {
+			continue
+		}
+		releases++
+		if ev.Message.Clock != released || ev.Clock != ev.Before {
+			t.Errorf("held RELEASE reported as %+v, want Message.Clock %d and Clock equal to Before", ev, released)
+		}
+	}
+	if releases != 2 {
+		t.Errorf("%d RELEASEs reported sent, want 2: %q", releases, lines)
+	}
+}
