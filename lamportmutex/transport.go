@@ -52,8 +52,9 @@ import "context"
 //
 //   - Send never blocks. It queues its messages and returns; each counts
 //     toward its peer's queue until the peer's transport acknowledges it,
-//     also while the peer is down. Send does not keep a message's Payload:
-//     the caller may reuse it once Send returns.
+//     also while the peer is down. Send keeps neither msgs nor a message's
+//     Payload: the caller may reuse both once Send returns (the Mutex
+//     reuses its slice for the next call).
 //   - One call of Send carries messages for one peer: the Mutex hands over
 //     in one call what one step sends that peer (a RELEASE and the next
 //     REQUEST, say). Send queues all of them, in order, or none: it refuses
@@ -96,7 +97,7 @@ type Transport interface {
 	// twice or after Close.
 	Start(deliver func(Message)) error
 	// Send queues msgs, all for one peer, for delivery in order; it never
-	// blocks.
+	// blocks, and keeps neither msgs nor their payloads.
 	Send(msgs ...Message) error
 	// Flush waits until what was sent before it is acknowledged.
 	Flush(ctx context.Context) error

@@ -42,6 +42,8 @@ var brokenModes = []struct {
 	{"blockingSend", []string{"SendNeverBlocks"}},
 	{"mixedBatch", []string{"SendBatch"}},
 	{"partialBatch", []string{"SendBatch"}},
+	{"keepsPayload", []string{"ReliableFIFO", "SendBatch"}},
+	{"keepsBatch", []string{"ReliableFIFO", "SendBatch"}},
 	{"dataFullBound", []string{"DataHalfBound"}},
 	{"flushEarly", []string{"FlushHonoursContext"}},
 	{"deliverAfterClose", []string{"CloseWaitsForDeliver"}},

@@ -56,6 +56,7 @@ type refLink struct {
 type refItem struct {
 	msg  lamportmutex.Message
 	size int
+	kept *lamportmutex.Message // broken mode keepsBatch: the caller's, delivered in msg's place
 }
 
 type refEndpoint struct {
@@ -315,6 +316,9 @@ func (l *refLink) nextLocked(ep *refEndpoint) (lamportmutex.Message, int, bool) 
 		return it.msg, -1, true // delivered now and again later
 	}
 	l.queue = l.queue[1:]
+	if it.kept != nil {
+		it.msg = *it.kept
+	}
 	if n.mode == "forgeFrom" && l.dupTick%30 == 0 {
 		for _, id := range n.ids {
 			if id != it.msg.From && id != it.msg.To {
@@ -351,7 +355,7 @@ func (e *refEndpoint) Send(msgs ...lamportmutex.Message) error {
 	}
 	n := e.net
 	items := make([]refItem, 0, len(msgs))
-	for _, m := range msgs {
+	for i, m := range msgs {
 		j, ok := n.index[m.To]
 		switch {
 		case m.From != e.id:
@@ -365,8 +369,15 @@ func (e *refEndpoint) Send(msgs ...lamportmutex.Message) error {
 		case !m.Kind.Valid() || m.Kind == lamportmutex.PeerUp || m.Kind == lamportmutex.PeerDown:
 			return fmt.Errorf("ref: send %v: not a kind peers send", m)
 		}
-		m.Payload = append([]byte(nil), m.Payload...)
-		items = append(items, refItem{m, len(m.Payload) + refOverhead})
+		it := refItem{msg: m, size: len(m.Payload) + refOverhead}
+		switch n.mode {
+		case "keepsPayload":
+		case "keepsBatch":
+			it.kept = &msgs[i]
+		default:
+			it.msg.Payload = append([]byte(nil), m.Payload...)
+		}
+		items = append(items, it)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -409,7 +420,7 @@ func (e *refEndpoint) put(it refItem) error {
 	l := n.links[e.i][n.index[m.To]]
 	for l.bytes+size > n.limit(m) {
 		if n.mode == "queueRefused" {
-			l.queue = append(l.queue, refItem{m, size}) // refused, and sent all the same
+			l.queue = append(l.queue, it) // refused, and sent all the same
 			l.kick()
 		}
 		if n.mode != "blockingSend" {
@@ -427,9 +438,9 @@ func (e *refEndpoint) put(it refItem) error {
 	l.bytes += size
 	l.sent++
 	if k := len(l.queue); n.mode == "reorder" && k > 0 && e.sends%7 == 0 {
-		l.queue = append(l.queue[:k-1], refItem{m, size}, l.queue[k-1])
+		l.queue = append(l.queue[:k-1], it, l.queue[k-1])
 	} else {
-		l.queue = append(l.queue, refItem{m, size})
+		l.queue = append(l.queue, it)
 	}
 	l.kick()
 	return nil

@@ -75,7 +75,9 @@ func (st *stream) wellFormed(m lamportmutex.Message) bool {
 func (st *stream) send(kind lamportmutex.Kind, size int) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	err := st.from.tr.Send(st.message(st.next, kind, size))
+	msgs := []lamportmutex.Message{st.message(st.next, kind, size)}
+	err := st.from.tr.Send(msgs...)
+	scribble(msgs)
 	if err == nil {
 		st.next++
 	}
@@ -92,10 +94,23 @@ func (st *stream) sendBatch(ks []lamportmutex.Kind, size int) error {
 		msgs[i] = st.message(st.next+uint64(i), k, size)
 	}
 	err := st.from.tr.Send(msgs...)
+	scribble(msgs)
 	if err == nil {
 		st.next += uint64(len(ks))
 	}
 	return err
+}
+
+// scribble overwrites what a call of Send was given, which Send must not
+// keep: the payloads, then the messages in the slice. A transport that
+// kept either delivers what no Send accepted, or a payload altered.
+func scribble(msgs []lamportmutex.Message) {
+	for i := range msgs {
+		for j := range msgs[i].Payload {
+			msgs[i].Payload[j] = 0xa5
+		}
+		msgs[i] = lamportmutex.Message{}
+	}
 }
 
 // sendN sends count messages of the cycling kinds, waiting with Flush and
