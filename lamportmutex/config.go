@@ -54,16 +54,16 @@ type Config struct {
 //   - A message sent (Sent true): Clock is the clock right after the send,
 //     which is Message.Clock, except for a REQUEST resent with its original
 //     stamp to a restarted peer, DATA, sent without a tick, and a RELEASE
-//     that Unlock held back (see Mutex.Unlock) and a later step sends, whose
-//     tick was reported when it was held (Clock is Before for these three).
+//     held back (see Mutex.Unlock) that a later step sends, whose tick was
+//     reported when it was held (Clock is Before for these three).
 //     A local step that moved the clock just before, such as a release
 //     ahead of the REPLYs Ricart-Agrawala held back, is counted in the first
 //     send after it.
 //   - A local step that moved the clock and sent nothing (Message is the
 //     zero Message): a release or withdrawal with no message to send now
-//     (under Ricart-Agrawala with no REPLY held back, or under Lamport's an
-//     Unlock that held back every RELEASE), or a request or release in a
-//     group of one.
+//     (under Ricart-Agrawala with no REPLY held back, or under Lamport's a
+//     release whose every RELEASE is held back), or a request or release in
+//     a group of one.
 type Event struct {
 	// Sent is true for a message sent, false for one received or a local
 	// step.
