@@ -2,6 +2,7 @@ package lamportmutex
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -37,5 +38,25 @@ func TestFailedSendCountsWhatTheTransportTook(t *testing.T) {
 	}
 	if traced != 1 {
 		t.Errorf("Trace reported %d RELEASEs sent; the transport took one", traced)
+	}
+}
+
+// Stats.SendErrors counts the messages the Transport refused, as Sent
+// counts those it took, also when it refuses a call of several: a
+// restarted peer whose queue is full refuses the HELLO and the REQUEST
+// resent to it, which one step sends it in one call.
+func TestSendErrorsCountsEveryRefusedMessage(t *testing.T) {
+	mu, ft := newTrioMutex(t, Config{})
+	lockTrio(t, mu, ft)
+	ft.send = func(msg Message) error {
+		if msg.To == "3" && msg.Incarnation == 2 {
+			return fmt.Errorf("queue to 3: %w", ErrQueueFull)
+		}
+		return nil
+	}
+	ft.feed(Message{Kind: PeerUp, From: "3", To: "1", Incarnation: 2})
+	wantQuarantines(t, ft, "3#2")
+	if st := mu.Stats(); st.SendErrors != 2 {
+		t.Errorf("Stats.SendErrors = %d; the Transport refused a HELLO and a REQUEST", st.SendErrors)
 	}
 }

@@ -660,14 +660,14 @@ func (m *Mutex) flush() {
 				m.sent(h)
 			}
 		case errors.Is(err, ErrQueueFull):
-			m.stats.update(func(s *Stats) { s.SendErrors++ })
+			m.stats.update(func(s *Stats) { s.SendErrors += uint64(len(batch)) })
 			m.quarantine(msg.To, fmt.Errorf("it does not read what it is sent: %w", err))
 			if refused == nil {
 				refused = map[string]bool{}
 			}
 			refused[msg.To] = true
 		default:
-			m.stats.update(func(s *Stats) { s.SendErrors++ })
+			m.stats.update(func(s *Stats) { s.SendErrors += uint64(len(batch)) })
 			for _, x := range out { // what the Transport took before it failed
 				if !refused[x.To] && slices.ContainsFunc(out[:i], func(y Message) bool { return y.To == x.To }) {
 					m.sent(x)
