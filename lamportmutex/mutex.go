@@ -196,7 +196,8 @@ func (m *Mutex) othersQueued() bool {
 // Unlock releases the lock, sending a copy of payload (which may be nil)
 // with the RELEASE to every peer; each hands it to its Handler's HandleRelease
 // before the release takes effect there. Unlock returns once the release is
-// queued by the Transport; it never waits for the network.
+// queued by the Transport, or held back (below); it never waits for the
+// network.
 //
 // A RELEASE without payload, under Lamport's rules, goes out at once only
 // to the peers whose request is queued here. To the others it is held back
