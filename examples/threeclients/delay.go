@@ -49,25 +49,28 @@ func (dt *delayTransport) Send(msgs ...lamportmutex.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	to, n, data := msgs[0].To, 0, false
+	to := msgs[0].To
 	for _, msg := range msgs {
 		if len(msg.Payload) > dt.MaxPayload() || msg.To != to {
 			return dt.Transport.Send(msgs...) // refused there, with its error
 		}
-		n += len(msg.Payload)
-		data = data || msg.Kind == lamportmutex.Data
 	}
 	dt.mu.Lock()
 	defer dt.mu.Unlock()
-	switch bound := delayBound; {
+	switch {
 	case dt.failed != nil:
 		return dt.failed
 	case dt.closing:
 		return fmt.Errorf("delay: %w", lamportmutex.ErrClosed)
-	case data && dt.held[to]+n > bound/2, dt.held[to]+n > bound:
-		return fmt.Errorf("delay: %d bytes held for %s: %w", dt.held[to], to, lamportmutex.ErrQueueFull)
 	}
-	dt.held[to] += n
+	n := dt.held[to]
+	for _, msg := range msgs {
+		n += len(msg.Payload)
+		if bound := delayBound; n > bound || msg.Kind == lamportmutex.Data && n > bound/2 {
+			return fmt.Errorf("delay: %d bytes held for %s: %w", dt.held[to], to, lamportmutex.ErrQueueFull)
+		}
+	}
+	dt.held[to] = n
 	kept := slices.Clone(msgs) // the contract lets the caller reuse msgs and their payloads
 	for i := range kept {
 		kept[i].Payload = bytes.Clone(kept[i].Payload)

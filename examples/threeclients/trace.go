@@ -24,7 +24,7 @@ func formatTrace(ev lamportmutex.Event, now time.Time, sameBatch bool) string {
 	var s string
 	switch {
 	case m.Kind == 0:
-		s = fmt.Sprintf("local event: clock %d -> %d (a release or withdrawal that sent nothing)", ev.Before, ev.Clock)
+		s = fmt.Sprintf("local event: clock %d -> %d (a release or withdrawal that sent nothing yet)", ev.Before, ev.Clock)
 	case m.Kind == lamportmutex.PeerUp:
 		s = fmt.Sprintf("peer %s is up (new incarnation %d): forget its old request, greet it with HELLO; clock unchanged at %d",
 			quoteID(m.From), m.Incarnation, ev.Clock)
@@ -35,6 +35,8 @@ func formatTrace(ev lamportmutex.Event, now time.Time, sameBatch bool) string {
 	case ev.Sent:
 		s = fmt.Sprintf("sent %s@%d to %s", m.Kind, m.Clock, quoteID(m.To))
 		switch {
+		case ev.Clock != m.Clock && m.Kind == lamportmutex.Release:
+			s += fmt.Sprintf(" (held back since the release, sent with the next message to it; clock stays %d)", ev.Clock)
 		case ev.Clock != m.Clock:
 			s += fmt.Sprintf(" (resent with its original stamp; clock stays %d)", ev.Clock)
 		case ev.Clock > ev.Before+1:
