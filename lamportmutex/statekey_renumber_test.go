@@ -1,0 +1,268 @@
+package lamportmutex
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// renumbered returns w with every clock v renumbered f.of(v): the
+// Machines' clocks, stamps and queues, the clocks in flight and the
+// checker's greatest grant. Of latest[j], which the key holds only as its
+// comparison with a stamped request, it keeps that comparison: just after
+// the renumbered stamp if later, else 0. f must hold every clock of w
+// (stateKeyer.setClocks for w).
+func renumbered(w *world, f *clockMap) *world {
+	d := w.clone()
+	c := d.c
+	for p := range c.ms {
+		m := c.mutable(p)
+		stamped := m.state.stamped()
+		for j := range m.peers {
+			later := stamped && m.peers[j].latest > m.own.Clock
+			m.peers[j].latest = 0
+			if later {
+				m.peers[j].latest = f.of(m.own.Clock) + 1
+			}
+		}
+		m.clock = f.of(m.clock)
+		if stamped {
+			m.own.Clock = f.of(m.own.Clock)
+		}
+		for i := range m.q {
+			m.q[i].Clock = f.of(m.q[i].Clock)
+		}
+	}
+	for from, row := range c.links {
+		for to, l := range row {
+			l = slices.Clone(l)
+			for i := range l {
+				if l[i].msg.Kind != PeerUp {
+					l[i].msg.Clock = f.of(l[i].msg.Clock)
+				}
+			}
+			c.links[from][to] = l
+		}
+	}
+	if d.k.haveMax {
+		d.k.maxTok.Clock = f.of(d.k.maxTok.Clock)
+	}
+	return d
+}
+
+// allMoves returns every move enabled at w, crashes included, in the
+// explorer's order.
+func allMoves(w *world, sc *scenario) []move {
+	var mvs []move
+	for p := range w.c.ids {
+		mvs = w.appendReceiveMoves(mvs, p, sc)
+		mvs = w.appendLocalMoves(mvs, p, sc)
+		if w.crashes > 0 {
+			mvs = append(mvs, w.crashMoves(p)...)
+		}
+	}
+	return mvs
+}
+
+// step returns the world after mv and the error of the move or of the
+// check after it.
+func step(w *world, mv move) (*world, error) {
+	t := w.clone()
+	err := t.apply(mv)
+	if err == nil {
+		err = t.k.check(t.c)
+	}
+	return t, err
+}
+
+// checkRenumberings walks sc's world at random with a keyer whose gaps
+// are at most gapMax and, at every state the keyer renumbers (no crash
+// left), checks that the state renumbered as its key renumbers it has the
+// state's key, and that each move leads from both to states with one key,
+// or fails the same check in both. It returns how many states had a gap
+// narrowed (the renumbering did more than shift every clock), and the
+// first disagreement.
+func checkRenumberings(sc *scenario, walks int, gapMax func(*world) uint64) (narrowed int, err error) {
+	x := newExplorer(sc)
+	start, err := x.newStart()
+	if err != nil {
+		return 0, err
+	}
+	keys := newStateKeyer(len(start.c.ids), true, sc.algos[0])
+	keys.gapMax = gapMax
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range walks {
+		w := start
+		for {
+			mvs := allMoves(w, sc)
+			if w.crashes == 0 {
+				h1, h2 := keys.hashes(w)
+				f := clockMap{from: slices.Clone(keys.renumber.from), to: slices.Clone(keys.renumber.to)}
+				if len(f.from) > 0 && f.to[len(f.to)-1] != f.from[len(f.from)-1]-f.from[0] {
+					narrowed++
+				}
+				r := renumbered(w, &f)
+				if g1, g2 := keys.hashes(r); g1 != h1 || g2 != h2 {
+					return narrowed, fmt.Errorf("renumbering %v as %v changes the key of\n%s", f.from, f.to, worldString(w))
+				}
+				rmvs := allMoves(r, sc)
+				if len(rmvs) != len(mvs) {
+					return narrowed, fmt.Errorf("renumbering %v as %v changes the moves of\n%s", f.from, f.to, worldString(w))
+				}
+				for i, mv := range mvs {
+					t, err := step(w, mv)
+					u, rerr := step(r, rmvs[i])
+					if (err == nil) != (rerr == nil) {
+						return narrowed, fmt.Errorf("renumbering %v as %v: %s gives %v, renumbered %v, at\n%s", f.from, f.to, w.describe(mv), err, rerr, worldString(w))
+					}
+					if err != nil {
+						continue
+					}
+					a1, a2 := keys.hashes(t)
+					if b1, b2 := keys.hashes(u); a1 != b1 || a2 != b2 {
+						return narrowed, fmt.Errorf("renumbering %v as %v changes the state after %s at\n%s\nafter:\n%s\nrenumbered, after:\n%s",
+							f.from, f.to, w.describe(mv), worldString(w), worldString(t), worldString(u))
+					}
+				}
+			}
+			var next []*world
+			for _, mv := range mvs {
+				if t, err := step(w, mv); err == nil {
+					next = append(next, t)
+				}
+			}
+			if len(next) == 0 {
+				break
+			}
+			w = next[rng.IntN(len(next))]
+		}
+	}
+	return narrowed, nil
+}
+
+// renumberScenarios are the groups the clock checks walk through.
+var renumberScenarios = []string{"lamport/peers=3/entries=1", "ricart-agrawala/peers=3/entries=1", "lamport/peers=2/entries=3",
+	"lamport/peers=2/entries=2/withdrawals=1", "ricart-agrawala/peers=2/entries=2/withdrawals=1", "lamport/peers=2/entries=1/crashes=1",
+	"lamport/peers=3/entries=1/crashes=1", "lamport/peers=3/entries=2", "ricart-agrawala/peers=3/entries=2"}
+
+// TestRenumberedStatesAgree checks what the clock renumbering rests on
+// (see clockMap) on random walks through small groups: at every state, the
+// state renumbered as its key renumbers it has the same key, and every
+// move takes both to states of one key, or fails the same check in both.
+// A rank compression (every gap 1) and a key without clocks (every gap 0)
+// fail it.
+func TestRenumberedStatesAgree(t *testing.T) {
+	walks := 200
+	if testing.Short() || raceEnabled {
+		walks = 30
+	}
+	for _, name := range renumberScenarios {
+		t.Run(name, func(t *testing.T) {
+			narrowed, err := checkRenumberings(scenarioNamed(t, name), walks, gapBound)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if narrowed == 0 {
+				t.Fatal("no state had a gap narrowed: nothing checked")
+			}
+			t.Logf("%d states with a gap narrowed", narrowed)
+		})
+	}
+	for _, broken := range []struct {
+		name string
+		gap  uint64
+	}{{"rank-compression", 1}, {"no-clocks", 0}} {
+		t.Run(broken.name, func(t *testing.T) {
+			_, err := checkRenumberings(scenarioNamed(t, "lamport/peers=3/entries=1"), walks, func(*world) uint64 { return broken.gap })
+			if err == nil {
+				t.Fatal("an unsound renumbering passed")
+			}
+			t.Logf("caught: %s", strings.SplitN(err.Error(), "\n", 2)[0])
+		})
+	}
+}
+
+// increments returns how much mv, which took w to t, added to clocks: the
+// +1 of the receive rule and the ticks of the Machine that moved.
+func increments(w *world, mv move, t *world) int {
+	p := mv.from
+	base := w.c.ms[p].clock
+	if mv.kind == mvDeliver || mv.kind == mvDrop {
+		p = mv.to
+		base = w.c.ms[p].clock
+		msg := w.c.links[mv.from][mv.to][mv.i].msg
+		if mv.kind == mvDeliver && msg.Kind != PeerUp && w.c.ms[p].Accepts(msg) == nil {
+			base = max(base, msg.Clock)
+		}
+	}
+	return int(t.c.ms[p].clock - base)
+}
+
+// checkTicksLeft walks sc's world at random and, at every state with no
+// crash left, checks that every move lowers ticksLeft (with weights wt) by
+// at least the increments it makes.
+func checkTicksLeft(sc *scenario, walks int, wt tickWeights) (moves int, err error) {
+	x := newExplorer(sc)
+	start, err := x.newStart()
+	if err != nil {
+		return 0, err
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range walks {
+		w := start
+		for {
+			var next []*world
+			for _, mv := range allMoves(w, sc) {
+				t, err := step(w, mv)
+				if err != nil {
+					continue
+				}
+				next = append(next, t)
+				if w.crashes > 0 {
+					continue
+				}
+				moves++
+				before, after, inc := ticksLeft(w, wt), ticksLeft(t, wt), increments(w, mv, t)
+				if inc < 0 || after < 0 || before-after < inc {
+					return moves, fmt.Errorf("%s adds %d to clocks, and ticksLeft goes from %d to %d, at\n%s", w.describe(mv), inc, before, after, worldString(w))
+				}
+			}
+			if len(next) == 0 {
+				break
+			}
+			w = next[rng.IntN(len(next))]
+		}
+	}
+	return moves, nil
+}
+
+// TestTicksLeftBoundsTheTicks checks on random walks what clockMap's
+// argument takes of ticksLeft: every move lowers it by at least what the
+// move adds to clocks, so it bounds what any path adds. Counting one tick
+// too few for an entry, or for a REQUEST in flight, fails it.
+func TestTicksLeftBoundsTheTicks(t *testing.T) {
+	walks := 200
+	if testing.Short() || raceEnabled {
+		walks = 30
+	}
+	for _, name := range renumberScenarios {
+		t.Run(name, func(t *testing.T) {
+			moves, err := checkTicksLeft(scenarioNamed(t, name), walks, tickWeights{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d moves checked", moves)
+		})
+	}
+	for _, broken := range []tickWeights{{entryLess: 1}, {requestLess: 1}} {
+		t.Run(fmt.Sprintf("broken-%+v", broken), func(t *testing.T) {
+			if _, err := checkTicksLeft(scenarioNamed(t, "lamport/peers=3/entries=1"), walks, broken); err == nil {
+				t.Fatal("a count of ticks too low passed")
+			} else {
+				t.Logf("caught: %s", strings.SplitN(err.Error(), "\n", 2)[0])
+			}
+		})
+	}
+}
