@@ -12,8 +12,8 @@ import (
 // consecutive distinct clocks v < u is encoded as
 //
 //   - 1 if no source is at or below v (see clockSeen: a source is a clock
-//     a Machine's clock may yet take the maximum with; the others, fixed,
-//     are stamps and tokens, only ever compared);
+//     a Machine's clock may yet take the maximum with, a fixed one is a
+//     token's, never changed and only ever compared);
 //   - once no request can be stamped any more (no budget left, none held
 //     back): 0 above the greatest fixed clock, and 1 from it;
 //   - else at most g = ticksLeft(w)+1.
@@ -106,7 +106,7 @@ func (k *stateKeyer) setClocks(w *world) {
 	}
 	top, fixed := uint64(0), false // the greatest fixed clock
 	for _, s := range k.seen {
-		if !s.source {
+		if s.fixed {
 			top, fixed = s.v, true
 		}
 	}
@@ -139,41 +139,42 @@ func (k *stateKeyer) setClocks(w *world) {
 	}
 }
 
-// clockSeen is a clock of a state, and whether it is a source: one that
-// a Machine's clock may yet take the maximum with (a Machine's clock, a
-// clock in flight, a stamp its Machine will resend). The others (stamps,
-// queued tokens, the checker's greatest grant) are fixed: they are only
-// ever compared.
+// clockSeen is a clock of a state, and what it is: a source, which a
+// Machine's clock may yet take the maximum with (a Machine's clock, a
+// clock in flight, a stamp its Machine will resend after a PEERUP), and
+// fixed, the clock of a token (a stamp, a queued token, a REQUEST in
+// flight, the checker's greatest grant), which never changes and is
+// compared with others. A clock of a REQUEST in flight is both.
 type clockSeen struct {
-	v      uint64
-	source bool
+	v             uint64
+	source, fixed bool
 }
 
 // appendClocks appends every clock of w that stateKeyer.encode holds.
 func appendClocks(out []clockSeen, w *world) []clockSeen {
 	c := w.c
 	for p, m := range c.ms {
-		out = append(out, clockSeen{m.clock, true})
+		out = append(out, clockSeen{m.clock, true, false})
 		if m.state.stamped() {
 			// A PEERUP makes the Machine resend its request, stamp and
 			// all, which its receiver takes the maximum with.
-			out = append(out, clockSeen{m.own.Clock, peerUpTo(c, p)})
+			out = append(out, clockSeen{m.own.Clock, peerUpTo(c, p), true})
 		}
 		for _, t := range m.q {
-			out = append(out, clockSeen{t.Clock, false})
+			out = append(out, clockSeen{t.Clock, false, true})
 		}
 	}
 	for _, row := range c.links {
 		for _, l := range row {
 			for _, e := range l {
 				if e.msg.Kind != PeerUp {
-					out = append(out, clockSeen{e.msg.Clock, true})
+					out = append(out, clockSeen{e.msg.Clock, true, e.msg.Kind == Request})
 				}
 			}
 		}
 	}
 	if w.k.haveMax {
-		out = append(out, clockSeen{w.k.maxTok.Clock, false})
+		out = append(out, clockSeen{w.k.maxTok.Clock, false, true})
 	}
 	return out
 }

@@ -77,13 +77,48 @@ func step(w *world, mv move) (*world, error) {
 	return t, err
 }
 
-// checkRenumberings walks sc's world at random with a keyer whose gaps
-// are at most gapMax and, at every state the keyer renumbers (no crash
-// left), checks that the state renumbered as its key renumbers it has the
-// state's key, and that each move leads from both to states with one key,
-// or fails the same check in both. It returns how many states had a gap
-// narrowed (the renumbering did more than shift every clock), and the
-// first disagreement.
+// checkRenumbered checks, at a state w with no crash left, that w
+// renumbered as its key renumbers it has w's key, and that each move leads
+// from both to states with one key, or fails a check in both. It reports
+// whether the renumbering narrowed a gap (did more than shift every
+// clock).
+func checkRenumbered(w *world, sc *scenario, keys *stateKeyer) (narrowed bool, err error) {
+	h1, h2 := keys.hashes(w)
+	f := clockMap{from: slices.Clone(keys.renumber.from), to: slices.Clone(keys.renumber.to)}
+	narrowed = f.to[len(f.to)-1] != f.from[len(f.from)-1]-f.from[0]
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("renumbering %v as %v: %s at\n%s", f.from, f.to, fmt.Sprintf(format, args...), worldString(w))
+	}
+	r := renumbered(w, &f)
+	if g1, g2 := keys.hashes(r); g1 != h1 || g2 != h2 {
+		return narrowed, fail("the key changes")
+	}
+	mvs, rmvs := allMoves(w, sc), allMoves(r, sc)
+	if len(rmvs) != len(mvs) {
+		return narrowed, fail("the moves change")
+	}
+	for i, mv := range mvs {
+		t, err := step(w, mv)
+		u, rerr := step(r, rmvs[i])
+		if (err == nil) != (rerr == nil) {
+			return narrowed, fail("%s gives %v, renumbered %v", w.describe(mv), err, rerr)
+		}
+		if err != nil {
+			continue
+		}
+		a1, a2 := keys.hashes(t)
+		if b1, b2 := keys.hashes(u); a1 != b1 || a2 != b2 {
+			return narrowed, fail("the state after %s changes:\n%s\nrenumbered, after:\n%s", w.describe(mv), worldString(t), worldString(u))
+		}
+	}
+	return narrowed, nil
+}
+
+// checkRenumberings runs checkRenumbered, with a keyer whose gaps are at
+// most gapMax, at every state of sc with no crash left: of walks random
+// walks, or, if walks is 0, of a search of every state, one of each key.
+// It returns how many states had a gap narrowed, and the first
+// disagreement.
 func checkRenumberings(sc *scenario, walks int, gapMax func(*world) uint64) (narrowed int, err error) {
 	x := newExplorer(sc)
 	start, err := x.newStart()
@@ -92,46 +127,50 @@ func checkRenumberings(sc *scenario, walks int, gapMax func(*world) uint64) (nar
 	}
 	keys := newStateKeyer(len(start.c.ids), true, sc.algos[0])
 	keys.gapMax = gapMax
-	rng := rand.New(rand.NewPCG(3, 4))
-	for range walks {
-		w := start
-		for {
-			mvs := allMoves(w, sc)
-			if w.crashes == 0 {
-				h1, h2 := keys.hashes(w)
-				f := clockMap{from: slices.Clone(keys.renumber.from), to: slices.Clone(keys.renumber.to)}
-				if len(f.from) > 0 && f.to[len(f.to)-1] != f.from[len(f.from)-1]-f.from[0] {
-					narrowed++
-				}
-				r := renumbered(w, &f)
-				if g1, g2 := keys.hashes(r); g1 != h1 || g2 != h2 {
-					return narrowed, fmt.Errorf("renumbering %v as %v changes the key of\n%s", f.from, f.to, worldString(w))
-				}
-				rmvs := allMoves(r, sc)
-				if len(rmvs) != len(mvs) {
-					return narrowed, fmt.Errorf("renumbering %v as %v changes the moves of\n%s", f.from, f.to, worldString(w))
-				}
-				for i, mv := range mvs {
-					t, err := step(w, mv)
-					u, rerr := step(r, rmvs[i])
-					if (err == nil) != (rerr == nil) {
-						return narrowed, fmt.Errorf("renumbering %v as %v: %s gives %v, renumbered %v, at\n%s", f.from, f.to, w.describe(mv), err, rerr, worldString(w))
-					}
-					if err != nil {
-						continue
-					}
-					a1, a2 := keys.hashes(t)
-					if b1, b2 := keys.hashes(u); a1 != b1 || a2 != b2 {
-						return narrowed, fmt.Errorf("renumbering %v as %v changes the state after %s at\n%s\nafter:\n%s\nrenumbered, after:\n%s",
-							f.from, f.to, w.describe(mv), worldString(w), worldString(t), worldString(u))
-					}
+	visit := func(w *world) ([]*world, error) {
+		if w.crashes == 0 {
+			n, err := checkRenumbered(w, sc, keys)
+			if n {
+				narrowed++
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		var next []*world
+		for _, mv := range allMoves(w, sc) {
+			if t, err := step(w, mv); err == nil {
+				next = append(next, t)
+			}
+		}
+		return next, nil
+	}
+	if walks == 0 {
+		seen := map[[2]uint64]bool{}
+		stack := []*world{start}
+		for len(stack) > 0 {
+			w := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			next, err := visit(w)
+			if err != nil {
+				return narrowed, err
+			}
+			for _, t := range next {
+				h1, h2 := keys.hashes(t)
+				if !seen[[2]uint64{h1, h2}] {
+					seen[[2]uint64{h1, h2}] = true
+					stack = append(stack, t)
 				}
 			}
-			var next []*world
-			for _, mv := range mvs {
-				if t, err := step(w, mv); err == nil {
-					next = append(next, t)
-				}
+		}
+		return narrowed, nil
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range walks {
+		for w := start; ; {
+			next, err := visit(w)
+			if err != nil {
+				return narrowed, err
 			}
 			if len(next) == 0 {
 				break
@@ -142,24 +181,31 @@ func checkRenumberings(sc *scenario, walks int, gapMax func(*world) uint64) (nar
 	return narrowed, nil
 }
 
-// renumberScenarios are the groups the clock checks walk through.
-var renumberScenarios = []string{"lamport/peers=3/entries=1", "ricart-agrawala/peers=3/entries=1", "lamport/peers=2/entries=3",
-	"lamport/peers=2/entries=2/withdrawals=1", "ricart-agrawala/peers=2/entries=2/withdrawals=1", "lamport/peers=2/entries=1/crashes=1",
-	"lamport/peers=3/entries=1/crashes=1", "lamport/peers=3/entries=2", "ricart-agrawala/peers=3/entries=2"}
+// renumberSearched are the groups whose every state the clock checks
+// visit, renumberWalked those they walk through at random (with every
+// group above).
+var (
+	renumberSearched = []string{"lamport/peers=3/entries=1", "ricart-agrawala/peers=3/entries=1", "lamport/peers=2/entries=3",
+		"lamport/peers=2/entries=2/withdrawals=1", "ricart-agrawala/peers=2/entries=2/withdrawals=1",
+		"lamport/peers=2/entries=1/withdrawals=1/crashes=1", "lamport/peers=2/entries=1/crashes=2", "lamport/peers=2/entries=2/crashes=1"}
+	renumberWalked = append([]string{"lamport/peers=3/entries=2", "ricart-agrawala/peers=3/entries=2", "lamport/peers=3/entries=1/withdrawals=1", "lamport/peers=3/entries=1/crashes=1",
+		"lamport/peers=3/entries=1/crashes=2", "lamport/peers=2/entries=2/withdrawals=1/crashes=2"}, renumberSearched...)
+)
 
 // TestRenumberedStatesAgree checks what the clock renumbering rests on
-// (see clockMap) on random walks through small groups: at every state, the
-// state renumbered as its key renumbers it has the same key, and every
-// move takes both to states of one key, or fails the same check in both.
-// A rank compression (every gap 1) and a key without clocks (every gap 0)
-// fail it.
+// (see clockMap) at every state of small groups and on random walks
+// through larger ones: the state renumbered as its key renumbers it has
+// the same key, and every move takes both to states of one key, or fails
+// a check in both. A rank compression (every gap 1) and a key without
+// clocks (every gap 0) fail it.
 func TestRenumberedStatesAgree(t *testing.T) {
 	walks := 200
+	searched := renumberSearched
 	if testing.Short() || raceEnabled {
-		walks = 30
+		walks, searched = 30, searched[2:5]
 	}
-	for _, name := range renumberScenarios {
-		t.Run(name, func(t *testing.T) {
+	run := func(how, name string, walks int) {
+		t.Run(how+"/"+name, func(t *testing.T) {
 			narrowed, err := checkRenumberings(scenarioNamed(t, name), walks, gapBound)
 			if err != nil {
 				t.Fatal(err)
@@ -169,6 +215,12 @@ func TestRenumberedStatesAgree(t *testing.T) {
 			}
 			t.Logf("%d states with a gap narrowed", narrowed)
 		})
+	}
+	for _, name := range searched {
+		run("every-state", name, 0)
+	}
+	for _, name := range renumberWalked {
+		run("walks", name, walks)
 	}
 	for _, broken := range []struct {
 		name string
@@ -247,7 +299,7 @@ func TestTicksLeftBoundsTheTicks(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		walks = 30
 	}
-	for _, name := range renumberScenarios {
+	for _, name := range renumberWalked {
 		t.Run(name, func(t *testing.T) {
 			moves, err := checkTicksLeft(scenarioNamed(t, name), walks, tickWeights{})
 			if err != nil {
