@@ -32,7 +32,7 @@ import (
 //     of the explorer stays below 2^31 (setClocks panics otherwise) and
 //     its image is no larger; latest[j], which the key holds only as its
 //     comparison with the stamp (stateKeyer); cluster.send's check of a
-//     session's clocks, which the explorer does not track; and a crash,
+//     session's clocks, which the explorer does not track. And a crash,
 //     which resets a clock to 0, is left out above.
 //   - So every clock that a path from w makes is v+d for a source v of w
 //     and d at most the number of increments (ticks, and the +1 of the
@@ -54,10 +54,12 @@ import (
 //     comparison (ties included) between the clocks any path from w can
 //     make, and commutes with +1 and max.
 //   - By induction along any path, the state it reaches from the image of
-//     w is the image of the state it reaches from w: the same moves are
-//     enabled, the same checks pass or fail, the same Machines hold. (A
-//     plain rank compression, g = 1 everywhere, is not sound: max(clock,
-//     msg)+1 can land on a clock above it in the image and below it in w.)
+//     w is the image of the state it reaches from w (but for the clocks
+//     above the greatest fixed one once no stamp is to come, which are
+//     above it in both): the same moves are enabled, the same checks pass
+//     or fail, the same Machines hold. (A plain rank compression, g = 1
+//     everywhere, is not sound: max(clock, msg)+1 can land on a clock
+//     above it in the image and below it in w.)
 //   - And the two have one key, so the key names the class: a state and
 //     its image do (renumbering again changes nothing, as ticksLeft, the
 //     sources and the budgets read no clock), and so do their successors
@@ -67,8 +69,9 @@ import (
 //     every other gap is the same in both, or below the least source, or
 //     above the greatest fixed clock, in both.
 //
-// TestRenumberedStatesAgree checks both claims on the states of random
-// walks, and that it catches a rank compression and dropped clocks.
+// TestRenumberedStatesAgree checks both claims at every state of small
+// groups and on random walks through larger ones, and that it catches a
+// rank compression and dropped clocks.
 type clockMap struct {
 	identity bool
 	from, to []uint64 // from sorted, distinct; to[i] encodes from[i]
