@@ -18,6 +18,16 @@ import (
 //     back): 0 above the greatest fixed clock, and 1 from it;
 //   - else at most g = ticksLeft(w)+1.
 //
+// And a REPLY or RELEASE in flight whose clock is dominated (see
+// clockMap.dominated) is left out of the renumbering: the key holds only
+// whether it is later than its receiver's stamp. A clock at most the
+// receiver's is never taken by the receive rule's maximum (the receiver's
+// clock only grows), and the entry rule (and stalledBy) compare it only
+// with the receiver's stamp, now, or a later one, which is after the
+// receiver's clock and so after it. Once no stamp is to come, a clock
+// above every fixed one, delivered to a Machine whose clock is too, leaves
+// it above every fixed one, and is later than the stamp.
+//
 // Why this is sound (a state and its image have the same future, up to
 // renumbering):
 //
@@ -75,6 +85,26 @@ import (
 type clockMap struct {
 	identity bool
 	from, to []uint64 // from sorted, distinct; to[i] encodes from[i]
+	stamps   bool     // a request may yet be stamped
+	fixed    bool     // the state has a fixed clock
+	top      uint64   // its greatest fixed clock, if fixed
+}
+
+// above reports whether clock v is one that, with no stamp to come, is
+// above every fixed clock.
+func (c *clockMap) above(v uint64) bool { return !c.stamps && (!c.fixed || v > c.top) }
+
+// dominated reports whether msg, in flight to a Machine whose clock is
+// clock, is a REPLY or a RELEASE whose clock matters only as its
+// comparison with the receiver's stamp (see clockMap), which the key
+// holds instead: its clock is at most the receiver's, which only grows,
+// so that the receive rule's maximum never takes it; or both are above
+// every fixed clock with no stamp to come.
+func (c *clockMap) dominated(msg *Message, clock uint64) bool {
+	if c.identity || msg.Kind != Reply && msg.Kind != Release {
+		return false
+	}
+	return msg.Clock <= clock || c.above(msg.Clock) && c.above(clock)
 }
 
 // of returns the encoding of clock v, which must be one of the state's.
@@ -98,21 +128,23 @@ func (k *stateKeyer) setClocks(w *world) {
 	if r.identity {
 		return
 	}
-	k.seen = appendClocks(k.seen[:0], w)
+	r.stamps = false
+	for p, m := range w.c.ms {
+		r.stamps = r.stamps || w.budget[p] != 0 || m.state == pending
+	}
+	k.seen = appendClocks(k.seen[:0], w, nil)
+	r.top, r.fixed = 0, false
+	for _, s := range k.seen {
+		if s.fixed {
+			r.top, r.fixed = max(r.top, s.v), true
+		}
+	}
+	k.seen = appendClocks(k.seen[:0], w, r)
 	slices.SortFunc(k.seen, func(a, b clockSeen) int { return cmp.Compare(a.v, b.v) })
 	if k.seen[len(k.seen)-1].v >= 1<<31 {
 		panic("explorer: clocks near MaxClockStep")
 	}
-	stamps := false // a request may yet be stamped
-	for p, m := range w.c.ms {
-		stamps = stamps || w.budget[p] != 0 || m.state == pending
-	}
-	top, fixed := uint64(0), false // the greatest fixed clock
-	for _, s := range k.seen {
-		if s.fixed {
-			top, fixed = s.v, true
-		}
-	}
+	stamps, top, fixed := r.stamps, r.top, r.fixed
 	gap := k.gapMax(w)
 	r.from, r.to = r.from[:0], r.to[:0]
 	below := false // a source at or below the last clock
@@ -153,8 +185,9 @@ type clockSeen struct {
 	source, fixed bool
 }
 
-// appendClocks appends every clock of w that stateKeyer.encode holds.
-func appendClocks(out []clockSeen, w *world) []clockSeen {
+// appendClocks appends every clock of w that stateKeyer.encode holds:
+// all but those r finds dominated (all, if r is nil).
+func appendClocks(out []clockSeen, w *world, r *clockMap) []clockSeen {
 	c := w.c
 	for p, m := range c.ms {
 		out = append(out, clockSeen{m.clock, true, false})
@@ -168,10 +201,11 @@ func appendClocks(out []clockSeen, w *world) []clockSeen {
 		}
 	}
 	for _, row := range c.links {
-		for _, l := range row {
-			for _, e := range l {
-				if e.msg.Kind != PeerUp {
-					out = append(out, clockSeen{e.msg.Clock, true, e.msg.Kind == Request})
+		for to, l := range row {
+			for i := range l {
+				msg := &l[i].msg
+				if msg.Kind != PeerUp && (r == nil || !r.dominated(msg, c.ms[to].clock)) {
+					out = append(out, clockSeen{msg.Clock, true, msg.Kind == Request})
 				}
 			}
 		}

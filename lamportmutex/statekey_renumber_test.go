@@ -10,10 +10,11 @@ import (
 
 // renumbered returns w with every clock v renumbered f.of(v): the
 // Machines' clocks, stamps and queues, the clocks in flight and the
-// checker's greatest grant. Of latest[j], which the key holds only as its
-// comparison with a stamped request, it keeps that comparison: just after
-// the renumbered stamp if later, else 0. f must hold every clock of w
-// (stateKeyer.setClocks for w).
+// checker's greatest grant. Of latest[j], and of a dominated clock in
+// flight, which the key holds only as their comparison with the
+// receiver's stamp, it keeps that comparison: the clock becomes just
+// after the renumbered stamp if later, else 0. f must be what
+// stateKeyer.setClocks made for w.
 func renumbered(w *world, f *clockMap) *world {
 	d := w.clone()
 	c := d.c
@@ -39,8 +40,18 @@ func renumbered(w *world, f *clockMap) *world {
 		for to, l := range row {
 			l = slices.Clone(l)
 			for i := range l {
-				if l[i].msg.Kind != PeerUp {
-					l[i].msg.Clock = f.of(l[i].msg.Clock)
+				msg := &l[i].msg
+				m := w.c.ms[to]
+				switch {
+				case msg.Kind == PeerUp:
+				case f.dominated(msg, m.clock):
+					later := m.state.stamped() && msg.Clock > m.own.Clock
+					msg.Clock = 0
+					if later {
+						msg.Clock = f.of(m.own.Clock) + 1
+					}
+				default:
+					msg.Clock = f.of(msg.Clock)
 				}
 			}
 			c.links[from][to] = l
@@ -84,7 +95,8 @@ func step(w *world, mv move) (*world, error) {
 // clock).
 func checkRenumbered(w *world, sc *scenario, keys *stateKeyer) (narrowed bool, err error) {
 	h1, h2 := keys.hashes(w)
-	f := clockMap{from: slices.Clone(keys.renumber.from), to: slices.Clone(keys.renumber.to)}
+	f := keys.renumber
+	f.from, f.to = slices.Clone(f.from), slices.Clone(f.to)
 	narrowed = f.to[len(f.to)-1] != f.from[len(f.from)-1]-f.from[0]
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("renumbering %v as %v: %s at\n%s", f.from, f.to, fmt.Sprintf(format, args...), worldString(w))

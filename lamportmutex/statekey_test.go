@@ -276,9 +276,17 @@ func (k *stateKeyer) encode(b []byte, w *world, perm []int) []byte {
 			for i := range l {
 				msg := &l[i].msg
 				e.u8(byte(msg.Kind))
-				if msg.Kind == PeerUp {
+				switch to := c.ms[t]; {
+				case msg.Kind == PeerUp:
 					e.u64(0)
-				} else {
+				case k.renumber.dominated(msg, to.clock):
+					// Only whether it is later than the receiver's stamp.
+					var later uint64
+					if to.state.stamped() && msg.Clock > to.own.Clock {
+						later = 1
+					}
+					e.u64(1<<62 | later)
+				default:
 					e.clock(msg.Clock)
 				}
 				e.u32(msg.Incarnation)
