@@ -205,7 +205,10 @@ func appendClocks(out []clockSeen, w *world, r *clockMap) []clockSeen {
 			for i := range l {
 				msg := &l[i].msg
 				if msg.Kind != PeerUp && (r == nil || !r.dominated(msg, c.ms[to].clock)) {
-					out = append(out, clockSeen{msg.Clock, true, msg.Kind == Request})
+					// A REQUEST is a token; a source only while it may
+					// still raise its receiver's clock.
+					source := msg.Kind != Request || msg.Clock > c.ms[to].clock
+					out = append(out, clockSeen{msg.Clock, source, msg.Kind == Request})
 				}
 			}
 		}
