@@ -81,7 +81,7 @@ import (
 //
 // TestRenumberedStatesAgree checks both claims at every state of small
 // groups and on random walks through larger ones, and that it catches a
-// rank compression and dropped clocks.
+// rank compression and a key that drops the gaps.
 type clockMap struct {
 	identity bool
 	from, to []uint64 // from sorted, distinct; to[i] encodes from[i]
@@ -179,7 +179,8 @@ func (k *stateKeyer) setClocks(w *world) {
 // clock in flight, a stamp its Machine will resend after a PEERUP), and
 // fixed, the clock of a token (a stamp, a queued token, a REQUEST in
 // flight, the checker's greatest grant), which never changes and is
-// compared with others. A clock of a REQUEST in flight is both.
+// compared with others. A clock of a REQUEST in flight is both while it
+// is above its receiver's clock, and fixed after.
 type clockSeen struct {
 	v             uint64
 	source, fixed bool

@@ -24,7 +24,9 @@ import (
 //     a request is stamped, latest[j] is at most the clock, which the stamp
 //     passes, so nothing earlier matters either.)
 //   - Clocks are renumbered (clockMap): their gaps are encoded only as
-//     wide as some path from the state can tell apart.
+//     wide as some path from the state can tell apart, and a REPLY or
+//     RELEASE in flight that cannot raise its receiver's clock only as
+//     whether it is later than the receiver's stamp.
 //
 // With symmetry on, the key is the least encoding over the renamings of
 // peers that keep every comparison the rules can still make: peers are
