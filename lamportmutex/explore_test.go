@@ -24,7 +24,9 @@ import (
 // Two reductions keep the count of states down, each sound for what is
 // checked (the arguments are at stateKeyer and ampleCandidates):
 //   - States equal up to a renaming of peers that keeps every comparison
-//     the rules can still make are one state (symmetry).
+//     the rules can still make are one state (symmetry), and so are states
+//     equal up to a renumbering of clocks that keeps every comparison any
+//     path can still make (clockMap).
 //   - Where some peers' moves are independent of everything the others can
 //     do before they move, and none of them grants or releases, only those
 //     peers' moves are taken (partial-order reduction).
@@ -47,7 +49,7 @@ import (
 type explorer struct {
 	sc       *scenario
 	reduce   bool             // partial-order reduction
-	symmetry bool             // symmetry reduction, clocks keyed relative to the least
+	symmetry bool             // symmetry reduction, and clocks renumbered (clockMap)
 	workers  int              // goroutines exploring at once (0 means 1)
 	limit    int              // stop with errStateLimit after this many states (0: none)
 	progress func(states int) // if set, called every 2^20 states

@@ -23,6 +23,10 @@ import (
 //     and rule 5 (answered) is the only reader, asking exactly that. (When
 //     a request is stamped, latest[j] is at most the clock, which the stamp
 //     passes, so nothing earlier matters either.)
+//   - Clocks are renumbered (clockMap): their gaps are encoded only as
+//     wide as some path from the state can tell apart, and a REPLY or
+//     RELEASE in flight that cannot raise its receiver's clock only as
+//     whether it is later than the receiver's stamp.
 //
 // With symmetry on, the key is the least encoding over the renamings of
 // peers that keep every comparison the rules can still make: peers are
@@ -59,11 +63,16 @@ type stateKeyer struct {
 	tokens   []bool     // per peer: it has a token (see markKept)
 	clocks   [][]uint64 // per peer: its tokens' clocks
 	kept     []bool     // kept[a*n+b], a < b: the pair's order is kept
-	base     uint64     // subtracted from every clock (see setBase)
+	renumber clockMap   // how the state's clocks are encoded
+	seen     []clockSeen
+	// gapMax returns the widest a gap between two consecutive clocks of w
+	// is encoded (see clockMap): gapBound, but for the unsound ones that
+	// TestRenumberedStatesAgree must catch.
+	gapMax func(w *world) uint64
 }
 
 func newStateKeyer(n int, symmetry bool, algo Algorithm) *stateKeyer {
-	k := &stateKeyer{h1: maphash.MakeSeed(), h2: maphash.MakeSeed(), symmetry: symmetry, inOrder: algo == RicartAgrawala}
+	k := &stateKeyer{h1: maphash.MakeSeed(), h2: maphash.MakeSeed(), symmetry: symmetry, inOrder: algo == RicartAgrawala, gapMax: gapBound}
 	k.alloc(n)
 	var rec func(p []int, used []bool)
 	rec = func(p []int, used []bool) {
@@ -94,7 +103,7 @@ func newStateKeyer(n int, symmetry bool, algo Algorithm) *stateKeyer {
 // fork returns a keyer that hashes as k does, with buffers of its own,
 // for another goroutine.
 func (k *stateKeyer) fork() *stateKeyer {
-	d := &stateKeyer{h1: k.h1, h2: k.h2, perms: k.perms, symmetry: k.symmetry, inOrder: k.inOrder}
+	d := &stateKeyer{h1: k.h1, h2: k.h2, perms: k.perms, symmetry: k.symmetry, inOrder: k.inOrder, gapMax: k.gapMax}
 	d.alloc(len(k.inv))
 	return d
 }
@@ -109,7 +118,7 @@ func (k *stateKeyer) alloc(n int) {
 // state: its least encoding, byte-wise, over the allowed renamings.
 func (k *stateKeyer) hashes(w *world) (h1, h2 uint64) {
 	k.markKept(w)
-	k.setBase(w)
+	k.setClocks(w)
 	first := true
 	for _, perm := range k.perms {
 		if !k.allowed(perm) {
@@ -198,52 +207,6 @@ func (k *stateKeyer) markKept(w *world) {
 	}
 }
 
-// setBase sets the clock subtracted from every clock in the encoding: the
-// least clock in the state, once no crash is left, else 0 (and always 0
-// without the reductions). The rules use
-// clocks only through comparisons, differences (MaxClockStep), max and
-// adding one, which all commute with adding a constant to every clock;
-// latest[j] is encoded only as its comparison with the request's stamp,
-// so its 0 after a PEERUP needs no shifting; and MaxClock is far above any
-// clock the explorer reaches. What does not commute is a restart: a new
-// incarnation starts at clock 0 whatever the others' clocks are, so while
-// a crash is left, clocks are encoded as they are. A PEERUP's clock is
-// never read.
-func (k *stateKeyer) setBase(w *world) {
-	k.base = 0
-	if w.crashes > 0 || !k.symmetry {
-		return
-	}
-	c := w.c
-	lo := uint64(1<<64 - 1)
-	see := func(v uint64) { lo = min(lo, v) }
-	for _, m := range c.ms {
-		see(m.clock)
-		if m.state.stamped() {
-			see(m.own.Clock)
-		}
-		for _, t := range m.q {
-			see(t.Clock)
-		}
-	}
-	for _, row := range c.links {
-		for _, l := range row {
-			for _, e := range l {
-				if e.msg.Kind != PeerUp {
-					see(e.msg.Clock)
-				}
-			}
-		}
-	}
-	if w.k.haveMax {
-		see(w.k.maxTok.Clock)
-	}
-	if lo > MaxClock/2 {
-		panic("explorer: clocks near MaxClock")
-	}
-	k.base = lo
-}
-
 // reaches reports whether peer b has a token that a request peer a stamps
 // from now on may tie with: one of unknown clock, or one later than a's
 // clock (a stamps its requests after its clock, which only grows, once no
@@ -277,7 +240,7 @@ func (k *stateKeyer) allowed(perm []int) bool {
 // length before it, so no two states share an encoding.
 func (k *stateKeyer) encode(b []byte, w *world, perm []int) []byte {
 	c := w.c
-	e := stateEncoder{b: b, base: k.base}
+	e := stateEncoder{b: b, clocks: &k.renumber}
 	rename := func(id string) byte { return byte(perm[c.index(id)]) }
 	for _, o := range k.inv {
 		m := c.ms[o]
@@ -315,9 +278,17 @@ func (k *stateKeyer) encode(b []byte, w *world, perm []int) []byte {
 			for i := range l {
 				msg := &l[i].msg
 				e.u8(byte(msg.Kind))
-				if msg.Kind == PeerUp {
+				switch to := c.ms[t]; {
+				case msg.Kind == PeerUp:
 					e.u64(0)
-				} else {
+				case k.renumber.dominated(msg, to.clock):
+					// Only whether it is later than the receiver's stamp.
+					var later uint64
+					if to.state.stamped() && msg.Clock > to.own.Clock {
+						later = 1
+					}
+					e.u64(1<<62 | later)
+				default:
 					e.clock(msg.Clock)
 				}
 				e.u32(msg.Incarnation)
@@ -336,16 +307,16 @@ func (k *stateKeyer) encode(b []byte, w *world, perm []int) []byte {
 	return e.b
 }
 
-// stateEncoder appends fixed-width fields, clocks relative to base.
+// stateEncoder appends fixed-width fields, clocks renumbered.
 type stateEncoder struct {
-	b    []byte
-	base uint64
+	b      []byte
+	clocks *clockMap
 }
 
 func (e *stateEncoder) u8(v byte)      { e.b = append(e.b, v) }
 func (e *stateEncoder) u32(v uint64)   { e.b = binary.LittleEndian.AppendUint32(e.b, uint32(v)) }
 func (e *stateEncoder) u64(v uint64)   { e.b = binary.LittleEndian.AppendUint64(e.b, v) }
-func (e *stateEncoder) clock(v uint64) { e.u64(v - e.base) }
+func (e *stateEncoder) clock(v uint64) { e.u64(e.clocks.of(v)) }
 func (e *stateEncoder) flags(f0, f1, f2, f3, f4 bool) {
 	var v byte
 	for i, f := range [...]bool{f0, f1, f2, f3, f4} {
