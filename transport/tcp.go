@@ -117,7 +117,6 @@ type TCPConfig struct {
 	// Test hooks.
 	version         uint16                          // protocol version to speak; 0 means protocolVersion
 	preambleTimeout time.Duration                   // 0 means preambleTimeout
-	deferWait       time.Duration                   // 0 means deferWait
 	onConnError     func(peer string, err error)    // called for every connection error
 	onEvent         func(peer string, event string) // called on "connected"/"accepted"
 }
@@ -249,7 +248,6 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	setDefault(&cfg.QueueBytes, DefaultQueueBytes)
 	setDefault(&cfg.version, protocolVersion)
 	setDefault(&cfg.preambleTimeout, preambleTimeout)
-	setDefault(&cfg.deferWait, deferWait)
 	if cfg.IdleTimeout <= cfg.HeartbeatInterval {
 		return nil, fmt.Errorf("transport: IdleTimeout %v must exceed HeartbeatInterval %v", cfg.IdleTimeout, cfg.HeartbeatInterval)
 	}
@@ -355,9 +353,8 @@ func (t *TCP) MaxPayload() int {
 // When the connection to the peer is up and its writer idle, Send writes
 // the message itself, with everything else queued for the peer and an ACK
 // in front (see writeDirect), else the connection's writer goroutine
-// does. A Send made while the connection's reader is inside deliver (a
-// REPLY sent by the deliver of a REQUEST) is written by that reader as
-// soon as deliver returns, with the ACK of what it delivered, in one write. It fails with ErrWrongSender, ErrUnsendable, ErrUnknownPeer,
+// does; a Send from inside deliver too (a REPLY sent by the deliver of a
+// REQUEST), whose ACK acknowledges what was delivered before. It fails with ErrWrongSender, ErrUnsendable, ErrUnknownPeer,
 // ErrFrameTooLarge (a payload above MaxPayload), ErrClosed, or an error
 // wrapping lamportmutex.ErrQueueFull when the message would take what is
 // held for the peer past QueueBytes (a Data message: past half of it).
