@@ -131,18 +131,19 @@ type TCPConfig struct {
 // defences against hostile input are described once, in the package
 // documentation (TCP wire format).
 type TCP struct {
-	cfg       TCPConfig
-	id        string
-	inc       uint64
-	version   uint16
-	ln        net.Listener
-	log       *slog.Logger
-	serverTLS *tls.Config
-	peers     map[string]*peer
-	members   map[string]bool // the peers' ids and ours
-	shaking   atomic.Int32    // goroutines running an accepted connection's handshake
-	pending   pendingSet      // accepted connections in their handshake
-	capWarned atomic.Int64    // monoNow of the last Warn about the handshake caps
+	cfg        TCPConfig
+	id         string
+	inc        uint64
+	version    uint16
+	ln         net.Listener
+	log        *slog.Logger
+	serverTLS  *tls.Config
+	peers      map[string]*peer
+	members    map[string]bool // the peers' ids and ours
+	maxPayload int             // what MaxPayload returns
+	shaking    atomic.Int32    // goroutines running an accepted connection's handshake
+	pending    pendingSet      // accepted connections in their handshake
+	capWarned  atomic.Int64    // monoNow of the last Warn about the handshake caps
 
 	ctx    context.Context // cancelled by Close; bounds dials and handshakes
 	cancel context.CancelFunc
@@ -264,16 +265,17 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 		cfg.Incarnation = max(uint64(time.Now().UnixNano()), 1)
 	}
 	t := &TCP{
-		cfg:      cfg,
-		id:       cfg.ID,
-		inc:      cfg.Incarnation,
-		version:  cfg.version,
-		log:      cfg.Logger,
-		peers:    make(map[string]*peer, len(cfg.Peers)),
-		conns:    make(map[net.Conn]struct{}),
-		members:  map[string]bool{cfg.ID: true},
-		startCh:  make(chan struct{}),
-		closedCh: make(chan struct{}),
+		cfg:        cfg,
+		id:         cfg.ID,
+		inc:        cfg.Incarnation,
+		version:    cfg.version,
+		log:        cfg.Logger,
+		peers:      make(map[string]*peer, len(cfg.Peers)),
+		conns:      make(map[net.Conn]struct{}),
+		members:    map[string]bool{cfg.ID: true},
+		maxPayload: maxPayload(&cfg),
+		startCh:    make(chan struct{}),
+		closedCh:   make(chan struct{}),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -336,16 +338,19 @@ func (t *TCP) Incarnation() uint64 { return t.inc }
 // MaxPayload returns the largest Message.Payload Send accepts: what fits in
 // one frame of MaxFrameSize, and in half of QueueBytes (a Data message may
 // fill at most half the queue).
-func (t *TCP) MaxPayload() int {
-	longest := len(t.id)
-	for id := range t.cfg.Peers {
+func (t *TCP) MaxPayload() int { return t.maxPayload }
+
+// maxPayload computes MaxPayload from cfg.
+func maxPayload(cfg *TCPConfig) int {
+	longest := len(cfg.ID)
+	for id := range cfg.Peers {
 		longest = max(longest, len(id))
 	}
 	// The frame's type and sequence number, then the message: the array
 	// header, kind, two strings with their headers, clock, the payload's
 	// binary header and the incarnation, each integer at most 9 bytes.
 	overhead := seqFrameSize + 1 + 9 + 2*(5+longest) + 9 + 5 + 9
-	frame := min(t.cfg.MaxFrameSize, t.cfg.QueueBytes/2-frameLenSize)
+	frame := min(cfg.MaxFrameSize, cfg.QueueBytes/2-frameLenSize)
 	return max(0, frame-overhead)
 }
 
