@@ -28,6 +28,7 @@ type outPeer struct {
 
 	mu          sync.Mutex
 	q           []outMsg      // seq contiguous, ascending; acknowledged ones removed
+	spare       []outMsg      // q's backing array from its start, reused once q is empty
 	qBytes      int           // the frames' bytes in q (see frameBytes)
 	maxBytes    int           // bound of qBytes (QueueBytes)
 	epoch       uint64        // grows when what q holds can no longer be acknowledged by remoteInc
@@ -41,6 +42,9 @@ type outPeer struct {
 	sessions    uint64
 	msgs, byts  atomic.Uint64
 }
+
+// maxSpare bounds the backing array an empty queue keeps for reuse.
+const maxSpare = 64
 
 type outMsg struct {
 	seq  uint64
@@ -72,7 +76,14 @@ func (o *outPeer) push(body []byte, data bool) (*session, error) {
 	if o.qBytes+n > limit {
 		return nil, fmt.Errorf("%w: %d bytes held, %d more, limit %d", lamportmutex.ErrQueueFull, o.qBytes, n, limit)
 	}
+	if len(o.q) == 0 {
+		o.q = o.spare[:0]
+	}
+	moves := len(o.q) == cap(o.q) // append copies q to the start of a new array
 	o.q = append(o.q, outMsg{seq: o.nextSeq, body: body})
+	if moves {
+		o.spare = o.q[:0]
+	}
 	o.qBytes += n
 	o.nextSeq++
 	return o.sess, nil
@@ -133,7 +144,10 @@ func (o *outPeer) ackTo(seq uint64) {
 	clear(o.q[:n])
 	o.q = o.q[n:]
 	if len(o.q) == 0 {
-		o.q = o.q[:0:0] // let the backing array go
+		o.q = nil
+		if cap(o.spare) > maxSpare {
+			o.spare = nil // let a burst's backing array go
+		}
 	}
 }
 
