@@ -131,19 +131,19 @@ type TCPConfig struct {
 // defences against hostile input are described once, in the package
 // documentation (TCP wire format).
 type TCP struct {
-	cfg        TCPConfig
-	id         string
-	inc        uint64
-	version    uint16
-	ln         net.Listener
-	log        *slog.Logger
-	serverTLS  *tls.Config
-	peers      map[string]*peer
-	members    map[string]bool // the peers' ids and ours
-	maxPayload int             // what MaxPayload returns
-	shaking    atomic.Int32    // goroutines running an accepted connection's handshake
-	pending    pendingSet      // accepted connections in their handshake
-	capWarned  atomic.Int64    // monoNow of the last Warn about the handshake caps
+	cfg       TCPConfig
+	id        string
+	inc       uint64
+	version   uint16
+	ln        net.Listener
+	log       *slog.Logger
+	serverTLS *tls.Config
+	peers     map[string]*peer
+	members   map[string]bool // the peers' ids and ours
+	payLimit  int             // what MaxPayload returns
+	shaking   atomic.Int32    // goroutines running an accepted connection's handshake
+	pending   pendingSet      // accepted connections in their handshake
+	capWarned atomic.Int64    // monoNow of the last Warn about the handshake caps
 
 	ctx    context.Context // cancelled by Close; bounds dials and handshakes
 	cancel context.CancelFunc
@@ -265,17 +265,17 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 		cfg.Incarnation = max(uint64(time.Now().UnixNano()), 1)
 	}
 	t := &TCP{
-		cfg:        cfg,
-		id:         cfg.ID,
-		inc:        cfg.Incarnation,
-		version:    cfg.version,
-		log:        cfg.Logger,
-		peers:      make(map[string]*peer, len(cfg.Peers)),
-		conns:      make(map[net.Conn]struct{}),
-		members:    map[string]bool{cfg.ID: true},
-		maxPayload: maxPayload(&cfg),
-		startCh:    make(chan struct{}),
-		closedCh:   make(chan struct{}),
+		cfg:      cfg,
+		id:       cfg.ID,
+		inc:      cfg.Incarnation,
+		version:  cfg.version,
+		log:      cfg.Logger,
+		peers:    make(map[string]*peer, len(cfg.Peers)),
+		conns:    make(map[net.Conn]struct{}),
+		members:  map[string]bool{cfg.ID: true},
+		payLimit: maxPayload(&cfg),
+		startCh:  make(chan struct{}),
+		closedCh: make(chan struct{}),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -338,7 +338,7 @@ func (t *TCP) Incarnation() uint64 { return t.inc }
 // MaxPayload returns the largest Message.Payload Send accepts: what fits in
 // one frame of MaxFrameSize, and in half of QueueBytes (a Data message may
 // fill at most half the queue).
-func (t *TCP) MaxPayload() int { return t.maxPayload }
+func (t *TCP) MaxPayload() int { return t.payLimit }
 
 // maxPayload computes MaxPayload from cfg.
 func maxPayload(cfg *TCPConfig) int {
