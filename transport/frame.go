@@ -46,11 +46,16 @@ var ErrProtocol = errors.New("transport: protocol violation")
 // against max before anything is allocated. buf is reused when it is large
 // enough; the returned body aliases it.
 func readFrame(r *bufio.Reader, max int, buf []byte) ([]byte, error) {
-	var hdr [frameLenSize]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	// Peek, unlike io.ReadFull into an array, leaves nothing on the heap.
+	hdr, err := r.Peek(frameLenSize)
+	if err != nil {
+		if len(hdr) > 0 && errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
 		return nil, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:])
+	n := binary.BigEndian.Uint32(hdr)
+	_, _ = r.Discard(frameLenSize) // cannot fail: the bytes are buffered
 	if n == 0 {
 		return nil, fmt.Errorf("%w: empty frame", ErrProtocol)
 	}

@@ -117,7 +117,6 @@ type TCPConfig struct {
 	// Test hooks.
 	version         uint16                          // protocol version to speak; 0 means protocolVersion
 	preambleTimeout time.Duration                   // 0 means preambleTimeout
-	deferWait       time.Duration                   // 0 means deferWait
 	onConnError     func(peer string, err error)    // called for every connection error
 	onEvent         func(peer string, event string) // called on "connected"/"accepted"
 }
@@ -141,6 +140,7 @@ type TCP struct {
 	serverTLS *tls.Config
 	peers     map[string]*peer
 	members   map[string]bool // the peers' ids and ours
+	payLimit  int             // what MaxPayload returns
 	shaking   atomic.Int32    // goroutines running an accepted connection's handshake
 	pending   pendingSet      // accepted connections in their handshake
 	capWarned atomic.Int64    // monoNow of the last Warn about the handshake caps
@@ -249,7 +249,6 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	setDefault(&cfg.QueueBytes, DefaultQueueBytes)
 	setDefault(&cfg.version, protocolVersion)
 	setDefault(&cfg.preambleTimeout, preambleTimeout)
-	setDefault(&cfg.deferWait, deferWait)
 	if cfg.IdleTimeout <= cfg.HeartbeatInterval {
 		return nil, fmt.Errorf("transport: IdleTimeout %v must exceed HeartbeatInterval %v", cfg.IdleTimeout, cfg.HeartbeatInterval)
 	}
@@ -274,6 +273,7 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 		peers:    make(map[string]*peer, len(cfg.Peers)),
 		conns:    make(map[net.Conn]struct{}),
 		members:  map[string]bool{cfg.ID: true},
+		payLimit: maxPayload(&cfg),
 		startCh:  make(chan struct{}),
 		closedCh: make(chan struct{}),
 	}
@@ -338,16 +338,19 @@ func (t *TCP) Incarnation() uint64 { return t.inc }
 // MaxPayload returns the largest Message.Payload Send accepts: what fits in
 // one frame of MaxFrameSize, and in half of QueueBytes (a Data message may
 // fill at most half the queue).
-func (t *TCP) MaxPayload() int {
-	longest := len(t.id)
-	for id := range t.cfg.Peers {
+func (t *TCP) MaxPayload() int { return t.payLimit }
+
+// maxPayload computes MaxPayload from cfg.
+func maxPayload(cfg *TCPConfig) int {
+	longest := len(cfg.ID)
+	for id := range cfg.Peers {
 		longest = max(longest, len(id))
 	}
 	// The frame's type and sequence number, then the message: the array
 	// header, kind, two strings with their headers, clock, the payload's
 	// binary header and the incarnation, each integer at most 9 bytes.
 	overhead := seqFrameSize + 1 + 9 + 2*(5+longest) + 9 + 5 + 9
-	frame := min(t.cfg.MaxFrameSize, t.cfg.QueueBytes/2-frameLenSize)
+	frame := min(cfg.MaxFrameSize, cfg.QueueBytes/2-frameLenSize)
 	return max(0, frame-overhead)
 }
 
@@ -355,11 +358,10 @@ func (t *TCP) MaxPayload() int {
 // it never blocks. When the connection to the peer is up and its writer
 // idle, Send writes the messages itself, with everything else queued for
 // the peer and an ACK in front, in one write (see writeDirect); else the
-// connection's writer goroutine does. A Send made while the connection's
-// reader is inside deliver (a REPLY sent by the deliver of a REQUEST) is
-// written by that reader as soon as deliver returns, with the ACK of what
-// it delivered, in one write. Send queues all of msgs or none: it fails
-// with ErrWrongSender, ErrUnsendable, ErrUnknownPeer, ErrMixedPeers,
+// connection's writer goroutine does. A Send from inside deliver (a REPLY
+// sent by the deliver of a REQUEST) writes at once too, and its ACK
+// acknowledges what was delivered before. Send queues all of msgs or none:
+// it fails with ErrWrongSender, ErrUnsendable, ErrUnknownPeer, ErrMixedPeers,
 // ErrFrameTooLarge (a payload above MaxPayload), ErrClosed, or an error
 // wrapping lamportmutex.ErrQueueFull when a message would take what is
 // held for the peer past QueueBytes (a Data message: past half of it).
@@ -391,7 +393,6 @@ func (t *TCP) Send(msgs ...lamportmutex.Message) error {
 	switch {
 	case s == nil:
 		p.out.wakeWriter()
-	case s.deferToReader():
 	case !t.writeDirect(p, s):
 		p.out.wakeWriter()
 	}

@@ -28,6 +28,7 @@ type outPeer struct {
 
 	mu          sync.Mutex
 	q           []outMsg      // seq contiguous, ascending; acknowledged ones removed
+	spare       []outMsg      // q's backing array from its start, reused once q is empty
 	qBytes      int           // the frames' bytes in q (see frameBytes)
 	maxBytes    int           // bound of qBytes (QueueBytes)
 	epoch       uint64        // grows when what q holds can no longer be acknowledged by remoteInc
@@ -41,6 +42,9 @@ type outPeer struct {
 	sessions    uint64
 	msgs, byts  atomic.Uint64
 }
+
+// maxSpare bounds the backing array an empty queue keeps for reuse.
+const maxSpare = 64
 
 type outMsg struct {
 	seq  uint64
@@ -83,8 +87,15 @@ func (o *outPeer) push(msgs []outBody) (*session, error) {
 		}
 		held += n
 	}
+	if len(o.q) == 0 {
+		o.q = o.spare[:0]
+	}
 	for _, m := range msgs {
+		moves := len(o.q) == cap(o.q) // append copies q to the start of a new array
 		o.q = append(o.q, outMsg{seq: o.nextSeq, body: m.body})
+		if moves {
+			o.spare = o.q[:0]
+		}
 		o.nextSeq++
 	}
 	o.qBytes = held
@@ -146,7 +157,10 @@ func (o *outPeer) ackTo(seq uint64) {
 	clear(o.q[:n])
 	o.q = o.q[n:]
 	if len(o.q) == 0 {
-		o.q = o.q[:0:0] // let the backing array go
+		o.q = nil
+		if cap(o.spare) > maxSpare {
+			o.spare = nil // let a burst's backing array go
+		}
 	}
 }
 

@@ -74,7 +74,7 @@ func (t *TCP) readStream(p *peer, s *session, br *bufio.Reader) error {
 	if up {
 		s.busy.Store(true)
 		ok := t.deliver(lamportmutex.Message{Kind: lamportmutex.PeerUp, From: p.id, To: t.id, Incarnation: inc}, s.stop)
-		t.afterDeliver(p, s)
+		s.busy.Store(false)
 		if !ok {
 			if s.stopped() {
 				return nil
@@ -86,7 +86,7 @@ func (t *TCP) readStream(p *peer, s *session, br *bufio.Reader) error {
 		}
 	}
 	last := ip.last.Load()
-	asked := last // last seq an immediate ACK was asked for
+	asked := last // last seq an immediate ACK was asked for (see acks)
 	for {
 		if err := dl.refresh(); err != nil {
 			return stopped(err)
@@ -134,22 +134,22 @@ func (t *TCP) readStream(p *peer, s *session, br *bufio.Reader) error {
 		ok := t.deliver(m, s.stop)
 		if ok {
 			last = seq
-			ip.last.Store(seq) // before afterDeliver, whose write acknowledges it
+			ip.last.Store(seq)
 			ip.msgs.Add(1)
 			ip.byts.Add(uint64(frameLenSize + len(body)))
 		}
 		s.dmu.Unlock()
-		wrote := t.afterDeliver(p, s)
+		s.busy.Store(false)
 		if !ok {
 			if s.stopped() {
 				return nil
 			}
 			continue // we are leaving (see Close); the peer keeps m
 		}
+		// What deliver sent the peer (a REPLY) acknowledged what came
+		// before m; m's ACK rides with the next write, whatever it is.
 		switch {
-		case wrote:
-			asked = seq // the write carried the ACK, or left it to the writer
-		case seq-asked >= ackEvery:
+		case seq-max(asked, s.acked.Load()) >= ackEvery:
 			s.askAck()
 			asked = seq
 		case !s.armed.Load() && s.armed.CompareAndSwap(false, true):

@@ -91,22 +91,13 @@ type session struct {
 	// without a pending ACK.
 	ackTimer *time.Timer
 	armed    atomic.Bool
-	// deferred: a Send found the reader inside deliver and left its message
-	// to the reader, which writes once deliver returns (see Send).
-	// deferTimer, armed by such a Send (deferArmed false to true) and
-	// stopped by the reader's write, has the writer write instead if
-	// deliver takes longer than deferWait.
-	deferred   atomic.Bool
-	deferTimer *time.Timer
-	deferArmed atomic.Bool
-	deferWait  time.Duration // TCPConfig.deferWait
 
 	// The writing half.
-	wmu   sync.Mutex // held while appending to or writing obuf
-	next  uint64     // seq of the next message to append
-	asked uint64     // seq up to which the last PING asked for an ACK
-	acked uint64     // the last seq we acknowledged to the peer
-	obuf  []byte     // encoded frames not yet written
+	wmu   sync.Mutex    // held while appending to or writing obuf
+	next  uint64        // seq of the next message to append
+	asked uint64        // seq up to which the last PING asked for an ACK
+	acked atomic.Uint64 // the last seq we acknowledged to the peer; stored under wmu
+	obuf  []byte        // encoded frames not yet written
 	batch []outMsg
 	bye   bool // GOODBYE was appended: nothing may follow it
 	wd    writeDeadline
@@ -121,20 +112,16 @@ type session struct {
 func (t *TCP) newSession(tcp, conn net.Conn, inc uint64) *session {
 	tm := time.NewTimer(time.Hour)
 	tm.Stop()
-	dt := time.NewTimer(time.Hour)
-	dt.Stop()
 	s := &session{
-		deferTimer: dt,
-		deferWait:  t.cfg.deferWait,
-		tcp:        tcp,
-		conn:       conn,
-		remoteInc:  inc,
-		stop:       make(chan struct{}),
-		exited:     make(chan struct{}),
-		ackNow:     make(chan struct{}, 1),
-		ackTimer:   tm,
-		batch:      make([]outMsg, 0, maxBatch),
-		wd:         writeDeadline{conn: conn, d: t.cfg.WriteTimeout},
+		tcp:       tcp,
+		conn:      conn,
+		remoteInc: inc,
+		stop:      make(chan struct{}),
+		exited:    make(chan struct{}),
+		ackNow:    make(chan struct{}, 1),
+		ackTimer:  tm,
+		batch:     make([]outMsg, 0, maxBatch),
+		wd:        writeDeadline{conn: conn, d: t.cfg.WriteTimeout},
 	}
 	if t.cfg.TLS == nil {
 		s.raw = newRawWriter(tcp)
@@ -147,7 +134,8 @@ func (t *TCP) newSession(tcp, conn net.Conn, inc uint64) *session {
 // to write, and the last seq the peer knows we delivered. Called before
 // the writer starts.
 func (s *session) setResume(next, acked uint64) {
-	s.next, s.asked, s.acked = next, next-1, acked
+	s.next, s.asked = next, next-1
+	s.acked.Store(acked)
 	s.written.Store(next - 1)
 }
 
@@ -193,9 +181,9 @@ func (s *session) askAck() {
 // appendAck appends an ACK of what the reader delivered if that is news
 // to the peer, or if force. The caller holds wmu.
 func (t *TCP) appendAck(p *peer, s *session, force bool) {
-	if last := p.in.last.Load(); last > s.acked || force {
+	if last := p.in.last.Load(); last > s.acked.Load() || force {
 		s.obuf = appendSeqFrame(s.obuf, frameAck, last, nil)
-		s.acked = last
+		s.acked.Store(last)
 	}
 }
 
@@ -237,59 +225,7 @@ func (s *session) consume(n int) {
 	}
 }
 
-// deferWait bounds how long a message that Send left to the reader (see
-// Send) waits for deliver to return before the writer writes it.
-const deferWait = 200 * time.Microsecond
-
-// deferToReader is Send's choice when s's reader is inside deliver: the
-// message most likely comes from that deliver (a REPLY to the REQUEST being
-// delivered), so the reader writes it once deliver returns, with the ACK
-// of that REQUEST in front, in one write. It reports whether it left the
-// message to the reader. Its pair is afterDeliver.
-func (s *session) deferToReader() bool {
-	if !s.busy.Load() {
-		return false
-	}
-	s.deferred.Store(true)
-	if !s.busy.Load() {
-		return false // the reader left deliver meanwhile; it may not have seen deferred
-	}
-	if s.deferArmed.CompareAndSwap(false, true) {
-		s.deferTimer.Reset(s.deferWait)
-	}
-	return true
-}
-
-// afterDeliver is the reader's half of deferToReader, called once deliver
-// returned and what it delivered is recorded: it writes what Sends left to
-// it, and reports whether it did (then what was delivered is acknowledged
-// too, or left to the writer).
-func (t *TCP) afterDeliver(p *peer, s *session) bool {
-	s.busy.Store(false)
-	if !s.deferred.Swap(false) {
-		return false
-	}
-	if s.deferArmed.CompareAndSwap(true, false) {
-		s.deferTimer.Stop()
-	}
-	if !t.writeNow(p, s) {
-		p.out.wakeWriter()
-	}
-	return true
-}
-
-// writeNow makes one non-blocking attempt to write what is queued, with an
-// ACK in front, if the write lock is free; it reports whether it left
-// nothing for the writer goroutine. See writeDirect.
-func (t *TCP) writeNow(p *peer, s *session) bool {
-	if s.raw == nil || !s.wmu.TryLock() {
-		return false
-	}
-	defer s.wmu.Unlock()
-	return t.tryWrite(p, s)
-}
-
-// tryWrite is the body of writeDirect and writeNow. The caller holds wmu.
+// tryWrite is the body of writeDirect. The caller holds wmu.
 func (t *TCP) tryWrite(p *peer, s *session) bool {
 	if s.stopped() || s.bye {
 		return false
@@ -358,7 +294,6 @@ func (t *TCP) writeStream(p *peer, s *session) {
 	beat := time.NewTicker(t.cfg.HeartbeatInterval)
 	defer beat.Stop()
 	defer s.ackTimer.Stop()
-	defer s.deferTimer.Stop()
 	force := false
 	for {
 		s.wmu.Lock()
@@ -376,8 +311,6 @@ func (t *TCP) writeStream(p *peer, s *session) {
 		case <-s.ackNow:
 		case <-s.ackTimer.C:
 			s.armed.Store(false) // before loading what to acknowledge: see session
-		case <-s.deferTimer.C:
-			s.deferArmed.Store(false)
 		case <-beat.C:
 			force = true
 		case <-s.stop:
