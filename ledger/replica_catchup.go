@@ -95,10 +95,24 @@ func (r *replica) peerUp(peer string) {
 	}
 	r.emit(Event{Kind: EventPeerUp, From: peer})
 	r.epoch[peer]++
+	r.dropPendingFrom(peer)
 	r.upGen++
 	r.do(action{kind: actWakeRound})
 	r.inbox = append(r.inbox, inbound{from: peer, up: true, epoch: r.epoch[peer]})
 	r.do(action{kind: actKickCatchup})
+}
+
+// dropPendingFrom drops the blocks held ahead of a gap that peer's earlier
+// incarnations sent. Until the gap fills they are in no chain, so no sync
+// round sees them; their sender may have lost them with its unsynced tail
+// and, once granted, built other blocks at their heights. A block that
+// some live peer's chain holds comes again by catch-up.
+func (r *replica) dropPendingFrom(peer string) {
+	for h, p := range r.pending {
+		if p.from == peer {
+			delete(r.pending, h)
+		}
+	}
 }
 
 // peerDown reports that the transport lost peer.
