@@ -32,16 +32,20 @@ import (
 // would; the walk does not settle until it is.
 //
 // A catch-up message (Kind Data) is refused with ErrPeerBusy, queueing
-// nothing, when its link already holds busyAt messages: the transport
-// refuses application data past a part of its queue's bound. The mutex's
-// own messages are never refused, so FIFO holds. A blocks message finds
-// its receiver's inbox full, one in fullEvery, as if the catch-up
-// goroutine were far behind: the inbox's count for the sender is taken to
-// be at its bound for that one message.
+// nothing, when it would take its link past busyAt bytes, as the
+// transports refuse application data past half their queue's bound; a
+// link that holds nothing takes any message, as a payload within
+// MaxPayload always fits an empty queue. So a large blocks message may be
+// refused while the small answer after it goes through. The mutex's own
+// messages are never refused, and FIFO holds. During the walk, a blocks
+// message finds its receiver's inbox full, one in fullEvery, as if the
+// catch-up goroutine were far behind: the inbox's count for the sender is
+// taken to be at its bound for that one message. The sync round's retry
+// timer fires at random steps (reask).
 type simFaults struct {
 	storeFaults int // store operations left to fail
 	faultBudget int // storeFaults at the start, for the report
-	busyAt      int // a link this long refuses Data; 0 for never
+	busyAt      int // Data that would take a link past this many bytes is refused; 0 for never
 	fullEvery   int // a blocks message finds the inbox full one in fullEvery; 0 for never
 	tally       simTally
 
@@ -53,7 +57,7 @@ type simFaults struct {
 
 // simTally counts what the faults did, to show that they happen.
 type simTally struct {
-	storeFaults, kept, busy, full int
+	storeFaults, kept, busy, full, roundsFailed int
 }
 
 func (t *simTally) add(u simTally) {
@@ -61,6 +65,7 @@ func (t *simTally) add(u simTally) {
 	t.kept += u.kept
 	t.busy += u.busy
 	t.full += u.full
+	t.roundsFailed += u.roundsFailed
 }
 
 // faultEvery: while a seed's budget lasts, one store operation in
@@ -73,6 +78,12 @@ var errSimStore = errors.New("simulated store failure")
 func newSimFaults(rng *rand.Rand) simFaults {
 	f := simFaults{storeFaults: rng.IntN(3)}
 	f.faultBudget = f.storeFaults
+	if rng.IntN(2) == 0 {
+		f.busyAt = 200 + rng.IntN(1000)
+	}
+	if rng.IntN(2) == 0 {
+		f.fullEvery = 1 + rng.IntN(2)
+	}
 	return f
 }
 
@@ -207,9 +218,15 @@ func (s *replicaSim) sendData(i int, to string, payload []byte) error {
 	if err != nil {
 		return err
 	}
-	if j := s.index(to); s.busyAt > 0 && len(s.links[i][j]) >= s.busyAt {
-		s.tally.busy++
-		return fmt.Errorf("%w: %s: %d messages queued", lamportmutex.ErrPeerBusy, to, len(s.links[i][j]))
+	if j := s.index(to); s.busyAt > 0 {
+		queued := linkBytes(msg)
+		for _, m := range s.links[i][j] {
+			queued += linkBytes(m)
+		}
+		if len(s.links[i][j]) > 0 && queued > s.busyAt {
+			s.tally.busy++
+			return fmt.Errorf("%w: %s: %d bytes queued with it", lamportmutex.ErrPeerBusy, to, queued)
+		}
 	}
 	s.send(i, []lamportmutex.Message{msg})
 	return nil
@@ -229,3 +246,7 @@ func (s *replicaSim) message(i int, msg lamportmutex.Message) error {
 	}
 	return r.message(msg.From, msg.Payload)
 }
+
+// linkBytes is what a message takes of its link's queue, about as the
+// transports count it: its payload and a frame's header.
+func linkBytes(m lamportmutex.Message) int { return 64 + len(m.Payload) }

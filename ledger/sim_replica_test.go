@@ -361,6 +361,9 @@ func (s *replicaSim) progress(i int) {
 			if !done {
 				break
 			}
+			if err != nil && !errors.Is(err, errPeerCameUp) {
+				s.tally.roundsFailed++
+			}
 			if s.ignoreRoundErr && err != nil && !errors.Is(err, errPeerCameUp) {
 				err = nil
 			}
@@ -529,6 +532,9 @@ func (s *replicaSim) step(quiet bool, crashes *int) {
 		s.crash(s.victim(i))
 	case x < 12 && s.peers[i].r.failed != nil:
 		s.crash(i) // its operator restarts a node that stopped
+	case x < 14 && s.peers[i].inRound:
+		s.peers[i].r.reask() // the round's retry timer fires
+		s.apply(i)
 	case x < 20:
 		s.catchUp(i)
 	case x < 27:
@@ -590,7 +596,7 @@ func (s *replicaSim) run(steps, crashes int) error {
 			return err
 		}
 	}
-	s.storeFaults = 0
+	s.storeFaults, s.fullEvery = 0, 0 // the end checks that the cluster converges, not these
 	if err := s.settle(); err != nil {
 		return err
 	}
@@ -650,8 +656,8 @@ func TestReplicaSimulation(t *testing.T) {
 		successes += len(s.successes)
 		tally.add(s.tally)
 	}
-	t.Logf("seeds: %d, transfers that reported success: %d; store faults %d (a batch's sync under SyncBeforeRelease: %d), catch-up messages refused %d, inboxes full %d",
-		seeds, successes, tally.storeFaults, tally.kept, tally.busy, tally.full)
+	t.Logf("seeds: %d, transfers that reported success: %d; store faults %d (a batch's sync under SyncBeforeRelease: %d), catch-up messages refused %d, inboxes full %d; sync rounds failed %d",
+		seeds, successes, tally.storeFaults, tally.kept, tally.busy, tally.full, tally.roundsFailed)
 	if successes == 0 {
 		t.Fatal("no transfer succeeded: the walk checks nothing")
 	}
@@ -663,7 +669,8 @@ func TestReplicaSimulation(t *testing.T) {
 // releases the mutex its node kept after its batch's sync failed under
 // SyncBeforeRelease (a peer then builds other blocks at their heights,
 // and the node comes back with its own); a syncer that hides a failed
-// Sync.
+// Sync; a committer that appends after a failed sync round (a peer ahead
+// of it whose blocks were refused or dropped on the way).
 func TestReplicaSimulationCatchesBrokenDrivers(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -673,6 +680,7 @@ func TestReplicaSimulationCatchesBrokenDrivers(t *testing.T) {
 		{"lying-syncer", func(s *replicaSim) { s.lieSync = true }},
 		{"release-kept-mutex", func(s *replicaSim) { s.releaseKept = true }},
 		{"hidden-sync-error", func(s *replicaSim) { s.hideSyncErr = true }},
+		{"appends-after-a-failed-round", func(s *replicaSim) { s.ignoreRoundErr = true }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for seed := range uint64(2000) {
