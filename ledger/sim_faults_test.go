@@ -29,7 +29,8 @@ import (
 //     and covered by a Sync of its store that returned nil.
 //
 // A node that stopped is restarted at a random later step, as an operator
-// would; the walk does not settle until it is.
+// would, with all its store holds (its process exited, its machine stayed
+// up); the walk does not settle until it is.
 //
 // A catch-up message (Kind Data) is refused with ErrPeerBusy, queueing
 // nothing, when it would take its link past busyAt bytes, as the
@@ -152,8 +153,8 @@ func (s *replicaSim) storeSync(i int) error {
 
 // keptHeight returns how much of peer i's store a crash keeps: what it
 // synced after a power cut, everything after a crash of the process alone,
-// or anything between.
-func (s *replicaSim) keptHeight(i int) uint64 {
+// or anything between; with exited, everything.
+func (s *replicaSim) keptHeight(i int, exited bool) uint64 {
 	p := s.peers[i]
 	cp, blocks, err := p.st.Load()
 	if err != nil {
@@ -165,6 +166,9 @@ func (s *replicaSim) keptHeight(i int) uint64 {
 		head = blocks[len(blocks)-1].Height
 	case cp != nil:
 		head = cp.Height
+	}
+	if exited {
+		return head
 	}
 	switch s.rng.IntN(3) {
 	case 0:

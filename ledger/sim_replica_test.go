@@ -420,12 +420,13 @@ func (s *replicaSim) progress(i int) {
 }
 
 // crash kills peer i and restarts it: its store keeps a prefix of what it
-// holds, at least what it synced (see keptHeight); of each link out of it
-// a random prefix survives, then its PeerUp; each link into it is dropped,
-// and starts with the sender's PeerUp.
-func (s *replicaSim) crash(i int) {
+// holds, at least what it synced (see keptHeight), or, with exited set
+// (the process exited; the machine stayed up), all it holds; of each link
+// out of it a random prefix survives, then its PeerUp; each link into it
+// is dropped, and starts with the sender's PeerUp.
+func (s *replicaSim) crash(i int, exited bool) {
 	p := s.peers[i]
-	keep := s.keptHeight(i)
+	keep := s.keptHeight(i, exited)
 	kept, err := p.st.Read(1, keep)
 	if keep == 0 {
 		kept, err = nil, nil
@@ -482,9 +483,9 @@ func (s *replicaSim) check() error {
 	}
 	for a, p := range s.peers {
 		var sum int64
-		for id, v := range p.r.chain.Balances() {
+		for k, v := range p.r.chain.bal {
 			if v < 0 {
-				return fmt.Errorf("step %d: %s holds a negative balance %d for %s", s.steps, p.id, v, id)
+				return fmt.Errorf("step %d: %s holds a negative balance %d for %s", s.steps, p.id, v, p.r.chain.members[k])
 			}
 			sum += v
 		}
@@ -529,9 +530,9 @@ func (s *replicaSim) step(quiet bool, crashes *int) {
 		s.submit(i)
 	case x < 10 && !quiet && *crashes > 0:
 		*crashes--
-		s.crash(s.victim(i))
+		s.crash(s.victim(i), false)
 	case x < 12 && s.peers[i].r.failed != nil:
-		s.crash(i) // its operator restarts a node that stopped
+		s.crash(i, true) // its operator restarts a node that stopped
 	case x < 14 && s.peers[i].inRound:
 		s.peers[i].r.reask() // the round's retry timer fires
 		s.apply(i)
