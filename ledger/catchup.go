@@ -31,6 +31,8 @@ import (
 //     sends the blocks it has beyond it and then answers with its head, and
 //     the node goes ahead only once every peer has answered with a head it
 //     has too. No one else can append meanwhile: the node holds the mutex.
+//     A peer whose answer does not come is asked again now and then: a
+//     full transport queue may have refused its blocks and its answer.
 //
 // A peer's answer is sent after the peer handled the question, so it
 // reflects every block that reached the peer before the grant; the dead
@@ -262,8 +264,20 @@ func (n *Node) syncRound(ctx context.Context) error {
 	}
 }
 
-// waitRound waits for the round started for gen to end, or ctx.
+// Between roundRetry and maxRoundRetry: how long a sync round waits for
+// its missing answers before it asks those peers again (see reask), the
+// wait doubling each time.
+const (
+	roundRetry    = 500 * time.Millisecond
+	maxRoundRetry = 30 * time.Second
+)
+
+// waitRound waits for the round started for gen to end, or ctx. Peers
+// that have not answered are asked again now and then.
 func (n *Node) waitRound(ctx context.Context, gen uint64) error {
+	wait := roundRetry
+	retry := time.NewTimer(wait)
+	defer retry.Stop()
 	for {
 		var done bool
 		var err error
@@ -277,6 +291,10 @@ func (n *Node) waitRound(ctx context.Context, gen uint64) error {
 		}
 		select {
 		case <-progress:
+		case <-retry.C:
+			n.run(func(r *replica) { r.reask() })
+			wait = min(2*wait, maxRoundRetry)
+			retry.Reset(wait)
 		case <-ctx.Done():
 			var missing []string
 			n.run(func(r *replica) { missing = r.missingAnswers() })

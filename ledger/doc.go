@@ -234,11 +234,13 @@
 // crash) loses that block, although its Transfer may have returned
 // success; with a FileStore that syncs (the default) Transfer returns only
 // after the block is on disk. Losing the disk of every client that has a block loses
-// the block. If a holder loses its block that way after its release
+// the block. If a holder loses an unsynced block after its release
 // reached only peers that were behind (holding the block ahead of a gap),
-// the next holder may put another block at that height; those peers keep
-// their chain and refuse the other block (EventDisagreement) instead of
-// forking in silence. A faulty
+// those peers drop it when the holder's next incarnation comes up. One
+// whose gap filled first keeps it; if it had answered the next holder's
+// sync round before, that holder may put another block at that height,
+// and the peer keeps its chain and refuses the other block
+// (EventDisagreement) instead of forking in silence. A faulty
 // member can stall progress (the mutex needs every peer) but costs only its
 // own session, never an honest node's life.
 package ledger

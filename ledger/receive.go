@@ -101,8 +101,9 @@ func (r *replica) peerRelease(from string, blocks []Block, checkErr error, verdi
 // accept takes blocks that came from peer from, in chain order, which
 // passed checkReceived: with its release, or by catch-up (fetched). Blocks
 // this node has are checked to be the same and skipped; the others are
-// held (within the window) until they extend the head, then verified,
-// persisted and inserted. The peer's refusal, as HandleRelease describes,
+// held (within the window, and while the incarnation of from that sent
+// them lasts) until they extend the head, then verified, persisted and
+// inserted. The peer's refusal, as HandleRelease describes,
 // is left in *verdict (nil for fetched blocks, whose sender is
 // quarantined through an action instead).
 //
@@ -170,6 +171,10 @@ func (r *replica) accept(from string, epoch uint64, blocks []Block, fetched bool
 	for _, blk := range blocks {
 		switch {
 		case blk.Height <= head:
+			continue
+		case epoch != r.epoch[from]:
+			// Sent by an incarnation that has ended: held, they would be
+			// what dropPendingFrom drops.
 			continue
 		case blk.Height-head > MaxPending:
 			beyond++

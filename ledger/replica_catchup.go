@@ -95,10 +95,24 @@ func (r *replica) peerUp(peer string) {
 	}
 	r.emit(Event{Kind: EventPeerUp, From: peer})
 	r.epoch[peer]++
+	r.dropPendingFrom(peer)
 	r.upGen++
 	r.do(action{kind: actWakeRound})
 	r.inbox = append(r.inbox, inbound{from: peer, up: true, epoch: r.epoch[peer]})
 	r.do(action{kind: actKickCatchup})
+}
+
+// dropPendingFrom drops the blocks held ahead of a gap that peer's earlier
+// incarnations sent. Until the gap fills they are in no chain, so no sync
+// round sees them; their sender may have lost them with its unsynced tail
+// and, once granted, built other blocks at their heights. A block that
+// some live peer's chain holds comes again by catch-up.
+func (r *replica) dropPendingFrom(peer string) {
+	for h, p := range r.pending {
+		if p.from == peer {
+			delete(r.pending, h)
+		}
+	}
 }
 
 // peerDown reports that the transport lost peer.
@@ -275,10 +289,16 @@ func (r *replica) roundDue() bool { return r.upGen != r.synced }
 func (r *replica) startRound() (gen uint64) {
 	r.rounds++
 	r.round, r.answers, r.roundErr = r.rounds, make(map[string]syncMsg, len(r.others)), nil
+	r.ask(r.others)
+	return r.upGen
+}
+
+// ask sends peers the current round's question, with this node's head.
+func (r *replica) ask(peers []string) {
 	head := r.chain.Head()
 	q := syncMsg{op: opHead, genesis: r.genesis, round: r.round, height: head.Height, hash: head.Hash}
 	round := r.round
-	for _, p := range r.others {
+	for _, p := range peers {
 		// A peer not up yet is asked again when it comes up (the round
 		// restarts), so ErrPeerDown is no failure.
 		r.send(p, q, func(err error) {
@@ -288,7 +308,18 @@ func (r *replica) startRound() (gen uint64) {
 			}
 		})
 	}
-	return r.upGen
+}
+
+// reask asks every peer that has not answered the current round again,
+// with this node's head now. A question or an answer that a full
+// transport queue refused (ErrPeerBusy) is lost, and nothing else repairs
+// it while this node holds the mutex and waits: a peer whose answer was
+// refused is asked again, and sends the blocks after the head again, with
+// its answer. An answer already taken is not replaced.
+func (r *replica) reask() {
+	if r.round != 0 {
+		r.ask(r.missingAnswers())
+	}
 }
 
 // errPeerCameUp ends a round that a PeerUp made stale.

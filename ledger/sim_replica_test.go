@@ -18,11 +18,17 @@ import (
 // The walk submits random transfers, runs the catch-up inboxes and the
 // store syncs at random, and crashes and restarts any peer at any step
 // (the holder too, and between the deliveries of its release); a crash
-// loses the store's unsynced tail. After every step it checks that no two
-// peers hold different blocks at one height, that money is conserved and
-// no balance is negative, and that no honest peer was refused or stopped.
-// At the end, with everyone up and the network quiet, every chain is the
-// same and holds every block whose transfer reported success.
+// keeps a prefix of what the store holds, at least what it synced. In some
+// seeds the stores fail (see sim_faults_test.go), the mutex refuses
+// catch-up messages to a peer whose link is full (ErrPeerBusy), and a
+// peer's catch-up inbox is full when blocks arrive. After every step it
+// checks that no two peers hold different blocks at one height, that money
+// is conserved and no balance is negative, that no honest peer was refused,
+// and that no peer stopped but for its own store's failure. Every success
+// is checked when it is reported: its block is in the reporter's chain and
+// covered by its store's last sync. At the end, with everyone up (a node
+// that stopped restarted) and the network quiet, every chain is the same
+// and holds every block whose transfer reported success.
 //
 // The driver here plays the Node's part (the committer, the catch-up
 // goroutine, the syncer) over the replica's inputs and actions.
@@ -38,8 +44,10 @@ type simPeer struct {
 	queue    []*request // submitted, waiting for a grant
 	inflight []*request // committed, waiting for completion
 	granted  bool       // holds the mutex and has not committed yet
+	seen     bool       // the committer has had the current grant
 	inRound  bool
 	roundGen uint64
+	simStore
 }
 
 type replicaSim struct {
@@ -58,6 +66,7 @@ type replicaSim struct {
 	noSync     bool    // broken variant: append without the sync round after a PeerUp
 	lieSync    bool    // broken variant: the syncer reports a sync the store did not make
 	steps      int
+	simFaults
 }
 
 func newReplicaSim(t testing.TB, seed uint64, n int) *replicaSim {
@@ -72,6 +81,7 @@ func newReplicaSim(t testing.TB, seed uint64, n int) *replicaSim {
 	}
 	s := &replicaSim{t: t, rng: rng, g: g, ids: ids, links: make([][][]lamportmutex.Message, n),
 		durability: Durability(rng.IntN(2)), algo: lamportmutex.Algorithm(rng.IntN(2)), maxBatch: 1 + rng.IntN(4), total: DefaultInitialBalance * int64(n)}
+	s.simFaults = newSimFaults(rng)
 	for i := range n {
 		s.links[i] = make([][]lamportmutex.Message, n)
 		st, err := NewMemStore(g)
@@ -112,7 +122,8 @@ func (s *replicaSim) start(i int) {
 		s.t.Fatal(err)
 	}
 	p.m.AdvanceClock(chain.Head().Clock)
-	p.queue, p.inflight, p.granted, p.inRound = nil, nil, false, false
+	p.queue, p.inflight, p.granted, p.seen, p.inRound = nil, nil, false, false, false
+	p.simStore = simStore{}
 }
 
 func (s *replicaSim) index(id string) int {
@@ -155,22 +166,14 @@ func (s *replicaSim) do(i int, a action) error {
 	p := s.peers[i]
 	switch a.kind {
 	case actPersist:
-		if err := p.st.Append(a.blocks...); err != nil {
-			return err
-		}
-		if s.durability == SyncBeforeRelease {
-			p.synced = a.blocks[len(a.blocks)-1].Height
-		}
+		return s.persist(i, a.blocks)
 	case actRelease:
+		s.checkRelease(i, a.payload)
 		out, err := p.m.Release(a.payload)
 		s.send(i, out)
 		return err
 	case actSend:
-		msg, err := p.m.Data(a.peer, a.payload)
-		if err != nil {
-			return err
-		}
-		s.send(i, []lamportmutex.Message{msg})
+		return s.sendData(i, a.peer, a.payload)
 	case actSendBlocks:
 		var missing []Block
 		for h := a.from; h <= a.to; h++ {
@@ -190,18 +193,21 @@ func (s *replicaSim) do(i int, a action) error {
 			if err != nil {
 				return err
 			}
-			msg, err := p.m.Data(a.peer, payload)
-			if err != nil {
-				return nil // as sendBlocks: logged, and repaired by the next PeerUp
+			if err := s.sendData(i, a.peer, payload); err != nil {
+				return &sendCut{at: missing[0].Height, err: err} // as sendBlocks
 			}
-			s.send(i, []lamportmutex.Message{msg})
 			missing = missing[cut:]
 		}
 	case actQuarantine:
 		s.faultf("%s quarantines honest %s: %v", p.id, a.peer, a.cause)
 	case actEmit:
 		switch a.ev.Kind {
-		case EventFailed, EventDisagreement, EventPeerRefused:
+		case EventFailed:
+			// An honest node stops only for its own store's failure.
+			if p.storeErr == nil || !errors.Is(a.ev.Err, errSimStore) {
+				s.faultf("%s: %v: %v", p.id, a.ev.Kind, a.ev.Err)
+			}
+		case EventDisagreement, EventPeerRefused:
 			s.faultf("%s: %v: %v", p.id, a.ev.Kind, a.ev.Err)
 		}
 	case actDone:
@@ -247,7 +253,7 @@ func (s *replicaSim) deliver(from, to int) {
 	case lamportmutex.PeerUp:
 		p.r.peerUp(msg.From)
 	case lamportmutex.Data:
-		if err := p.r.message(msg.From, msg.Payload); err != nil {
+		if err := s.message(to, msg); err != nil {
 			s.faultf("%s refused a message of %s: %v", p.id, msg.From, err)
 		}
 	}
@@ -293,15 +299,22 @@ func (s *replicaSim) catchUp(i int) {
 func (s *replicaSim) sync(i int) {
 	p := s.peers[i]
 	target, pending, cp, cpHeight := p.r.syncPlan(false)
-	if (pending || cp != nil) && !s.lieSync {
+	var err error
+	if pending || cp != nil {
+		err = s.storeSync(i)
+	}
+	if err == nil && !s.lieSync {
 		p.synced = max(p.synced, target)
 	}
-	if cp != nil {
+	if err == nil && cp != nil {
 		if err := p.st.SaveCheckpoint(cpHeight, cp); err != nil {
 			s.t.Fatal(err)
 		}
 	}
-	p.r.syncDone(target, cp != nil, cpHeight, nil)
+	if s.hideSyncErr {
+		err = nil
+	}
+	p.r.syncDone(target, err == nil && cp != nil, cpHeight, err)
 	s.apply(i)
 }
 
@@ -324,8 +337,18 @@ func (s *replicaSim) submit(i int) {
 // transfers wait, runs the sync round once granted, and commits.
 func (s *replicaSim) progress(i int) {
 	p := s.peers[i]
-	if p.m.Held() && !p.granted {
-		p.granted = true
+	if !p.m.Held() {
+		p.seen = false
+	}
+	if p.m.Held() && !p.seen {
+		p.granted, p.seen = true, true
+	}
+	if p.kept && p.m.Held() && !p.granted && s.releaseKept {
+		out, err := p.m.Release(nil)
+		if err != nil {
+			s.faultf("%s: release a kept mutex: %v", p.id, err)
+		}
+		s.send(i, out)
 	}
 	for p.granted {
 		if !p.inRound && p.r.roundDue() && !s.noSync {
@@ -337,6 +360,12 @@ func (s *replicaSim) progress(i int) {
 			s.apply(i)
 			if !done {
 				break
+			}
+			if err != nil && !errors.Is(err, errPeerCameUp) {
+				s.tally.roundsFailed++
+			}
+			if s.ignoreRoundErr && err != nil && !errors.Is(err, errPeerCameUp) {
+				err = nil
 			}
 			p.r.endRound(p.roundGen, err == nil)
 			p.inRound = false
@@ -358,9 +387,15 @@ func (s *replicaSim) progress(i int) {
 		p.queue = p.queue[k:]
 		p.granted = false
 		tok, _ := p.m.Own()
+		p.committing = true
 		p.r.commit(batch, tok.Clock)
 		s.apply(i)
+		p.committing = false
 		p.inflight = append(p.inflight, batch...)
+	}
+	if p.r.failed != nil && !p.granted {
+		// As the Node's committer: what waits fails at once.
+		p.queue = nil
 	}
 	if !p.m.Held() && !p.m.Requesting() && len(p.queue) > 0 {
 		out, err := p.m.Request()
@@ -374,6 +409,7 @@ func (s *replicaSim) progress(i int) {
 		select {
 		case <-q.done:
 			if q.err == nil && !q.res.Duplicate {
+				s.checkSuccess(i, q.res.Block)
 				s.successes = append(s.successes, q.res.Block)
 			}
 		default:
@@ -383,13 +419,16 @@ func (s *replicaSim) progress(i int) {
 	p.inflight = keep
 }
 
-// crash kills peer i and restarts it: its store keeps what it synced; of
-// each link out of it a random prefix survives, then its PeerUp; each link
-// into it is dropped, and starts with the sender's PeerUp.
-func (s *replicaSim) crash(i int) {
+// crash kills peer i and restarts it: its store keeps a prefix of what it
+// holds, at least what it synced (see keptHeight), or, with exited set
+// (the process exited; the machine stayed up), all it holds; of each link
+// out of it a random prefix survives, then its PeerUp; each link into it
+// is dropped, and starts with the sender's PeerUp.
+func (s *replicaSim) crash(i int, exited bool) {
 	p := s.peers[i]
-	kept, err := p.st.Read(1, p.synced)
-	if p.synced == 0 {
+	keep := s.keptHeight(i, exited)
+	kept, err := p.st.Read(1, keep)
+	if keep == 0 {
 		kept, err = nil, nil
 	}
 	if err != nil {
@@ -444,9 +483,9 @@ func (s *replicaSim) check() error {
 	}
 	for a, p := range s.peers {
 		var sum int64
-		for id, v := range p.r.chain.Balances() {
+		for k, v := range p.r.chain.bal {
 			if v < 0 {
-				return fmt.Errorf("step %d: %s holds a negative balance %d for %s", s.steps, p.id, v, id)
+				return fmt.Errorf("step %d: %s holds a negative balance %d for %s", s.steps, p.id, v, p.r.chain.members[k])
 			}
 			sum += v
 		}
@@ -491,7 +530,12 @@ func (s *replicaSim) step(quiet bool, crashes *int) {
 		s.submit(i)
 	case x < 10 && !quiet && *crashes > 0:
 		*crashes--
-		s.crash(s.victim(i))
+		s.crash(s.victim(i), false)
+	case x < 12 && s.peers[i].r.failed != nil:
+		s.crash(i, true) // its operator restarts a node that stopped
+	case x < 14 && s.peers[i].inRound:
+		s.peers[i].r.reask() // the round's retry timer fires
+		s.apply(i)
 	case x < 20:
 		s.catchUp(i)
 	case x < 27:
@@ -513,7 +557,7 @@ func (s *replicaSim) settle() error {
 	for range 200000 {
 		idle := len(s.busyLinks()) == 0
 		for _, p := range s.peers {
-			idle = idle && len(p.r.inbox) == 0 && !p.r.refetchDue && p.r.written == p.r.durable &&
+			idle = idle && p.r.failed == nil && len(p.r.inbox) == 0 && !p.r.refetchDue && p.r.written == p.r.durable &&
 				len(p.queue) == 0 && len(p.inflight) == 0 && !p.m.Requesting() && !p.m.Held()
 		}
 		if idle {
@@ -525,7 +569,22 @@ func (s *replicaSim) settle() error {
 			return err
 		}
 	}
-	return fmt.Errorf("the cluster did not settle")
+	return fmt.Errorf("the cluster did not settle: %s", s.describe())
+}
+
+// describe says where each peer stands, for a walk that did not settle.
+func (s *replicaSim) describe() string {
+	var out string
+	for _, p := range s.peers {
+		var missing []string
+		if p.inRound {
+			missing = p.r.missingAnswers()
+		}
+		out += fmt.Sprintf("\n%s: head %d, held %v, requesting %v, in round %v (missing %v), failed %v, written %d, durable %d, inbox %d, refetch %v, queue %d, inflight %d",
+			p.id, p.r.chain.Head().Height, p.m.Held(), p.m.Requesting(), p.inRound, missing, p.r.failed, p.r.written, p.r.durable,
+			len(p.r.inbox), p.r.refetchDue, len(p.queue), len(p.inflight))
+	}
+	return out + fmt.Sprintf("\nlinks busy: %v", s.busyLinks())
 }
 
 // run walks steps random steps with up to crashes crashes, then settles,
@@ -538,6 +597,7 @@ func (s *replicaSim) run(steps, crashes int) error {
 			return err
 		}
 	}
+	s.storeFaults, s.fullEvery = 0, 0 // the end checks that the cluster converges, not these
 	if err := s.settle(); err != nil {
 		return err
 	}
@@ -550,8 +610,8 @@ func (s *replicaSim) run(steps, crashes int) error {
 	head := s.peers[0].r.chain.Head()
 	for _, p := range s.peers {
 		if h := p.r.chain.Head(); h.Hash != head.Hash {
-			return fmt.Errorf("chains differ at the end: %s is at %d %s, %s at %d %s",
-				p.id, h.Height, h.Hash.Short(), s.peers[0].id, head.Height, head.Hash.Short())
+			return fmt.Errorf("chains differ at the end: %s is at %d %s, %s at %d %s: %s",
+				p.id, h.Height, h.Hash.Short(), s.peers[0].id, head.Height, head.Hash.Short(), s.describe())
 		}
 	}
 	for _, b := range s.successes {
@@ -588,22 +648,30 @@ func simSeeds(t *testing.T) int {
 func TestReplicaSimulation(t *testing.T) {
 	seeds := simSeeds(t)
 	successes := 0
+	var tally simTally
 	for seed := range uint64(seeds) {
 		s := newReplicaSim(t, seed, 2+int(seed%4))
 		if err := s.run(600, 1+int(seed/4%5)); err != nil {
-			t.Fatalf("seed %d (%d peers, %v, durability %d, batch %d): %v", seed, len(s.peers), s.algo, s.durability, s.maxBatch, err)
+			t.Fatalf("seed %d (%d peers, %v, durability %d, batch %d, %v): %v", seed, len(s.peers), s.algo, s.durability, s.maxBatch, s.simFaults, err)
 		}
 		successes += len(s.successes)
+		tally.add(s.tally)
 	}
-	t.Logf("seeds: %d, transfers that reported success: %d", seeds, successes)
+	t.Logf("seeds: %d, transfers that reported success: %d; store faults %d (a batch's sync under SyncBeforeRelease: %d), catch-up messages refused %d, inboxes full %d; sync rounds failed %d",
+		seeds, successes, tally.storeFaults, tally.kept, tally.busy, tally.full, tally.roundsFailed)
 	if successes == 0 {
 		t.Fatal("no transfer succeeded: the walk checks nothing")
 	}
 }
 
 // The checks catch broken drivers: a holder that appends without the sync
-// round after a PeerUp, and a syncer that reports a sync the store did not
-// make (a success then dies with its client's power).
+// round after a PeerUp; a syncer that reports a sync the store did not
+// make (a success then dies with its client's power); a committer that
+// releases the mutex its node kept after its batch's sync failed under
+// SyncBeforeRelease (a peer then builds other blocks at their heights,
+// and the node comes back with its own); a syncer that hides a failed
+// Sync; a committer that appends after a failed sync round (a peer ahead
+// of it whose blocks were refused or dropped on the way).
 func TestReplicaSimulationCatchesBrokenDrivers(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -611,6 +679,9 @@ func TestReplicaSimulationCatchesBrokenDrivers(t *testing.T) {
 	}{
 		{"no-sync-round", func(s *replicaSim) { s.noSync = true }},
 		{"lying-syncer", func(s *replicaSim) { s.lieSync = true }},
+		{"release-kept-mutex", func(s *replicaSim) { s.releaseKept = true }},
+		{"hidden-sync-error", func(s *replicaSim) { s.hideSyncErr = true }},
+		{"appends-after-a-failed-round", func(s *replicaSim) { s.ignoreRoundErr = true }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for seed := range uint64(2000) {
