@@ -633,6 +633,11 @@ func TestAttackBadReleaseOverRealMutex(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 	head := c.node("1").Head()
+	// Node 3 may not have had node 1's release yet: peer 2 can be granted
+	// before it arrives there.
+	if err := c.node("3").WaitHeight(ctx, head.Height); err != nil {
+		t.Fatal(err)
+	}
 	forged := ledger.Block{Height: head.Height + 1, Prev: head.Hash, Clock: head.Clock + 1,
 		Transfer: ledger.Transfer{ID: ledger.NewTransferID(), From: "3", To: "2", Amount: 5}}
 	forged.Hash = forged.ComputeHash()
