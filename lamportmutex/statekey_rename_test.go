@@ -58,14 +58,7 @@ func renamed(w *world, perm []int) *world {
 // successorKeys returns the keys of the states one move (crashes
 // included) after w, and for each move that fails a check, its error.
 func successorKeys(w *world, sc *scenario, keys *stateKeyer) (map[[2]uint64]bool, []string, []*world) {
-	var mvs []move
-	for p := range w.c.ids {
-		mvs = w.appendReceiveMoves(mvs, p, sc)
-		mvs = w.appendLocalMoves(mvs, p, sc)
-		if w.crashes > 0 {
-			mvs = append(mvs, w.crashMoves(p)...)
-		}
-	}
+	mvs := allMoves(w, sc)
 	out := make(map[[2]uint64]bool)
 	var errs []string
 	var next []*world
