@@ -640,6 +640,7 @@ func (m *Mutex) flush() {
 	if len(out) == 0 || m.closed.Load() && m.failure != nil {
 		return
 	}
+	defer func() { clear(out); m.out = out[:0] }() // the next step's buffer
 	var refused map[string]bool
 	for i, msg := range out {
 		if slices.ContainsFunc(out[:i], func(x Message) bool { return x.To == msg.To }) {
