@@ -52,9 +52,10 @@ func (l *traceLog) lines() []string {
 func (l *traceLog) checkChain(t *testing.T, mu *Mutex, start uint64) {
 	t.Helper()
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	events := slices.Clone(l.events)
+	l.mu.Unlock() // not held across State: a held RELEASE's timer traces under the Mutex's lock
 	at := start
-	for i, ev := range l.events {
+	for i, ev := range events {
 		if ev.Before != at {
 			t.Errorf("event %d %+v: Before %d, want the previous event's Clock %d", i, ev, ev.Before, at)
 		}
