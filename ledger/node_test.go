@@ -104,7 +104,10 @@ func TestNodeClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Peer 2 never comes up, so what node 1 sent is never delivered: Close
-	// gives up on it when its ctx ends, and still closes everything.
+	// gives up on it when its ctx ends, and still closes everything. The
+	// HELLO goes out after NewNode returns; a Close before it has nothing
+	// to wait for.
+	waitFor(t, "HELLO sent to 2", func() bool { return n.LockStats().Sent[lamportmutex.Hello] > 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := n.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
