@@ -33,9 +33,10 @@ type FileOptions struct {
 // what was appended, with at most a torn record at its end, provided the
 // file system does not keep a later write of the file while losing an
 // earlier one (as ext4 in its default data=ordered mode, or a write that
-// a crash of the process, not the machine, interrupts). A failed write or
-// sync makes the store refuse every later Append and Sync, since the
-// file's state is then unknown.
+// a crash of the process, not the machine, interrupts). A failed write
+// wrote less than the whole batch, so its last record is torn or absent,
+// as Store.Append requires. A failed write or sync makes the store refuse
+// every later Append and Sync, since the file's state is then unknown.
 //
 // Memory does not grow with the blocks held, only with an index of the
 // log: the offset of every 256th block's record (8 bytes per 256 blocks,

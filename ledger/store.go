@@ -46,7 +46,11 @@ type Store interface {
 	// Append writes blocks after the last stored one; the first must
 	// extend it and each the one before it (height and Prev). It does not
 	// wait for the disk: the blocks are durable once a later Sync returns
-	// nil. When it returns an error, none may be taken as stored.
+	// nil. When it returns an error, none may be taken as stored, and no
+	// later Load may return the last of them: at most a strict prefix
+	// survives, which the node truncates, since a batch's seal is on its
+	// last block. (A store that kept a whole batch the node was told had
+	// failed would, after a restart, hold blocks its peers never got.)
 	Append(blocks ...Block) error
 	// Sync makes every block appended before it was called durable, and
 	// returns. After a failed Sync the store refuses every later Append
