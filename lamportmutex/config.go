@@ -33,7 +33,10 @@ type Config struct {
 	// Trace, if set, is called for every message sent or received and
 	// every other change of the clock (see Event), in order, while the
 	// Mutex holds its own lock: it must return at once and must not call
-	// the Mutex's methods other than Stats and Quarantine.
+	// the Mutex's methods other than Stats and Quarantine. It runs on
+	// whichever goroutine makes the step (a caller of Lock or Unlock, the
+	// Transport's delivery, the timer that sends a held RELEASE), so it
+	// must not wait for a lock that code calling the Mutex may hold.
 	Trace func(Event)
 	// Logger receives the Mutex's logs. Nil discards them.
 	Logger *slog.Logger
