@@ -280,6 +280,8 @@ func (r *replica) refuse(peer string, epoch uint64, what string, cause error, qu
 	r.emit(Event{Kind: EventPeerRefused, From: peer, Err: err})
 	if r.members[peer] && epoch == r.epoch[peer] {
 		r.barred[peer] = epoch + 1
+		delete(r.claims, peer)
+		delete(r.owed, peer)
 		if quarantine {
 			r.do(action{kind: actQuarantine, peer: peer, cause: err})
 		}
