@@ -42,7 +42,8 @@ import (
 // message finds its receiver's inbox full, one in fullEvery, as if the
 // catch-up goroutine were far behind: the inbox's count for the sender is
 // taken to be at its bound for that one message. The sync round's retry
-// timer fires at random steps (reask).
+// timer (reask) and the catch-up goroutine's (retryTick) fire at random
+// steps while they run.
 type simFaults struct {
 	storeFaults int // store operations left to fail
 	faultBudget int // storeFaults at the start, for the report
