@@ -118,6 +118,10 @@ func (n *Node) stopSyncLoop() {
 	}
 }
 
+// syncLoop is the catch-up goroutine: it handles the inbox when kicked,
+// and runs the retry timer while the replica wants it (see retryTick),
+// the period doubling each time a tick sends something and starting over
+// once the node is neither behind nor owes an announcement.
 func (n *Node) syncLoop(done chan struct{}) {
 	defer close(done)
 	ctx := n.life // ends when Close begins
@@ -134,6 +138,9 @@ func (n *Node) syncLoop(done chan struct{}) {
 				return
 			}
 		case <-retry.C:
+			if ctx.Err() != nil {
+				return
+			}
 			armed = false
 			var sent bool
 			n.run(func(r *replica) { sent = r.retryTick() })
