@@ -11,8 +11,9 @@ import (
 // replica is one node's copy of the ledger as plain state: the chain (head,
 // balances, recent window), the blocks held ahead of a gap, the refused
 // transfers it remembers, the catch-up state (the peers' incarnations, the
-// quarantined ones, what was sent to whom, the sync round and its
-// answers), and the heights written to and synced on the store.
+// quarantined ones, what was sent to whom, the heads they told, the
+// announcements owed them, the sync round and its answers), and the
+// heights written to and synced on the store.
 //
 // It starts no goroutine, takes no lock, reads no clock and writes
 // nothing. Each input is a method (a peer's release, a catch-up message,

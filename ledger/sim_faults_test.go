@@ -60,6 +60,7 @@ type simFaults struct {
 // simTally counts what the faults did, to show that they happen.
 type simTally struct {
 	storeFaults, kept, busy, full, roundsFailed int
+	retried                                     int // retry timer ticks that sent something
 }
 
 func (t *simTally) add(u simTally) {
@@ -68,6 +69,7 @@ func (t *simTally) add(u simTally) {
 	t.busy += u.busy
 	t.full += u.full
 	t.roundsFailed += u.roundsFailed
+	t.retried += u.retried
 }
 
 // faultEvery: while a seed's budget lasts, one store operation in

@@ -539,7 +539,9 @@ func (s *replicaSim) step(quiet bool, crashes *int) {
 		s.peers[i].r.reask() // the round's retry timer fires
 		s.apply(i)
 	case x < 17 && s.peers[i].r.retryWanted():
-		s.peers[i].r.retryTick() // the catch-up goroutine's retry timer fires
+		if s.peers[i].r.retryTick() { // the catch-up goroutine's retry timer fires
+			s.tally.retried++
+		}
 		s.apply(i)
 	case x < 20:
 		s.catchUp(i)
@@ -681,8 +683,8 @@ func TestReplicaSimulation(t *testing.T) {
 		successes += len(s.successes)
 		tally.add(s.tally)
 	}
-	t.Logf("seeds: %d, transfers that reported success: %d; store faults %d (a batch's sync under SyncBeforeRelease: %d), catch-up messages refused %d, inboxes full %d; sync rounds failed %d",
-		seeds, successes, tally.storeFaults, tally.kept, tally.busy, tally.full, tally.roundsFailed)
+	t.Logf("seeds: %d, transfers that reported success: %d; store faults %d (a batch's sync under SyncBeforeRelease: %d), catch-up messages refused %d, inboxes full %d; sync rounds failed %d; retry ticks that sent %d",
+		seeds, successes, tally.storeFaults, tally.kept, tally.busy, tally.full, tally.roundsFailed, tally.retried)
 	if successes == 0 {
 		t.Fatal("no transfer succeeded: the walk checks nothing")
 	}
