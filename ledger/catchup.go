@@ -33,6 +33,21 @@ import (
 //     has too. No one else can append meanwhile: the node holds the mutex.
 //     A peer whose answer does not come is asked again now and then: a
 //     full transport queue may have refused its blocks and its answer.
+//   - A full transport queue refuses catch-up messages (ErrPeerBusy), so
+//     the repair itself can be lost. A node runs a retry timer (period
+//     catchupRetry, doubling up to maxCatchupRetry while ticks send
+//     something) while it knows it is behind (blocks wait ahead of a gap,
+//     or a peer told it a head above its own) or owes a peer an
+//     announcement. At a tick, a node that was behind at the last tick
+//     too, its head unmoved since, fetches: it asks every peer for the
+//     blocks after its head. A gap opened by releases from different
+//     peers arriving out of order closes sooner, and costs nothing. A
+//     node whose blocks or announcement to a peer were refused tells that
+//     peer its head again at the next tick (a refused fetch is sent
+//     again), so a peer that does not know it lacks blocks learns it.
+//     What is sent again is a head, never blocks: blocks go only to a
+//     peer that asks. A peer that claims a head it never sends costs at
+//     most one fetch per maxCatchupRetry, until its next incarnation.
 //
 // A peer's answer is sent after the peer handled the question, so it
 // reflects every block that reached the peer before the grant; the dead
@@ -103,58 +118,104 @@ func (n *Node) stopSyncLoop() {
 	}
 }
 
+// syncLoop is the catch-up goroutine: it handles the inbox when kicked,
+// and runs the retry timer while the replica wants it (see retryTick),
+// the period doubling each time a tick sends something and starting over
+// once the node is neither behind nor owes an announcement.
 func (n *Node) syncLoop(done chan struct{}) {
 	defer close(done)
 	ctx := n.life // ends when Close begins
+	retry := time.NewTimer(catchupRetry)
+	retry.Stop()
+	defer retry.Stop()
+	wait, armed := catchupRetry, false
 	for {
 		select {
 		case <-n.stopSync:
 			return
 		case <-n.kick:
+			if !n.drainInbox(ctx) {
+				return
+			}
+		case <-retry.C:
+			if ctx.Err() != nil {
+				return
+			}
+			armed = false
+			var sent bool
+			n.run(func(r *replica) { sent = r.retryTick() })
+			if sent {
+				wait = min(2*wait, maxCatchupRetry)
+			}
 		}
-		for {
-			var batch []inbound
-			var fetch bool
-			n.run(func(r *replica) { batch, fetch = r.takeInbox() })
-			if fetch {
+		if armed {
+			continue
+		}
+		var want bool
+		n.run(func(r *replica) { want = r.retryWanted() })
+		if !want {
+			wait = catchupRetry
+			continue
+		}
+		retry.Reset(wait)
+		armed = true
+	}
+}
+
+// Between catchupRetry and maxCatchupRetry: the period of the catch-up
+// goroutine's retry timer (see retryTick), which runs while the node is
+// behind or owes a peer an announcement, doubling each time the timer
+// sends something.
+const (
+	catchupRetry    = 500 * time.Millisecond
+	maxCatchupRetry = 30 * time.Second
+)
+
+// drainInbox handles what the catch-up inbox holds, and the fetches due,
+// until it is empty. It returns false if the node is closing.
+func (n *Node) drainInbox(ctx context.Context) bool {
+	for {
+		var batch []inbound
+		var fetch bool
+		n.run(func(r *replica) { batch, fetch = r.takeInbox() })
+		if fetch {
+			continue
+		}
+		if len(batch) == 0 {
+			return true
+		}
+		announce := false
+		for _, in := range batch {
+			if ctx.Err() != nil {
+				return false
+			}
+			if in.up {
+				// One announcement for every PeerUp in the batch: a
+				// restarted node hears of all its peers at once.
+				n.run(func(r *replica) { r.dequeue(in) })
+				announce = true
 				continue
 			}
-			if len(batch) == 0 {
-				break
+			// Decoding and checking seals needs no state: done outside
+			// the step.
+			msg, decErr := decodeSync(in.payload)
+			var checkErr error
+			if decErr == nil && msg.op == opBlocks {
+				checkErr = n.r.checkReceived(in.from, msg.blocks, true)
 			}
-			announce := false
-			for _, in := range batch {
-				if ctx.Err() != nil {
+			n.run(func(r *replica) {
+				if !r.dequeue(in) {
 					return
 				}
-				if in.up {
-					// One announcement for every PeerUp in the batch: a
-					// restarted node hears of all its peers at once.
-					n.run(func(r *replica) { r.dequeue(in) })
-					announce = true
-					continue
+				if announce {
+					r.announce(opHead)
+					announce = false
 				}
-				// Decoding and checking seals needs no state: done outside
-				// the step.
-				msg, decErr := decodeSync(in.payload)
-				var checkErr error
-				if decErr == nil && msg.op == opBlocks {
-					checkErr = n.r.checkReceived(in.from, msg.blocks, true)
-				}
-				n.run(func(r *replica) {
-					if !r.dequeue(in) {
-						return
-					}
-					if announce {
-						r.announce(opHead)
-						announce = false
-					}
-					r.inbound(in, msg, decErr, checkErr)
-				})
-			}
-			if announce {
-				n.run(func(r *replica) { r.announce(opHead) })
-			}
+				r.inbound(in, msg, decErr, checkErr)
+			})
+		}
+		if announce {
+			n.run(func(r *replica) { r.announce(opHead) })
 		}
 	}
 }
@@ -163,7 +224,7 @@ func (n *Node) syncLoop(done chan struct{}) {
 // window or the store, in opBlocks messages that each end at a seal, so
 // that the peer can verify each alone. It runs outside the step. The
 // error is the store's, or a *sendCut if the mutex refused a message (it
-// is logged; the peer's next announcement or PeerUp repairs it).
+// is logged; see answerHead for the repair).
 func (n *Node) sendBlocks(l locker, to string, start, end uint64) error {
 	ctx := n.life
 	for start <= end {

@@ -197,6 +197,14 @@
 // a peer send every block after the head). An announcement has a peer
 // skip the blocks it sent to that incarnation already.
 //
+// A catch-up message that a full transport queue refuses (ErrPeerBusy) is
+// lost, so a node left behind catches up by itself: one that knows it
+// lacks blocks (it holds some ahead of a gap, or a peer told it a higher
+// head) and whose head has not moved for a while (half a second at
+// first, doubling up to 30 s) fetches them; and a node whose blocks or
+// head a peer's full queue refused tells that peer its head again a while
+// later, so that the peer learns it is behind.
+//
 // Two chains that hold different blocks at one height are never merged:
 // see Faulty peers for when that is a peer's fault and when it stops the
 // node. Two clients of

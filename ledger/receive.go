@@ -207,6 +207,9 @@ func (r *replica) accept(from string, epoch uint64, blocks []Block, fetched bool
 		delete(r.pending, h)
 		run = append(run, p)
 	}
+	if len(r.pending) > 0 {
+		r.lagged() // a gap that lasts has the blocks fetched again
+	}
 	if len(run) == 0 {
 		return
 	}

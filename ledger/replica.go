@@ -11,8 +11,9 @@ import (
 // replica is one node's copy of the ledger as plain state: the chain (head,
 // balances, recent window), the blocks held ahead of a gap, the refused
 // transfers it remembers, the catch-up state (the peers' incarnations, the
-// quarantined ones, what was sent to whom, the sync round and its
-// answers), and the heights written to and synced on the store.
+// quarantined ones, what was sent to whom, the heads they told, the
+// announcements owed them, the sync round and its answers), and the
+// heights written to and synced on the store.
 //
 // It starts no goroutine, takes no lock, reads no clock and writes
 // nothing. Each input is a method (a peer's release, a catch-up message,
@@ -280,6 +281,8 @@ func (r *replica) refuse(peer string, epoch uint64, what string, cause error, qu
 	r.emit(Event{Kind: EventPeerRefused, From: peer, Err: err})
 	if r.members[peer] && epoch == r.epoch[peer] {
 		r.barred[peer] = epoch + 1
+		delete(r.claims, peer)
+		delete(r.owed, peer)
 		if quarantine {
 			r.do(action{kind: actQuarantine, peer: peer, cause: err})
 		}

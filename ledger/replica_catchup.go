@@ -27,6 +27,19 @@ type catchupState struct {
 	answers    map[string]syncMsg
 	refetchDue bool // blocks were dropped: ask every peer for what follows the head
 
+	// claims is, per peer, the head that its current incarnation last
+	// told this node; owed is, per peer, an announcement to send it again
+	// (opFetch for a fetch, else opHead): the transport refused a catch-up
+	// message to it. See retryTick.
+	claims map[string]uint64
+	owed   map[string]syncOp
+	// retryOn: the catch-up goroutine's retry timer runs, or is to be
+	// started. lagSeen and lagHead: at the timer's last tick, this node
+	// was behind, with that head.
+	retryOn bool
+	lagSeen bool
+	lagHead uint64
+
 	// Per peer, keyed by member ids only: the incarnations seen (a count
 	// of PeerUps), the one barred (plus one; 0 for none), and the inbox's
 	// share.
@@ -47,6 +60,8 @@ type inbound struct {
 func newCatchupState() catchupState {
 	return catchupState{
 		sentTo:  make(map[string]uint64),
+		claims:  make(map[string]uint64),
+		owed:    make(map[string]syncOp),
 		epoch:   make(map[string]uint64),
 		barred:  make(map[string]uint64),
 		inCount: make(map[string]int),
@@ -96,6 +111,8 @@ func (r *replica) peerUp(peer string) {
 	r.emit(Event{Kind: EventPeerUp, From: peer})
 	r.epoch[peer]++
 	r.dropPendingFrom(peer)
+	delete(r.claims, peer) // the dead incarnation may have lost blocks it claimed
+	delete(r.owed, peer)   // every peer is told the head again
 	r.upGen++
 	r.do(action{kind: actWakeRound})
 	r.inbox = append(r.inbox, inbound{from: peer, up: true, epoch: r.epoch[peer]})
@@ -161,10 +178,101 @@ func (r *replica) dequeue(in inbound) bool {
 // that has a block we lack (a dead holder's, say) sends it. With opFetch,
 // peers send every block after the head, also those they sent before.
 func (r *replica) announce(op syncOp) {
-	head := r.chain.Head()
 	for _, p := range r.others {
-		r.send(p, syncMsg{op: op, genesis: r.genesis, height: head.Height, hash: head.Hash}, nil)
+		r.announceTo(p, op)
 	}
+}
+
+// announceTo tells peer p our head with op (opHead or opFetch). If the
+// transport refuses it (ErrPeerBusy), it is owed: sent again when the
+// retry timer fires.
+func (r *replica) announceTo(p string, op syncOp) {
+	head := r.chain.Head()
+	r.send(p, syncMsg{op: op, genesis: r.genesis, height: head.Height, hash: head.Hash}, func(err error) {
+		if errors.Is(err, lamportmutex.ErrPeerBusy) {
+			r.owe(p, op)
+		}
+	})
+}
+
+// owe notes that peer p is to be told our head again, with op; a fetch
+// owed stays one.
+func (r *replica) owe(p string, op syncOp) {
+	if r.owed[p] != opFetch {
+		r.owed[p] = op
+	}
+	r.lagged()
+}
+
+// claim notes the head that incarnation epoch of peer told this node.
+func (r *replica) claim(peer string, epoch, height uint64) {
+	if epoch != r.epoch[peer] {
+		return
+	}
+	r.claims[peer] = height
+	if height > r.chain.Head().Height {
+		r.lagged()
+	}
+}
+
+// behind reports whether this node knows that it lacks blocks: some wait
+// ahead of a gap, or a peer told it a head above its own.
+func (r *replica) behind() bool {
+	if len(r.pending) > 0 {
+		return true
+	}
+	head := r.chain.Head().Height
+	for _, h := range r.claims {
+		if h > head {
+			return true
+		}
+	}
+	return false
+}
+
+// lagged has the catch-up goroutine start its retry timer, unless it runs:
+// this node may be behind, or owes a peer an announcement.
+func (r *replica) lagged() {
+	if !r.retryOn {
+		r.retryOn = true
+		r.do(action{kind: actKickCatchup})
+	}
+}
+
+// retryWanted reports whether the catch-up goroutine's retry timer is to
+// run: this node is behind, or owes a peer an announcement. The goroutine
+// asks after each wake-up.
+func (r *replica) retryWanted() bool {
+	r.retryOn = len(r.owed) > 0 || r.behind()
+	if !r.retryOn {
+		r.lagSeen = false
+	}
+	return r.retryOn
+}
+
+// retryTick is the catch-up goroutine's retry timer firing. Every owed
+// announcement is sent again. A node that was behind at the last tick and
+// is still, its head unmoved since, asks every peer for the blocks after
+// its head (refetch): a gap that lasts a whole period is no longer the
+// transient one that releases from different peers arriving out of order
+// make. It reports whether it sent anything (the goroutine then waits
+// longer before the next tick).
+func (r *replica) retryTick() (sent bool) {
+	for _, p := range r.others {
+		if op, ok := r.owed[p]; ok {
+			delete(r.owed, p)
+			r.announceTo(p, op)
+			sent = true
+		}
+	}
+	head, behind := r.chain.Head().Height, r.behind()
+	if behind && r.lagSeen && r.lagHead == head {
+		r.log.Debug("ledger: behind for a while; asking the peers again for blocks after the head", "head", head)
+		r.refetch()
+		sent = true
+	}
+	r.lagSeen, r.lagHead = behind, head
+	return sent
 }
 
 // send queues a catch-up message; then, if set, gets the Send's error.
@@ -238,6 +346,7 @@ func (r *replica) takeAnswer(from string, epoch uint64, msg syncMsg) {
 		return
 	}
 	r.answers[from] = msg
+	r.claim(from, epoch, msg.height)
 	r.do(action{kind: actWakeRound})
 }
 
@@ -252,6 +361,7 @@ func (r *replica) answerHead(from string, epoch uint64, q syncMsg) {
 		_ = r.refuse(from, epoch, q.op.String(), err, true)
 		return
 	}
+	r.claim(from, epoch, q.height)
 	head := r.chain.Head()
 	start := head.Height + 1
 	if q.height < head.Height { // q.height+1 cannot wrap
@@ -265,9 +375,13 @@ func (r *replica) answerHead(from string, epoch uint64, q syncMsg) {
 			var cut *sendCut
 			switch {
 			case errors.As(err, &cut):
-				// What never left is not skipped by the next announcement.
+				// What never left is not skipped by the next announcement;
+				// a peer that may not know it lacks it is told our head again.
 				if r.sentTo[from] >= cut.at {
 					r.sentTo[from] = cut.at - 1
+				}
+				if errors.Is(err, lamportmutex.ErrPeerBusy) {
+					r.owe(from, opHead)
 				}
 			case err != nil:
 				_ = r.fail(err)

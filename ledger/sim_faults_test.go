@@ -42,7 +42,8 @@ import (
 // message finds its receiver's inbox full, one in fullEvery, as if the
 // catch-up goroutine were far behind: the inbox's count for the sender is
 // taken to be at its bound for that one message. The sync round's retry
-// timer fires at random steps (reask).
+// timer (reask) and the catch-up goroutine's (retryTick) fire at random
+// steps while they run.
 type simFaults struct {
 	storeFaults int // store operations left to fail
 	faultBudget int // storeFaults at the start, for the report
@@ -59,6 +60,7 @@ type simFaults struct {
 // simTally counts what the faults did, to show that they happen.
 type simTally struct {
 	storeFaults, kept, busy, full, roundsFailed int
+	retried                                     int // retry timer ticks that sent something
 }
 
 func (t *simTally) add(u simTally) {
@@ -67,6 +69,7 @@ func (t *simTally) add(u simTally) {
 	t.busy += u.busy
 	t.full += u.full
 	t.roundsFailed += u.roundsFailed
+	t.retried += u.retried
 }
 
 // faultEvery: while a seed's budget lasts, one store operation in

@@ -26,9 +26,11 @@ import (
 // is conserved and no balance is negative, that no honest peer was refused,
 // and that no peer stopped but for its own store's failure. Every success
 // is checked when it is reported: its block is in the reporter's chain and
-// covered by its store's last sync. At the end, with everyone up (a node
-// that stopped restarted) and the network quiet, every chain is the same
-// and holds every block whose transfer reported success.
+// covered by its store's last sync. Once the walk settles, with everyone
+// up (a node that stopped restarted), the network quiet and no timer
+// running, every chain is the same before any peer is granted the mutex
+// again; and at the end, after a transfer from every peer, too, and it
+// holds every block whose transfer reported success.
 //
 // The driver here plays the Node's part (the committer, the catch-up
 // goroutine, the syncer) over the replica's inputs and actions.
@@ -536,6 +538,11 @@ func (s *replicaSim) step(quiet bool, crashes *int) {
 	case x < 14 && s.peers[i].inRound:
 		s.peers[i].r.reask() // the round's retry timer fires
 		s.apply(i)
+	case x < 17 && s.peers[i].r.retryWanted():
+		if s.peers[i].r.retryTick() { // the catch-up goroutine's retry timer fires
+			s.tally.retried++
+		}
+		s.apply(i)
 	case x < 20:
 		s.catchUp(i)
 	case x < 27:
@@ -552,13 +559,14 @@ func (s *replicaSim) step(quiet bool, crashes *int) {
 }
 
 // settle runs quiet steps until nothing moves: no message in flight, no
-// inbox, nothing unsynced, nobody waiting for the mutex.
+// inbox, nothing unsynced, nobody waiting for the mutex, no retry timer
+// running.
 func (s *replicaSim) settle() error {
 	for range 200000 {
 		idle := len(s.busyLinks()) == 0
 		for _, p := range s.peers {
 			idle = idle && p.r.failed == nil && len(p.r.inbox) == 0 && !p.r.refetchDue && p.r.written == p.r.durable &&
-				len(p.queue) == 0 && len(p.inflight) == 0 && !p.m.Requesting() && !p.m.Held()
+				len(p.queue) == 0 && len(p.inflight) == 0 && !p.m.Requesting() && !p.m.Held() && !p.r.retryWanted()
 		}
 		if idle {
 			return nil
@@ -580,9 +588,9 @@ func (s *replicaSim) describe() string {
 		if p.inRound {
 			missing = p.r.missingAnswers()
 		}
-		out += fmt.Sprintf("\n%s: head %d, held %v, requesting %v, in round %v (missing %v), failed %v, written %d, durable %d, inbox %d, refetch %v, queue %d, inflight %d",
+		out += fmt.Sprintf("\n%s: head %d, held %v, requesting %v, in round %v (missing %v), failed %v, written %d, durable %d, inbox %d, refetch %v, pending %d, behind %v, owed %v, queue %d, inflight %d",
 			p.id, p.r.chain.Head().Height, p.m.Held(), p.m.Requesting(), p.inRound, missing, p.r.failed, p.r.written, p.r.durable,
-			len(p.r.inbox), p.r.refetchDue, len(p.queue), len(p.inflight))
+			len(p.r.inbox), p.r.refetchDue, len(p.r.pending), p.r.behind(), p.r.owed, len(p.queue), len(p.inflight))
 	}
 	return out + fmt.Sprintf("\nlinks busy: %v", s.busyLinks())
 }
@@ -597,8 +605,18 @@ func (s *replicaSim) run(steps, crashes int) error {
 			return err
 		}
 	}
-	s.storeFaults, s.fullEvery = 0, 0 // the end checks that the cluster converges, not these
+	// The end checks that the cluster converges, not these.
+	s.storeFaults, s.fullEvery = 0, 0
 	if err := s.settle(); err != nil {
+		return err
+	}
+	// No grant and no PeerUp comes now: a peer that missed blocks (a
+	// full link refused them) gets them by itself, its timers firing.
+	s.busyAt = 0
+	if err := s.settle(); err != nil {
+		return err
+	}
+	if err := s.sameHeads("once the walk settled, before any grant"); err != nil {
 		return err
 	}
 	for i := range s.peers {
@@ -607,12 +625,8 @@ func (s *replicaSim) run(steps, crashes int) error {
 	if err := s.settle(); err != nil {
 		return err
 	}
-	head := s.peers[0].r.chain.Head()
-	for _, p := range s.peers {
-		if h := p.r.chain.Head(); h.Hash != head.Hash {
-			return fmt.Errorf("chains differ at the end: %s is at %d %s, %s at %d %s: %s",
-				p.id, h.Height, h.Hash.Short(), s.peers[0].id, head.Height, head.Hash.Short(), s.describe())
-		}
+	if err := s.sameHeads("at the end"); err != nil {
+		return err
 	}
 	for _, b := range s.successes {
 		got, ok, err := s.peers[0].r.block(b.Height)
@@ -621,6 +635,18 @@ func (s *replicaSim) run(steps, crashes int) error {
 		}
 		if !ok || got.Hash != b.Hash {
 			return fmt.Errorf("the block %d %s of a transfer that reported success is not in the final chain", b.Height, b.Hash.Short())
+		}
+	}
+	return nil
+}
+
+// sameHeads checks that every peer has the same head.
+func (s *replicaSim) sameHeads(when string) error {
+	head := s.peers[0].r.chain.Head()
+	for _, p := range s.peers {
+		if h := p.r.chain.Head(); h.Hash != head.Hash {
+			return fmt.Errorf("chains differ %s: %s is at %d %s, %s at %d %s: %s",
+				when, p.id, h.Height, h.Hash.Short(), s.peers[0].id, head.Height, head.Hash.Short(), s.describe())
 		}
 	}
 	return nil
@@ -657,8 +683,8 @@ func TestReplicaSimulation(t *testing.T) {
 		successes += len(s.successes)
 		tally.add(s.tally)
 	}
-	t.Logf("seeds: %d, transfers that reported success: %d; store faults %d (a batch's sync under SyncBeforeRelease: %d), catch-up messages refused %d, inboxes full %d; sync rounds failed %d",
-		seeds, successes, tally.storeFaults, tally.kept, tally.busy, tally.full, tally.roundsFailed)
+	t.Logf("seeds: %d, transfers that reported success: %d; store faults %d (a batch's sync under SyncBeforeRelease: %d), catch-up messages refused %d, inboxes full %d; sync rounds failed %d; retry ticks that sent %d",
+		seeds, successes, tally.storeFaults, tally.kept, tally.busy, tally.full, tally.roundsFailed, tally.retried)
 	if successes == 0 {
 		t.Fatal("no transfer succeeded: the walk checks nothing")
 	}
