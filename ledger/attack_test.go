@@ -187,15 +187,21 @@ func TestHeadAtMaxHeightSendsNothing(t *testing.T) {
 }
 
 // A member that floods the catch-up inbox, faster than the node handles
-// it, is held to the inbox's bounds: its blocks messages are dropped, any
-// other message is refused, and the heap stays bounded.
+// it, is held to the inbox's bounds: its blocks messages are dropped, and
+// the heap stays bounded. Its blocks never crowd out its other messages
+// (an honest peer's answer comes after its blocks): those have a bound of
+// their own, past which the peer is refused.
 func TestAttackCatchUpFloodBounded(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	n, l, events := newVictim(t)
 	if _, err := n.Transfer(context.Background(), "2", 1); err != nil {
 		t.Fatal(err)
 	}
-	l.gate = make(chan struct{}) // the catch-up goroutine's sends now wait
+	gate := make(chan struct{})
+	l.gate = gate // the catch-up goroutine's sends now wait
+	var opened sync.Once
+	open := func() { opened.Do(func() { close(gate) }) }
+	defer open() // also when the test fails: Close waits for the goroutine
 	g := n.Genesis()
 	if err := n.HandleMessage("3", headMsg(1, 0, 0, g.Hash)); err != nil { // honest: node 1 sends 3 block 1
 		t.Fatal(err)
@@ -219,11 +225,17 @@ func TestAttackCatchUpFloodBounded(t *testing.T) {
 	if limit := int64(ledger.MaxInboxBytes + 16<<20); growth > limit {
 		t.Fatalf("heap grew by %d bytes, more than %d", growth, limit)
 	}
-	// Beyond the bounds, a message that is not blocks is refused at once.
-	if err := n.HandleMessage("2", headMsg(1, 0, 0, g.Hash)); !errors.Is(err, ledger.ErrPeerRefused) {
-		t.Fatalf("head over the bound: %v, want a refusal", err)
+	// Heads, answers and fetches are queued apart from the blocks, up to
+	// their own bound; the next one is refused.
+	for i := range ledger.MaxInboxControl {
+		if err := n.HandleMessage("2", headMsg(1, 0, 0, g.Hash)); err != nil {
+			t.Fatalf("head %d behind a full inbox of blocks: %v, want it queued", i+1, err)
+		}
 	}
-	close(l.gate)
+	if err := n.HandleMessage("2", headMsg(1, 0, 0, g.Hash)); !errors.Is(err, ledger.ErrPeerRefused) {
+		t.Fatalf("head over its bound: %v, want a refusal", err)
+	}
+	open()
 	if _, err := n.Transfer(context.Background(), "2", 1); err != nil {
 		t.Fatalf("Transfer after the flood: %v", err)
 	}

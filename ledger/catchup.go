@@ -59,13 +59,15 @@ import (
 // goroutine and not yet handled. A peer whose blocks messages would go
 // beyond either bound has them dropped; the node asks for the blocks again
 // once its inbox drains (an honest peer far ahead can send that much while
-// this node's disk catches up). A peer whose other messages (heads,
-// answers, fetches: small, and an honest peer sends few) would go beyond
-// either bound is refused and quarantined. In all, the inbox holds at most
-// (members-1) times the bounds.
+// this node's disk catches up). A peer's other messages (heads, answers,
+// fetches: small, and an honest peer sends few) are bounded apart, so that
+// its blocks never crowd out its answer: one that would have more than
+// maxInboxControl of them queued is refused and quarantined. In all, the
+// inbox holds at most (members-1) times the bounds.
 const (
 	MaxInboxMessages = 4096
 	MaxInboxBytes    = 16 << 20
+	maxInboxControl  = 256 // of syncHeadLen bytes each
 )
 
 // catchupLoop is a Node's catch-up goroutine and its channels.

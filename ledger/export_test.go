@@ -15,6 +15,10 @@ func QueueLen(n *Node) int {
 	return len(n.queue)
 }
 
+// MaxInboxControl bounds a peer's queued catch-up messages other than
+// blocks.
+const MaxInboxControl = maxInboxControl
+
 // TestKey and TestPubKeys give members deterministic keys in tests.
 var (
 	TestKey     = testKey

@@ -42,11 +42,12 @@ type catchupState struct {
 
 	// Per peer, keyed by member ids only: the incarnations seen (a count
 	// of PeerUps), the one barred (plus one; 0 for none), and the inbox's
-	// share.
+	// share: blocks messages and their bytes, and other messages.
 	epoch   map[string]uint64
 	barred  map[string]uint64
 	inCount map[string]int
 	inBytes map[string]int
+	inCtl   map[string]int
 }
 
 // inbound is a message or a PeerUp for the catch-up goroutine.
@@ -66,6 +67,7 @@ func newCatchupState() catchupState {
 		barred:  make(map[string]uint64),
 		inCount: make(map[string]int),
 		inBytes: make(map[string]int),
+		inCtl:   make(map[string]int),
 	}
 }
 
@@ -81,18 +83,25 @@ func (r *replica) message(from string, payload []byte) error {
 	if !r.members[from] || from == r.id || r.isBarred(from, r.epoch[from]) {
 		return nil
 	}
-	if r.inCount[from] >= MaxInboxMessages || r.inBytes[from]+len(payload) > MaxInboxBytes {
-		count, size := r.inCount[from], r.inBytes[from]
-		if len(payload) > 2 && syncOp(payload[2]) == opBlocks {
-			r.log.Debug("ledger: catch-up inbox full; blocks dropped, to be fetched again", "from", from)
-			r.refetch()
-			return nil
-		}
-		return r.refuse(from, r.epoch[from], "catch-up messages", fmt.Errorf("%w: %d messages of %d bytes queued, and %d more bytes",
-			errInboxFull, count, size, len(payload)), false)
+	blocks := isBlocksMsg(payload)
+	switch {
+	case blocks && (r.inCount[from] >= MaxInboxMessages || r.inBytes[from]+len(payload) > MaxInboxBytes):
+		r.log.Debug("ledger: catch-up inbox full; blocks dropped, to be fetched again", "from", from)
+		r.refetch()
+		return nil
+	case !blocks && len(payload) != syncHeadLen:
+		_, err := decodeSync(payload)
+		return r.refuse(from, r.epoch[from], "catch-up message", err, false)
+	case !blocks && r.inCtl[from] >= maxInboxControl:
+		return r.refuse(from, r.epoch[from], "catch-up messages", fmt.Errorf("%w: %d heads, answers and fetches queued",
+			errInboxFull, r.inCtl[from]), false)
 	}
-	r.inCount[from]++
-	r.inBytes[from] += len(payload)
+	if blocks {
+		r.inCount[from]++
+		r.inBytes[from] += len(payload)
+	} else {
+		r.inCtl[from]++
+	}
 	r.inbox = append(r.inbox, inbound{from: from, payload: payload, epoch: r.epoch[from]})
 	r.do(action{kind: actKickCatchup})
 	return nil
@@ -100,6 +109,12 @@ func (r *replica) message(from string, payload []byte) error {
 
 // errInboxFull: a peer sent more catch-up messages than the inbox holds.
 var errInboxFull = errors.New("catch-up inbox full")
+
+// isBlocksMsg reports whether a catch-up message says it carries blocks
+// (opBlocks), which the inbox bounds apart from the others.
+func isBlocksMsg(payload []byte) bool {
+	return len(payload) > 2 && syncOp(payload[2]) == opBlocks
+}
 
 // peerUp notes that a new incarnation of peer came up: the node tells the
 // peer its head, and syncs with every peer before it next builds a block.
@@ -169,8 +184,12 @@ func (r *replica) dequeue(in inbound) bool {
 		delete(r.sentTo, in.from)
 		return true
 	}
-	r.inCount[in.from]--
-	r.inBytes[in.from] -= len(in.payload)
+	if isBlocksMsg(in.payload) {
+		r.inCount[in.from]--
+		r.inBytes[in.from] -= len(in.payload)
+	} else {
+		r.inCtl[in.from]--
+	}
 	return !r.isBarred(in.from, in.epoch)
 }
 
