@@ -137,7 +137,8 @@
 // A peer's bad input (a release or catch-up message that does not decode,
 // a block that does not extend the chain or fails verification, a block
 // in a release that spends another client's money, a head or answer that
-// is not in the chain, more catch-up messages than the inbox holds) is
+// is not in the chain, more heads, answers and fetches than the inbox
+// holds) is
 // refused: one log line names the peer and the cause, EventPeerRefused
 // reports it, and that incarnation of the peer is quarantined (the mutex
 // ends its session and ignores it until it restarts). The node keeps serving reads,
@@ -163,7 +164,9 @@
 // refuses the blocks (and the head claims) built on the other's block.
 //
 // What a peer feeds is bounded: the catch-up inbox per peer
-// (MaxInboxMessages, MaxInboxBytes), received blocks to the window
+// (MaxInboxMessages, MaxInboxBytes for blocks, which are dropped and
+// fetched again beyond them, and 256 other messages), received blocks to
+// the window
 // MaxPending above the head, the maps to the members. Events reach
 // Config.OnEvent through a queue of EventQueueSize on the node's own
 // goroutine, so a slow subscriber loses events (EventDropped) instead of
