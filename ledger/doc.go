@@ -135,21 +135,21 @@
 // # Faulty peers
 //
 // A peer's bad input (a release or catch-up message that does not decode,
-// a block that does not extend the chain or fails verification, a block
-// in a release that spends another client's money, a head or answer that
-// is not in the chain, more heads, answers and fetches than the inbox
-// holds) is
-// refused: one log line names the peer and the cause, EventPeerRefused
+// a block that does not extend the chain or fails verification, a block in
+// a release that spends another client's money, a head or answer that is
+// not in the chain, more heads, answers and fetches than the inbox holds)
+// is refused: one log line names the peer and the cause, EventPeerRefused
 // reports it, and that incarnation of the peer is quarantined (the mutex
-// ends its session and ignores it until it restarts). The node keeps serving reads,
-// and commits again once the peer's next incarnation behaves; a sync round
-// waiting on a quarantined peer waits for that restart. The node stops
-// (ErrDiverged, Node.Err, EventFailed) only for its own storage failure,
-// or for a fork proven by two validly sealed blocks at one height on the
-// same predecessor, both sealed by one member, which a peer other than
-// that member relayed (a *ConflictError carrying both blocks). A peer that
-// sends a second block of its own for a height at which this node has its
-// first has equivocated, and only it is refused.
+// ends its session and ignores it until it restarts). The node keeps
+// serving reads, and commits again once the peer's next incarnation
+// behaves; a sync round waiting on a quarantined peer waits for that
+// restart. The node stops (ErrDiverged, Node.Err, EventFailed) only for
+// its own storage failure, or for a fork proven by two validly sealed
+// blocks at one height on the same predecessor, both sealed by one member,
+// which a peer other than that member relayed (a *ConflictError carrying
+// both blocks). A peer that sends a second block of its own for a height
+// at which this node has its first has equivocated, and only it is
+// refused.
 //
 // Blocks are not bound to mutex grants, a known limit: a member that does
 // not hold the mutex can still seal a block of its own for the next height
