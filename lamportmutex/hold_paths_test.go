@@ -13,25 +13,17 @@ import (
 // the other peer still goes out when its linger ends.
 func TestHeldReleaseGoesBeforeEveryLaterMessage(t *testing.T) {
 	t.Run("data", func(t *testing.T) {
-		mu, ft := newTrioMutex(t, Config{})
-		lockTrio(t, mu, ft)
-		if err := mu.Unlock(nil); err != nil {
-			t.Fatal(err)
-		}
+		mu, ft := unlockHeld(t, func() Config { return Config{} })
 		if err := mu.Send("2", []byte("catch up")); err != nil {
 			t.Fatal(err)
 		}
 		if ks := ft.kindsTo("2"); !slices.Equal(ks, []Kind{Request, Release, Data}) {
 			t.Fatalf("to 2: %v, want REQUEST, RELEASE, DATA", ks)
 		}
-		waitSent(t, ft, "3", Release, 1)
+		wantLingerSends(t, mu, ft, "3")
 	})
 	t.Run("hello to a restarted peer", func(t *testing.T) {
-		mu, ft := newTrioMutex(t, Config{})
-		lockTrio(t, mu, ft)
-		if err := mu.Unlock(nil); err != nil {
-			t.Fatal(err)
-		}
+		mu, ft := unlockHeld(t, func() Config { return Config{} })
 		ft.feed(Message{Kind: PeerUp, From: "3", To: "1", Incarnation: 2})
 		if ks := ft.kindsTo("3"); !slices.Equal(ks, []Kind{Request, Release}) {
 			t.Fatalf("to 3 after its HELLO: %v, want REQUEST, RELEASE before it", ks)
@@ -54,9 +46,22 @@ func TestHeldReleaseGoesBeforeEveryLaterMessage(t *testing.T) {
 		if hello < 0 || hello < release {
 			t.Errorf("the HELLO to 3's new incarnation is at %d of what was sent, the RELEASE held for the old one at %d", hello, release)
 		}
-		waitSent(t, ft, "2", Release, 1)
+		wantLingerSends(t, mu, ft, "2")
 		if err := mu.Close(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	})
+}
+
+// wantLingerSends plays mu's linger timer, which unlockHeld stopped, and
+// checks that it sends the RELEASE still held for peer, alone.
+func wantLingerSends(t *testing.T, mu *Mutex, ft *fakeTransport, peer string) {
+	t.Helper()
+	if ks := ft.kindsTo(peer); !slices.Equal(ks, []Kind{Request}) {
+		t.Fatalf("to %s before the linger ends: %v, want its RELEASE still held", peer, ks)
+	}
+	mu.sendHeld()
+	if ks := ft.lastCallTo(peer); !slices.Equal(ks, []Kind{Release}) {
+		t.Errorf("to %s when the linger ends: %v, want the held RELEASE", peer, ks)
+	}
 }

@@ -70,29 +70,71 @@ func (f *fakeTransport) lastCallTo(peer string) []Kind {
 	return nil
 }
 
+// heldAttempts bounds the attempts a test makes to see a RELEASE still
+// held when it stops the linger timer: a slow machine loses a few to the
+// timer, and an Unlock that holds nothing back loses them all.
+const heldAttempts = 100
+
+// unlockHeld starts peer 1 of {1, 2, 3} with cfg(), takes the lock and
+// unlocks it without payload, then stops the linger timer, as a timer slow
+// to fire would be: the RELEASEs to 2 and 3 stay held until a later message
+// to their peer carries them, the test plays the timer (mu.sendHeld), or
+// Close sends them. An attempt whose timer fired before it was stopped (a
+// slow machine) is dropped and made again. It is the Mutex's first
+// Unlock: after a later one, a stopped timer would not show that an
+// earlier firing's sendHeld no longer waits for the lock.
+func unlockHeld(t *testing.T, cfg func() Config) (*Mutex, *fakeTransport) {
+	t.Helper()
+	for range heldAttempts {
+		mu, ft := newTrioMutex(t, cfg())
+		lockTrio(t, mu, ft)
+		if err := mu.Unlock(nil); err != nil {
+			t.Fatal(err)
+		}
+		mu.lockState()
+		held := mu.linger.Stop() && len(mu.held) > 0
+		mu.unlockState()
+		if held {
+			return mu, ft
+		}
+		if err := mu.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Fatalf("in %d attempts, nothing was still held after Unlock without payload", heldAttempts)
+	return nil, nil
+}
+
 // A peer that takes the lock again at once sends its RELEASE and its next
-// REQUEST in one Send per peer. The RELEASE may also go alone when its
-// linger ends first (a slow machine), so the test asks only that it goes
-// together at least once in many rounds; every round, each peer gets the
-// RELEASE before the next REQUEST.
+// REQUEST in one Send per peer. The test stops the linger timer, so that
+// the RELEASE waits for the REQUEST however slow the machine.
 func TestUnlockHoldsReleaseForTheNextRequest(t *testing.T) {
+	for range 10 {
+		mu, ft := unlockHeld(t, func() Config { return Config{} })
+		lockTrio(t, mu, ft)
+		for _, p := range []string{"2", "3"} {
+			if got := ft.lastCallTo(p); !slices.Equal(got, []Kind{Release, Request}) {
+				t.Fatalf("to %s: the last Send was %v, want the held RELEASE and the next REQUEST together", p, got)
+			}
+		}
+		if err := mu.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Whether or not its linger ends first, each peer gets every RELEASE
+// before the next REQUEST.
+func TestHeldReleaseKeepsItsPlace(t *testing.T) {
 	mu, ft := newTrioMutex(t, Config{})
-	together := 0
 	for range 50 {
 		lockTrio(t, mu, ft)
 		if err := mu.Unlock(nil); err != nil {
 			t.Fatal(err)
 		}
-		lockTrio(t, mu, ft)
-		if slices.Equal(ft.lastCallTo("2"), []Kind{Release, Request}) && slices.Equal(ft.lastCallTo("3"), []Kind{Release, Request}) {
-			together++
-		}
-		if err := mu.Unlock(nil); err != nil {
-			t.Fatal(err)
-		}
 	}
-	waitSent(t, ft, "2", Release, 100)
-	waitSent(t, ft, "3", Release, 100)
+	waitSent(t, ft, "2", Release, 50)
+	waitSent(t, ft, "3", Release, 50)
 	for _, p := range []string{"2", "3"} {
 		ks := ft.kindsTo(p)
 		for i, k := range ks {
@@ -101,28 +143,26 @@ func TestUnlockHoldsReleaseForTheNextRequest(t *testing.T) {
 			}
 		}
 	}
-	if together == 0 {
-		t.Error("no RELEASE went in one Send with the next REQUEST in 50 rounds")
-	}
 }
 
 // A RELEASE held back goes before the REPLY to a peer that asks for the
-// lock: that peer must not see this peer's answer while its old request
-// still heads the queue there.
+// lock, in the same Send: that peer must not see this peer's answer while
+// its old request still heads the queue there. What is held for the
+// other peer stays held.
 func TestHeldReleaseGoesBeforeTheReply(t *testing.T) {
-	for range 20 {
-		mu, ft := newTrioMutex(t, Config{})
-		lockTrio(t, mu, ft)
-		if err := mu.Unlock(nil); err != nil {
-			t.Fatal(err)
-		}
-		ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 50, Incarnation: 1})
-		if ks := ft.kindsTo("2"); !slices.Equal(ks, []Kind{Request, Release, Reply}) {
-			t.Fatalf("to 2: %v, want REQUEST, RELEASE, REPLY", ks)
-		}
-		if err := mu.Close(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+	mu, ft := unlockHeld(t, func() Config { return Config{} })
+	ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 50, Incarnation: 1})
+	if ks := ft.kindsTo("2"); !slices.Equal(ks, []Kind{Request, Release, Reply}) {
+		t.Fatalf("to 2: %v, want REQUEST, RELEASE, REPLY", ks)
+	}
+	if ks := ft.lastCallTo("2"); !slices.Equal(ks, []Kind{Release, Reply}) {
+		t.Errorf("the last Send to 2: %v, want RELEASE and REPLY together", ks)
+	}
+	if ks := ft.kindsTo("3"); !slices.Equal(ks, []Kind{Request}) {
+		t.Errorf("to 3: %v, want its RELEASE still held", ks)
+	}
+	if err := mu.Close(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -167,11 +207,7 @@ func TestReleaseNotHeld(t *testing.T) {
 		sentNow(t, ft, "Unlock with a payload", "2", "3")
 	})
 	t.Run("close", func(t *testing.T) {
-		mu, ft := newTrioMutex(t, Config{})
-		lockTrio(t, mu, ft)
-		if err := mu.Unlock(nil); err != nil {
-			t.Fatal(err)
-		}
+		mu, ft := unlockHeld(t, func() Config { return Config{} })
 		if err := mu.Close(context.Background()); err != nil {
 			t.Fatal(err)
 		}

@@ -166,26 +166,26 @@ func TestTraceLocalTick(t *testing.T) {
 // TestTraceHeldRelease: an Unlock that holds its RELEASEs back reports
 // the release's tick as a local event; each RELEASE, sent later (before
 // the REPLY to a peer that asks, or when its linger ends), is reported
-// then, with Clock equal to Before, whatever the clock did meanwhile.
+// then, with Clock equal to Before, whatever the clock did meanwhile. The
+// test holds the linger timer and plays it after the REPLY.
 func TestTraceHeldRelease(t *testing.T) {
-	log := &traceLog{}
-	mu, ft := newTrioMutex(t, Config{StartClock: 3, Trace: log.add})
-	lockTrio(t, mu, ft)
+	var log *traceLog
+	mu, ft := unlockHeld(t, func() Config {
+		log = &traceLog{}
+		return Config{StartClock: 3, Trace: log.add}
+	})
 	log.mu.Lock()
-	from := len(log.events)
+	from := len(log.events) - 1 // the Unlock's
 	log.mu.Unlock()
-	if err := mu.Unlock(nil); err != nil {
-		t.Fatal(err)
-	}
 	ft.feed(Message{Kind: Request, From: "2", To: "1", Clock: 50, Incarnation: 1})
-	waitSent(t, ft, "3", Release, 1)
+	mu.sendHeld()
 	log.checkChain(t, mu, 3)
 	lines := log.lines()[from:]
 	log.mu.Lock()
 	evs := slices.Clone(log.events[from:])
 	log.mu.Unlock()
 	if len(evs) == 0 || evs[0].Message.Kind != 0 || evs[0].Clock != evs[0].Before+1 {
-		t.Fatalf("first event after Unlock: %+v, want a local event of one tick", evs)
+		t.Fatalf("the Unlock's event: %+v, want a local event of one tick", evs)
 	}
 	released := evs[0].Clock
 	releases := 0
@@ -201,4 +201,11 @@ func TestTraceHeldRelease(t *testing.T) {
 	if releases != 2 {
 		t.Errorf("%d RELEASEs reported sent, want 2: %q", releases, lines)
 	}
+	wantTrace(t, &traceLog{events: evs}, []string{
+		"local: 7->8",
+		"recv REQUEST@50 from 2: 8->51",
+		"sent RELEASE@8 to 2: 51->51", // held, before the REPLY
+		"sent REPLY@52 to 2: 51->52",
+		"sent RELEASE@8 to 3: 52->52", // when its linger ends
+	})
 }
