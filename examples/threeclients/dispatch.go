@@ -383,17 +383,22 @@ func (s *session) settle(all bool) bool {
 }
 
 // quietNet reports whether every message the running clients ids sent
-// each other has been handled, and describes their clocks and message
-// counts, so that settle can see them unchanged across two looks. With a
-// client of this process stopped it cannot tell, and says yes.
+// each other has been handled and no request is queued anywhere (a
+// RELEASE the mutex holds back is not counted as sent until it goes, but
+// the request it ends is still queued at its receivers), and describes
+// their clocks and message counts, so that settle can see them unchanged
+// across two looks. With a client of this process stopped it cannot tell,
+// and says yes.
 func (s *session) quietNet(ids []string) (string, bool) {
 	if len(ids) != len(s.ids) {
 		return "", true
 	}
 	var sent, handled uint64
+	queued := false
 	var sb strings.Builder
 	for _, id := range ids {
 		c := s.clients[id]
+		queued = queued || len(c.node.LockState().Queue) > 0
 		st := c.node.LockStats()
 		for _, n := range st.Sent {
 			sent += n
@@ -407,7 +412,7 @@ func (s *session) quietNet(ids []string) (string, bool) {
 		handled += st.Dropped + st.Stale + st.HandlerErrors
 		fmt.Fprintf(&sb, "%d;", c.clock.Load())
 	}
-	return fmt.Sprintf("%s %d/%d", sb.String(), handled, sent), sent == handled
+	return fmt.Sprintf("%s %d/%d", sb.String(), handled, sent), sent == handled && !queued
 }
 
 // sameChain reports whether the clients ids have the same head block.
