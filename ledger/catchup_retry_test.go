@@ -220,25 +220,6 @@ func TestRefusedCatchupIsAnnouncedAgain(t *testing.T) {
 	}
 }
 
-// claimLocker grants at once and passes on the fetches the node sends.
-type claimLocker struct{ fetches chan syncMsg }
-
-func (l *claimLocker) Lock(context.Context) (lamportmutex.Token, error) {
-	return lamportmutex.Token{Clock: 1, ID: "1"}, nil
-}
-func (l *claimLocker) Unlock([]byte) error      { return nil }
-func (l *claimLocker) Quarantine(string, error) {}
-func (l *claimLocker) Send(_ string, p []byte) error {
-	m, err := decodeSync(p)
-	if err == nil && m.op == opFetch {
-		select {
-		case l.fetches <- m:
-		default:
-		}
-	}
-	return err
-}
-
 // A Node's catch-up goroutine runs the retry timer: told a head above its
 // own, with no other message to come, the node fetches by itself.
 func TestNodeBehindFetchesByItself(t *testing.T) {
@@ -248,7 +229,7 @@ func TestNodeBehindFetchesByItself(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &claimLocker{fetches: make(chan syncMsg, 1)}
+	l := &tapLocker{want: func(m syncMsg) bool { return m.op == opFetch }, got: make(chan syncMsg, 1)}
 	n.start(l)
 	defer n.Close(context.Background())
 	claim, err := encodeSync(syncMsg{op: opHead, genesis: g.Hash, height: 3, hash: Hash{3}})
@@ -258,7 +239,7 @@ func TestNodeBehindFetchesByItself(t *testing.T) {
 	if err := n.handleMessage("2", claim); err != nil {
 		t.Fatal(err)
 	}
-	if m := <-l.fetches; m.height != 0 {
+	if m := <-l.got; m.height != 0 {
 		t.Fatalf("fetched after height %d, not 0", m.height)
 	}
 }
